@@ -1,0 +1,18 @@
+//! crdgen: writes Palisade's CRD YAML files into the directories given as arguments.
+
+use std::{fs, path::PathBuf};
+
+fn main() -> std::io::Result<()> {
+    let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if dirs.is_empty() {
+        eprintln!("usage: crdgen DIR [DIR...]");
+        std::process::exit(2);
+    }
+    for dir in &dirs {
+        fs::create_dir_all(dir)?;
+        for (file, crd) in palisade_crds::all_crds() {
+            fs::write(dir.join(&file), palisade_crds::crd_yaml(&crd))?;
+        }
+    }
+    Ok(())
+}

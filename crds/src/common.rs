@@ -1,0 +1,82 @@
+//! Types both profile kinds share: the on/off switch and the status the operator reports.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// At most this many per-node failures are listed in a profile's status.
+pub const MAX_FAILURES: usize = 10;
+
+/// Whether a profile should be on its nodes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum ProfileState {
+    /// Installed on every selected node.
+    #[default]
+    Enabled,
+    /// Removed from every node; the object stays.
+    Disabled,
+}
+
+/// Status of an AppArmorProfile or SeccompProfile, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    /// The generation the operator last validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Accepted`: the operator validated this generation. `Ready`: every targeted node
+    /// installed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub conditions: Vec<Condition>,
+
+    /// Node counts for the current generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeCounts>,
+
+    /// Up to 10 nodes where installing failed, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub failures: Vec<NodeFailure>,
+
+    /// For seccomp: the value pods put in `seccompProfile.localhostProfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localhost_profile: Option<String>,
+
+    /// Pods that reference this profile; while any does, deletion waits.
+    #[serde(default)]
+    pub active_workloads: u32,
+}
+
+/// How many nodes the profile targets and where each stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCounts {
+    /// Nodes the profile's nodeSelector matches that run a live agent.
+    pub targeted: u32,
+    /// Targeted nodes that installed the current generation.
+    pub installed: u32,
+    /// Targeted nodes that failed to install it.
+    pub failed: u32,
+    /// Targeted nodes that have not reported the current generation yet.
+    pub pending: u32,
+    /// Targeted nodes that cannot run this kind of profile (e.g. no AppArmor).
+    pub unsupported: u32,
+}
+
+/// One node's install failure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFailure {
+    /// Node name.
+    pub node: String,
+    /// What went wrong, as the agent reported it.
+    pub message: String,
+}
+
+/// Hex SHA-256 of rendered profile content: the digest agents report and compare.
+pub fn digest(content: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(content))
+}

@@ -1,0 +1,115 @@
+//! The `NodeProfileStatus` kind: one object per node, written only by that node's agent.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Most profiles one node reports (bounded so the object stays well under etcd's limit).
+pub const MAX_NODE_PROFILES: usize = 5000;
+
+/// The profiles one node holds, as its agent reports them. Named after the node and owned
+/// by the Node object, so it is garbage-collected with the node.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "palisade.dev",
+    version = "v1alpha1",
+    kind = "NodeProfileStatus",
+    plural = "nodeprofilestatuses",
+    shortname = "nps",
+    category = "palisade",
+    status = "NodeProfileStatusStatus",
+    printcolumn(name = "AppArmor", type_ = "boolean", json_path = ".status.capabilities.apparmor", description = "AppArmor can be loaded on this node"),
+    printcolumn(name = "Seccomp", type_ = "boolean", json_path = ".status.capabilities.seccomp", description = "Seccomp is available on this node"),
+    printcolumn(name = "Agent", type_ = "string", json_path = ".status.agentVersion", description = "Agent version"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeProfileStatusSpec {}
+
+/// What the node's agent reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeProfileStatusStatus {
+    /// Version of the agent that wrote this.
+    #[serde(default)]
+    pub agent_version: String,
+    /// What the node can enforce.
+    #[serde(default)]
+    pub capabilities: NodeCapabilities,
+    /// Every profile on the node, one entry per kind and name.
+    #[serde(default)]
+    #[schemars(length(max = 5000))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    pub profiles: Vec<NodeProfile>,
+}
+
+/// What the node can enforce.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCapabilities {
+    /// The AppArmor LSM is enabled and a parser is present.
+    #[serde(default)]
+    pub apparmor: bool,
+    /// `apparmor_parser --version`, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_parser_version: Option<String>,
+    /// Why AppArmor is unavailable, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_reason: Option<String>,
+    /// The kubelet seccomp directory is writable and the kernel has seccomp.
+    #[serde(default)]
+    pub seccomp: bool,
+    /// Why seccomp is unavailable, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_reason: Option<String>,
+}
+
+/// One profile's state on the node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeProfile {
+    /// `AppArmorProfile` or `SeccompProfile`.
+    pub kind: ProfileKind,
+    /// Profile name.
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// Profile object UID.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub uid: String,
+    /// Profile generation this entry is about.
+    #[serde(default)]
+    pub generation: i64,
+    /// SHA-256 of the rendered content on the node.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub digest: String,
+    /// Where the profile stands on this node.
+    pub state: NodeProfileState,
+    /// Why, for `Error` and `Unsupported`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// The two profile kinds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum ProfileKind {
+    AppArmorProfile,
+    SeccompProfile,
+}
+
+/// A profile's state on one node.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum NodeProfileState {
+    /// Seen, not installed yet.
+    Pending,
+    /// Installed and verified at the reported generation.
+    Installed,
+    /// Installing failed; `message` says why.
+    Error,
+    /// The node cannot run this kind of profile.
+    Unsupported,
+    /// Being removed.
+    Removing,
+}

@@ -1,0 +1,4 @@
+//! Rendering profiles into what nodes load.
+
+pub mod apparmor;
+pub mod seccomp;

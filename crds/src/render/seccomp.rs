@@ -1,0 +1,280 @@
+//! SeccompProfile → OCI seccomp JSON: inheritance, rendering, and compilation with libseccomp.
+
+use std::collections::{BTreeSet, HashSet};
+
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use serde::{Deserialize, Serialize};
+
+use crate::seccomp::{
+    SeccompAction, SeccompArch, SeccompArg, SeccompFlag, SeccompOperator, SeccompProfileSpec, SeccompSyscall,
+};
+
+/// Longest `baseProfileName` chain followed (the profile itself not counted).
+pub const MAX_INHERITANCE_DEPTH: usize = 8;
+
+/// EPERM: the errno the runtimes use when an `SCMP_ACT_ERRNO` rule gives none.
+const EPERM: u32 = 1;
+
+/// The OCI runtime-spec `LinuxSeccomp` object, exactly the keys the runtimes read.
+/// Field order is fixed, lists are deduplicated, so the same spec always gives the same bytes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSeccomp {
+    pub default_action: SeccompAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<SeccompArch>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<SeccompFlag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_metadata: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<SeccompSyscall>,
+}
+
+/// Why a profile's `baseProfileName` chain cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InheritanceError {
+    #[error("spec.baseProfileName: SeccompProfile {missing:?} (base of {child:?}) does not exist")]
+    MissingBase { child: String, missing: String },
+    #[error("spec.baseProfileName: inheritance cycle {}", .chain.join(" -> "))]
+    Cycle { chain: Vec<String> },
+    #[error("spec.baseProfileName: inheritance chain {} is deeper than {max} levels", .chain.join(" -> "))]
+    TooDeep { chain: Vec<String>, max: usize },
+}
+
+impl InheritanceError {
+    /// The profiles the error involves, for re-validating them when one changes.
+    pub fn profiles(&self) -> Vec<String> {
+        match self {
+            Self::MissingBase { child, missing } => vec![child.clone(), missing.clone()],
+            Self::Cycle { chain } | Self::TooDeep { chain, .. } => chain.clone(),
+        }
+    }
+}
+
+/// The names of the profiles `name` inherits from, nearest first, following
+/// `baseProfileName` through `lookup`. Fails on a missing base, a cycle or a long chain.
+pub fn base_chain<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Result<Vec<&'a SeccompProfileSpec>, InheritanceError>
+where
+    F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
+{
+    let mut chain_names = vec![name.to_string()];
+    let mut bases = Vec::new();
+    let mut current = spec;
+    while let Some(base) = current.base_profile_name.as_deref() {
+        if chain_names.iter().any(|n| n == base) {
+            chain_names.push(base.to_string());
+            return Err(InheritanceError::Cycle { chain: chain_names });
+        }
+        if bases.len() == MAX_INHERITANCE_DEPTH {
+            chain_names.push(base.to_string());
+            return Err(InheritanceError::TooDeep { chain: chain_names, max: MAX_INHERITANCE_DEPTH });
+        }
+        let Some(base_spec) = lookup(base) else {
+            return Err(InheritanceError::MissingBase {
+                child: chain_names.last().cloned().unwrap_or_default(),
+                missing: base.to_string(),
+            });
+        };
+        chain_names.push(base.to_string());
+        bases.push(base_spec);
+        current = base_spec;
+    }
+    Ok(bases)
+}
+
+/// Resolves inheritance and renders the profile as OCI seccomp.
+///
+/// The profile's own `defaultAction`/`defaultErrnoRet` win. Syscall rules are the union of
+/// the chain's, except that a syscall named by a nearer profile takes its rules from that
+/// profile alone (so a child can tighten or loosen what its base says about a syscall).
+/// Architectures and flags are unioned; the listener is the nearest one set.
+pub fn resolve<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Result<OciSeccomp, InheritanceError>
+where
+    F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
+{
+    let bases = base_chain(name, spec, lookup)?;
+    Ok(render_chain(spec, &bases))
+}
+
+/// Renders a profile without a base (or whose base chain the caller already resolved).
+pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) -> OciSeccomp {
+    let chain: Vec<&SeccompProfileSpec> = std::iter::once(spec).chain(bases.iter().copied()).collect();
+
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut syscalls: Vec<SeccompSyscall> = Vec::new();
+    for profile in &chain {
+        let mut names_here: HashSet<&str> = HashSet::new();
+        for rule in &profile.syscalls {
+            let names: Vec<String> = rule
+                .names
+                .iter()
+                .filter(|n| !claimed.contains(n.as_str()))
+                .cloned()
+                .collect();
+            names_here.extend(rule.names.iter().map(String::as_str));
+            if names.is_empty() {
+                continue;
+            }
+            let mut rule = rule.clone();
+            rule.names = names;
+            syscalls.push(rule);
+        }
+        claimed.extend(names_here);
+    }
+    // Drop exact duplicates and rules that only restate the default action (the runtimes
+    // skip those too), keeping the first occurrence so order stays meaningful to readers.
+    let mut seen = HashSet::new();
+    syscalls.retain(|r| {
+        let restates_default = r.action == spec.default_action
+            && r.args.is_empty()
+            && errno_of(r.action, r.errno_ret) == errno_of(spec.default_action, spec.default_errno_ret);
+        !restates_default && seen.insert(r.clone())
+    });
+
+    let architectures: BTreeSet<SeccompArch> = chain.iter().flat_map(|p| p.architectures.iter().copied()).collect();
+    let flags: BTreeSet<SeccompFlag> = chain.iter().flat_map(|p| p.flags.iter().copied()).collect();
+    let listener = chain.iter().find(|p| p.listener_path.is_some());
+
+    OciSeccomp {
+        default_action: spec.default_action,
+        default_errno_ret: spec.default_errno_ret,
+        architectures: architectures.into_iter().collect(),
+        flags: flags.into_iter().collect(),
+        listener_path: listener.and_then(|p| p.listener_path.clone()),
+        listener_metadata: listener.and_then(|p| p.listener_metadata.clone()),
+        syscalls,
+    }
+}
+
+fn errno_of(action: SeccompAction, errno: Option<u32>) -> Option<u32> {
+    matches!(action, SeccompAction::Errno | SeccompAction::Trace).then(|| errno.unwrap_or(EPERM))
+}
+
+impl OciSeccomp {
+    /// The exact bytes written to the node: pretty JSON with a trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("OCI seccomp always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Hex SHA-256 of [`Self::to_bytes`].
+    pub fn digest(&self) -> String {
+        crate::digest(&self.to_bytes())
+    }
+}
+
+/// Why libseccomp refused a profile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("spec.syscalls[{rule}].names: unknown syscall {name:?} on {}", arch_list(.architectures))]
+    UnknownSyscall { rule: usize, name: String, architectures: Vec<String> },
+    #[error("spec.syscalls[{rule}] ({name:?}): libseccomp rejected the rule: {reason}")]
+    Rule { rule: usize, name: String, reason: String },
+    #[error("spec.architectures: libseccomp rejected {arch}: {reason}")]
+    Arch { arch: String, reason: String },
+    #[error("spec.defaultAction: libseccomp rejected it: {reason}")]
+    Default { reason: String },
+}
+
+fn arch_list(arches: &[String]) -> String {
+    arches.join(", ")
+}
+
+fn arch_name(arch: SeccompArch) -> String {
+    serde_json::to_value(arch)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn scmp_arch(arch: SeccompArch) -> Result<ScmpArch, CompileError> {
+    arch_name(arch).parse::<ScmpArch>().map_err(|e| CompileError::Arch { arch: arch_name(arch), reason: e.to_string() })
+}
+
+fn scmp_action(action: SeccompAction, errno: Option<u32>) -> ScmpAction {
+    let errno = errno.unwrap_or(EPERM) as i32;
+    match action {
+        SeccompAction::Kill | SeccompAction::KillThread => ScmpAction::KillThread,
+        SeccompAction::KillProcess => ScmpAction::KillProcess,
+        SeccompAction::Trap => ScmpAction::Trap,
+        SeccompAction::Errno => ScmpAction::Errno(errno),
+        SeccompAction::Trace => ScmpAction::Trace(errno as u16),
+        SeccompAction::Allow => ScmpAction::Allow,
+        SeccompAction::Log => ScmpAction::Log,
+        SeccompAction::Notify => ScmpAction::Notify,
+    }
+}
+
+fn scmp_compare(arg: &SeccompArg) -> ScmpArgCompare {
+    let (op, datum) = match arg.op {
+        SeccompOperator::NotEqual => (ScmpCompareOp::NotEqual, arg.value),
+        SeccompOperator::LessThan => (ScmpCompareOp::Less, arg.value),
+        SeccompOperator::LessOrEqual => (ScmpCompareOp::LessOrEqual, arg.value),
+        SeccompOperator::Equal => (ScmpCompareOp::Equal, arg.value),
+        SeccompOperator::GreaterOrEqual => (ScmpCompareOp::GreaterEqual, arg.value),
+        SeccompOperator::GreaterThan => (ScmpCompareOp::Greater, arg.value),
+        // As runc passes them: `value` is the mask, `valueTwo` what the masked argument equals.
+        SeccompOperator::MaskedEqual => (ScmpCompareOp::MaskedEqual(arg.value), arg.value_two),
+    };
+    ScmpArgCompare::new(arg.index, op, datum)
+}
+
+/// Compiles the profile with libseccomp into one filter covering every listed architecture
+/// (the native one when none is listed), the way a container runtime will on the node.
+///
+/// A syscall name that none of the architectures knows is an error naming it; a name known
+/// on some of them only is compiled where it exists, as the runtimes do.
+pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> {
+    let default = scmp_action(profile.default_action, profile.default_errno_ret);
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| CompileError::Default { reason: e.to_string() })?;
+
+    let native = ScmpArch::native();
+    let arches: Vec<ScmpArch> = if profile.architectures.is_empty() {
+        vec![native]
+    } else {
+        profile.architectures.iter().map(|a| scmp_arch(*a)).collect::<Result<_, _>>()?
+    };
+    for (arch, listed) in arches.iter().zip(&profile.architectures) {
+        if *arch != native {
+            ctx.add_arch(*arch)
+                .map_err(|e| CompileError::Arch { arch: arch_name(*listed), reason: e.to_string() })?;
+        }
+    }
+    if !arches.contains(&native) {
+        ctx.remove_arch(native)
+            .map_err(|e| CompileError::Arch { arch: format!("{native:?}"), reason: e.to_string() })?;
+    }
+
+    for (index, rule) in profile.syscalls.iter().enumerate() {
+        let action = scmp_action(rule.action, rule.errno_ret);
+        if action == default {
+            continue; // libseccomp refuses a rule that restates the default; runtimes skip it
+        }
+        let conditions: Vec<ScmpArgCompare> = rule.args.iter().map(scmp_compare).collect();
+        for name in &rule.names {
+            if !arches.iter().any(|a| ScmpSyscall::from_name_by_arch(name, *a).is_ok()) {
+                let architectures = if profile.architectures.is_empty() {
+                    vec![format!("the native architecture ({native:?})")]
+                } else {
+                    profile.architectures.iter().map(|a| arch_name(*a)).collect()
+                };
+                return Err(CompileError::UnknownSyscall { rule: index, name: name.clone(), architectures });
+            }
+            // Rules are added in native numbering; libseccomp maps them to each filter
+            // architecture. A syscall the native architecture lacks is compiled on the node.
+            let Ok(syscall) = ScmpSyscall::from_name(name) else { continue };
+            ctx.add_rule_conditional(action, syscall, &conditions).map_err(|e| CompileError::Rule {
+                rule: index,
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    Ok(ctx)
+}
