@@ -21,6 +21,7 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
     plural = "apparmorprofiles",
     shortname = "aap",
     category = "palisade",
+    doc = "An AppArmor profile that Palisade loads on the selected nodes under the kernel name metadata.name.",
     status = "ProfileStatus",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode", description = "Enforce or Complain"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Loaded on every targeted node"),

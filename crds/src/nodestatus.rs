@@ -17,6 +17,7 @@ pub const MAX_NODE_PROFILES: usize = 5000;
     plural = "nodeprofilestatuses",
     shortname = "nps",
     category = "palisade",
+    doc = "The profiles one node holds, as its Palisade agent reports them.",
     status = "NodeProfileStatusStatus",
     printcolumn(name = "AppArmor", type_ = "boolean", json_path = ".status.capabilities.apparmor", description = "AppArmor can be loaded on this node"),
     printcolumn(name = "Seccomp", type_ = "boolean", json_path = ".status.capabilities.seccomp", description = "Seccomp is available on this node"),

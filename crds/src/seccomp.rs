@@ -25,6 +25,7 @@ pub const MAX_ARGS: usize = 6;
     plural = "seccompprofiles",
     shortname = "sp",
     category = "palisade",
+    doc = "A seccomp profile that Palisade writes to the selected nodes as seccomp/palisade/<name>.json under the kubelet root.",
     status = "ProfileStatus",
     printcolumn(name = "Default", type_ = "string", json_path = ".spec.defaultAction", description = "Action for syscalls no rule matches"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Installed on every targeted node"),

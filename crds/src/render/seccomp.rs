@@ -225,6 +225,12 @@ fn scmp_compare(arg: &SeccompArg) -> ScmpArgCompare {
     ScmpArgCompare::new(arg.index, op, datum)
 }
 
+/// Whether the syscall exists on `arch`: libseccomp gives syscalls an architecture lacks a
+/// negative pseudo number (after rewriting multiplexed ones such as x86's socketcall).
+fn exists_on(name: &str, arch: ScmpArch) -> bool {
+    ScmpSyscall::from_name_by_arch_rewrite(name, arch).is_ok_and(|s| s.as_raw_syscall() >= 0)
+}
+
 /// Compiles the profile with libseccomp into one filter covering every listed architecture
 /// (the native one when none is listed), the way a container runtime will on the node.
 ///
@@ -258,7 +264,7 @@ pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> 
         }
         let conditions: Vec<ScmpArgCompare> = rule.args.iter().map(scmp_compare).collect();
         for name in &rule.names {
-            if !arches.iter().any(|a| ScmpSyscall::from_name_by_arch(name, *a).is_ok()) {
+            if !arches.iter().any(|a| exists_on(name, *a)) {
                 let architectures = if profile.architectures.is_empty() {
                     vec![format!("the native architecture ({native:?})")]
                 } else {
@@ -277,4 +283,199 @@ pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> 
         }
     }
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> SeccompProfileSpec {
+        serde_json::from_value(v).expect("valid spec")
+    }
+
+    fn resolve_in(profiles: &HashMap<&str, SeccompProfileSpec>, name: &str) -> Result<OciSeccomp, InheritanceError> {
+        resolve(name, &profiles[name], |n| profiles.get(n))
+    }
+
+    #[test]
+    fn renders_exactly_the_oci_keys() {
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "meta",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW",
+                          "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]}],
+            "baseProfileName": null,
+            "nodeSelector": {"matchLabels": {"a": "b"}},
+            "state": "Enabled",
+        }));
+        let oci = render_chain(&s, &[]);
+        let value: serde_json::Value = serde_json::from_slice(&oci.to_bytes()).unwrap();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["architectures", "defaultAction", "defaultErrnoRet", "flags", "listenerMetadata", "listenerPath", "syscalls"]
+        );
+        assert_eq!(value["syscalls"][0]["args"][0], json!({"index": 0, "value": 1, "valueTwo": 0, "op": "SCMP_CMP_EQ"}));
+        assert_eq!(value["defaultErrnoRet"], 38);
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}],
+        }));
+        let a = render_chain(&s, &[]);
+        let b = render_chain(&s.clone(), &[]);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_eq!(a.digest(), crate::digest(&b.to_bytes()));
+        assert_eq!(a.digest().len(), 64);
+        // Duplicated architectures collapse; order is fixed.
+        assert_eq!(a.architectures, vec![SeccompArch::X86, SeccompArch::X86_64]);
+        let mut changed = s.clone();
+        changed.syscalls[0].names = vec!["rmdir".into()];
+        assert_ne!(render_chain(&changed, &[]).digest(), a.digest());
+    }
+
+    #[test]
+    fn inheritance_unions_rules_and_the_child_wins() {
+        let profiles = HashMap::from([
+            ("base", spec(json!({
+                "defaultAction": "SCMP_ACT_ERRNO",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                "syscalls": [
+                    {"names": ["read", "write", "ptrace"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["mount"], "action": "SCMP_ACT_LOG"},
+                ],
+            }))),
+            ("child", spec(json!({
+                "defaultAction": "SCMP_ACT_LOG",
+                "architectures": ["SCMP_ARCH_AARCH64"],
+                "baseProfileName": "base",
+                "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"}],
+            }))),
+        ]);
+        let oci = resolve_in(&profiles, "child").unwrap();
+        assert_eq!(oci.default_action, SeccompAction::Log, "the child's default action wins");
+        assert_eq!(oci.architectures, vec![SeccompArch::X86_64, SeccompArch::Aarch64]);
+        assert_eq!(oci.flags, vec![SeccompFlag::Log]);
+        let rules: Vec<(Vec<String>, SeccompAction)> = oci.syscalls.iter().map(|r| (r.names.clone(), r.action)).collect();
+        assert_eq!(
+            rules,
+            vec![
+                (vec!["ptrace".to_string()], SeccompAction::KillProcess),
+                (vec!["read".to_string(), "write".to_string()], SeccompAction::Allow),
+                // `mount` → LOG restates the child's default and is dropped, as runtimes do.
+            ]
+        );
+    }
+
+    #[test]
+    fn inheritance_follows_long_chains() {
+        let mut profiles = HashMap::new();
+        let names: Vec<String> = (0..=MAX_INHERITANCE_DEPTH).map(|i| format!("p{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let base = names.get(i + 1);
+            profiles.insert(name.as_str(), spec(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "baseProfileName": base,
+                "syscalls": [{"names": [format!("getpid{i}")], "action": "SCMP_ACT_ERRNO"}],
+            })));
+        }
+        let oci = resolve_in(&profiles, "p0").unwrap();
+        assert_eq!(oci.syscalls.len(), MAX_INHERITANCE_DEPTH + 1, "every level contributes its rule");
+
+        // One more level is refused, naming the chain.
+        profiles.get_mut(names.last().unwrap().as_str()).unwrap().base_profile_name = Some("extra".into());
+        profiles.insert("extra", spec(json!({"defaultAction": "SCMP_ACT_ALLOW"})));
+        let err = resolve_in(&profiles, "p0").unwrap_err();
+        assert!(matches!(err, InheritanceError::TooDeep { .. }), "{err}");
+        assert!(err.to_string().contains("p0 -> p1"), "{err}");
+        assert!(err.to_string().contains("extra"), "{err}");
+    }
+
+    #[test]
+    fn inheritance_cycles_and_missing_bases_are_named() {
+        let profiles = HashMap::from([
+            ("a", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "b"}))),
+            ("b", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "c"}))),
+            ("c", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "a"}))),
+            ("self", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "self"}))),
+            ("orphan", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "gone"}))),
+        ]);
+        let err = resolve_in(&profiles, "a").unwrap_err();
+        assert_eq!(err, InheritanceError::Cycle { chain: vec!["a".into(), "b".into(), "c".into(), "a".into()] });
+        assert_eq!(err.to_string(), "spec.baseProfileName: inheritance cycle a -> b -> c -> a");
+        assert_eq!(err.profiles(), vec!["a", "b", "c", "a"]);
+
+        let err = resolve_in(&profiles, "self").unwrap_err();
+        assert_eq!(err.to_string(), "spec.baseProfileName: inheritance cycle self -> self");
+
+        let err = resolve_in(&profiles, "orphan").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.baseProfileName: SeccompProfile \"gone\" (base of \"orphan\") does not exist"
+        );
+    }
+
+    #[test]
+    fn compiles_valid_profiles_for_every_listed_architecture() {
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+            "syscalls": [
+                {"names": ["read", "write", "exit_group", "open"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0xff00, "valueTwo": 0x0800, "op": "SCMP_CMP_MASKED_EQ"}]},
+            ],
+        }));
+        let ctx = compile(&render_chain(&s, &[])).expect("compiles");
+        for arch in [ScmpArch::X8664, ScmpArch::X86, ScmpArch::Aarch64] {
+            assert!(ctx.is_arch_present(arch).unwrap(), "{arch:?} in the filter");
+        }
+    }
+
+    #[test]
+    fn unknown_syscalls_are_named_with_the_architecture() {
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["getpid", "not_a_syscall"], "action": "SCMP_ACT_ERRNO"},
+            ],
+        }));
+        let err = compile(&render_chain(&s, &[])).unwrap_err();
+        assert_eq!(err.to_string(), "spec.syscalls[1].names: unknown syscall \"not_a_syscall\" on SCMP_ARCH_X86_64");
+
+        // Without architectures the native one is used, and named.
+        let mut native = s.clone();
+        native.architectures.clear();
+        let err = compile(&render_chain(&native, &[])).unwrap_err();
+        assert!(err.to_string().contains("not_a_syscall") && err.to_string().contains("native"), "{err}");
+    }
+
+    #[test]
+    fn a_syscall_missing_on_some_architectures_only_still_compiles() {
+        // `open` does not exist on aarch64 but does on x86_64: runtimes compile it where it exists.
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["open"], "action": "SCMP_ACT_ERRNO"}],
+        }));
+        compile(&render_chain(&s, &[])).expect("compiles");
+        let only_arm = SeccompProfileSpec { architectures: vec![SeccompArch::Aarch64], ..s };
+        let err = compile(&render_chain(&only_arm, &[])).unwrap_err();
+        assert!(err.to_string().contains("\"open\" on SCMP_ARCH_AARCH64"), "{err}");
+    }
 }
