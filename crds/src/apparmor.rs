@@ -23,11 +23,35 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
     category = "palisade",
     doc = "An AppArmor profile that Palisade loads on the selected nodes under the kernel name metadata.name.",
     status = "ProfileStatus",
-    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode", description = "Enforce or Complain"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Loaded on every targeted node"),
-    printcolumn(name = "Installed", type_ = "integer", json_path = ".status.nodes.installed", description = "Nodes that loaded the current generation"),
-    printcolumn(name = "Targeted", type_ = "integer", json_path = ".status.nodes.targeted", description = "Nodes the profile selects"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "Enforce or Complain"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Loaded on every targeted node"
+    ),
+    printcolumn(
+        name = "Installed",
+        type_ = "integer",
+        json_path = ".status.nodes.installed",
+        description = "Nodes that loaded the current generation"
+    ),
+    printcolumn(
+        name = "Targeted",
+        type_ = "integer",
+        json_path = ".status.nodes.targeted",
+        description = "Nodes the profile selects"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -158,7 +182,9 @@ pub struct AppArmorCapabilities {
 }
 
 /// Linux capabilities, spelled as AppArmor rules spell them.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     Chown,
@@ -206,7 +232,9 @@ pub enum Capability {
 
 /// An absolute path or glob in an AppArmor rule. It may not contain what would end the rule
 /// or start another (quotes, backslashes, control characters, `#`); Palisade quotes it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(transparent)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": r#"self.startsWith('/') && !self.matches('[\\x00-\\x1f\\x7f"\\\\#]')"#,

@@ -19,10 +19,29 @@ pub const MAX_NODE_PROFILES: usize = 5000;
     category = "palisade",
     doc = "The profiles one node holds, as its Palisade agent reports them.",
     status = "NodeProfileStatusStatus",
-    printcolumn(name = "AppArmor", type_ = "boolean", json_path = ".status.capabilities.apparmor", description = "AppArmor can be loaded on this node"),
-    printcolumn(name = "Seccomp", type_ = "boolean", json_path = ".status.capabilities.seccomp", description = "Seccomp is available on this node"),
-    printcolumn(name = "Agent", type_ = "string", json_path = ".status.agentVersion", description = "Agent version"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AppArmor",
+        type_ = "boolean",
+        json_path = ".status.capabilities.apparmor",
+        description = "AppArmor can be loaded on this node"
+    ),
+    printcolumn(
+        name = "Seccomp",
+        type_ = "boolean",
+        json_path = ".status.capabilities.seccomp",
+        description = "Seccomp is available on this node"
+    ),
+    printcolumn(
+        name = "Agent",
+        type_ = "string",
+        json_path = ".status.agentVersion",
+        description = "Agent version"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodeProfileStatusSpec {}
@@ -94,7 +113,9 @@ pub struct NodeProfile {
 }
 
 /// The two profile kinds.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 pub enum ProfileKind {
     AppArmorProfile,
     SeccompProfile,

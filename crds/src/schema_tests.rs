@@ -10,7 +10,16 @@ use serde_json::{Value, json};
 use crate::{apparmor_crd, node_profile_status_crd, seccomp_crd};
 
 fn schema(crd: &CustomResourceDefinition) -> Value {
-    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn aap(name: &str, spec: Value) -> Value {
@@ -31,7 +40,10 @@ fn cel_errors(crd: &CustomResourceDefinition, object: &Value) -> Vec<String> {
 
 fn assert_rejected(crd: &CustomResourceDefinition, object: Value, expected: &str) {
     let errors = cel_errors(crd, &object);
-    assert!(errors.iter().any(|e| e.contains(expected)), "expected {expected:?} for {object}, got {errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "expected {expected:?} for {object}, got {errors:?}"
+    );
 }
 
 fn assert_accepted(crd: &CustomResourceDefinition, object: Value) {
@@ -40,7 +52,13 @@ fn assert_accepted(crd: &CustomResourceDefinition, object: Value) {
 
 /// The sub-schema at a dotted path of property names (`[]` steps into array items).
 fn at<'a>(schema: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(schema, |s, step| if step == "[]" { &s["items"] } else { &s["properties"][step] })
+    path.split('.').fold(schema, |s, step| {
+        if step == "[]" {
+            &s["items"]
+        } else {
+            &s["properties"][step]
+        }
+    })
 }
 
 #[test]
@@ -48,7 +66,11 @@ fn apparmor_policy_and_abstract_are_exclusive() {
     let crd = apparmor_crd();
     let msg = "exactly one of spec.policy and spec.abstract must be set";
     assert_rejected(&crd, aap("p", json!({})), msg);
-    assert_rejected(&crd, aap("p", json!({"policy": "profile p {}", "abstract": {}})), msg);
+    assert_rejected(
+        &crd,
+        aap("p", json!({"policy": "profile p {}", "abstract": {}})),
+        msg,
+    );
     assert_accepted(&crd, aap("p", json!({"policy": "profile p {}"})));
     assert_accepted(&crd, aap("p", json!({"abstract": {}})));
 }
@@ -57,15 +79,43 @@ fn apparmor_policy_and_abstract_are_exclusive() {
 fn apparmor_paths_are_absolute_and_cannot_break_out() {
     let crd = apparmor_crd();
     let msg = "must be an absolute path without control characters, quotes, backslashes or '#'";
-    for field in ["readOnlyPaths", "writeOnlyPaths", "readWritePaths", "denyPaths"] {
+    for field in [
+        "readOnlyPaths",
+        "writeOnlyPaths",
+        "readWritePaths",
+        "denyPaths",
+    ] {
         for bad in ["relative", "/a\"b", "/a\nb", "/a#b", "/a\\b", "/a\u{7f}"] {
-            assert_rejected(&crd, aap("p", json!({"abstract": {"filesystem": {field: [bad]}}})), msg);
+            assert_rejected(
+                &crd,
+                aap("p", json!({"abstract": {"filesystem": {field: [bad]}}})),
+                msg,
+            );
         }
-        assert_accepted(&crd, aap("p", json!({"abstract": {"filesystem": {field: ["/srv/my data/{a,b}/**"]}}})));
+        assert_accepted(
+            &crd,
+            aap(
+                "p",
+                json!({"abstract": {"filesystem": {field: ["/srv/my data/{a,b}/**"]}}}),
+            ),
+        );
     }
     for field in ["allowedExecutables", "allowedLibraries"] {
-        assert_rejected(&crd, aap("p", json!({"abstract": {"executable": {field: ["bin/sh"]}}})), msg);
-        assert_accepted(&crd, aap("p", json!({"abstract": {"executable": {field: ["/bin/sh"]}}})));
+        assert_rejected(
+            &crd,
+            aap(
+                "p",
+                json!({"abstract": {"executable": {field: ["bin/sh"]}}}),
+            ),
+            msg,
+        );
+        assert_accepted(
+            &crd,
+            aap(
+                "p",
+                json!({"abstract": {"executable": {field: ["/bin/sh"]}}}),
+            ),
+        );
     }
 }
 
@@ -85,24 +135,53 @@ fn profile_names_are_apparmor_and_file_safe() {
         assert_rejected(&crd, obj("Upper"), name_msg);
         assert_rejected(&crd, obj("-leading"), name_msg);
     }
-    assert_rejected(&apparmor_crd(), aap("unconfined", json!({"abstract": {}})), "reserved by AppArmor");
-    assert_accepted(&seccomp_crd(), sp("unconfined", json!({"defaultAction": "SCMP_ACT_ALLOW"})));
+    assert_rejected(
+        &apparmor_crd(),
+        aap("unconfined", json!({"abstract": {}})),
+        "reserved by AppArmor",
+    );
+    assert_accepted(
+        &seccomp_crd(),
+        sp("unconfined", json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+    );
 }
 
 #[test]
 fn seccomp_listener_path_is_absolute() {
     let crd = seccomp_crd();
-    let spec = |p: &str| sp("s", json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": p}));
-    assert_rejected(&crd, spec("run/agent.sock"), "listenerPath must be an absolute path");
+    let spec = |p: &str| {
+        sp(
+            "s",
+            json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": p}),
+        )
+    };
+    assert_rejected(
+        &crd,
+        spec("run/agent.sock"),
+        "listenerPath must be an absolute path",
+    );
     assert_accepted(&crd, spec("/run/agent.sock"));
 }
 
 #[test]
 fn seccomp_syscall_names_are_plain_names() {
     let crd = seccomp_crd();
-    let spec = |n: &str| sp("s", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [n], "action": "SCMP_ACT_ERRNO"}]}));
-    assert_rejected(&crd, spec("mkdir at"), "syscall names are lowercase letters, digits and '_'");
-    assert_rejected(&crd, spec("MKDIR"), "syscall names are lowercase letters, digits and '_'");
+    let spec = |n: &str| {
+        sp(
+            "s",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [n], "action": "SCMP_ACT_ERRNO"}]}),
+        )
+    };
+    assert_rejected(
+        &crd,
+        spec("mkdir at"),
+        "syscall names are lowercase letters, digits and '_'",
+    );
+    assert_rejected(
+        &crd,
+        spec("MKDIR"),
+        "syscall names are lowercase letters, digits and '_'",
+    );
     assert_accepted(&crd, spec("mkdirat"));
 }
 
@@ -111,18 +190,45 @@ fn seccomp_schema_bounds_and_enums() {
     let s = schema(&seccomp_crd());
     let spec = at(&s, "spec");
     assert_eq!(spec["required"], json!(["defaultAction"]));
-    let actions = json!(["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
-        "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"]);
+    let actions = json!([
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_TRAP",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_TRACE",
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_NOTIFY"
+    ]);
     assert_eq!(at(&s, "spec.defaultAction")["enum"], actions);
     assert_eq!(at(&s, "spec.syscalls.[].action")["enum"], actions);
     assert_eq!(
         at(&s, "spec.syscalls.[].args.[].op")["enum"],
-        json!(["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"])
+        json!([
+            "SCMP_CMP_NE",
+            "SCMP_CMP_LT",
+            "SCMP_CMP_LE",
+            "SCMP_CMP_EQ",
+            "SCMP_CMP_GE",
+            "SCMP_CMP_GT",
+            "SCMP_CMP_MASKED_EQ"
+        ])
     );
-    assert!(at(&s, "spec.architectures.[]")["enum"].as_array().unwrap().contains(&json!("SCMP_ARCH_X86_64")));
+    assert!(
+        at(&s, "spec.architectures.[]")["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ARCH_X86_64"))
+    );
     assert_eq!(
         at(&s, "spec.flags.[]")["enum"],
-        json!(["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"])
+        json!([
+            "SECCOMP_FILTER_FLAG_TSYNC",
+            "SECCOMP_FILTER_FLAG_LOG",
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+        ])
     );
     assert_eq!(at(&s, "spec.syscalls.[].args")["maxItems"], 6);
     assert_eq!(at(&s, "spec.syscalls.[].args.[].index")["minimum"], 0.0);
@@ -139,9 +245,20 @@ fn apparmor_schema_bounds_and_enums() {
     assert_eq!(at(&s, "spec.mode")["enum"], json!(["Enforce", "Complain"]));
     assert_eq!(at(&s, "spec.state")["enum"], json!(["Enabled", "Disabled"]));
     assert_eq!(at(&s, "spec.policy")["maxLength"], 262144);
-    assert_eq!(at(&s, "spec.abstract.filesystem.readOnlyPaths")["maxItems"], 256);
-    assert_eq!(at(&s, "spec.abstract.filesystem.readOnlyPaths.[]")["maxLength"], 4096);
-    assert!(at(&s, "spec.abstract.capability.allowedCapabilities.[]")["enum"].as_array().unwrap().contains(&json!("net_bind_service")));
+    assert_eq!(
+        at(&s, "spec.abstract.filesystem.readOnlyPaths")["maxItems"],
+        256
+    );
+    assert_eq!(
+        at(&s, "spec.abstract.filesystem.readOnlyPaths.[]")["maxLength"],
+        4096
+    );
+    assert!(
+        at(&s, "spec.abstract.capability.allowedCapabilities.[]")["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("net_bind_service"))
+    );
 }
 
 #[test]
@@ -151,7 +268,9 @@ fn every_field_is_described_for_kubectl_explain() {
             for (name, sub) in props {
                 let p = format!("{path}.{name}");
                 // Standard Kubernetes types (metadata, LabelSelector, Condition) bring their own.
-                if sub.get("description").is_none() && !["metadata", "apiVersion", "kind"].contains(&name.as_str()) {
+                if sub.get("description").is_none()
+                    && !["metadata", "apiVersion", "kind"].contains(&name.as_str())
+                {
                     missing.push(p.clone());
                 }
                 walk(&p, sub, missing);
@@ -164,18 +283,35 @@ fn every_field_is_described_for_kubectl_explain() {
     for crd in [apparmor_crd(), seccomp_crd(), node_profile_status_crd()] {
         let mut missing = vec![];
         walk(&crd.spec.names.kind, &schema(&crd), &mut missing);
-        assert!(missing.is_empty(), "fields without a description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "fields without a description: {missing:?}"
+        );
     }
 }
 
 #[test]
 fn crds_are_cluster_scoped_with_short_names_category_and_status() {
-    for (crd, short) in [(apparmor_crd(), "aap"), (seccomp_crd(), "sp"), (node_profile_status_crd(), "nps")] {
+    for (crd, short) in [
+        (apparmor_crd(), "aap"),
+        (seccomp_crd(), "sp"),
+        (node_profile_status_crd(), "nps"),
+    ] {
         assert_eq!(crd.spec.scope, "Cluster");
         assert_eq!(crd.spec.group, "palisade.dev");
         assert_eq!(crd.spec.names.short_names, Some(vec![short.to_string()]));
-        assert_eq!(crd.spec.names.categories, Some(vec!["palisade".to_string()]));
-        assert!(crd.spec.versions[0].subresources.as_ref().unwrap().status.is_some());
+        assert_eq!(
+            crd.spec.names.categories,
+            Some(vec!["palisade".to_string()])
+        );
+        assert!(
+            crd.spec.versions[0]
+                .subresources
+                .as_ref()
+                .unwrap()
+                .status
+                .is_some()
+        );
     }
     let columns: Vec<String> = apparmor_crd().spec.versions[0]
         .additional_printer_columns

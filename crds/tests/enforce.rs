@@ -13,7 +13,11 @@ fn bpf(spec: &SeccompProfileSpec) -> Vec<libc::sock_filter> {
     let ctx = compile(&render_chain(spec, &[])).expect("profile compiles");
     let file = tempfile_in_memory();
     ctx.export_bpf(file.as_fd()).expect("export BPF");
-    let bytes = std::fs::read(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file))).unwrap();
+    let bytes = std::fs::read(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&file)
+    ))
+    .unwrap();
     assert_eq!(bytes.len() % std::mem::size_of::<libc::sock_filter>(), 0);
     bytes
         .chunks_exact(8)
@@ -37,7 +41,10 @@ fn tempfile_in_memory() -> std::fs::File {
 /// The child does nothing but syscalls (no allocation), so forking from a threaded test
 /// binary is safe.
 fn run_filtered(filter: &[libc::sock_filter], probe: fn() -> i32) -> i32 {
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
     unsafe {
         let pid = libc::fork();
         assert!(pid >= 0, "fork");
@@ -45,7 +52,14 @@ fn run_filtered(filter: &[libc::sock_filter], probe: fn() -> i32) -> i32 {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 libc::_exit(200);
             }
-            if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _ as usize, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const _ as usize,
+                0,
+                0,
+            ) != 0
+            {
                 libc::_exit(201);
             }
             libc::_exit(probe());
@@ -82,32 +96,68 @@ fn profile() -> SeccompProfileSpec {
 #[test]
 fn a_denied_syscall_returns_the_profiles_errno() {
     let filter = bpf(&profile());
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getppid) })), 42);
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getppid)
+        })),
+        42
+    );
 }
 
 #[test]
 fn an_allowed_syscall_succeeds() {
     let filter = bpf(&profile());
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpid) })), 0);
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getpid)
+        })),
+        0
+    );
     // getpgid(0) means "my own group": allowed, since 0 & 0xf0 != 0x10.
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpgid, 0) })), 0);
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getpgid, 0)
+        })),
+        0
+    );
 }
 
 #[test]
 fn masked_eq_uses_value_as_mask_and_value_two_as_datum() {
     let filter = bpf(&profile());
     // 0x7fffff13 & 0xf0 == 0x10: denied with the rule's errno.
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpgid, 0x7fff_ff13) })), 77);
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getpgid, 0x7fff_ff13)
+        })),
+        77
+    );
     // 0x7fffff23 & 0xf0 == 0x20: the rule does not match, so the kernel answers: no such
     // process (the value is above any pid_max).
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpgid, 0x7fff_ff23) })), libc::ESRCH);
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getpgid, 0x7fff_ff23)
+        })),
+        libc::ESRCH
+    );
 }
 
 #[test]
 fn without_the_profile_the_same_calls_succeed() {
     // Guards the tests above: the errnos come from the filter, not from the calls themselves.
-    let allow_all: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW"})).unwrap();
+    let allow_all: SeccompProfileSpec =
+        serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW"})).unwrap();
     let filter = bpf(&allow_all);
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getppid) })), 0);
-    assert_eq!(run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpgid, 0x7fff_ff13) })), libc::ESRCH);
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getppid)
+        })),
+        0
+    );
+    assert_eq!(
+        run_filtered(&filter, || outcome(unsafe {
+            libc::syscall(libc::SYS_getpgid, 0x7fff_ff13)
+        })),
+        libc::ESRCH
+    );
 }

@@ -17,7 +17,10 @@ pub enum PolicyError {
 }
 
 fn policy_err(line: usize, message: impl Into<String>) -> PolicyError {
-    PolicyError::Policy { line, message: message.into() }
+    PolicyError::Policy {
+        line,
+        message: message.into(),
+    }
 }
 
 /// The profile text Palisade loads for this spec under the kernel name `name`:
@@ -41,18 +44,58 @@ const RENDERED_FLAGS: &str = "attach_disconnected,mediate_deleted";
 ///
 /// `deny` rules are written only in Enforce mode: in Complain mode a deny rule would still
 /// deny, which is not what a user asking to only log expects.
-pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -> Result<String, PolicyError> {
+pub fn render_abstract(
+    name: &str,
+    abs: &AppArmorAbstract,
+    mode: AppArmorMode,
+) -> Result<String, PolicyError> {
     let mut body_rules = String::new();
     if let Some(exe) = &abs.executable {
-        push_paths(&mut body_rules, "executable.allowedExecutables", &exe.allowed_executables, "", "rix")?;
-        push_paths(&mut body_rules, "executable.allowedLibraries", &exe.allowed_libraries, "", "mr")?;
+        push_paths(
+            &mut body_rules,
+            "executable.allowedExecutables",
+            &exe.allowed_executables,
+            "",
+            "rix",
+        )?;
+        push_paths(
+            &mut body_rules,
+            "executable.allowedLibraries",
+            &exe.allowed_libraries,
+            "",
+            "mr",
+        )?;
     }
     if let Some(fs) = &abs.filesystem {
-        push_paths(&mut body_rules, "filesystem.readOnlyPaths", &fs.read_only_paths, "", "r")?;
-        push_paths(&mut body_rules, "filesystem.writeOnlyPaths", &fs.write_only_paths, "", "w")?;
-        push_paths(&mut body_rules, "filesystem.readWritePaths", &fs.read_write_paths, "", "rw")?;
+        push_paths(
+            &mut body_rules,
+            "filesystem.readOnlyPaths",
+            &fs.read_only_paths,
+            "",
+            "r",
+        )?;
+        push_paths(
+            &mut body_rules,
+            "filesystem.writeOnlyPaths",
+            &fs.write_only_paths,
+            "",
+            "w",
+        )?;
+        push_paths(
+            &mut body_rules,
+            "filesystem.readWritePaths",
+            &fs.read_write_paths,
+            "",
+            "rw",
+        )?;
         if mode == AppArmorMode::Enforce {
-            push_paths(&mut body_rules, "filesystem.denyPaths", &fs.deny_paths, "deny ", "rwlkmx")?;
+            push_paths(
+                &mut body_rules,
+                "filesystem.denyPaths",
+                &fs.deny_paths,
+                "deny ",
+                "rwlkmx",
+            )?;
         }
     }
     if let Some(net) = &abs.network {
@@ -62,17 +105,27 @@ pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -
             (protocols.and_then(|p| p.allow_udp), "udp"),
         ] {
             if allowed == Some(true) {
-                writeln!(body_rules, "  network inet {proto},\n  network inet6 {proto},").expect("String");
+                writeln!(
+                    body_rules,
+                    "  network inet {proto},\n  network inet6 {proto},"
+                )
+                .expect("String");
             }
         }
         if net.allow_raw == Some(true) {
-            body_rules.push_str("  network inet raw,\n  network inet6 raw,\n  network packet raw,\n");
+            body_rules
+                .push_str("  network inet raw,\n  network inet6 raw,\n  network packet raw,\n");
         }
     }
     if let Some(caps) = &abs.capability {
         for cap in &caps.allowed_capabilities {
             let cap = serde_json::to_value(cap).expect("capability serializes");
-            writeln!(body_rules, "  capability {},", cap.as_str().unwrap_or_default()).expect("String");
+            writeln!(
+                body_rules,
+                "  capability {},",
+                cap.as_str().unwrap_or_default()
+            )
+            .expect("String");
         }
     }
 
@@ -88,7 +141,13 @@ pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -
 }
 
 /// Appends one quoted file rule per path: `  <prefix>"<path>" <perms>,`.
-fn push_paths(out: &mut String, field: &str, paths: &[AppArmorPath], prefix: &str, perms: &str) -> Result<(), PolicyError> {
+fn push_paths(
+    out: &mut String,
+    field: &str,
+    paths: &[AppArmorPath],
+    prefix: &str,
+    perms: &str,
+) -> Result<(), PolicyError> {
     for (i, path) in paths.iter().enumerate() {
         let p = checked_path(&format!("{field}[{i}]"), path)?;
         writeln!(out, "  {prefix}\"{p}\" {perms},").expect("writing to a String");
@@ -100,12 +159,19 @@ fn push_paths(out: &mut String, field: &str, paths: &[AppArmorPath], prefix: &st
 /// API server having enforced it.
 fn checked_path<'a>(field: &str, path: &'a AppArmorPath) -> Result<&'a str, PolicyError> {
     let p = path.as_str();
-    let bad = |message: &str| PolicyError::Abstract { field: field.to_string(), message: message.to_string() };
+    let bad = |message: &str| PolicyError::Abstract {
+        field: field.to_string(),
+        message: message.to_string(),
+    };
     if !p.starts_with('/') {
         return Err(bad("must be an absolute path"));
     }
-    if p.chars().any(|c| c.is_control() || matches!(c, '"' | '\\' | '#')) {
-        return Err(bad("must not contain control characters, quotes, backslashes or '#'"));
+    if p.chars()
+        .any(|c| c.is_control() || matches!(c, '"' | '\\' | '#'))
+    {
+        return Err(bad(
+            "must not contain control characters, quotes, backslashes or '#'",
+        ));
     }
     Ok(p)
 }
@@ -129,16 +195,24 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
         }
     }
     if scanner.depth != 0 {
-        return Err(policy_err(policy.lines().count().max(1), "unbalanced braces: a profile block is not closed"));
+        return Err(policy_err(
+            policy.lines().count().max(1),
+            "unbalanced braces: a profile block is not closed",
+        ));
     }
     match top_level.as_slice() {
-        [] => Err(policy_err(1, format!("defines no profile; it must define exactly one, named {name:?}"))),
+        [] => Err(policy_err(
+            1,
+            format!("defines no profile; it must define exactly one, named {name:?}"),
+        )),
         [(line, header)] => {
             let found = profile_name(*line, header)?;
             if found != name {
                 return Err(policy_err(
                     *line,
-                    format!("the profile is named {found:?}; it must be named {name:?}, like the object"),
+                    format!(
+                        "the profile is named {found:?}; it must be named {name:?}, like the object"
+                    ),
                 ));
             }
             Ok(())
@@ -155,12 +229,17 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
 
 /// `#include <x>`, `include <x>`, `include if exists <x>`, or the quoted forms: the target.
 fn include_target(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("#include").or_else(|| line.strip_prefix("include"))?;
+    let rest = line
+        .strip_prefix("#include")
+        .or_else(|| line.strip_prefix("include"))?;
     if !rest.starts_with(char::is_whitespace) && !rest.starts_with(['<', '"']) {
         return None;
     }
     let rest = rest.trim_start();
-    let rest = rest.strip_prefix("if exists").map(str::trim_start).unwrap_or(rest);
+    let rest = rest
+        .strip_prefix("if exists")
+        .map(str::trim_start)
+        .unwrap_or(rest);
     Some(rest.trim_end().trim_end_matches(',').trim_end())
 }
 
@@ -168,16 +247,23 @@ fn check_include(line: usize, target: &str, top_level: bool) -> Result<(), Polic
     let Some(path) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
         return Err(policy_err(
             line,
-            format!("include {target}: only <...> includes from the AppArmor include directory are allowed"),
+            format!(
+                "include {target}: only <...> includes from the AppArmor include directory are allowed"
+            ),
         ));
     };
     if path.starts_with('/') || path.split('/').any(|part| part == "..") || path.is_empty() {
-        return Err(policy_err(line, format!("include <{path}>: the path must stay inside the include directory")));
+        return Err(policy_err(
+            line,
+            format!("include <{path}>: the path must stay inside the include directory"),
+        ));
     }
     if top_level && !path.starts_with("tunables/") {
         return Err(policy_err(
             line,
-            format!("include <{path}> outside the profile: only tunables/ may be included there, so no other profile is defined"),
+            format!(
+                "include <{path}> outside the profile: only tunables/ may be included there, so no other profile is defined"
+            ),
         ));
     }
     Ok(())
@@ -202,7 +288,11 @@ impl Scanner {
     }
 
     /// Scans one line; returns the header of a top-level block it opens.
-    fn feed_line(&mut self, line_no: usize, line: &str) -> Result<Option<(usize, String)>, PolicyError> {
+    fn feed_line(
+        &mut self,
+        line_no: usize,
+        line: &str,
+    ) -> Result<Option<(usize, String)>, PolicyError> {
         let chars: Vec<char> = line.chars().collect();
         let mut opened = None;
         let mut in_quote = false;
@@ -219,7 +309,10 @@ impl Scanner {
                     if self.depth == 0 {
                         let header = self.pending.trim().to_string();
                         if header.is_empty() {
-                            return Err(policy_err(line_no, "a block opens without a profile name"));
+                            return Err(policy_err(
+                                line_no,
+                                "a block opens without a profile name",
+                            ));
                         }
                         opened = Some((self.pending_line, header));
                         self.pending.clear();
@@ -230,7 +323,10 @@ impl Scanner {
                 '}' if self.globs > 0 => self.globs -= 1,
                 '}' => {
                     if self.depth == 0 {
-                        return Err(policy_err(line_no, "'}' closes a block that was never opened"));
+                        return Err(policy_err(
+                            line_no,
+                            "'}' closes a block that was never opened",
+                        ));
                     }
                     self.depth -= 1;
                 }
@@ -269,12 +365,17 @@ fn profile_name(line: usize, header: &str) -> Result<String, PolicyError> {
             .next()
             .ok_or_else(|| policy_err(line, "'profile' must be followed by a name"))?,
         "hat" => return Err(policy_err(line, "a hat must be inside its profile")),
-        _ if first.starts_with('^') => return Err(policy_err(line, "a hat must be inside its profile")),
+        _ if first.starts_with('^') => {
+            return Err(policy_err(line, "a hat must be inside its profile"));
+        }
         _ => first,
     };
     let name = raw.trim_matches('"');
     if name.starts_with(':') {
-        return Err(policy_err(line, format!("profile {name:?}: policy namespaces are not allowed")));
+        return Err(policy_err(
+            line,
+            format!("profile {name:?}: policy namespaces are not allowed"),
+        ));
     }
     Ok(name.to_string())
 }
@@ -341,10 +442,20 @@ profile web flags=(attach_disconnected,mediate_deleted) {
 
     #[test]
     fn a_path_cannot_break_out_of_its_rule() {
-        for bad in ["/tmp/x\" rw,\n  /etc/shadow", "/a\n/b", "/a#b", "/a\\b", "relative/path"] {
+        for bad in [
+            "/tmp/x\" rw,\n  /etc/shadow",
+            "/a\n/b",
+            "/a#b",
+            "/a\\b",
+            "relative/path",
+        ] {
             let abs = abstract_of(json!({"filesystem": {"readOnlyPaths": ["/fine", bad]}}));
             let err = render_abstract("p", &abs, AppArmorMode::Enforce).unwrap_err();
-            assert!(err.to_string().starts_with("spec.abstract.filesystem.readOnlyPaths[1]: "), "{bad:?}: {err}");
+            assert!(
+                err.to_string()
+                    .starts_with("spec.abstract.filesystem.readOnlyPaths[1]: "),
+                "{bad:?}: {err}"
+            );
         }
         // A comma is literal inside the quotes: one rule, one path.
         let abs = abstract_of(json!({"filesystem": {"readOnlyPaths": ["/tmp/x, /etc/shadow rw"]}}));
@@ -356,9 +467,15 @@ profile web flags=(attach_disconnected,mediate_deleted) {
     fn profile_text_needs_exactly_one_source() {
         let both: AppArmorProfileSpec =
             serde_json::from_value(json!({"policy": "profile p {}", "abstract": {}})).unwrap();
-        assert_eq!(profile_text("p", &both).unwrap_err(), PolicyError::PolicyXorAbstract);
+        assert_eq!(
+            profile_text("p", &both).unwrap_err(),
+            PolicyError::PolicyXorAbstract
+        );
         let none: AppArmorProfileSpec = serde_json::from_value(json!({})).unwrap();
-        assert_eq!(profile_text("p", &none).unwrap_err(), PolicyError::PolicyXorAbstract);
+        assert_eq!(
+            profile_text("p", &none).unwrap_err(),
+            PolicyError::PolicyXorAbstract
+        );
         let raw: AppArmorProfileSpec =
             serde_json::from_value(json!({"policy": "profile p {\n}\n"})).unwrap();
         assert_eq!(profile_text("p", &raw).unwrap(), "profile p {\n}\n");
@@ -404,15 +521,41 @@ profile my-app /usr/bin/my-app flags=(complain) {
     fn rejects_a_second_top_level_profile() {
         let policy = "profile p {\n}\n\nprofile docker-default {\n  /** rw,\n}\n";
         let err = check_policy("p", policy).unwrap_err();
-        assert_eq!(err, policy_err(4, "a second top-level profile (\"docker-default\"); a policy defines exactly one, named \"p\" (use child profiles for more)"));
+        assert_eq!(
+            err,
+            policy_err(
+                4,
+                "a second top-level profile (\"docker-default\"); a policy defines exactly one, named \"p\" (use child profiles for more)"
+            )
+        );
     }
 
     #[test]
     fn rejects_no_profile_and_unbalanced_braces() {
-        assert!(check_policy("p", "# nothing\n").unwrap_err().to_string().contains("defines no profile"));
-        assert!(check_policy("p", "profile p {\n  /a r,\n").unwrap_err().to_string().contains("unbalanced"));
-        assert!(check_policy("p", "profile p {\n}\n}\n").unwrap_err().to_string().contains("line 3"));
-        assert!(check_policy("p", "profile p {\n \"/a r,\n}\n").unwrap_err().to_string().contains("line 2: unterminated"));
+        assert!(
+            check_policy("p", "# nothing\n")
+                .unwrap_err()
+                .to_string()
+                .contains("defines no profile")
+        );
+        assert!(
+            check_policy("p", "profile p {\n  /a r,\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unbalanced")
+        );
+        assert!(
+            check_policy("p", "profile p {\n}\n}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("line 3")
+        );
+        assert!(
+            check_policy("p", "profile p {\n \"/a r,\n}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("line 2: unterminated")
+        );
     }
 
     #[test]
@@ -420,27 +563,55 @@ profile my-app /usr/bin/my-app flags=(complain) {
         for (line, why) in [
             ("#include \"/etc/shadow\"", "only <...> includes"),
             ("include </etc/passwd>", "must stay inside"),
-            ("include <abstractions/../../../etc/shadow>", "must stay inside"),
+            (
+                "include <abstractions/../../../etc/shadow>",
+                "must stay inside",
+            ),
             ("include if exists \"local/x\"", "only <...> includes"),
         ] {
             let policy = format!("profile p {{\n  {line}\n}}\n");
             let err = check_policy("p", &policy).unwrap_err();
-            assert!(err.to_string().starts_with("spec.policy line 2: ") && err.to_string().contains(why), "{line}: {err}");
+            assert!(
+                err.to_string().starts_with("spec.policy line 2: ")
+                    && err.to_string().contains(why),
+                "{line}: {err}"
+            );
         }
     }
 
     #[test]
     fn rejects_top_level_includes_that_could_define_profiles() {
         let err = check_policy("p", "include <usr.sbin.cupsd>\nprofile p {\n}\n").unwrap_err();
-        assert!(err.to_string().starts_with("spec.policy line 1: include <usr.sbin.cupsd> outside the profile"), "{err}");
-        check_policy("p", "include <tunables/global>\nprofile p {\n  include <usr.sbin.cupsd>\n}\n").unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("spec.policy line 1: include <usr.sbin.cupsd> outside the profile"),
+            "{err}"
+        );
+        check_policy(
+            "p",
+            "include <tunables/global>\nprofile p {\n  include <usr.sbin.cupsd>\n}\n",
+        )
+        .unwrap();
     }
 
     #[test]
     fn rejects_top_level_hats_and_namespaces() {
-        assert!(check_policy("p", "^p {\n}\n").unwrap_err().to_string().contains("hat must be inside"));
-        assert!(check_policy("p", "hat p {\n}\n").unwrap_err().to_string().contains("hat must be inside"));
+        assert!(
+            check_policy("p", "^p {\n}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("hat must be inside")
+        );
+        assert!(
+            check_policy("p", "hat p {\n}\n")
+                .unwrap_err()
+                .to_string()
+                .contains("hat must be inside")
+        );
         let err = check_policy(":ns:p", "profile :ns:p {\n}\n").unwrap_err();
-        assert!(err.to_string().contains("namespaces are not allowed"), "{err}");
+        assert!(
+            err.to_string().contains("namespaces are not allowed"),
+            "{err}"
+        );
     }
 }

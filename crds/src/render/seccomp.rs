@@ -2,11 +2,14 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::seccomp::{
-    SeccompAction, SeccompArch, SeccompArg, SeccompFlag, SeccompOperator, SeccompProfileSpec, SeccompSyscall,
+    SeccompAction, SeccompArch, SeccompArg, SeccompFlag, SeccompOperator, SeccompProfileSpec,
+    SeccompSyscall,
 };
 
 /// Longest `baseProfileName` chain followed (the profile itself not counted).
@@ -58,7 +61,11 @@ impl InheritanceError {
 
 /// The names of the profiles `name` inherits from, nearest first, following
 /// `baseProfileName` through `lookup`. Fails on a missing base, a cycle or a long chain.
-pub fn base_chain<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Result<Vec<&'a SeccompProfileSpec>, InheritanceError>
+pub fn base_chain<'a, F>(
+    name: &str,
+    spec: &'a SeccompProfileSpec,
+    lookup: F,
+) -> Result<Vec<&'a SeccompProfileSpec>, InheritanceError>
 where
     F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
 {
@@ -72,7 +79,10 @@ where
         }
         if bases.len() == MAX_INHERITANCE_DEPTH {
             chain_names.push(base.to_string());
-            return Err(InheritanceError::TooDeep { chain: chain_names, max: MAX_INHERITANCE_DEPTH });
+            return Err(InheritanceError::TooDeep {
+                chain: chain_names,
+                max: MAX_INHERITANCE_DEPTH,
+            });
         }
         let Some(base_spec) = lookup(base) else {
             return Err(InheritanceError::MissingBase {
@@ -93,7 +103,11 @@ where
 /// the chain's, except that a syscall named by a nearer profile takes its rules from that
 /// profile alone (so a child can tighten or loosen what its base says about a syscall).
 /// Architectures and flags are unioned; the listener is the nearest one set.
-pub fn resolve<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Result<OciSeccomp, InheritanceError>
+pub fn resolve<'a, F>(
+    name: &str,
+    spec: &'a SeccompProfileSpec,
+    lookup: F,
+) -> Result<OciSeccomp, InheritanceError>
 where
     F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
 {
@@ -103,7 +117,8 @@ where
 
 /// Renders a profile without a base (or whose base chain the caller already resolved).
 pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) -> OciSeccomp {
-    let chain: Vec<&SeccompProfileSpec> = std::iter::once(spec).chain(bases.iter().copied()).collect();
+    let chain: Vec<&SeccompProfileSpec> =
+        std::iter::once(spec).chain(bases.iter().copied()).collect();
 
     let mut claimed: HashSet<&str> = HashSet::new();
     let mut syscalls: Vec<SeccompSyscall> = Vec::new();
@@ -132,11 +147,15 @@ pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) ->
     syscalls.retain(|r| {
         let restates_default = r.action == spec.default_action
             && r.args.is_empty()
-            && errno_of(r.action, r.errno_ret) == errno_of(spec.default_action, spec.default_errno_ret);
+            && errno_of(r.action, r.errno_ret)
+                == errno_of(spec.default_action, spec.default_errno_ret);
         !restates_default && seen.insert(r.clone())
     });
 
-    let architectures: BTreeSet<SeccompArch> = chain.iter().flat_map(|p| p.architectures.iter().copied()).collect();
+    let architectures: BTreeSet<SeccompArch> = chain
+        .iter()
+        .flat_map(|p| p.architectures.iter().copied())
+        .collect();
     let flags: BTreeSet<SeccompFlag> = chain.iter().flat_map(|p| p.flags.iter().copied()).collect();
     let listener = chain.iter().find(|p| p.listener_path.is_some());
 
@@ -173,9 +192,17 @@ impl OciSeccomp {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
     #[error("spec.syscalls[{rule}].names: unknown syscall {name:?} on {}", arch_list(.architectures))]
-    UnknownSyscall { rule: usize, name: String, architectures: Vec<String> },
+    UnknownSyscall {
+        rule: usize,
+        name: String,
+        architectures: Vec<String>,
+    },
     #[error("spec.syscalls[{rule}] ({name:?}): libseccomp rejected the rule: {reason}")]
-    Rule { rule: usize, name: String, reason: String },
+    Rule {
+        rule: usize,
+        name: String,
+        reason: String,
+    },
     #[error("spec.architectures: libseccomp rejected {arch}: {reason}")]
     Arch { arch: String, reason: String },
     #[error("spec.defaultAction: libseccomp rejected it: {reason}")]
@@ -194,7 +221,12 @@ fn arch_name(arch: SeccompArch) -> String {
 }
 
 fn scmp_arch(arch: SeccompArch) -> Result<ScmpArch, CompileError> {
-    arch_name(arch).parse::<ScmpArch>().map_err(|e| CompileError::Arch { arch: arch_name(arch), reason: e.to_string() })
+    arch_name(arch)
+        .parse::<ScmpArch>()
+        .map_err(|e| CompileError::Arch {
+            arch: arch_name(arch),
+            reason: e.to_string(),
+        })
 }
 
 fn scmp_action(action: SeccompAction, errno: Option<u32>) -> ScmpAction {
@@ -238,23 +270,33 @@ fn exists_on(name: &str, arch: ScmpArch) -> bool {
 /// on some of them only is compiled where it exists, as the runtimes do.
 pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> {
     let default = scmp_action(profile.default_action, profile.default_errno_ret);
-    let mut ctx = ScmpFilterContext::new(default).map_err(|e| CompileError::Default { reason: e.to_string() })?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| CompileError::Default {
+        reason: e.to_string(),
+    })?;
 
     let native = ScmpArch::native();
     let arches: Vec<ScmpArch> = if profile.architectures.is_empty() {
         vec![native]
     } else {
-        profile.architectures.iter().map(|a| scmp_arch(*a)).collect::<Result<_, _>>()?
+        profile
+            .architectures
+            .iter()
+            .map(|a| scmp_arch(*a))
+            .collect::<Result<_, _>>()?
     };
     for (arch, listed) in arches.iter().zip(&profile.architectures) {
         if *arch != native {
-            ctx.add_arch(*arch)
-                .map_err(|e| CompileError::Arch { arch: arch_name(*listed), reason: e.to_string() })?;
+            ctx.add_arch(*arch).map_err(|e| CompileError::Arch {
+                arch: arch_name(*listed),
+                reason: e.to_string(),
+            })?;
         }
     }
     if !arches.contains(&native) {
-        ctx.remove_arch(native)
-            .map_err(|e| CompileError::Arch { arch: format!("{native:?}"), reason: e.to_string() })?;
+        ctx.remove_arch(native).map_err(|e| CompileError::Arch {
+            arch: format!("{native:?}"),
+            reason: e.to_string(),
+        })?;
     }
 
     for (index, rule) in profile.syscalls.iter().enumerate() {
@@ -268,18 +310,29 @@ pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> 
                 let architectures = if profile.architectures.is_empty() {
                     vec![format!("the native architecture ({native:?})")]
                 } else {
-                    profile.architectures.iter().map(|a| arch_name(*a)).collect()
+                    profile
+                        .architectures
+                        .iter()
+                        .map(|a| arch_name(*a))
+                        .collect()
                 };
-                return Err(CompileError::UnknownSyscall { rule: index, name: name.clone(), architectures });
+                return Err(CompileError::UnknownSyscall {
+                    rule: index,
+                    name: name.clone(),
+                    architectures,
+                });
             }
             // Rules are added in native numbering; libseccomp maps them to each filter
             // architecture. A syscall the native architecture lacks is compiled on the node.
-            let Ok(syscall) = ScmpSyscall::from_name(name) else { continue };
-            ctx.add_rule_conditional(action, syscall, &conditions).map_err(|e| CompileError::Rule {
-                rule: index,
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
+            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            ctx.add_rule_conditional(action, syscall, &conditions)
+                .map_err(|e| CompileError::Rule {
+                    rule: index,
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
         }
     }
     Ok(ctx)
@@ -297,7 +350,10 @@ mod tests {
         serde_json::from_value(v).expect("valid spec")
     }
 
-    fn resolve_in(profiles: &HashMap<&str, SeccompProfileSpec>, name: &str) -> Result<OciSeccomp, InheritanceError> {
+    fn resolve_in(
+        profiles: &HashMap<&str, SeccompProfileSpec>,
+        name: &str,
+    ) -> Result<OciSeccomp, InheritanceError> {
         resolve(name, &profiles[name], |n| profiles.get(n))
     }
 
@@ -318,12 +374,28 @@ mod tests {
         }));
         let oci = render_chain(&s, &[]);
         let value: serde_json::Value = serde_json::from_slice(&oci.to_bytes()).unwrap();
-        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             keys,
-            ["architectures", "defaultAction", "defaultErrnoRet", "flags", "listenerMetadata", "listenerPath", "syscalls"]
+            [
+                "architectures",
+                "defaultAction",
+                "defaultErrnoRet",
+                "flags",
+                "listenerMetadata",
+                "listenerPath",
+                "syscalls"
+            ]
         );
-        assert_eq!(value["syscalls"][0]["args"][0], json!({"index": 0, "value": 1, "valueTwo": 0, "op": "SCMP_CMP_EQ"}));
+        assert_eq!(
+            value["syscalls"][0]["args"][0],
+            json!({"index": 0, "value": 1, "valueTwo": 0, "op": "SCMP_CMP_EQ"})
+        );
         assert_eq!(value["defaultErrnoRet"], 38);
     }
 
@@ -349,32 +421,52 @@ mod tests {
     #[test]
     fn inheritance_unions_rules_and_the_child_wins() {
         let profiles = HashMap::from([
-            ("base", spec(json!({
-                "defaultAction": "SCMP_ACT_ERRNO",
-                "architectures": ["SCMP_ARCH_X86_64"],
-                "flags": ["SECCOMP_FILTER_FLAG_LOG"],
-                "syscalls": [
-                    {"names": ["read", "write", "ptrace"], "action": "SCMP_ACT_ALLOW"},
-                    {"names": ["mount"], "action": "SCMP_ACT_LOG"},
-                ],
-            }))),
-            ("child", spec(json!({
-                "defaultAction": "SCMP_ACT_LOG",
-                "architectures": ["SCMP_ARCH_AARCH64"],
-                "baseProfileName": "base",
-                "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"}],
-            }))),
+            (
+                "base",
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                    "syscalls": [
+                        {"names": ["read", "write", "ptrace"], "action": "SCMP_ACT_ALLOW"},
+                        {"names": ["mount"], "action": "SCMP_ACT_LOG"},
+                    ],
+                })),
+            ),
+            (
+                "child",
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_LOG",
+                    "architectures": ["SCMP_ARCH_AARCH64"],
+                    "baseProfileName": "base",
+                    "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_KILL_PROCESS"}],
+                })),
+            ),
         ]);
         let oci = resolve_in(&profiles, "child").unwrap();
-        assert_eq!(oci.default_action, SeccompAction::Log, "the child's default action wins");
-        assert_eq!(oci.architectures, vec![SeccompArch::X86_64, SeccompArch::Aarch64]);
+        assert_eq!(
+            oci.default_action,
+            SeccompAction::Log,
+            "the child's default action wins"
+        );
+        assert_eq!(
+            oci.architectures,
+            vec![SeccompArch::X86_64, SeccompArch::Aarch64]
+        );
         assert_eq!(oci.flags, vec![SeccompFlag::Log]);
-        let rules: Vec<(Vec<String>, SeccompAction)> = oci.syscalls.iter().map(|r| (r.names.clone(), r.action)).collect();
+        let rules: Vec<(Vec<String>, SeccompAction)> = oci
+            .syscalls
+            .iter()
+            .map(|r| (r.names.clone(), r.action))
+            .collect();
         assert_eq!(
             rules,
             vec![
                 (vec!["ptrace".to_string()], SeccompAction::KillProcess),
-                (vec!["read".to_string(), "write".to_string()], SeccompAction::Allow),
+                (
+                    vec!["read".to_string(), "write".to_string()],
+                    SeccompAction::Allow
+                ),
                 // `mount` → LOG restates the child's default and is dropped, as runtimes do.
             ]
         );
@@ -383,20 +475,32 @@ mod tests {
     #[test]
     fn inheritance_follows_long_chains() {
         let mut profiles = HashMap::new();
-        let names: Vec<String> = (0..=MAX_INHERITANCE_DEPTH).map(|i| format!("p{i}")).collect();
+        let names: Vec<String> = (0..=MAX_INHERITANCE_DEPTH)
+            .map(|i| format!("p{i}"))
+            .collect();
         for (i, name) in names.iter().enumerate() {
             let base = names.get(i + 1);
-            profiles.insert(name.as_str(), spec(json!({
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "baseProfileName": base,
-                "syscalls": [{"names": [format!("getpid{i}")], "action": "SCMP_ACT_ERRNO"}],
-            })));
+            profiles.insert(
+                name.as_str(),
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "baseProfileName": base,
+                    "syscalls": [{"names": [format!("getpid{i}")], "action": "SCMP_ACT_ERRNO"}],
+                })),
+            );
         }
         let oci = resolve_in(&profiles, "p0").unwrap();
-        assert_eq!(oci.syscalls.len(), MAX_INHERITANCE_DEPTH + 1, "every level contributes its rule");
+        assert_eq!(
+            oci.syscalls.len(),
+            MAX_INHERITANCE_DEPTH + 1,
+            "every level contributes its rule"
+        );
 
         // One more level is refused, naming the chain.
-        profiles.get_mut(names.last().unwrap().as_str()).unwrap().base_profile_name = Some("extra".into());
+        profiles
+            .get_mut(names.last().unwrap().as_str())
+            .unwrap()
+            .base_profile_name = Some("extra".into());
         profiles.insert("extra", spec(json!({"defaultAction": "SCMP_ACT_ALLOW"})));
         let err = resolve_in(&profiles, "p0").unwrap_err();
         assert!(matches!(err, InheritanceError::TooDeep { .. }), "{err}");
@@ -407,19 +511,45 @@ mod tests {
     #[test]
     fn inheritance_cycles_and_missing_bases_are_named() {
         let profiles = HashMap::from([
-            ("a", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "b"}))),
-            ("b", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "c"}))),
-            ("c", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "a"}))),
-            ("self", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "self"}))),
-            ("orphan", spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "gone"}))),
+            (
+                "a",
+                spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "b"})),
+            ),
+            (
+                "b",
+                spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "c"})),
+            ),
+            (
+                "c",
+                spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "a"})),
+            ),
+            (
+                "self",
+                spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "self"})),
+            ),
+            (
+                "orphan",
+                spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "baseProfileName": "gone"})),
+            ),
         ]);
         let err = resolve_in(&profiles, "a").unwrap_err();
-        assert_eq!(err, InheritanceError::Cycle { chain: vec!["a".into(), "b".into(), "c".into(), "a".into()] });
-        assert_eq!(err.to_string(), "spec.baseProfileName: inheritance cycle a -> b -> c -> a");
+        assert_eq!(
+            err,
+            InheritanceError::Cycle {
+                chain: vec!["a".into(), "b".into(), "c".into(), "a".into()]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "spec.baseProfileName: inheritance cycle a -> b -> c -> a"
+        );
         assert_eq!(err.profiles(), vec!["a", "b", "c", "a"]);
 
         let err = resolve_in(&profiles, "self").unwrap_err();
-        assert_eq!(err.to_string(), "spec.baseProfileName: inheritance cycle self -> self");
+        assert_eq!(
+            err.to_string(),
+            "spec.baseProfileName: inheritance cycle self -> self"
+        );
 
         let err = resolve_in(&profiles, "orphan").unwrap_err();
         assert_eq!(
@@ -456,13 +586,19 @@ mod tests {
             ],
         }));
         let err = compile(&render_chain(&s, &[])).unwrap_err();
-        assert_eq!(err.to_string(), "spec.syscalls[1].names: unknown syscall \"not_a_syscall\" on SCMP_ARCH_X86_64");
+        assert_eq!(
+            err.to_string(),
+            "spec.syscalls[1].names: unknown syscall \"not_a_syscall\" on SCMP_ARCH_X86_64"
+        );
 
         // Without architectures the native one is used, and named.
         let mut native = s.clone();
         native.architectures.clear();
         let err = compile(&render_chain(&native, &[])).unwrap_err();
-        assert!(err.to_string().contains("not_a_syscall") && err.to_string().contains("native"), "{err}");
+        assert!(
+            err.to_string().contains("not_a_syscall") && err.to_string().contains("native"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -474,8 +610,14 @@ mod tests {
             "syscalls": [{"names": ["open"], "action": "SCMP_ACT_ERRNO"}],
         }));
         compile(&render_chain(&s, &[])).expect("compiles");
-        let only_arm = SeccompProfileSpec { architectures: vec![SeccompArch::Aarch64], ..s };
+        let only_arm = SeccompProfileSpec {
+            architectures: vec![SeccompArch::Aarch64],
+            ..s
+        };
         let err = compile(&render_chain(&only_arm, &[])).unwrap_err();
-        assert!(err.to_string().contains("\"open\" on SCMP_ARCH_AARCH64"), "{err}");
+        assert!(
+            err.to_string().contains("\"open\" on SCMP_ARCH_AARCH64"),
+            "{err}"
+        );
     }
 }
