@@ -118,10 +118,10 @@ pub struct SeccompProfileSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SeccompSyscall {
     /// Syscall names, as libseccomp spells them (e.g. `mkdirat`).
-    #[schemars(length(min = 1, max = 1024), inner(length(min = 1, max = 64)))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.all(n, n.matches('^[a-z0-9_]+$'))", "message": "syscall names are lowercase letters, digits and '_'"}
-    ]))]
+    #[schemars(
+        length(min = 1, max = 1024),
+        inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9_]+$"))
+    )]
     pub names: Vec<String>,
 
     /// What happens when a listed syscall matches.

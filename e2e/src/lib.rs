@@ -1,1 +1,7 @@
 //! palisade-e2e: the local control plane (real etcd + kube-apiserver) and end-to-end tests.
+
+pub mod certs;
+pub mod controlplane;
+pub mod process;
+
+pub use controlplane::ControlPlane;

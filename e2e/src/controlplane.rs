@@ -1,0 +1,302 @@
+//! A real etcd + kube-apiserver on loopback, started as local processes (the envtest way).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Config};
+
+use crate::certs::Pki;
+use crate::process::Proc;
+
+/// Where etcd, kube-apiserver and kubectl are: `KUBEBUILDER_ASSETS` when it holds them,
+/// else the directory the build script prints (building them once if needed).
+pub fn binary_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("KUBEBUILDER_ASSETS") {
+        let dir = PathBuf::from(dir);
+        if dir.join("etcd").is_file() && dir.join("kube-apiserver").is_file() {
+            return Ok(dir);
+        }
+    }
+    let script = repo_root().join("e2e/scripts/control-plane-bin.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed; set KUBEBUILDER_ASSETS or install Go",
+            script.display()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// The repository root (the workspace this crate sits in).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running control plane. Dropping it stops both processes.
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub pki: Pki,
+    pub api_port: u16,
+    pub etcd_port: u16,
+    // Field order is drop order: the API server stops before etcd.
+    pub apiserver: Proc,
+    pub etcd: Proc,
+    /// Set when the harness made `dir` itself: removed on drop unless a test failed.
+    temp: Option<tempfile::TempDir>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane in a new temporary directory, removed when it is dropped
+    /// (kept, and named, when a test fails).
+    pub async fn start_temp() -> Result<Self> {
+        let temp = tempfile::Builder::new().prefix("palisade-e2e-").tempdir()?;
+        match Self::start(temp.path()).await {
+            Ok(mut cp) => {
+                cp.temp = Some(temp);
+                Ok(cp)
+            }
+            Err(e) => Err(e.context(format!(
+                "control plane state and logs kept in {}",
+                temp.keep().display()
+            ))),
+        }
+    }
+
+    /// Starts etcd and kube-apiserver with state under `dir`, waits until the API server is
+    /// ready, writes `dir/kubeconfig`, and installs Palisade's CRDs from `crds/`.
+    pub async fn start(dir: &Path) -> Result<Self> {
+        let bin_dir = binary_dir()?;
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        let pki = Pki::generate(&dir.join("pki"))?;
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = Proc::spawn(
+            "etcd",
+            Command::new(bin_dir.join("etcd")).args([
+                "--name=palisade",
+                &format!("--data-dir={}", dir.join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls={peer_url}"),
+                &format!("--initial-advertise-peer-urls={peer_url}"),
+                &format!("--initial-cluster=palisade={peer_url}"),
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ]),
+            &logs.join("etcd.log"),
+        )?;
+
+        let api_port = free_port()?;
+        let apiserver = Proc::spawn(
+            "kube-apiserver",
+            Command::new(bin_dir.join("kube-apiserver"))
+                .args(apiserver_args(&dir, &pki, &etcd_url, api_port)),
+            &logs.join("kube-apiserver.log"),
+        )?;
+
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(api_port, &pki))?;
+        let cp = Self {
+            dir,
+            bin_dir,
+            kubeconfig,
+            pki,
+            api_port,
+            etcd_port,
+            apiserver,
+            etcd,
+            temp: None,
+        };
+        cp.wait_ready(Duration::from_secs(90)).await?;
+        cp.install_crds().await?;
+        Ok(cp)
+    }
+
+    /// An admin client (group system:masters).
+    pub async fn client(&self) -> Result<Client> {
+        client_from_kubeconfig(&self.kubeconfig).await
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let client = self.client().await?;
+        loop {
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            match client.request_text(req).await {
+                Ok(body) if body.trim() == "ok" => return Ok(()),
+                outcome => {
+                    for p in [&self.etcd, &self.apiserver] {
+                        p.check_alive()?;
+                    }
+                    if start.elapsed() > timeout {
+                        bail!(
+                            "kube-apiserver not ready after {timeout:?}: {outcome:?}; logs in {}",
+                            self.dir.join("logs").display()
+                        );
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Applies every CRD file in `crds/` (server-side) and waits until each is Established.
+    pub async fn install_crds(&self) -> Result<()> {
+        let client = self.client().await?;
+        let api: Api<CustomResourceDefinition> = Api::all(client);
+        for crd in crd_files()? {
+            let name = crd.metadata.name.clone().context("CRD without a name")?;
+            api.patch(
+                &name,
+                &PatchParams::apply("palisade-e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+            let established = await_condition(api.clone(), &name, conditions::is_crd_established());
+            tokio::time::timeout(Duration::from_secs(30), established)
+                .await
+                .with_context(|| format!("CRD {name} not Established in 30 s"))??;
+        }
+        Ok(())
+    }
+
+    /// Runs the control plane's own kubectl against it.
+    pub fn kubectl(&self, args: &[&str]) -> Result<std::process::Output> {
+        let kubectl = if self.bin_dir.join("kubectl").is_file() {
+            self.bin_dir.join("kubectl")
+        } else {
+            "kubectl".into()
+        };
+        Command::new(kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.join("kubectl-cache").display()
+            ))
+            .args(args)
+            .output()
+            .context("running kubectl")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "control plane state and logs kept in {}",
+                self.dir.display()
+            );
+            for p in [&self.apiserver, &self.etcd] {
+                p.print_tail(40);
+            }
+            if let Some(temp) = self.temp.take() {
+                let _ = temp.keep();
+            }
+        }
+    }
+}
+
+fn apiserver_args(dir: &Path, pki: &Pki, etcd_url: &str, port: u16) -> Vec<String> {
+    let p = |path: &Path| path.display().to_string();
+    vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        // The kubernetes Service endpoint may not be a loopback address; no pod needs it here.
+        "--endpoint-reconciler-type=none".into(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+        format!("--tls-cert-file={}", p(&pki.server_cert)),
+        format!("--tls-private-key-file={}", p(&pki.server_key)),
+        format!("--client-ca-file={}", p(&pki.ca_cert)),
+        format!("--service-account-key-file={}", p(&pki.sa_public)),
+        format!("--service-account-signing-key-file={}", p(&pki.sa_private)),
+        "--service-account-issuer=https://kubernetes.default.svc".into(),
+        "--service-cluster-ip-range=10.96.0.0/24".into(),
+        "--authorization-mode=RBAC".into(),
+        "--allow-privileged=true".into(),
+        // No controller-manager runs here to create each namespace's default
+        // ServiceAccount, so the admission plugin that requires it is off.
+        "--disable-admission-plugins=ServiceAccount".into(),
+        "--enable-priority-and-fairness=false".into(),
+        "--profiling=false".into(),
+        "--v=1".into(),
+    ]
+}
+
+fn kubeconfig_yaml(port: u16, pki: &Pki) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: palisade-local
+  cluster:
+    server: https://127.0.0.1:{port}
+    certificate-authority: {ca}
+users:
+- name: admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: palisade-local
+  context: {{cluster: palisade-local, user: admin}}
+current-context: palisade-local
+",
+        ca = pki.ca_cert.display(),
+        cert = pki.admin_cert.display(),
+        key = pki.admin_key.display(),
+    )
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The CRDs committed in `crds/`, which is what users apply.
+pub fn crd_files() -> Result<Vec<CustomResourceDefinition>> {
+    let dir = repo_root().join("crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f)?;
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", f.display()))
+        })
+        .collect()
+}

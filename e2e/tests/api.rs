@@ -1,0 +1,262 @@
+//! The palisade.dev API against a real kube-apiserver: the CRDs install, `kubectl explain`
+//! teaches the schema, every example is accepted, and invalid objects are refused at
+//! admission with a message naming the field.
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Discovery;
+use palisade_e2e::ControlPlane;
+use serde_json::{Value, json};
+
+fn resource(kind: &str) -> ApiResource {
+    let plural = match kind {
+        "AppArmorProfile" => "apparmorprofiles",
+        "SeccompProfile" => "seccompprofiles",
+        "NodeProfileStatus" => "nodeprofilestatuses",
+        other => panic!("unknown kind {other}"),
+    };
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("palisade.dev", "v1alpha1", kind),
+        plural,
+    )
+}
+
+async fn create(client: &kube::Client, obj: &Value) -> Result<(), kube::Error> {
+    let kind = obj["kind"].as_str().unwrap();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
+    let obj: DynamicObject = serde_json::from_value(obj.clone()).unwrap();
+    api.create(&PostParams::default(), &obj).await.map(|_| ())
+}
+
+fn aap(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": name}, "spec": spec})
+}
+
+fn sp(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": name}, "spec": spec})
+}
+
+fn sp_rule(rule: Value) -> Value {
+    sp(
+        "bad",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}),
+    )
+}
+
+#[tokio::test]
+async fn crds_install_explain_examples_and_admission() {
+    let cp = ControlPlane::start_temp()
+        .await
+        .expect("control plane starts");
+    let client = cp.client().await.unwrap();
+
+    // The three kinds are served, cluster-scoped, with their short names.
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let group = discovery.get("palisade.dev").expect("palisade.dev served");
+    let mut kinds: Vec<String> = group
+        .recommended_resources()
+        .into_iter()
+        .map(|(r, _)| r.kind)
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["AppArmorProfile", "NodeProfileStatus", "SeccompProfile"]
+    );
+
+    // kubectl explain shows our descriptions (the API server publishes a new CRD's
+    // OpenAPI shortly after it is Established, so allow it a few seconds).
+    let explain = |what: &str| {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = cp.kubectl(&["explain", what]).unwrap();
+            if out.status.success() {
+                // kubectl wraps lines: compare with the white space folded.
+                return String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("kubectl explain {what}: {last}");
+    };
+    let text = explain("seccompprofile.spec.syscalls.args");
+    assert!(text.contains("`value` is the mask"), "{text}");
+    assert!(explain("aap.spec.abstract.filesystem.denyPaths").contains("Paths always denied"));
+
+    // Every example is accepted as written (the pod too: its profile fields are real).
+    let out = cp
+        .kubectl(&[
+            "apply",
+            "-f",
+            &palisade_e2e::controlplane::repo_root()
+                .join("examples")
+                .display()
+                .to_string(),
+        ])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cp.kubectl(&["get", "sp,aap", "-o", "name"]).unwrap();
+    let names = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "seccompprofile.palisade.dev/web-server",
+        "seccompprofile.palisade.dev/base-runtime",
+        "apparmorprofile.palisade.dev/web-server",
+        "apparmorprofile.palisade.dev/log-shipper",
+    ] {
+        assert!(names.contains(expected), "{expected} missing from {names}");
+    }
+
+    // One invalid object per CEL rule and enum: refused, naming the field and the reason.
+    let table: Vec<(Value, &str)> = vec![
+        (
+            aap("both", json!({"policy": "profile both {}", "abstract": {}})),
+            "exactly one of spec.policy and spec.abstract must be set",
+        ),
+        (
+            aap("neither", json!({})),
+            "exactly one of spec.policy and spec.abstract must be set",
+        ),
+        (
+            aap(
+                "relpath",
+                json!({"abstract": {"filesystem": {"readOnlyPaths": ["etc/x"]}}}),
+            ),
+            "spec.abstract.filesystem.readOnlyPaths[0]: Invalid value",
+        ),
+        (
+            aap(
+                "quote",
+                json!({"abstract": {"filesystem": {"denyPaths": ["/x\" rw,"]}}}),
+            ),
+            "must be an absolute path without control characters",
+        ),
+        (
+            aap(
+                "newline",
+                json!({"abstract": {"executable": {"allowedExecutables": ["/bin/sh\n/etc/shadow"]}}}),
+            ),
+            "spec.abstract.executable.allowedExecutables[0]",
+        ),
+        (
+            aap("unconfined", json!({"abstract": {}})),
+            "reserved by AppArmor",
+        ),
+        (
+            aap("mode", json!({"abstract": {}, "mode": "Audit"})),
+            "spec.mode: Unsupported value: \"Audit\"",
+        ),
+        (
+            aap("state", json!({"abstract": {}, "state": "Off"})),
+            "spec.state: Unsupported value: \"Off\"",
+        ),
+        (
+            aap(
+                "cap",
+                json!({"abstract": {"capability": {"allowedCapabilities": ["CAP_SYS_ADMIN"]}}}),
+            ),
+            "spec.abstract.capability.allowedCapabilities[0]: Unsupported value",
+        ),
+        (
+            aap("huge", json!({"policy": "x".repeat(262_145)})),
+            "spec.policy: Too long",
+        ),
+        (
+            aap(&"a".repeat(201), json!({"abstract": {}})),
+            "metadata.name must be at most 200",
+        ),
+        (
+            sp("action", json!({"defaultAction": "SCMP_ACT_MAYBE"})),
+            "spec.defaultAction: Unsupported value",
+        ),
+        (
+            sp("noaction", json!({})),
+            "spec.defaultAction: Required value",
+        ),
+        (
+            sp(
+                "arch",
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["x86_64"]}),
+            ),
+            "spec.architectures[0]: Unsupported value",
+        ),
+        (
+            sp(
+                "flag",
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["TSYNC"]}),
+            ),
+            "spec.flags[0]: Unsupported value",
+        ),
+        (
+            sp(
+                "listener",
+                json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "run/x.sock"}),
+            ),
+            "listenerPath must be an absolute path",
+        ),
+        (
+            sp_rule(json!({"names": [], "action": "SCMP_ACT_ERRNO"})),
+            "spec.syscalls[0].names: Invalid value",
+        ),
+        (
+            sp_rule(json!({"names": [""], "action": "SCMP_ACT_ERRNO"})),
+            "spec.syscalls[0].names[0]",
+        ),
+        (
+            sp_rule(json!({"names": ["Mkdir"], "action": "SCMP_ACT_ERRNO"})),
+            "spec.syscalls[0].names[0]: Invalid value: \"Mkdir\": spec.syscalls[0].names[0] in body should match '^[a-z0-9_]+$'",
+        ),
+        (
+            sp_rule(json!({"names": ["mkdir"], "action": "ERRNO"})),
+            "spec.syscalls[0].action: Unsupported value",
+        ),
+        (
+            sp_rule(
+                json!({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}),
+            ),
+            "spec.syscalls[0].args[0].index: Invalid value: 6",
+        ),
+        (
+            sp_rule(
+                json!({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": (0..7).map(|i| json!({"index": i % 6, "value": 0, "op": "SCMP_CMP_EQ"})).collect::<Vec<_>>()}),
+            ),
+            "spec.syscalls[0].args: Too many: 7: must have at most 6 items",
+        ),
+        (
+            sp_rule(
+                json!({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_MATCHES"}]}),
+            ),
+            "spec.syscalls[0].args[0].op: Unsupported value",
+        ),
+        (
+            sp("Bad.Name", json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+            "metadata.name",
+        ),
+    ];
+    let mut failures = vec![];
+    for (obj, expected) in &table {
+        match create(&client, obj).await {
+            Ok(()) => failures.push(format!(
+                "{} {} was accepted",
+                obj["kind"], obj["metadata"]["name"]
+            )),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains(expected) => {}
+            Err(other) => failures.push(format!(
+                "{} {}: expected {expected:?}, got {other}",
+                obj["kind"], obj["metadata"]["name"]
+            )),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "admission table:\n{}",
+        failures.join("\n")
+    );
+}
