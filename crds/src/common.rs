@@ -80,3 +80,16 @@ pub fn digest(content: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(content))
 }
+
+/// Condition type: the operator validated the current generation.
+pub const CONDITION_ACCEPTED: &str = "Accepted";
+/// Condition type: every targeted node installed the current generation.
+pub const CONDITION_READY: &str = "Ready";
+
+/// Whether the operator accepted exactly this generation: the gate agents wait for.
+pub fn accepted_at(status: Option<&ProfileStatus>, generation: Option<i64>) -> bool {
+    status
+        .into_iter()
+        .flat_map(|s| s.conditions.iter())
+        .any(|c| c.type_ == CONDITION_ACCEPTED && c.status == "True" && c.observed_generation == generation)
+}

@@ -9,9 +9,12 @@ pub mod nodestatus;
 pub mod seccomp;
 
 pub mod render;
+pub mod selector;
 
 pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
-pub use common::{NodeCounts, NodeFailure, ProfileState, ProfileStatus, digest};
+pub use common::{
+    CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_at, digest,
+};
 pub use nodestatus::{
     NodeCapabilities, NodeProfile, NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus,
     ProfileKind,
