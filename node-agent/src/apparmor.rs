@@ -1,0 +1,280 @@
+//! Loading, verifying and removing AppArmor profiles with the real `apparmor_parser`.
+//!
+//! Each profile Palisade loads has its source and an ownership record under the state
+//! directory; a profile loaded in the kernel without a record is not Palisade's and is never
+//! replaced or removed.
+//!
+//! Simulated kernel (tests only, `--simulate-apparmor-kernel`): this machine's kernel has no
+//! AppArmor LSM, so the apparmorfs directory is a plain directory. The real parser still
+//! compiles every profile and writes the binary policy into it (`--subdomainfs`), given the
+//! kernel features from a file; the one fake is that the agent itself keeps that
+//! directory's `profiles` list (`name (mode)`), which a real kernel keeps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use palisade_crds::AppArmorMode;
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::files;
+
+/// What the agent needs to drive the parser.
+#[derive(Clone, Debug)]
+pub struct AppArmorConfig {
+    pub parser: PathBuf,
+    pub apparmorfs: PathBuf,
+    pub include_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Simulated kernel: the features file the parser is told the kernel has.
+    pub simulated_kernel_features: Option<PathBuf>,
+}
+
+/// Palisade's record of a profile it loaded: the ownership marker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub managed_by: String,
+    pub name: String,
+    pub uid: String,
+    pub generation: i64,
+    pub digest: String,
+    pub mode: AppArmorMode,
+}
+
+const MANAGED_BY: &str = "palisade";
+
+pub struct AppArmor {
+    cfg: AppArmorConfig,
+}
+
+impl AppArmor {
+    pub fn new(cfg: AppArmorConfig) -> std::io::Result<Self> {
+        std::fs::create_dir_all(cfg.state_dir.join("apparmor"))?;
+        std::fs::create_dir_all(cfg.state_dir.join("apparmor-cache"))?;
+        files::clean_temp_files(&cfg.state_dir.join("apparmor"))?;
+        Ok(Self { cfg })
+    }
+
+    fn source_path(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join("apparmor").join(name)
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join("apparmor").join(format!("{name}.palisade.json"))
+    }
+
+    fn profiles_file(&self) -> PathBuf {
+        self.cfg.apparmorfs.join("profiles")
+    }
+
+    /// Whether AppArmor can be used here: `Ok(parser version)` or `Err(reason)`.
+    pub async fn detect(&self) -> Result<String, String> {
+        if !self.profiles_file().is_file() {
+            return Err(format!(
+                "AppArmor is not enabled on this node ({} is missing)",
+                self.profiles_file().display()
+            ));
+        }
+        let out = Command::new(&self.cfg.parser).arg("--version").output().await.map_err(|e| {
+            format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display())
+        })?;
+        let version = String::from_utf8_lossy(&out.stdout);
+        let first = version.lines().next().unwrap_or_default();
+        Ok(first.rsplit(' ').next().unwrap_or(first).to_string())
+    }
+
+    /// Profiles the kernel has loaded: name → mode.
+    pub fn loaded(&self) -> std::io::Result<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(self.profiles_file())?;
+        Ok(parse_profiles(&text))
+    }
+
+    /// Palisade's records, by profile name.
+    pub fn records(&self) -> std::io::Result<BTreeMap<String, Record>> {
+        let mut out = BTreeMap::new();
+        for entry in std::fs::read_dir(self.cfg.state_dir.join("apparmor"))? {
+            let path = entry?.path();
+            if path.to_string_lossy().ends_with(".palisade.json") {
+                let record: Record = match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                    Some(r) => r,
+                    None => continue,
+                };
+                if record.managed_by == MANAGED_BY {
+                    out.insert(record.name.clone(), record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parser(&self) -> Command {
+        let mut cmd = Command::new(&self.cfg.parser);
+        cmd.arg("--subdomainfs").arg(&self.cfg.apparmorfs);
+        if let Some(features) = &self.cfg.simulated_kernel_features {
+            cmd.arg("--kernel-features").arg(features);
+        }
+        cmd
+    }
+
+    /// Loads (or replaces) a profile Palisade owns and verifies the kernel lists it.
+    /// Returns the parser's run time. Errors are the parser's own words, trimmed.
+    pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, String> {
+        let source = self.source_path(&record.name);
+        files::write_atomic(&source, text.as_bytes(), 0o600).map_err(|e| format!("writing {}: {e}", source.display()))?;
+        let mut cmd = self.parser();
+        cmd.args(["--replace", "--write-cache", "--quiet"])
+            .arg("--cache-loc")
+            .arg(self.cfg.state_dir.join("apparmor-cache"))
+            .arg("-I")
+            .arg(&self.cfg.include_dir);
+        if record.mode == AppArmorMode::Complain {
+            cmd.arg("--Complain");
+        }
+        cmd.arg(&source);
+        let start = Instant::now();
+        let out = cmd.output().await.map_err(|e| format!("running apparmor_parser: {e}"))?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            return Err(parser_message(&out.stderr, out.status));
+        }
+        // The record is written only after the kernel took the profile: a record always
+        // names something Palisade loaded.
+        let record_bytes = serde_json::to_vec_pretty(record).expect("record serializes");
+        files::write_atomic(&self.record_path(&record.name), &record_bytes, 0o600)
+            .map_err(|e| format!("writing the ownership record: {e}"))?;
+        if self.cfg.simulated_kernel_features.is_some() {
+            self.simulate_loaded(&source, record.mode).await?;
+        }
+        self.verify(&record.name, record.mode)?;
+        Ok(took)
+    }
+
+    /// Checks that the kernel lists `name` in `mode` (what runtimes check before starting a
+    /// confined container).
+    pub fn verify(&self, name: &str, mode: AppArmorMode) -> Result<(), String> {
+        let loaded = self.loaded().map_err(|e| format!("reading {}: {e}", self.profiles_file().display()))?;
+        let want = mode_word(mode);
+        match loaded.get(name) {
+            Some(m) if m == want => Ok(()),
+            Some(m) => Err(format!("the kernel lists {name} in {m} mode, not {want}")),
+            None => Err(format!("the kernel does not list {name} after loading it")),
+        }
+    }
+
+    /// Unloads a profile Palisade owns and forgets it. Refuses one it does not own.
+    pub async fn remove(&self, name: &str) -> Result<(), String> {
+        if !self.record_path(name).exists() {
+            return Err(format!("{name} is not managed by Palisade on this node; not removing it"));
+        }
+        let source = self.source_path(name);
+        if self.loaded().map(|l| l.contains_key(name)).unwrap_or(false) {
+            let out = self
+                .parser()
+                .args(["--remove", "--quiet"])
+                .arg(&source)
+                .output()
+                .await
+                .map_err(|e| format!("running apparmor_parser: {e}"))?;
+            if !out.status.success() {
+                return Err(parser_message(&out.stderr, out.status));
+            }
+            if self.cfg.simulated_kernel_features.is_some() {
+                self.simulate_removed(name)?;
+            }
+        }
+        files::remove_durable(&self.record_path(name)).map_err(|e| e.to_string())?;
+        files::remove_durable(&source).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Simulated kernel: lists every profile the source defines (children included).
+    async fn simulate_loaded(&self, source: &Path, mode: AppArmorMode) -> Result<(), String> {
+        let out = Command::new(&self.cfg.parser)
+            .args(["--names", "--quiet", "-I"])
+            .arg(&self.cfg.include_dir)
+            .arg(source)
+            .output()
+            .await
+            .map_err(|e| e.to_string())?;
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        let top = names.first().cloned().unwrap_or_default();
+        let mut loaded = self.loaded().map_err(|e| e.to_string())?;
+        loaded.retain(|n, _| n != &top && !n.starts_with(&format!("{top}//")));
+        for n in names {
+            loaded.insert(n, mode_word(mode).to_string());
+        }
+        self.write_simulated(&loaded)?;
+        // The parser appends binary policy to the simulated .replace; keep it from growing.
+        let _ = std::fs::write(self.cfg.apparmorfs.join(".replace"), b"");
+        Ok(())
+    }
+
+    fn simulate_removed(&self, name: &str) -> Result<(), String> {
+        let mut loaded = self.loaded().map_err(|e| e.to_string())?;
+        loaded.retain(|n, _| n != name && !n.starts_with(&format!("{name}//")));
+        self.write_simulated(&loaded)
+    }
+
+    fn write_simulated(&self, loaded: &BTreeMap<String, String>) -> Result<(), String> {
+        let text: String = loaded.iter().map(|(n, m)| format!("{n} ({m})\n")).collect();
+        files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644).map_err(|e| e.to_string())
+    }
+}
+
+fn mode_word(mode: AppArmorMode) -> &'static str {
+    match mode {
+        AppArmorMode::Enforce => "enforce",
+        AppArmorMode::Complain => "complain",
+    }
+}
+
+/// Parses the kernel's `profiles` list: one `name (mode)` a line.
+pub fn parse_profiles(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim_end();
+            let open = line.rfind(" (")?;
+            let mode = line[open + 2..].strip_suffix(')')?;
+            Some((line[..open].to_string(), mode.to_string()))
+        })
+        .collect()
+}
+
+/// The parser's error, trimmed: its own lines (line numbers kept), without cache chatter.
+fn parser_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
+        .collect();
+    if lines.is_empty() {
+        return format!("apparmor_parser failed ({status})");
+    }
+    let message = lines.join("; ");
+    if message.len() > 900 { format!("{}…", &message[..message.floor_char_boundary(900)]) } else { message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kernel_profiles_list() {
+        let text = "web (enforce)\nweb//child (enforce)\n/usr/bin/man (complain)\nodd name (x) (kill)\n";
+        let parsed = parse_profiles(text);
+        assert_eq!(parsed["web"], "enforce");
+        assert_eq!(parsed["web//child"], "enforce");
+        assert_eq!(parsed["/usr/bin/man"], "complain");
+        assert_eq!(parsed["odd name (x)"], "kill");
+    }
+
+    #[test]
+    fn parser_messages_keep_the_line_and_drop_chatter() {
+        let stderr = b"Cache read/write disabled: interface file missing.\nAppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode\n";
+        let status = std::process::Command::new("false").status().unwrap();
+        assert_eq!(parser_message(stderr, status), "AppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode");
+        assert!(parser_message(b"", status).starts_with("apparmor_parser failed"));
+    }
+}

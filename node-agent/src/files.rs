@@ -1,0 +1,132 @@
+//! Crash-safe file writes and Palisade's seccomp directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Prefix of temporary files; anything with it in a Palisade directory is a crash leftover.
+pub const TEMP_PREFIX: &str = ".palisade-tmp-";
+
+/// Writes `content` to `path` so that a reader (or a crash) only ever sees the old file or
+/// the whole new one: a temp file in the same directory, fsync, rename over, fsync the
+/// directory. The file gets `mode`.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!("{TEMP_PREFIX}{}-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(content)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes `path` and fsyncs its directory; a missing file is not an error.
+pub fn remove_durable(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Deletes crash leftovers (files starting with [`TEMP_PREFIX`]) in `dir`; returns how many.
+pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Hex SHA-256 of a file's content, `None` when it does not exist.
+pub fn file_digest(path: &Path) -> io::Result<Option<String>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(palisade_crds::digest(&bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Names `<name>.json` in the seccomp directory.
+pub fn seccomp_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_files_with_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        write_atomic(&path, b"one", 0o644).unwrap();
+        write_atomic(&path, b"two two", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two two");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["p.json"], "no temp file is left behind");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        write_atomic(&path, b"old", 0o644).unwrap();
+        // Renaming a file over a non-empty directory fails after the temp file was written.
+        let blocker = dir.path().join("blocked.json");
+        fs::create_dir(&blocker).unwrap();
+        fs::write(blocker.join("x"), b"").unwrap();
+        assert!(write_atomic(&blocker, b"new", 0o644).is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(clean_temp_files(dir.path()).unwrap(), 0, "the failed write cleaned its temp file");
+    }
+
+    #[test]
+    fn cleans_only_temp_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}a.json-1")), b"half").unwrap();
+        fs::write(dir.path().join("keep.json"), b"{}").unwrap();
+        assert_eq!(clean_temp_files(dir.path()).unwrap(), 1);
+        assert!(dir.path().join("keep.json").exists());
+        assert_eq!(clean_temp_files(&dir.path().join("missing")).unwrap(), 0);
+    }
+
+    #[test]
+    fn digests_and_durable_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = seccomp_path(dir.path(), "web");
+        assert_eq!(path.file_name().unwrap(), "web.json");
+        assert_eq!(file_digest(&path).unwrap(), None);
+        write_atomic(&path, b"{}", 0o644).unwrap();
+        assert_eq!(file_digest(&path).unwrap(), Some(palisade_crds::digest(b"{}")));
+        remove_durable(&path).unwrap();
+        remove_durable(&path).unwrap();
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,11 @@
+//! palisade-agent: the per-node agent that installs, verifies, repairs and removes AppArmor
+//! and seccomp profiles, and reports them in its node's NodeProfileStatus.
+
+pub mod apparmor;
+pub mod files;
+pub mod metrics;
+pub mod report;
+pub mod run;
+pub mod sync;
+
+pub use run::{Args, run};

@@ -1,0 +1,140 @@
+//! What the agent tells the cluster: its NodeProfileStatus, a heartbeat Lease, and Events
+//! on profiles that fail here.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use palisade_crds::{NodeCapabilities, NodeProfile, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind};
+use serde_json::json;
+
+use crate::sync::Failure;
+
+/// How long a heartbeat stays valid; the agent renews it at a third of this.
+pub const LEASE_SECONDS: i32 = 60;
+
+pub struct StatusWriter {
+    client: Client,
+    node: String,
+    namespace: String,
+    manager: String,
+    recorder: Recorder,
+    last: Option<NodeProfileStatusStatus>,
+}
+
+impl StatusWriter {
+    pub fn new(client: Client, node: &str, namespace: &str) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "palisade-agent".into(), instance: Some(node.to_string()) },
+        );
+        Self {
+            client,
+            node: node.to_string(),
+            namespace: namespace.to_string(),
+            manager: format!("palisade-agent/{node}"),
+            recorder,
+            last: None,
+        }
+    }
+
+    /// Creates or adopts this node's NodeProfileStatus, owned by the Node so it is
+    /// garbage-collected with it.
+    pub async fn ensure_object(&self, node: &Node) -> kube::Result<()> {
+        let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
+        let owner = node.controller_owner_ref(&()).map(|mut o| {
+            o.controller = Some(false);
+            o
+        });
+        let obj = json!({
+            "apiVersion": "palisade.dev/v1alpha1",
+            "kind": "NodeProfileStatus",
+            "metadata": {"name": self.node, "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
+            "spec": {},
+        });
+        api.patch(&self.node, &PatchParams::apply(&self.manager).force(), &Patch::Apply(obj)).await?;
+        Ok(())
+    }
+
+    /// Writes the status when it differs from the last write (one write per batch).
+    /// Returns whether it wrote.
+    pub async fn report(&mut self, capabilities: &NodeCapabilities, profiles: Vec<NodeProfile>) -> kube::Result<bool> {
+        let status = NodeProfileStatusStatus {
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            capabilities: capabilities.clone(),
+            profiles,
+        };
+        if self.last.as_ref() == Some(&status) {
+            return Ok(false);
+        }
+        let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
+        let patch = json!({
+            "apiVersion": "palisade.dev/v1alpha1",
+            "kind": "NodeProfileStatus",
+            "metadata": {"name": self.node},
+            "status": status,
+        });
+        api.patch_status(&self.node, &PatchParams::apply(&self.manager).force(), &Patch::Apply(patch)).await?;
+        self.last = Some(status);
+        Ok(true)
+    }
+
+    /// Forgets the last write so the next report writes again (after the object was
+    /// recreated, say).
+    pub fn invalidate(&mut self) {
+        self.last = None;
+    }
+
+    /// Renews this node's heartbeat Lease (`palisade-agent-<node>`).
+    pub async fn heartbeat(&self) -> kube::Result<()> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let name = lease_name(&self.node);
+        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
+            "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
+        });
+        api.patch(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(lease)).await?;
+        Ok(())
+    }
+
+    /// An Event on the profile for each new install failure on this node.
+    pub async fn announce(&self, failures: &[Failure]) {
+        for f in failures {
+            let kind = match f.kind {
+                ProfileKind::AppArmorProfile => "AppArmorProfile",
+                ProfileKind::SeccompProfile => "SeccompProfile",
+            };
+            let reference = ObjectReference {
+                api_version: Some("palisade.dev/v1alpha1".into()),
+                kind: Some(kind.into()),
+                name: Some(f.name.clone()),
+                uid: Some(f.uid.clone()),
+                ..Default::default()
+            };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "InstallFailed".into(),
+                note: Some(format!("node {}: {}", self.node, truncate(&f.message, 900))),
+                action: "Install".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(profile = f.name, error = %e, "could not publish an Event");
+            }
+        }
+    }
+}
+
+/// The heartbeat Lease name for a node.
+pub fn lease_name(node: &str) -> String {
+    format!("palisade-agent-{node}")
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max { s } else { &s[..s.floor_char_boundary(max)] }
+}

@@ -1,0 +1,240 @@
+//! Wiring: flags, watches, the sync loop, heartbeats and the HTTP endpoints.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use palisade_crds::{AppArmorProfile, NodeCapabilities, SeccompProfile};
+use palisade_runtime::{Health, LogFormat};
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::apparmor::{AppArmor, AppArmorConfig};
+use crate::metrics::Metrics;
+use crate::report::{LEASE_SECONDS, StatusWriter};
+use crate::sync::NodeState;
+
+/// palisade-agent: keeps this node's AppArmor and seccomp profiles in line with the cluster.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "palisade-agent", version, about)]
+pub struct Args {
+    /// This node's name (from the downward API: spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Namespace of the agent's heartbeat Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "palisade-system")]
+    pub namespace: String,
+    /// The kubelet's root directory.
+    #[arg(long, env = "PALISADE_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
+    pub kubelet_root: PathBuf,
+    /// Subdirectory of `<kubelet-root>/seccomp` that Palisade owns.
+    #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_crds::SECCOMP_SUBDIR)]
+    pub seccomp_subdir: String,
+    /// The AppArmor security filesystem.
+    #[arg(long, env = "PALISADE_APPARMORFS", default_value = "/sys/kernel/security/apparmor")]
+    pub apparmorfs: PathBuf,
+    /// apparmor_parser to run.
+    #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
+    pub apparmor_parser: PathBuf,
+    /// AppArmor include directory (the host's /etc/apparmor.d, mounted read-only).
+    #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
+    pub apparmor_include_dir: PathBuf,
+    /// Agent state: AppArmor sources, ownership records and the parser cache.
+    #[arg(long, env = "PALISADE_STATE_DIR", default_value = "/var/lib/palisade")]
+    pub state_dir: PathBuf,
+    /// Where /metrics is served.
+    #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9100")]
+    pub metrics_address: SocketAddr,
+    /// Where /healthz and /readyz are served (may equal the metrics address).
+    #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9101")]
+    pub health_address: SocketAddr,
+    /// Seconds between drift checks (files edited or deleted, profiles unloaded).
+    #[arg(long, env = "PALISADE_DRIFT_INTERVAL", default_value_t = 60)]
+    pub drift_interval: u64,
+    /// TESTS ONLY: treat --apparmorfs as a simulated kernel (a plain directory whose
+    /// `profiles` list the agent keeps), with the kernel features read from this file.
+    /// For machines without the AppArmor LSM; never set on a real node.
+    #[arg(long, env = "PALISADE_SIMULATE_APPARMOR_KERNEL")]
+    pub simulate_apparmor_kernel: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// Watches a kind leniently: objects are kept as JSON and parsed at use, so one object
+/// that does not parse is skipped with a warning instead of stalling the watch.
+fn watch_kind<K>(client: &Client, notify: Arc<Notify>) -> Store<DynamicObject>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ar = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let writer = reflector::store::Writer::new(ar.clone());
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    tokio::spawn(stream.for_each(move |_| {
+        notify.notify_one();
+        futures::future::ready(())
+    }));
+    store
+}
+
+fn parsed<K: Resource + DeserializeOwned>(store: &Store<DynamicObject>) -> Vec<K> {
+    store
+        .state()
+        .iter()
+        .filter_map(|o| match o.as_ref().clone().try_parse::<K>() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(name = o.metadata.name.as_deref().unwrap_or(""), error = %e, "skipping an object that does not parse");
+                None
+            }
+        })
+        .collect()
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
+    client
+        .list_api_group_resources("palisade.dev/v1alpha1")
+        .await
+        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
+
+    let mut registry = Registry::with_prefix("palisade");
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let health = Health::default();
+    let shutdown = palisade_runtime::shutdown_signal();
+    tokio::spawn(palisade_runtime::serve_http(args.metrics_address, registry.clone(), health.clone(), shutdown.clone()));
+    if args.health_address != args.metrics_address {
+        tokio::spawn(palisade_runtime::serve_http(args.health_address, registry, health.clone(), shutdown.clone()));
+    }
+
+    let apparmor = AppArmor::new(AppArmorConfig {
+        parser: args.apparmor_parser.clone(),
+        apparmorfs: args.apparmorfs.clone(),
+        include_dir: args.apparmor_include_dir.clone(),
+        state_dir: args.state_dir.clone(),
+        simulated_kernel_features: args.simulate_apparmor_kernel.clone(),
+    })?;
+    if args.simulate_apparmor_kernel.is_some() {
+        tracing::warn!(apparmorfs = %args.apparmorfs.display(), "SIMULATED AppArmor kernel interface: for tests only");
+    }
+    let apparmor_support = apparmor.detect().await;
+    if let Err(reason) = &apparmor_support {
+        tracing::warn!(%reason, "AppArmor profiles will be reported Unsupported on this node");
+    }
+    let seccomp_dir = args.kubelet_root.join("seccomp").join(&args.seccomp_subdir);
+    let mut state = NodeState::new(apparmor, apparmor_support, seccomp_dir, metrics.clone())?;
+    let capabilities = NodeCapabilities {
+        apparmor: state.apparmor_support.is_ok(),
+        apparmor_parser_version: state.apparmor_support.clone().ok(),
+        apparmor_reason: state.apparmor_support.clone().err(),
+        seccomp: state.seccomp_support.is_ok(),
+        seccomp_reason: state.seccomp_support.clone().err(),
+    };
+
+    let notify = Arc::new(Notify::new());
+    let seccomp_store = watch_kind::<SeccompProfile>(&client, notify.clone());
+    let apparmor_store = watch_kind::<AppArmorProfile>(&client, notify.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let (node_store, node_writer) = reflector::store();
+    let node_watch = reflector::reflector(
+        node_writer,
+        watcher(nodes, watcher::Config::default().fields(&format!("metadata.name={}", args.node_name))).default_backoff(),
+    );
+    let n = notify.clone();
+    tokio::spawn(node_watch.for_each(move |_| {
+        n.notify_one();
+        futures::future::ready(())
+    }));
+    for store in [&seccomp_store, &apparmor_store] {
+        store.wait_until_ready().await.context("watching profiles")?;
+    }
+    node_store.wait_until_ready().await.context("watching the Node")?;
+
+    let mut writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);
+    let mut drift = tokio::time::interval(Duration::from_secs(args.drift_interval.max(1)));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs((LEASE_SECONDS / 3) as u64));
+    let mut retry = false;
+    let mut object_ready = false;
+    let mut shutdown_rx = shutdown.clone();
+    let mut first = true;
+    loop {
+        let drift_check = tokio::select! {
+            _ = notify.notified() => {
+                // Let a burst of events land, so a batch costs one sync and one write.
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                false
+            }
+            _ = drift.tick() => true,
+            _ = heartbeat.tick() => {
+                if let Err(e) = writer.heartbeat().await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                if !retry { continue }
+                false
+            }
+            _ = shutdown_rx.wait_for(|s| *s) => break,
+        };
+        let Some(node) = node_store.state().into_iter().next() else {
+            tracing::warn!(node = args.node_name, "Node not found; waiting for it");
+            continue;
+        };
+        let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default();
+        let seccomp: Vec<SeccompProfile> = parsed(&seccomp_store);
+        let apparmor: Vec<AppArmorProfile> = parsed(&apparmor_store);
+        let (entries, failures) = state.sync(&seccomp, &apparmor, &labels, drift_check || first).await;
+        first = false;
+        if !object_ready {
+            match writer.ensure_object(&node).await {
+                Ok(()) => object_ready = true,
+                Err(e) => tracing::warn!(error = %e, "creating the NodeProfileStatus failed; will retry"),
+            }
+        }
+        match writer.report(&capabilities, entries).await {
+            Ok(wrote) => {
+                if wrote {
+                    metrics.status_writes.inc();
+                }
+                retry = false;
+                health.set_ready(true);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writing the NodeProfileStatus failed; will retry");
+                writer.invalidate();
+                object_ready = false;
+                retry = true;
+                let n = notify.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    n.notify_one();
+                });
+            }
+        }
+        writer.announce(&failures).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        super::Args::command().debug_assert();
+    }
+}

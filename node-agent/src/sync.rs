@@ -1,0 +1,327 @@
+//! One whole-node sync: from the profiles the agent watches and its Node's labels, work out
+//! what this node should hold, make it so, and say where each profile stands.
+//!
+//! Level-triggered: every sync looks at everything, so a missed event, a restart or a crash
+//! mid-batch is repaired by the next one. Cheap when nothing changed: content is compared
+//! by digest in memory; files and the kernel list are re-read only on drift checks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
+use palisade_crds::selector::selects;
+use palisade_crds::{
+    AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile, accepted_at, digest,
+};
+
+use crate::apparmor::{AppArmor, Record};
+use crate::files;
+use crate::metrics::{KindLabels, Metrics, StateLabels};
+
+/// A profile that failed on this node, for an Event on the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ProfileKind,
+    pub name: String,
+    pub uid: String,
+    pub message: String,
+}
+
+pub struct NodeState {
+    pub apparmor: AppArmor,
+    /// `Ok(parser version)` or why AppArmor cannot be used here.
+    pub apparmor_support: Result<String, String>,
+    pub seccomp_dir: PathBuf,
+    /// `Ok` or why seccomp profiles cannot be written here.
+    pub seccomp_support: Result<(), String>,
+    /// Seccomp files in Palisade's directory: name → content digest.
+    seccomp_installed: BTreeMap<String, String>,
+    /// AppArmor profiles Palisade loaded: name → record.
+    apparmor_installed: BTreeMap<String, Record>,
+    /// Failures already announced, so Events fire on transitions only.
+    announced: HashMap<(ProfileKind, String), String>,
+    pub metrics: Metrics,
+}
+
+impl NodeState {
+    /// Takes stock of what Palisade already holds on this node (files in its seccomp
+    /// directory, AppArmor ownership records) and removes crash leftovers.
+    pub fn new(
+        apparmor: AppArmor,
+        apparmor_support: Result<String, String>,
+        seccomp_dir: PathBuf,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        let seccomp_support = std::fs::create_dir_all(&seccomp_dir)
+            .map_err(|e| format!("cannot create {}: {e}", seccomp_dir.display()))
+            .and_then(|_| seccomp_available());
+        let mut seccomp_installed = BTreeMap::new();
+        if seccomp_support.is_ok() {
+            let removed = files::clean_temp_files(&seccomp_dir)?;
+            if removed > 0 {
+                tracing::info!(removed, "removed temporary files a crash left in the seccomp directory");
+            }
+            for entry in std::fs::read_dir(&seccomp_dir)? {
+                let path = entry?.path();
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                    continue;
+                };
+                if let Some(d) = files::file_digest(&path)? {
+                    seccomp_installed.insert(name.to_string(), d);
+                }
+            }
+        }
+        let apparmor_installed = if apparmor_support.is_ok() { apparmor.records()? } else { BTreeMap::new() };
+        Ok(Self {
+            apparmor,
+            apparmor_support,
+            seccomp_dir,
+            seccomp_support,
+            seccomp_installed,
+            apparmor_installed,
+            announced: HashMap::new(),
+            metrics,
+        })
+    }
+
+    /// Brings the node in line with the profiles. `drift` also re-reads files and the
+    /// kernel's list to find what changed behind the agent's back. Returns every profile's
+    /// entry for the NodeProfileStatus (sorted) and the new failures.
+    pub async fn sync(
+        &mut self,
+        seccomp: &[SeccompProfile],
+        apparmor: &[AppArmorProfile],
+        node_labels: &BTreeMap<String, String>,
+        drift: bool,
+    ) -> (Vec<NodeProfile>, Vec<Failure>) {
+        let start = Instant::now();
+        let mut entries = Vec::new();
+        self.sync_seccomp(seccomp, node_labels, drift, &mut entries);
+        self.sync_apparmor(apparmor, node_labels, drift, &mut entries).await;
+        entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        let failures = self.new_failures(&entries);
+        self.count_states(&entries);
+        self.metrics.sync_seconds.observe(start.elapsed().as_secs_f64());
+        (entries, failures)
+    }
+
+    fn sync_seccomp(
+        &mut self,
+        profiles: &[SeccompProfile],
+        labels: &BTreeMap<String, String>,
+        drift: bool,
+        entries: &mut Vec<NodeProfile>,
+    ) {
+        let specs: HashMap<&str, &palisade_crds::SeccompProfileSpec> =
+            profiles.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, &p.spec))).collect();
+        let mut wanted = BTreeSet::new();
+        for p in profiles {
+            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else { continue };
+            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
+                continue;
+            }
+            wanted.insert(name.to_string());
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let entry = |state, digest: &str, message: String| NodeProfile {
+                kind: ProfileKind::SeccompProfile,
+                name: name.to_string(),
+                uid: uid.clone(),
+                generation: generation.unwrap_or_default(),
+                digest: digest.to_string(),
+                state,
+                message,
+            };
+            if let Err(reason) = &self.seccomp_support {
+                entries.push(entry(NodeProfileState::Unsupported, "", reason.clone()));
+                continue;
+            }
+            if !accepted_at(p.status.as_ref(), generation) {
+                // Not accepted (yet): what is installed stays until a good generation replaces it.
+                continue;
+            }
+            let oci = match sc_render::resolve(name, &p.spec, |n| specs.get(n).copied()) {
+                Ok(oci) => oci,
+                Err(e) => {
+                    entries.push(entry(NodeProfileState::Error, "", e.to_string()));
+                    continue;
+                }
+            };
+            let bytes = oci.to_bytes();
+            let want = digest(&bytes);
+            let path = files::seccomp_path(&self.seccomp_dir, name);
+            let recorded = self.seccomp_installed.get(name).map(String::as_str);
+            let on_disk = if drift { files::file_digest(&path).ok().flatten() } else { recorded.map(str::to_string) };
+            if recorded == Some(want.as_str()) && on_disk.as_deref() == Some(want.as_str()) {
+                entries.push(entry(NodeProfileState::Installed, &want, String::new()));
+                continue;
+            }
+            let repair = recorded == Some(want.as_str());
+            match files::write_atomic(&path, &bytes, 0o644) {
+                Ok(()) => {
+                    self.seccomp_installed.insert(name.to_string(), want.clone());
+                    self.metrics.op("seccomp", if repair { "repair" } else { "install" }, true);
+                    if repair {
+                        self.metrics.drift_repairs.get_or_create(&KindLabels { kind: "seccomp" }).inc();
+                        tracing::info!(profile = name, "repaired a seccomp file that was changed or deleted");
+                    }
+                    entries.push(entry(NodeProfileState::Installed, &want, String::new()));
+                }
+                Err(e) => {
+                    self.metrics.op("seccomp", "install", false);
+                    entries.push(entry(NodeProfileState::Error, "", format!("writing {}: {e}", path.display())));
+                }
+            }
+        }
+        let stale: Vec<String> = self.seccomp_installed.keys().filter(|n| !wanted.contains(*n)).cloned().collect();
+        for name in stale {
+            let path = files::seccomp_path(&self.seccomp_dir, &name);
+            let ok = files::remove_durable(&path).is_ok();
+            self.metrics.op("seccomp", "remove", ok);
+            if ok {
+                self.seccomp_installed.remove(&name);
+                tracing::info!(profile = name, "removed seccomp profile");
+            }
+        }
+    }
+
+    async fn sync_apparmor(
+        &mut self,
+        profiles: &[AppArmorProfile],
+        labels: &BTreeMap<String, String>,
+        drift: bool,
+        entries: &mut Vec<NodeProfile>,
+    ) {
+        let mut wanted = BTreeSet::new();
+        let loaded = if self.apparmor_support.is_ok() { self.apparmor.loaded().ok() } else { None };
+        for p in profiles {
+            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else { continue };
+            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
+                continue;
+            }
+            wanted.insert(name.to_string());
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let entry = |state, digest: &str, message: String| NodeProfile {
+                kind: ProfileKind::AppArmorProfile,
+                name: name.to_string(),
+                uid: uid.clone(),
+                generation: generation.unwrap_or_default(),
+                digest: digest.to_string(),
+                state,
+                message,
+            };
+            if let Err(reason) = &self.apparmor_support {
+                entries.push(entry(NodeProfileState::Unsupported, "", reason.clone()));
+                continue;
+            }
+            if !accepted_at(p.status.as_ref(), generation) {
+                continue;
+            }
+            let text = match aa_render::profile_text(name, &p.spec) {
+                Ok(t) => t,
+                Err(e) => {
+                    entries.push(entry(NodeProfileState::Error, "", e.to_string()));
+                    continue;
+                }
+            };
+            let want = digest(format!("{:?}\n{text}", p.spec.mode).as_bytes());
+            let record = self.apparmor_installed.get(name);
+            let in_kernel = loaded.as_ref().and_then(|l| l.get(name));
+            if record.is_none() && in_kernel.is_some() {
+                entries.push(entry(
+                    NodeProfileState::Error,
+                    "",
+                    format!("a profile named {name} is loaded on this node but not managed by Palisade; refusing to replace it"),
+                ));
+                continue;
+            }
+            let current = record.is_some_and(|r| r.digest == want && r.mode == p.spec.mode);
+            let verified = !drift || self.apparmor.verify(name, p.spec.mode).is_ok();
+            if current && verified {
+                entries.push(entry(NodeProfileState::Installed, &want, String::new()));
+                continue;
+            }
+            let repair = current;
+            let record = Record {
+                managed_by: "palisade".into(),
+                name: name.to_string(),
+                uid: uid.clone(),
+                generation: generation.unwrap_or_default(),
+                digest: want.clone(),
+                mode: p.spec.mode,
+            };
+            match self.apparmor.load(&record, &text).await {
+                Ok(took) => {
+                    self.metrics.parser_seconds.observe(took.as_secs_f64());
+                    self.metrics.op("apparmor", if repair { "repair" } else { "install" }, true);
+                    if repair {
+                        self.metrics.drift_repairs.get_or_create(&KindLabels { kind: "apparmor" }).inc();
+                        tracing::info!(profile = name, "reloaded an AppArmor profile that was unloaded");
+                    }
+                    self.apparmor_installed.insert(name.to_string(), record);
+                    entries.push(entry(NodeProfileState::Installed, &want, String::new()));
+                }
+                Err(message) => {
+                    self.metrics.op("apparmor", "install", false);
+                    entries.push(entry(NodeProfileState::Error, "", message));
+                }
+            }
+        }
+        let stale: Vec<String> = self.apparmor_installed.keys().filter(|n| !wanted.contains(*n)).cloned().collect();
+        for name in stale {
+            match self.apparmor.remove(&name).await {
+                Ok(()) => {
+                    self.metrics.op("apparmor", "remove", true);
+                    self.apparmor_installed.remove(&name);
+                    tracing::info!(profile = name, "unloaded AppArmor profile");
+                }
+                Err(message) => {
+                    self.metrics.op("apparmor", "remove", false);
+                    tracing::warn!(profile = name, %message, "unloading failed; will retry");
+                }
+            }
+        }
+    }
+
+    fn new_failures(&mut self, entries: &[NodeProfile]) -> Vec<Failure> {
+        let mut failures = Vec::new();
+        let mut now = HashMap::new();
+        for e in entries.iter().filter(|e| e.state == NodeProfileState::Error) {
+            let key = (e.kind, e.name.clone());
+            if self.announced.get(&key) != Some(&e.message) {
+                failures.push(Failure { kind: e.kind, name: e.name.clone(), uid: e.uid.clone(), message: e.message.clone() });
+            }
+            now.insert(key, e.message.clone());
+        }
+        self.announced = now;
+        failures
+    }
+
+    fn count_states(&self, entries: &[NodeProfile]) {
+        self.metrics.profiles.clear();
+        for e in entries {
+            let kind = match e.kind {
+                ProfileKind::AppArmorProfile => "apparmor",
+                ProfileKind::SeccompProfile => "seccomp",
+            };
+            let state = match e.state {
+                NodeProfileState::Pending => "Pending",
+                NodeProfileState::Installed => "Installed",
+                NodeProfileState::Error => "Error",
+                NodeProfileState::Unsupported => "Unsupported",
+                NodeProfileState::Removing => "Removing",
+            };
+            self.metrics.profiles.get_or_create(&StateLabels { kind, state }).inc();
+        }
+    }
+}
+
+/// Whether the kernel has seccomp (the `Seccomp:` line of /proc/self/status).
+fn seccomp_available() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if status.lines().any(|l| l.starts_with("Seccomp:")) {
+        Ok(())
+    } else {
+        Err("the kernel has no seccomp support".into())
+    }
+}
