@@ -1,23 +1,10 @@
-//! palisade-operator: the cluster controller (validation, status aggregation, in-use protection).
+//! palisade-operator: the cluster controller (see the library for what it does).
 
 use clap::Parser;
 
-/// Command-line flags; each is also an environment variable.
-#[derive(Parser, Debug)]
-#[command(name = "palisade-operator", version, about)]
-struct Args {}
-
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("palisade-operator is not implemented yet (see the operator issue)")
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn flags_are_consistent() {
-        super::Args::command().debug_assert();
-    }
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = palisade_operator::Args::parse();
+    palisade_runtime::init_logging(args.log_format);
+    palisade_operator::run(args).await
 }

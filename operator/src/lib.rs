@@ -1,0 +1,13 @@
+//! palisade-operator: the cluster controller. It accepts each profile generation after deep
+//! validation, aggregates what node agents report into each profile's status, and holds a
+//! profile's deletion while pods use it.
+
+pub mod controller;
+pub mod leader;
+pub mod metrics;
+pub mod pods;
+pub mod run;
+pub mod status;
+pub mod validate;
+
+pub use run::{Args, run};

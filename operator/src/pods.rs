@@ -1,0 +1,152 @@
+//! Which profiles a pod references, and the slim projection of pods the operator keeps.
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
+use palisade_crds::ProfileKind;
+
+/// Prefix of the legacy per-container AppArmor annotation.
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// The Palisade profiles a pod references: seccomp `Localhost` profiles under
+/// `palisade/<name>.json`, AppArmor `Localhost` profiles, at pod, container, init- and
+/// ephemeral-container level, and the legacy AppArmor annotation `localhost/<name>`.
+pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
+    let mut refs = Vec::new();
+    if let Some(spec) = &pod.spec {
+        if let Some(sc) = &spec.security_context {
+            push_seccomp(&mut refs, sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
+            push_apparmor(&mut refs, sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
+        }
+        for sc in container_contexts(spec) {
+            push_seccomp(&mut refs, sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
+            push_apparmor(&mut refs, sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
+        }
+    }
+    for (key, value) in pod.metadata.annotations.iter().flatten() {
+        if key.starts_with(APPARMOR_ANNOTATION_PREFIX)
+            && let Some(name) = value.strip_prefix("localhost/")
+        {
+            refs.push((ProfileKind::AppArmorProfile, name.to_string()));
+        }
+    }
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+fn container_contexts(spec: &PodSpec) -> impl Iterator<Item = &SecurityContext> {
+    let containers = spec.containers.iter().filter_map(|c| c.security_context.as_ref());
+    let init = spec.init_containers.iter().flatten().filter_map(|c| c.security_context.as_ref());
+    let ephemeral = spec.ephemeral_containers.iter().flatten().filter_map(|c| c.security_context.as_ref());
+    containers.chain(init).chain(ephemeral)
+}
+
+fn push_seccomp(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
+    if let Some((ty, Some(path))) = profile
+        && ty == "Localhost"
+        && let Some(name) = path.strip_prefix(&format!("{}/", palisade_crds::SECCOMP_SUBDIR)).and_then(|p| p.strip_suffix(".json"))
+    {
+        refs.push((ProfileKind::SeccompProfile, name.to_string()));
+    }
+}
+
+fn push_apparmor(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
+    if let Some((ty, Some(name))) = profile
+        && ty == "Localhost"
+    {
+        refs.push((ProfileKind::AppArmorProfile, name.clone()));
+    }
+}
+
+/// Keeps only what [`references`] reads (and the name), so a cluster's pods cost little
+/// memory: no managed fields, status, volumes, env, images or other containers' fields.
+pub fn slim(pod: &mut Pod) {
+    let refs = references(pod);
+    pod.metadata.managed_fields = None;
+    pod.metadata.labels = None;
+    pod.metadata.owner_references = None;
+    pod.metadata.annotations = None;
+    pod.status = None;
+    pod.spec = None;
+    if refs.is_empty() {
+        return;
+    }
+    // Re-encode the references in the cheapest form `references` still reads.
+    let mut annotations = std::collections::BTreeMap::new();
+    let mut spec = PodSpec::default();
+    for (i, (kind, name)) in refs.into_iter().enumerate() {
+        match kind {
+            ProfileKind::AppArmorProfile => {
+                annotations.insert(format!("{APPARMOR_ANNOTATION_PREFIX}{i}"), format!("localhost/{name}"));
+            }
+            ProfileKind::SeccompProfile => spec.containers.push(k8s_openapi::api::core::v1::Container {
+                security_context: Some(SecurityContext {
+                    seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                        type_: "Localhost".into(),
+                        localhost_profile: Some(format!("{}/{name}.json", palisade_crds::SECCOMP_SUBDIR)),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+    pod.metadata.annotations = Some(annotations);
+    pod.spec = Some(spec);
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn everywhere() -> Pod {
+        pod(json!({
+            "metadata": {"name": "p", "namespace": "default", "annotations": {
+                "container.apparmor.security.beta.kubernetes.io/legacy": "localhost/legacy-aa",
+                "container.apparmor.security.beta.kubernetes.io/rt": "runtime/default",
+                "unrelated": "localhost/x"}},
+            "spec": {
+                "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/pod-sc.json"},
+                                    "appArmorProfile": {"type": "Localhost", "localhostProfile": "pod-aa"}},
+                "containers": [
+                    {"name": "a", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/ctr-sc.json"}}},
+                    {"name": "b", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "other/not-ours.json"}}},
+                    {"name": "c", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+                ],
+                "initContainers": [{"name": "i", "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "init-aa"}}}],
+                "ephemeralContainers": [{"name": "e", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/eph-sc.json"}}}],
+            }
+        }))
+    }
+
+    #[test]
+    fn finds_references_at_every_level() {
+        let refs = references(&everywhere());
+        let expected: Vec<(ProfileKind, String)> = vec![
+            (ProfileKind::AppArmorProfile, "init-aa".into()),
+            (ProfileKind::AppArmorProfile, "legacy-aa".into()),
+            (ProfileKind::AppArmorProfile, "pod-aa".into()),
+            (ProfileKind::SeccompProfile, "ctr-sc".into()),
+            (ProfileKind::SeccompProfile, "eph-sc".into()),
+            (ProfileKind::SeccompProfile, "pod-sc".into()),
+        ];
+        assert_eq!(refs, expected);
+    }
+
+    #[test]
+    fn slim_pods_keep_their_references_and_little_else() {
+        let mut p = everywhere();
+        let before = references(&p);
+        slim(&mut p);
+        assert_eq!(references(&p), before);
+        assert!(serde_json::to_string(&p).unwrap().len() < serde_json::to_string(&everywhere()).unwrap().len());
+        let mut plain = pod(json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}));
+        slim(&mut plain);
+        assert!(plain.spec.is_none() && references(&plain).is_empty());
+    }
+}

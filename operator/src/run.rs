@@ -1,0 +1,305 @@
+//! Wiring: flags, leader election, watches and the triggers that route changes to the
+//! profiles they affect, the two controllers, and the HTTP endpoints.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_runtime::{Health, LogFormat};
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
+
+use crate::controller::{self, Context, Profile};
+use crate::leader::Elector;
+use crate::metrics::Metrics;
+use crate::pods;
+use crate::validate::ParserConfig;
+
+/// palisade-operator: validates profiles, aggregates node status, protects profiles in use.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "palisade-operator", version, about)]
+pub struct Args {
+    /// Namespace of the leader-election Lease and of the agents' heartbeat Leases.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "palisade-system")]
+    pub namespace: String,
+    /// This replica's identity in leader election.
+    #[arg(long, env = "POD_NAME", default_value = "palisade-operator")]
+    pub identity: String,
+    /// Leader Lease duration in seconds; a standby takes over within it.
+    #[arg(long, env = "PALISADE_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// apparmor_parser used to compile (never load) AppArmor profiles.
+    #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
+    pub apparmor_parser: PathBuf,
+    /// AppArmor include directory the operator compiles against.
+    #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
+    pub apparmor_include_dir: PathBuf,
+    /// Where /metrics is served.
+    #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9200")]
+    pub metrics_address: SocketAddr,
+    /// Where /healthz and /readyz are served (may equal the metrics address).
+    #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9201")]
+    pub health_address: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// Name of the leader-election Lease.
+pub const LEADER_LEASE: &str = "palisade-operator";
+
+fn reflect<K>(api: Api<K>, cfg: watcher::Config) -> (Store<K>, impl Stream<Item = Arc<K>> + Send)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared(1024);
+    let stream = watcher(api, cfg)
+        .default_backoff()
+        .reflect_shared(writer)
+        .touched_objects()
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .map(Arc::new);
+    (store, stream)
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
+    client
+        .list_api_group_resources("palisade.dev/v1alpha1")
+        .await
+        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
+
+    let mut registry = Registry::with_prefix("palisade");
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let health = Health::default();
+    let shutdown = palisade_runtime::shutdown_signal();
+    tokio::spawn(palisade_runtime::serve_http(args.metrics_address, registry.clone(), health.clone(), shutdown.clone()));
+    if args.health_address != args.metrics_address {
+        tokio::spawn(palisade_runtime::serve_http(args.health_address, registry, health.clone(), shutdown.clone()));
+    }
+
+    // Leader election: a standby waits here, healthy and ready to take over.
+    health.set_ready(true);
+    let elector = Arc::new(Elector::new(
+        client.clone(),
+        &args.namespace,
+        LEADER_LEASE,
+        &args.identity,
+        Duration::from_secs(args.lease_duration),
+    ));
+    let renew = Duration::from_secs((args.lease_duration / 3).max(1));
+    let mut stop = shutdown.clone();
+    loop {
+        match elector.try_lead().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(renew) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+    tracing::info!(identity = args.identity, "leading");
+    let lease_duration = Duration::from_secs(args.lease_duration);
+    let keeper = elector.clone();
+    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(renew).await;
+            match keeper.try_lead().await {
+                Ok(true) => last_ok = tokio::time::Instant::now(),
+                Ok(false) => break,
+                Err(e) if last_ok.elapsed() < lease_duration => tracing::warn!(error = %e, "renewing leadership"),
+                Err(_) => break,
+            }
+        }
+        tracing::error!("lost leadership; stopping");
+        let _ = lost_tx.send(true);
+    });
+
+    // Stores: what reconciles read. Pods are kept as a slim projection.
+    let (seccomp, seccomp_events) = reflect(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default());
+    let (nps, nps_events) = reflect(Api::<NodeProfileStatus>::all(client.clone()), watcher::Config::default());
+    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (leases, lease_events) = reflect(
+        Api::<Lease>::namespaced(client.clone(), &args.namespace),
+        watcher::Config::default().labels("app.kubernetes.io/name=palisade-agent"),
+    );
+    let (pod_store, pod_writer) = reflector::store_shared(1024);
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(pods::slim)
+        .reflect_shared(pod_writer)
+        .touched_objects()
+        .filter_map(|r| futures::future::ready(r.ok()));
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), Reporter { controller: "palisade-operator".into(), instance: Some(args.identity.clone()) }),
+        metrics: metrics.clone(),
+        parser: ParserConfig { parser: args.apparmor_parser.clone(), include_dir: args.apparmor_include_dir.clone() },
+        seccomp: seccomp.clone(),
+        nps,
+        nodes,
+        leases: leases.clone(),
+        pods: pod_store,
+        validated: Mutex::default(),
+    });
+
+    // Triggers: route each change to the profiles it affects.
+    let (sc_tx, sc_rx) = mpsc::unbounded_channel::<ObjectRef<SeccompProfile>>();
+    let (aa_tx, aa_rx) = mpsc::unbounded_channel::<ObjectRef<AppArmorProfile>>();
+    let (all_tx, _) = broadcast::channel::<()>(16);
+    let route = {
+        let (sc_tx, aa_tx) = (sc_tx.clone(), aa_tx.clone());
+        move |kind: ProfileKind, name: &str| match kind {
+            ProfileKind::SeccompProfile => {
+                let _ = sc_tx.send(ObjectRef::new(name));
+            }
+            ProfileKind::AppArmorProfile => {
+                let _ = aa_tx.send(ObjectRef::new(name));
+            }
+        }
+    };
+    let r = route.clone();
+    tokio::spawn(nps_events.for_each(move |n| {
+        for e in n.status.iter().flat_map(|s| s.profiles.iter()) {
+            r(e.kind, &e.name);
+        }
+        futures::future::ready(())
+    }));
+    let r = route.clone();
+    let pod_refs: Arc<Mutex<HashMap<String, Vec<(ProfileKind, String)>>>> = Arc::default();
+    tokio::spawn(pod_events.for_each(move |p| {
+        let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+        let now = pods::references(&p);
+        let before = pod_refs.lock().expect("lock").insert(key, now.clone()).unwrap_or_default();
+        for (kind, name) in now.iter().chain(before.iter()) {
+            r(*kind, name);
+        }
+        futures::future::ready(())
+    }));
+    let seccomp_for_children = seccomp.clone();
+    let sc = sc_tx.clone();
+    tokio::spawn(seccomp_events.for_each(move |p| {
+        // A base changed: re-validate everything that inherits from it, transitively.
+        let mut queue = vec![p.name_any()];
+        let mut seen = BTreeSet::new();
+        while let Some(base) = queue.pop() {
+            if !seen.insert(base.clone()) {
+                continue;
+            }
+            for child in seccomp_for_children.state() {
+                if child.spec.base_profile_name.as_deref() == Some(base.as_str()) {
+                    let _ = sc.send(ObjectRef::new(&child.name_any()));
+                    queue.push(child.name_any());
+                }
+            }
+        }
+        futures::future::ready(())
+    }));
+    let all = all_tx.clone();
+    let node_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>> = Arc::default();
+    let node_store = ctx.nodes.clone();
+    tokio::spawn(node_events.for_each(move |_| {
+        // Node status heartbeats change nothing here: only membership and labels count.
+        let now: BTreeMap<String, BTreeMap<String, String>> =
+            node_store.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+        let mut last = node_labels.lock().expect("lock");
+        if *last != now {
+            *last = now;
+            let _ = all.send(());
+        }
+        futures::future::ready(())
+    }));
+    let all = all_tx.clone();
+    tokio::spawn(async move {
+        // Agent liveness: a heartbeat arriving or expiring changes which nodes count.
+        let mut live = BTreeSet::new();
+        let mut events = Box::pin(lease_events);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                e = events.next() => if e.is_none() { break },
+                _ = tick.tick() => {}
+            }
+            let now = controller::live_nodes(&leases);
+            if now != live {
+                live = now;
+                let _ = all.send(());
+            }
+        }
+    });
+
+    ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
+    ctx.nps.wait_until_ready().await.context("initial watch sync")?;
+    ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
+    ctx.pods.wait_until_ready().await.context("initial watch sync")?;
+
+    let stop = {
+        let mut shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => {},
+                _ = lost_rx.wait_for(|l| *l) => {},
+            }
+        }
+    };
+    let stop = futures::future::FutureExt::shared(Box::pin(stop));
+    let seccomp_ctl = run_controller::<SeccompProfile>(&client, ctx.clone(), UnboundedReceiverStream::new(sc_rx), &all_tx, stop.clone());
+    let apparmor_ctl = run_controller::<AppArmorProfile>(&client, ctx.clone(), UnboundedReceiverStream::new(aa_rx), &all_tx, stop.clone());
+    tokio::join!(seccomp_ctl, apparmor_ctl);
+    if *shutdown.borrow() {
+        elector.release().await;
+        tracing::info!("stopped");
+        Ok(())
+    } else {
+        anyhow::bail!("lost leadership")
+    }
+}
+
+async fn run_controller<K>(
+    client: &Client,
+    ctx: Arc<Context>,
+    refs: impl Stream<Item = ObjectRef<K>> + Send + 'static,
+    all: &broadcast::Sender<()>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Profile,
+{
+    let all = BroadcastStream::new(all.subscribe()).filter_map(|r| futures::future::ready(r.ok()));
+    Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
+        .reconcile_on(refs)
+        .reconcile_all_on(all)
+        .graceful_shutdown_on(stop)
+        .run(controller::reconcile::<K>, controller::error_policy::<K>, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        super::Args::command().debug_assert();
+    }
+}
