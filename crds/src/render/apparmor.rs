@@ -305,7 +305,7 @@ impl Scanner {
                 '"' => in_quote = !in_quote,
                 _ if in_quote => {}
                 '#' => break,
-                '{' if (prev.is_whitespace() || prev == ')') && next.is_whitespace() => {
+                '{' if (prev.is_whitespace() || prev == ')') && (next.is_whitespace() || next == '}') => {
                     if self.depth == 0 {
                         let header = self.pending.trim().to_string();
                         if header.is_empty() {
@@ -515,6 +515,13 @@ profile my-app /usr/bin/my-app flags=(complain) {
         );
         let err = check_policy("p", "/usr/bin/foo {\n}\n").unwrap_err();
         assert!(err.to_string().contains("named \"/usr/bin/foo\""), "{err}");
+    }
+
+    #[test]
+    fn accepts_empty_blocks_on_one_line() {
+        check_policy("p", "profile p {}\n").unwrap();
+        let err = check_policy("p", "profile p {}\nprofile q {}\n").unwrap_err();
+        assert!(err.to_string().contains("(\"q\")"), "{err}");
     }
 
     #[test]
