@@ -7,7 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 /// Whether `labels` satisfy `selector`, as Kubernetes defines it; an unset or empty
 /// selector matches everything. An unknown operator matches nothing (fail closed).
 pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(selector) = selector else { return true };
+    let Some(selector) = selector else {
+        return true;
+    };
     let labels_ok = selector
         .match_labels
         .iter()
@@ -37,7 +39,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -45,8 +50,14 @@ mod tests {
         let node = labels(&[("zone", "a"), ("role", "web")]);
         assert!(selects(None, &node));
         assert!(selects(Some(&sel(json!({}))), &node));
-        assert!(selects(Some(&sel(json!({"matchLabels": {"zone": "a"}}))), &node));
-        assert!(!selects(Some(&sel(json!({"matchLabels": {"zone": "b"}}))), &node));
+        assert!(selects(
+            Some(&sel(json!({"matchLabels": {"zone": "a"}}))),
+            &node
+        ));
+        assert!(!selects(
+            Some(&sel(json!({"matchLabels": {"zone": "b"}}))),
+            &node
+        ));
         let expr = |op: &str, values: serde_json::Value| {
             sel(json!({"matchExpressions": [{"key": "role", "operator": op, "values": values}]}))
         };
@@ -56,7 +67,13 @@ mod tests {
         assert!(!selects(Some(&expr("NotIn", json!(["web"]))), &node));
         assert!(selects(Some(&expr("Exists", json!(null))), &node));
         assert!(!selects(Some(&expr("DoesNotExist", json!(null))), &node));
-        assert!(selects(Some(&expr("NotIn", json!(["web"]))), &labels(&[])), "NotIn matches a missing key");
-        assert!(!selects(Some(&expr("Bogus", json!(null))), &node), "unknown operators fail closed");
+        assert!(
+            selects(Some(&expr("NotIn", json!(["web"]))), &labels(&[])),
+            "NotIn matches a missing key"
+        );
+        assert!(
+            !selects(Some(&expr("Bogus", json!(null))), &node),
+            "unknown operators fail closed"
+        );
     }
 }

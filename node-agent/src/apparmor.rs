@@ -61,7 +61,10 @@ impl AppArmor {
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.cfg.state_dir.join("apparmor").join(format!("{name}.palisade.json"))
+        self.cfg
+            .state_dir
+            .join("apparmor")
+            .join(format!("{name}.palisade.json"))
     }
 
     fn profiles_file(&self) -> PathBuf {
@@ -76,9 +79,16 @@ impl AppArmor {
                 self.profiles_file().display()
             ));
         }
-        let out = Command::new(&self.cfg.parser).arg("--version").output().await.map_err(|e| {
-            format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display())
-        })?;
+        let out = Command::new(&self.cfg.parser)
+            .arg("--version")
+            .output()
+            .await
+            .map_err(|e| {
+                format!(
+                    "apparmor_parser ({}) cannot run: {e}",
+                    self.cfg.parser.display()
+                )
+            })?;
         let version = String::from_utf8_lossy(&out.stdout);
         let first = version.lines().next().unwrap_or_default();
         Ok(first.rsplit(' ').next().unwrap_or(first).to_string())
@@ -96,7 +106,10 @@ impl AppArmor {
         for entry in std::fs::read_dir(self.cfg.state_dir.join("apparmor"))? {
             let path = entry?.path();
             if path.to_string_lossy().ends_with(".palisade.json") {
-                let record: Record = match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                let record: Record = match std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                {
                     Some(r) => r,
                     None => continue,
                 };
@@ -121,7 +134,8 @@ impl AppArmor {
     /// Returns the parser's run time. Errors are the parser's own words, trimmed.
     pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, String> {
         let source = self.source_path(&record.name);
-        files::write_atomic(&source, text.as_bytes(), 0o600).map_err(|e| format!("writing {}: {e}", source.display()))?;
+        files::write_atomic(&source, text.as_bytes(), 0o600)
+            .map_err(|e| format!("writing {}: {e}", source.display()))?;
         let mut cmd = self.parser();
         cmd.args(["--replace", "--write-cache", "--quiet"])
             .arg("--cache-loc")
@@ -133,7 +147,10 @@ impl AppArmor {
         }
         cmd.arg(&source);
         let start = Instant::now();
-        let out = cmd.output().await.map_err(|e| format!("running apparmor_parser: {e}"))?;
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| format!("running apparmor_parser: {e}"))?;
         let took = start.elapsed();
         if !out.status.success() {
             return Err(parser_message(&out.stderr, out.status));
@@ -153,7 +170,9 @@ impl AppArmor {
     /// Checks that the kernel lists `name` in `mode` (what runtimes check before starting a
     /// confined container).
     pub fn verify(&self, name: &str, mode: AppArmorMode) -> Result<(), String> {
-        let loaded = self.loaded().map_err(|e| format!("reading {}: {e}", self.profiles_file().display()))?;
+        let loaded = self
+            .loaded()
+            .map_err(|e| format!("reading {}: {e}", self.profiles_file().display()))?;
         let want = mode_word(mode);
         match loaded.get(name) {
             Some(m) if m == want => Ok(()),
@@ -165,7 +184,9 @@ impl AppArmor {
     /// Unloads a profile Palisade owns and forgets it. Refuses one it does not own.
     pub async fn remove(&self, name: &str) -> Result<(), String> {
         if !self.record_path(name).exists() {
-            return Err(format!("{name} is not managed by Palisade on this node; not removing it"));
+            return Err(format!(
+                "{name} is not managed by Palisade on this node; not removing it"
+            ));
         }
         let source = self.source_path(name);
         if self.loaded().map(|l| l.contains_key(name)).unwrap_or(false) {
@@ -197,7 +218,10 @@ impl AppArmor {
             .output()
             .await
             .map_err(|e| e.to_string())?;
-        let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
         let top = names.first().cloned().unwrap_or_default();
         let mut loaded = self.loaded().map_err(|e| e.to_string())?;
         loaded.retain(|n, _| n != &top && !n.starts_with(&format!("{top}//")));
@@ -218,7 +242,8 @@ impl AppArmor {
 
     fn write_simulated(&self, loaded: &BTreeMap<String, String>) -> Result<(), String> {
         let text: String = loaded.iter().map(|(n, m)| format!("{n} ({m})\n")).collect();
-        files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644).map_err(|e| e.to_string())
+        files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -253,7 +278,11 @@ fn parser_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
         return format!("apparmor_parser failed ({status})");
     }
     let message = lines.join("; ");
-    if message.len() > 900 { format!("{}…", &message[..message.floor_char_boundary(900)]) } else { message }
+    if message.len() > 900 {
+        format!("{}…", &message[..message.floor_char_boundary(900)])
+    } else {
+        message
+    }
 }
 
 #[cfg(test)]
@@ -262,7 +291,8 @@ mod tests {
 
     #[test]
     fn parses_the_kernel_profiles_list() {
-        let text = "web (enforce)\nweb//child (enforce)\n/usr/bin/man (complain)\nodd name (x) (kill)\n";
+        let text =
+            "web (enforce)\nweb//child (enforce)\n/usr/bin/man (complain)\nodd name (x) (kill)\n";
         let parsed = parse_profiles(text);
         assert_eq!(parsed["web"], "enforce");
         assert_eq!(parsed["web//child"], "enforce");
@@ -274,7 +304,10 @@ mod tests {
     fn parser_messages_keep_the_line_and_drop_chatter() {
         let stderr = b"Cache read/write disabled: interface file missing.\nAppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode\n";
         let status = std::process::Command::new("false").status().unwrap();
-        assert_eq!(parser_message(stderr, status), "AppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode");
+        assert_eq!(
+            parser_message(stderr, status),
+            "AppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode"
+        );
         assert!(parser_message(b"", status).starts_with("apparmor_parser failed"));
     }
 }

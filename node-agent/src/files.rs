@@ -12,11 +12,24 @@ pub const TEMP_PREFIX: &str = ".palisade-tmp-";
 /// the whole new one: a temp file in the same directory, fsync, rename over, fsync the
 /// directory. The file gets `mode`.
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent directory"))?;
-    let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!("{TEMP_PREFIX}{}-{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("path has no parent directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(
+        "{TEMP_PREFIX}{}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(content)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
@@ -88,8 +101,14 @@ mod tests {
         write_atomic(&path, b"one", 0o644).unwrap();
         write_atomic(&path, b"two two", 0o644).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two two");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["p.json"], "no temp file is left behind");
     }
 
@@ -104,7 +123,11 @@ mod tests {
         fs::write(blocker.join("x"), b"").unwrap();
         assert!(write_atomic(&blocker, b"new", 0o644).is_err());
         assert_eq!(fs::read(&path).unwrap(), b"old");
-        assert_eq!(clean_temp_files(dir.path()).unwrap(), 0, "the failed write cleaned its temp file");
+        assert_eq!(
+            clean_temp_files(dir.path()).unwrap(),
+            0,
+            "the failed write cleaned its temp file"
+        );
     }
 
     #[test]
@@ -124,7 +147,10 @@ mod tests {
         assert_eq!(path.file_name().unwrap(), "web.json");
         assert_eq!(file_digest(&path).unwrap(), None);
         write_atomic(&path, b"{}", 0o644).unwrap();
-        assert_eq!(file_digest(&path).unwrap(), Some(palisade_crds::digest(b"{}")));
+        assert_eq!(
+            file_digest(&path).unwrap(),
+            Some(palisade_crds::digest(b"{}"))
+        );
         remove_durable(&path).unwrap();
         remove_durable(&path).unwrap();
         assert!(!path.exists());

@@ -52,17 +52,43 @@ impl Metrics {
             status_writes: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("agent");
-        r.register("operations", "Profile installs, removals and repairs", m.operations.clone());
-        r.register("drift_repairs", "Drift found and repaired", m.drift_repairs.clone());
-        r.register("parser_duration_seconds", "apparmor_parser run time", m.parser_seconds.clone());
-        r.register("sync_duration_seconds", "Time of one whole-node sync", m.sync_seconds.clone());
-        r.register("profiles", "Profiles on this node by kind and state", m.profiles.clone());
-        r.register("status_writes", "NodeProfileStatus writes", m.status_writes.clone());
+        r.register(
+            "operations",
+            "Profile installs, removals and repairs",
+            m.operations.clone(),
+        );
+        r.register(
+            "drift_repairs",
+            "Drift found and repaired",
+            m.drift_repairs.clone(),
+        );
+        r.register(
+            "parser_duration_seconds",
+            "apparmor_parser run time",
+            m.parser_seconds.clone(),
+        );
+        r.register(
+            "sync_duration_seconds",
+            "Time of one whole-node sync",
+            m.sync_seconds.clone(),
+        );
+        r.register(
+            "profiles",
+            "Profiles on this node by kind and state",
+            m.profiles.clone(),
+        );
+        r.register(
+            "status_writes",
+            "NodeProfileStatus writes",
+            m.status_writes.clone(),
+        );
         m
     }
 
     pub fn op(&self, kind: &'static str, op: &'static str, ok: bool) {
         let result = if ok { "success" } else { "error" };
-        self.operations.get_or_create(&OpLabels { kind, op, result }).inc();
+        self.operations
+            .get_or_create(&OpLabels { kind, op, result })
+            .inc();
     }
 }

@@ -7,7 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use palisade_crds::{NodeCapabilities, NodeProfile, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind};
+use palisade_crds::{
+    NodeCapabilities, NodeProfile, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind,
+};
 use serde_json::json;
 
 use crate::sync::Failure;
@@ -28,7 +30,10 @@ impl StatusWriter {
     pub fn new(client: Client, node: &str, namespace: &str) -> Self {
         let recorder = Recorder::new(
             client.clone(),
-            Reporter { controller: "palisade-agent".into(), instance: Some(node.to_string()) },
+            Reporter {
+                controller: "palisade-agent".into(),
+                instance: Some(node.to_string()),
+            },
         );
         Self {
             client,
@@ -54,13 +59,22 @@ impl StatusWriter {
             "metadata": {"name": self.node, "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
             "spec": {},
         });
-        api.patch(&self.node, &PatchParams::apply(&self.manager).force(), &Patch::Apply(obj)).await?;
+        api.patch(
+            &self.node,
+            &PatchParams::apply(&self.manager).force(),
+            &Patch::Apply(obj),
+        )
+        .await?;
         Ok(())
     }
 
     /// Writes the status when it differs from the last write (one write per batch).
     /// Returns whether it wrote.
-    pub async fn report(&mut self, capabilities: &NodeCapabilities, profiles: Vec<NodeProfile>) -> kube::Result<bool> {
+    pub async fn report(
+        &mut self,
+        capabilities: &NodeCapabilities,
+        profiles: Vec<NodeProfile>,
+    ) -> kube::Result<bool> {
         let status = NodeProfileStatusStatus {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: capabilities.clone(),
@@ -76,7 +90,12 @@ impl StatusWriter {
             "metadata": {"name": self.node},
             "status": status,
         });
-        api.patch_status(&self.node, &PatchParams::apply(&self.manager).force(), &Patch::Apply(patch)).await?;
+        api.patch_status(
+            &self.node,
+            &PatchParams::apply(&self.manager).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
         self.last = Some(status);
         Ok(true)
     }
@@ -98,7 +117,12 @@ impl StatusWriter {
             "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
             "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
         });
-        api.patch(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(lease)).await?;
+        api.patch(
+            &name,
+            &PatchParams::apply(&self.manager).force(),
+            &Patch::Apply(lease),
+        )
+        .await?;
         Ok(())
     }
 
@@ -136,5 +160,9 @@ pub fn lease_name(node: &str) -> String {
 }
 
 fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max { s } else { &s[..s.floor_char_boundary(max)] }
+    if s.len() <= max {
+        s
+    } else {
+        &s[..s.floor_char_boundary(max)]
+    }
 }

@@ -12,7 +12,8 @@ use std::time::Instant;
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile, accepted_at, digest,
+    AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile,
+    accepted_at, digest,
 };
 
 use crate::apparmor::{AppArmor, Record};
@@ -60,11 +61,18 @@ impl NodeState {
         if seccomp_support.is_ok() {
             let removed = files::clean_temp_files(&seccomp_dir)?;
             if removed > 0 {
-                tracing::info!(removed, "removed temporary files a crash left in the seccomp directory");
+                tracing::info!(
+                    removed,
+                    "removed temporary files a crash left in the seccomp directory"
+                );
             }
             for entry in std::fs::read_dir(&seccomp_dir)? {
                 let path = entry?.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
                     continue;
                 };
                 if let Some(d) = files::file_digest(&path)? {
@@ -72,7 +80,11 @@ impl NodeState {
                 }
             }
         }
-        let apparmor_installed = if apparmor_support.is_ok() { apparmor.records()? } else { BTreeMap::new() };
+        let apparmor_installed = if apparmor_support.is_ok() {
+            apparmor.records()?
+        } else {
+            BTreeMap::new()
+        };
         Ok(Self {
             apparmor,
             apparmor_support,
@@ -98,11 +110,14 @@ impl NodeState {
         let start = Instant::now();
         let mut entries = Vec::new();
         self.sync_seccomp(seccomp, node_labels, drift, &mut entries);
-        self.sync_apparmor(apparmor, node_labels, drift, &mut entries).await;
+        self.sync_apparmor(apparmor, node_labels, drift, &mut entries)
+            .await;
         entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         let failures = self.new_failures(&entries);
         self.count_states(&entries);
-        self.metrics.sync_seconds.observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .sync_seconds
+            .observe(start.elapsed().as_secs_f64());
         (entries, failures)
     }
 
@@ -113,12 +128,19 @@ impl NodeState {
         drift: bool,
         entries: &mut Vec<NodeProfile>,
     ) {
-        let specs: HashMap<&str, &palisade_crds::SeccompProfileSpec> =
-            profiles.iter().filter_map(|p| Some((p.metadata.name.as_deref()?, &p.spec))).collect();
+        let specs: HashMap<&str, &palisade_crds::SeccompProfileSpec> = profiles
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.as_deref()?, &p.spec)))
+            .collect();
         let mut wanted = BTreeSet::new();
         for p in profiles {
-            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else { continue };
-            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
+            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation)
+            else {
+                continue;
+            };
+            if p.spec.state == ProfileState::Disabled
+                || !selects(p.spec.node_selector.as_ref(), labels)
+            {
                 continue;
             }
             wanted.insert(name.to_string());
@@ -151,7 +173,11 @@ impl NodeState {
             let want = digest(&bytes);
             let path = files::seccomp_path(&self.seccomp_dir, name);
             let recorded = self.seccomp_installed.get(name).map(String::as_str);
-            let on_disk = if drift { files::file_digest(&path).ok().flatten() } else { recorded.map(str::to_string) };
+            let on_disk = if drift {
+                files::file_digest(&path).ok().flatten()
+            } else {
+                recorded.map(str::to_string)
+            };
             if recorded == Some(want.as_str()) && on_disk.as_deref() == Some(want.as_str()) {
                 entries.push(entry(NodeProfileState::Installed, &want, String::new()));
                 continue;
@@ -159,21 +185,38 @@ impl NodeState {
             let repair = recorded == Some(want.as_str());
             match files::write_atomic(&path, &bytes, 0o644) {
                 Ok(()) => {
-                    self.seccomp_installed.insert(name.to_string(), want.clone());
-                    self.metrics.op("seccomp", if repair { "repair" } else { "install" }, true);
+                    self.seccomp_installed
+                        .insert(name.to_string(), want.clone());
+                    self.metrics
+                        .op("seccomp", if repair { "repair" } else { "install" }, true);
                     if repair {
-                        self.metrics.drift_repairs.get_or_create(&KindLabels { kind: "seccomp" }).inc();
-                        tracing::info!(profile = name, "repaired a seccomp file that was changed or deleted");
+                        self.metrics
+                            .drift_repairs
+                            .get_or_create(&KindLabels { kind: "seccomp" })
+                            .inc();
+                        tracing::info!(
+                            profile = name,
+                            "repaired a seccomp file that was changed or deleted"
+                        );
                     }
                     entries.push(entry(NodeProfileState::Installed, &want, String::new()));
                 }
                 Err(e) => {
                     self.metrics.op("seccomp", "install", false);
-                    entries.push(entry(NodeProfileState::Error, "", format!("writing {}: {e}", path.display())));
+                    entries.push(entry(
+                        NodeProfileState::Error,
+                        "",
+                        format!("writing {}: {e}", path.display()),
+                    ));
                 }
             }
         }
-        let stale: Vec<String> = self.seccomp_installed.keys().filter(|n| !wanted.contains(*n)).cloned().collect();
+        let stale: Vec<String> = self
+            .seccomp_installed
+            .keys()
+            .filter(|n| !wanted.contains(*n))
+            .cloned()
+            .collect();
         for name in stale {
             let path = files::seccomp_path(&self.seccomp_dir, &name);
             let ok = files::remove_durable(&path).is_ok();
@@ -193,10 +236,19 @@ impl NodeState {
         entries: &mut Vec<NodeProfile>,
     ) {
         let mut wanted = BTreeSet::new();
-        let loaded = if self.apparmor_support.is_ok() { self.apparmor.loaded().ok() } else { None };
+        let loaded = if self.apparmor_support.is_ok() {
+            self.apparmor.loaded().ok()
+        } else {
+            None
+        };
         for p in profiles {
-            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else { continue };
-            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
+            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation)
+            else {
+                continue;
+            };
+            if p.spec.state == ProfileState::Disabled
+                || !selects(p.spec.node_selector.as_ref(), labels)
+            {
                 continue;
             }
             wanted.insert(name.to_string());
@@ -253,10 +305,17 @@ impl NodeState {
             match self.apparmor.load(&record, &text).await {
                 Ok(took) => {
                     self.metrics.parser_seconds.observe(took.as_secs_f64());
-                    self.metrics.op("apparmor", if repair { "repair" } else { "install" }, true);
+                    self.metrics
+                        .op("apparmor", if repair { "repair" } else { "install" }, true);
                     if repair {
-                        self.metrics.drift_repairs.get_or_create(&KindLabels { kind: "apparmor" }).inc();
-                        tracing::info!(profile = name, "reloaded an AppArmor profile that was unloaded");
+                        self.metrics
+                            .drift_repairs
+                            .get_or_create(&KindLabels { kind: "apparmor" })
+                            .inc();
+                        tracing::info!(
+                            profile = name,
+                            "reloaded an AppArmor profile that was unloaded"
+                        );
                     }
                     self.apparmor_installed.insert(name.to_string(), record);
                     entries.push(entry(NodeProfileState::Installed, &want, String::new()));
@@ -267,7 +326,12 @@ impl NodeState {
                 }
             }
         }
-        let stale: Vec<String> = self.apparmor_installed.keys().filter(|n| !wanted.contains(*n)).cloned().collect();
+        let stale: Vec<String> = self
+            .apparmor_installed
+            .keys()
+            .filter(|n| !wanted.contains(*n))
+            .cloned()
+            .collect();
         for name in stale {
             match self.apparmor.remove(&name).await {
                 Ok(()) => {
@@ -286,10 +350,18 @@ impl NodeState {
     fn new_failures(&mut self, entries: &[NodeProfile]) -> Vec<Failure> {
         let mut failures = Vec::new();
         let mut now = HashMap::new();
-        for e in entries.iter().filter(|e| e.state == NodeProfileState::Error) {
+        for e in entries
+            .iter()
+            .filter(|e| e.state == NodeProfileState::Error)
+        {
             let key = (e.kind, e.name.clone());
             if self.announced.get(&key) != Some(&e.message) {
-                failures.push(Failure { kind: e.kind, name: e.name.clone(), uid: e.uid.clone(), message: e.message.clone() });
+                failures.push(Failure {
+                    kind: e.kind,
+                    name: e.name.clone(),
+                    uid: e.uid.clone(),
+                    message: e.message.clone(),
+                });
             }
             now.insert(key, e.message.clone());
         }
@@ -311,7 +383,10 @@ impl NodeState {
                 NodeProfileState::Unsupported => "Unsupported",
                 NodeProfileState::Removing => "Removing",
             };
-            self.metrics.profiles.get_or_create(&StateLabels { kind, state }).inc();
+            self.metrics
+                .profiles
+                .get_or_create(&StateLabels { kind, state })
+                .inc();
         }
     }
 }

@@ -15,8 +15,8 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use palisade_crds::{
-    AppArmorProfile, NodeProfile, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus, SeccompProfile,
-    SeccompProfileSpec,
+    AppArmorProfile, NodeProfile, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus,
+    SeccompProfile, SeccompProfileSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -107,14 +107,24 @@ impl Profile for SeccompProfile {
         Some(SeccompProfile::localhost_profile(&self.name_any()))
     }
     async fn validate(&self, ctx: &Context) -> Result<(), String> {
-        let all: HashMap<String, SeccompProfileSpec> =
-            ctx.seccomp.state().iter().map(|p| (p.name_any(), p.spec.clone())).collect();
+        let all: HashMap<String, SeccompProfileSpec> = ctx
+            .seccomp
+            .state()
+            .iter()
+            .map(|p| (p.name_any(), p.spec.clone()))
+            .collect();
         // Inheritance makes the result depend on the bases: key the cache on the resolved profile.
-        let key_digest = match palisade_crds::render::seccomp::resolve(&self.name_any(), &self.spec, |n| all.get(n)) {
-            Ok(oci) => oci.digest(),
-            Err(e) => return Err(e.to_string()),
-        };
-        cached(ctx, self, key_digest, async { validate::validate_seccomp(self, &all).map(|_| ()) }).await
+        let key_digest =
+            match palisade_crds::render::seccomp::resolve(&self.name_any(), &self.spec, |n| {
+                all.get(n)
+            }) {
+                Ok(oci) => oci.digest(),
+                Err(e) => return Err(e.to_string()),
+            };
+        cached(ctx, self, key_digest, async {
+            validate::validate_seccomp(self, &all).map(|_| ())
+        })
+        .await
     }
 }
 
@@ -134,8 +144,12 @@ impl Profile for AppArmorProfile {
         None
     }
     async fn validate(&self, ctx: &Context) -> Result<(), String> {
-        cached(ctx, self, String::new(), async { validate::validate_apparmor(self, &ctx.parser).await.map(|_| ()) })
-            .await
+        cached(ctx, self, String::new(), async {
+            validate::validate_apparmor(self, &ctx.parser)
+                .await
+                .map(|_| ())
+        })
+        .await
     }
 }
 
@@ -146,7 +160,12 @@ async fn cached<K: Profile>(
     digest: String,
     run: impl Future<Output = Result<(), String>>,
 ) -> Result<(), String> {
-    let key = (K::KIND, obj.uid().unwrap_or_default(), obj.meta().generation.unwrap_or_default(), digest);
+    let key = (
+        K::KIND,
+        obj.uid().unwrap_or_default(),
+        obj.meta().generation.unwrap_or_default(),
+        digest,
+    );
     if let Some(hit) = ctx.validated.lock().expect("lock").get(&key) {
         return hit.clone();
     }
@@ -164,7 +183,11 @@ pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<Strin
     ctx.pods
         .state()
         .iter()
-        .filter(|p| pods::references(p).iter().any(|(k, n)| *k == kind && n == name))
+        .filter(|p| {
+            pods::references(p)
+                .iter()
+                .any(|(k, n)| *k == kind && n == name)
+        })
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
         .collect()
 }
@@ -179,8 +202,12 @@ pub fn live_nodes(leases: &Store<Lease>) -> BTreeSet<String> {
             let spec = l.spec.as_ref()?;
             let renewed = spec.renew_time.as_ref()?.0;
             let duration = i64::from(spec.lease_duration_seconds?);
-            let expires = renewed.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(duration)).ok()?;
-            (expires > now).then(|| spec.holder_identity.clone()).flatten()
+            let expires = renewed
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(duration))
+                .ok()?;
+            (expires > now)
+                .then(|| spec.holder_identity.clone())
+                .flatten()
         })
         .collect()
 }
@@ -230,7 +257,11 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         .map(|n| NodeView {
             name: n.metadata.name.as_deref().unwrap_or_default(),
             labels: n.metadata.labels.as_ref().unwrap_or(&empty),
-            live: n.metadata.name.as_ref().is_some_and(|name| live.contains(name)),
+            live: n
+                .metadata
+                .name
+                .as_ref()
+                .is_some_and(|name| live.contains(name)),
             entries: n.metadata.name.as_ref().and_then(|name| nps.get(name)),
         })
         .collect();
@@ -243,7 +274,11 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         selector: obj.selector(),
         state: obj.state(),
     };
-    let (counts, failures) = if accepted.is_ok() { status::aggregate(&view, &views) } else { Default::default() };
+    let (counts, failures) = if accepted.is_ok() {
+        status::aggregate(&view, &views)
+    } else {
+        Default::default()
+    };
     let workloads = workloads(ctx, K::KIND, &name);
     let old = obj.profile_status();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -265,9 +300,13 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
     if old != Some(&new) {
         let api: Api<K> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new});
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-            .await
-            .map_err(Error::Kube)?;
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(Error::Kube)?;
         publish_transitions(ctx, obj.as_ref(), old, &new).await;
     }
     Ok(Action::requeue(RESYNC))
@@ -284,8 +323,16 @@ async fn cleanup<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
     Err(Error::InUse(users.len()))
 }
 
-async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&ProfileStatus>, new: &ProfileStatus) {
-    let was = |type_: &str| old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_)).map(|c| (c.status.clone(), c.reason.clone()));
+async fn publish_transitions<K: Profile>(
+    ctx: &Context,
+    obj: &K,
+    old: Option<&ProfileStatus>,
+    new: &ProfileStatus,
+) {
+    let was = |type_: &str| {
+        old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
     let mut events = Vec::new();
     for c in &new.conditions {
         if was(&c.type_) == Some((c.status.clone(), c.reason.clone())) {
@@ -319,7 +366,12 @@ pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
     ctx.metrics.failed(K::KIND_NAME, error.metric_label());
     match error {
         Error::InUse(_) => Action::requeue(Duration::from_secs(5)),
-        Error::Finalizer(inner) if matches!(**inner, kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(_))) => {
+        Error::Finalizer(inner)
+            if matches!(
+                **inner,
+                kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(_))
+            ) =>
+        {
             Action::requeue(Duration::from_secs(5))
         }
         _ => {

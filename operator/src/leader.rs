@@ -5,8 +5,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 
 /// One candidate for the Lease.
 pub struct Elector {
@@ -17,7 +17,13 @@ pub struct Elector {
 }
 
 impl Elector {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
@@ -32,7 +38,10 @@ impl Elector {
         let now = MicroTime(Timestamp::now());
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.identity.clone()),
                     lease_duration_seconds: Some(self.duration),
@@ -51,9 +60,11 @@ impl Elector {
         let spec = lease.spec.get_or_insert_with(Default::default);
         let ours = spec.holder_identity.as_deref() == Some(self.identity.as_str());
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => {
-                renewed.0.checked_add(SignedDuration::from_secs(i64::from(secs))).map(|t| t < now.0).unwrap_or(true)
-            }
+            (Some(renewed), Some(secs)) => renewed
+                .0
+                .checked_add(SignedDuration::from_secs(i64::from(secs)))
+                .map(|t| t < now.0)
+                .unwrap_or(true),
             _ => true,
         };
         if !ours && !expired {
@@ -66,7 +77,11 @@ impl Elector {
         }
         spec.lease_duration_seconds = Some(self.duration);
         spec.renew_time = Some(now);
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -79,8 +94,13 @@ impl Elector {
             && let Some(spec) = lease.spec.as_mut()
             && spec.holder_identity.as_deref() == Some(self.identity.as_str())
         {
-            spec.renew_time = Some(MicroTime(Timestamp::now() - SignedDuration::from_secs(3600)));
-            let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
+            spec.renew_time = Some(MicroTime(
+                Timestamp::now() - SignedDuration::from_secs(3600),
+            ));
+            let _ = self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await;
         }
     }
 }

@@ -42,17 +42,31 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
-            reconcile_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
+            reconcile_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
             reconciles: Family::default(),
             failures: Family::default(),
             profiles: Family::default(),
             states: Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("operator");
-        r.register("reconcile_duration_seconds", "Time of one reconcile", m.reconcile_seconds.clone());
+        r.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile",
+            m.reconcile_seconds.clone(),
+        );
         r.register("reconciles", "Reconciles run", m.reconciles.clone());
-        r.register("reconcile_failures", "Reconciles that failed, by reason", m.failures.clone());
-        r.register("profiles", "Profiles by kind and state (Ready, Pending, Rejected)", m.profiles.clone());
+        r.register(
+            "reconcile_failures",
+            "Reconciles that failed, by reason",
+            m.failures.clone(),
+        );
+        r.register(
+            "profiles",
+            "Profiles by kind and state (Ready, Pending, Rejected)",
+            m.profiles.clone(),
+        );
         m
     }
 
@@ -64,7 +78,12 @@ impl Metrics {
                 self.0.observe(self.1.elapsed().as_secs_f64());
             }
         }
-        Timer(self.reconcile_seconds.get_or_create(&KindLabels { kind }).clone(), Instant::now())
+        Timer(
+            self.reconcile_seconds
+                .get_or_create(&KindLabels { kind })
+                .clone(),
+            Instant::now(),
+        )
     }
 
     pub fn reconciled(&self, kind: &'static str) {
@@ -72,12 +91,19 @@ impl Metrics {
     }
 
     pub fn failed(&self, kind: &'static str, reason: &'static str) {
-        self.failures.get_or_create(&FailureLabels { kind, reason }).inc();
+        self.failures
+            .get_or_create(&FailureLabels { kind, reason })
+            .inc();
     }
 
     /// Records where a profile stands, for the by-state gauge.
     pub fn profile_state(&self, kind: &'static str, name: &str, status: &ProfileStatus) {
-        let is = |t: &str| status.conditions.iter().any(|c| c.type_ == t && c.status == "True");
+        let is = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
         let state = match (is("Accepted"), is("Ready")) {
             (false, _) => "Rejected",
             (true, true) => "Ready",
@@ -87,9 +113,13 @@ impl Metrics {
         let old = states.insert((kind, name.to_string()), state);
         if old != Some(state) {
             if let Some(old) = old {
-                self.profiles.get_or_create(&StateLabels { kind, state: old }).dec();
+                self.profiles
+                    .get_or_create(&StateLabels { kind, state: old })
+                    .dec();
             }
-            self.profiles.get_or_create(&StateLabels { kind, state }).inc();
+            self.profiles
+                .get_or_create(&StateLabels { kind, state })
+                .inc();
         }
     }
 }

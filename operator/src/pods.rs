@@ -13,12 +13,32 @@ pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
     let mut refs = Vec::new();
     if let Some(spec) = &pod.spec {
         if let Some(sc) = &spec.security_context {
-            push_seccomp(&mut refs, sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
-            push_apparmor(&mut refs, sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
+            push_seccomp(
+                &mut refs,
+                sc.seccomp_profile
+                    .as_ref()
+                    .map(|p| (&p.type_, &p.localhost_profile)),
+            );
+            push_apparmor(
+                &mut refs,
+                sc.app_armor_profile
+                    .as_ref()
+                    .map(|p| (&p.type_, &p.localhost_profile)),
+            );
         }
         for sc in container_contexts(spec) {
-            push_seccomp(&mut refs, sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
-            push_apparmor(&mut refs, sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)));
+            push_seccomp(
+                &mut refs,
+                sc.seccomp_profile
+                    .as_ref()
+                    .map(|p| (&p.type_, &p.localhost_profile)),
+            );
+            push_apparmor(
+                &mut refs,
+                sc.app_armor_profile
+                    .as_ref()
+                    .map(|p| (&p.type_, &p.localhost_profile)),
+            );
         }
     }
     for (key, value) in pod.metadata.annotations.iter().flatten() {
@@ -34,22 +54,41 @@ pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
 }
 
 fn container_contexts(spec: &PodSpec) -> impl Iterator<Item = &SecurityContext> {
-    let containers = spec.containers.iter().filter_map(|c| c.security_context.as_ref());
-    let init = spec.init_containers.iter().flatten().filter_map(|c| c.security_context.as_ref());
-    let ephemeral = spec.ephemeral_containers.iter().flatten().filter_map(|c| c.security_context.as_ref());
+    let containers = spec
+        .containers
+        .iter()
+        .filter_map(|c| c.security_context.as_ref());
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter_map(|c| c.security_context.as_ref());
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|c| c.security_context.as_ref());
     containers.chain(init).chain(ephemeral)
 }
 
-fn push_seccomp(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
+fn push_seccomp(
+    refs: &mut Vec<(ProfileKind, String)>,
+    profile: Option<(&String, &Option<String>)>,
+) {
     if let Some((ty, Some(path))) = profile
         && ty == "Localhost"
-        && let Some(name) = path.strip_prefix(&format!("{}/", palisade_crds::SECCOMP_SUBDIR)).and_then(|p| p.strip_suffix(".json"))
+        && let Some(name) = path
+            .strip_prefix(&format!("{}/", palisade_crds::SECCOMP_SUBDIR))
+            .and_then(|p| p.strip_suffix(".json"))
     {
         refs.push((ProfileKind::SeccompProfile, name.to_string()));
     }
 }
 
-fn push_apparmor(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
+fn push_apparmor(
+    refs: &mut Vec<(ProfileKind, String)>,
+    profile: Option<(&String, &Option<String>)>,
+) {
     if let Some((ty, Some(name))) = profile
         && ty == "Localhost"
     {
@@ -76,18 +115,26 @@ pub fn slim(pod: &mut Pod) {
     for (i, (kind, name)) in refs.into_iter().enumerate() {
         match kind {
             ProfileKind::AppArmorProfile => {
-                annotations.insert(format!("{APPARMOR_ANNOTATION_PREFIX}{i}"), format!("localhost/{name}"));
+                annotations.insert(
+                    format!("{APPARMOR_ANNOTATION_PREFIX}{i}"),
+                    format!("localhost/{name}"),
+                );
             }
-            ProfileKind::SeccompProfile => spec.containers.push(k8s_openapi::api::core::v1::Container {
-                security_context: Some(SecurityContext {
-                    seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-                        type_: "Localhost".into(),
-                        localhost_profile: Some(format!("{}/{name}.json", palisade_crds::SECCOMP_SUBDIR)),
+            ProfileKind::SeccompProfile => {
+                spec.containers.push(k8s_openapi::api::core::v1::Container {
+                    security_context: Some(SecurityContext {
+                        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                            type_: "Localhost".into(),
+                            localhost_profile: Some(format!(
+                                "{}/{name}.json",
+                                palisade_crds::SECCOMP_SUBDIR
+                            )),
+                        }),
+                        ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            }),
+                })
+            }
         }
     }
     pod.metadata.annotations = Some(annotations);
@@ -144,8 +191,13 @@ mod tests {
         let before = references(&p);
         slim(&mut p);
         assert_eq!(references(&p), before);
-        assert!(serde_json::to_string(&p).unwrap().len() < serde_json::to_string(&everywhere()).unwrap().len());
-        let mut plain = pod(json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}));
+        assert!(
+            serde_json::to_string(&p).unwrap().len()
+                < serde_json::to_string(&everywhere()).unwrap().len()
+        );
+        let mut plain = pod(
+            json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}),
+        );
         slim(&mut plain);
         assert!(plain.spec.is_none() && references(&plain).is_empty());
     }

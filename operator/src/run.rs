@@ -43,16 +43,32 @@ pub struct Args {
     #[arg(long, env = "PALISADE_LEASE_DURATION", default_value_t = 15)]
     pub lease_duration: u64,
     /// apparmor_parser used to compile (never load) AppArmor profiles.
-    #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
+    #[arg(
+        long,
+        env = "PALISADE_APPARMOR_PARSER",
+        default_value = "apparmor_parser"
+    )]
     pub apparmor_parser: PathBuf,
     /// AppArmor include directory the operator compiles against.
-    #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
+    #[arg(
+        long,
+        env = "PALISADE_APPARMOR_INCLUDE_DIR",
+        default_value = "/etc/apparmor.d"
+    )]
     pub apparmor_include_dir: PathBuf,
     /// Where /metrics is served.
-    #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9200")]
+    #[arg(
+        long,
+        env = "PALISADE_METRICS_ADDRESS",
+        default_value = "127.0.0.1:9200"
+    )]
     pub metrics_address: SocketAddr,
     /// Where /healthz and /readyz are served (may equal the metrics address).
-    #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9201")]
+    #[arg(
+        long,
+        env = "PALISADE_HEALTH_ADDRESS",
+        default_value = "127.0.0.1:9201"
+    )]
     pub health_address: SocketAddr,
     /// Log format.
     #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
@@ -64,7 +80,13 @@ pub const LEADER_LEASE: &str = "palisade-operator";
 
 fn reflect<K>(api: Api<K>, cfg: watcher::Config) -> (Store<K>, impl Stream<Item = Arc<K>> + Send)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store_shared(1024);
     let stream = watcher(api, cfg)
@@ -77,20 +99,34 @@ where
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
     client
         .list_api_group_resources("palisade.dev/v1alpha1")
         .await
-        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
+        .context(
+            "Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)",
+        )?;
 
     let mut registry = Registry::with_prefix("palisade");
     let metrics = Metrics::register(&mut registry);
     let registry = Arc::new(registry);
     let health = Health::default();
     let shutdown = palisade_runtime::shutdown_signal();
-    tokio::spawn(palisade_runtime::serve_http(args.metrics_address, registry.clone(), health.clone(), shutdown.clone()));
+    tokio::spawn(palisade_runtime::serve_http(
+        args.metrics_address,
+        registry.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
     if args.health_address != args.metrics_address {
-        tokio::spawn(palisade_runtime::serve_http(args.health_address, registry, health.clone(), shutdown.clone()));
+        tokio::spawn(palisade_runtime::serve_http(
+            args.health_address,
+            registry,
+            health.clone(),
+            shutdown.clone(),
+        ));
     }
 
     // Leader election: a standby waits here, healthy and ready to take over.
@@ -126,7 +162,9 @@ pub async fn run(args: Args) -> Result<()> {
             match keeper.try_lead().await {
                 Ok(true) => last_ok = tokio::time::Instant::now(),
                 Ok(false) => break,
-                Err(e) if last_ok.elapsed() < lease_duration => tracing::warn!(error = %e, "renewing leadership"),
+                Err(e) if last_ok.elapsed() < lease_duration => {
+                    tracing::warn!(error = %e, "renewing leadership")
+                }
                 Err(_) => break,
             }
         }
@@ -135,9 +173,16 @@ pub async fn run(args: Args) -> Result<()> {
     });
 
     // Stores: what reconciles read. Pods are kept as a slim projection.
-    let (seccomp, seccomp_events) = reflect(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default());
-    let (nps, nps_events) = reflect(Api::<NodeProfileStatus>::all(client.clone()), watcher::Config::default());
-    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (seccomp, seccomp_events) = reflect(
+        Api::<SeccompProfile>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (nps, nps_events) = reflect(
+        Api::<NodeProfileStatus>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (nodes, node_events) =
+        reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
     let (leases, lease_events) = reflect(
         Api::<Lease>::namespaced(client.clone(), &args.namespace),
         watcher::Config::default().labels("app.kubernetes.io/name=palisade-agent"),
@@ -152,9 +197,18 @@ pub async fn run(args: Args) -> Result<()> {
 
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), Reporter { controller: "palisade-operator".into(), instance: Some(args.identity.clone()) }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "palisade-operator".into(),
+                instance: Some(args.identity.clone()),
+            },
+        ),
         metrics: metrics.clone(),
-        parser: ParserConfig { parser: args.apparmor_parser.clone(), include_dir: args.apparmor_include_dir.clone() },
+        parser: ParserConfig {
+            parser: args.apparmor_parser.clone(),
+            include_dir: args.apparmor_include_dir.clone(),
+        },
         seccomp: seccomp.clone(),
         nps,
         nodes,
@@ -190,7 +244,11 @@ pub async fn run(args: Args) -> Result<()> {
     tokio::spawn(pod_events.for_each(move |p| {
         let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
         let now = pods::references(&p);
-        let before = pod_refs.lock().expect("lock").insert(key, now.clone()).unwrap_or_default();
+        let before = pod_refs
+            .lock()
+            .expect("lock")
+            .insert(key, now.clone())
+            .unwrap_or_default();
         for (kind, name) in now.iter().chain(before.iter()) {
             r(*kind, name);
         }
@@ -220,8 +278,11 @@ pub async fn run(args: Args) -> Result<()> {
     let node_store = ctx.nodes.clone();
     tokio::spawn(node_events.for_each(move |_| {
         // Node status heartbeats change nothing here: only membership and labels count.
-        let now: BTreeMap<String, BTreeMap<String, String>> =
-            node_store.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+        let now: BTreeMap<String, BTreeMap<String, String>> = node_store
+            .state()
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
         let mut last = node_labels.lock().expect("lock");
         if *last != now {
             *last = now;
@@ -248,10 +309,22 @@ pub async fn run(args: Args) -> Result<()> {
         }
     });
 
-    ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
-    ctx.nps.wait_until_ready().await.context("initial watch sync")?;
-    ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
-    ctx.pods.wait_until_ready().await.context("initial watch sync")?;
+    ctx.seccomp
+        .wait_until_ready()
+        .await
+        .context("initial watch sync")?;
+    ctx.nps
+        .wait_until_ready()
+        .await
+        .context("initial watch sync")?;
+    ctx.nodes
+        .wait_until_ready()
+        .await
+        .context("initial watch sync")?;
+    ctx.pods
+        .wait_until_ready()
+        .await
+        .context("initial watch sync")?;
 
     let stop = {
         let mut shutdown = shutdown.clone();
@@ -263,8 +336,20 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let stop = futures::future::FutureExt::shared(Box::pin(stop));
-    let seccomp_ctl = run_controller::<SeccompProfile>(&client, ctx.clone(), UnboundedReceiverStream::new(sc_rx), &all_tx, stop.clone());
-    let apparmor_ctl = run_controller::<AppArmorProfile>(&client, ctx.clone(), UnboundedReceiverStream::new(aa_rx), &all_tx, stop.clone());
+    let seccomp_ctl = run_controller::<SeccompProfile>(
+        &client,
+        ctx.clone(),
+        UnboundedReceiverStream::new(sc_rx),
+        &all_tx,
+        stop.clone(),
+    );
+    let apparmor_ctl = run_controller::<AppArmorProfile>(
+        &client,
+        ctx.clone(),
+        UnboundedReceiverStream::new(aa_rx),
+        &all_tx,
+        stop.clone(),
+    );
     tokio::join!(seccomp_ctl, apparmor_ctl);
     if *shutdown.borrow() {
         elector.release().await;
@@ -289,7 +374,11 @@ async fn run_controller<K>(
         .reconcile_on(refs)
         .reconcile_all_on(all)
         .graceful_shutdown_on(stop)
-        .run(controller::reconcile::<K>, controller::error_policy::<K>, ctx)
+        .run(
+            controller::reconcile::<K>,
+            controller::error_policy::<K>,
+            ctx,
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -23,7 +23,9 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -34,7 +36,8 @@ pub fn init_logging(format: LogFormat) {
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
@@ -73,11 +76,15 @@ pub async fn serve_http(
     health: Health,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     let accept = async {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             let registry = registry.clone();
             let health = health.clone();
             tokio::spawn(async move {
@@ -112,18 +119,30 @@ pub async fn serve_http(
     Ok(())
 }
 
-fn respond(path: &str, registry: &Registry, health: &Health) -> (&'static str, &'static str, String) {
+fn respond(
+    path: &str,
+    registry: &Registry,
+    health: &Health,
+) -> (&'static str, &'static str, String) {
     match path {
         "/metrics" => {
             let mut body = String::new();
             match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", body),
+                Ok(()) => (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                ),
                 Err(e) => ("500 Internal Server Error", "text/plain", e.to_string()),
             }
         }
         "/healthz" | "/livez" => ("200 OK", "text/plain", "ok\n".into()),
         "/readyz" if health.is_ready() => ("200 OK", "text/plain", "ok\n".into()),
-        "/readyz" => ("503 Service Unavailable", "text/plain", "not ready: first sync not done\n".into()),
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready: first sync not done\n".into(),
+        ),
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
     }
 }
@@ -141,7 +160,11 @@ mod tests {
         registry.register("test_events", "Events", counter.clone());
         counter.inc();
         let health = Health::default();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let (tx, rx) = watch::channel(false);
         let server = tokio::spawn(serve_http(addr, Arc::new(registry), health.clone(), rx));
@@ -149,7 +172,9 @@ mod tests {
         async fn get(addr: SocketAddr, path: &str) -> String {
             for _ in 0..50 {
                 if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+                    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                        .await
+                        .unwrap();
                     let mut out = String::new();
                     s.read_to_string(&mut out).await.unwrap();
                     return out;
@@ -158,7 +183,11 @@ mod tests {
             }
             panic!("server did not start");
         }
-        assert!(get(addr, "/metrics").await.contains("palisade_test_events_total 1"));
+        assert!(
+            get(addr, "/metrics")
+                .await
+                .contains("palisade_test_events_total 1")
+        );
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         health.set_ready(true);

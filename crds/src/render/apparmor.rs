@@ -305,7 +305,9 @@ impl Scanner {
                 '"' => in_quote = !in_quote,
                 _ if in_quote => {}
                 '#' => break,
-                '{' if (prev.is_whitespace() || prev == ')') && (next.is_whitespace() || next == '}') => {
+                '{' if (prev.is_whitespace() || prev == ')')
+                    && (next.is_whitespace() || next == '}') =>
+                {
                     if self.depth == 0 {
                         let header = self.pending.trim().to_string();
                         if header.is_empty() {

@@ -1,0 +1,360 @@
+//! A whole local Palisade: the control plane, the operator, and one agent per simulated node.
+//!
+//! Each simulated node is a Node object plus its own directories:
+//! `nodes/<node>/kubelet/` (kubelet root; seccomp files land in `kubelet/seccomp/palisade/`),
+//! `nodes/<node>/apparmorfs/` (a SIMULATED AppArmor kernel interface: this machine's kernel
+//! has no AppArmor LSM, so the agent runs with `--simulate-apparmor-kernel` and keeps the
+//! `profiles` list itself, while the real apparmor_parser still compiles every profile) and
+//! `nodes/<node>/state/`. A node created without AppArmor has no apparmorfs at all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::controlplane::{ControlPlane, free_port, repo_root};
+use crate::process::Proc;
+
+/// Namespace of the agents' heartbeats and the operator's leader Lease.
+pub const NAMESPACE: &str = "palisade-system";
+/// The kernel features file the simulated AppArmor kernel claims (Debian's apparmor package).
+pub const SIMULATED_FEATURES: &str = "/usr/share/apparmor-features/features";
+
+/// How to start a cluster.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub nodes: usize,
+    /// Operator replicas (leader election picks one).
+    pub operators: usize,
+    /// Seconds between the agents' drift checks.
+    pub drift_interval: u64,
+    /// Nodes (by index) that have no AppArmor.
+    pub without_apparmor: Vec<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            operators: 1,
+            drift_interval: 60,
+            without_apparmor: vec![],
+        }
+    }
+}
+
+/// A running agent and the node it simulates.
+pub struct Agent {
+    pub node: String,
+    pub proc: Option<Proc>,
+    pub metrics_port: u16,
+}
+
+pub struct Cluster {
+    // Field order is drop order: Palisade's processes stop before the control plane.
+    pub agents: BTreeMap<String, Agent>,
+    pub operators: Vec<Option<Proc>>,
+    pub operator_ports: Vec<u16>,
+    pub options: Options,
+    pub bin_dir: PathBuf,
+    pub cp: ControlPlane,
+}
+
+/// Where cargo put the operator and agent binaries: `PALISADE_BIN_DIR`, or the target
+/// directory this test binary was built into.
+pub fn palisade_bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("PALISADE_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("exe has a directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    for bin in ["palisade-agent", "palisade-operator"] {
+        if !dir.join(bin).is_file() {
+            bail!(
+                "{} not found in {}: run `cargo build --bins` first (make test does)",
+                bin,
+                dir.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+impl Cluster {
+    /// Starts a control plane in a temporary directory and Palisade on it.
+    pub async fn start(options: Options) -> Result<Self> {
+        let cp = ControlPlane::start_temp().await?;
+        Self::start_on(cp, options).await
+    }
+
+    /// Starts Palisade (operator and agents) on a running control plane.
+    pub async fn start_on(cp: ControlPlane, options: Options) -> Result<Self> {
+        let bin_dir = palisade_bin_dir()?;
+        let client = cp.client().await?;
+        let ns: Api<Namespace> = Api::all(client.clone());
+        ns.patch(
+            NAMESPACE,
+            &PatchParams::apply("palisade-e2e"),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+            ),
+        )
+        .await?;
+        let mut cluster = Self {
+            agents: BTreeMap::new(),
+            operators: vec![],
+            operator_ports: vec![],
+            options: options.clone(),
+            bin_dir,
+            cp,
+        };
+        for i in 0..options.operators {
+            cluster.operator_ports.push(free_port()?);
+            cluster.operators.push(None);
+            cluster.start_operator(i)?;
+        }
+        for i in 0..options.nodes {
+            cluster
+                .add_node(
+                    &format!("node-{i}"),
+                    !options.without_apparmor.contains(&i),
+                    BTreeMap::new(),
+                )
+                .await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.cp.dir
+    }
+
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.cp.dir.join("nodes").join(node)
+    }
+
+    /// `<kubelet-root>/seccomp/palisade` of a node.
+    pub fn seccomp_dir(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("kubelet/seccomp/palisade")
+    }
+
+    /// The simulated kernel's list of loaded AppArmor profiles on a node: name → mode.
+    pub fn apparmor_loaded(&self, node: &str) -> BTreeMap<String, String> {
+        let text = std::fs::read_to_string(self.node_dir(node).join("apparmorfs/profiles"))
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (name, mode) = l.rsplit_once(" (")?;
+                Some((name.to_string(), mode.trim_end_matches(')').to_string()))
+            })
+            .collect()
+    }
+
+    /// Files in a node's Palisade seccomp directory.
+    pub fn seccomp_files(&self, node: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.seccomp_dir(node))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Creates a Node object and its directories, and starts its agent.
+    pub async fn add_node(
+        &mut self,
+        node: &str,
+        apparmor: bool,
+        labels: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let dir = self.node_dir(node);
+        std::fs::create_dir_all(dir.join("kubelet"))?;
+        std::fs::create_dir_all(dir.join("state"))?;
+        if apparmor {
+            let fs = dir.join("apparmorfs");
+            std::fs::create_dir_all(&fs)?;
+            for f in ["profiles", ".replace", ".remove", ".load"] {
+                if !fs.join(f).exists() {
+                    std::fs::write(fs.join(f), b"")?;
+                }
+            }
+        }
+        let mut all_labels = BTreeMap::from([
+            ("kubernetes.io/hostname".to_string(), node.to_string()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ]);
+        all_labels.extend(labels);
+        let nodes: Api<Node> = Api::all(self.cp.client().await?);
+        nodes
+            .patch(
+                node,
+                &PatchParams::apply("palisade-e2e"),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": all_labels}})),
+            )
+            .await?;
+        self.agents.insert(
+            node.to_string(),
+            Agent {
+                node: node.to_string(),
+                proc: None,
+                metrics_port: free_port()?,
+            },
+        );
+        self.start_agent(node)
+    }
+
+    /// Deletes a Node object and stops its agent (its files stay, as on a dead machine).
+    pub async fn delete_node(&mut self, node: &str) -> Result<()> {
+        if let Some(mut agent) = self.agents.remove(node)
+            && let Some(p) = agent.proc.as_mut()
+        {
+            p.stop(Duration::from_secs(5));
+        }
+        let nodes: Api<Node> = Api::all(self.cp.client().await?);
+        nodes.delete(node, &DeleteParams::default()).await?;
+        Ok(())
+    }
+
+    /// (Re)starts a node's agent process.
+    pub fn start_agent(&mut self, node: &str) -> Result<()> {
+        let dir = self.node_dir(node);
+        let kubeconfig = self.cp.kubeconfig.clone();
+        let drift = self.options.drift_interval;
+        let bin = self.bin_dir.join("palisade-agent");
+        let agent = self.agents.get_mut(node).context("unknown node")?;
+        let addr = format!("127.0.0.1:{}", agent.metrics_port);
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", &kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("PALISADE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .args(["--node-name", node, "--namespace", NAMESPACE])
+            .arg("--kubelet-root")
+            .arg(dir.join("kubelet"))
+            .arg("--apparmorfs")
+            .arg(dir.join("apparmorfs"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--metrics-address", &addr, "--health-address", &addr])
+            .args(["--drift-interval", &drift.to_string()])
+            .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES]);
+        agent.proc = Some(Proc::spawn(
+            &format!("agent {node}"),
+            &mut cmd,
+            &dir.join("agent.log"),
+        )?);
+        Ok(())
+    }
+
+    /// SIGKILLs a node's agent (a crash).
+    pub fn kill_agent(&mut self, node: &str) {
+        if let Some(p) = self.agents.get_mut(node).and_then(|a| a.proc.as_mut()) {
+            p.kill();
+        }
+    }
+
+    /// Starts operator replica `i`.
+    pub fn start_operator(&mut self, i: usize) -> Result<()> {
+        let addr = format!("127.0.0.1:{}", self.operator_ports[i]);
+        let mut cmd = Command::new(self.bin_dir.join("palisade-operator"));
+        cmd.env("KUBECONFIG", &self.cp.kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("PALISADE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .args([
+                "--namespace",
+                NAMESPACE,
+                "--identity",
+                &format!("operator-{i}"),
+            ])
+            .args(["--metrics-address", &addr, "--health-address", &addr]);
+        let log = self.cp.dir.join(format!("operator-{i}.log"));
+        self.operators[i] = Some(Proc::spawn(&format!("operator-{i}"), &mut cmd, &log)?);
+        Ok(())
+    }
+
+    /// SIGKILLs operator replica `i`.
+    pub fn kill_operator(&mut self, i: usize) {
+        if let Some(p) = self.operators[i].as_mut() {
+            p.kill();
+        }
+    }
+
+    /// Runs `kubectl` against the cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Result<std::process::Output> {
+        self.cp.kubectl(args)
+    }
+
+    /// Applies files or directories with kubectl; fails with kubectl's words.
+    pub fn apply(&self, path: &Path) -> Result<()> {
+        let out = self.kubectl(&["apply", "-f", &path.display().to_string()])?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply -f {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Every process's log tail, for a failing test.
+    pub fn print_logs(&self, lines: usize) {
+        for p in self.operators.iter().flatten() {
+            p.print_tail(lines);
+        }
+        for a in self.agents.values() {
+            if let Some(p) = &a.proc {
+                p.print_tail(lines);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs(30);
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Ok(Some(v))` or `timeout` passes; the
+/// error names what was awaited and the last state seen.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what} {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    repo_root().join("examples")
+}
