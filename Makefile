@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 NODES ?= 3
 
-.PHONY: help generate check-generated lint test unit-test e2e-test control-plane up down demo bench chart-check image
+.PHONY: help bins generate check-generated lint test unit-test e2e-test control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,20 +32,23 @@ control-plane: ## Build (once) or locate etcd, kube-apiserver and kubectl; print
 unit-test: ## Unit and integration tests that need no API server
 	$(CARGO) test --workspace --exclude palisade-e2e
 
-e2e-test: ## End-to-end tests against a real local etcd + kube-apiserver
-	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test -p palisade-e2e -- --test-threads=2
+e2e-test: bins ## End-to-end tests against a real local etcd + kube-apiserver
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test -p palisade-e2e
 
-test: ## Every test: unit, integration and end-to-end
+test: bins ## Every test: unit, integration and end-to-end
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test --workspace
 
-up: ## Run the local control plane with NODES simulated nodes until Ctrl-C
-	@echo "make up: not yet — the local control plane lands with the control-plane issue"; exit 2
+bins: ## Build the operator, agent and palisade-dev binaries
+	$(CARGO) build --bins -q
 
-down: ## Stop what `make up` started
-	@echo "make down: not yet — the local control plane lands with the control-plane issue"; exit 2
+up: bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) target/debug/palisade-dev up
 
-demo: ## Run Palisade end to end locally (3 nodes), show the result, tear down
-	@echo "make demo: not yet — it lands with the control-plane, agent and operator issues"; exit 2
+down: ## Stop what `make up` (or `make demo KEEP=1`) started
+	@if [[ -x target/debug/palisade-dev ]]; then target/debug/palisade-dev down; else echo "nothing to stop"; fi
+
+demo: bins ## Run Palisade end to end locally (3 nodes), show the result, tear down (KEEP=1 keeps it)
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) KEEP=$${KEEP:-0} target/debug/palisade-dev demo
 
 bench: ## Measure latency, memory and API writes
 	@echo "make bench: not yet — the benchmark lands with the e2e suite issue"; exit 2

@@ -1,0 +1,214 @@
+//! palisade-dev: runs Palisade locally on a real etcd + kube-apiserver with simulated nodes
+//! (`up`, `down`, `demo`). See the README's "Run it locally".
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use kube::Api;
+use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_e2e::cluster::examples_dir;
+use palisade_e2e::{Cluster, ControlPlane, Options, wait_for};
+
+#[derive(Parser)]
+#[command(name = "palisade-dev", about = "Run Palisade locally")]
+struct Cli {
+    /// Where the control plane, node directories and kubeconfig live.
+    #[arg(
+        long,
+        env = "PALISADE_DEV_DIR",
+        default_value = ".palisade-dev",
+        global = true
+    )]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the control plane, the operator and NODES agents; run until Ctrl-C or `down`.
+    Up {
+        #[arg(long, env = "NODES", default_value_t = 3)]
+        nodes: usize,
+    },
+    /// Stop what `up` started.
+    Down,
+    /// Start, apply examples/, wait until every profile is Ready, show the result, stop.
+    Demo {
+        #[arg(long, env = "NODES", default_value_t = 3)]
+        nodes: usize,
+        /// Keep it running afterwards (like `up`).
+        #[arg(long, env = "KEEP", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+        keep: bool,
+    },
+}
+
+fn step(start: Instant, what: &str) {
+    println!("[{:>5.1}s] {what}", start.elapsed().as_secs_f64());
+}
+
+async fn start(dir: &Path, nodes: usize, t0: Instant) -> Result<Cluster> {
+    if dir.join("pid").exists() {
+        let pid = std::fs::read_to_string(dir.join("pid"))?;
+        if Path::new(&format!("/proc/{}", pid.trim())).exists() {
+            bail!(
+                "palisade-dev is already running (pid {}); run `make down` first",
+                pid.trim()
+            );
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    step(
+        t0,
+        "starting etcd and kube-apiserver (real binaries, loopback only)",
+    );
+    let cp = ControlPlane::start(dir).await?;
+    std::fs::write(dir.join("pid"), std::process::id().to_string())?;
+    step(
+        t0,
+        &format!(
+            "control plane ready on https://127.0.0.1:{}; CRDs installed",
+            cp.api_port
+        ),
+    );
+    let cluster = Cluster::start_on(
+        cp,
+        Options {
+            nodes,
+            ..Options::default()
+        },
+    )
+    .await?;
+    step(
+        t0,
+        &format!(
+            "operator and {nodes} node agents started (simulated nodes: {})",
+            cluster.dir().join("nodes").display()
+        ),
+    );
+    Ok(cluster)
+}
+
+fn print_usage(cluster: &Cluster) {
+    println!();
+    println!("  export KUBECONFIG={}", cluster.cp.kubeconfig.display());
+    println!("  kubectl get apparmorprofiles,seccompprofiles,nodeprofilestatuses");
+    println!(
+        "  node files: {}/<node>/kubelet/seccomp/palisade/, .../apparmorfs/profiles",
+        cluster.dir().join("nodes").display()
+    );
+    println!(
+        "  logs:       {}/logs/, operator-0.log, nodes/<node>/agent.log",
+        cluster.dir().display()
+    );
+    println!();
+    println!("Running; Ctrl-C or `make down` stops everything.");
+}
+
+async fn wait_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+async fn demo(dir: &Path, nodes: usize, keep: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let cluster = start(dir, nodes, t0).await?;
+    step(
+        t0,
+        &format!("kubectl apply -f {}", examples_dir().display()),
+    );
+    cluster.apply(&examples_dir())?;
+    let client = cluster.cp.client().await?;
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client);
+    wait_for(
+        "every example profile Ready",
+        Duration::from_secs(60),
+        || async {
+            let mut ready = true;
+            for p in sp.list(&Default::default()).await?.items {
+                ready &= is_ready(p.status.as_ref(), p.metadata.generation);
+            }
+            for p in aap.list(&Default::default()).await?.items {
+                ready &= is_ready(p.status.as_ref(), p.metadata.generation);
+            }
+            Ok(ready.then_some(()))
+        },
+    )
+    .await?;
+    step(t0, "every profile is Ready");
+    println!();
+    let out = cluster.kubectl(&["get", "apparmorprofiles,seccompprofiles"])?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    println!();
+    for node in cluster.agents.keys() {
+        println!("{node}:");
+        println!("  seccomp   {}/", cluster.seccomp_dir(node).display());
+        for f in cluster.seccomp_files(node) {
+            println!("            {f}");
+        }
+        let loaded = cluster.apparmor_loaded(node);
+        let list: Vec<String> = loaded.iter().map(|(n, m)| format!("{n} ({m})")).collect();
+        println!("  apparmor  {}", list.join(", "));
+    }
+    println!();
+    if keep {
+        print_usage(&cluster);
+        wait_signal().await;
+    }
+    step(t0, "stopping");
+    drop(cluster);
+    let _ = std::fs::remove_file(dir.join("pid"));
+    Ok(())
+}
+
+fn is_ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i64>) -> bool {
+    status.is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
+        })
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Up { nodes } => {
+            let cluster = start(&cli.dir, nodes, Instant::now()).await?;
+            print_usage(&cluster);
+            wait_signal().await;
+            println!("stopping");
+            drop(cluster);
+            let _ = std::fs::remove_file(cli.dir.join("pid"));
+            Ok(())
+        }
+        Cmd::Down => {
+            let pid_file = cli.dir.join("pid");
+            let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+                println!("nothing is running (no {})", pid_file.display());
+                return Ok(());
+            };
+            let pid: i32 = pid.trim().parse().context("pid file")?;
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..300 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    println!("stopped");
+                    let _ = std::fs::remove_file(&pid_file);
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            bail!("pid {pid} did not stop in 30 s")
+        }
+        Cmd::Demo { nodes, keep } => demo(&cli.dir, nodes, keep).await,
+    }
+}
