@@ -358,3 +358,73 @@ where
 pub fn examples_dir() -> PathBuf {
     repo_root().join("examples")
 }
+
+/// A profile's status once its current generation has a condition of this type with
+/// this status (`"True"`/`"False"`).
+pub async fn wait_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> Result<palisade_crds::ProfileStatus>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + ProfileObject,
+{
+    wait_for(
+        &format!("{name}: {type_}={status}"),
+        Duration::from_secs(30),
+        || async {
+            let p = api.get(name).await?;
+            let generation = p.meta().generation;
+            Ok(p.profile_status().filter(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == type_ && c.status == status && c.observed_generation == generation
+                })
+            }))
+        },
+    )
+    .await
+}
+
+/// Both profile kinds, for [`wait_condition`].
+pub trait ProfileObject {
+    fn profile_status(&self) -> Option<palisade_crds::ProfileStatus>;
+}
+
+impl ProfileObject for palisade_crds::SeccompProfile {
+    fn profile_status(&self) -> Option<palisade_crds::ProfileStatus> {
+        self.status.clone()
+    }
+}
+
+impl ProfileObject for palisade_crds::AppArmorProfile {
+    fn profile_status(&self) -> Option<palisade_crds::ProfileStatus> {
+        self.status.clone()
+    }
+}
+
+/// Applies a YAML/JSON object given as a JSON value (server-side apply as the test).
+pub async fn apply_json(client: &kube::Client, obj: serde_json::Value) -> Result<()> {
+    let kind = obj["kind"].as_str().context("kind")?.to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .context("name")?
+        .to_string();
+    let ar = match kind.as_str() {
+        "SeccompProfile" => kube::core::ApiResource::erase::<palisade_crds::SeccompProfile>(&()),
+        "AppArmorProfile" => kube::core::ApiResource::erase::<palisade_crds::AppArmorProfile>(&()),
+        other => bail!("apply_json does not know {other}"),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+    api.patch(
+        &name,
+        &PatchParams::apply("palisade-e2e").force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
+    Ok(())
+}

@@ -55,6 +55,9 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// (kind, uid, generation, digest of the inputs) of one validation.
+pub type ValidationKey = (ProfileKind, String, i64, String);
+
 /// Shared state of both controllers.
 pub struct Context {
     pub client: Client,
@@ -67,7 +70,7 @@ pub struct Context {
     pub leases: Store<Lease>,
     pub pods: Store<Pod>,
     /// Validation results by (kind, uid, generation, digest of inputs).
-    pub validated: Mutex<HashMap<(ProfileKind, String, i64, String), Result<(), String>>>,
+    pub validated: Mutex<HashMap<ValidationKey, Result<(), String>>>,
 }
 
 /// What the generic reconciler needs from each profile kind.

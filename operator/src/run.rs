@@ -75,6 +75,9 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+/// The profiles each pod (`namespace/name`) referenced when last seen.
+type PodRefs = HashMap<String, Vec<(ProfileKind, String)>>;
+
 /// Name of the leader-election Lease.
 pub const LEADER_LEASE: &str = "palisade-operator";
 
@@ -240,7 +243,7 @@ pub async fn run(args: Args) -> Result<()> {
         futures::future::ready(())
     }));
     let r = route.clone();
-    let pod_refs: Arc<Mutex<HashMap<String, Vec<(ProfileKind, String)>>>> = Arc::default();
+    let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
     tokio::spawn(pod_events.for_each(move |p| {
         let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
         let now = pods::references(&p);
