@@ -47,11 +47,7 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
         json_path = ".status.nodes.targeted",
         description = "Nodes the profile selects"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -182,9 +178,7 @@ pub struct AppArmorCapabilities {
 }
 
 /// Linux capabilities, spelled as AppArmor rules spell them.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     Chown,
@@ -232,9 +226,7 @@ pub enum Capability {
 
 /// An absolute path or glob in an AppArmor rule. It may not contain what would end the rule
 /// or start another (quotes, backslashes, control characters, `#`); Palisade quotes it.
-#[derive(
-    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[serde(transparent)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": r#"self.startsWith('/') && !self.matches('[\\x00-\\x1f\\x7f"\\\\#]')"#,

@@ -91,9 +91,5 @@ pub fn accepted_at(status: Option<&ProfileStatus>, generation: Option<i64>) -> b
     status
         .into_iter()
         .flat_map(|s| s.conditions.iter())
-        .any(|c| {
-            c.type_ == CONDITION_ACCEPTED
-                && c.status == "True"
-                && c.observed_generation == generation
-        })
+        .any(|c| c.type_ == CONDITION_ACCEPTED && c.status == "True" && c.observed_generation == generation)
 }

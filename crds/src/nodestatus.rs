@@ -37,11 +37,7 @@ pub const MAX_NODE_PROFILES: usize = 5000;
         json_path = ".status.agentVersion",
         description = "Agent version"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodeProfileStatusSpec {}
@@ -113,9 +109,7 @@ pub struct NodeProfile {
 }
 
 /// The two profile kinds.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum ProfileKind {
     AppArmorProfile,
     SeccompProfile,

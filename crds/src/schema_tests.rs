@@ -66,11 +66,7 @@ fn apparmor_policy_and_abstract_are_exclusive() {
     let crd = apparmor_crd();
     let msg = "exactly one of spec.policy and spec.abstract must be set";
     assert_rejected(&crd, aap("p", json!({})), msg);
-    assert_rejected(
-        &crd,
-        aap("p", json!({"policy": "profile p {}", "abstract": {}})),
-        msg,
-    );
+    assert_rejected(&crd, aap("p", json!({"policy": "profile p {}", "abstract": {}})), msg);
     assert_accepted(&crd, aap("p", json!({"policy": "profile p {}"})));
     assert_accepted(&crd, aap("p", json!({"abstract": {}})));
 }
@@ -79,18 +75,9 @@ fn apparmor_policy_and_abstract_are_exclusive() {
 fn apparmor_paths_are_absolute_and_cannot_break_out() {
     let crd = apparmor_crd();
     let msg = "must be an absolute path without control characters, quotes, backslashes or '#'";
-    for field in [
-        "readOnlyPaths",
-        "writeOnlyPaths",
-        "readWritePaths",
-        "denyPaths",
-    ] {
+    for field in ["readOnlyPaths", "writeOnlyPaths", "readWritePaths", "denyPaths"] {
         for bad in ["relative", "/a\"b", "/a\nb", "/a#b", "/a\\b", "/a\u{7f}"] {
-            assert_rejected(
-                &crd,
-                aap("p", json!({"abstract": {"filesystem": {field: [bad]}}})),
-                msg,
-            );
+            assert_rejected(&crd, aap("p", json!({"abstract": {"filesystem": {field: [bad]}}})), msg);
         }
         assert_accepted(
             &crd,
@@ -103,18 +90,12 @@ fn apparmor_paths_are_absolute_and_cannot_break_out() {
     for field in ["allowedExecutables", "allowedLibraries"] {
         assert_rejected(
             &crd,
-            aap(
-                "p",
-                json!({"abstract": {"executable": {field: ["bin/sh"]}}}),
-            ),
+            aap("p", json!({"abstract": {"executable": {field: ["bin/sh"]}}})),
             msg,
         );
         assert_accepted(
             &crd,
-            aap(
-                "p",
-                json!({"abstract": {"executable": {field: ["/bin/sh"]}}}),
-            ),
+            aap("p", json!({"abstract": {"executable": {field: ["/bin/sh"]}}})),
         );
     }
 }
@@ -149,17 +130,8 @@ fn profile_names_are_apparmor_and_file_safe() {
 #[test]
 fn seccomp_listener_path_is_absolute() {
     let crd = seccomp_crd();
-    let spec = |p: &str| {
-        sp(
-            "s",
-            json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": p}),
-        )
-    };
-    assert_rejected(
-        &crd,
-        spec("run/agent.sock"),
-        "listenerPath must be an absolute path",
-    );
+    let spec = |p: &str| sp("s", json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": p}));
+    assert_rejected(&crd, spec("run/agent.sock"), "listenerPath must be an absolute path");
     assert_accepted(&crd, spec("/run/agent.sock"));
 }
 
@@ -214,10 +186,7 @@ fn seccomp_schema_bounds_and_enums() {
     assert_eq!(at(&s, "spec.syscalls.[].names")["minItems"], 1);
     assert_eq!(at(&s, "spec.syscalls.[].names.[]")["minLength"], 1);
     // A pattern, not CEL: a CEL rule over 1024 names exceeds the API server's cost budget.
-    assert_eq!(
-        at(&s, "spec.syscalls.[].names.[]")["pattern"],
-        "^[a-z0-9_]+$"
-    );
+    assert_eq!(at(&s, "spec.syscalls.[].names.[]")["pattern"], "^[a-z0-9_]+$");
     assert_eq!(at(&s, "spec.syscalls")["maxItems"], 1024);
     assert_eq!(at(&s, "spec.state")["enum"], json!(["Enabled", "Disabled"]));
 }
@@ -228,14 +197,8 @@ fn apparmor_schema_bounds_and_enums() {
     assert_eq!(at(&s, "spec.mode")["enum"], json!(["Enforce", "Complain"]));
     assert_eq!(at(&s, "spec.state")["enum"], json!(["Enabled", "Disabled"]));
     assert_eq!(at(&s, "spec.policy")["maxLength"], 262144);
-    assert_eq!(
-        at(&s, "spec.abstract.filesystem.readOnlyPaths")["maxItems"],
-        256
-    );
-    assert_eq!(
-        at(&s, "spec.abstract.filesystem.readOnlyPaths.[]")["maxLength"],
-        4096
-    );
+    assert_eq!(at(&s, "spec.abstract.filesystem.readOnlyPaths")["maxItems"], 256);
+    assert_eq!(at(&s, "spec.abstract.filesystem.readOnlyPaths.[]")["maxLength"], 4096);
     assert!(
         at(&s, "spec.abstract.capability.allowedCapabilities.[]")["enum"]
             .as_array()
@@ -251,9 +214,7 @@ fn every_field_is_described_for_kubectl_explain() {
             for (name, sub) in props {
                 let p = format!("{path}.{name}");
                 // Standard Kubernetes types (metadata, LabelSelector, Condition) bring their own.
-                if sub.get("description").is_none()
-                    && !["metadata", "apiVersion", "kind"].contains(&name.as_str())
-                {
+                if sub.get("description").is_none() && !["metadata", "apiVersion", "kind"].contains(&name.as_str()) {
                     missing.push(p.clone());
                 }
                 walk(&p, sub, missing);
@@ -266,10 +227,7 @@ fn every_field_is_described_for_kubectl_explain() {
     for crd in [apparmor_crd(), seccomp_crd(), node_profile_status_crd()] {
         let mut missing = vec![];
         walk(&crd.spec.names.kind, &schema(&crd), &mut missing);
-        assert!(
-            missing.is_empty(),
-            "fields without a description: {missing:?}"
-        );
+        assert!(missing.is_empty(), "fields without a description: {missing:?}");
     }
 }
 
@@ -283,18 +241,8 @@ fn crds_are_cluster_scoped_with_short_names_category_and_status() {
         assert_eq!(crd.spec.scope, "Cluster");
         assert_eq!(crd.spec.group, "palisade.dev");
         assert_eq!(crd.spec.names.short_names, Some(vec![short.to_string()]));
-        assert_eq!(
-            crd.spec.names.categories,
-            Some(vec!["palisade".to_string()])
-        );
-        assert!(
-            crd.spec.versions[0]
-                .subresources
-                .as_ref()
-                .unwrap()
-                .status
-                .is_some()
-        );
+        assert_eq!(crd.spec.names.categories, Some(vec!["palisade".to_string()]));
+        assert!(crd.spec.versions[0].subresources.as_ref().unwrap().status.is_some());
     }
     let columns: Vec<String> = apparmor_crd().spec.versions[0]
         .additional_printer_columns

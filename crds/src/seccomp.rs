@@ -51,11 +51,7 @@ pub const MAX_ARGS: usize = 6;
         json_path = ".status.nodes.targeted",
         description = "Nodes the profile selects"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SeccompProfileSpec {
@@ -112,9 +108,7 @@ pub struct SeccompProfileSpec {
 }
 
 /// One seccomp rule: an action for a set of syscalls, optionally narrowed by argument checks.
-#[derive(
-    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeccompSyscall {
     /// Syscall names, as libseccomp spells them (e.g. `mkdirat`).
@@ -140,9 +134,7 @@ pub struct SeccompSyscall {
 
 /// A condition on one syscall argument. For `SCMP_CMP_MASKED_EQ`, `value` is the mask and
 /// `valueTwo` the value the masked argument must equal (as runc passes them to libseccomp).
-#[derive(
-    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeccompArg {
     /// Argument index, 0 to 5.
@@ -158,9 +150,7 @@ pub struct SeccompArg {
 }
 
 /// OCI seccomp actions (`SCMP_ACT_*`).
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum SeccompAction {
     #[serde(rename = "SCMP_ACT_KILL")]
@@ -184,9 +174,7 @@ pub enum SeccompAction {
 }
 
 /// OCI seccomp architectures (`SCMP_ARCH_*`).
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum SeccompArch {
     #[serde(rename = "SCMP_ARCH_X86")]
     X86,
@@ -237,9 +225,7 @@ pub enum SeccompArch {
 }
 
 /// OCI seccomp filter flags.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 #[allow(clippy::enum_variant_names)]
 pub enum SeccompFlag {
     #[serde(rename = "SECCOMP_FILTER_FLAG_TSYNC")]
@@ -253,9 +239,7 @@ pub enum SeccompFlag {
 }
 
 /// OCI seccomp argument comparison operators (`SCMP_CMP_*`).
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub enum SeccompOperator {
     #[serde(rename = "SCMP_CMP_NE")]
     NotEqual,

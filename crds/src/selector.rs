@@ -39,10 +39,7 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -50,14 +47,8 @@ mod tests {
         let node = labels(&[("zone", "a"), ("role", "web")]);
         assert!(selects(None, &node));
         assert!(selects(Some(&sel(json!({}))), &node));
-        assert!(selects(
-            Some(&sel(json!({"matchLabels": {"zone": "a"}}))),
-            &node
-        ));
-        assert!(!selects(
-            Some(&sel(json!({"matchLabels": {"zone": "b"}}))),
-            &node
-        ));
+        assert!(selects(Some(&sel(json!({"matchLabels": {"zone": "a"}}))), &node));
+        assert!(!selects(Some(&sel(json!({"matchLabels": {"zone": "b"}}))), &node));
         let expr = |op: &str, values: serde_json::Value| {
             sel(json!({"matchExpressions": [{"key": "role", "operator": op, "values": values}]}))
         };

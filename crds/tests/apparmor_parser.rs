@@ -29,15 +29,8 @@ fn run_parser(text: &str, flags: &[&str]) -> (bool, String, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect(
-            "apparmor_parser must be installed (Debian package 'apparmor'); .ci/run installs it",
-        );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+        .expect("apparmor_parser must be installed (Debian package 'apparmor'); .ci/run installs it");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
@@ -66,10 +59,7 @@ fn rendered_profiles_compile_in_both_modes_and_define_only_their_name() {
     for mode in [AppArmorMode::Enforce, AppArmorMode::Complain] {
         let text = render_abstract("web-1.example", &example(), mode).unwrap();
         let (ok, _, stderr) = run_parser(&text, &[]);
-        assert!(
-            ok,
-            "{mode:?}: parser rejected the rendered profile:\n{stderr}\n{text}"
-        );
+        assert!(ok, "{mode:?}: parser rejected the rendered profile:\n{stderr}\n{text}");
         let (ok, names, stderr) = run_parser(&text, &["--names"]);
         assert!(ok, "{stderr}");
         assert_eq!(names.lines().collect::<Vec<_>>(), ["web-1.example"]);
@@ -80,8 +70,5 @@ fn rendered_profiles_compile_in_both_modes_and_define_only_their_name() {
 fn the_parser_rejects_what_it_should_so_the_test_above_can_fail() {
     let (ok, _, stderr) = run_parser("profile p {\n  /foo rwx,\n}\n", &[]);
     assert!(!ok);
-    assert!(
-        stderr.contains("line 2"),
-        "parser errors carry the line: {stderr}"
-    );
+    assert!(stderr.contains("line 2"), "parser errors carry the line: {stderr}");
 }

@@ -13,11 +13,7 @@ fn bpf(spec: &SeccompProfileSpec) -> Vec<libc::sock_filter> {
     let ctx = compile(&render_chain(spec, &[])).expect("profile compiles");
     let file = tempfile_in_memory();
     ctx.export_bpf(file.as_fd()).expect("export BPF");
-    let bytes = std::fs::read(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&file)
-    ))
-    .unwrap();
+    let bytes = std::fs::read(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file))).unwrap();
     assert_eq!(bytes.len() % std::mem::size_of::<libc::sock_filter>(), 0);
     bytes
         .chunks_exact(8)
@@ -97,9 +93,7 @@ fn profile() -> SeccompProfileSpec {
 fn a_denied_syscall_returns_the_profiles_errno() {
     let filter = bpf(&profile());
     assert_eq!(
-        run_filtered(&filter, || outcome(unsafe {
-            libc::syscall(libc::SYS_getppid)
-        })),
+        run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getppid) })),
         42
     );
 }
@@ -108,16 +102,12 @@ fn a_denied_syscall_returns_the_profiles_errno() {
 fn an_allowed_syscall_succeeds() {
     let filter = bpf(&profile());
     assert_eq!(
-        run_filtered(&filter, || outcome(unsafe {
-            libc::syscall(libc::SYS_getpid)
-        })),
+        run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpid) })),
         0
     );
     // getpgid(0) means "my own group": allowed, since 0 & 0xf0 != 0x10.
     assert_eq!(
-        run_filtered(&filter, || outcome(unsafe {
-            libc::syscall(libc::SYS_getpgid, 0)
-        })),
+        run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getpgid, 0) })),
         0
     );
 }
@@ -145,13 +135,10 @@ fn masked_eq_uses_value_as_mask_and_value_two_as_datum() {
 #[test]
 fn without_the_profile_the_same_calls_succeed() {
     // Guards the tests above: the errnos come from the filter, not from the calls themselves.
-    let allow_all: SeccompProfileSpec =
-        serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW"})).unwrap();
+    let allow_all: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW"})).unwrap();
     let filter = bpf(&allow_all);
     assert_eq!(
-        run_filtered(&filter, || outcome(unsafe {
-            libc::syscall(libc::SYS_getppid)
-        })),
+        run_filtered(&filter, || outcome(unsafe { libc::syscall(libc::SYS_getppid) })),
         0
     );
     assert_eq!(

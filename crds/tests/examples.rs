@@ -20,9 +20,7 @@ fn example_documents() -> Vec<Value> {
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
             for doc in serde_yaml::Deserializer::from_str(&text) {
-                docs.push(
-                    Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-                );
+                docs.push(Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
             }
         }
     }
@@ -70,10 +68,8 @@ fn every_example_profile_is_valid_and_compiles() {
         "examples of both kinds, with inheritance"
     );
 
-    let by_name: HashMap<String, &SeccompProfile> = seccomp
-        .iter()
-        .map(|p| (p.metadata.name.clone().unwrap(), p))
-        .collect();
+    let by_name: HashMap<String, &SeccompProfile> =
+        seccomp.iter().map(|p| (p.metadata.name.clone().unwrap(), p)).collect();
     for profile in &seccomp {
         let name = profile.metadata.name.as_deref().unwrap();
         let oci = seccomp::resolve(name, &profile.spec, |n| by_name.get(n).map(|p| &p.spec))
@@ -83,8 +79,7 @@ fn every_example_profile_is_valid_and_compiles() {
 
     for profile in &apparmor {
         let name = profile.metadata.name.as_deref().unwrap();
-        let text =
-            apparmor::profile_text(name, &profile.spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = apparmor::profile_text(name, &profile.spec).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut child = Command::new("apparmor_parser")
             .args([
                 "--skip-kernel-load",
@@ -99,18 +94,9 @@ fn every_example_profile_is_valid_and_compiles() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("apparmor_parser is installed");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), name);
     }
 }

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// Paths of the PEM files the control plane and its clients use.
@@ -32,14 +31,9 @@ fn leaf(
     let mut params = CertificateParams::new(sans)?;
     params.distinguished_name.push(DnType::CommonName, cn);
     if let Some(org) = org {
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, org);
+        params.distinguished_name.push(DnType::OrganizationName, org);
     }
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![usage];
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -68,11 +62,7 @@ impl Pki {
         let server = leaf(
             "kube-apiserver",
             None,
-            vec![
-                "localhost".into(),
-                "127.0.0.1".into(),
-                "kubernetes.default.svc".into(),
-            ],
+            vec!["localhost".into(), "127.0.0.1".into(), "kubernetes.default.svc".into()],
             ExtendedKeyUsagePurpose::ServerAuth,
             &issuer,
         )?;

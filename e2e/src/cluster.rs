@@ -103,9 +103,7 @@ impl Cluster {
         ns.patch(
             NAMESPACE,
             &PatchParams::apply("palisade-e2e"),
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
-            ),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})),
         )
         .await?;
         let mut cluster = Self {
@@ -148,8 +146,7 @@ impl Cluster {
 
     /// The simulated kernel's list of loaded AppArmor profiles on a node: name → mode.
     pub fn apparmor_loaded(&self, node: &str) -> BTreeMap<String, String> {
-        let text = std::fs::read_to_string(self.node_dir(node).join("apparmorfs/profiles"))
-            .unwrap_or_default();
+        let text = std::fs::read_to_string(self.node_dir(node).join("apparmorfs/profiles")).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
                 let (name, mode) = l.rsplit_once(" (")?;
@@ -172,12 +169,7 @@ impl Cluster {
     }
 
     /// Creates a Node object and its directories, and starts its agent.
-    pub async fn add_node(
-        &mut self,
-        node: &str,
-        apparmor: bool,
-        labels: BTreeMap<String, String>,
-    ) -> Result<()> {
+    pub async fn add_node(&mut self, node: &str, apparmor: bool, labels: BTreeMap<String, String>) -> Result<()> {
         let dir = self.node_dir(node);
         std::fs::create_dir_all(dir.join("kubelet"))?;
         std::fs::create_dir_all(dir.join("state"))?;
@@ -200,7 +192,9 @@ impl Cluster {
             .patch(
                 node,
                 &PatchParams::apply("palisade-e2e"),
-                &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": all_labels}})),
+                &Patch::Apply(
+                    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": all_labels}}),
+                ),
             )
             .await?;
         self.agents.insert(
@@ -250,11 +244,7 @@ impl Cluster {
             .args(["--metrics-address", &addr, "--health-address", &addr])
             .args(["--drift-interval", &drift.to_string()])
             .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES]);
-        agent.proc = Some(Proc::spawn(
-            &format!("agent {node}"),
-            &mut cmd,
-            &dir.join("agent.log"),
-        )?);
+        agent.proc = Some(Proc::spawn(&format!("agent {node}"), &mut cmd, &dir.join("agent.log"))?);
         Ok(())
     }
 
@@ -274,12 +264,7 @@ impl Cluster {
                 "RUST_LOG",
                 std::env::var("PALISADE_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .args([
-                "--namespace",
-                NAMESPACE,
-                "--identity",
-                &format!("operator-{i}"),
-            ])
+            .args(["--namespace", NAMESPACE, "--identity", &format!("operator-{i}")])
             .args(["--metrics-address", &addr, "--health-address", &addr]);
         let log = self.cp.dir.join(format!("operator-{i}.log"));
         self.operators[i] = Some(Proc::spawn(&format!("operator-{i}"), &mut cmd, &log)?);
@@ -368,11 +353,7 @@ pub async fn wait_condition<K>(
     status: &str,
 ) -> Result<palisade_crds::ProfileStatus>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + ProfileObject,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
 {
     wait_for(
         &format!("{name}: {type_}={status}"),
@@ -381,9 +362,9 @@ where
             let p = api.get(name).await?;
             let generation = p.meta().generation;
             Ok(p.profile_status().filter(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == type_ && c.status == status && c.observed_generation == generation
-                })
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
             }))
         },
     )
@@ -410,21 +391,14 @@ impl ProfileObject for palisade_crds::AppArmorProfile {
 /// Applies a YAML/JSON object given as a JSON value (server-side apply as the test).
 pub async fn apply_json(client: &kube::Client, obj: serde_json::Value) -> Result<()> {
     let kind = obj["kind"].as_str().context("kind")?.to_string();
-    let name = obj["metadata"]["name"]
-        .as_str()
-        .context("name")?
-        .to_string();
+    let name = obj["metadata"]["name"].as_str().context("name")?.to_string();
     let ar = match kind.as_str() {
         "SeccompProfile" => kube::core::ApiResource::erase::<palisade_crds::SeccompProfile>(&()),
         "AppArmorProfile" => kube::core::ApiResource::erase::<palisade_crds::AppArmorProfile>(&()),
         other => bail!("apply_json does not know {other}"),
     };
     let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
-    api.patch(
-        &name,
-        &PatchParams::apply("palisade-e2e").force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
+    api.patch(&name, &PatchParams::apply("palisade-e2e").force(), &Patch::Apply(obj))
+        .await?;
     Ok(())
 }

@@ -31,10 +31,7 @@ pub fn binary_dir() -> Result<PathBuf> {
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} failed; set KUBEBUILDER_ASSETS or install Go",
-            script.display()
-        );
+        bail!("{} failed; set KUBEBUILDER_ASSETS or install Go", script.display());
     }
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
@@ -117,8 +114,7 @@ impl ControlPlane {
         let api_port = free_port()?;
         let apiserver = Proc::spawn(
             "kube-apiserver",
-            Command::new(bin_dir.join("kube-apiserver"))
-                .args(apiserver_args(&dir, &pki, &etcd_url, api_port)),
+            Command::new(bin_dir.join("kube-apiserver")).args(apiserver_args(&dir, &pki, &etcd_url, api_port)),
             &logs.join("kube-apiserver.log"),
         )?;
 
@@ -174,12 +170,8 @@ impl ControlPlane {
         let api: Api<CustomResourceDefinition> = Api::all(client);
         for crd in crd_files()? {
             let name = crd.metadata.name.clone().context("CRD without a name")?;
-            api.patch(
-                &name,
-                &PatchParams::apply("palisade-e2e").force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
+            api.patch(&name, &PatchParams::apply("palisade-e2e").force(), &Patch::Apply(&crd))
+                .await?;
             let established = await_condition(api.clone(), &name, conditions::is_crd_established());
             tokio::time::timeout(Duration::from_secs(30), established)
                 .await
@@ -197,10 +189,7 @@ impl ControlPlane {
         };
         Command::new(kubectl)
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .arg(format!(
-                "--cache-dir={}",
-                self.dir.join("kubectl-cache").display()
-            ))
+            .arg(format!("--cache-dir={}", self.dir.join("kubectl-cache").display()))
             .args(args)
             .output()
             .context("running kubectl")
@@ -210,10 +199,7 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "control plane state and logs kept in {}",
-                self.dir.display()
-            );
+            eprintln!("control plane state and logs kept in {}", self.dir.display());
             for p in [&self.apiserver, &self.etcd] {
                 p.print_tail(40);
             }

@@ -50,8 +50,7 @@ impl Proc {
     pub fn check_alive(&self) -> Result<()> {
         // try_wait needs &mut; kill(pid, 0) tells whether it is still there (a zombie counts
         // as exited: read its state from /proc).
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         let state = stat
             .rsplit(')')
             .next()

@@ -15,10 +15,7 @@ fn resource(kind: &str) -> ApiResource {
         "NodeProfileStatus" => "nodeprofilestatuses",
         other => panic!("unknown kind {other}"),
     };
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("palisade.dev", "v1alpha1", kind),
-        plural,
-    )
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("palisade.dev", "v1alpha1", kind), plural)
 }
 
 async fn create(client: &kube::Client, obj: &Value) -> Result<(), kube::Error> {
@@ -37,32 +34,20 @@ fn sp(name: &str, spec: Value) -> Value {
 }
 
 fn sp_rule(rule: Value) -> Value {
-    sp(
-        "bad",
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}),
-    )
+    sp("bad", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}))
 }
 
 #[tokio::test]
 async fn crds_install_explain_examples_and_admission() {
-    let cp = ControlPlane::start_temp()
-        .await
-        .expect("control plane starts");
+    let cp = ControlPlane::start_temp().await.expect("control plane starts");
     let client = cp.client().await.unwrap();
 
     // The three kinds are served, cluster-scoped, with their short names.
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let group = discovery.get("palisade.dev").expect("palisade.dev served");
-    let mut kinds: Vec<String> = group
-        .recommended_resources()
-        .into_iter()
-        .map(|(r, _)| r.kind)
-        .collect();
+    let mut kinds: Vec<String> = group.recommended_resources().into_iter().map(|(r, _)| r.kind).collect();
     kinds.sort();
-    assert_eq!(
-        kinds,
-        ["AppArmorProfile", "NodeProfileStatus", "SeccompProfile"]
-    );
+    assert_eq!(kinds, ["AppArmorProfile", "NodeProfileStatus", "SeccompProfile"]);
 
     // kubectl explain shows our descriptions (the API server publishes a new CRD's
     // OpenAPI shortly after it is Established, so allow it a few seconds).
@@ -144,10 +129,7 @@ async fn crds_install_explain_examples_and_admission() {
             ),
             "spec.abstract.executable.allowedExecutables[0]",
         ),
-        (
-            aap("unconfined", json!({"abstract": {}})),
-            "reserved by AppArmor",
-        ),
+        (aap("unconfined", json!({"abstract": {}})), "reserved by AppArmor"),
         (
             aap("mode", json!({"abstract": {}, "mode": "Audit"})),
             "spec.mode: Unsupported value: \"Audit\"",
@@ -175,10 +157,7 @@ async fn crds_install_explain_examples_and_admission() {
             sp("action", json!({"defaultAction": "SCMP_ACT_MAYBE"})),
             "spec.defaultAction: Unsupported value",
         ),
-        (
-            sp("noaction", json!({})),
-            "spec.defaultAction: Required value",
-        ),
+        (sp("noaction", json!({})), "spec.defaultAction: Required value"),
         (
             sp(
                 "arch",
@@ -187,10 +166,7 @@ async fn crds_install_explain_examples_and_admission() {
             "spec.architectures[0]: Unsupported value",
         ),
         (
-            sp(
-                "flag",
-                json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["TSYNC"]}),
-            ),
+            sp("flag", json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["TSYNC"]})),
             "spec.flags[0]: Unsupported value",
         ),
         (
@@ -242,21 +218,13 @@ async fn crds_install_explain_examples_and_admission() {
     let mut failures = vec![];
     for (obj, expected) in &table {
         match create(&client, obj).await {
-            Ok(()) => failures.push(format!(
-                "{} {} was accepted",
-                obj["kind"], obj["metadata"]["name"]
-            )),
-            Err(kube::Error::Api(status))
-                if status.code == 422 && status.message.contains(expected) => {}
+            Ok(()) => failures.push(format!("{} {} was accepted", obj["kind"], obj["metadata"]["name"])),
+            Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains(expected) => {}
             Err(other) => failures.push(format!(
                 "{} {}: expected {expected:?}, got {other}",
                 obj["kind"], obj["metadata"]["name"]
             )),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "admission table:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "admission table:\n{}", failures.join("\n"));
 }

@@ -15,17 +15,15 @@ const T: Duration = Duration::from_secs(30);
 fn ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i64>) -> bool {
     status.is_some_and(|s| {
         s.observed_generation == generation
-            && s.conditions.iter().any(|c| {
-                c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
-            })
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
     })
 }
 
 #[tokio::test]
 async fn examples_install_on_every_node_update_and_removal() {
-    let cluster = Cluster::start(Options::default())
-        .await
-        .expect("cluster starts");
+    let cluster = Cluster::start(Options::default()).await.expect("cluster starts");
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
@@ -56,10 +54,7 @@ async fn examples_install_on_every_node_update_and_removal() {
         .unwrap();
     }
     for node in ["node-0", "node-1", "node-2"] {
-        assert_eq!(
-            cluster.seccomp_files(node),
-            ["base-runtime.json", "web-server.json"]
-        );
+        assert_eq!(cluster.seccomp_files(node), ["base-runtime.json", "web-server.json"]);
         let loaded = cluster.apparmor_loaded(node);
         assert_eq!(
             loaded.get("web-server").map(String::as_str),
@@ -72,27 +67,24 @@ async fn examples_install_on_every_node_update_and_removal() {
             "{node}: {loaded:?}"
         );
         // The file is the inherited, rendered OCI profile: base rules are in it.
-        let text =
-            std::fs::read_to_string(cluster.seccomp_dir(node).join("web-server.json")).unwrap();
+        let text = std::fs::read_to_string(cluster.seccomp_dir(node).join("web-server.json")).unwrap();
         let oci: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert!(
-            oci["syscalls"].to_string().contains("exit_group")
-                && oci.get("baseProfileName").is_none()
-        );
+        assert!(oci["syscalls"].to_string().contains("exit_group") && oci.get("baseProfileName").is_none());
     }
 
     // An update replaces the old content on every node.
     sp.patch(
         "base-runtime",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}})),
+        &Patch::Merge(
+            json!({"spec": {"syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}}),
+        ),
     )
     .await
     .unwrap();
     wait_for("the new base on every node", T, || async {
         let all = ["node-0", "node-1", "node-2"].iter().all(|n| {
-            let text = std::fs::read_to_string(cluster.seccomp_dir(n).join("base-runtime.json"))
-                .unwrap_or_default();
+            let text = std::fs::read_to_string(cluster.seccomp_dir(n).join("base-runtime.json")).unwrap_or_default();
             !text.contains("openat")
         });
         Ok(all.then_some(()))
@@ -116,9 +108,5 @@ async fn examples_install_on_every_node_update_and_removal() {
     })
     .await
     .unwrap();
-    assert!(
-        cluster
-            .apparmor_loaded("node-1")
-            .contains_key("log-shipper")
-    );
+    assert!(cluster.apparmor_loaded("node-1").contains_key("log-shipper"));
 }

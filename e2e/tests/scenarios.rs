@@ -15,10 +15,9 @@ const T: Duration = Duration::from_secs(30);
 const NODES: [&str; 3] = ["node-0", "node-1", "node-2"];
 
 fn seccomp(name: &str, extra: serde_json::Value) -> serde_json::Value {
-    let mut spec = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    let mut spec =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": name}, "spec": spec})
 }
 
@@ -85,26 +84,16 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
     .await
     .unwrap();
 
-    let status = wait_condition(&aap, "broken", "Accepted", "False")
-        .await
-        .unwrap();
-    let accepted = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Accepted")
-        .unwrap();
+    let status = wait_condition(&aap, "broken", "Accepted", "False").await.unwrap();
+    let accepted = status.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
     assert!(
         accepted.message.contains("line 3"),
         "the parser's line number is shown: {}",
         accepted.message
     );
-    let status = wait_condition(&sp, "typo", "Accepted", "False")
-        .await
-        .unwrap();
+    let status = wait_condition(&sp, "typo", "Accepted", "False").await.unwrap();
     assert!(
-        status.conditions[0]
-            .message
-            .contains("unknown syscall \"mkdirr\""),
+        status.conditions[0].message.contains("unknown syscall \"mkdirr\""),
         "{:?}",
         status.conditions
     );
@@ -116,11 +105,7 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
             !cluster.apparmor_loaded(node).contains_key("broken"),
             "a rejected profile reached {node}"
         );
-        assert!(
-            !cluster
-                .seccomp_files(node)
-                .contains(&"typo.json".to_string())
-        );
+        assert!(!cluster.seccomp_files(node).contains(&"typo.json".to_string()));
     }
 
     // Fixing it is a new generation that gets accepted and installed.
@@ -133,9 +118,7 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
     )
     .await
     .unwrap();
-    wait_condition(&aap, "broken", "Ready", "True")
-        .await
-        .unwrap();
+    wait_condition(&aap, "broken", "Ready", "True").await.unwrap();
     assert!(cluster.apparmor_loaded("node-2").contains_key("broken"));
 }
 
@@ -147,17 +130,12 @@ async fn node_selector_and_node_labels_move_profiles_on_and_off_nodes() {
     label_node(&client, "node-1", json!({"role": "web"})).await;
     apply_json(
         &client,
-        seccomp(
-            "web-only",
-            json!({"nodeSelector": {"matchLabels": {"role": "web"}}}),
-        ),
+        seccomp("web-only", json!({"nodeSelector": {"matchLabels": {"role": "web"}}})),
     )
     .await
     .unwrap();
     files_on(&cluster, "web-only.json", &["node-1"]).await;
-    let status = wait_condition(&sp, "web-only", "Ready", "True")
-        .await
-        .unwrap();
+    let status = wait_condition(&sp, "web-only", "Ready", "True").await.unwrap();
     assert_eq!(status.nodes.unwrap().targeted, 1, "targets 1 of 3 nodes");
 
     label_node(&client, "node-1", json!({"role": null})).await;
@@ -165,7 +143,15 @@ async fn node_selector_and_node_labels_move_profiles_on_and_off_nodes() {
     files_on(&cluster, "web-only.json", &["node-2"]).await;
 
     // Changing the selector itself works the same way.
-    apply_json(&client, seccomp("web-only", json!({"nodeSelector": {"matchExpressions": [{"key": "role", "operator": "DoesNotExist"}]}}))).await.unwrap();
+    apply_json(
+        &client,
+        seccomp(
+            "web-only",
+            json!({"nodeSelector": {"matchExpressions": [{"key": "role", "operator": "DoesNotExist"}]}}),
+        ),
+    )
+    .await
+    .unwrap();
     files_on(&cluster, "web-only.json", &["node-0", "node-1"]).await;
 }
 
@@ -175,16 +161,12 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
-    apply_json(&client, seccomp("held", json!({})))
-        .await
-        .unwrap();
+    apply_json(&client, seccomp("held", json!({}))).await.unwrap();
     apply_json(&client, apparmor("held-aa", json!({"abstract": {}})))
         .await
         .unwrap();
     wait_condition(&sp, "held", "Ready", "True").await.unwrap();
-    wait_condition(&aap, "held-aa", "Ready", "True")
-        .await
-        .unwrap();
+    wait_condition(&aap, "held-aa", "Ready", "True").await.unwrap();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({
@@ -201,27 +183,14 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
     .unwrap();
 
     sp.delete("held", &DeleteParams::default()).await.unwrap();
-    aap.delete("held-aa", &DeleteParams::default())
-        .await
-        .unwrap();
-    let status = wait_condition(&sp, "held", "Deleting", "True")
-        .await
-        .unwrap();
-    let held = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Deleting")
-        .unwrap();
+    aap.delete("held-aa", &DeleteParams::default()).await.unwrap();
+    let status = wait_condition(&sp, "held", "Deleting", "True").await.unwrap();
+    let held = status.conditions.iter().find(|c| c.type_ == "Deleting").unwrap();
     assert_eq!(held.reason, "InUse");
     assert!(held.message.contains("default/user"), "{}", held.message);
-    wait_condition(&aap, "held-aa", "Deleting", "True")
-        .await
-        .unwrap();
+    wait_condition(&aap, "held-aa", "Deleting", "True").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        sp.get_opt("held").await.unwrap().is_some(),
-        "held while the pod exists"
-    );
+    assert!(sp.get_opt("held").await.unwrap().is_some(), "held while the pod exists");
     files_on(&cluster, "held.json", &NODES).await;
     assert!(cluster.apparmor_loaded("node-0").contains_key("held-aa"));
 
@@ -229,10 +198,7 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
         .await
         .unwrap();
     wait_for("the profiles are gone", T, || async {
-        Ok(
-            (sp.get_opt("held").await?.is_none() && aap.get_opt("held-aa").await?.is_none())
-                .then_some(()),
-        )
+        Ok((sp.get_opt("held").await?.is_none() && aap.get_opt("held-aa").await?.is_none()).then_some(()))
     })
     .await
     .unwrap();
@@ -263,12 +229,7 @@ async fn a_node_without_apparmor_reports_unsupported_and_keeps_serving_seccomp()
         .unwrap();
     apply_json(&client, seccomp("sc", json!({}))).await.unwrap();
     wait_for("aa installed on 2, unsupported on 1", T, || async {
-        let n = aap
-            .get("aa")
-            .await?
-            .status
-            .and_then(|s| s.nodes)
-            .unwrap_or_default();
+        let n = aap.get("aa").await?.status.and_then(|s| s.nodes).unwrap_or_default();
         Ok(((n.targeted, n.installed, n.unsupported) == (3, 2, 1)).then_some(()))
     })
     .await
@@ -280,12 +241,7 @@ async fn a_node_without_apparmor_reports_unsupported_and_keeps_serving_seccomp()
         "Unsupported is not a failure and does not block Ready"
     );
     wait_for("sc installed on all 3", T, || async {
-        let n = sp
-            .get("sc")
-            .await?
-            .status
-            .and_then(|s| s.nodes)
-            .unwrap_or_default();
+        let n = sp.get("sc").await?.status.and_then(|s| s.nodes).unwrap_or_default();
         Ok((n.installed == 3).then_some(()))
     })
     .await
@@ -309,19 +265,13 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
-    apply_json(&client, seccomp("keep", json!({})))
-        .await
-        .unwrap();
-    apply_json(&client, seccomp("orphan", json!({})))
-        .await
-        .unwrap();
+    apply_json(&client, seccomp("keep", json!({}))).await.unwrap();
+    apply_json(&client, seccomp("orphan", json!({}))).await.unwrap();
     apply_json(&client, apparmor("aa", json!({"abstract": {}})))
         .await
         .unwrap();
     wait_condition(&sp, "keep", "Ready", "True").await.unwrap();
-    wait_condition(&sp, "orphan", "Ready", "True")
-        .await
-        .unwrap();
+    wait_condition(&sp, "orphan", "Ready", "True").await.unwrap();
     wait_condition(&aap, "aa", "Ready", "True").await.unwrap();
 
     // Drift: a deleted file, an edited file, an unloaded profile — all repaired.
@@ -335,10 +285,8 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
     let profiles = cluster.node_dir("node-2").join("apparmorfs/profiles");
     std::fs::write(&profiles, b"").unwrap();
     wait_for("drift repaired", T, || async {
-        let a = std::fs::read(cluster.seccomp_dir("node-0").join("keep.json")).ok()
-            == Some(good.clone());
-        let b = std::fs::read(cluster.seccomp_dir("node-1").join("keep.json")).ok()
-            == Some(good.clone());
+        let a = std::fs::read(cluster.seccomp_dir("node-0").join("keep.json")).ok() == Some(good.clone());
+        let b = std::fs::read(cluster.seccomp_dir("node-1").join("keep.json")).ok() == Some(good.clone());
         let c = cluster.apparmor_loaded("node-2").contains_key("aa");
         Ok((a && b && c).then_some(()))
     })
@@ -355,23 +303,15 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
     .await
     .unwrap();
     std::fs::write(
-        cluster
-            .seccomp_dir("node-0")
-            .join(".palisade-tmp-keep.json-999"),
+        cluster.seccomp_dir("node-0").join(".palisade-tmp-keep.json-999"),
         b"half a fil",
     )
     .unwrap();
-    assert!(
-        cluster
-            .seccomp_files("node-0")
-            .contains(&"orphan.json".to_string())
-    );
+    assert!(cluster.seccomp_files("node-0").contains(&"orphan.json".to_string()));
     cluster.start_agent("node-0").unwrap();
-    wait_for(
-        "orphan and crash leftovers removed on node-0",
-        T,
-        || async { Ok((cluster.seccomp_files("node-0") == ["keep.json"]).then_some(())) },
-    )
+    wait_for("orphan and crash leftovers removed on node-0", T, || async {
+        Ok((cluster.seccomp_files("node-0") == ["keep.json"]).then_some(()))
+    })
     .await
     .unwrap();
 
@@ -396,17 +336,75 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
     .unwrap();
     let failures = aap.get("foreign").await.unwrap().status.unwrap().failures;
     assert_eq!(failures[0].node, "node-2");
-    assert!(
-        failures[0].message.contains("not managed by Palisade"),
-        "{status:?}"
-    );
+    assert!(failures[0].message.contains("not managed by Palisade"), "{status:?}");
     assert_eq!(
-        cluster
-            .apparmor_loaded("node-2")
-            .get("foreign")
-            .map(String::as_str),
+        cluster.apparmor_loaded("node-2").get("foreign").map(String::as_str),
         Some("enforce")
     );
+    // The agent told the profile's owner, once, with an Event.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    let failed = wait_for("an InstallFailed Event", T, || async {
+        let list = events.list(&Default::default()).await?;
+        let hits: Vec<_> = list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("InstallFailed")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("foreign")
+            })
+            .collect();
+        Ok((!hits.is_empty()).then_some(hits))
+    })
+    .await
+    .unwrap();
+    assert!(
+        failed[0]
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("node node-2: "),
+        "{:?}",
+        failed[0].note
+    );
+}
+
+#[tokio::test]
+async fn node_deletion_and_addition_update_counts() {
+    let mut cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    apply_json(&client, seccomp("everywhere", json!({}))).await.unwrap();
+    wait_condition(&sp, "everywhere", "Ready", "True").await.unwrap();
+    let counts = || async {
+        sp.get("everywhere")
+            .await
+            .map(|p| p.status.and_then(|s| s.nodes).unwrap_or_default())
+    };
+
+    cluster.delete_node("node-2").await.unwrap();
+    wait_for("node-2 stops counting", T, || async {
+        Ok((counts().await?.targeted == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let owner = nps.get("node-1").await.unwrap().metadata.owner_references.unwrap();
+    assert_eq!(
+        (owner[0].kind.as_str(), owner[0].name.as_str()),
+        ("Node", "node-1"),
+        "garbage-collected with its Node"
+    );
+
+    cluster.add_node("node-3", true, Default::default()).await.unwrap();
+    wait_for("the new node gets everything", T, || async {
+        let c = counts().await?;
+        Ok(
+            (c.targeted == 3 && c.installed == 3 && cluster.seccomp_files("node-3") == ["everywhere.json"])
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -423,17 +421,11 @@ async fn inheritance_changes_propagate_to_children() {
     )
     .await
     .unwrap();
-    apply_json(
-        &client,
-        seccomp("child", json!({"baseProfileName": "base"})),
-    )
-    .await
-    .unwrap();
+    apply_json(&client, seccomp("child", json!({"baseProfileName": "base"})))
+        .await
+        .unwrap();
     wait_condition(&sp, "child", "Ready", "True").await.unwrap();
-    let child = || {
-        std::fs::read_to_string(cluster.seccomp_dir("node-1").join("child.json"))
-            .unwrap_or_default()
-    };
+    let child = || std::fs::read_to_string(cluster.seccomp_dir("node-1").join("child.json")).unwrap_or_default();
     assert!(child().contains("ptrace"), "{}", child());
 
     apply_json(
@@ -452,15 +444,10 @@ async fn inheritance_changes_propagate_to_children() {
     .unwrap();
 
     // A cycle is refused, naming the profiles, and the installed child stays as it was.
-    apply_json(
-        &client,
-        seccomp("base", json!({"baseProfileName": "child"})),
-    )
-    .await
-    .unwrap();
-    let status = wait_condition(&sp, "child", "Accepted", "False")
+    apply_json(&client, seccomp("base", json!({"baseProfileName": "child"})))
         .await
         .unwrap();
+    let status = wait_condition(&sp, "child", "Accepted", "False").await.unwrap();
     assert!(
         status.conditions[0]
             .message
@@ -481,14 +468,9 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
     .unwrap();
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
-    apply_json(&client, seccomp("before", json!({})))
-        .await
-        .unwrap();
-    wait_condition(&sp, "before", "Ready", "True")
-        .await
-        .unwrap();
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(client.clone(), "palisade-system");
+    apply_json(&client, seccomp("before", json!({}))).await.unwrap();
+    wait_condition(&sp, "before", "Ready", "True").await.unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "palisade-system");
     let holder = leases
         .get("palisade-operator")
         .await
@@ -501,9 +483,7 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
     cluster.kill_operator(leader);
     let killed = std::time::Instant::now();
 
-    apply_json(&client, seccomp("after", json!({})))
-        .await
-        .unwrap();
+    apply_json(&client, seccomp("after", json!({}))).await.unwrap();
     wait_condition(&sp, "after", "Ready", "True").await.unwrap();
     let took = killed.elapsed();
     let holder = leases

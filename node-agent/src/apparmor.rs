@@ -83,12 +83,7 @@ impl AppArmor {
             .arg("--version")
             .output()
             .await
-            .map_err(|e| {
-                format!(
-                    "apparmor_parser ({}) cannot run: {e}",
-                    self.cfg.parser.display()
-                )
-            })?;
+            .map_err(|e| format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display()))?;
         let version = String::from_utf8_lossy(&out.stdout);
         let first = version.lines().next().unwrap_or_default();
         Ok(first.rsplit(' ').next().unwrap_or(first).to_string())
@@ -106,10 +101,7 @@ impl AppArmor {
         for entry in std::fs::read_dir(self.cfg.state_dir.join("apparmor"))? {
             let path = entry?.path();
             if path.to_string_lossy().ends_with(".palisade.json") {
-                let record: Record = match std::fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                {
+                let record: Record = match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
                     Some(r) => r,
                     None => continue,
                 };
@@ -242,8 +234,7 @@ impl AppArmor {
 
     fn write_simulated(&self, loaded: &BTreeMap<String, String>) -> Result<(), String> {
         let text: String = loaded.iter().map(|(n, m)| format!("{n} ({m})\n")).collect();
-        files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644)
-            .map_err(|e| e.to_string())
+        files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644).map_err(|e| e.to_string())
     }
 }
 
@@ -291,8 +282,7 @@ mod tests {
 
     #[test]
     fn parses_the_kernel_profiles_list() {
-        let text =
-            "web (enforce)\nweb//child (enforce)\n/usr/bin/man (complain)\nodd name (x) (kill)\n";
+        let text = "web (enforce)\nweb//child (enforce)\n/usr/bin/man (complain)\nodd name (x) (kill)\n";
         let parsed = parse_profiles(text);
         assert_eq!(parsed["web"], "enforce");
         assert_eq!(parsed["web//child"], "enforce");

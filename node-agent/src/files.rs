@@ -101,10 +101,7 @@ mod tests {
         write_atomic(&path, b"one", 0o644).unwrap();
         write_atomic(&path, b"two two", 0o644).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two two");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -147,10 +144,7 @@ mod tests {
         assert_eq!(path.file_name().unwrap(), "web.json");
         assert_eq!(file_digest(&path).unwrap(), None);
         write_atomic(&path, b"{}", 0o644).unwrap();
-        assert_eq!(
-            file_digest(&path).unwrap(),
-            Some(palisade_crds::digest(b"{}"))
-        );
+        assert_eq!(file_digest(&path).unwrap(), Some(palisade_crds::digest(b"{}")));
         remove_durable(&path).unwrap();
         remove_durable(&path).unwrap();
         assert!(!path.exists());

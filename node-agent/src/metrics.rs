@@ -57,11 +57,7 @@ impl Metrics {
             "Profile installs, removals and repairs",
             m.operations.clone(),
         );
-        r.register(
-            "drift_repairs",
-            "Drift found and repaired",
-            m.drift_repairs.clone(),
-        );
+        r.register("drift_repairs", "Drift found and repaired", m.drift_repairs.clone());
         r.register(
             "parser_duration_seconds",
             "apparmor_parser run time",
@@ -77,18 +73,12 @@ impl Metrics {
             "Profiles on this node by kind and state",
             m.profiles.clone(),
         );
-        r.register(
-            "status_writes",
-            "NodeProfileStatus writes",
-            m.status_writes.clone(),
-        );
+        r.register("status_writes", "NodeProfileStatus writes", m.status_writes.clone());
         m
     }
 
     pub fn op(&self, kind: &'static str, op: &'static str, ok: bool) {
         let result = if ok { "success" } else { "error" };
-        self.operations
-            .get_or_create(&OpLabels { kind, op, result })
-            .inc();
+        self.operations.get_or_create(&OpLabels { kind, op, result }).inc();
     }
 }

@@ -7,9 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use palisade_crds::{
-    NodeCapabilities, NodeProfile, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind,
-};
+use palisade_crds::{NodeCapabilities, NodeProfile, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind};
 use serde_json::json;
 
 use crate::sync::Failure;
@@ -70,11 +68,7 @@ impl StatusWriter {
 
     /// Writes the status when it differs from the last write (one write per batch).
     /// Returns whether it wrote.
-    pub async fn report(
-        &mut self,
-        capabilities: &NodeCapabilities,
-        profiles: Vec<NodeProfile>,
-    ) -> kube::Result<bool> {
+    pub async fn report(&mut self, capabilities: &NodeCapabilities, profiles: Vec<NodeProfile>) -> kube::Result<bool> {
         let status = NodeProfileStatusStatus {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: capabilities.clone(),
@@ -117,12 +111,8 @@ impl StatusWriter {
             "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
             "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
         });
-        api.patch(
-            &name,
-            &PatchParams::apply(&self.manager).force(),
-            &Patch::Apply(lease),
-        )
-        .await?;
+        api.patch(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(lease))
+            .await?;
         Ok(())
     }
 

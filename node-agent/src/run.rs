@@ -36,52 +36,28 @@ pub struct Args {
     #[arg(long, env = "POD_NAMESPACE", default_value = "palisade-system")]
     pub namespace: String,
     /// The kubelet's root directory.
-    #[arg(
-        long,
-        env = "PALISADE_KUBELET_ROOT",
-        default_value = "/var/lib/kubelet"
-    )]
+    #[arg(long, env = "PALISADE_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
     pub kubelet_root: PathBuf,
     /// Subdirectory of `<kubelet-root>/seccomp` that Palisade owns.
     #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_crds::SECCOMP_SUBDIR)]
     pub seccomp_subdir: String,
     /// The AppArmor security filesystem.
-    #[arg(
-        long,
-        env = "PALISADE_APPARMORFS",
-        default_value = "/sys/kernel/security/apparmor"
-    )]
+    #[arg(long, env = "PALISADE_APPARMORFS", default_value = "/sys/kernel/security/apparmor")]
     pub apparmorfs: PathBuf,
     /// apparmor_parser to run.
-    #[arg(
-        long,
-        env = "PALISADE_APPARMOR_PARSER",
-        default_value = "apparmor_parser"
-    )]
+    #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
     pub apparmor_parser: PathBuf,
     /// AppArmor include directory (the host's /etc/apparmor.d, mounted read-only).
-    #[arg(
-        long,
-        env = "PALISADE_APPARMOR_INCLUDE_DIR",
-        default_value = "/etc/apparmor.d"
-    )]
+    #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
     pub apparmor_include_dir: PathBuf,
     /// Agent state: AppArmor sources, ownership records and the parser cache.
     #[arg(long, env = "PALISADE_STATE_DIR", default_value = "/var/lib/palisade")]
     pub state_dir: PathBuf,
     /// Where /metrics is served.
-    #[arg(
-        long,
-        env = "PALISADE_METRICS_ADDRESS",
-        default_value = "127.0.0.1:9100"
-    )]
+    #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9100")]
     pub metrics_address: SocketAddr,
     /// Where /healthz and /readyz are served (may equal the metrics address).
-    #[arg(
-        long,
-        env = "PALISADE_HEALTH_ADDRESS",
-        default_value = "127.0.0.1:9101"
-    )]
+    #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9101")]
     pub health_address: SocketAddr,
     /// Seconds between drift checks (files edited or deleted, profiles unloaded).
     #[arg(long, env = "PALISADE_DRIFT_INTERVAL", default_value_t = 60)]
@@ -106,10 +82,7 @@ where
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let writer = reflector::store::Writer::new(ar.clone());
     let store = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    );
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     tokio::spawn(stream.for_each(move |_| {
         notify.notify_one();
         futures::future::ready(())
@@ -138,9 +111,7 @@ pub async fn run(args: Args) -> Result<()> {
     client
         .list_api_group_resources("palisade.dev/v1alpha1")
         .await
-        .context(
-            "Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)",
-        )?;
+        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
 
     let mut registry = Registry::with_prefix("palisade");
     let metrics = Metrics::register(&mut registry);
@@ -205,15 +176,9 @@ pub async fn run(args: Args) -> Result<()> {
         futures::future::ready(())
     }));
     for store in [&seccomp_store, &apparmor_store] {
-        store
-            .wait_until_ready()
-            .await
-            .context("watching profiles")?;
+        store.wait_until_ready().await.context("watching profiles")?;
     }
-    node_store
-        .wait_until_ready()
-        .await
-        .context("watching the Node")?;
+    node_store.wait_until_ready().await.context("watching the Node")?;
 
     let mut writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);
     let mut drift = tokio::time::interval(Duration::from_secs(args.drift_interval.max(1)));
@@ -246,9 +211,7 @@ pub async fn run(args: Args) -> Result<()> {
         let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default();
         let seccomp: Vec<SeccompProfile> = parsed(&seccomp_store);
         let apparmor: Vec<AppArmorProfile> = parsed(&apparmor_store);
-        let (entries, failures) = state
-            .sync(&seccomp, &apparmor, &labels, drift_check || first)
-            .await;
+        let (entries, failures) = state.sync(&seccomp, &apparmor, &labels, drift_check || first).await;
         first = false;
         if !object_ready {
             match writer.ensure_object(&node).await {

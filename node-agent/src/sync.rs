@@ -12,8 +12,7 @@ use std::time::Instant;
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile,
-    accepted_at, digest,
+    AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile, accepted_at, digest,
 };
 
 use crate::apparmor::{AppArmor, Record};
@@ -61,10 +60,7 @@ impl NodeState {
         if seccomp_support.is_ok() {
             let removed = files::clean_temp_files(&seccomp_dir)?;
             if removed > 0 {
-                tracing::info!(
-                    removed,
-                    "removed temporary files a crash left in the seccomp directory"
-                );
+                tracing::info!(removed, "removed temporary files a crash left in the seccomp directory");
             }
             for entry in std::fs::read_dir(&seccomp_dir)? {
                 let path = entry?.path();
@@ -110,14 +106,11 @@ impl NodeState {
         let start = Instant::now();
         let mut entries = Vec::new();
         self.sync_seccomp(seccomp, node_labels, drift, &mut entries);
-        self.sync_apparmor(apparmor, node_labels, drift, &mut entries)
-            .await;
+        self.sync_apparmor(apparmor, node_labels, drift, &mut entries).await;
         entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         let failures = self.new_failures(&entries);
         self.count_states(&entries);
-        self.metrics
-            .sync_seconds
-            .observe(start.elapsed().as_secs_f64());
+        self.metrics.sync_seconds.observe(start.elapsed().as_secs_f64());
         (entries, failures)
     }
 
@@ -134,13 +127,10 @@ impl NodeState {
             .collect();
         let mut wanted = BTreeSet::new();
         for p in profiles {
-            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation)
-            else {
+            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else {
                 continue;
             };
-            if p.spec.state == ProfileState::Disabled
-                || !selects(p.spec.node_selector.as_ref(), labels)
-            {
+            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
                 continue;
             }
             wanted.insert(name.to_string());
@@ -185,8 +175,7 @@ impl NodeState {
             let repair = recorded == Some(want.as_str());
             match files::write_atomic(&path, &bytes, 0o644) {
                 Ok(()) => {
-                    self.seccomp_installed
-                        .insert(name.to_string(), want.clone());
+                    self.seccomp_installed.insert(name.to_string(), want.clone());
                     self.metrics
                         .op("seccomp", if repair { "repair" } else { "install" }, true);
                     if repair {
@@ -194,10 +183,7 @@ impl NodeState {
                             .drift_repairs
                             .get_or_create(&KindLabels { kind: "seccomp" })
                             .inc();
-                        tracing::info!(
-                            profile = name,
-                            "repaired a seccomp file that was changed or deleted"
-                        );
+                        tracing::info!(profile = name, "repaired a seccomp file that was changed or deleted");
                     }
                     entries.push(entry(NodeProfileState::Installed, &want, String::new()));
                 }
@@ -242,13 +228,10 @@ impl NodeState {
             None
         };
         for p in profiles {
-            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation)
-            else {
+            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else {
                 continue;
             };
-            if p.spec.state == ProfileState::Disabled
-                || !selects(p.spec.node_selector.as_ref(), labels)
-            {
+            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
                 continue;
             }
             wanted.insert(name.to_string());
@@ -312,10 +295,7 @@ impl NodeState {
                             .drift_repairs
                             .get_or_create(&KindLabels { kind: "apparmor" })
                             .inc();
-                        tracing::info!(
-                            profile = name,
-                            "reloaded an AppArmor profile that was unloaded"
-                        );
+                        tracing::info!(profile = name, "reloaded an AppArmor profile that was unloaded");
                     }
                     self.apparmor_installed.insert(name.to_string(), record);
                     entries.push(entry(NodeProfileState::Installed, &want, String::new()));
@@ -350,10 +330,7 @@ impl NodeState {
     fn new_failures(&mut self, entries: &[NodeProfile]) -> Vec<Failure> {
         let mut failures = Vec::new();
         let mut now = HashMap::new();
-        for e in entries
-            .iter()
-            .filter(|e| e.state == NodeProfileState::Error)
-        {
+        for e in entries.iter().filter(|e| e.state == NodeProfileState::Error) {
             let key = (e.kind, e.name.clone());
             if self.announced.get(&key) != Some(&e.message) {
                 failures.push(Failure {
@@ -383,10 +360,7 @@ impl NodeState {
                 NodeProfileState::Unsupported => "Unsupported",
                 NodeProfileState::Removing => "Removing",
             };
-            self.metrics
-                .profiles
-                .get_or_create(&StateLabels { kind, state })
-                .inc();
+            self.metrics.profiles.get_or_create(&StateLabels { kind, state }).inc();
         }
     }
 }

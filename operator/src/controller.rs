@@ -15,8 +15,8 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use palisade_crds::{
-    AppArmorProfile, NodeProfile, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus,
-    SeccompProfile, SeccompProfileSpec,
+    AppArmorProfile, NodeProfile, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus, SeccompProfile,
+    SeccompProfileSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -117,13 +117,10 @@ impl Profile for SeccompProfile {
             .map(|p| (p.name_any(), p.spec.clone()))
             .collect();
         // Inheritance makes the result depend on the bases: key the cache on the resolved profile.
-        let key_digest =
-            match palisade_crds::render::seccomp::resolve(&self.name_any(), &self.spec, |n| {
-                all.get(n)
-            }) {
-                Ok(oci) => oci.digest(),
-                Err(e) => return Err(e.to_string()),
-            };
+        let key_digest = match palisade_crds::render::seccomp::resolve(&self.name_any(), &self.spec, |n| all.get(n)) {
+            Ok(oci) => oci.digest(),
+            Err(e) => return Err(e.to_string()),
+        };
         cached(ctx, self, key_digest, async {
             validate::validate_seccomp(self, &all).map(|_| ())
         })
@@ -148,9 +145,7 @@ impl Profile for AppArmorProfile {
     }
     async fn validate(&self, ctx: &Context) -> Result<(), String> {
         cached(ctx, self, String::new(), async {
-            validate::validate_apparmor(self, &ctx.parser)
-                .await
-                .map(|_| ())
+            validate::validate_apparmor(self, &ctx.parser).await.map(|_| ())
         })
         .await
     }
@@ -186,11 +181,7 @@ pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<Strin
     ctx.pods
         .state()
         .iter()
-        .filter(|p| {
-            pods::references(p)
-                .iter()
-                .any(|(k, n)| *k == kind && n == name)
-        })
+        .filter(|p| pods::references(p).iter().any(|(k, n)| *k == kind && n == name))
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
         .collect()
 }
@@ -208,9 +199,7 @@ pub fn live_nodes(leases: &Store<Lease>) -> BTreeSet<String> {
             let expires = renewed
                 .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(duration))
                 .ok()?;
-            (expires > now)
-                .then(|| spec.holder_identity.clone())
-                .flatten()
+            (expires > now).then(|| spec.holder_identity.clone()).flatten()
         })
         .collect()
 }
@@ -260,11 +249,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         .map(|n| NodeView {
             name: n.metadata.name.as_deref().unwrap_or_default(),
             labels: n.metadata.labels.as_ref().unwrap_or(&empty),
-            live: n
-                .metadata
-                .name
-                .as_ref()
-                .is_some_and(|name| live.contains(name)),
+            live: n.metadata.name.as_ref().is_some_and(|name| live.contains(name)),
             entries: n.metadata.name.as_ref().and_then(|name| nps.get(name)),
         })
         .collect();
@@ -303,13 +288,9 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
     if old != Some(&new) {
         let api: Api<K> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await
-        .map_err(Error::Kube)?;
+        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+            .await
+            .map_err(Error::Kube)?;
         publish_transitions(ctx, obj.as_ref(), old, &new).await;
     }
     Ok(Action::requeue(RESYNC))
@@ -326,12 +307,7 @@ async fn cleanup<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
     Err(Error::InUse(users.len()))
 }
 
-async fn publish_transitions<K: Profile>(
-    ctx: &Context,
-    obj: &K,
-    old: Option<&ProfileStatus>,
-    new: &ProfileStatus,
-) {
+async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&ProfileStatus>, new: &ProfileStatus) {
     let was = |type_: &str| {
         old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
             .map(|c| (c.status.clone(), c.reason.clone()))
@@ -370,10 +346,7 @@ pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
     match error {
         Error::InUse(_) => Action::requeue(Duration::from_secs(5)),
         Error::Finalizer(inner)
-            if matches!(
-                **inner,
-                kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(_))
-            ) =>
+            if matches!(**inner, kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(_))) =>
         {
             Action::requeue(Duration::from_secs(5))
         }

@@ -17,13 +17,7 @@ pub struct Elector {
 }
 
 impl Elector {
-    pub fn new(
-        client: Client,
-        namespace: &str,
-        name: &str,
-        identity: &str,
-        duration: Duration,
-    ) -> Self {
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
@@ -77,11 +71,7 @@ impl Elector {
         }
         spec.lease_duration_seconds = Some(self.duration);
         spec.renew_time = Some(now);
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
+        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -94,13 +84,8 @@ impl Elector {
             && let Some(spec) = lease.spec.as_mut()
             && spec.holder_identity.as_deref() == Some(self.identity.as_str())
         {
-            spec.renew_time = Some(MicroTime(
-                Timestamp::now() - SignedDuration::from_secs(3600),
-            ));
-            let _ = self
-                .api
-                .replace(&self.name, &PostParams::default(), &lease)
-                .await;
+            spec.renew_time = Some(MicroTime(Timestamp::now() - SignedDuration::from_secs(3600)));
+            let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
         }
     }
 }

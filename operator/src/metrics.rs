@@ -42,9 +42,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
-            reconcile_seconds: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 14))
-            }),
+            reconcile_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
             reconciles: Family::default(),
             failures: Family::default(),
             profiles: Family::default(),
@@ -79,9 +77,7 @@ impl Metrics {
             }
         }
         Timer(
-            self.reconcile_seconds
-                .get_or_create(&KindLabels { kind })
-                .clone(),
+            self.reconcile_seconds.get_or_create(&KindLabels { kind }).clone(),
             Instant::now(),
         )
     }
@@ -91,19 +87,12 @@ impl Metrics {
     }
 
     pub fn failed(&self, kind: &'static str, reason: &'static str) {
-        self.failures
-            .get_or_create(&FailureLabels { kind, reason })
-            .inc();
+        self.failures.get_or_create(&FailureLabels { kind, reason }).inc();
     }
 
     /// Records where a profile stands, for the by-state gauge.
     pub fn profile_state(&self, kind: &'static str, name: &str, status: &ProfileStatus) {
-        let is = |t: &str| {
-            status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == t && c.status == "True")
-        };
+        let is = |t: &str| status.conditions.iter().any(|c| c.type_ == t && c.status == "True");
         let state = match (is("Accepted"), is("Ready")) {
             (false, _) => "Rejected",
             (true, true) => "Ready",
@@ -113,13 +102,9 @@ impl Metrics {
         let old = states.insert((kind, name.to_string()), state);
         if old != Some(state) {
             if let Some(old) = old {
-                self.profiles
-                    .get_or_create(&StateLabels { kind, state: old })
-                    .dec();
+                self.profiles.get_or_create(&StateLabels { kind, state: old }).dec();
             }
-            self.profiles
-                .get_or_create(&StateLabels { kind, state })
-                .inc();
+            self.profiles.get_or_create(&StateLabels { kind, state }).inc();
         }
     }
 }

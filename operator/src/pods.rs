@@ -15,29 +15,21 @@ pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
         if let Some(sc) = &spec.security_context {
             push_seccomp(
                 &mut refs,
-                sc.seccomp_profile
-                    .as_ref()
-                    .map(|p| (&p.type_, &p.localhost_profile)),
+                sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
             );
             push_apparmor(
                 &mut refs,
-                sc.app_armor_profile
-                    .as_ref()
-                    .map(|p| (&p.type_, &p.localhost_profile)),
+                sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
             );
         }
         for sc in container_contexts(spec) {
             push_seccomp(
                 &mut refs,
-                sc.seccomp_profile
-                    .as_ref()
-                    .map(|p| (&p.type_, &p.localhost_profile)),
+                sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
             );
             push_apparmor(
                 &mut refs,
-                sc.app_armor_profile
-                    .as_ref()
-                    .map(|p| (&p.type_, &p.localhost_profile)),
+                sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
             );
         }
     }
@@ -54,10 +46,7 @@ pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
 }
 
 fn container_contexts(spec: &PodSpec) -> impl Iterator<Item = &SecurityContext> {
-    let containers = spec
-        .containers
-        .iter()
-        .filter_map(|c| c.security_context.as_ref());
+    let containers = spec.containers.iter().filter_map(|c| c.security_context.as_ref());
     let init = spec
         .init_containers
         .iter()
@@ -71,10 +60,7 @@ fn container_contexts(spec: &PodSpec) -> impl Iterator<Item = &SecurityContext> 
     containers.chain(init).chain(ephemeral)
 }
 
-fn push_seccomp(
-    refs: &mut Vec<(ProfileKind, String)>,
-    profile: Option<(&String, &Option<String>)>,
-) {
+fn push_seccomp(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
     if let Some((ty, Some(path))) = profile
         && ty == "Localhost"
         && let Some(name) = path
@@ -85,10 +71,7 @@ fn push_seccomp(
     }
 }
 
-fn push_apparmor(
-    refs: &mut Vec<(ProfileKind, String)>,
-    profile: Option<(&String, &Option<String>)>,
-) {
+fn push_apparmor(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
     if let Some((ty, Some(name))) = profile
         && ty == "Localhost"
     {
@@ -115,26 +98,18 @@ pub fn slim(pod: &mut Pod) {
     for (i, (kind, name)) in refs.into_iter().enumerate() {
         match kind {
             ProfileKind::AppArmorProfile => {
-                annotations.insert(
-                    format!("{APPARMOR_ANNOTATION_PREFIX}{i}"),
-                    format!("localhost/{name}"),
-                );
+                annotations.insert(format!("{APPARMOR_ANNOTATION_PREFIX}{i}"), format!("localhost/{name}"));
             }
-            ProfileKind::SeccompProfile => {
-                spec.containers.push(k8s_openapi::api::core::v1::Container {
-                    security_context: Some(SecurityContext {
-                        seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-                            type_: "Localhost".into(),
-                            localhost_profile: Some(format!(
-                                "{}/{name}.json",
-                                palisade_crds::SECCOMP_SUBDIR
-                            )),
-                        }),
-                        ..Default::default()
+            ProfileKind::SeccompProfile => spec.containers.push(k8s_openapi::api::core::v1::Container {
+                security_context: Some(SecurityContext {
+                    seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
+                        type_: "Localhost".into(),
+                        localhost_profile: Some(format!("{}/{name}.json", palisade_crds::SECCOMP_SUBDIR)),
                     }),
                     ..Default::default()
-                })
-            }
+                }),
+                ..Default::default()
+            }),
         }
     }
     pod.metadata.annotations = Some(annotations);
@@ -191,13 +166,9 @@ mod tests {
         let before = references(&p);
         slim(&mut p);
         assert_eq!(references(&p), before);
-        assert!(
-            serde_json::to_string(&p).unwrap().len()
-                < serde_json::to_string(&everywhere()).unwrap().len()
-        );
-        let mut plain = pod(
-            json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}),
-        );
+        assert!(serde_json::to_string(&p).unwrap().len() < serde_json::to_string(&everywhere()).unwrap().len());
+        let mut plain =
+            pod(json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}));
         slim(&mut plain);
         assert!(plain.spec.is_none() && references(&plain).is_empty());
     }

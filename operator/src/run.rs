@@ -43,32 +43,16 @@ pub struct Args {
     #[arg(long, env = "PALISADE_LEASE_DURATION", default_value_t = 15)]
     pub lease_duration: u64,
     /// apparmor_parser used to compile (never load) AppArmor profiles.
-    #[arg(
-        long,
-        env = "PALISADE_APPARMOR_PARSER",
-        default_value = "apparmor_parser"
-    )]
+    #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
     pub apparmor_parser: PathBuf,
     /// AppArmor include directory the operator compiles against.
-    #[arg(
-        long,
-        env = "PALISADE_APPARMOR_INCLUDE_DIR",
-        default_value = "/etc/apparmor.d"
-    )]
+    #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
     pub apparmor_include_dir: PathBuf,
     /// Where /metrics is served.
-    #[arg(
-        long,
-        env = "PALISADE_METRICS_ADDRESS",
-        default_value = "127.0.0.1:9200"
-    )]
+    #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9200")]
     pub metrics_address: SocketAddr,
     /// Where /healthz and /readyz are served (may equal the metrics address).
-    #[arg(
-        long,
-        env = "PALISADE_HEALTH_ADDRESS",
-        default_value = "127.0.0.1:9201"
-    )]
+    #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9201")]
     pub health_address: SocketAddr,
     /// Log format.
     #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
@@ -83,13 +67,7 @@ pub const LEADER_LEASE: &str = "palisade-operator";
 
 fn reflect<K>(api: Api<K>, cfg: watcher::Config) -> (Store<K>, impl Stream<Item = Arc<K>> + Send)
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(1024);
     let stream = watcher(api, cfg)
@@ -108,9 +86,7 @@ pub async fn run(args: Args) -> Result<()> {
     client
         .list_api_group_resources("palisade.dev/v1alpha1")
         .await
-        .context(
-            "Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)",
-        )?;
+        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
 
     let mut registry = Registry::with_prefix("palisade");
     let metrics = Metrics::register(&mut registry);
@@ -176,16 +152,12 @@ pub async fn run(args: Args) -> Result<()> {
     });
 
     // Stores: what reconciles read. Pods are kept as a slim projection.
-    let (seccomp, seccomp_events) = reflect(
-        Api::<SeccompProfile>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let (seccomp, seccomp_events) = reflect(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default());
     let (nps, nps_events) = reflect(
         Api::<NodeProfileStatus>::all(client.clone()),
         watcher::Config::default(),
     );
-    let (nodes, node_events) =
-        reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
     let (leases, lease_events) = reflect(
         Api::<Lease>::namespaced(client.clone(), &args.namespace),
         watcher::Config::default().labels("app.kubernetes.io/name=palisade-agent"),
@@ -312,22 +284,10 @@ pub async fn run(args: Args) -> Result<()> {
         }
     });
 
-    ctx.seccomp
-        .wait_until_ready()
-        .await
-        .context("initial watch sync")?;
-    ctx.nps
-        .wait_until_ready()
-        .await
-        .context("initial watch sync")?;
-    ctx.nodes
-        .wait_until_ready()
-        .await
-        .context("initial watch sync")?;
-    ctx.pods
-        .wait_until_ready()
-        .await
-        .context("initial watch sync")?;
+    ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
+    ctx.nps.wait_until_ready().await.context("initial watch sync")?;
+    ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
+    ctx.pods.wait_until_ready().await.context("initial watch sync")?;
 
     let stop = {
         let mut shutdown = shutdown.clone();
@@ -377,11 +337,7 @@ async fn run_controller<K>(
         .reconcile_on(refs)
         .reconcile_all_on(all)
         .graceful_shutdown_on(stop)
-        .run(
-            controller::reconcile::<K>,
-            controller::error_policy::<K>,
-            ctx,
-        )
+        .run(controller::reconcile::<K>, controller::error_policy::<K>, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

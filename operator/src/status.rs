@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use palisade_crds::common::MAX_FAILURES;
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, NodeProfile, NodeProfileState,
-    ProfileKind, ProfileState, ProfileStatus,
+    CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, NodeProfile, NodeProfileState, ProfileKind,
+    ProfileState, ProfileStatus,
 };
 
 /// Condition type shown while deletion waits for pods to stop using the profile.
@@ -35,19 +35,13 @@ pub struct ProfileView<'a> {
 
 /// Counts the targeted nodes (selected, with a live agent) by where the current
 /// generation stands on each, and lists up to 10 failures.
-pub fn aggregate(
-    profile: &ProfileView<'_>,
-    nodes: &[NodeView<'_>],
-) -> (NodeCounts, Vec<NodeFailure>) {
+pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCounts, Vec<NodeFailure>) {
     let mut counts = NodeCounts::default();
     let mut failures = Vec::new();
     if profile.state == ProfileState::Disabled {
         return (counts, failures);
     }
-    for node in nodes
-        .iter()
-        .filter(|n| n.live && selects(profile.selector, n.labels))
-    {
+    for node in nodes.iter().filter(|n| n.live && selects(profile.selector, n.labels)) {
         counts.targeted += 1;
         let entry = node
             .entries
@@ -55,9 +49,7 @@ pub fn aggregate(
             .filter(|e| e.uid == profile.uid);
         match entry {
             Some(e) if e.state == NodeProfileState::Unsupported => counts.unsupported += 1,
-            Some(e)
-                if e.generation == profile.generation && e.state == NodeProfileState::Installed =>
-            {
+            Some(e) if e.generation == profile.generation && e.state == NodeProfileState::Installed => {
                 counts.installed += 1
             }
             Some(e) if e.generation == profile.generation && e.state == NodeProfileState::Error => {
@@ -76,11 +68,7 @@ pub fn aggregate(
 }
 
 /// The Ready condition's (status, reason, message) for these counts.
-pub fn readiness(
-    accepted: Result<(), &str>,
-    state: ProfileState,
-    counts: &NodeCounts,
-) -> (bool, &'static str, String) {
+pub fn readiness(accepted: Result<(), &str>, state: ProfileState, counts: &NodeCounts) -> (bool, &'static str, String) {
     if state == ProfileState::Disabled {
         return (
             true,
@@ -89,18 +77,10 @@ pub fn readiness(
         );
     }
     if accepted.is_err() {
-        return (
-            false,
-            "NotAccepted",
-            "the current generation was not accepted".into(),
-        );
+        return (false, "NotAccepted", "the current generation was not accepted".into());
     }
     if counts.targeted == 0 {
-        return (
-            true,
-            "NoNodes",
-            "no node with a running agent is selected".into(),
-        );
+        return (true, "NoNodes", "no node with a running agent is selected".into());
     }
     let done = counts.installed + counts.unsupported;
     let message = format!(
@@ -158,10 +138,7 @@ pub struct StatusInput<'a> {
 /// The status to write. Deterministic: the same inputs give the same status, and times
 /// change only on transitions, so writing it does not wake the operator up again.
 pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
-    let old = input
-        .old
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let old = input.old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let g = input.generation;
     let mut conditions = vec![match input.accepted {
         Ok(()) => condition(
@@ -173,27 +150,10 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
             g,
             now,
         ),
-        Err(message) => condition(
-            old,
-            CONDITION_ACCEPTED,
-            false,
-            "Invalid",
-            message.to_string(),
-            g,
-            now,
-        ),
+        Err(message) => condition(old, CONDITION_ACCEPTED, false, "Invalid", message.to_string(), g, now),
     }];
-    let (ready, reason, message) =
-        readiness(input.accepted.map(|_| ()), input.state, &input.counts);
-    conditions.push(condition(
-        old,
-        CONDITION_READY,
-        ready,
-        reason,
-        message,
-        g,
-        now,
-    ));
+    let (ready, reason, message) = readiness(input.accepted.map(|_| ()), input.state, &input.counts);
+    conditions.push(condition(old, CONDITION_READY, ready, reason, message, g, now));
     if input.deleting && !input.workloads.is_empty() {
         let first: Vec<&str> = input.workloads.iter().take(3).map(String::as_str).collect();
         let more = input.workloads.len().saturating_sub(first.len());
@@ -207,15 +167,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
                 String::new()
             }
         );
-        conditions.push(condition(
-            old,
-            CONDITION_DELETING,
-            true,
-            "InUse",
-            message,
-            g,
-            now,
-        ));
+        conditions.push(condition(old, CONDITION_DELETING, true, "InUse", message, g, now));
     }
     ProfileStatus {
         observed_generation: Some(g),
@@ -234,10 +186,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn entry(state: NodeProfileState, generation: i64, message: &str) -> NodeProfile {
@@ -262,11 +211,7 @@ mod tests {
         let db = labels(&[("role", "db")]);
         let installed = entries(entry(NodeProfileState::Installed, 2, ""));
         let stale = entries(entry(NodeProfileState::Installed, 1, ""));
-        let failed = entries(entry(
-            NodeProfileState::Error,
-            2,
-            "parser said no at line 3",
-        ));
+        let failed = entries(entry(NodeProfileState::Error, 2, "parser said no at line 3"));
         let unsupported = entries(entry(NodeProfileState::Unsupported, 0, "no AppArmor"));
         let mut other_uid = entry(NodeProfileState::Installed, 2, "");
         other_uid.uid = "old-object".into();
@@ -349,10 +294,7 @@ mod tests {
                 message: "parser said no at line 3".into()
             }]
         );
-        assert_eq!(
-            readiness(Ok(()), ProfileState::Enabled, &counts).1,
-            "Degraded"
-        );
+        assert_eq!(readiness(Ok(()), ProfileState::Enabled, &counts).1, "Degraded");
 
         let disabled = ProfileView {
             state: ProfileState::Disabled,
@@ -377,10 +319,7 @@ mod tests {
         );
         assert!(!readiness(Ok(()), ProfileState::Enabled, &c(3, 2, 0, 1, 0)).0);
         assert!(!readiness(Err("bad"), ProfileState::Enabled, &c(3, 3, 0, 0, 0)).0);
-        assert_eq!(
-            readiness(Ok(()), ProfileState::Enabled, &c(0, 0, 0, 0, 0)).1,
-            "NoNodes"
-        );
+        assert_eq!(readiness(Ok(()), ProfileState::Enabled, &c(0, 0, 0, 0, 0)).1, "NoNodes");
     }
 
     #[test]
@@ -411,19 +350,10 @@ mod tests {
         };
         let first = build(input(None, Ok(()), pending), &t1);
         let same = build(input(Some(&first), Ok(()), pending), &t2);
-        assert_eq!(
-            first, same,
-            "nothing changed: identical status, identical times"
-        );
+        assert_eq!(first, same, "nothing changed: identical status, identical times");
         let ready = build(input(Some(&first), Ok(()), done), &t2);
-        assert_eq!(
-            ready.conditions[0].last_transition_time, t1,
-            "Accepted did not change"
-        );
-        assert_eq!(
-            ready.conditions[1].last_transition_time, t2,
-            "Ready changed"
-        );
+        assert_eq!(ready.conditions[0].last_transition_time, t1, "Accepted did not change");
+        assert_eq!(ready.conditions[1].last_transition_time, t2, "Ready changed");
         assert_eq!(ready.conditions[1].status, "True");
     }
 

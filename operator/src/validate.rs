@@ -19,10 +19,7 @@ pub struct ParserConfig {
 /// Validates a SeccompProfile: its `baseProfileName` chain resolves (no missing base, no
 /// cycle, not too deep) and the resolved profile compiles with libseccomp for every listed
 /// architecture. `lookup` finds the other SeccompProfiles by name.
-pub fn validate_seccomp(
-    profile: &SeccompProfile,
-    all: &HashMap<String, SeccompProfileSpec>,
-) -> Result<String, String> {
+pub fn validate_seccomp(profile: &SeccompProfile, all: &HashMap<String, SeccompProfileSpec>) -> Result<String, String> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
     let oci = sc_render::resolve(name, &profile.spec, |n| all.get(n)).map_err(|e| e.to_string())?;
     sc_render::compile(&oci).map_err(|e| e.to_string())?;
@@ -32,10 +29,7 @@ pub fn validate_seccomp(
 /// Validates an AppArmorProfile: Palisade's own checks, then a compile with the real
 /// `apparmor_parser` (skip-kernel-load), then `--names` must list only the profile itself
 /// and its children. Returns the digest of the text it accepted.
-pub async fn validate_apparmor(
-    profile: &AppArmorProfile,
-    parser: &ParserConfig,
-) -> Result<String, String> {
+pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig) -> Result<String, String> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
     let text = aa_render::profile_text(name, &profile.spec).map_err(|e| e.to_string())?;
     let names = run_parser(&text, parser).await?;
@@ -60,25 +54,14 @@ pub async fn validate_apparmor(
 
 async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, String> {
     let mut child = Command::new(&parser.parser)
-        .args([
-            "--skip-kernel-load",
-            "--skip-cache",
-            "--quiet",
-            "--names",
-            "-I",
-        ])
+        .args(["--skip-kernel-load", "--skip-cache", "--quiet", "--names", "-I"])
         .arg(&parser.include_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot run apparmor_parser ({}): {e}",
-                parser.parser.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot run apparmor_parser ({}): {e}", parser.parser.display()))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let input = text.to_string();
     let writer = tokio::spawn(async move {
@@ -96,9 +79,7 @@ async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, St
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
             .collect();
-        let message = message
-            .join("; ")
-            .replace("AppArmor parser error at line", "line");
+        let message = message.join("; ").replace("AppArmor parser error at line", "line");
         return Err(format!("spec.policy: apparmor_parser: {message}"));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -121,20 +102,15 @@ mod tests {
     }
 
     fn aap(name: &str, spec: serde_json::Value) -> AppArmorProfile {
-        serde_json::from_value(
-            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
-            "metadata": {"name": name}, "spec": spec}),
-        )
+        serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+            "metadata": {"name": name}, "spec": spec}))
         .unwrap()
     }
 
     #[tokio::test]
     async fn parser_errors_keep_their_line_number() {
         let err = validate_apparmor(
-            &aap(
-                "p",
-                json!({"policy": "profile p {\n  /tmp/** r,\n  /foo rwx,\n}\n"}),
-            ),
+            &aap("p", json!({"policy": "profile p {\n  /tmp/** r,\n  /foo rwx,\n}\n"})),
             &parser(),
         )
         .await
@@ -152,10 +128,7 @@ mod tests {
             .await
             .unwrap();
         validate_apparmor(
-            &aap(
-                "p",
-                json!({"abstract": {"filesystem": {"readOnlyPaths": ["/etc/**"]}}}),
-            ),
+            &aap("p", json!({"abstract": {"filesystem": {"readOnlyPaths": ["/etc/**"]}}})),
             &parser(),
         )
         .await
@@ -164,22 +137,17 @@ mod tests {
 
     #[tokio::test]
     async fn palisade_checks_run_before_the_parser() {
-        let err = validate_apparmor(
-            &aap("p", json!({"policy": "profile p {}\nprofile q {}\n"})),
-            &parser(),
-        )
-        .await
-        .unwrap_err();
+        let err = validate_apparmor(&aap("p", json!({"policy": "profile p {}\nprofile q {}\n"})), &parser())
+            .await
+            .unwrap_err();
         assert!(err.contains("a second top-level profile (\"q\")"), "{err}");
     }
 
     #[test]
     fn seccomp_errors_name_the_problem() {
         let sp = |name: &str, spec: serde_json::Value| -> SeccompProfile {
-            serde_json::from_value(
-                json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-                "metadata": {"name": name}, "spec": spec}),
-            )
+            serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+                "metadata": {"name": name}, "spec": spec}))
             .unwrap()
         };
         let child = sp(
@@ -187,10 +155,7 @@ mod tests {
             json!({"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "base"}),
         );
         let err = validate_seccomp(&child, &HashMap::new()).unwrap_err();
-        assert!(
-            err.contains("\"base\" (base of \"child\") does not exist"),
-            "{err}"
-        );
+        assert!(err.contains("\"base\" (base of \"child\") does not exist"), "{err}");
         let all = HashMap::from([(
             "base".to_string(),
             sp(

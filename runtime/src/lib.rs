@@ -36,8 +36,8 @@ pub fn init_logging(format: LogFormat) {
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
@@ -119,11 +119,7 @@ pub async fn serve_http(
     Ok(())
 }
 
-fn respond(
-    path: &str,
-    registry: &Registry,
-    health: &Health,
-) -> (&'static str, &'static str, String) {
+fn respond(path: &str, registry: &Registry, health: &Health) -> (&'static str, &'static str, String) {
     match path {
         "/metrics" => {
             let mut body = String::new();
@@ -183,11 +179,7 @@ mod tests {
             }
             panic!("server did not start");
         }
-        assert!(
-            get(addr, "/metrics")
-                .await
-                .contains("palisade_test_events_total 1")
-        );
+        assert!(get(addr, "/metrics").await.contains("palisade_test_events_total 1"));
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         health.set_ready(true);

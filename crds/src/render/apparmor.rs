@@ -44,11 +44,7 @@ const RENDERED_FLAGS: &str = "attach_disconnected,mediate_deleted";
 ///
 /// `deny` rules are written only in Enforce mode: in Complain mode a deny rule would still
 /// deny, which is not what a user asking to only log expects.
-pub fn render_abstract(
-    name: &str,
-    abs: &AppArmorAbstract,
-    mode: AppArmorMode,
-) -> Result<String, PolicyError> {
+pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -> Result<String, PolicyError> {
     let mut body_rules = String::new();
     if let Some(exe) = &abs.executable {
         push_paths(
@@ -105,27 +101,17 @@ pub fn render_abstract(
             (protocols.and_then(|p| p.allow_udp), "udp"),
         ] {
             if allowed == Some(true) {
-                writeln!(
-                    body_rules,
-                    "  network inet {proto},\n  network inet6 {proto},"
-                )
-                .expect("String");
+                writeln!(body_rules, "  network inet {proto},\n  network inet6 {proto},").expect("String");
             }
         }
         if net.allow_raw == Some(true) {
-            body_rules
-                .push_str("  network inet raw,\n  network inet6 raw,\n  network packet raw,\n");
+            body_rules.push_str("  network inet raw,\n  network inet6 raw,\n  network packet raw,\n");
         }
     }
     if let Some(caps) = &abs.capability {
         for cap in &caps.allowed_capabilities {
             let cap = serde_json::to_value(cap).expect("capability serializes");
-            writeln!(
-                body_rules,
-                "  capability {},",
-                cap.as_str().unwrap_or_default()
-            )
-            .expect("String");
+            writeln!(body_rules, "  capability {},", cap.as_str().unwrap_or_default()).expect("String");
         }
     }
 
@@ -166,12 +152,8 @@ fn checked_path<'a>(field: &str, path: &'a AppArmorPath) -> Result<&'a str, Poli
     if !p.starts_with('/') {
         return Err(bad("must be an absolute path"));
     }
-    if p.chars()
-        .any(|c| c.is_control() || matches!(c, '"' | '\\' | '#'))
-    {
-        return Err(bad(
-            "must not contain control characters, quotes, backslashes or '#'",
-        ));
+    if p.chars().any(|c| c.is_control() || matches!(c, '"' | '\\' | '#')) {
+        return Err(bad("must not contain control characters, quotes, backslashes or '#'"));
     }
     Ok(p)
 }
@@ -210,9 +192,7 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
             if found != name {
                 return Err(policy_err(
                     *line,
-                    format!(
-                        "the profile is named {found:?}; it must be named {name:?}, like the object"
-                    ),
+                    format!("the profile is named {found:?}; it must be named {name:?}, like the object"),
                 ));
             }
             Ok(())
@@ -229,17 +209,12 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
 
 /// `#include <x>`, `include <x>`, `include if exists <x>`, or the quoted forms: the target.
 fn include_target(line: &str) -> Option<&str> {
-    let rest = line
-        .strip_prefix("#include")
-        .or_else(|| line.strip_prefix("include"))?;
+    let rest = line.strip_prefix("#include").or_else(|| line.strip_prefix("include"))?;
     if !rest.starts_with(char::is_whitespace) && !rest.starts_with(['<', '"']) {
         return None;
     }
     let rest = rest.trim_start();
-    let rest = rest
-        .strip_prefix("if exists")
-        .map(str::trim_start)
-        .unwrap_or(rest);
+    let rest = rest.strip_prefix("if exists").map(str::trim_start).unwrap_or(rest);
     Some(rest.trim_end().trim_end_matches(',').trim_end())
 }
 
@@ -247,9 +222,7 @@ fn check_include(line: usize, target: &str, top_level: bool) -> Result<(), Polic
     let Some(path) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
         return Err(policy_err(
             line,
-            format!(
-                "include {target}: only <...> includes from the AppArmor include directory are allowed"
-            ),
+            format!("include {target}: only <...> includes from the AppArmor include directory are allowed"),
         ));
     };
     if path.starts_with('/') || path.split('/').any(|part| part == "..") || path.is_empty() {
@@ -288,11 +261,7 @@ impl Scanner {
     }
 
     /// Scans one line; returns the header of a top-level block it opens.
-    fn feed_line(
-        &mut self,
-        line_no: usize,
-        line: &str,
-    ) -> Result<Option<(usize, String)>, PolicyError> {
+    fn feed_line(&mut self, line_no: usize, line: &str) -> Result<Option<(usize, String)>, PolicyError> {
         let chars: Vec<char> = line.chars().collect();
         let mut opened = None;
         let mut in_quote = false;
@@ -305,16 +274,11 @@ impl Scanner {
                 '"' => in_quote = !in_quote,
                 _ if in_quote => {}
                 '#' => break,
-                '{' if (prev.is_whitespace() || prev == ')')
-                    && (next.is_whitespace() || next == '}') =>
-                {
+                '{' if (prev.is_whitespace() || prev == ')') && (next.is_whitespace() || next == '}') => {
                     if self.depth == 0 {
                         let header = self.pending.trim().to_string();
                         if header.is_empty() {
-                            return Err(policy_err(
-                                line_no,
-                                "a block opens without a profile name",
-                            ));
+                            return Err(policy_err(line_no, "a block opens without a profile name"));
                         }
                         opened = Some((self.pending_line, header));
                         self.pending.clear();
@@ -325,10 +289,7 @@ impl Scanner {
                 '}' if self.globs > 0 => self.globs -= 1,
                 '}' => {
                     if self.depth == 0 {
-                        return Err(policy_err(
-                            line_no,
-                            "'}' closes a block that was never opened",
-                        ));
+                        return Err(policy_err(line_no, "'}' closes a block that was never opened"));
                     }
                     self.depth -= 1;
                 }
@@ -469,17 +430,10 @@ profile web flags=(attach_disconnected,mediate_deleted) {
     fn profile_text_needs_exactly_one_source() {
         let both: AppArmorProfileSpec =
             serde_json::from_value(json!({"policy": "profile p {}", "abstract": {}})).unwrap();
-        assert_eq!(
-            profile_text("p", &both).unwrap_err(),
-            PolicyError::PolicyXorAbstract
-        );
+        assert_eq!(profile_text("p", &both).unwrap_err(), PolicyError::PolicyXorAbstract);
         let none: AppArmorProfileSpec = serde_json::from_value(json!({})).unwrap();
-        assert_eq!(
-            profile_text("p", &none).unwrap_err(),
-            PolicyError::PolicyXorAbstract
-        );
-        let raw: AppArmorProfileSpec =
-            serde_json::from_value(json!({"policy": "profile p {\n}\n"})).unwrap();
+        assert_eq!(profile_text("p", &none).unwrap_err(), PolicyError::PolicyXorAbstract);
+        let raw: AppArmorProfileSpec = serde_json::from_value(json!({"policy": "profile p {\n}\n"})).unwrap();
         assert_eq!(profile_text("p", &raw).unwrap(), "profile p {\n}\n");
     }
 
@@ -572,17 +526,13 @@ profile my-app /usr/bin/my-app flags=(complain) {
         for (line, why) in [
             ("#include \"/etc/shadow\"", "only <...> includes"),
             ("include </etc/passwd>", "must stay inside"),
-            (
-                "include <abstractions/../../../etc/shadow>",
-                "must stay inside",
-            ),
+            ("include <abstractions/../../../etc/shadow>", "must stay inside"),
             ("include if exists \"local/x\"", "only <...> includes"),
         ] {
             let policy = format!("profile p {{\n  {line}\n}}\n");
             let err = check_policy("p", &policy).unwrap_err();
             assert!(
-                err.to_string().starts_with("spec.policy line 2: ")
-                    && err.to_string().contains(why),
+                err.to_string().starts_with("spec.policy line 2: ") && err.to_string().contains(why),
                 "{line}: {err}"
             );
         }
@@ -618,9 +568,6 @@ profile my-app /usr/bin/my-app flags=(complain) {
                 .contains("hat must be inside")
         );
         let err = check_policy(":ns:p", "profile :ns:p {\n}\n").unwrap_err();
-        assert!(
-            err.to_string().contains("namespaces are not allowed"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("namespaces are not allowed"), "{err}");
     }
 }

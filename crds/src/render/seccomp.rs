@@ -2,14 +2,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use serde::{Deserialize, Serialize};
 
 use crate::seccomp::{
-    SeccompAction, SeccompArch, SeccompArg, SeccompFlag, SeccompOperator, SeccompProfileSpec,
-    SeccompSyscall,
+    SeccompAction, SeccompArch, SeccompArg, SeccompFlag, SeccompOperator, SeccompProfileSpec, SeccompSyscall,
 };
 
 /// Longest `baseProfileName` chain followed (the profile itself not counted).
@@ -103,11 +100,7 @@ where
 /// the chain's, except that a syscall named by a nearer profile takes its rules from that
 /// profile alone (so a child can tighten or loosen what its base says about a syscall).
 /// Architectures and flags are unioned; the listener is the nearest one set.
-pub fn resolve<'a, F>(
-    name: &str,
-    spec: &'a SeccompProfileSpec,
-    lookup: F,
-) -> Result<OciSeccomp, InheritanceError>
+pub fn resolve<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Result<OciSeccomp, InheritanceError>
 where
     F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
 {
@@ -117,8 +110,7 @@ where
 
 /// Renders a profile without a base (or whose base chain the caller already resolved).
 pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) -> OciSeccomp {
-    let chain: Vec<&SeccompProfileSpec> =
-        std::iter::once(spec).chain(bases.iter().copied()).collect();
+    let chain: Vec<&SeccompProfileSpec> = std::iter::once(spec).chain(bases.iter().copied()).collect();
 
     let mut claimed: HashSet<&str> = HashSet::new();
     let mut syscalls: Vec<SeccompSyscall> = Vec::new();
@@ -147,15 +139,11 @@ pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) ->
     syscalls.retain(|r| {
         let restates_default = r.action == spec.default_action
             && r.args.is_empty()
-            && errno_of(r.action, r.errno_ret)
-                == errno_of(spec.default_action, spec.default_errno_ret);
+            && errno_of(r.action, r.errno_ret) == errno_of(spec.default_action, spec.default_errno_ret);
         !restates_default && seen.insert(r.clone())
     });
 
-    let architectures: BTreeSet<SeccompArch> = chain
-        .iter()
-        .flat_map(|p| p.architectures.iter().copied())
-        .collect();
+    let architectures: BTreeSet<SeccompArch> = chain.iter().flat_map(|p| p.architectures.iter().copied()).collect();
     let flags: BTreeSet<SeccompFlag> = chain.iter().flat_map(|p| p.flags.iter().copied()).collect();
     let listener = chain.iter().find(|p| p.listener_path.is_some());
 
@@ -198,11 +186,7 @@ pub enum CompileError {
         architectures: Vec<String>,
     },
     #[error("spec.syscalls[{rule}] ({name:?}): libseccomp rejected the rule: {reason}")]
-    Rule {
-        rule: usize,
-        name: String,
-        reason: String,
-    },
+    Rule { rule: usize, name: String, reason: String },
     #[error("spec.architectures: libseccomp rejected {arch}: {reason}")]
     Arch { arch: String, reason: String },
     #[error("spec.defaultAction: libseccomp rejected it: {reason}")]
@@ -221,12 +205,10 @@ fn arch_name(arch: SeccompArch) -> String {
 }
 
 fn scmp_arch(arch: SeccompArch) -> Result<ScmpArch, CompileError> {
-    arch_name(arch)
-        .parse::<ScmpArch>()
-        .map_err(|e| CompileError::Arch {
-            arch: arch_name(arch),
-            reason: e.to_string(),
-        })
+    arch_name(arch).parse::<ScmpArch>().map_err(|e| CompileError::Arch {
+        arch: arch_name(arch),
+        reason: e.to_string(),
+    })
 }
 
 fn scmp_action(action: SeccompAction, errno: Option<u32>) -> ScmpAction {
@@ -270,9 +252,7 @@ fn exists_on(name: &str, arch: ScmpArch) -> bool {
 /// on some of them only is compiled where it exists, as the runtimes do.
 pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> {
     let default = scmp_action(profile.default_action, profile.default_errno_ret);
-    let mut ctx = ScmpFilterContext::new(default).map_err(|e| CompileError::Default {
-        reason: e.to_string(),
-    })?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| CompileError::Default { reason: e.to_string() })?;
 
     let native = ScmpArch::native();
     let arches: Vec<ScmpArch> = if profile.architectures.is_empty() {
@@ -310,11 +290,7 @@ pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> 
                 let architectures = if profile.architectures.is_empty() {
                     vec![format!("the native architecture ({native:?})")]
                 } else {
-                    profile
-                        .architectures
-                        .iter()
-                        .map(|a| arch_name(*a))
-                        .collect()
+                    profile.architectures.iter().map(|a| arch_name(*a)).collect()
                 };
                 return Err(CompileError::UnknownSyscall {
                     rule: index,
@@ -350,10 +326,7 @@ mod tests {
         serde_json::from_value(v).expect("valid spec")
     }
 
-    fn resolve_in(
-        profiles: &HashMap<&str, SeccompProfileSpec>,
-        name: &str,
-    ) -> Result<OciSeccomp, InheritanceError> {
+    fn resolve_in(profiles: &HashMap<&str, SeccompProfileSpec>, name: &str) -> Result<OciSeccomp, InheritanceError> {
         resolve(name, &profiles[name], |n| profiles.get(n))
     }
 
@@ -374,12 +347,7 @@ mod tests {
         }));
         let oci = render_chain(&s, &[]);
         let value: serde_json::Value = serde_json::from_slice(&oci.to_bytes()).unwrap();
-        let keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             [
@@ -449,24 +417,15 @@ mod tests {
             SeccompAction::Log,
             "the child's default action wins"
         );
-        assert_eq!(
-            oci.architectures,
-            vec![SeccompArch::X86_64, SeccompArch::Aarch64]
-        );
+        assert_eq!(oci.architectures, vec![SeccompArch::X86_64, SeccompArch::Aarch64]);
         assert_eq!(oci.flags, vec![SeccompFlag::Log]);
-        let rules: Vec<(Vec<String>, SeccompAction)> = oci
-            .syscalls
-            .iter()
-            .map(|r| (r.names.clone(), r.action))
-            .collect();
+        let rules: Vec<(Vec<String>, SeccompAction)> =
+            oci.syscalls.iter().map(|r| (r.names.clone(), r.action)).collect();
         assert_eq!(
             rules,
             vec![
                 (vec!["ptrace".to_string()], SeccompAction::KillProcess),
-                (
-                    vec!["read".to_string(), "write".to_string()],
-                    SeccompAction::Allow
-                ),
+                (vec!["read".to_string(), "write".to_string()], SeccompAction::Allow),
                 // `mount` → LOG restates the child's default and is dropped, as runtimes do.
             ]
         );
@@ -475,9 +434,7 @@ mod tests {
     #[test]
     fn inheritance_follows_long_chains() {
         let mut profiles = HashMap::new();
-        let names: Vec<String> = (0..=MAX_INHERITANCE_DEPTH)
-            .map(|i| format!("p{i}"))
-            .collect();
+        let names: Vec<String> = (0..=MAX_INHERITANCE_DEPTH).map(|i| format!("p{i}")).collect();
         for (i, name) in names.iter().enumerate() {
             let base = names.get(i + 1);
             profiles.insert(
@@ -546,10 +503,7 @@ mod tests {
         assert_eq!(err.profiles(), vec!["a", "b", "c", "a"]);
 
         let err = resolve_in(&profiles, "self").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "spec.baseProfileName: inheritance cycle self -> self"
-        );
+        assert_eq!(err.to_string(), "spec.baseProfileName: inheritance cycle self -> self");
 
         let err = resolve_in(&profiles, "orphan").unwrap_err();
         assert_eq!(
@@ -615,9 +569,6 @@ mod tests {
             ..s
         };
         let err = compile(&render_chain(&only_arm, &[])).unwrap_err();
-        assert!(
-            err.to_string().contains("\"open\" on SCMP_ARCH_AARCH64"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"open\" on SCMP_ARCH_AARCH64"), "{err}");
     }
 }

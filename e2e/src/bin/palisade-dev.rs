@@ -15,12 +15,7 @@ use palisade_e2e::{Cluster, ControlPlane, Options, wait_for};
 #[command(name = "palisade-dev", about = "Run Palisade locally")]
 struct Cli {
     /// Where the control plane, node directories and kubeconfig live.
-    #[arg(
-        long,
-        env = "PALISADE_DEV_DIR",
-        default_value = ".palisade-dev",
-        global = true
-    )]
+    #[arg(long, env = "PALISADE_DEV_DIR", default_value = ".palisade-dev", global = true)]
     dir: PathBuf,
     #[command(subcommand)]
     command: Cmd,
@@ -62,10 +57,7 @@ async fn start(dir: &Path, nodes: usize, t0: Instant) -> Result<Cluster> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
-    step(
-        t0,
-        "starting etcd and kube-apiserver (real binaries, loopback only)",
-    );
+    step(t0, "starting etcd and kube-apiserver (real binaries, loopback only)");
     let cp = ControlPlane::start(dir).await?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
     step(
@@ -110,8 +102,7 @@ fn print_usage(cluster: &Cluster) {
 }
 
 async fn wait_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
@@ -121,28 +112,21 @@ async fn wait_signal() {
 async fn demo(dir: &Path, nodes: usize, keep: bool) -> Result<()> {
     let t0 = Instant::now();
     let cluster = start(dir, nodes, t0).await?;
-    step(
-        t0,
-        &format!("kubectl apply -f {}", examples_dir().display()),
-    );
+    step(t0, &format!("kubectl apply -f {}", examples_dir().display()));
     cluster.apply(&examples_dir())?;
     let client = cluster.cp.client().await?;
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client);
-    wait_for(
-        "every example profile Ready",
-        Duration::from_secs(60),
-        || async {
-            let mut ready = true;
-            for p in sp.list(&Default::default()).await?.items {
-                ready &= is_ready(p.status.as_ref(), p.metadata.generation);
-            }
-            for p in aap.list(&Default::default()).await?.items {
-                ready &= is_ready(p.status.as_ref(), p.metadata.generation);
-            }
-            Ok(ready.then_some(()))
-        },
-    )
+    wait_for("every example profile Ready", Duration::from_secs(60), || async {
+        let mut ready = true;
+        for p in sp.list(&Default::default()).await?.items {
+            ready &= is_ready(p.status.as_ref(), p.metadata.generation);
+        }
+        for p in aap.list(&Default::default()).await?.items {
+            ready &= is_ready(p.status.as_ref(), p.metadata.generation);
+        }
+        Ok(ready.then_some(()))
+    })
     .await?;
     step(t0, "every profile is Ready");
     println!();
@@ -172,9 +156,9 @@ async fn demo(dir: &Path, nodes: usize, keep: bool) -> Result<()> {
 
 fn is_ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i64>) -> bool {
     status.is_some_and(|s| {
-        s.conditions.iter().any(|c| {
-            c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
-        })
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
     })
 }
 

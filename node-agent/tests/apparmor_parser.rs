@@ -1,0 +1,126 @@
+//! The agent's AppArmor edge against the real `apparmor_parser`, loading into a SIMULATED
+//! apparmorfs (this machine's kernel has no AppArmor LSM: the parser writes its binary
+//! policy into a plain directory, and the agent keeps that directory's `profiles` list).
+
+use std::path::Path;
+
+use palisade_agent::apparmor::{AppArmor, AppArmorConfig, Record};
+use palisade_crds::AppArmorMode;
+
+const FEATURES: &str = "/usr/share/apparmor-features/features";
+
+fn setup(root: &Path) -> AppArmor {
+    let fs = root.join("apparmorfs");
+    std::fs::create_dir_all(&fs).unwrap();
+    for f in ["profiles", ".replace", ".remove", ".load"] {
+        std::fs::write(fs.join(f), b"").unwrap();
+    }
+    AppArmor::new(AppArmorConfig {
+        parser: "apparmor_parser".into(),
+        apparmorfs: fs,
+        include_dir: "/etc/apparmor.d".into(),
+        state_dir: root.join("state"),
+        simulated_kernel_features: Some(FEATURES.into()),
+    })
+    .unwrap()
+}
+
+fn record(name: &str, mode: AppArmorMode) -> Record {
+    Record {
+        managed_by: "palisade".into(),
+        name: name.into(),
+        uid: "u".into(),
+        generation: 1,
+        digest: "d".into(),
+        mode,
+    }
+}
+
+const POLICY: &str = "include <tunables/global>\nprofile web {\n  include <abstractions/base>\n  /srv/** r,\n  profile helper {\n    /bin/true ix,\n  }\n}\n";
+
+#[tokio::test]
+async fn loads_verifies_and_removes_with_the_real_parser() {
+    let root = tempfile::tempdir().unwrap();
+    let aa = setup(root.path());
+    assert!(
+        aa.detect().await.unwrap().starts_with(|c: char| c.is_ascii_digit()),
+        "parser version"
+    );
+
+    aa.load(&record("web", AppArmorMode::Enforce), POLICY).await.unwrap();
+    let loaded = aa.loaded().unwrap();
+    assert_eq!(loaded.get("web").map(String::as_str), Some("enforce"));
+    assert_eq!(
+        loaded.get("web//helper").map(String::as_str),
+        Some("enforce"),
+        "children are listed too"
+    );
+    // The parser really wrote compiled policy, and a cache entry for fast reloads.
+    let cache = root.path().join("state/apparmor-cache");
+    assert!(std::fs::read_dir(&cache).unwrap().next().is_some(), "write-cache on");
+    assert_eq!(aa.records().unwrap()["web"].mode, AppArmorMode::Enforce);
+
+    // Complain mode uses the parser's force-complain flag and is verified as such.
+    aa.load(&record("web", AppArmorMode::Complain), POLICY).await.unwrap();
+    assert_eq!(aa.loaded().unwrap().get("web").map(String::as_str), Some("complain"));
+
+    aa.remove("web").await.unwrap();
+    assert!(aa.loaded().unwrap().is_empty());
+    assert!(aa.records().unwrap().is_empty());
+    // The parser wrote the profile name to .remove, as the kernel interface expects.
+    assert_eq!(std::fs::read(root.path().join("apparmorfs/.remove")).unwrap(), b"web\0");
+}
+
+#[tokio::test]
+async fn parser_errors_keep_the_line_number_and_leave_no_record() {
+    let root = tempfile::tempdir().unwrap();
+    let aa = setup(root.path());
+    let err = aa
+        .load(
+            &record("bad", AppArmorMode::Enforce),
+            "profile bad {\n  /a r,\n  /b rwx,\n}\n",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.contains("line 3") && err.contains("Invalid mode"), "{err}");
+    assert!(
+        aa.records().unwrap().is_empty(),
+        "no ownership record for what was not loaded"
+    );
+    assert!(aa.loaded().unwrap().is_empty());
+    let err = aa
+        .load(
+            &record("inc", AppArmorMode::Enforce),
+            "profile inc {\n  include <abstractions/does-not-exist>\n}\n",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("does-not-exist"),
+        "includes resolve in the include dir: {err}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_remove_what_palisade_does_not_own() {
+    let root = tempfile::tempdir().unwrap();
+    let aa = setup(root.path());
+    std::fs::write(root.path().join("apparmorfs/profiles"), b"docker-default (enforce)\n").unwrap();
+    let err = aa.remove("docker-default").await.unwrap_err();
+    assert!(err.contains("not managed by Palisade"), "{err}");
+    assert!(aa.loaded().unwrap().contains_key("docker-default"));
+}
+
+#[tokio::test]
+async fn detects_a_node_without_apparmor() {
+    let root = tempfile::tempdir().unwrap();
+    let aa = AppArmor::new(AppArmorConfig {
+        parser: "apparmor_parser".into(),
+        apparmorfs: root.path().join("missing"),
+        include_dir: "/etc/apparmor.d".into(),
+        state_dir: root.path().join("state"),
+        simulated_kernel_features: None,
+    })
+    .unwrap();
+    assert!(aa.detect().await.unwrap_err().contains("not enabled"));
+}
