@@ -11,3 +11,6 @@ pub mod status;
 pub mod validate;
 
 pub use run::{Args, run};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,336 @@
+//! Reconciler tests against a mocked API server that asserts the exact requests made
+//! (the controller-rs ApiServerVerifier pattern). The same flows run against a real
+//! kube-apiserver in the e2e suite.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{Store, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use palisade_crds::{NodeProfileStatus, SeccompProfile};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+use crate::controller::{Context, Error, reconcile};
+use crate::metrics::Metrics;
+use crate::validate::ParserConfig;
+
+fn store<K>(objects: Vec<K>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut writer = Writer::default();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(o));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    writer.as_reader()
+}
+
+fn obj<K: serde::de::DeserializeOwned>(v: Value) -> K {
+    serde_json::from_value(v).unwrap()
+}
+
+fn profile(finalizers: &[&str], deleting: bool, syscall: &str, status: Option<Value>) -> SeccompProfile {
+    let mut meta =
+        json!({"name": "web", "uid": "uid-1", "generation": 1, "resourceVersion": "7", "finalizers": finalizers});
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    obj(
+        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": meta,
+        "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [syscall], "action": "SCMP_ACT_ERRNO"}]},
+        "status": status}),
+    )
+}
+
+/// Two nodes with live agents; node-a installed generation 1, node-b has not reported.
+fn cluster_state(pods: Vec<Pod>) -> (Store<NodeProfileStatus>, Store<Node>, Store<Lease>, Store<Pod>) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let nodes = ["node-a", "node-b"]
+        .map(|n| obj::<Node>(json!({"metadata": {"name": n, "labels": {}}})))
+        .to_vec();
+    let leases = ["node-a", "node-b"]
+        .map(|n| {
+            obj::<Lease>(
+                json!({"metadata": {"name": format!("palisade-agent-{n}"), "namespace": "palisade-system"},
+            "spec": {"holderIdentity": n, "leaseDurationSeconds": 60, "renewTime": now}}),
+            )
+        })
+        .to_vec();
+    let nps = vec![obj::<NodeProfileStatus>(
+        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
+        "metadata": {"name": "node-a"}, "spec": {},
+        "status": {"agentVersion": "0.1.0", "capabilities": {"apparmor": true, "seccomp": true},
+            "profiles": [{"kind": "SeccompProfile", "name": "web", "uid": "uid-1", "generation": 1, "digest": "d", "state": "Installed"}]}}),
+    )];
+    (store(nps), store(nodes), store(leases), store(pods))
+}
+
+fn context(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>) -> Arc<Context> {
+    let (nps, nodes, leases, pods) = cluster_state(pods);
+    let mut registry = Registry::default();
+    Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "palisade-operator".into(),
+                instance: None,
+            },
+        ),
+        client,
+        metrics: Metrics::register(&mut registry),
+        parser: ParserConfig {
+            parser: "apparmor_parser".into(),
+            include_dir: "/etc/apparmor.d".into(),
+        },
+        seccomp: store(seccomp),
+        nps,
+        nodes,
+        leases,
+        pods,
+        validated: Mutex::default(),
+    })
+}
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+/// The next request: asserts method and path (query included), returns the JSON body and
+/// answers with `reply`.
+async fn expect(handle: &mut ApiHandle, method: Method, path_and_query: &str, reply: Value) -> Value {
+    let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("expected {method} {path_and_query}, got nothing"))
+        .expect("service not called");
+    assert_eq!(request.method(), method);
+    assert_eq!(request.uri().path_and_query().unwrap().as_str(), path_and_query);
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+async fn expect_nothing(handle: &mut ApiHandle) {
+    if let Ok(Some((request, _))) = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await {
+        panic!("unexpected request {} {}", request.method(), request.uri());
+    }
+}
+
+const FINALIZER: &str = "seccompprofiles.palisade.dev";
+const STATUS_PATH: &str =
+    "/apis/palisade.dev/v1alpha1/seccompprofiles/web/status?&force=true&fieldManager=palisade-operator";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events?";
+
+#[tokio::test]
+async fn adds_the_finalizer_before_anything_else() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let p = profile(&[], false, "mkdir", None);
+    let ctx = context(client, vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/palisade.dev/v1alpha1/seccompprofiles/web?",
+            reply,
+        )
+        .await;
+        assert_eq!(
+            body,
+            json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+        );
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn accepts_a_valid_profile_and_aggregates_node_status() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let p = profile(&[FINALIZER], false, "mkdir", None);
+    let ctx = context(client, vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, reply.clone()).await;
+        let status = &body["status"];
+        assert_eq!(body["apiVersion"], "palisade.dev/v1alpha1");
+        assert_eq!(status["observedGeneration"], 1);
+        assert_eq!(
+            status["nodes"],
+            json!({"targeted": 2, "installed": 1, "failed": 0, "pending": 1, "unsupported": 0})
+        );
+        assert_eq!(status["localhostProfile"], "palisade/web.json");
+        assert_eq!(
+            (
+                status["conditions"][0]["type"].as_str(),
+                status["conditions"][0]["status"].as_str()
+            ),
+            (Some("Accepted"), Some("True"))
+        );
+        assert_eq!(
+            (
+                status["conditions"][1]["type"].as_str(),
+                status["conditions"][1]["reason"].as_str()
+            ),
+            (Some("Ready"), Some("Pending"))
+        );
+        // An Event for the transition to Accepted, none for Pending.
+        let event = expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+        assert_eq!(event["reason"], "Accepted");
+        assert_eq!(event["regarding"]["name"], "web");
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn rejects_an_invalid_profile_with_the_reason() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let p = profile(&[FINALIZER], false, "mkdirr", None);
+    let ctx = context(client, vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, reply).await;
+        let accepted = &body["status"]["conditions"][0];
+        assert_eq!(
+            (accepted["status"].as_str(), accepted["reason"].as_str()),
+            (Some("False"), Some("Invalid"))
+        );
+        assert!(
+            accepted["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown syscall \"mkdirr\""),
+            "{accepted}"
+        );
+        assert_eq!(body["status"]["conditions"][1]["reason"], "NotAccepted");
+        assert_eq!(
+            body["status"]["nodes"]["targeted"], 0,
+            "a rejected generation targets no node"
+        );
+        let event = expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+        assert_eq!(
+            (event["reason"].as_str(), event["type"].as_str()),
+            (Some("Rejected"), Some("Warning"))
+        );
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_nothing_when_the_status_is_already_right() {
+    // First compute the status the operator writes, then feed it back: no request at all.
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let p = profile(&[FINALIZER], false, "mkdir", None);
+    let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let written = Arc::new(Mutex::new(Value::Null));
+    let w = written.clone();
+    let server = tokio::spawn(async move {
+        *w.lock().unwrap() = expect(&mut handle, Method::PATCH, STATUS_PATH, reply).await["status"].clone();
+        expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let status = written.lock().unwrap().clone();
+    let p = profile(&[FINALIZER], false, "mkdir", Some(status));
+    let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
+    let server = tokio::spawn(async move { expect_nothing(&mut handle).await });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+fn user_pod() -> Pod {
+    obj(json!({"metadata": {"name": "user", "namespace": "shop"},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "c",
+            "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/web.json"}}}]}}))
+}
+
+#[tokio::test]
+async fn holds_deletion_while_a_pod_uses_the_profile() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let p = profile(&[FINALIZER], true, "mkdir", None);
+    let ctx = context(client, vec![user_pod()], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, reply).await;
+        let status = &body["status"];
+        assert_eq!(status["activeWorkloads"], 1);
+        let held = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Deleting")
+            .unwrap()
+            .clone();
+        assert_eq!(held["reason"], "InUse");
+        assert_eq!(
+            held["message"],
+            "deletion waits for 1 pod(s) using the profile: shop/user"
+        );
+        // Events for Accepted and InUse; then nothing: the finalizer stays.
+        for _ in 0..2 {
+            expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+        }
+        expect_nothing(&mut handle).await;
+    });
+    let err = reconcile(Arc::new(p), ctx).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Finalizer(ref e) if matches!(**e, kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(1)))),
+        "{err}"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn releases_deletion_when_no_pod_uses_the_profile() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let p = profile(&[FINALIZER], true, "mkdir", None);
+    let ctx = context(client, vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/palisade.dev/v1alpha1/seccompprofiles/web?",
+            reply,
+        )
+        .await;
+        assert_eq!(
+            body,
+            json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                                {"op": "remove", "path": "/metadata/finalizers/0"}])
+        );
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
