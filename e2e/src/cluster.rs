@@ -402,3 +402,26 @@ pub async fn apply_json(client: &kube::Client, obj: serde_json::Value) -> Result
         .await?;
     Ok(())
 }
+
+/// Waits until the profile is Ready at its current generation and installed on exactly
+/// `nodes` nodes. (Ready alone can come before a just-started agent is counted.)
+pub async fn wait_installed<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<palisade_crds::ProfileStatus>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
+{
+    wait_for(
+        &format!("{name} Ready on {nodes} nodes"),
+        Duration::from_secs(30),
+        || async {
+            let p = api.get(name).await?;
+            let generation = p.meta().generation;
+            Ok(p.profile_status().filter(|s| {
+                s.nodes.is_some_and(|n| n.installed == nodes && n.targeted == nodes)
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
+            }))
+        },
+    )
+    .await
+}

@@ -6,20 +6,11 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use palisade_crds::{AppArmorProfile, SeccompProfile};
-use palisade_e2e::cluster::examples_dir;
+use palisade_e2e::cluster::{examples_dir, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
-const T: Duration = Duration::from_secs(30);
-
-fn ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i64>) -> bool {
-    status.is_some_and(|s| {
-        s.observed_generation == generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
-    })
-}
+const T: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn examples_install_on_every_node_update_and_removal() {
@@ -31,12 +22,7 @@ async fn examples_install_on_every_node_update_and_removal() {
 
     // Every example profile becomes Ready on all three nodes.
     for name in ["web-server", "base-runtime"] {
-        wait_for(&format!("SeccompProfile {name} Ready"), T, || async {
-            let p = sp.get(name).await?;
-            Ok(ready(p.status.as_ref(), p.metadata.generation).then_some(()))
-        })
-        .await
-        .unwrap();
+        wait_installed(&sp, name, 3).await.unwrap();
         let p = sp.get(name).await.unwrap();
         let status = p.status.unwrap();
         assert_eq!(status.nodes.unwrap().installed, 3);
@@ -46,12 +32,7 @@ async fn examples_install_on_every_node_update_and_removal() {
         );
     }
     for name in ["web-server", "log-shipper"] {
-        wait_for(&format!("AppArmorProfile {name} Ready"), T, || async {
-            let p = aap.get(name).await?;
-            Ok(ready(p.status.as_ref(), p.metadata.generation).then_some(()))
-        })
-        .await
-        .unwrap();
+        wait_installed(&aap, name, 3).await.unwrap();
     }
     for node in ["node-0", "node-1", "node-2"] {
         assert_eq!(cluster.seccomp_files(node), ["base-runtime.json", "web-server.json"]);

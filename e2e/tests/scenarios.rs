@@ -7,11 +7,11 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, wait_condition};
+use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
-const T: Duration = Duration::from_secs(30);
+const T: Duration = Duration::from_secs(60);
 const NODES: [&str; 3] = ["node-0", "node-1", "node-2"];
 
 fn seccomp(name: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -98,7 +98,7 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
         status.conditions
     );
 
-    wait_condition(&aap, "fine", "Ready", "True").await.unwrap();
+    wait_installed(&aap, "fine", 3).await.unwrap();
     for node in NODES {
         assert!(cluster.apparmor_loaded(node).contains_key("fine"));
         assert!(
@@ -118,7 +118,7 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
     )
     .await
     .unwrap();
-    wait_condition(&aap, "broken", "Ready", "True").await.unwrap();
+    wait_installed(&aap, "broken", 3).await.unwrap();
     assert!(cluster.apparmor_loaded("node-2").contains_key("broken"));
 }
 
@@ -135,7 +135,7 @@ async fn node_selector_and_node_labels_move_profiles_on_and_off_nodes() {
     .await
     .unwrap();
     files_on(&cluster, "web-only.json", &["node-1"]).await;
-    let status = wait_condition(&sp, "web-only", "Ready", "True").await.unwrap();
+    let status = wait_installed(&sp, "web-only", 1).await.unwrap();
     assert_eq!(status.nodes.unwrap().targeted, 1, "targets 1 of 3 nodes");
 
     label_node(&client, "node-1", json!({"role": null})).await;
@@ -165,8 +165,8 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
     apply_json(&client, apparmor("held-aa", json!({"abstract": {}})))
         .await
         .unwrap();
-    wait_condition(&sp, "held", "Ready", "True").await.unwrap();
-    wait_condition(&aap, "held-aa", "Ready", "True").await.unwrap();
+    wait_installed(&sp, "held", 3).await.unwrap();
+    wait_installed(&aap, "held-aa", 3).await.unwrap();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({
@@ -270,9 +270,9 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
     apply_json(&client, apparmor("aa", json!({"abstract": {}})))
         .await
         .unwrap();
-    wait_condition(&sp, "keep", "Ready", "True").await.unwrap();
-    wait_condition(&sp, "orphan", "Ready", "True").await.unwrap();
-    wait_condition(&aap, "aa", "Ready", "True").await.unwrap();
+    wait_installed(&sp, "keep", 3).await.unwrap();
+    wait_installed(&sp, "orphan", 3).await.unwrap();
+    wait_installed(&aap, "aa", 3).await.unwrap();
 
     // Drift: a deleted file, an edited file, an unloaded profile — all repaired.
     let good = std::fs::read(cluster.seccomp_dir("node-0").join("keep.json")).unwrap();
@@ -374,7 +374,7 @@ async fn node_deletion_and_addition_update_counts() {
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     apply_json(&client, seccomp("everywhere", json!({}))).await.unwrap();
-    wait_condition(&sp, "everywhere", "Ready", "True").await.unwrap();
+    wait_installed(&sp, "everywhere", 3).await.unwrap();
     let counts = || async {
         sp.get("everywhere")
             .await
@@ -424,7 +424,7 @@ async fn inheritance_changes_propagate_to_children() {
     apply_json(&client, seccomp("child", json!({"baseProfileName": "base"})))
         .await
         .unwrap();
-    wait_condition(&sp, "child", "Ready", "True").await.unwrap();
+    wait_installed(&sp, "child", 3).await.unwrap();
     let child = || std::fs::read_to_string(cluster.seccomp_dir("node-1").join("child.json")).unwrap_or_default();
     assert!(child().contains("ptrace"), "{}", child());
 
@@ -469,7 +469,7 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     apply_json(&client, seccomp("before", json!({}))).await.unwrap();
-    wait_condition(&sp, "before", "Ready", "True").await.unwrap();
+    wait_installed(&sp, "before", 3).await.unwrap();
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "palisade-system");
     let holder = leases
         .get("palisade-operator")
@@ -484,7 +484,7 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
     let killed = std::time::Instant::now();
 
     apply_json(&client, seccomp("after", json!({}))).await.unwrap();
-    wait_condition(&sp, "after", "Ready", "True").await.unwrap();
+    wait_installed(&sp, "after", 3).await.unwrap();
     let took = killed.elapsed();
     let holder = leases
         .get("palisade-operator")
