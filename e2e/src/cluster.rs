@@ -357,7 +357,7 @@ where
 {
     wait_for(
         &format!("{name}: {type_}={status}"),
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let p = api.get(name).await?;
             let generation = p.meta().generation;
@@ -411,7 +411,7 @@ where
 {
     wait_for(
         &format!("{name} Ready on {nodes} nodes"),
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let p = api.get(name).await?;
             let generation = p.meta().generation;
