@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 NODES ?= 3
 
-.PHONY: help bins generate check-generated lint test unit-test e2e-test control-plane up down demo bench chart-check image
+.PHONY: help bins release-bins bench-agent generate check-generated lint test unit-test e2e-test control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,8 +50,14 @@ down: ## Stop what `make up` (or `make demo KEEP=1`) started
 demo: bins ## Run Palisade end to end locally (3 nodes), show the result, tear down (KEEP=1 keeps it)
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) KEEP=$${KEEP:-0} target/debug/palisade-dev demo
 
-bench: ## Measure latency, memory and API writes
-	@echo "make bench: not yet — the benchmark lands with the e2e suite issue"; exit 2
+release-bins: ## Build optimized binaries (what the benchmarks measure)
+	$(CARGO) build --release --bins -q
+
+bench: release-bins ## Measure latency, bulk throughput, memory and API writes (NODES=20 by default)
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench --nodes $(if $(filter command line environment,$(origin NODES)),$(NODES),20)
+
+bench-agent: release-bins ## One agent's install cost, memory and restart time with 1000 profiles of each kind
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench-agent
 
 chart-check: ## helm lint, template and server-side dry-run of the chart
 	@echo "make chart-check: not yet — the Helm chart lands with the shipping issue"; exit 2

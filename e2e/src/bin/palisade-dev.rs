@@ -38,6 +38,20 @@ enum Cmd {
         #[arg(long, env = "KEEP", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
         keep: bool,
     },
+    /// Measure latency, bulk throughput, memory and API writes (`make bench`).
+    Bench {
+        #[arg(long, env = "NODES", default_value_t = 20)]
+        nodes: usize,
+        #[arg(long, default_value_t = 50)]
+        trials: usize,
+        #[arg(long, default_value_t = 1000)]
+        bulk: usize,
+    },
+    /// Measure one agent: install cost per kind, RSS and restart time with COUNT profiles.
+    BenchAgent {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+    },
 }
 
 fn step(start: Instant, what: &str) {
@@ -194,5 +208,11 @@ async fn main() -> Result<()> {
             bail!("pid {pid} did not stop in 30 s")
         }
         Cmd::Demo { nodes, keep } => demo(&cli.dir, nodes, keep).await,
+        Cmd::Bench { nodes, trials, bulk } => {
+            let results = palisade_e2e::bench::run(&cli.dir, nodes, trials, bulk).await?;
+            results.print();
+            Ok(())
+        }
+        Cmd::BenchAgent { count } => palisade_e2e::bench::agent(&cli.dir, count).await,
     }
 }

@@ -1,0 +1,431 @@
+//! Benchmarks on the local control plane with the real operator and agents: latency,
+//! bulk throughput, memory and API writes. They print numbers; they assert nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, SeccompProfile};
+use serde_json::json;
+
+use crate::cluster::{ProfileObject, apply_json};
+use crate::{Cluster, ControlPlane, Options, wait_for};
+
+/// Resident memory of a process, MiB (VmRSS).
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The p-th percentile (0–100) of samples, nearest rank.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    if s.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    s[rank.min(s.len()) - 1]
+}
+
+/// Writes the API server counted, by resource: `apiserver_request_total` for mutating verbs.
+pub async fn api_writes(client: &kube::Client) -> Result<BTreeMap<String, f64>> {
+    let text = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await?;
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(&format!("{k}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let verb = label("verb");
+        if !matches!(
+            verb.as_str(),
+            "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY" | "CREATE" | "UPDATE"
+        ) {
+            continue;
+        }
+        let resource = match label("subresource").as_str() {
+            "" => label("resource"),
+            sub => format!("{}/{sub}", label("resource")),
+        };
+        *out.entry(resource).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(out)
+}
+
+fn diff(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
+}
+
+async fn time_to_ready<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<f64>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
+{
+    let start = Instant::now();
+    crate::cluster::wait_installed(api, name, nodes).await?;
+    Ok(start.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn seccomp_obj(name: &str, i: usize) -> serde_json::Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": name},
+        "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": (i % 100) + 1}]}})
+}
+
+fn apparmor_obj(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": name},
+        "spec": {"abstract": {"filesystem": {"readOnlyPaths": [format!("/srv/{name}/**")]}, "network": {"allowedProtocols": {"allowTcp": true}}}}})
+}
+
+/// Everything `make bench` measures, for the table and the BENCH line.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub nodes: usize,
+    pub seccomp_p50: f64,
+    pub seccomp_p99: f64,
+    pub apparmor_p50: f64,
+    pub apparmor_p99: f64,
+    pub bulk_1000_s: f64,
+    pub agent_rss: f64,
+    pub operator_rss: f64,
+    pub writes_per_change: f64,
+    pub change_breakdown: BTreeMap<String, f64>,
+    pub steady_per_min: f64,
+    pub steady_breakdown: BTreeMap<String, f64>,
+}
+
+/// `make bench`: N nodes, latency over `trials`, a bulk of `bulk` seccomp profiles.
+pub async fn run(dir: &Path, nodes: usize, trials: usize, bulk: usize) -> Result<Results> {
+    let t0 = Instant::now();
+    let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    say(&format!("starting the control plane, the operator and {nodes} agents"));
+    let cp = ControlPlane::start(dir).await?;
+    let cluster = Cluster::start_on(
+        cp,
+        Options {
+            nodes,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let client = cluster.cp.client().await?;
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let n = nodes as u32;
+    let mut r = Results {
+        nodes,
+        ..Default::default()
+    };
+
+    say(&format!("seccomp apply → Ready on {nodes} nodes, {trials} trials"));
+    let mut samples = Vec::new();
+    for i in 0..trials {
+        let name = format!("lat-sc-{i}");
+        apply_json(&client, seccomp_obj(&name, i)).await?;
+        samples.push(time_to_ready(&sp, &name, n).await?);
+    }
+    (r.seccomp_p50, r.seccomp_p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+
+    say(&format!("AppArmor apply → Ready on {nodes} nodes, {trials} trials"));
+    let mut samples = Vec::new();
+    for i in 0..trials {
+        let name = format!("lat-aa-{i}");
+        apply_json(&client, apparmor_obj(&name)).await?;
+        samples.push(time_to_ready(&aap, &name, n).await?);
+    }
+    (r.apparmor_p50, r.apparmor_p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+
+    say("API writes for one profile change (after things settle)");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = api_writes(&client).await?;
+    sp.patch(
+        "lat-sc-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"defaultErrnoRet": 7}})),
+    )
+    .await?;
+    time_to_ready(&sp, "lat-sc-0", n).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let change = diff(&api_writes(&client).await?, &before);
+    // Heartbeat Leases renew on their own clock; they are counted in the steady rate.
+    r.change_breakdown = change.into_iter().filter(|(k, _)| k != "leases").collect();
+    r.writes_per_change = r.change_breakdown.values().sum();
+
+    say("steady-state writes over 30 s with nothing changing");
+    let before = api_writes(&client).await?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    r.steady_breakdown = diff(&api_writes(&client).await?, &before)
+        .into_iter()
+        .map(|(k, v)| (k, v * 2.0))
+        .collect();
+    r.steady_per_min = r.steady_breakdown.values().sum();
+
+    say(&format!("bulk: {bulk} seccomp profiles applied at once"));
+    let items: Vec<_> = (0..bulk).map(|i| seccomp_obj(&format!("bulk-{i}"), i)).collect();
+    let file = dir.join("bulk.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
+    )?;
+    let start = Instant::now();
+    cluster.apply(&file)?;
+    wait_for("the bulk to be Ready everywhere", Duration::from_secs(900), || async {
+        let list = sp.list(&ListParams::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("bulk-")))
+            .filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    s.nodes.is_some_and(|c| c.installed == n)
+                        && s.conditions.iter().any(|c| {
+                            c.type_ == "Ready" && c.status == "True" && c.observed_generation == p.metadata.generation
+                        })
+                })
+            })
+            .count();
+        Ok((ready == bulk).then_some(()))
+    })
+    .await?;
+    r.bulk_1000_s = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    r.agent_rss = cluster
+        .agents
+        .values()
+        .filter_map(|a| a.proc.as_ref())
+        .map(|p| rss_mib(p.pid()))
+        .fold(0.0, f64::max);
+    r.operator_rss = cluster
+        .operators
+        .iter()
+        .flatten()
+        .map(|p| rss_mib(p.pid()))
+        .fold(0.0, f64::max);
+    say("done; stopping");
+    Ok(r)
+}
+
+impl Results {
+    pub fn print(&self) {
+        let row = |what: &str, value: String, target: &str| println!("  {what:<44} {value:>12}   {target}");
+        println!();
+        println!(
+            "Palisade benchmark: {} simulated nodes, real etcd + kube-apiserver, {} cores",
+            self.nodes,
+            num_cpus()
+        );
+        row("seccomp apply → Ready, p50", format!("{:.0} ms", self.seccomp_p50), "");
+        row(
+            "seccomp apply → Ready, p99",
+            format!("{:.0} ms", self.seccomp_p99),
+            "target < 300 ms",
+        );
+        row(
+            "AppArmor apply → Ready, p50",
+            format!("{:.0} ms", self.apparmor_p50),
+            "",
+        );
+        row(
+            "AppArmor apply → Ready, p99",
+            format!("{:.0} ms", self.apparmor_p99),
+            "target < 1000 ms",
+        );
+        row(
+            "1000 seccomp profiles at once → all Ready",
+            format!("{:.1} s", self.bulk_1000_s),
+            "",
+        );
+        row(
+            "agent RSS (max over agents) at 1000+ profiles",
+            format!("{:.1} MiB", self.agent_rss),
+            "target < 12 MiB",
+        );
+        row(
+            "operator RSS at 1000+ profiles",
+            format!("{:.1} MiB", self.operator_rss),
+            "target < 30 MiB",
+        );
+        row(
+            "API writes per profile change",
+            format!("{:.0}", self.writes_per_change),
+            &format!("target ≤ nodes + 2 = {}", self.nodes + 2),
+        );
+        println!("      {:?}", self.change_breakdown);
+        row(
+            "API writes per minute at steady state",
+            format!("{:.0}", self.steady_per_min),
+            "",
+        );
+        println!("      {:?}", self.steady_breakdown);
+        println!();
+        println!(
+            "BENCH nodes={} seccomp_ready_p50_ms={:.0} seccomp_ready_p99_ms={:.0} apparmor_ready_p99_ms={:.0} bulk_1000_ready_s={:.1} agent_rss_mib={:.1} operator_rss_mib={:.1} writes_per_change={:.0} steady_writes_per_min={:.0}",
+            self.nodes,
+            self.seccomp_p50,
+            self.seccomp_p99,
+            self.apparmor_p99,
+            self.bulk_1000_s,
+            self.agent_rss,
+            self.operator_rss,
+            self.writes_per_change,
+            self.steady_per_min
+        );
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// One agent's costs (`palisade-dev bench-agent`): per-profile install time for each kind,
+/// RSS with `count` profiles of each kind, and restart times with `count` AppArmor profiles.
+pub async fn agent(dir: &Path, count: usize) -> Result<()> {
+    let t0 = Instant::now();
+    let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let cp = ControlPlane::start(dir).await?;
+    let mut cluster = Cluster::start_on(
+        cp,
+        Options {
+            nodes: 1,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let client = cluster.cp.client().await?;
+    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let installed = |kind: &'static str| {
+        let nps = nps.clone();
+        async move {
+            let s = nps.get("node-0").await?.status.unwrap_or_default();
+            Ok::<usize, anyhow::Error>(
+                s.profiles
+                    .iter()
+                    .filter(|p| p.state == NodeProfileState::Installed && format!("{:?}", p.kind).starts_with(kind))
+                    .count(),
+            )
+        }
+    };
+    let rss_before = rss_mib(cluster.agents["node-0"].proc.as_ref().context("agent")?.pid());
+
+    for (kind, label) in [("Seccomp", "seccomp"), ("AppArmor", "AppArmor")] {
+        say(&format!("{count} {label} profiles on one node"));
+        let items: Vec<_> = (0..count)
+            .map(|i| {
+                if kind == "Seccomp" {
+                    seccomp_obj(&format!("b-sc-{i}"), i)
+                } else {
+                    apparmor_obj(&format!("b-aa-{i}"))
+                }
+            })
+            .collect();
+        let file = dir.join(format!("{label}.json"));
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
+        )?;
+        let start = Instant::now();
+        cluster.apply(&file)?;
+        wait_for(
+            &format!("{count} {label} installed"),
+            Duration::from_secs(1800),
+            || async { Ok((installed(kind).await? == count).then_some(())) },
+        )
+        .await?;
+        let took = start.elapsed().as_secs_f64();
+        println!(
+            "  {label:<9} {count} profiles applied → installed on the node: {took:.1} s ({:.1} ms per profile, API and operator included)",
+            took * 1000.0 / count as f64
+        );
+    }
+    let pid = cluster.agents["node-0"].proc.as_ref().context("agent")?.pid();
+    println!(
+        "  agent RSS: {rss_before:.1} MiB with no profiles, {:.1} MiB with {count} seccomp + {count} AppArmor profiles",
+        rss_mib(pid)
+    );
+    let metrics = reqwest_metrics(cluster.agents["node-0"].metrics_port)
+        .await
+        .unwrap_or_default();
+    if let (Some(sum), Some(n)) = (
+        metric(&metrics, "palisade_agent_parser_duration_seconds_sum"),
+        metric(&metrics, "palisade_agent_parser_duration_seconds_count"),
+    ) {
+        println!(
+            "  apparmor_parser per load (agent metric): {:.1} ms mean over {n:.0} loads",
+            sum * 1000.0 / n
+        );
+    }
+
+    for (label, reboot) in [
+        ("agent restart (profiles stay loaded)", false),
+        ("node reboot (kernel list empty; reload from the parser cache)", true),
+    ] {
+        cluster.kill_agent("node-0");
+        nps.patch_status(
+            "node-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"profiles": []}})),
+        )
+        .await
+        .ok();
+        if reboot {
+            std::fs::write(cluster.node_dir("node-0").join("apparmorfs/profiles"), b"")?;
+        }
+        let start = Instant::now();
+        cluster.start_agent("node-0")?;
+        wait_for(
+            "the node to report everything installed again",
+            Duration::from_secs(1800),
+            || async {
+                Ok((installed("AppArmor").await? == count && installed("Seccomp").await? == count).then_some(()))
+            },
+        )
+        .await?;
+        println!(
+            "  {label}: {:.1} s until {} profiles are reported installed",
+            start.elapsed().as_secs_f64(),
+            2 * count
+        );
+    }
+    Ok(())
+}
+
+async fn reqwest_metrics(port: u16) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
