@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -333,7 +334,19 @@ async fn run_controller<K>(
     K: Profile,
 {
     let all = BroadcastStream::new(all.subscribe()).filter_map(|r| futures::future::ready(r.ok()));
-    Controller::new(Api::<K>::all(client.clone()), watcher::Config::default())
+    // Watched as JSON and parsed per object: one object that does not parse (an older or
+    // newer schema, say) is logged and skipped instead of failing the whole list and watch.
+    let ar = ApiResource::erase::<K>(&());
+    let (reader, writer) = reflector::store();
+    let objects = watcher(
+        Api::<DynamicObject>::all_with(client.clone(), &ar),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .try_filter_map(|event| futures::future::ready(Ok(parse_event::<K>(event))))
+    .reflect(writer)
+    .applied_objects();
+    Controller::for_stream(objects, reader)
         .reconcile_on(refs)
         .reconcile_all_on(all)
         .graceful_shutdown_on(stop)
@@ -342,9 +355,51 @@ async fn run_controller<K>(
         .await;
 }
 
+/// A watch event with its object parsed as `K`; `None` for an object that does not parse.
+fn parse_event<K: Profile>(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<K>> {
+    let parse = |o: DynamicObject| {
+        let name = o.metadata.name.clone().unwrap_or_default();
+        o.try_parse::<K>()
+            .map_err(
+                |e| tracing::warn!(kind = K::KIND_NAME, name, error = %e, "skipping an object that does not parse"),
+            )
+            .ok()
+    };
+    Some(match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(parse(o)?),
+        watcher::Event::Delete(o) => watcher::Event::Delete(parse(o)?),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(parse(o)?),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+    use kube::api::DynamicObject;
+    use kube::runtime::watcher::Event;
+    use palisade_crds::SeccompProfile;
+    use serde_json::json;
+
+    #[test]
+    fn objects_that_do_not_parse_are_skipped_not_fatal() {
+        let obj = |spec: serde_json::Value| -> DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+                "metadata": {"name": "p"}, "spec": spec}))
+            .unwrap()
+        };
+        let good = super::parse_event::<SeccompProfile>(Event::Apply(obj(json!({"defaultAction": "SCMP_ACT_ALLOW"}))));
+        assert!(matches!(good, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("p")));
+        let bad = super::parse_event::<SeccompProfile>(Event::InitApply(obj(
+            json!({"defaultAction": "SCMP_ACT_SOMETHING_NEW"}),
+        )));
+        assert!(bad.is_none());
+        assert!(matches!(
+            super::parse_event::<SeccompProfile>(Event::InitDone),
+            Some(Event::InitDone)
+        ));
+    }
 
     #[test]
     fn flags_are_consistent() {
