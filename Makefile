@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 NODES ?= 3
 
-.PHONY: help bins release-bins bench-agent generate check-generated lint test unit-test e2e-test control-plane up down demo bench chart-check image
+.PHONY: help bins release-bins bench-agent bench-operator generate check-generated lint test unit-test e2e-test control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ release-bins: ## Build optimized binaries (what the benchmarks measure)
 
 bench: release-bins ## Measure latency, bulk throughput, memory and API writes (NODES=20 by default)
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench --nodes $(if $(filter command line environment,$(origin NODES)),$(NODES),20)
+
+bench-operator: release-bins ## Operator memory with 1000 profiles × 100 NodeProfileStatus objects
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench-op bench-operator
 
 bench-agent: release-bins ## One agent's install cost, memory and restart time with 1000 profiles of each kind
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench-agent

@@ -429,3 +429,116 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// Operator memory at scale (`palisade-dev bench-operator`): `profiles` SeccompProfiles and
+/// `nodes` Nodes, each with a live heartbeat and a NodeProfileStatus listing every profile
+/// installed. No agents run: the objects are what agents would write, so this measures the
+/// operator alone. Prints its RSS once every profile is Ready on every node.
+pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Node;
+    let t0 = Instant::now();
+    let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let cp = ControlPlane::start(dir).await?;
+    let cluster = Cluster::start_on(
+        cp,
+        Options {
+            nodes: 0,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let client = cluster.cp.client().await?;
+    let pid = cluster.operators[0].as_ref().context("operator")?.pid();
+    let idle = rss_mib(pid);
+
+    say(&format!("{profiles} SeccompProfiles"));
+    let items: Vec<_> = (0..profiles).map(|i| seccomp_obj(&format!("op-{i}"), i)).collect();
+    let file = dir.join("profiles.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
+    )?;
+    cluster.apply(&file)?;
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let accepted = || async {
+        let list = sp.list(&ListParams::default()).await?;
+        Ok::<_, anyhow::Error>(
+            list.items
+                .into_iter()
+                .filter(|p| palisade_crds::accepted_at(p.status.as_ref(), p.metadata.generation))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let objects = wait_for("every profile accepted", Duration::from_secs(600), || async {
+        let a = accepted().await?;
+        Ok((a.len() == profiles).then_some(a))
+    })
+    .await?;
+
+    say(&format!(
+        "{nodes} Nodes with heartbeats and full NodeProfileStatus objects"
+    ));
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), crate::cluster::NAMESPACE);
+    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let entries: Vec<_> = objects
+        .iter()
+        .map(|p| {
+            json!({"kind": "SeccompProfile", "name": p.metadata.name, "uid": p.metadata.uid,
+            "generation": p.metadata.generation, "digest": "0".repeat(64), "state": "Installed"})
+        })
+        .collect();
+    let apply = PatchParams::apply("bench").force();
+    for i in 0..nodes {
+        let node = format!("sim-{i}");
+        nodes_api
+            .patch(
+                &node,
+                &apply,
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})),
+            )
+            .await?;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        leases
+            .patch(&format!("palisade-agent-{node}"), &apply, &Patch::Apply(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": format!("palisade-agent-{node}"), "labels": {"app.kubernetes.io/name": "palisade-agent"}},
+                "spec": {"holderIdentity": node, "leaseDurationSeconds": 3600, "renewTime": now}})))
+            .await?;
+        nps.patch(&node, &apply, &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus", "metadata": {"name": node}, "spec": {}}))).await?;
+        nps.patch_status(&node, &apply, &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
+            "metadata": {"name": node}, "status": {"agentVersion": "bench", "capabilities": {"apparmor": true, "seccomp": true}, "profiles": entries}})))
+            .await?;
+    }
+    let start = Instant::now();
+    wait_for(
+        "every profile Ready on every node",
+        Duration::from_secs(900),
+        || async {
+            let list = sp.list(&ListParams::default()).await?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.nodes)
+                        .is_some_and(|c| c.installed as usize == nodes)
+                })
+                .count();
+            Ok((ready == profiles).then_some(()))
+        },
+    )
+    .await?;
+    say(&format!("aggregated in {:.1} s", start.elapsed().as_secs_f64()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "  operator RSS: {idle:.1} MiB idle, {:.1} MiB with {profiles} profiles × {nodes} NodeProfileStatus objects ({} entries)",
+        rss_mib(pid),
+        profiles * nodes
+    );
+    Ok(())
+}

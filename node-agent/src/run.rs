@@ -187,11 +187,15 @@ pub async fn run(args: Args) -> Result<()> {
     let mut object_ready = false;
     let mut shutdown_rx = shutdown.clone();
     let mut first = true;
+    let mut next_write = tokio::time::Instant::now();
     loop {
         let drift_check = tokio::select! {
             _ = notify.notified() => {
-                // Let a burst of events land, so a batch costs one sync and one write.
+                // Let a burst of events land, so a batch costs one sync and one write; and
+                // keep writes apart in proportion to how slowly the API server answers them,
+                // so a flood of changes is coalesced instead of flooding it back.
                 tokio::time::sleep(Duration::from_millis(15)).await;
+                tokio::time::sleep_until(next_write).await;
                 false
             }
             _ = drift.tick() => true,
@@ -221,10 +225,12 @@ pub async fn run(args: Args) -> Result<()> {
                 }
             }
         }
+        let started = tokio::time::Instant::now();
         match writer.report(&capabilities, entries).await {
             Ok(wrote) => {
                 if wrote {
                     metrics.status_writes.inc();
+                    next_write = tokio::time::Instant::now() + write_gap(started.elapsed());
                 }
                 retry = false;
                 health.set_ready(true);
@@ -247,8 +253,24 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The pause after a status write before the next: five times what the write took,
+/// between 50 ms and 2 s. An idle API server answers in milliseconds, so a single change
+/// is reported at once; a loaded one gets fewer, larger writes.
+pub fn write_gap(took: Duration) -> Duration {
+    (took * 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn write_gap_grows_with_api_latency_within_bounds() {
+        assert_eq!(super::write_gap(Duration::from_millis(2)), Duration::from_millis(50));
+        assert_eq!(super::write_gap(Duration::from_millis(100)), Duration::from_millis(500));
+        assert_eq!(super::write_gap(Duration::from_secs(3)), Duration::from_secs(2));
+    }
+
     use clap::CommandFactory;
 
     #[test]

@@ -14,10 +14,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use palisade_crds::{
-    AppArmorProfile, NodeProfile, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus, SeccompProfile,
-    SeccompProfileSpec,
-};
+use palisade_crds::{AppArmorProfile, ProfileKind, ProfileState, ProfileStatus, SeccompProfile, SeccompProfileSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -65,12 +62,14 @@ pub struct Context {
     pub metrics: Metrics,
     pub parser: ParserConfig,
     pub seccomp: Store<SeccompProfile>,
-    pub nps: Store<NodeProfileStatus>,
+    pub reports: Arc<crate::reports::NodeReports>,
     pub nodes: Store<Node>,
     pub leases: Store<Lease>,
     pub pods: Store<Pod>,
     /// Validation results by (kind, uid, generation, digest of inputs).
     pub validated: Mutex<HashMap<ValidationKey, Result<(), String>>>,
+    /// When each profile's status was last written, for [`PROGRESS_GAP`].
+    pub last_write: Mutex<HashMap<(ProfileKind, String), std::time::Instant>>,
 }
 
 /// What the generic reconciler needs from each profile kind.
@@ -204,6 +203,21 @@ pub fn live_nodes(leases: &Store<Lease>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Status writes that only move counts (no condition changes status or reason) are kept at
+/// least this far apart per profile, so a rollout over many nodes is not one write per node.
+pub const PROGRESS_GAP: Duration = Duration::from_secs(1);
+
+/// Whether `new` differs from `old` only in progress: counts, failures, messages.
+pub fn progress_only(old: &ProfileStatus, new: &ProfileStatus) -> bool {
+    let key = |s: &ProfileStatus| {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    old.observed_generation == new.observed_generation && key(old) == key(new)
+}
+
 /// The entry point kube-runtime calls for each profile.
 pub async fn reconcile<K: Profile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer(K::KIND_NAME);
@@ -227,21 +241,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
     let accepted = obj.validate(ctx).await;
 
     let live = live_nodes(&ctx.leases);
-    let nps: BTreeMap<String, BTreeMap<(ProfileKind, String), NodeProfile>> = ctx
-        .nps
-        .state()
-        .iter()
-        .map(|n| {
-            let entries = n
-                .status
-                .iter()
-                .flat_map(|s| s.profiles.iter())
-                .filter(|e| e.kind == K::KIND && e.name == name)
-                .map(|e| ((e.kind, e.name.clone()), e.clone()))
-                .collect();
-            (n.name_any(), entries)
-        })
-        .collect();
+    let reports = ctx.reports.for_profile(K::KIND, &name);
     let nodes = ctx.nodes.state();
     let empty = BTreeMap::new();
     let views: Vec<NodeView<'_>> = nodes
@@ -250,7 +250,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
             name: n.metadata.name.as_deref().unwrap_or_default(),
             labels: n.metadata.labels.as_ref().unwrap_or(&empty),
             live: n.metadata.name.as_ref().is_some_and(|name| live.contains(name)),
-            entries: n.metadata.name.as_ref().and_then(|name| nps.get(name)),
+            entry: n.metadata.name.as_ref().and_then(|name| reports.get(name)),
         })
         .collect();
     let uid = obj.uid().unwrap_or_default();
@@ -286,11 +286,22 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
     );
     ctx.metrics.profile_state(K::KIND_NAME, &name, &new);
     if old != Some(&new) {
+        let key = (K::KIND, name.clone());
+        if old.is_some_and(|o| progress_only(o, &new)) {
+            let since = ctx.last_write.lock().expect("lock").get(&key).map(|t| t.elapsed());
+            if let Some(since) = since.filter(|s| *s < PROGRESS_GAP) {
+                return Ok(Action::requeue(PROGRESS_GAP - since));
+            }
+        }
         let api: Api<K> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new});
         api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
             .await
             .map_err(Error::Kube)?;
+        ctx.last_write
+            .lock()
+            .expect("lock")
+            .insert(key, std::time::Instant::now());
         publish_transitions(ctx, obj.as_ref(), old, &new).await;
     }
     Ok(Action::requeue(RESYNC))

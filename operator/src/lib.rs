@@ -6,6 +6,7 @@ pub mod controller;
 pub mod leader;
 pub mod metrics;
 pub mod pods;
+pub mod reports;
 pub mod run;
 pub mod status;
 pub mod validate;

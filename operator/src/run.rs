@@ -154,10 +154,12 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Stores: what reconciles read. Pods are kept as a slim projection.
     let (seccomp, seccomp_events) = reflect(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default());
-    let (nps, nps_events) = reflect(
+    let reports = Arc::new(crate::reports::NodeReports::default());
+    let nps_events = watcher(
         Api::<NodeProfileStatus>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .default_backoff();
     let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
     let (leases, lease_events) = reflect(
         Api::<Lease>::namespaced(client.clone(), &args.namespace),
@@ -186,11 +188,12 @@ pub async fn run(args: Args) -> Result<()> {
             include_dir: args.apparmor_include_dir.clone(),
         },
         seccomp: seccomp.clone(),
-        nps,
+        reports: reports.clone(),
         nodes,
         leases: leases.clone(),
         pods: pod_store,
         validated: Mutex::default(),
+        last_write: Mutex::default(),
     });
 
     // Triggers: route each change to the profiles it affects.
@@ -209,9 +212,12 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let r = route.clone();
-    tokio::spawn(nps_events.for_each(move |n| {
-        for e in n.status.iter().flat_map(|s| s.profiles.iter()) {
-            r(e.kind, &e.name);
+    tokio::spawn(nps_events.for_each(move |event| {
+        // Only the profiles whose entries changed on that node are looked at again.
+        if let Ok(event) = event {
+            for (kind, name) in reports.apply(event) {
+                r(kind, &name);
+            }
         }
         futures::future::ready(())
     }));
@@ -286,7 +292,7 @@ pub async fn run(args: Args) -> Result<()> {
     });
 
     ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
-    ctx.nps.wait_until_ready().await.context("initial watch sync")?;
+    ctx.reports.wait_ready().await;
     ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
     ctx.pods.wait_until_ready().await.context("initial watch sync")?;
 

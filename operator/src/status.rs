@@ -19,8 +19,8 @@ pub struct NodeView<'a> {
     pub labels: &'a BTreeMap<String, String>,
     /// Its agent's heartbeat is current.
     pub live: bool,
-    /// Its NodeProfileStatus entries, by (kind, name).
-    pub entries: Option<&'a BTreeMap<(ProfileKind, String), NodeProfile>>,
+    /// Its NodeProfileStatus entry for the profile.
+    pub entry: Option<&'a NodeProfile>,
 }
 
 /// What the profile is, for aggregation.
@@ -44,9 +44,8 @@ pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCoun
     for node in nodes.iter().filter(|n| n.live && selects(profile.selector, n.labels)) {
         counts.targeted += 1;
         let entry = node
-            .entries
-            .and_then(|e| e.get(&(profile.kind, profile.name.to_string())))
-            .filter(|e| e.uid == profile.uid);
+            .entry
+            .filter(|e| e.kind == profile.kind && e.name == profile.name && e.uid == profile.uid);
         match entry {
             Some(e) if e.state == NodeProfileState::Unsupported => counts.unsupported += 1,
             Some(e) if e.generation == profile.generation && e.state == NodeProfileState::Installed => {
@@ -201,8 +200,8 @@ mod tests {
         }
     }
 
-    fn entries(e: NodeProfile) -> BTreeMap<(ProfileKind, String), NodeProfile> {
-        BTreeMap::from([((e.kind, e.name.clone()), e)])
+    fn entries(e: NodeProfile) -> NodeProfile {
+        e
     }
 
     #[test]
@@ -221,49 +220,49 @@ mod tests {
                 name: "n0",
                 labels: &web,
                 live: true,
-                entries: Some(&installed),
+                entry: Some(&installed),
             },
             NodeView {
                 name: "n1",
                 labels: &web,
                 live: true,
-                entries: Some(&stale),
+                entry: Some(&stale),
             },
             NodeView {
                 name: "n2",
                 labels: &web,
                 live: true,
-                entries: Some(&failed),
+                entry: Some(&failed),
             },
             NodeView {
                 name: "n3",
                 labels: &web,
                 live: true,
-                entries: Some(&unsupported),
+                entry: Some(&unsupported),
             },
             NodeView {
                 name: "n4",
                 labels: &web,
                 live: true,
-                entries: None,
+                entry: None,
             },
             NodeView {
                 name: "n5",
                 labels: &web,
                 live: true,
-                entries: Some(&other_uid),
+                entry: Some(&other_uid),
             },
             NodeView {
                 name: "n6",
                 labels: &web,
                 live: false,
-                entries: Some(&installed),
+                entry: Some(&installed),
             },
             NodeView {
                 name: "n7",
                 labels: &db,
                 live: true,
-                entries: Some(&installed),
+                entry: Some(&installed),
             },
         ];
         let selector: LabelSelector =

@@ -53,7 +53,7 @@ fn profile(finalizers: &[&str], deleting: bool, syscall: &str, status: Option<Va
 }
 
 /// Two nodes with live agents; node-a installed generation 1, node-b has not reported.
-fn cluster_state(pods: Vec<Pod>) -> (Store<NodeProfileStatus>, Store<Node>, Store<Lease>, Store<Pod>) {
+fn cluster_state(pods: Vec<Pod>) -> (Arc<crate::reports::NodeReports>, Store<Node>, Store<Lease>, Store<Pod>) {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let nodes = ["node-a", "node-b"]
         .map(|n| obj::<Node>(json!({"metadata": {"name": n, "labels": {}}})))
@@ -72,11 +72,17 @@ fn cluster_state(pods: Vec<Pod>) -> (Store<NodeProfileStatus>, Store<Node>, Stor
         "status": {"agentVersion": "0.1.0", "capabilities": {"apparmor": true, "seccomp": true},
             "profiles": [{"kind": "SeccompProfile", "name": "web", "uid": "uid-1", "generation": 1, "digest": "d", "state": "Installed"}]}}),
     )];
-    (store(nps), store(nodes), store(leases), store(pods))
+    let reports = crate::reports::NodeReports::default();
+    reports.apply(watcher::Event::Init);
+    for n in nps {
+        reports.apply(watcher::Event::InitApply(n));
+    }
+    reports.apply(watcher::Event::InitDone);
+    (Arc::new(reports), store(nodes), store(leases), store(pods))
 }
 
 fn context(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>) -> Arc<Context> {
-    let (nps, nodes, leases, pods) = cluster_state(pods);
+    let (reports, nodes, leases, pods) = cluster_state(pods);
     let mut registry = Registry::default();
     Arc::new(Context {
         recorder: Recorder::new(
@@ -93,11 +99,12 @@ fn context(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>) -> Arc<
             include_dir: "/etc/apparmor.d".into(),
         },
         seccomp: store(seccomp),
-        nps,
+        reports,
         nodes,
         leases,
         pods,
         validated: Mutex::default(),
+        last_write: Mutex::default(),
     })
 }
 
@@ -333,4 +340,22 @@ async fn releases_deletion_when_no_pod_uses_the_profile() {
     });
     reconcile(Arc::new(p), ctx).await.unwrap();
     server.await.unwrap();
+}
+
+#[test]
+fn progress_only_changes_are_told_apart_from_transitions() {
+    use crate::controller::progress_only;
+    let status = |reason: &str, installed: u32| -> palisade_crds::ProfileStatus {
+        obj(
+            json!({"observedGeneration": 1, "nodes": {"targeted": 3, "installed": installed, "failed": 0, "pending": 3 - installed, "unsupported": 0},
+            "conditions": [{"type": "Ready", "status": if reason == "Installed" { "True" } else { "False" }, "reason": reason,
+                "message": format!("{installed}/3"), "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+        )
+    };
+    assert!(progress_only(&status("Pending", 1), &status("Pending", 2)));
+    assert!(
+        !progress_only(&status("Pending", 2), &status("Installed", 3)),
+        "Ready is written at once"
+    );
+    assert!(!progress_only(&status("Pending", 2), &status("Degraded", 2)));
 }

@@ -47,6 +47,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         bulk: usize,
     },
+    /// Measure the operator's memory with PROFILES profiles × NODES NodeProfileStatus objects.
+    BenchOperator {
+        #[arg(long, default_value_t = 1000)]
+        profiles: usize,
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+    },
     /// Measure one agent: install cost per kind, RSS and restart time with COUNT profiles.
     BenchAgent {
         #[arg(long, default_value_t = 1000)]
@@ -213,6 +220,7 @@ async fn main() -> Result<()> {
             results.print();
             Ok(())
         }
+        Cmd::BenchOperator { profiles, nodes } => palisade_e2e::bench::operator(&cli.dir, profiles, nodes).await,
         Cmd::BenchAgent { count } => palisade_e2e::bench::agent(&cli.dir, count).await,
     }
 }
