@@ -502,7 +502,7 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
                 &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})),
             )
             .await?;
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
         leases
             .patch(&format!("palisade-agent-{node}"), &apply, &Patch::Apply(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": format!("palisade-agent-{node}"), "labels": {"app.kubernetes.io/name": "palisade-agent"}},

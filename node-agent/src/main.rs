@@ -2,7 +2,9 @@
 
 use clap::Parser;
 
-#[tokio::main]
+// One thread: the agent's work is sequential (one sync at a time), and a single runtime
+// thread keeps its memory small.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = palisade_agent::Args::parse();
     palisade_runtime::init_logging(args.log_format);

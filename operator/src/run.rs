@@ -73,6 +73,7 @@ where
     let (store, writer) = reflector::store_shared(1024);
     let stream = watcher(api, cfg)
         .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
         .reflect_shared(writer)
         .touched_objects()
         .filter_map(|r| futures::future::ready(r.ok()))
@@ -169,6 +170,7 @@ pub async fn run(args: Args) -> Result<()> {
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .modify(pods::slim)
+        .modify(|o| o.managed_fields_mut().clear())
         .reflect_shared(pod_writer)
         .touched_objects()
         .filter_map(|r| futures::future::ready(r.ok()));
