@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
@@ -72,23 +72,21 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// Watches a kind leniently: objects are kept as JSON and parsed at use, so one object
-/// that does not parse is skipped with a warning instead of stalling the watch.
-fn watch_kind<K>(client: &Client, notify: Arc<Notify>) -> Store<DynamicObject>
+/// Watches a kind leniently: objects arrive as JSON and are parsed one by one, so one that
+/// does not parse is skipped with a warning instead of stalling the watch. The cache holds
+/// the parsed objects without managedFields, which the agent never reads.
+fn watch_kind<K>(client: &Client, notify: Arc<Notify>) -> Store<K>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let ar = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let writer = reflector::store::Writer::new(ar.clone());
-    let store = writer.as_reader();
-    // managedFields are most of a small object's size and the agent never reads them.
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(|o| o.managed_fields_mut().clear()),
-    );
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
+        .reflect(writer);
     tokio::spawn(stream.for_each(move |_| {
         notify.notify_one();
         futures::future::ready(())
@@ -96,18 +94,11 @@ where
     store
 }
 
-fn parsed<K: Resource + DeserializeOwned>(store: &Store<DynamicObject>) -> Vec<K> {
-    store
-        .state()
-        .iter()
-        .filter_map(|o| match o.as_ref().clone().try_parse::<K>() {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::warn!(name = o.metadata.name.as_deref().unwrap_or(""), error = %e, "skipping an object that does not parse");
-                None
-            }
-        })
-        .collect()
+fn parsed<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store.state().iter().map(|o| o.as_ref().clone()).collect()
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -181,9 +172,8 @@ pub async fn run(args: Args) -> Result<()> {
         n.notify_one();
         futures::future::ready(())
     }));
-    for store in [&seccomp_store, &apparmor_store] {
-        store.wait_until_ready().await.context("watching profiles")?;
-    }
+    seccomp_store.wait_until_ready().await.context("watching profiles")?;
+    apparmor_store.wait_until_ready().await.context("watching profiles")?;
     node_store.wait_until_ready().await.context("watching the Node")?;
 
     let mut writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);

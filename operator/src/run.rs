@@ -351,7 +351,7 @@ async fn run_controller<K>(
         watcher::Config::default(),
     )
     .default_backoff()
-    .try_filter_map(|event| futures::future::ready(Ok(parse_event::<K>(event))))
+    .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
     .reflect(writer)
     .applied_objects();
     Controller::for_stream(objects, reader)
@@ -363,51 +363,9 @@ async fn run_controller<K>(
         .await;
 }
 
-/// A watch event with its object parsed as `K`; `None` for an object that does not parse.
-fn parse_event<K: Profile>(event: watcher::Event<DynamicObject>) -> Option<watcher::Event<K>> {
-    let parse = |o: DynamicObject| {
-        let name = o.metadata.name.clone().unwrap_or_default();
-        o.try_parse::<K>()
-            .map_err(
-                |e| tracing::warn!(kind = K::KIND_NAME, name, error = %e, "skipping an object that does not parse"),
-            )
-            .ok()
-    };
-    Some(match event {
-        watcher::Event::Apply(o) => watcher::Event::Apply(parse(o)?),
-        watcher::Event::Delete(o) => watcher::Event::Delete(parse(o)?),
-        watcher::Event::InitApply(o) => watcher::Event::InitApply(parse(o)?),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
-    use kube::api::DynamicObject;
-    use kube::runtime::watcher::Event;
-    use palisade_crds::SeccompProfile;
-    use serde_json::json;
-
-    #[test]
-    fn objects_that_do_not_parse_are_skipped_not_fatal() {
-        let obj = |spec: serde_json::Value| -> DynamicObject {
-            serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-                "metadata": {"name": "p"}, "spec": spec}))
-            .unwrap()
-        };
-        let good = super::parse_event::<SeccompProfile>(Event::Apply(obj(json!({"defaultAction": "SCMP_ACT_ALLOW"}))));
-        assert!(matches!(good, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("p")));
-        let bad = super::parse_event::<SeccompProfile>(Event::InitApply(obj(
-            json!({"defaultAction": "SCMP_ACT_SOMETHING_NEW"}),
-        )));
-        assert!(bad.is_none());
-        assert!(matches!(
-            super::parse_event::<SeccompProfile>(Event::InitDone),
-            Some(Event::InitDone)
-        ));
-    }
 
     #[test]
     fn flags_are_consistent() {
