@@ -102,33 +102,14 @@ where
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
-    client
-        .list_api_group_resources("palisade.dev/v1alpha1")
-        .await
-        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
+    let client = palisade_runtime::connect().await?;
 
     let mut registry = Registry::with_prefix("palisade");
     let metrics = Metrics::register(&mut registry);
     let registry = Arc::new(registry);
     let health = Health::default();
     let shutdown = palisade_runtime::shutdown_signal();
-    tokio::spawn(palisade_runtime::serve_http(
-        args.metrics_address,
-        registry.clone(),
-        health.clone(),
-        shutdown.clone(),
-    ));
-    if args.health_address != args.metrics_address {
-        tokio::spawn(palisade_runtime::serve_http(
-            args.health_address,
-            registry,
-            health.clone(),
-            shutdown.clone(),
-        ));
-    }
+    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown);
 
     let apparmor = AppArmor::new(AppArmorConfig {
         parser: args.apparmor_parser.clone(),

@@ -238,3 +238,30 @@ mod parse_tests {
         ));
     }
 }
+
+/// Connects to the API server (in-cluster or KUBECONFIG) and checks that Palisade's CRDs
+/// are installed, failing with a hint if not.
+pub async fn connect() -> Result<kube::Client> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    client
+        .list_api_group_resources("palisade.dev/v1alpha1")
+        .await
+        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
+    Ok(client)
+}
+
+/// Serves /metrics on `metrics` and /healthz, /readyz on `health` (one server when equal).
+pub fn spawn_http(
+    metrics: SocketAddr,
+    health_addr: SocketAddr,
+    registry: Arc<Registry>,
+    health: &Health,
+    shutdown: &watch::Receiver<bool>,
+) {
+    tokio::spawn(serve_http(metrics, registry.clone(), health.clone(), shutdown.clone()));
+    if health_addr != metrics {
+        tokio::spawn(serve_http(health_addr, registry, health.clone(), shutdown.clone()));
+    }
+}
