@@ -60,6 +60,8 @@ pub struct ControlPlane {
     // Field order is drop order: the API server stops before etcd.
     pub apiserver: Proc,
     pub etcd: Proc,
+    etcd_args: Vec<String>,
+    api_args: Vec<String>,
     /// Set when the harness made `dir` itself: removed on drop unless a test failed.
     temp: Option<tempfile::TempDir>,
 }
@@ -95,26 +97,18 @@ impl ControlPlane {
         let peer_port = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd_args = etcd_args(&dir, &etcd_url, &peer_url);
         let etcd = Proc::spawn(
             "etcd",
-            Command::new(bin_dir.join("etcd")).args([
-                "--name=palisade",
-                &format!("--data-dir={}", dir.join("etcd").display()),
-                &format!("--listen-client-urls={etcd_url}"),
-                &format!("--advertise-client-urls={etcd_url}"),
-                &format!("--listen-peer-urls={peer_url}"),
-                &format!("--initial-advertise-peer-urls={peer_url}"),
-                &format!("--initial-cluster=palisade={peer_url}"),
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-            ]),
+            Command::new(bin_dir.join("etcd")).args(&etcd_args),
             &logs.join("etcd.log"),
         )?;
 
         let api_port = free_port()?;
+        let api_args = apiserver_args(&dir, &pki, &etcd_url, api_port);
         let apiserver = Proc::spawn(
             "kube-apiserver",
-            Command::new(bin_dir.join("kube-apiserver")).args(apiserver_args(&dir, &pki, &etcd_url, api_port)),
+            Command::new(bin_dir.join("kube-apiserver")).args(&api_args),
             &logs.join("kube-apiserver.log"),
         )?;
 
@@ -130,10 +124,32 @@ impl ControlPlane {
             apiserver,
             etcd,
             temp: None,
+            etcd_args,
+            api_args,
         };
         cp.wait_ready(Duration::from_secs(90)).await?;
         cp.install_crds().await?;
         Ok(cp)
+    }
+
+    /// Stops etcd and kube-apiserver (SIGTERM), waits `down`, and starts both again on the
+    /// same ports and data; returns once the API server is ready. For fault tests.
+    pub async fn restart(&mut self, down: Duration) -> Result<()> {
+        self.apiserver.stop(Duration::from_secs(10));
+        self.etcd.stop(Duration::from_secs(10));
+        tokio::time::sleep(down).await;
+        let logs = self.dir.join("logs");
+        self.etcd = Proc::spawn(
+            "etcd",
+            Command::new(self.bin_dir.join("etcd")).args(&self.etcd_args),
+            &logs.join("etcd.log"),
+        )?;
+        self.apiserver = Proc::spawn(
+            "kube-apiserver",
+            Command::new(self.bin_dir.join("kube-apiserver")).args(&self.api_args),
+            &logs.join("kube-apiserver.log"),
+        )?;
+        self.wait_ready(Duration::from_secs(90)).await
     }
 
     /// An admin client (group system:masters).
@@ -208,6 +224,20 @@ impl Drop for ControlPlane {
             }
         }
     }
+}
+
+fn etcd_args(dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
+    vec![
+        "--name=palisade".into(),
+        format!("--data-dir={}", dir.join("etcd").display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=palisade={peer_url}"),
+        "--unsafe-no-fsync=true".into(),
+        "--log-level=warn".into(),
+    ]
 }
 
 fn apiserver_args(dir: &Path, pki: &Pki, etcd_url: &str, port: u16) -> Vec<String> {

@@ -103,21 +103,47 @@ pub async fn run(args: Args) -> Result<()> {
     let renew = Duration::from_secs((args.lease_duration / 3).max(1));
     let mut stop = shutdown.clone();
     loop {
-        match elector.try_lead().await {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "leader election"),
+        loop {
+            match elector.try_lead().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(renew) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(renew) => {}
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+        lead(&client, &args, &metrics, &shutdown, &elector, renew).await?;
+        if *shutdown.borrow() {
+            elector.release().await;
+            tracing::info!("stopped");
+            return Ok(());
         }
+        // Leadership was lost (the API server was unreachable for a lease, say): back to
+        // standby, with every watch and task of the last term stopped.
+        tracing::warn!("lost leadership; standing by");
     }
+}
+
+/// One term as leader: watches, triggers and both controllers, until shutdown or until the
+/// Lease can no longer be renewed. Every task it starts ends with it.
+async fn lead(
+    client: &Client,
+    args: &Args,
+    metrics: &Metrics,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+    elector: &Arc<Elector>,
+    renew: Duration,
+) -> Result<()> {
+    let client = client.clone();
+    let metrics = metrics.clone();
+    let mut tasks = tokio::task::JoinSet::new();
     tracing::info!(identity = args.identity, "leading");
     let lease_duration = Duration::from_secs(args.lease_duration);
     let keeper = elector.clone();
     let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(renew).await;
@@ -130,7 +156,6 @@ pub async fn run(args: Args) -> Result<()> {
                 Err(_) => break,
             }
         }
-        tracing::error!("lost leadership; stopping");
         let _ = lost_tx.send(true);
     });
 
@@ -195,7 +220,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let r = route.clone();
-    tokio::spawn(nps_events.for_each(move |event| {
+    tasks.spawn(nps_events.for_each(move |event| {
         // Only the profiles whose entries changed on that node are looked at again.
         if let Ok(event) = event {
             for (kind, name) in reports.apply(event) {
@@ -206,7 +231,7 @@ pub async fn run(args: Args) -> Result<()> {
     }));
     let r = route.clone();
     let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
-    tokio::spawn(pod_events.for_each(move |p| {
+    tasks.spawn(pod_events.for_each(move |p| {
         let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
         let now = pods::references(&p);
         let before = pod_refs
@@ -221,7 +246,7 @@ pub async fn run(args: Args) -> Result<()> {
     }));
     let seccomp_for_children = seccomp.clone();
     let sc = sc_tx.clone();
-    tokio::spawn(seccomp_events.for_each(move |p| {
+    tasks.spawn(seccomp_events.for_each(move |p| {
         // A base changed: re-validate everything that inherits from it, transitively.
         let mut queue = vec![p.name_any()];
         let mut seen = BTreeSet::new();
@@ -241,7 +266,7 @@ pub async fn run(args: Args) -> Result<()> {
     let all = all_tx.clone();
     let node_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>> = Arc::default();
     let node_store = ctx.nodes.clone();
-    tokio::spawn(node_events.for_each(move |_| {
+    tasks.spawn(node_events.for_each(move |_| {
         // Node status heartbeats change nothing here: only membership and labels count.
         let now: BTreeMap<String, BTreeMap<String, String>> = node_store
             .state()
@@ -256,7 +281,7 @@ pub async fn run(args: Args) -> Result<()> {
         futures::future::ready(())
     }));
     let all = all_tx.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         // Agent liveness: a heartbeat arriving or expiring changes which nodes count.
         let mut live = BTreeSet::new();
         let mut events = Box::pin(lease_events);
@@ -304,13 +329,8 @@ pub async fn run(args: Args) -> Result<()> {
         stop.clone(),
     );
     tokio::join!(seccomp_ctl, apparmor_ctl);
-    if *shutdown.borrow() {
-        elector.release().await;
-        tracing::info!("stopped");
-        Ok(())
-    } else {
-        anyhow::bail!("lost leadership")
-    }
+    tasks.abort_all();
+    Ok(())
 }
 
 async fn run_controller<K>(
