@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::selector::selects;
 use palisade_crds::{
@@ -127,23 +128,18 @@ impl NodeState {
             .collect();
         let mut wanted = BTreeSet::new();
         for p in profiles {
-            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else {
+            let Some(target) = Target::of(
+                ProfileKind::SeccompProfile,
+                &p.metadata,
+                p.spec.state,
+                p.spec.node_selector.as_ref(),
+                labels,
+            ) else {
                 continue;
             };
-            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
-                continue;
-            }
+            let (name, generation) = (target.name, p.metadata.generation);
             wanted.insert(name.to_string());
-            let uid = p.metadata.uid.clone().unwrap_or_default();
-            let entry = |state, digest: &str, message: String| NodeProfile {
-                kind: ProfileKind::SeccompProfile,
-                name: name.to_string(),
-                uid: uid.clone(),
-                generation: generation.unwrap_or_default(),
-                digest: digest.to_string(),
-                state,
-                message,
-            };
+            let entry = |state, digest: &str, message: String| target.entry(state, digest, message);
             if let Err(reason) = &self.seccomp_support {
                 entries.push(entry(NodeProfileState::Unsupported, "", reason.clone()));
                 continue;
@@ -228,23 +224,18 @@ impl NodeState {
             None
         };
         for p in profiles {
-            let (Some(name), generation) = (p.metadata.name.as_deref(), p.metadata.generation) else {
+            let Some(target) = Target::of(
+                ProfileKind::AppArmorProfile,
+                &p.metadata,
+                p.spec.state,
+                p.spec.node_selector.as_ref(),
+                labels,
+            ) else {
                 continue;
             };
-            if p.spec.state == ProfileState::Disabled || !selects(p.spec.node_selector.as_ref(), labels) {
-                continue;
-            }
+            let (name, generation, uid) = (target.name, p.metadata.generation, target.uid.clone());
             wanted.insert(name.to_string());
-            let uid = p.metadata.uid.clone().unwrap_or_default();
-            let entry = |state, digest: &str, message: String| NodeProfile {
-                kind: ProfileKind::AppArmorProfile,
-                name: name.to_string(),
-                uid: uid.clone(),
-                generation: generation.unwrap_or_default(),
-                digest: digest.to_string(),
-                state,
-                message,
-            };
+            let entry = |state, digest: &str, message: String| target.entry(state, digest, message);
             if let Err(reason) = &self.apparmor_support {
                 entries.push(entry(NodeProfileState::Unsupported, "", reason.clone()));
                 continue;
@@ -361,6 +352,46 @@ impl NodeState {
                 NodeProfileState::Removing => "Removing",
             };
             self.metrics.profiles.get_or_create(&StateLabels { kind, state }).inc();
+        }
+    }
+}
+
+/// A profile this node should hold, with what its status entry needs.
+struct Target<'a> {
+    kind: ProfileKind,
+    name: &'a str,
+    uid: String,
+    generation: i64,
+}
+
+impl<'a> Target<'a> {
+    /// The profile as a target of this node: `None` when it is unnamed, disabled, or does not
+    /// select the node (then whatever Palisade holds of it is removed).
+    fn of(
+        kind: ProfileKind,
+        meta: &'a ObjectMeta,
+        state: ProfileState,
+        selector: Option<&LabelSelector>,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<Self> {
+        let name = meta.name.as_deref()?;
+        (state == ProfileState::Enabled && selects(selector, labels)).then(|| Self {
+            kind,
+            name,
+            uid: meta.uid.clone().unwrap_or_default(),
+            generation: meta.generation.unwrap_or_default(),
+        })
+    }
+
+    fn entry(&self, state: NodeProfileState, digest: &str, message: String) -> NodeProfile {
+        NodeProfile {
+            kind: self.kind,
+            name: self.name.to_string(),
+            uid: self.uid.clone(),
+            generation: self.generation,
+            digest: digest.to_string(),
+            state,
+            message,
         }
     }
 }
