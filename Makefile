@@ -9,17 +9,22 @@ NODES ?= 3
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-generate: ## Regenerate the CRD YAML in crds/ from the Rust types
-	$(CARGO) run -q -p palisade-crds --bin crdgen -- crds
+generate: ## Regenerate the CRD YAML (crds/, the chart's crds/) and manifests/ from their sources
+	$(CARGO) run -q -p palisade-crds --bin crdgen -- crds charts/palisade/crds
+	e2e/scripts/render-manifests.sh manifests
 
-check-generated: ## Fail if crds/ differs from a fresh generation
+check-generated: ## Fail if crds/, charts/palisade/crds/ or manifests/ differ from a fresh generation
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(CARGO) run -q -p palisade-crds --bin crdgen -- "$$tmp"; \
-	for f in "$$tmp"/*.yaml; do \
-	  diff -u "crds/$$(basename "$$f")" "$$f" || { echo "crds/$$(basename "$$f") is stale: run 'make generate'"; exit 1; }; \
+	$(CARGO) run -q -p palisade-crds --bin crdgen -- "$$tmp/crds"; \
+	e2e/scripts/render-manifests.sh "$$tmp/manifests"; \
+	for pair in crds:crds charts/palisade/crds:crds manifests:manifests; do \
+	  dir=$${pair%%:*}; fresh="$$tmp/$${pair##*:}"; \
+	  if ! diff -u <(cd "$$dir" && ls *.yaml) <(cd "$$fresh" && ls *.yaml) >/dev/null; then \
+	    echo "$$dir: the YAML files differ from what is generated: run 'make generate'"; exit 1; fi; \
+	  for f in "$$fresh"/*.yaml; do \
+	    diff -u "$$dir/$$(basename "$$f")" "$$f" || { echo "$$dir/$$(basename "$$f") is stale: run 'make generate'"; exit 1; }; \
+	  done; \
 	done; \
-	extra=$$(comm -23 <(cd crds && ls *.yaml | sort) <(cd "$$tmp" && ls *.yaml | sort)); \
-	if [[ -n "$$extra" ]]; then echo "crds/ has files no type generates: $$extra"; exit 1; fi; \
 	echo "generated files are in sync"
 
 lint: ## cargo fmt --check and clippy with -D warnings
