@@ -35,6 +35,10 @@ pub struct Options {
     pub drift_interval: u64,
     /// Nodes (by index) that have no AppArmor.
     pub without_apparmor: Vec<usize>,
+    /// Install manifests/ (RBAC, admission policy) and run the operator and each agent as
+    /// its ServiceAccount, each agent with a token bound to a Pod on its node, as in a real
+    /// cluster. Off: every process is cluster admin.
+    pub shipped_identities: bool,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             operators: 1,
             drift_interval: 60,
             without_apparmor: vec![],
+            shipped_identities: true,
         }
     }
 }
@@ -53,6 +58,8 @@ pub struct Agent {
     pub node: String,
     pub proc: Option<Proc>,
     pub metrics_port: u16,
+    /// Who the agent is: its ServiceAccount token, or the admin kubeconfig.
+    pub kubeconfig: PathBuf,
 }
 
 pub struct Cluster {
@@ -60,6 +67,7 @@ pub struct Cluster {
     pub agents: BTreeMap<String, Agent>,
     pub operators: Vec<Option<Proc>>,
     pub operator_ports: Vec<u16>,
+    pub operator_kubeconfig: PathBuf,
     pub options: Options,
     pub bin_dir: PathBuf,
     pub cp: ControlPlane,
@@ -106,10 +114,25 @@ impl Cluster {
             &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})),
         )
         .await?;
+        let operator_kubeconfig = if options.shipped_identities {
+            install_manifests(&cp)?;
+            let token = cp.kubectl_ok(&[
+                "create",
+                "token",
+                "palisade-operator",
+                "-n",
+                NAMESPACE,
+                "--duration=24h",
+            ])?;
+            cp.token_kubeconfig("operator", token.trim())?
+        } else {
+            cp.kubeconfig.clone()
+        };
         let mut cluster = Self {
             agents: BTreeMap::new(),
             operators: vec![],
             operator_ports: vec![],
+            operator_kubeconfig,
             options: options.clone(),
             bin_dir,
             cp,
@@ -197,12 +220,18 @@ impl Cluster {
                 ),
             )
             .await?;
+        let kubeconfig = if self.options.shipped_identities {
+            agent_identity(&self.cp, node)?
+        } else {
+            self.cp.kubeconfig.clone()
+        };
         self.agents.insert(
             node.to_string(),
             Agent {
                 node: node.to_string(),
                 proc: None,
                 metrics_port: free_port()?,
+                kubeconfig,
             },
         );
         self.start_agent(node)
@@ -223,10 +252,10 @@ impl Cluster {
     /// (Re)starts a node's agent process.
     pub fn start_agent(&mut self, node: &str) -> Result<()> {
         let dir = self.node_dir(node);
-        let kubeconfig = self.cp.kubeconfig.clone();
         let drift = self.options.drift_interval;
         let bin = self.bin_dir.join("palisade-agent");
         let agent = self.agents.get_mut(node).context("unknown node")?;
+        let kubeconfig = agent.kubeconfig.clone();
         let addr = format!("127.0.0.1:{}", agent.metrics_port);
         let mut cmd = Command::new(bin);
         cmd.env("KUBECONFIG", &kubeconfig)
@@ -259,7 +288,7 @@ impl Cluster {
     pub fn start_operator(&mut self, i: usize) -> Result<()> {
         let addr = format!("127.0.0.1:{}", self.operator_ports[i]);
         let mut cmd = Command::new(self.bin_dir.join("palisade-operator"));
-        cmd.env("KUBECONFIG", &self.cp.kubeconfig)
+        cmd.env("KUBECONFIG", &self.operator_kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("PALISADE_LOG").unwrap_or_else(|_| "info".into()),
@@ -424,4 +453,65 @@ where
         },
     )
     .await
+}
+
+/// Installs manifests/palisade.yaml as users do (`kubectl apply --server-side`): the
+/// ServiceAccounts, RBAC and admission policy the processes then run under. Nothing runs
+/// the Deployment and DaemonSet objects here (no controller-manager, no kubelet).
+pub fn install_manifests(cp: &ControlPlane) -> Result<()> {
+    let path = repo_root().join("manifests/palisade.yaml");
+    cp.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &path.display().to_string(),
+    ])
+    .context("installing manifests/")?;
+    Ok(())
+}
+
+/// What a kubelet does for the DaemonSet pod on `node`, in the part that decides who the
+/// agent is: a Pod of ServiceAccount palisade-agent bound to the node, and a token bound to
+/// that Pod (so the API server sees the node name in the agent's user info). Returns a
+/// kubeconfig with that token.
+pub fn agent_identity(cp: &ControlPlane, node: &str) -> Result<PathBuf> {
+    let pod = format!("palisade-agent-{node}");
+    // A Node of the same name may have come and gone: its Pod's token would name the old
+    // Node's uid and be refused.
+    cp.kubectl_ok(&[
+        "delete",
+        "pod",
+        "-n",
+        NAMESPACE,
+        &pod,
+        "--ignore-not-found",
+        "--grace-period=0",
+        "--force",
+    ])?;
+    let manifest = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod, "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/name": "palisade", "app.kubernetes.io/component": "agent"}},
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": "palisade-agent",
+            "containers": [{"name": "agent", "image": "palisade-agent"}],
+        },
+    });
+    let file = cp.dir.join(format!("{pod}.json"));
+    std::fs::write(&file, manifest.to_string())?;
+    cp.kubectl_ok(&["create", "-f", &file.display().to_string()])?;
+    let token = cp.kubectl_ok(&[
+        "create",
+        "token",
+        "palisade-agent",
+        "-n",
+        NAMESPACE,
+        "--bound-object-kind=Pod",
+        &format!("--bound-object-name={pod}"),
+        "--duration=24h",
+    ])?;
+    cp.token_kubeconfig(&format!("agent-{node}"), token.trim())
 }

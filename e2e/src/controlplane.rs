@@ -210,6 +210,47 @@ impl ControlPlane {
             .output()
             .context("running kubectl")
     }
+
+    /// Runs kubectl and returns its stdout, failing with its stderr.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Writes a kubeconfig `<dir>/<name>.kubeconfig` that authenticates with `token` (a
+    /// ServiceAccount token), so a process runs as that identity, RBAC and admission included.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{name}.kubeconfig"));
+        let yaml = format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: palisade-local
+  cluster:
+    server: https://127.0.0.1:{port}
+    certificate-authority: {ca}
+users:
+- name: {name}
+  user:
+    token: {token}
+contexts:
+- name: palisade-local
+  context: {{cluster: palisade-local, user: {name}}}
+current-context: palisade-local
+",
+            port = self.api_port,
+            ca = self.pki.ca_cert.display(),
+        );
+        std::fs::write(&path, yaml)?;
+        Ok(path)
+    }
 }
 
 impl Drop for ControlPlane {

@@ -49,6 +49,9 @@ impl StatusWriter {
         let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
         let owner = node.controller_owner_ref(&()).map(|mut o| {
             o.controller = Some(false);
+            // Blocking the Node's foreground deletion is not needed, and would need
+            // `update nodes/finalizers` where OwnerReferencesPermissionEnforcement is on.
+            o.block_owner_deletion = None;
             o
         });
         let obj = json!({
