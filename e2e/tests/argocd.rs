@@ -1,0 +1,222 @@
+//! The Argo CD health check in examples/argocd/ (Lua), run by a real Lua interpreter
+//! against profile objects whose status the operator's own status builder produced, in
+//! each state a profile can be in. Argo CD runs these scripts with gopher-lua (Lua 5.1
+//! semantics); the script uses only what both that and Lua 5.4 have.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use palisade_crds::common::{NodeCounts, NodeFailure, ProfileState};
+use palisade_e2e::controlplane::repo_root;
+use palisade_operator::status::{StatusInput, build};
+use serde_json::{Value, json};
+
+const LUA: &str = "lua5.4";
+
+/// A JSON value as a Lua table constructor (nulls dropped, as Argo CD does).
+fn lua(v: &Value) -> String {
+    match v {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let escaped: String = s.bytes().map(|b| format!("\\{b:03}")).collect();
+            format!("\"{escaped}\"")
+        }
+        Value::Array(items) => format!("{{{}}}", items.iter().map(lua).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("[{}] = {}", lua(&Value::String(k.clone())), lua(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Runs health.lua on `obj` and returns (status, message).
+fn health(obj: &Value) -> (String, String) {
+    let script = std::fs::read_to_string(repo_root().join("examples/argocd/health.lua")).unwrap();
+    let program = format!(
+        "obj = {}\nlocal hs = (function()\n{script}\nend)()\nio.write(hs.status, \"\\n\", hs.message or \"\")\n",
+        lua(obj)
+    );
+    let out = Command::new(LUA)
+        .args(["-e", &program])
+        .output()
+        .unwrap_or_else(|e| panic!("{LUA} is needed for this test (Debian package lua5.4): {e}"));
+    assert!(out.status.success(), "lua: {}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (status, message) = out.split_once('\n').unwrap();
+    (status.to_string(), message.to_string())
+}
+
+struct Case {
+    generation: i64,
+    accepted: Result<(), &'static str>,
+    state: ProfileState,
+    counts: NodeCounts,
+    failures: Vec<NodeFailure>,
+    workloads: &'static [&'static str],
+    deleting: bool,
+}
+
+fn counts(targeted: u32, installed: u32, failed: u32, unsupported: u32) -> NodeCounts {
+    NodeCounts {
+        targeted,
+        installed,
+        failed,
+        unsupported,
+        pending: targeted - installed - failed - unsupported,
+    }
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            generation: 1,
+            accepted: Ok(()),
+            state: ProfileState::Enabled,
+            counts: counts(3, 3, 0, 0),
+            failures: vec![],
+            workloads: &[],
+            deleting: false,
+        }
+    }
+}
+
+/// A SeccompProfile at `metadata.generation` whose status the operator built for `case`.
+fn profile(metadata_generation: i64, case: Case) -> Value {
+    let workloads: BTreeSet<String> = case.workloads.iter().map(|w| w.to_string()).collect();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = build(
+        StatusInput {
+            old: None,
+            generation: case.generation,
+            accepted: case.accepted,
+            state: case.state,
+            counts: case.counts,
+            failures: case.failures,
+            localhost_profile: Some("palisade/web.json".into()),
+            workloads: &workloads,
+            deleting: case.deleting,
+        },
+        &now,
+    );
+    let mut metadata = json!({"name": "web", "generation": metadata_generation});
+    if case.deleting {
+        metadata["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        metadata["finalizers"] = json!(["seccompprofiles.palisade.dev"]);
+    }
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": metadata,
+           "spec": {"defaultAction": "SCMP_ACT_ERRNO"}, "status": serde_json::to_value(status).unwrap()})
+}
+
+#[test]
+fn installed_everywhere_is_healthy() {
+    let (status, message) = health(&profile(1, Case::default()));
+    assert_eq!(status, "Healthy");
+    assert_eq!(
+        message,
+        "installed on 3/3 targeted nodes (0 failed, 0 pending, 0 unsupported)"
+    );
+    // Nodes that cannot run the kind (no AppArmor, say) do not hold health back.
+    let (status, _) = health(&profile(
+        1,
+        Case {
+            counts: counts(3, 2, 0, 1),
+            ..Case::default()
+        },
+    ));
+    assert_eq!(status, "Healthy");
+}
+
+#[test]
+fn still_installing_is_progressing() {
+    let (status, message) = health(&profile(
+        1,
+        Case {
+            counts: counts(3, 1, 0, 0),
+            ..Case::default()
+        },
+    ));
+    assert_eq!(status, "Progressing");
+    assert!(message.contains("installed on 1/3"), "{message}");
+}
+
+#[test]
+fn a_failed_node_is_degraded() {
+    let case = Case {
+        counts: counts(3, 2, 1, 0),
+        failures: vec![NodeFailure {
+            node: "node-2".into(),
+            message: "disk full".into(),
+        }],
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Degraded");
+    assert!(message.contains("1 failed"), "{message}");
+}
+
+#[test]
+fn a_rejected_profile_is_degraded_with_the_reason() {
+    let case = Case {
+        accepted: Err("policy line 3: syntax error, unexpected TOK_ID"),
+        counts: counts(3, 0, 0, 0),
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Degraded");
+    assert_eq!(message, "policy line 3: syntax error, unexpected TOK_ID");
+}
+
+#[test]
+fn a_disabled_profile_is_healthy() {
+    let case = Case {
+        state: ProfileState::Disabled,
+        counts: counts(3, 0, 0, 0),
+        ..Case::default()
+    };
+    assert_eq!(health(&profile(1, case)).0, "Healthy");
+}
+
+#[test]
+fn a_new_generation_not_yet_validated_is_progressing() {
+    // Status is for generation 1 (installed everywhere), the object is at generation 2.
+    let (status, message) = health(&profile(2, Case::default()));
+    assert_eq!(status, "Progressing");
+    assert!(message.contains("generation 2"), "{message}");
+}
+
+#[test]
+fn a_new_profile_without_status_is_progressing() {
+    let obj = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+                     "metadata": {"name": "web", "generation": 1}, "spec": {"policy": "profile web {}"}});
+    assert_eq!(health(&obj).0, "Progressing");
+}
+
+#[test]
+fn deletion_held_by_pods_is_progressing_and_names_them() {
+    let case = Case {
+        workloads: &["shop/web-0"],
+        deleting: true,
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Progressing");
+    assert!(message.contains("shop/web-0"), "{message}");
+}
+
+#[test]
+fn argocd_cm_carries_health_lua_verbatim_for_both_kinds() {
+    let dir = repo_root().join("examples/argocd");
+    let script = std::fs::read_to_string(dir.join("health.lua")).unwrap();
+    let cm: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("argocd-cm.yaml")).unwrap()).unwrap();
+    for kind in ["AppArmorProfile", "SeccompProfile"] {
+        let key = format!("resource.customizations.health.palisade.dev_{kind}");
+        assert_eq!(cm["data"][&key].as_str(), Some(script.as_str()), "{key}");
+    }
+}
