@@ -331,7 +331,14 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
             )
         }
     };
-    let rss_before = rss_mib(cluster.agents["node-0"].proc.as_ref().context("agent")?.pid());
+    // Measured once the agent has started up and written its first report.
+    wait_for("the agent's first report", Duration::from_secs(60), || async {
+        Ok(nps.get_opt("node-0").await?.and_then(|n| n.status).map(|_| ()))
+    })
+    .await?;
+    let agent_pid = cluster.agents["node-0"].proc.as_ref().context("agent")?.pid();
+    let rss_before = rss_mib(agent_pid);
+    let mut rss_after = vec![];
 
     for (kind, label) in [("Seccomp", "seccomp"), ("AppArmor", "AppArmor")] {
         say(&format!("{count} {label} profiles on one node"));
@@ -358,15 +365,17 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
         )
         .await?;
         let took = start.elapsed().as_secs_f64();
+        // Settle: the last report and Event are written, then memory is what is held.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss_after.push(rss_mib(agent_pid));
         println!(
             "  {label:<9} {count} profiles applied → installed on the node: {took:.1} s ({:.1} ms per profile, API and operator included)",
             took * 1000.0 / count as f64
         );
     }
-    let pid = cluster.agents["node-0"].proc.as_ref().context("agent")?.pid();
     println!(
-        "  agent RSS: {rss_before:.1} MiB with no profiles, {:.1} MiB with {count} seccomp + {count} AppArmor profiles",
-        rss_mib(pid)
+        "  agent RSS: {rss_before:.1} MiB with no profiles, {:.1} MiB with {count} seccomp, {:.1} MiB with {count} seccomp + {count} AppArmor profiles",
+        rss_after[0], rss_after[1]
     );
     let metrics = reqwest_metrics(cluster.agents["node-0"].metrics_port)
         .await

@@ -13,7 +13,8 @@ use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
+use palisade_crds::common::CONDITION_ACCEPTED;
 use palisade_crds::{AppArmorProfile, NodeCapabilities, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
@@ -84,7 +85,7 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(slim)
         .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
         .reflect(writer);
     tokio::spawn(stream.for_each(move |_| {
@@ -94,11 +95,26 @@ where
     store
 }
 
-fn parsed<K>(store: &Store<K>) -> Vec<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    store.state().iter().map(|o| o.as_ref().clone()).collect()
+/// Keeps only what the agent reads of a profile: metadata name, uid and generation, the
+/// spec, and the Accepted condition. Annotations (kubectl's last-applied-configuration is a
+/// second copy of the whole object), labels, managedFields and the rest of the status
+/// (node counts, failures, other conditions) would otherwise be cached for every profile in
+/// the cluster on every node.
+fn slim(o: &mut DynamicObject) {
+    let meta = &mut o.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    if let Some(status) = o.data.get_mut("status").and_then(|s| s.as_object_mut()) {
+        let accepted: Vec<serde_json::Value> = status
+            .get("conditions")
+            .and_then(|c| c.as_array())
+            .map(|c| c.iter().filter(|c| c["type"] == CONDITION_ACCEPTED).cloned().collect())
+            .unwrap_or_default();
+        status.clear();
+        status.insert("conditions".into(), accepted.into());
+    }
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -190,8 +206,8 @@ pub async fn run(args: Args) -> Result<()> {
             continue;
         };
         let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default();
-        let seccomp: Vec<SeccompProfile> = parsed(&seccomp_store);
-        let apparmor: Vec<AppArmorProfile> = parsed(&apparmor_store);
+        let seccomp = seccomp_store.state();
+        let apparmor = apparmor_store.state();
         let (entries, failures) = state.sync(&seccomp, &apparmor, &labels, drift_check || first).await;
         first = false;
         if !object_ready {
@@ -225,9 +241,21 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
         writer.announce(&failures).await;
+        drop((seccomp, apparmor));
+        release_free_memory();
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hands memory freed by a sync (request and response bodies, rendered profiles) back to
+/// the kernel, so the agent's RSS follows what it holds rather than its peak.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The pause after a status write before the next: five times what the write took,
@@ -246,6 +274,41 @@ mod tests {
         assert_eq!(super::write_gap(Duration::from_millis(2)), Duration::from_millis(50));
         assert_eq!(super::write_gap(Duration::from_millis(100)), Duration::from_millis(500));
         assert_eq!(super::write_gap(Duration::from_secs(3)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn slim_keeps_what_the_agent_reads_and_drops_the_rest() {
+        use kube::api::DynamicObject;
+        use palisade_crds::SeccompProfile;
+        let mut o: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+            "metadata": {"name": "web", "uid": "u1", "generation": 3,
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+                         "labels": {"team": "a"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]},
+            "status": {"observedGeneration": 3,
+                       "conditions": [
+                           {"type": "Accepted", "status": "True", "reason": "Valid", "message": "ok",
+                            "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                           {"type": "Ready", "status": "False", "reason": "Pending", "message": "installed on 1/3",
+                            "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                       "nodes": {"targeted": 3, "installed": 1, "failed": 0, "pending": 2, "unsupported": 0},
+                       "failures": [{"node": "n", "message": "m"}]}
+        }))
+        .unwrap();
+        super::slim(&mut o);
+        let p: SeccompProfile = serde_json::from_value(serde_json::to_value(&o).unwrap()).unwrap();
+        assert!(
+            palisade_crds::accepted_at(p.status.as_ref(), Some(3)),
+            "the Accepted verdict survives"
+        );
+        assert_eq!(p.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(p.spec.syscalls.len(), 1);
+        assert!(p.metadata.annotations.is_none() && p.metadata.labels.is_none() && p.metadata.managed_fields.is_none());
+        let status = p.status.unwrap();
+        assert_eq!(status.conditions.len(), 1);
+        assert!(status.nodes.is_none() && status.failures.is_empty());
     }
 
     use clap::CommandFactory;

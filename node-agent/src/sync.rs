@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -99,8 +100,8 @@ impl NodeState {
     /// entry for the NodeProfileStatus (sorted) and the new failures.
     pub async fn sync(
         &mut self,
-        seccomp: &[SeccompProfile],
-        apparmor: &[AppArmorProfile],
+        seccomp: &[Arc<SeccompProfile>],
+        apparmor: &[Arc<AppArmorProfile>],
         node_labels: &BTreeMap<String, String>,
         drift: bool,
     ) -> (Vec<NodeProfile>, Vec<Failure>) {
@@ -117,7 +118,7 @@ impl NodeState {
 
     fn sync_seccomp(
         &mut self,
-        profiles: &[SeccompProfile],
+        profiles: &[Arc<SeccompProfile>],
         labels: &BTreeMap<String, String>,
         drift: bool,
         entries: &mut Vec<NodeProfile>,
@@ -212,7 +213,7 @@ impl NodeState {
 
     async fn sync_apparmor(
         &mut self,
-        profiles: &[AppArmorProfile],
+        profiles: &[Arc<AppArmorProfile>],
         labels: &BTreeMap<String, String>,
         drift: bool,
         entries: &mut Vec<NodeProfile>,
