@@ -242,20 +242,11 @@ pub async fn run(args: Args) -> Result<()> {
         }
         writer.announce(&failures).await;
         drop((seccomp, apparmor));
-        release_free_memory();
+        // Hand back what the sync freed (request bodies, rendered profiles).
+        palisade_runtime::release_free_memory();
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Hands memory freed by a sync (request and response bodies, rendered profiles) back to
-/// the kernel, so the agent's RSS follows what it holds rather than its peak.
-fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The pause after a status write before the next: five times what the write took,

@@ -2,9 +2,14 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = palisade_operator::Args::parse();
     palisade_runtime::init_logging(args.log_format);
-    palisade_operator::run(args).await
+    // Two arenas for a handful of mostly idle threads: each arena keeps its own free memory.
+    palisade_runtime::limit_malloc_arenas(2);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(palisade_operator::run(args))
 }

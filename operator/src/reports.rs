@@ -1,53 +1,136 @@
 //! What every node's agent reported, indexed by profile: a slim, incrementally maintained
 //! view of all NodeProfileStatus objects, so aggregating one profile costs O(nodes) and only
 //! the profiles whose entries changed are reconciled again.
+//!
+//! Memory is the point of this module: with P profiles on N nodes it holds P × N entries.
+//! Each entry is a few fixed-size fields; names and uids, which repeat on every node, are
+//! interned once; messages (set only on errors) are kept as they are. Digests are dropped.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use kube::ResourceExt;
 use kube::runtime::watcher;
-use palisade_crds::{NodeProfile, NodeProfileStatus, ProfileKind};
+use palisade_crds::{NodeProfile, NodeProfileState, NodeProfileStatus, ProfileKind};
 
 type Key = (ProfileKind, String);
 
+/// Strings that repeat across nodes (profile names, uids), stored once.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        let s: Arc<str> = s.into();
+        self.strings.push(s.clone());
+        self.ids.insert(s, id);
+        id
+    }
+
+    fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    fn str(&self, id: u32) -> &str {
+        &self.strings[id as usize]
+    }
+}
+
+/// One node's entry for one profile.
+#[derive(Clone, PartialEq, Eq)]
+struct Entry {
+    kind: ProfileKind,
+    state: NodeProfileState,
+    name: u32,
+    uid: u32,
+    generation: i64,
+    message: Option<Box<str>>,
+}
+
+impl Entry {
+    fn sort_key(&self) -> (ProfileKind, u32) {
+        (self.kind, self.name)
+    }
+}
+
+/// Every node's entries, each node's sorted by (kind, name id).
+#[derive(Default)]
+struct Index {
+    strings: Interner,
+    nodes: HashMap<String, Vec<Entry>>,
+}
+
+impl Index {
+    fn entries(&mut self, nps: &NodeProfileStatus) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = nps
+            .status
+            .iter()
+            .flat_map(|s| s.profiles.iter())
+            .map(|e| Entry {
+                kind: e.kind,
+                state: e.state,
+                name: self.strings.intern(&e.name),
+                uid: self.strings.intern(&e.uid),
+                generation: e.generation,
+                message: (!e.message.is_empty()).then(|| e.message.as_str().into()),
+            })
+            .collect();
+        entries.sort_by_key(Entry::sort_key);
+        entries.dedup_by_key(|e| e.sort_key());
+        entries.shrink_to_fit();
+        entries
+    }
+
+    fn key(&self, e: &Entry) -> Key {
+        (e.kind, self.strings.str(e.name).to_string())
+    }
+
+    /// Keys whose entry differs between two versions of one node's report (both sorted).
+    fn changed(&self, old: &[Entry], new: &[Entry]) -> Vec<Key> {
+        let (mut i, mut j, mut keys) = (0, 0, vec![]);
+        while i < old.len() || j < new.len() {
+            let ord = match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) => a.sort_key().cmp(&b.sort_key()),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match ord {
+                std::cmp::Ordering::Less => {
+                    keys.push(self.key(&old[i]));
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    keys.push(self.key(&new[j]));
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    if old[i] != new[j] {
+                        keys.push(self.key(&new[j]));
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        keys
+    }
+}
+
 #[derive(Default)]
 pub struct NodeReports {
-    /// node → (kind, name) → entry (digest dropped: the operator does not use it).
-    nodes: RwLock<HashMap<String, HashMap<Key, NodeProfile>>>,
-    /// Built during a relist, swapped in at its end.
-    relist: RwLock<Option<HashMap<String, HashMap<Key, NodeProfile>>>>,
+    index: RwLock<Index>,
+    /// Built during a relist, swapped in at its end (with its own interner, so strings of
+    /// profiles that are gone are dropped then).
+    relist: RwLock<Option<Index>>,
     ready: tokio::sync::Notify,
     synced: std::sync::atomic::AtomicBool,
-}
-
-fn entries(nps: &NodeProfileStatus) -> HashMap<Key, NodeProfile> {
-    nps.status
-        .iter()
-        .flat_map(|s| s.profiles.iter())
-        .map(|e| {
-            (
-                (e.kind, e.name.clone()),
-                NodeProfile {
-                    digest: String::new(),
-                    ..e.clone()
-                },
-            )
-        })
-        .collect()
-}
-
-/// Keys whose entry differs between two versions of one node's report.
-fn changed(old: Option<&HashMap<Key, NodeProfile>>, new: Option<&HashMap<Key, NodeProfile>>) -> Vec<Key> {
-    let empty = HashMap::new();
-    let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
-    let mut keys: Vec<Key> = new
-        .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    keys.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
-    keys
 }
 
 impl NodeReports {
@@ -55,49 +138,73 @@ impl NodeReports {
     pub fn apply(&self, event: watcher::Event<NodeProfileStatus>) -> Vec<Key> {
         match event {
             watcher::Event::Init => {
-                *self.relist.write().expect("lock") = Some(HashMap::new());
+                *self.relist.write().expect("lock") = Some(Index::default());
                 vec![]
             }
             watcher::Event::InitApply(nps) => {
                 if let Some(relist) = self.relist.write().expect("lock").as_mut() {
-                    relist.insert(nps.name_any(), entries(&nps));
+                    let entries = relist.entries(&nps);
+                    relist.nodes.insert(nps.name_any(), entries);
                 }
                 vec![]
             }
             watcher::Event::InitDone => {
                 let fresh = self.relist.write().expect("lock").take().unwrap_or_default();
-                let mut nodes = self.nodes.write().expect("lock");
-                let mut keys = Vec::new();
-                for node in nodes.keys().chain(fresh.keys()) {
-                    keys.extend(changed(nodes.get(node), fresh.get(node)));
-                }
-                *nodes = fresh;
+                let mut index = self.index.write().expect("lock");
+                // A relist is rare (start-up, a broken watch): every profile either version
+                // mentions is looked at again.
+                let mut keys: Vec<Key> = [&*index, &fresh]
+                    .iter()
+                    .flat_map(|idx| idx.nodes.values().flatten().map(|e| idx.key(e)))
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                *index = fresh;
                 self.synced.store(true, std::sync::atomic::Ordering::Release);
                 self.ready.notify_waiters();
                 keys
             }
             watcher::Event::Apply(nps) => {
-                let new = entries(&nps);
-                let mut nodes = self.nodes.write().expect("lock");
-                let keys = changed(nodes.get(&nps.name_any()), Some(&new));
-                nodes.insert(nps.name_any(), new);
+                let mut index = self.index.write().expect("lock");
+                let new = index.entries(&nps);
+                let old = index.nodes.get(&nps.name_any()).map(Vec::as_slice).unwrap_or_default();
+                let keys = index.changed(old, &new);
+                index.nodes.insert(nps.name_any(), new);
                 keys
             }
             watcher::Event::Delete(nps) => {
-                let old = self.nodes.write().expect("lock").remove(&nps.name_any());
-                changed(old.as_ref(), None)
+                let mut index = self.index.write().expect("lock");
+                let old = index.nodes.remove(&nps.name_any()).unwrap_or_default();
+                index.changed(&old, &[])
             }
         }
     }
 
-    /// Each node's entry for one profile.
+    /// Each node's entry for one profile (digest empty: not kept).
     pub fn for_profile(&self, kind: ProfileKind, name: &str) -> HashMap<String, NodeProfile> {
-        let key = (kind, name.to_string());
-        self.nodes
-            .read()
-            .expect("lock")
+        let index = self.index.read().expect("lock");
+        let Some(id) = index.strings.get(name) else {
+            return HashMap::new();
+        };
+        index
+            .nodes
             .iter()
-            .filter_map(|(node, entries)| Some((node.clone(), entries.get(&key)?.clone())))
+            .filter_map(|(node, entries)| {
+                let i = entries.binary_search_by_key(&(kind, id), Entry::sort_key).ok()?;
+                let e = &entries[i];
+                Some((
+                    node.clone(),
+                    NodeProfile {
+                        kind,
+                        name: name.to_string(),
+                        uid: index.strings.str(e.uid).to_string(),
+                        generation: e.generation,
+                        digest: String::new(),
+                        state: e.state,
+                        message: e.message.as_deref().unwrap_or_default().to_string(),
+                    },
+                ))
+            })
             .collect()
     }
 
@@ -169,6 +276,32 @@ mod tests {
         let keys = r.apply(watcher::Event::Delete(nps("n1", json!([]))));
         assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "b".into())]);
         assert!(r.for_profile(ProfileKind::SeccompProfile, "b").is_empty());
+    }
+
+    #[test]
+    fn entries_come_back_whole_and_a_new_uid_or_message_is_a_change() {
+        let r = NodeReports::default();
+        let mut e = entry("a", 2, "Error");
+        e["message"] = json!("line 3: syntax error");
+        r.apply(watcher::Event::Apply(nps("n1", json!([e.clone()]))));
+        r.apply(watcher::Event::Apply(nps("n2", json!([entry("a", 2, "Installed")]))));
+        let got = r.for_profile(ProfileKind::SeccompProfile, "a");
+        assert_eq!(got["n1"].message, "line 3: syntax error");
+        assert_eq!(got["n1"].uid, "u");
+        assert_eq!(got["n1"].generation, 2);
+        assert_eq!(got["n2"].state, NodeProfileState::Installed);
+        assert!(
+            r.for_profile(ProfileKind::AppArmorProfile, "a").is_empty(),
+            "kinds are apart"
+        );
+
+        e["message"] = json!("line 4: syntax error");
+        let keys = r.apply(watcher::Event::Apply(nps("n1", json!([e.clone()]))));
+        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())]);
+        e["uid"] = json!("u2");
+        let keys = r.apply(watcher::Event::Apply(nps("n1", json!([e]))));
+        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())]);
+        assert_eq!(r.for_profile(ProfileKind::SeccompProfile, "a")["n1"].uid, "u2");
     }
 
     #[test]

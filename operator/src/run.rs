@@ -66,14 +66,22 @@ type PodRefs = HashMap<String, Vec<(ProfileKind, String)>>;
 /// Name of the leader-election Lease.
 pub const LEADER_LEASE: &str = "palisade-operator";
 
-fn reflect<K>(api: Api<K>, cfg: watcher::Config) -> (Store<K>, impl Stream<Item = Arc<K>> + Send)
+/// Drops what no reconcile reads: managedFields, and annotations (kubectl's
+/// last-applied-configuration is a second copy of the object).
+fn slim_meta<K: kube::Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
+fn reflect<K>(api: Api<K>, cfg: watcher::Config, slim: fn(&mut K)) -> (Store<K>, impl Stream<Item = Arc<K>> + Send)
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(1024);
     let stream = watcher(api, cfg)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(slim)
         .reflect_shared(writer)
         .touched_objects()
         .filter_map(|r| futures::future::ready(r.ok()))
@@ -83,6 +91,8 @@ where
 
 pub async fn run(args: Args) -> Result<()> {
     let client = palisade_runtime::connect().await?;
+    // Relists and report bursts allocate and free a lot at once; keep RSS at what is held.
+    palisade_runtime::spawn_memory_release(Duration::from_secs(10));
 
     let mut registry = Registry::with_prefix("palisade");
     let metrics = Metrics::register(&mut registry);
@@ -160,17 +170,30 @@ async fn lead(
     });
 
     // Stores: what reconciles read. Pods are kept as a slim projection.
-    let (seccomp, seccomp_events) = reflect(Api::<SeccompProfile>::all(client.clone()), watcher::Config::default());
+    let (seccomp, seccomp_events) = reflect(
+        Api::<SeccompProfile>::all(client.clone()),
+        watcher::Config::default(),
+        slim_meta,
+    );
     let reports = Arc::new(crate::reports::NodeReports::default());
+    // Reports are large (an entry per profile): listed a few at a time, so a relist never
+    // holds every node's report in one response.
     let nps_events = watcher(
         Api::<NodeProfileStatus>::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(5),
     )
     .default_backoff();
-    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default());
+    // Nodes: only name and labels are read; a real Node's status (images, conditions) is
+    // tens of kilobytes.
+    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default(), |n| {
+        slim_meta(n);
+        n.spec = None;
+        n.status = None;
+    });
     let (leases, lease_events) = reflect(
         Api::<Lease>::namespaced(client.clone(), &args.namespace),
         watcher::Config::default().labels("app.kubernetes.io/name=palisade-agent"),
+        slim_meta,
     );
     let (pod_store, pod_writer) = reflector::store_shared(1024);
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
@@ -352,6 +375,7 @@ async fn run_controller<K>(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(|o| slim_meta(o))
     .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
     .reflect(writer)
     .applied_objects();

@@ -265,3 +265,34 @@ pub fn spawn_http(
         tokio::spawn(serve_http(health_addr, registry, health.clone(), shutdown.clone()));
     }
 }
+
+/// Hands memory the allocator holds but no longer uses back to the kernel, so RSS follows
+/// what the process keeps rather than its peak (a relist, a large report).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Caps glibc's malloc arenas (by default up to 8 per core, each keeping its own free
+/// memory) for a process whose threads mostly wait on the network.
+pub fn limit_malloc_arenas(arenas: i32) {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+/// Releases free memory every `period` (see [`release_free_memory`]).
+pub fn spawn_memory_release(period: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            release_free_memory();
+        }
+    });
+}
