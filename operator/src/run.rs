@@ -375,7 +375,7 @@ async fn run_controller<K>(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|o| slim_meta(o))
+    .modify(slim_meta)
     .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
     .reflect(writer)
     .applied_objects();
