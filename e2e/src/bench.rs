@@ -377,7 +377,7 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
         "  agent RSS: {rss_before:.1} MiB with no profiles, {:.1} MiB with {count} seccomp, {:.1} MiB with {count} seccomp + {count} AppArmor profiles",
         rss_after[0], rss_after[1]
     );
-    let metrics = reqwest_metrics(cluster.agents["node-0"].metrics_port)
+    let metrics = crate::cluster::scrape_metrics(cluster.agents["node-0"].metrics_port)
         .await
         .unwrap_or_default();
     if let (Some(sum), Some(n)) = (
@@ -422,15 +422,6 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-async fn reqwest_metrics(port: u16) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
 }
 
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -543,7 +534,9 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
     )
     .await?;
     say(&format!("aggregated in {:.1} s", start.elapsed().as_secs_f64()));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Steady state: the last status writes have landed and the operator has handed back
+    // what the burst freed (it does every 10 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
     println!(
         "  operator RSS: {idle:.1} MiB idle, {:.1} MiB with {profiles} profiles × {nodes} NodeProfileStatus objects ({} entries)",
         rss_mib(pid),

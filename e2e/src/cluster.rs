@@ -515,3 +515,22 @@ pub fn agent_identity(cp: &ControlPlane, node: &str) -> Result<PathBuf> {
     ])?;
     cp.token_kubeconfig(&format!("agent-{node}"), token.trim())
 }
+
+/// The Prometheus text a process serves on `127.0.0.1:<port>/metrics`.
+pub async fn scrape_metrics(port: u16) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+/// The sum of every sample of a metric whose line starts with `prefix` (name and labels).
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -66,6 +66,9 @@ type PodRefs = HashMap<String, Vec<(ProfileKind, String)>>;
 /// Name of the leader-election Lease.
 pub const LEADER_LEASE: &str = "palisade-operator";
 
+/// Reconciles in flight at once, per kind.
+const RECONCILE_CONCURRENCY: u16 = 8;
+
 /// Drops what no reconcile reads: managedFields, and annotations (kubectl's
 /// last-applied-configuration is a second copy of the object).
 fn slim_meta<K: kube::Resource>(o: &mut K) {
@@ -379,7 +382,10 @@ async fn run_controller<K>(
     .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
     .reflect(writer)
     .applied_objects();
+    // Bounded: a burst (a relist, a node joining) reconciles every profile, and each
+    // reconcile holds its profile's per-node view while its status write is in flight.
     Controller::for_stream(objects, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_on(refs)
         .reconcile_all_on(all)
         .graceful_shutdown_on(stop)

@@ -1,0 +1,218 @@
+//! Lifecycle scenarios on the local control plane (operator + 3 simulated nodes): modes,
+//! disable and re-enable, a hundred profiles at once, and an operator restart. Each test
+//! names what it proves and fails if that breaks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_installed};
+use palisade_e2e::{Cluster, Options, wait_for};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(90);
+const NODES: [&str; 3] = ["node-0", "node-1", "node-2"];
+
+fn seccomp(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": name},
+           "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}})
+}
+
+fn apparmor(name: &str, mode: &str) -> serde_json::Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": name},
+           "spec": {"mode": mode, "abstract": {"filesystem": {"readOnlyPaths": ["/etc/**"]}}}})
+}
+
+async fn modes_are(cluster: &Cluster, name: &str, mode: Option<&str>) {
+    wait_for(&format!("{name} loaded as {mode:?} on every node"), T, || async {
+        Ok(NODES
+            .iter()
+            .all(|n| cluster.apparmor_loaded(n).get(name).map(String::as_str) == mode)
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn complain_and_enforce_load_as_asked_and_switch_in_place() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    apply_json(&client, apparmor("audit-me", "Complain")).await.unwrap();
+    apply_json(&client, apparmor("lock-me", "Enforce")).await.unwrap();
+    wait_installed(&aap, "audit-me", 3).await.unwrap();
+    wait_installed(&aap, "lock-me", 3).await.unwrap();
+    modes_are(&cluster, "audit-me", Some("complain")).await;
+    modes_are(&cluster, "lock-me", Some("enforce")).await;
+
+    // Complain → Enforce is a new generation, replaced on every node without an unload.
+    apply_json(&client, apparmor("audit-me", "Enforce")).await.unwrap();
+    modes_are(&cluster, "audit-me", Some("enforce")).await;
+    let status = wait_installed(&aap, "audit-me", 3).await.unwrap();
+    assert_eq!(status.observed_generation, Some(2));
+    // And back.
+    apply_json(&client, apparmor("audit-me", "Complain")).await.unwrap();
+    modes_are(&cluster, "audit-me", Some("complain")).await;
+    modes_are(&cluster, "lock-me", Some("enforce")).await;
+}
+
+#[tokio::test]
+async fn disable_removes_everywhere_and_re_enable_puts_it_back() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    apply_json(&client, seccomp("pausable")).await.unwrap();
+    apply_json(&client, apparmor("pausable", "Enforce")).await.unwrap();
+    wait_installed(&sp, "pausable", 3).await.unwrap();
+    wait_installed(&aap, "pausable", 3).await.unwrap();
+
+    let disable = Patch::Merge(json!({"spec": {"state": "Disabled"}}));
+    sp.patch("pausable", &PatchParams::default(), &disable).await.unwrap();
+    aap.patch("pausable", &PatchParams::default(), &disable).await.unwrap();
+    wait_for("files and profiles gone from every node", T, || async {
+        Ok(NODES
+            .iter()
+            .all(|n| cluster.seccomp_files(n).is_empty() && !cluster.apparmor_loaded(n).contains_key("pausable"))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    wait_for("Ready=True with reason Disabled", T, || async {
+        let p = sp.get("pausable").await?;
+        let status = p.status.unwrap_or_default();
+        Ok(status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "Disabled")
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let enable = Patch::Merge(json!({"spec": {"state": "Enabled"}}));
+    sp.patch("pausable", &PatchParams::default(), &enable).await.unwrap();
+    aap.patch("pausable", &PatchParams::default(), &enable).await.unwrap();
+    wait_installed(&sp, "pausable", 3).await.unwrap();
+    wait_installed(&aap, "pausable", 3).await.unwrap();
+    for n in NODES {
+        assert_eq!(cluster.seccomp_files(n), ["pausable.json"]);
+        assert_eq!(
+            cluster.apparmor_loaded(n).get("pausable").map(String::as_str),
+            Some("enforce")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_profiles_at_once_all_become_ready_on_every_node() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let mut items: Vec<serde_json::Value> = (0..50).map(|i| seccomp(&format!("bulk-{i}"))).collect();
+    items.extend((0..50).map(|i| apparmor(&format!("bulk-{i}"), "Enforce")));
+    let file = cluster.dir().join("hundred.json");
+    std::fs::write(
+        &file,
+        json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    )
+    .unwrap();
+    cluster.apply(&file).unwrap();
+
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    wait_for(
+        "100 profiles installed on 3 nodes each",
+        Duration::from_secs(240),
+        || async {
+            let mut done = 0;
+            for p in sp.list(&ListParams::default()).await?.items {
+                done += (p.status.and_then(|s| s.nodes).map(|n| n.installed) == Some(3)) as usize;
+            }
+            for p in aap.list(&ListParams::default()).await?.items {
+                done += (p.status.and_then(|s| s.nodes).map(|n| n.installed) == Some(3)) as usize;
+            }
+            Ok((done == 100).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    for n in NODES {
+        assert_eq!(cluster.seccomp_files(n).len(), 50, "{n}");
+        assert_eq!(cluster.apparmor_loaded(n).len(), 50, "{n}");
+    }
+}
+
+/// Every profile's resourceVersion, to tell whether anything was written to it.
+async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let mut out = BTreeMap::new();
+    for p in sp.list(&ListParams::default()).await.unwrap().items {
+        out.insert(
+            format!("sp/{}", p.metadata.name.unwrap()),
+            p.metadata.resource_version.unwrap(),
+        );
+    }
+    for p in aap.list(&ListParams::default()).await.unwrap().items {
+        out.insert(
+            format!("aap/{}", p.metadata.name.unwrap()),
+            p.metadata.resource_version.unwrap(),
+        );
+    }
+    out
+}
+
+async fn agent_operations(cluster: &Cluster) -> f64 {
+    let mut total = 0.0;
+    for agent in cluster.agents.values() {
+        let text = scrape_metrics(agent.metrics_port).await.unwrap();
+        total += metric_sum(&text, "palisade_agent_operations_total");
+    }
+    total
+}
+
+#[tokio::test]
+async fn an_operator_restart_does_no_duplicate_work_and_state_converges() {
+    let mut cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    for i in 0..3 {
+        apply_json(&client, seccomp(&format!("steady-{i}"))).await.unwrap();
+        apply_json(&client, apparmor(&format!("steady-{i}"), "Enforce"))
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        wait_installed(&sp, &format!("steady-{i}"), 3).await.unwrap();
+        wait_installed(&aap, &format!("steady-{i}"), 3).await.unwrap();
+    }
+    // Let the last progress-only status writes land, then take stock.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = versions(&client).await;
+    let ops_before = agent_operations(&cluster).await;
+    assert!(ops_before >= 18.0, "18 installs happened: {ops_before}");
+
+    cluster.kill_operator(0);
+    cluster.start_operator(0).unwrap();
+
+    // The new operator works: a profile applied now becomes Ready everywhere.
+    apply_json(&client, seccomp("after-restart")).await.unwrap();
+    wait_installed(&sp, "after-restart", 3).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // No duplicate work: it re-validated and re-aggregated every profile, but wrote none of
+    // them (same deterministic status), and agents installed only the new one.
+    let mut after = versions(&client).await;
+    after.remove("sp/after-restart");
+    assert_eq!(after, before, "no profile was written by the restarted operator");
+    let ops_after = agent_operations(&cluster).await;
+    assert_eq!(
+        ops_after - ops_before,
+        3.0,
+        "one install per node, for the new profile only"
+    );
+}
