@@ -25,6 +25,18 @@ pub fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How much of a process's resident memory is its own (anonymous: heap, stacks) rather
+/// than mapped files (its code and libraries), MiB.
+pub fn anon_rss_mib(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
 /// The p-th percentile (0–100) of samples, nearest rank.
 pub fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut s = samples.to_vec();
@@ -374,8 +386,10 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
         );
     }
     println!(
-        "  agent RSS: {rss_before:.1} MiB with no profiles, {:.1} MiB with {count} seccomp, {:.1} MiB with {count} seccomp + {count} AppArmor profiles",
-        rss_after[0], rss_after[1]
+        "  agent RSS: {rss_before:.1} MiB with no profiles, {:.1} MiB with {count} seccomp, {:.1} MiB with {count} seccomp + {count} AppArmor profiles ({:.1} MiB of it heap)",
+        rss_after[0],
+        rss_after[1],
+        anon_rss_mib(agent_pid)
     );
     let metrics = crate::cluster::scrape_metrics(cluster.agents["node-0"].metrics_port)
         .await
@@ -453,6 +467,13 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
     .await?;
     let client = cluster.cp.client().await?;
     let pid = cluster.operators[0].as_ref().context("operator")?.pid();
+    // Idle: once it serves metrics and has settled after start-up.
+    let port = cluster.operator_ports[0];
+    wait_for("the operator's metrics", Duration::from_secs(30), || async {
+        Ok(crate::cluster::scrape_metrics(port).await.ok().map(|_| ()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = rss_mib(pid);
 
     say(&format!("{profiles} SeccompProfiles"));
@@ -538,9 +559,10 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
     // what the burst freed (it does every 10 s).
     tokio::time::sleep(Duration::from_secs(15)).await;
     println!(
-        "  operator RSS: {idle:.1} MiB idle, {:.1} MiB with {profiles} profiles × {nodes} NodeProfileStatus objects ({} entries)",
+        "  operator RSS: {idle:.1} MiB idle, {:.1} MiB with {profiles} profiles × {nodes} NodeProfileStatus objects ({} entries; {:.1} MiB of it heap, the rest code and libraries)",
         rss_mib(pid),
-        profiles * nodes
+        profiles * nodes,
+        anon_rss_mib(pid)
     );
     Ok(())
 }
