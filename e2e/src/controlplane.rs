@@ -57,7 +57,9 @@ pub struct ControlPlane {
     pub pki: Pki,
     pub api_port: u16,
     pub etcd_port: u16,
-    // Field order is drop order: the API server stops before etcd.
+    // Field order is drop order: the controller manager stops before the API server, and
+    // the API server before etcd.
+    pub controller_manager: Option<Proc>,
     pub apiserver: Proc,
     pub etcd: Proc,
     etcd_args: Vec<String>,
@@ -121,6 +123,7 @@ impl ControlPlane {
             pki,
             api_port,
             etcd_port,
+            controller_manager: None,
             apiserver,
             etcd,
             temp: None,
@@ -130,6 +133,31 @@ impl ControlPlane {
         cp.wait_ready(Duration::from_secs(90)).await?;
         cp.install_crds().await?;
         Ok(cp)
+    }
+
+    /// Starts kube-controller-manager with only its garbage collector: the controller that
+    /// deletes objects whose owners are gone (a NodeProfileStatus after its Node).
+    pub fn start_garbage_collector(&mut self) -> Result<()> {
+        let kcm = self.bin_dir.join("kube-controller-manager");
+        if !kcm.is_file() {
+            bail!(
+                "{} not found: the control-plane binaries predate it (make control-plane builds it)",
+                kcm.display()
+            );
+        }
+        let mut cmd = Command::new(kcm);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display())).args([
+            "--controllers=garbagecollector",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=1",
+        ]);
+        self.controller_manager = Some(Proc::spawn(
+            "kube-controller-manager",
+            &mut cmd,
+            &self.dir.join("logs/kube-controller-manager.log"),
+        )?);
+        Ok(())
     }
 
     /// Stops etcd and kube-apiserver (SIGTERM), waits `down`, and starts both again on the

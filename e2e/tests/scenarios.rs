@@ -371,6 +371,8 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
 #[tokio::test]
 async fn node_deletion_and_addition_update_counts() {
     let mut cluster = Cluster::start(Options::default()).await.unwrap();
+    // The garbage collector of a real cluster, so a deleted Node takes its report along.
+    cluster.cp.start_garbage_collector().unwrap();
     let client = cluster.cp.client().await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     apply_json(&client, seccomp("everywhere", json!({}))).await.unwrap();
@@ -389,10 +391,16 @@ async fn node_deletion_and_addition_update_counts() {
     .unwrap();
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     let owner = nps.get("node-1").await.unwrap().metadata.owner_references.unwrap();
-    assert_eq!(
-        (owner[0].kind.as_str(), owner[0].name.as_str()),
-        ("Node", "node-1"),
-        "garbage-collected with its Node"
+    assert_eq!((owner[0].kind.as_str(), owner[0].name.as_str()), ("Node", "node-1"));
+    // Nothing leaks when nodes come and go: node-2's report goes with its Node.
+    wait_for("node-2's NodeProfileStatus garbage-collected", T, || async {
+        Ok(nps.get_opt("node-2").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        nps.get_opt("node-1").await.unwrap().is_some(),
+        "only the deleted node's"
     );
 
     cluster.add_node("node-3", true, Default::default()).await.unwrap();
