@@ -97,6 +97,11 @@ impl StatusWriter {
         Ok(true)
     }
 
+    /// How many entries differ from the last write (all of them before the first).
+    pub fn changed_entries(&self, profiles: &[NodeProfile]) -> usize {
+        changed_entries(self.last.as_ref().map(|l| l.profiles.as_slice()), profiles)
+    }
+
     /// Forgets the last write so the next report writes again (after the object was
     /// recreated, say).
     pub fn invalidate(&mut self) {
@@ -157,5 +162,49 @@ fn truncate(s: &str, max: usize) -> &str {
         s
     } else {
         &s[..s.floor_char_boundary(max)]
+    }
+}
+
+/// Entries added, changed or removed between two reports.
+fn changed_entries(last: Option<&[NodeProfile]>, profiles: &[NodeProfile]) -> usize {
+    let Some(last) = last else {
+        return profiles.len();
+    };
+    let before: std::collections::HashMap<(ProfileKind, &str), &NodeProfile> =
+        last.iter().map(|p| ((p.kind, p.name.as_str()), p)).collect();
+    let same = profiles
+        .iter()
+        .filter(|p| before.get(&(p.kind, p.name.as_str())) == Some(p))
+        .count();
+    let now: std::collections::HashSet<(ProfileKind, &str)> =
+        profiles.iter().map(|p| (p.kind, p.name.as_str())).collect();
+    let removed = before.keys().filter(|k| !now.contains(k)).count();
+    (profiles.len() - same) + removed
+}
+
+#[cfg(test)]
+mod changed_tests {
+    use palisade_crds::{NodeProfile, NodeProfileState, ProfileKind};
+
+    fn entry(name: &str, generation: i64) -> NodeProfile {
+        NodeProfile {
+            kind: ProfileKind::SeccompProfile,
+            name: name.into(),
+            uid: "u".into(),
+            generation,
+            digest: String::new(),
+            state: NodeProfileState::Installed,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn counts_added_changed_and_removed_entries() {
+        let last = [entry("a", 1), entry("b", 1), entry("c", 1)];
+        assert_eq!(super::changed_entries(None, &last), 3, "first write: everything");
+        assert_eq!(super::changed_entries(Some(&last), &last), 0);
+        let now = [entry("a", 1), entry("b", 2), entry("d", 1)];
+        // b changed, d added, c removed.
+        assert_eq!(super::changed_entries(Some(&last), &now), 3);
     }
 }

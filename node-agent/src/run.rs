@@ -219,11 +219,12 @@ pub async fn run(args: Args) -> Result<()> {
             }
         }
         let started = tokio::time::Instant::now();
+        let changed = writer.changed_entries(&entries);
         match writer.report(&capabilities, entries).await {
             Ok(wrote) => {
                 if wrote {
                     metrics.status_writes.inc();
-                    next_write = tokio::time::Instant::now() + write_gap(started.elapsed());
+                    next_write = tokio::time::Instant::now() + write_gap(started.elapsed(), changed);
                 }
                 retry = false;
                 health.set_ready(true);
@@ -249,22 +250,45 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The pause after a status write before the next: five times what the write took,
-/// between 50 ms and 2 s. An idle API server answers in milliseconds, so a single change
-/// is reported at once; a loaded one gets fewer, larger writes.
-pub fn write_gap(took: Duration) -> Duration {
-    (took * 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
+/// The pause after a status write before the next. A write that carried a change or two
+/// (someone applied a profile) leaves the next one free to follow soon: as long as the
+/// write took, 20 ms to 1 s. A write that carried a flood (a bulk apply, a relist) holds the
+/// next back five times as long as it took, 50 ms to 2 s, so the flood is coalesced into
+/// fewer, larger writes instead of being sent back at the API server entry by entry.
+pub fn write_gap(took: Duration, changed_entries: usize) -> Duration {
+    if changed_entries <= FEW_CHANGES {
+        took.clamp(Duration::from_millis(20), Duration::from_secs(1))
+    } else {
+        (took * 5).clamp(Duration::from_millis(50), Duration::from_secs(2))
+    }
 }
+
+/// At most this many entries changed: a change, not a flood.
+const FEW_CHANGES: usize = 3;
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     #[test]
-    fn write_gap_grows_with_api_latency_within_bounds() {
-        assert_eq!(super::write_gap(Duration::from_millis(2)), Duration::from_millis(50));
-        assert_eq!(super::write_gap(Duration::from_millis(100)), Duration::from_millis(500));
-        assert_eq!(super::write_gap(Duration::from_secs(3)), Duration::from_secs(2));
+    fn write_gap_follows_api_latency_and_holds_floods_back() {
+        // A single change: short gap.
+        assert_eq!(super::write_gap(Duration::from_millis(2), 1), Duration::from_millis(20));
+        assert_eq!(
+            super::write_gap(Duration::from_millis(100), 1),
+            Duration::from_millis(100)
+        );
+        assert_eq!(super::write_gap(Duration::from_secs(3), 2), Duration::from_secs(1));
+        // A flood: five times the write, 50 ms to 2 s.
+        assert_eq!(
+            super::write_gap(Duration::from_millis(2), 400),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            super::write_gap(Duration::from_millis(100), 400),
+            Duration::from_millis(500)
+        );
+        assert_eq!(super::write_gap(Duration::from_secs(3), 400), Duration::from_secs(2));
     }
 
     #[test]
