@@ -14,27 +14,26 @@ use serde_json::json;
 use crate::cluster::{ProfileObject, apply_json};
 use crate::{Cluster, ControlPlane, Options, wait_for};
 
-/// Resident memory of a process, MiB (VmRSS).
-pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+/// A `<key>: <n> kB` line of a /proc file, in MiB (0 when absent).
+fn proc_mib(path: &str, key: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
 
+/// Resident memory of a process, MiB (VmRSS).
+pub fn rss_mib(pid: u32) -> f64 {
+    proc_mib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
 /// How much of a process's resident memory is its own (anonymous: heap, stacks) rather
 /// than mapped files (its code and libraries), MiB.
 pub fn anon_rss_mib(pid: u32) -> f64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Anonymous:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+    proc_mib(&format!("/proc/{pid}/smaps_rollup"), "Anonymous:")
 }
 
 /// The p-th percentile (0–100) of samples, nearest rank.

@@ -256,26 +256,7 @@ impl ControlPlane {
     /// ServiceAccount token), so a process runs as that identity, RBAC and admission included.
     pub fn token_kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf> {
         let path = self.dir.join(format!("{name}.kubeconfig"));
-        let yaml = format!(
-            "apiVersion: v1
-kind: Config
-clusters:
-- name: palisade-local
-  cluster:
-    server: https://127.0.0.1:{port}
-    certificate-authority: {ca}
-users:
-- name: {name}
-  user:
-    token: {token}
-contexts:
-- name: palisade-local
-  context: {{cluster: palisade-local, user: {name}}}
-current-context: palisade-local
-",
-            port = self.api_port,
-            ca = self.pki.ca_cert.display(),
-        );
+        let yaml = kubeconfig_for(self.api_port, &self.pki.ca_cert, name, &format!("token: {token}"));
         std::fs::write(&path, yaml)?;
         Ok(path)
     }
@@ -338,6 +319,17 @@ fn apiserver_args(dir: &Path, pki: &Pki, etcd_url: &str, port: u16) -> Vec<Strin
 }
 
 fn kubeconfig_yaml(port: u16, pki: &Pki) -> String {
+    let credentials = format!(
+        "client-certificate: {}\n    client-key: {}",
+        pki.admin_cert.display(),
+        pki.admin_key.display()
+    );
+    kubeconfig_for(port, &pki.ca_cert, "admin", &credentials)
+}
+
+/// A kubeconfig for the local API server as `user`, with `credentials` (YAML lines of the
+/// user entry).
+fn kubeconfig_for(port: u16, ca: &Path, user: &str, credentials: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -347,18 +339,15 @@ clusters:
     server: https://127.0.0.1:{port}
     certificate-authority: {ca}
 users:
-- name: admin
+- name: {user}
   user:
-    client-certificate: {cert}
-    client-key: {key}
+    {credentials}
 contexts:
 - name: palisade-local
-  context: {{cluster: palisade-local, user: admin}}
+  context: {{cluster: palisade-local, user: {user}}}
 current-context: palisade-local
 ",
-        ca = pki.ca_cert.display(),
-        cert = pki.admin_cert.display(),
-        key = pki.admin_key.display(),
+        ca = ca.display(),
     )
 }
 
