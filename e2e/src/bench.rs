@@ -140,23 +140,28 @@ pub struct Results {
     pub steady_breakdown: BTreeMap<String, f64>,
 }
 
-/// `make bench`: N nodes, latency over `trials`, a bulk of `bulk` seccomp profiles.
-pub async fn run(dir: &Path, nodes: usize, trials: usize, bulk: usize) -> Result<Results> {
-    let t0 = Instant::now();
-    let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+/// A control plane and Palisade with `nodes` nodes in `dir`, emptied first.
+async fn fresh_cluster(dir: &Path, nodes: usize) -> Result<Cluster> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
-    say(&format!("starting the control plane, the operator and {nodes} agents"));
     let cp = ControlPlane::start(dir).await?;
-    let cluster = Cluster::start_on(
+    Cluster::start_on(
         cp,
         Options {
             nodes,
             ..Options::default()
         },
     )
-    .await?;
+    .await
+}
+
+/// `make bench`: N nodes, latency over `trials`, a bulk of `bulk` seccomp profiles.
+pub async fn run(dir: &Path, nodes: usize, trials: usize, bulk: usize) -> Result<Results> {
+    let t0 = Instant::now();
+    let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+    say(&format!("starting the control plane, the operator and {nodes} agents"));
+    let cluster = fresh_cluster(dir, nodes).await?;
     let client = cluster.cp.client().await?;
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
@@ -348,18 +353,7 @@ fn num_cpus() -> usize {
 pub async fn agent(dir: &Path, count: usize) -> Result<()> {
     let t0 = Instant::now();
     let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let cp = ControlPlane::start(dir).await?;
-    let mut cluster = Cluster::start_on(
-        cp,
-        Options {
-            nodes: 1,
-            ..Options::default()
-        },
-    )
-    .await?;
+    let mut cluster = fresh_cluster(dir, 1).await?;
     let client = cluster.cp.client().await?;
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     let installed = |kind: &'static str| {
@@ -484,18 +478,7 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
     use k8s_openapi::api::core::v1::Node;
     let t0 = Instant::now();
     let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let cp = ControlPlane::start(dir).await?;
-    let cluster = Cluster::start_on(
-        cp,
-        Options {
-            nodes: 0,
-            ..Options::default()
-        },
-    )
-    .await?;
+    let cluster = fresh_cluster(dir, 0).await?;
     let client = cluster.cp.client().await?;
     let pid = cluster.operators[0].as_ref().context("operator")?.pid();
     // Idle: once it serves metrics and has settled after start-up.

@@ -10,6 +10,7 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use palisade_e2e::cluster::{NAMESPACE, agent_identity, install_manifests};
 use palisade_e2e::controlplane::{ControlPlane, client_from_kubeconfig, repo_root};
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 fn helm() -> PathBuf {
@@ -56,7 +57,6 @@ fn docs(yaml: &str) -> Vec<Value> {
         .filter_map(|d| Option::<Value>::deserialize(d).unwrap())
         .collect()
 }
-use serde::Deserialize as _;
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
