@@ -172,14 +172,15 @@ fn changed_entries(last: Option<&[NodeProfile]>, profiles: &[NodeProfile]) -> us
     };
     let before: std::collections::HashMap<(ProfileKind, &str), &NodeProfile> =
         last.iter().map(|p| ((p.kind, p.name.as_str()), p)).collect();
-    let same = profiles
-        .iter()
-        .filter(|p| before.get(&(p.kind, p.name.as_str())) == Some(p))
-        .count();
-    let now: std::collections::HashSet<(ProfileKind, &str)> =
-        profiles.iter().map(|p| (p.kind, p.name.as_str())).collect();
-    let removed = before.keys().filter(|k| !now.contains(k)).count();
-    (profiles.len() - same) + removed
+    let (mut kept, mut same) = (0, 0);
+    for p in profiles {
+        if let Some(old) = before.get(&(p.kind, p.name.as_str())) {
+            kept += 1;
+            same += usize::from(*old == p);
+        }
+    }
+    // Added or changed, plus removed.
+    (profiles.len() - same) + (before.len() - kept)
 }
 
 #[cfg(test)]
