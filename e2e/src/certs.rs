@@ -20,6 +20,25 @@ pub struct Pki {
     pub sa_private: PathBuf,
 }
 
+/// Where a real-node guest reaches the host's API server (QEMU user networking forwards this
+/// address, and only it, to the API server on the host's 127.0.0.1).
+pub const GUEST_APISERVER_IP: &str = "10.0.2.100";
+/// The `kubernetes` Service's ClusterIP (first address of `--service-cluster-ip-range`).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+/// The local CA: one name, signing only.
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "palisade-local-ca");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
 fn leaf(
     cn: &str,
     org: Option<&str>,
@@ -40,29 +59,31 @@ fn leaf(
 }
 
 impl Pki {
-    /// Generates a CA, the API server's serving certificate (localhost, 127.0.0.1), an
-    /// admin client certificate (group system:masters) and the service-account key pair.
+    /// Generates a CA, the API server's serving certificate, an admin client certificate
+    /// (group system:masters) and the service-account key pair. The serving certificate names
+    /// every address a client uses: 127.0.0.1 and localhost on the host, the address a
+    /// real-node guest reaches it at, and the in-cluster `kubernetes` Service (IP and names),
+    /// so no client ever skips verification.
     pub fn generate(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "palisade-local-ca");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_cert = ca_params()?.self_signed(&ca_key)?;
         let ca_key_pem = ca_key.serialize_pem();
-        let issuer = Issuer::new(ca_params, ca_key);
+        let issuer = Issuer::new(ca_params()?, ca_key);
 
         let server = leaf(
             "kube-apiserver",
             None,
-            vec!["localhost".into(), "127.0.0.1".into(), "kubernetes.default.svc".into()],
+            vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                GUEST_APISERVER_IP.into(),
+                KUBERNETES_SERVICE_IP.into(),
+                "kubernetes".into(),
+                "kubernetes.default".into(),
+                "kubernetes.default.svc".into(),
+                "kubernetes.default.svc.cluster.local".into(),
+            ],
             ExtendedKeyUsagePurpose::ServerAuth,
             &issuer,
         )?;
@@ -94,5 +115,19 @@ impl Pki {
         std::fs::write(&pki.sa_public, sa.public_key_pem())?;
         std::fs::write(&pki.sa_private, sa.serialize_pem())?;
         Ok(pki)
+    }
+
+    /// Issues a client certificate signed by this CA for user `cn` in group `org` (e.g.
+    /// `system:node:<name>` in `system:nodes`, which the Node authorizer and NodeRestriction
+    /// act on), written as `<dir>/<file>.crt` and `.key`; returns both paths.
+    pub fn client_cert(&self, dir: &Path, file: &str, cn: &str, org: Option<&str>) -> Result<(PathBuf, PathBuf)> {
+        // The CA's parameters are fixed, so its key and them make the same issuer again.
+        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(&self.ca_key)?)?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let (cert, key) = leaf(cn, org, vec![], ExtendedKeyUsagePurpose::ClientAuth, &issuer)?;
+        let (cert_path, key_path) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
+        std::fs::write(&cert_path, cert)?;
+        std::fs::write(&key_path, key)?;
+        Ok((cert_path, key_path))
     }
 }

@@ -12,7 +12,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
 
-use crate::certs::Pki;
+use crate::certs::{GUEST_APISERVER_IP, Pki};
 use crate::process::Proc;
 
 /// Where etcd, kube-apiserver and kubectl are: `KUBEBUILDER_ASSETS` when it holds them,
@@ -49,6 +49,18 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// What the API server is set up for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Simulated nodes only: no kubelet and no pod ever runs, so no controller creates
+    /// ServiceAccounts and the `kubernetes` Service has no endpoint.
+    Simulated,
+    /// A real node joins (e2e/src/realnode.rs): the Node authorizer and NodeRestriction act
+    /// on the kubelet's identity, pods get ServiceAccount tokens, and the `kubernetes`
+    /// Service points at the address the guest reaches the API server at.
+    RealNode,
+}
+
 /// A running control plane. Dropping it stops both processes.
 pub struct ControlPlane {
     pub dir: PathBuf,
@@ -65,17 +77,22 @@ pub struct ControlPlane {
     etcd_args: Vec<String>,
     api_args: Vec<String>,
     /// Set when the harness made `dir` itself: removed on drop unless a test failed.
-    temp: Option<tempfile::TempDir>,
+    temp: std::sync::Mutex<Option<tempfile::TempDir>>,
 }
 
 impl ControlPlane {
     /// Starts a control plane in a new temporary directory, removed when it is dropped
     /// (kept, and named, when a test fails).
     pub async fn start_temp() -> Result<Self> {
+        Self::start_temp_with(Flavor::Simulated).await
+    }
+
+    /// [`Self::start_temp`] for the given flavor.
+    pub async fn start_temp_with(flavor: Flavor) -> Result<Self> {
         let temp = tempfile::Builder::new().prefix("palisade-e2e-").tempdir()?;
-        match Self::start(temp.path()).await {
+        match Self::start_with(temp.path(), flavor).await {
             Ok(mut cp) => {
-                cp.temp = Some(temp);
+                cp.temp = std::sync::Mutex::new(Some(temp));
                 Ok(cp)
             }
             Err(e) => Err(e.context(format!(
@@ -88,6 +105,11 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver with state under `dir`, waits until the API server is
     /// ready, writes `dir/kubeconfig`, and installs Palisade's CRDs from `crds/`.
     pub async fn start(dir: &Path) -> Result<Self> {
+        Self::start_with(dir, Flavor::Simulated).await
+    }
+
+    /// [`Self::start`] for the given flavor.
+    pub async fn start_with(dir: &Path, flavor: Flavor) -> Result<Self> {
         let bin_dir = binary_dir()?;
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
@@ -107,7 +129,7 @@ impl ControlPlane {
         )?;
 
         let api_port = free_port()?;
-        let api_args = apiserver_args(&dir, &pki, &etcd_url, api_port);
+        let api_args = apiserver_args(&dir, &pki, &etcd_url, api_port, flavor);
         let apiserver = Proc::spawn(
             "kube-apiserver",
             Command::new(bin_dir.join("kube-apiserver")).args(&api_args),
@@ -126,7 +148,7 @@ impl ControlPlane {
             controller_manager: None,
             apiserver,
             etcd,
-            temp: None,
+            temp: std::sync::Mutex::new(None),
             etcd_args,
             api_args,
         };
@@ -135,9 +157,23 @@ impl ControlPlane {
         Ok(cp)
     }
 
+    /// Keeps the directory (state and logs) after the control plane stops, for a failure
+    /// that did not panic.
+    pub fn keep_dir(&self) {
+        if let Some(temp) = self.temp.lock().expect("temp lock").take() {
+            let _ = temp.keep();
+        }
+    }
+
     /// Starts kube-controller-manager with only its garbage collector: the controller that
     /// deletes objects whose owners are gone (a NodeProfileStatus after its Node).
     pub fn start_garbage_collector(&mut self) -> Result<()> {
+        self.start_controllers(&["garbagecollector"])
+    }
+
+    /// Starts kube-controller-manager running only `controllers` (its names, e.g.
+    /// `daemonset`), as the admin.
+    pub fn start_controllers(&mut self, controllers: &[&str]) -> Result<()> {
         let kcm = self.bin_dir.join("kube-controller-manager");
         if !kcm.is_file() {
             bail!(
@@ -146,12 +182,12 @@ impl ControlPlane {
             );
         }
         let mut cmd = Command::new(kcm);
-        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display())).args([
-            "--controllers=garbagecollector",
-            "--leader-elect=false",
-            "--secure-port=0",
-            "--v=1",
-        ]);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--controllers={}", controllers.join(",")))
+            // Published in every namespace as kube-root-ca.crt, which pods' token volumes
+            // carry so in-cluster clients verify the API server.
+            .arg(format!("--root-ca-file={}", self.pki.ca_cert.display()))
+            .args(["--leader-elect=false", "--secure-port=0", "--v=1"]);
         self.controller_manager = Some(Proc::spawn(
             "kube-controller-manager",
             &mut cmd,
@@ -269,9 +305,7 @@ impl Drop for ControlPlane {
             for p in [&self.apiserver, &self.etcd] {
                 p.print_tail(40);
             }
-            if let Some(temp) = self.temp.take() {
-                let _ = temp.keep();
-            }
+            self.keep_dir();
         }
     }
 }
@@ -290,14 +324,11 @@ fn etcd_args(dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
     ]
 }
 
-fn apiserver_args(dir: &Path, pki: &Pki, etcd_url: &str, port: u16) -> Vec<String> {
+fn apiserver_args(dir: &Path, pki: &Pki, etcd_url: &str, port: u16, flavor: Flavor) -> Vec<String> {
     let p = |path: &Path| path.display().to_string();
-    vec![
+    let mut args = vec![
         format!("--etcd-servers={etcd_url}"),
         "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
-        // The kubernetes Service endpoint may not be a loopback address; no pod needs it here.
-        "--endpoint-reconciler-type=none".into(),
         format!("--secure-port={port}"),
         format!("--cert-dir={}", dir.join("apiserver-certs").display()),
         format!("--tls-cert-file={}", p(&pki.server_cert)),
@@ -307,15 +338,30 @@ fn apiserver_args(dir: &Path, pki: &Pki, etcd_url: &str, port: u16) -> Vec<Strin
         format!("--service-account-signing-key-file={}", p(&pki.sa_private)),
         "--service-account-issuer=https://kubernetes.default.svc".into(),
         "--service-cluster-ip-range=10.96.0.0/24".into(),
-        "--authorization-mode=RBAC".into(),
         "--allow-privileged=true".into(),
-        // No controller-manager runs here to create each namespace's default
-        // ServiceAccount, so the admission plugin that requires it is off.
-        "--disable-admission-plugins=ServiceAccount".into(),
         "--enable-priority-and-fairness=false".into(),
         "--profiling=false".into(),
         "--v=1".into(),
-    ]
+    ];
+    match flavor {
+        Flavor::Simulated => args.extend([
+            "--advertise-address=127.0.0.1".to_string(),
+            // The kubernetes Service endpoint may not be a loopback address; no pod needs it here.
+            "--endpoint-reconciler-type=none".into(),
+            "--authorization-mode=RBAC".into(),
+            // No controller-manager runs here to create each namespace's default
+            // ServiceAccount, so the admission plugin that requires it is off.
+            "--disable-admission-plugins=ServiceAccount".into(),
+        ]),
+        Flavor::RealNode => args.extend([
+            // Pods reach the API server through the `kubernetes` Service, whose endpoint is
+            // this address and port as the guest sees them (QEMU forwards it to 127.0.0.1).
+            format!("--advertise-address={GUEST_APISERVER_IP}"),
+            "--authorization-mode=Node,RBAC".into(),
+            "--enable-admission-plugins=NodeRestriction".into(),
+        ]),
+    }
+    args
 }
 
 fn kubeconfig_yaml(port: u16, pki: &Pki) -> String {

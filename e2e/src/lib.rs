@@ -5,6 +5,23 @@ pub mod certs;
 pub mod cluster;
 pub mod controlplane;
 pub mod process;
+pub mod realnode;
 
 pub use cluster::{Cluster, Options, wait_for};
 pub use controlplane::ControlPlane;
+
+/// The helm binary: `HELM` if set, else the one e2e/scripts/helm-bin.sh builds (once) from
+/// the version e2e/helm/go.mod pins.
+pub fn helm_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(h) = std::env::var("HELM") {
+        return Ok(h.into());
+    }
+    let script = controlplane::repo_root().join("e2e/scripts/helm-bin.sh");
+    let out = std::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("{} failed", script.display());
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().into())
+}

@@ -14,18 +14,7 @@ use serde::Deserialize as _;
 use serde_json::{Value, json};
 
 fn helm() -> PathBuf {
-    if let Ok(h) = std::env::var("HELM") {
-        return h.into();
-    }
-    let out = Command::new(repo_root().join("e2e/scripts/helm-bin.sh"))
-        .output()
-        .expect("running helm-bin.sh");
-    assert!(
-        out.status.success(),
-        "helm-bin.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    palisade_e2e::helm_binary().expect("finding or building helm")
 }
 
 fn chart() -> PathBuf {

@@ -29,6 +29,7 @@ pub fn profile_text(name: &str, spec: &AppArmorProfileSpec) -> Result<String, Po
     match (&spec.policy, &spec.abstract_) {
         (Some(policy), None) => {
             check_policy(name, policy)?;
+            check_mode_flags(policy, spec.mode)?;
             Ok(policy.clone())
         }
         (None, Some(abs)) => render_abstract(name, abs, spec.mode),
@@ -205,6 +206,63 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
             ),
         )),
     }
+}
+
+/// Refuses a top-level profile whose `flags=(...)` set a mode other than `spec.mode`: the
+/// kernel loads a profile in the mode its flags say (`flags=(complain)` with `mode: Enforce`
+/// would never enforce), so `spec.mode` alone decides, and a contradicting flag is an error
+/// naming its line. A flag that agrees is accepted.
+pub fn check_mode_flags(policy: &str, mode: AppArmorMode) -> Result<(), PolicyError> {
+    let mut scanner = Scanner::default();
+    for (idx, raw_line) in policy.lines().enumerate() {
+        if include_target(raw_line.trim()).is_some() {
+            continue;
+        }
+        let Some((line, header)) = scanner.feed_line(idx + 1, raw_line)? else {
+            continue;
+        };
+        let Some(flags) = header_flags(&header) else {
+            continue;
+        };
+        let want = match mode {
+            AppArmorMode::Enforce => "enforce",
+            AppArmorMode::Complain => "complain",
+        };
+        for flag in flags {
+            if MODE_FLAGS.contains(&flag.as_str()) && flag != want {
+                let spec_mode = serde_json::to_value(mode).expect("mode serializes");
+                return Err(policy_err(
+                    line,
+                    format!(
+                        "flags=({flag}) sets the profile's mode, which contradicts spec.mode {}: remove the mode                          flag and set spec.mode (Enforce or Complain) instead",
+                        spec_mode.as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Profile flags that set its mode in the kernel.
+const MODE_FLAGS: &[&str] = &["enforce", "complain", "kill", "unconfined", "prompt", "default_allow"];
+
+/// The flags a block header declares (`flags=(a, b)` or `(a b)`), lower-cased.
+fn header_flags(header: &str) -> Option<Vec<String>> {
+    let start = header.find("flags")?;
+    let rest = header[start + "flags".len()..]
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
+    let inner = rest.strip_prefix('(')?;
+    let inner = &inner[..inner.find(')')?];
+    Some(
+        inner
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|f| !f.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect(),
+    )
 }
 
 /// `#include <x>`, `include <x>`, `include if exists <x>`, or the quoted forms: the target.
@@ -394,6 +452,27 @@ profile web flags=(attach_disconnected,mediate_deleted) {
 ";
         assert_eq!(text, expected);
         check_policy("web", &text).expect("rendered text passes the raw-policy checks");
+    }
+
+    #[test]
+    fn a_mode_flag_that_contradicts_spec_mode_is_refused_naming_its_line() {
+        let policy = "include <tunables/global>\n\nprofile p flags=(attach_disconnected, complain) {\n}\n";
+        let err = check_mode_flags(policy, AppArmorMode::Enforce).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.policy line 3: flags=(complain) sets the profile's mode, which contradicts spec.mode Enforce: \
+             remove the mode flag and set spec.mode (Enforce or Complain) instead"
+        );
+        check_mode_flags(policy, AppArmorMode::Complain).expect("an agreeing flag is fine");
+        let kill = check_mode_flags("profile p flags=(kill) {\n}\n", AppArmorMode::Complain).unwrap_err();
+        assert!(kill.to_string().contains("flags=(kill)"), "{kill}");
+        // Child profiles' flags are the user's business; only the top-level block is checked.
+        check_mode_flags(
+            "profile p {\n  profile c flags=(complain) {\n  }\n}\n",
+            AppArmorMode::Enforce,
+        )
+        .unwrap();
+        check_mode_flags("profile p flags=(attach_disconnected) {\n}\n", AppArmorMode::Enforce).unwrap();
     }
 
     #[test]

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the real-node guest: Debian bookworm with Debian's kernel (AppArmor the active LSM),
+# systemd, containerd + runc, the CNI plugins, iptables (kube-proxy) and busybox-static (the
+# test images). Everything node-specific (certificates, kubelet, images) arrives at boot from
+# the 9p share, so this image depends only on this script and is built once, into
+#   $PALISADE_CACHE/realnode/guest-<hash of this script>/  {vmlinuz, initrd, disk.img, packages.txt}
+# and reused. Prints that directory on stdout; progress goes to stderr.
+#
+# Needs root, mmdebstrap and e2fsprogs, and Debian's package archive (mmdebstrap's default
+# mirror for the suite). Package versions are whatever bookworm serves on the day: they are
+# recorded in packages.txt, and the harness prints the kernel, containerd and runc versions.
+set -euo pipefail
+
+script=$(readlink -f "${BASH_SOURCE[0]}")
+cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
+key=$(sha256sum "$script" | cut -c1-16)
+out="$cache/realnode/guest-$key"
+if [[ -f "$out/disk.img" && -f "$out/vmlinuz" && -f "$out/initrd" ]]; then
+  echo "$out"
+  exit 0
+fi
+[[ $(id -u) == 0 ]] || { echo "error: building the guest image needs root (mmdebstrap --mode=root)" >&2; exit 1; }
+for tool in mmdebstrap mkfs.ext4; do
+  command -v "$tool" >/dev/null || {
+    echo "error: $tool is missing: apt-get install mmdebstrap e2fsprogs" >&2
+    exit 1
+  }
+done
+
+tmp="$out.tmp"
+rm -rf "$tmp"
+mkdir -p "$tmp"
+start=$(date +%s)
+echo "building the real-node guest image (Debian bookworm) into $out: about 4 minutes, once" >&2
+
+pkgs=(
+  systemd-sysv udev kmod iproute2 procps util-linux mount e2fsprogs ca-certificates
+  linux-image-amd64 apparmor
+  containerd runc containernetworking-plugins iptables conntrack
+  busybox-static
+)
+# The boot hook: mount the share and run its boot.sh (the harness's, e2e/realnode/guest/),
+# on every boot, so nothing node-specific is baked into the image.
+unit='[Unit]
+Description=Palisade real node: run /mnt/share/boot.sh from the host
+After=local-fs.target network-online.target containerd.service apparmor.service
+Wants=network-online.target containerd.service
+RequiresMountsFor=/mnt/share
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh /mnt/share/boot.sh
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=infinity
+[Install]
+WantedBy=multi-user.target'
+
+mmdebstrap --mode=root --variant=minbase --include="$(IFS=,; echo "${pkgs[*]}")" \
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --customize-hook='echo realnode > "$1/etc/hostname"' \
+  --customize-hook='printf "127.0.0.1 localhost\n" > "$1/etc/hosts"' \
+  --customize-hook='printf "/dev/vda / ext4 rw,relatime 0 1\nshare /mnt/share 9p trans=virtio,version=9p2000.L,msize=524288,nofail,x-systemd.device-timeout=10s 0 0\n" > "$1/etc/fstab"' \
+  --customize-hook='mkdir -p "$1/mnt/share"' \
+  --customize-hook='mkdir -p "$1/etc/systemd/network" && printf "[Match]\nName=eth0\n[Network]\nDHCP=ipv4\n" > "$1/etc/systemd/network/10-eth0.network"' \
+  --customize-hook='chroot "$1" systemctl enable systemd-networkd' \
+  --customize-hook="printf '%s\n' '$unit' > \"\$1/etc/systemd/system/palisade-node.service\"" \
+  --customize-hook='chroot "$1" systemctl enable palisade-node.service' \
+  --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer getty@tty1.service serial-getty@ttyS0.service' \
+  --customize-hook='printf "overlay\nbr_netfilter\n" > "$1/etc/modules-load.d/k8s.conf"' \
+  --customize-hook='printf "net.ipv4.ip_forward=1\nnet.bridge.bridge-nf-call-iptables=1\n" > "$1/etc/sysctl.d/99-k8s.conf"' \
+  --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" > "$1/.packages.txt"' \
+  bookworm "$tmp/rootfs" >&2
+echo "  mmdebstrap: $(( $(date +%s) - start )) s" >&2
+
+mv "$tmp/rootfs/.packages.txt" "$tmp/packages.txt"
+cp -L "$tmp/rootfs/vmlinuz" "$tmp/vmlinuz"
+cp -L "$tmp/rootfs/initrd.img" "$tmp/initrd"
+truncate -s 8G "$tmp/disk.img"
+mkfs.ext4 -q -F -L realnode -d "$tmp/rootfs" "$tmp/disk.img"
+rm -rf "$tmp/rootfs"
+rm -rf "$out"
+mv "$tmp" "$out"
+echo "  guest image ready in $(( $(date +%s) - start )) s: kernel $(awk '$1 ~ /^linux-image-[0-9]/ {print $1, $2}' "$out/packages.txt")" >&2
+echo "$out"

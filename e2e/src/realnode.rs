@@ -1,0 +1,673 @@
+//! A real Kubernetes node for end-to-end tests: a QEMU guest running Debian's kernel with
+//! AppArmor as its active LSM, containerd + runc, kube-proxy and an upstream kubelet, joined
+//! to the local control plane; Palisade installed on it by its Helm chart.
+//!
+//! - **Artifacts**, built once and cached outside the clone (`$PALISADE_CACHE`, default
+//!   `~/.cache/palisade`): the guest image (`e2e/realnode/build-guest.sh`), the kubelet,
+//!   kube-proxy and kube-scheduler (`e2e/scripts/control-plane-bin.sh --real-node`), the pause
+//!   and `busybox:local` images (`e2e/realnode/test-images.sh`) and Palisade's own images
+//!   (`images/build.sh`, what `make image` runs).
+//! - **Network**: QEMU user networking with `restrict=on`: the guest reaches nothing but one
+//!   forwarded address, 10.0.2.100:<api port>, which QEMU connects to the API server on the
+//!   host's 127.0.0.1. The API server advertises that address, so the `kubernetes` Service
+//!   (via kube-proxy in the guest) leads pods to it too. Pods get addresses from Debian's
+//!   bridge CNI plugin.
+//! - **Identity**: the kubelet authenticates with a client certificate for
+//!   `system:node:<name>` (group `system:nodes`), so the Node authorizer and NodeRestriction
+//!   apply; kube-proxy as `system:kube-proxy`. Every client verifies the API server's
+//!   certificate, which names 10.0.2.100 and the `kubernetes` Service.
+//! - **Node shell**: tests that must act on the node (unload a profile, read the kernel log)
+//!   use [`RealNode::exec`], a command channel over a virtio-serial port whose host end is a
+//!   unix socket in the harness's private directory; nothing listens on a network.
+//! - On the host beside the API server run kube-scheduler and kube-controller-manager's
+//!   deployment, replicaset, daemonset, garbage collector, serviceaccount, root CA publisher
+//!   and endpointslice controllers, so the chart's workloads run as on any cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::certs::GUEST_APISERVER_IP;
+use crate::cluster::NAMESPACE;
+use crate::controlplane::{ControlPlane, Flavor, repo_root};
+use crate::process::Proc;
+
+/// The real node's name (its Node object and kubelet identity).
+pub const NODE_NAME: &str = "realnode";
+/// The guest's address on QEMU's user network (the kubelet's node IP).
+const NODE_IP: &str = "10.0.2.15";
+/// Pod addresses (the bridge CNI plugin's range on this node).
+const POD_SUBNET: &str = "10.244.0.0/24";
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The command channel's virtio-serial port name (`/dev/virtio-ports/<name>` in the guest).
+const CTL_PORT: &str = "palisade.ctl";
+/// Controllers of kube-controller-manager the real-node cluster runs on the host.
+const CONTROLLERS: &[&str] = &[
+    "deployment",
+    "replicaset",
+    "daemonset",
+    "garbagecollector",
+    "serviceaccount",
+    "root-ca-cert-publisher",
+    "endpointslice",
+    "endpointslicemirroring",
+    "namespace",
+    "podgc",
+];
+
+/// Prints a progress line with the time since `start` (a real-node run takes minutes; the
+/// test binary runs with --nocapture so these show as they happen).
+pub fn progress(start: Instant, what: &str) {
+    eprintln!("[realnode {:>6.1}s] {what}", start.elapsed().as_secs_f64());
+}
+
+/// Runs a build script that prints a directory on stdout (progress on stderr).
+fn script_dir(script: &Path, args: &[&str]) -> Result<PathBuf> {
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} {} failed", script.display(), args.join(" "));
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Everything a real node is made of, built (once) or found in the cache.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    /// vmlinuz, initrd, disk.img, packages.txt.
+    pub guest: PathBuf,
+    /// The Kubernetes binaries (control plane, kube-scheduler, kubelet, kube-proxy).
+    pub k8s_bin: PathBuf,
+    /// docker-archive tarballs to import on the node.
+    pub images: Vec<PathBuf>,
+}
+
+impl Artifacts {
+    /// Builds what is missing: the Kubernetes binaries, the guest image, the test images,
+    /// and Palisade's images with the project's own image build (`make image`).
+    pub fn build(start: Instant) -> Result<Self> {
+        let root = repo_root();
+        progress(start, "Kubernetes binaries (control-plane-bin.sh --real-node)");
+        let k8s_bin = script_dir(&root.join("e2e/scripts/control-plane-bin.sh"), &["--real-node"])?;
+        progress(start, "guest image (e2e/realnode/build-guest.sh)");
+        let guest = script_dir(&root.join("e2e/realnode/build-guest.sh"), &[])?;
+        progress(start, "pause and busybox:local images");
+        let test_images = script_dir(&root.join("e2e/realnode/test-images.sh"), &[])?;
+        progress(start, "Palisade's images (images/build.sh, as make image)");
+        let status = Command::new("bash")
+            .arg(root.join("images/build.sh"))
+            .status()
+            .context("running images/build.sh")?;
+        if !status.success() {
+            bail!("images/build.sh failed");
+        }
+        let palisade_images = root.join("target/images");
+        let images = vec![
+            test_images.join("pause.tar"),
+            test_images.join("busybox.tar"),
+            palisade_images.join("palisade-operator.tar"),
+            palisade_images.join("palisade-agent.tar"),
+        ];
+        for image in &images {
+            if !image.is_file() {
+                bail!("{} was not built", image.display());
+            }
+        }
+        progress(start, "artifacts ready");
+        Ok(Self { guest, k8s_bin, images })
+    }
+
+    /// `<package> <version>` of the guest's kernel, containerd, runc and apparmor.
+    pub fn guest_versions(&self) -> String {
+        let packages = std::fs::read_to_string(self.guest.join("packages.txt")).unwrap_or_default();
+        packages
+            .lines()
+            .filter(|l| {
+                let name = l.split(' ').next().unwrap_or("");
+                (name.starts_with("linux-image-") && name != "linux-image-amd64")
+                    || ["containerd", "runc", "apparmor", "libseccomp2"].contains(&name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The guest: a running QEMU and its command channel.
+pub struct RealNode {
+    pub name: String,
+    /// The harness's directory for this node: share/ (the guest's /mnt/share), console.log.
+    pub dir: PathBuf,
+    qemu: Proc,
+    ctl_socket: PathBuf,
+    ctl: tokio::sync::Mutex<Option<BufReader<UnixStream>>>,
+    next_id: AtomicU64,
+}
+
+/// What a command run on the node returned.
+#[derive(Debug)]
+pub struct Exec {
+    pub code: i32,
+    pub output: String,
+}
+
+impl RealNode {
+    /// Lays out the share (scripts, configuration, certificates, binaries, images) and starts
+    /// QEMU. Returns at once; [`RealCluster::start`] waits for the Node to be Ready.
+    pub fn boot(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result<Self> {
+        let share = dir.join("share");
+        let config = share.join("config");
+        for d in [&config, &share.join("bin"), &share.join("images"), &share.join("out")] {
+            std::fs::create_dir_all(d)?;
+        }
+        let guest_src = repo_root().join("e2e/realnode/guest");
+        for f in ["boot.sh", "ctl.sh"] {
+            std::fs::copy(guest_src.join(f), share.join(f))?;
+        }
+        std::fs::copy(guest_src.join("containerd.toml"), config.join("containerd.toml"))?;
+        std::fs::write(
+            share.join("node.env"),
+            format!("NODE_NAME={NODE_NAME}\nNODE_IP={NODE_IP}\nPOD_CIDR={CLUSTER_CIDR}\n"),
+        )?;
+
+        // Identities: the kubelet as system:node:<name>, kube-proxy as system:kube-proxy.
+        std::fs::copy(&cp.pki.ca_cert, config.join("ca.crt"))?;
+        cp.pki.client_cert(
+            &config,
+            "kubelet",
+            &format!("system:node:{NODE_NAME}"),
+            Some("system:nodes"),
+        )?;
+        cp.pki.client_cert(&config, "kube-proxy", "system:kube-proxy", None)?;
+        let server = format!("https://{GUEST_APISERVER_IP}:{}", cp.api_port);
+        for who in ["kubelet", "kube-proxy"] {
+            std::fs::write(config.join(format!("{who}.kubeconfig")), guest_kubeconfig(&server, who))?;
+        }
+        std::fs::write(config.join("kubelet.yaml"), KUBELET_CONFIG)?;
+        std::fs::write(config.join("10-bridge.conflist"), bridge_conflist())?;
+
+        for bin in ["kubelet", "kube-proxy"] {
+            link_or_copy(&artifacts.k8s_bin.join(bin), &share.join("bin").join(bin))?;
+        }
+        for image in &artifacts.images {
+            let name = image.file_name().context("image file name")?;
+            link_or_copy(image, &share.join("images").join(name))?;
+        }
+
+        let ctl_socket = dir.join("ctl.sock");
+        let console = dir.join("console.log");
+        let accel = std::env::var("PALISADE_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
+        let mut cmd = Command::new("qemu-system-x86_64");
+        match accel.as_str() {
+            // /dev/kvm may exist and still be unable to run a stock kernel (a paravirtual
+            // KVM): software emulation is the default, KVM only when asked for.
+            "kvm" => cmd.args(["-enable-kvm", "-cpu", "host"]),
+            _ => cmd.args(["-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max"]),
+        };
+        let g = &artifacts.guest;
+        cmd.args([
+            "-smp",
+            "2",
+            "-m",
+            "3072",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-monitor",
+            "none",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(g.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(g.join("initrd"))
+        .arg("-append")
+        .arg(
+            "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor \
+                 systemd.unified_cgroup_hierarchy=1 net.ifnames=0 panic=-1 mitigations=off",
+        )
+        // -snapshot: the image stays pristine; the guest's writes live as long as QEMU
+        // (a guest reboot keeps them, like a real node's disk).
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=virtio,format=raw,cache=unsafe",
+            g.join("disk.img").display()
+        ))
+        .arg("-snapshot")
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=share,security_model=none,id=share",
+            share.display()
+        ))
+        .arg("-netdev")
+        .arg(format!(
+            "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port}",
+            port = cp.api_port
+        ))
+        .args(["-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=ctl,path={},server=on,wait=off",
+            ctl_socket.display()
+        ))
+        .args(["-device", "virtio-serial-pci", "-device"])
+        .arg(format!("virtserialport,chardev=ctl,name={CTL_PORT}"));
+        let qemu = Proc::spawn("qemu", &mut cmd, &dir.join("qemu.log"))?;
+        Ok(Self {
+            name: NODE_NAME.into(),
+            dir: dir.to_path_buf(),
+            qemu,
+            ctl_socket,
+            ctl: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Fails, with the ends of the node's logs, if QEMU has exited.
+    pub fn check_alive(&self) -> Result<()> {
+        self.qemu
+            .check_alive()
+            .with_context(|| format!("the real node's QEMU exited\n{}", self.log_tails(40)))
+    }
+
+    /// The last lines of the console, boot, kubelet and kube-proxy logs.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut text = String::new();
+        for (name, path) in [
+            ("console", self.dir.join("console.log")),
+            ("boot.sh", self.dir.join("share/out/boot.log")),
+            ("kubelet", self.dir.join("share/out/kubelet.log")),
+            ("kube-proxy", self.dir.join("share/out/kube-proxy.log")),
+        ] {
+            let all = std::fs::read_to_string(&path).unwrap_or_default();
+            let all: Vec<&str> = all.lines().collect();
+            text.push_str(&format!(
+                "--- last {lines} lines of the real node's {name} log ({}) ---\n{}\n",
+                path.display(),
+                all[all.len().saturating_sub(lines)..].join("\n")
+            ));
+        }
+        text
+    }
+
+    /// Runs `script` with /bin/sh as root on the node and returns its exit code and combined
+    /// output (at most 300 s).
+    pub async fn exec(&self, script: &str) -> Result<Exec> {
+        self.check_alive()?;
+        let mut guard = self.ctl.lock().await;
+        let result = tokio::time::timeout(Duration::from_secs(330), self.exec_locked(&mut guard, script)).await;
+        match result {
+            Ok(Ok(exec)) => Ok(exec),
+            Ok(Err(e)) => {
+                *guard = None;
+                Err(e.context(format!("running on the node: {script}")))
+            }
+            Err(_) => {
+                *guard = None;
+                bail!("no answer from the node in 330 s to: {script}")
+            }
+        }
+    }
+
+    async fn exec_locked(&self, conn: &mut Option<BufReader<UnixStream>>, script: &str) -> Result<Exec> {
+        if conn.is_none() {
+            let stream = UnixStream::connect(&self.ctl_socket)
+                .await
+                .with_context(|| format!("connecting to {}", self.ctl_socket.display()))?;
+            *conn = Some(BufReader::new(stream));
+        }
+        let stream = conn.as_mut().expect("connected above");
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = format!("{id} {}\n", BASE64.encode(script));
+        stream.get_mut().write_all(line.as_bytes()).await?;
+        loop {
+            let mut reply = String::new();
+            if stream.read_line(&mut reply).await? == 0 {
+                bail!("the node closed the command channel");
+            }
+            let mut parts = reply.trim_end().splitn(3, ' ');
+            let (Some(rid), Some(code)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            // Replies to requests that timed out earlier are skipped.
+            if rid != id.to_string() {
+                continue;
+            }
+            let output = BASE64
+                .decode(parts.next().unwrap_or(""))
+                .context("the node's reply is not base64")?;
+            return Ok(Exec {
+                code: code.parse().context("exit code")?,
+                output: String::from_utf8_lossy(&output).into_owned(),
+            });
+        }
+    }
+
+    /// Runs `script` on the node and fails unless it exits 0; returns its output.
+    pub async fn exec_ok(&self, script: &str) -> Result<String> {
+        let exec = self.exec(script).await?;
+        if exec.code != 0 {
+            bail!("on the node, `{script}` exited {}: {}", exec.code, exec.output.trim());
+        }
+        Ok(exec.output)
+    }
+
+    /// Waits until the command channel answers (the guest has booted its service).
+    pub async fn wait_shell(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut guard = self.ctl.lock().await;
+                let r = self.exec_locked(&mut guard, "echo ready").await;
+                if r.is_err() {
+                    *guard = None;
+                }
+                r
+            })
+            .await;
+            match attempt {
+                Ok(Ok(e)) if e.output.trim() == "ready" => return Ok(()),
+                _ => {
+                    *self.ctl.lock().await = None;
+                    self.check_alive()?;
+                    if start.elapsed() > timeout {
+                        bail!(
+                            "the node's command channel did not answer in {timeout:?}\n{}",
+                            self.log_tails(30)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(60));
+        }
+        // The guest's disk is a snapshot: stopping QEMU loses nothing worth keeping.
+        self.qemu.kill();
+    }
+}
+
+/// The local control plane with one real node and Palisade installed by its chart.
+pub struct RealCluster {
+    // Field order is drop order: the node stops first, the control plane last.
+    pub node: RealNode,
+    pub scheduler: Proc,
+    pub artifacts: Artifacts,
+    pub cp: ControlPlane,
+}
+
+impl RealCluster {
+    /// Builds or finds the artifacts, starts the control plane and host controllers, boots
+    /// the node, waits until it is Ready, and installs Palisade with `helm install`.
+    pub async fn start(start: Instant) -> Result<Self> {
+        let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(start)).await??;
+        progress(start, &format!("guest packages: {}", artifacts.guest_versions()));
+        let mut cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
+        progress(
+            start,
+            &format!(
+                "control plane ready on 127.0.0.1:{} ({})",
+                cp.api_port,
+                cp.dir.display()
+            ),
+        );
+        cp.start_controllers(CONTROLLERS)?;
+        let mut cmd = Command::new(artifacts.k8s_bin.join("kube-scheduler"));
+        cmd.arg(format!("--kubeconfig={}", cp.kubeconfig.display())).args([
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--v=1",
+        ]);
+        let scheduler = Proc::spawn("kube-scheduler", &mut cmd, &cp.dir.join("logs/kube-scheduler.log"))?;
+        let node_dir = cp.dir.join("realnode");
+        std::fs::create_dir_all(&node_dir)?;
+        let node = RealNode::boot(&cp, &artifacts, &node_dir)?;
+        progress(
+            start,
+            &format!("QEMU started (console: {})", node_dir.join("console.log").display()),
+        );
+        let cluster = Self {
+            node,
+            scheduler,
+            artifacts,
+            cp,
+        };
+        cluster.wait_node_ready(start, Duration::from_secs(900)).await?;
+        progress(start, "node Ready");
+        cluster.node.wait_shell(Duration::from_secs(60)).await?;
+        cluster.helm_install(start).await?;
+        Ok(cluster)
+    }
+
+    /// Waits until the Node reports Ready (the kubelet registered, runtime and CNI up),
+    /// printing progress every 30 s.
+    pub async fn wait_node_ready(&self, start: Instant, timeout: Duration) -> Result<()> {
+        let nodes: Api<Node> = Api::all(self.cp.client().await?);
+        let begin = Instant::now();
+        let mut last_note = Instant::now();
+        loop {
+            let ready = nodes
+                .get_opt(NODE_NAME)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|n| node_ready(&n));
+            if ready {
+                return Ok(());
+            }
+            self.node.check_alive()?;
+            self.scheduler.check_alive()?;
+            if begin.elapsed() > timeout {
+                bail!(
+                    "node {NODE_NAME} not Ready after {timeout:?}\n{}",
+                    self.node.log_tails(40)
+                );
+            }
+            if last_note.elapsed() > Duration::from_secs(30) {
+                let boot = std::fs::read_to_string(self.node.dir.join("share/out/boot.log")).unwrap_or_default();
+                progress(
+                    start,
+                    &format!(
+                        "waiting for the node: {}",
+                        boot.lines()
+                            .last()
+                            .unwrap_or("guest still booting (no boot.sh output yet)")
+                    ),
+                );
+                last_note = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// `helm install` of charts/palisade with its default values (security settings
+    /// untouched), then waits until the agent DaemonSet and the operator Deployment are
+    /// available on the node.
+    pub async fn helm_install(&self, start: Instant) -> Result<()> {
+        let helm = crate::helm_binary()?;
+        let chart = repo_root().join("charts/palisade");
+        let out = Command::new(&helm)
+            .arg(format!("--kubeconfig={}", self.cp.kubeconfig.display()))
+            .args(["install", "palisade"])
+            .arg(&chart)
+            .args(["--namespace", NAMESPACE, "--create-namespace"])
+            .output()
+            .context("running helm install")?;
+        if !out.status.success() {
+            bail!("helm install: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        progress(
+            start,
+            "helm install palisade: done; waiting for the agent and operator pods",
+        );
+        wait_workloads(&self.cp.client().await?, Duration::from_secs(600), || {
+            self.node.check_alive()
+        })
+        .await?;
+        progress(
+            start,
+            "Palisade running on the real node (agent DaemonSet and operator Deployment available)",
+        );
+        Ok(())
+    }
+
+    /// Reboots the guest (`systemctl reboot`; QEMU stays, so the disk keeps its state) and
+    /// waits until the Node is Ready again after the reboot.
+    pub async fn reboot_node(&self, start: Instant) -> Result<()> {
+        let boot_id = self.node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
+        // The reply may not arrive: the guest goes down.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.node.exec("systemctl --no-block reboot; echo rebooting"),
+        )
+        .await;
+        *self.node.ctl.lock().await = None;
+        self.node.wait_shell(Duration::from_secs(900)).await?;
+        let new_id = self.node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
+        if new_id == boot_id {
+            bail!("the node did not reboot (same boot id)");
+        }
+        progress(start, "node rebooted; waiting for Ready");
+        self.wait_node_ready(start, Duration::from_secs(600)).await
+    }
+}
+
+/// Waits until the agent DaemonSet has a ready pod on every node it schedules to and the
+/// operator Deployment has all its replicas available.
+pub async fn wait_workloads(client: &kube::Client, timeout: Duration, alive: impl Fn() -> Result<()>) -> Result<()> {
+    let ds: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
+    let deploy: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    let begin = Instant::now();
+    loop {
+        let agent = ds.get_opt("palisade-agent").await?.and_then(|d| d.status);
+        let operator = deploy.get_opt("palisade-operator").await?;
+        let agent_ready = agent
+            .as_ref()
+            .is_some_and(|s| s.desired_number_scheduled > 0 && s.number_ready == s.desired_number_scheduled);
+        let want = operator.as_ref().and_then(|d| d.spec.replicas).unwrap_or(1);
+        let operator_ready = operator
+            .as_ref()
+            .and_then(|d| d.status.as_ref()?.available_replicas)
+            .is_some_and(|n| n >= want);
+        if agent_ready && operator_ready {
+            return Ok(());
+        }
+        alive()?;
+        if begin.elapsed() > timeout {
+            bail!(
+                "Palisade not running after {timeout:?}: agent DaemonSet status {agent:?}, operator Deployment status {:?}",
+                operator.and_then(|d| d.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+/// A kubeconfig for a guest component: the API server by the address the guest reaches it
+/// at, verified against the cluster CA, with the component's client certificate.
+fn guest_kubeconfig(server: &str, who: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: {server}
+    certificate-authority: /etc/kubernetes/pki/ca.crt
+users:
+- name: {who}
+  user:
+    client-certificate: /etc/kubernetes/pki/{who}.crt
+    client-key: /etc/kubernetes/pki/{who}.key
+contexts:
+- name: local
+  context: {{cluster: local, user: {who}}}
+current-context: local
+"
+    )
+}
+
+/// The kubelet's configuration: containerd as the runtime, webhook authentication and
+/// authorization (the API server decides who may use the kubelet's API), eviction
+/// thresholds low enough for a small test disk.
+const KUBELET_CONFIG: &str = "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+cgroupDriver: cgroupfs
+address: 0.0.0.0
+healthzBindAddress: 127.0.0.1
+readOnlyPort: 0
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: /etc/kubernetes/pki/ca.crt}
+authorization: {mode: Webhook}
+failSwapOn: false
+resolvConf: \"\"
+registerNode: true
+rotateCertificates: false
+serializeImagePulls: true
+syncFrequency: 10s
+nodeStatusUpdateFrequency: 10s
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {\"memory.available\": \"50Mi\", \"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}
+";
+
+/// Debian's bridge CNI plugin: pods on cni0 with addresses from `POD_SUBNET`, their traffic
+/// to anything else masqueraded behind the node's address.
+fn bridge_conflist() -> String {
+    format!(
+        r#"{{
+  "cniVersion": "0.4.0",
+  "name": "palisade-realnode",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{POD_SUBNET}"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}
+    }},
+    {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
+    {{"type": "loopback"}}
+  ]
+}}
+"#
+    )
+}

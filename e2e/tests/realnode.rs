@@ -1,0 +1,988 @@
+//! The real-node suite: Palisade installed by its Helm chart on a real node (a QEMU guest
+//! with Debian's kernel and AppArmor, containerd + runc, an upstream kubelet; see
+//! e2e/src/realnode.rs), and pods confined for real by the profiles it puts there.
+//!
+//! Nothing here is simulated: the kernel enforces AppArmor and seccomp, runc applies the
+//! profiles the kubelet names, and the answers come from the confined pods themselves (their
+//! exit code and termination message) and from the node's kernel (its loaded-profile list
+//! and audit log).
+//!
+//! `make test-realnode` (part of `make test`) boots the node. With
+//! `PALISADE_E2E_EXISTING_CLUSTER=1` the same tests run against the cluster `KUBECONFIG`
+//! names (kind, or a real one), installing the chart there unless
+//! `PALISADE_E2E_SKIP_INSTALL=1`; tests that need a shell on the node are reported as
+//! ignored, saying so. `PALISADE_E2E_TEST_IMAGE` names the shell image for test pods
+//! (default `busybox:local`, which the real node has preloaded).
+//!
+//! This binary has its own main (`harness = false`): every test shares one node, which
+//! takes minutes to boot. Arguments filter tests by name, as with libtest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use palisade_e2e::cluster::{NAMESPACE, apply_json};
+use palisade_e2e::controlplane::{binary_dir, client_from_kubeconfig};
+use palisade_e2e::realnode::{RealCluster, RealNode, progress, wait_workloads};
+use serde_json::{Value, json};
+
+/// Where the tests run, and how they reach it.
+struct Env {
+    client: kube::Client,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+    /// The node test pods are placed on.
+    node: String,
+    /// The real node (None: an existing cluster, no node shell).
+    cluster: Option<RealCluster>,
+    image: String,
+    start: Instant,
+}
+
+/// A test that cannot run where it is: reported as ignored, with the reason.
+#[derive(Debug)]
+struct Skip(&'static str);
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+impl std::error::Error for Skip {}
+
+impl Env {
+    fn shell(&self) -> Result<&RealNode> {
+        self.cluster
+            .as_ref()
+            .map(|c| &c.node)
+            .ok_or_else(|| anyhow!(Skip("needs a shell on the node (an existing cluster has none here)")))
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .output()
+            .context("running kubectl")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Applies a profile (server-side) and waits until it is Ready on every node.
+    async fn apply_ready(&self, profile: Value) -> Result<()> {
+        let kind = profile["kind"].as_str().context("kind")?.to_lowercase();
+        let name = profile["metadata"]["name"].as_str().context("name")?.to_string();
+        apply_json(&self.client, profile).await?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("{kind}/{name}"),
+            "--timeout=180s",
+        ])
+        .with_context(|| format!("{kind} {name} not Ready: {}", self.profile_status(&kind, &name)))?;
+        Ok(())
+    }
+
+    fn profile_status(&self, kind: &str, name: &str) -> String {
+        self.kubectl(&["get", kind, name, "-o", "jsonpath={.status}"])
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    async fn delete_profile(&self, kind: &str, name: &str) -> Result<()> {
+        self.kubectl(&["delete", kind, name, "--ignore-not-found", "--timeout=120s"])?;
+        Ok(())
+    }
+
+    /// Runs `script` (busybox sh) in a pod on the test node with `security` merged into its
+    /// container's securityContext and `annotations` on the pod; waits until it exits and
+    /// returns its exit code and termination message (everything the script printed).
+    async fn run_pod(&self, name: &str, security: Value, annotations: Value, script: &str) -> Result<PodResult> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+        wait_gone(&pods, name).await?;
+        let pod = pod_manifest(name, &self.node, &self.image, security, annotations, script, "Never");
+        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+            .await?;
+        let result = wait_terminated(&pods, name, Duration::from_secs(240)).await;
+        let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+        result
+    }
+
+    /// Lines of the node's kernel log (audit records included) that contain every needle.
+    async fn kernel_log(&self, needles: &[&str]) -> Result<Vec<String>> {
+        let log = self.shell()?.exec_ok("dmesg").await?;
+        Ok(log
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The node kernel's loaded profiles: name → mode.
+    async fn loaded_profiles(&self) -> Result<BTreeMap<String, String>> {
+        let text = self
+            .shell()?
+            .exec_ok("cat /sys/kernel/security/apparmor/profiles")
+            .await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (name, mode) = l.rsplit_once(" (")?;
+                Some((name.to_string(), mode.trim_end_matches(')').to_string()))
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug)]
+struct PodResult {
+    exit_code: i32,
+    message: String,
+}
+
+fn pod_manifest(
+    name: &str,
+    node: &str,
+    image: &str,
+    security: Value,
+    annotations: Value,
+    script: &str,
+    restart: &str,
+) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "annotations": annotations,
+                     "labels": {"app.kubernetes.io/part-of": "palisade-realnode-test"}},
+        "spec": {
+            "restartPolicy": restart,
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "containers": [{
+                "name": "test",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["/bin/sh", "-c", script],
+                "securityContext": security,
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            }],
+            "volumes": [{"name": "work", "emptyDir": {}}],
+        }
+    })
+}
+
+/// Waits until the pod's container has terminated; fails with its state if it does not
+/// (e.g. `CreateContainerError: apparmor profile not found`).
+async fn wait_terminated(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<PodResult> {
+    let begin = Instant::now();
+    loop {
+        let pod = pods.get(name).await?;
+        let status = pod.status.clone().unwrap_or_default();
+        let container = status.container_statuses.as_ref().and_then(|c| c.first().cloned());
+        if let Some(t) = container.as_ref().and_then(|c| c.state.as_ref()?.terminated.clone()) {
+            return Ok(PodResult {
+                exit_code: t.exit_code,
+                message: t.message.unwrap_or_default(),
+            });
+        }
+        if begin.elapsed() > timeout {
+            bail!(
+                "pod {name} did not run to completion in {timeout:?}: phase {:?}, container {:?}, conditions {:?}",
+                status.phase,
+                container.and_then(|c| c.state),
+                status.conditions
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn wait_gone(pods: &Api<Pod>, name: &str) -> Result<()> {
+    let begin = Instant::now();
+    while pods.get_opt(name).await?.is_some() {
+        ensure!(
+            begin.elapsed() < Duration::from_secs(120),
+            "pod {name} still there after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}
+
+/// Polls `check` every second until it returns Some, or fails naming `what`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let begin = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if begin.elapsed() > timeout {
+            bail!("{what}: not true after {timeout:?} {last}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// ---- profiles the tests use ----
+
+/// A seccomp profile that allows everything but mkdir/mkdirat, which fail with `errno`.
+fn seccomp_deny_mkdir(name: &str, errno: u32) -> Value {
+    json!({
+        "apiVersion": "palisade.dev/v1alpha1",
+        "kind": "SeccompProfile",
+        "metadata": {"name": name},
+        "spec": {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno}],
+        }
+    })
+}
+
+/// Raw policy for a shell container: it may run and read anything, write only under /dev,
+/// /proc and /work (an emptyDir), and, with `tmp_writes`, under /tmp. A write elsewhere
+/// (/tmp without `tmp_writes`) has no rule, so Enforce denies it and the kernel logs DENIED.
+fn raw_policy(name: &str, tmp_writes: bool) -> String {
+    let tmp = if tmp_writes { "  /tmp/** rw,\n" } else { "" };
+    format!(
+        "abi <abi/3.0>,\ninclude <tunables/global>\n\nprofile {name} flags=(attach_disconnected,mediate_deleted) {{\n  \
+         include <abstractions/base>\n  capability,\n  network,\n  signal,\n  /** mrix,\n  /dev/** rw,\n  \
+         /proc/** rw,\n  /work/** rw,\n{tmp}}}\n"
+    )
+}
+
+fn apparmor_raw(name: &str, mode: &str, tmp_writes: bool) -> Value {
+    json!({
+        "apiVersion": "palisade.dev/v1alpha1",
+        "kind": "AppArmorProfile",
+        "metadata": {"name": name},
+        "spec": {"mode": mode, "policy": raw_policy(name, tmp_writes)}
+    })
+}
+
+fn apparmor_abstract(name: &str) -> Value {
+    json!({
+        "apiVersion": "palisade.dev/v1alpha1",
+        "kind": "AppArmorProfile",
+        "metadata": {"name": name},
+        "spec": {
+            "mode": "Enforce",
+            "abstract": {
+                "executable": {"allowedExecutables": ["/bin/*"], "allowedLibraries": ["/lib/**", "/usr/lib/**"]},
+                "filesystem": {
+                    "readOnlyPaths": ["/etc/**", "/proc/**"],
+                    "readWritePaths": ["/dev/termination-log", "/work/**"],
+                    "denyPaths": ["/etc/shadow"],
+                },
+            }
+        }
+    })
+}
+
+fn localhost_apparmor(profile: &str) -> Value {
+    json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": profile}})
+}
+
+/// What a pod under an AppArmor profile reports: its label, then whether each write worked.
+const APPARMOR_PROBE: &str = "exec > /dev/termination-log 2>&1
+echo \"label: $(cat /proc/1/attr/apparmor/current 2>/dev/null || cat /proc/1/attr/current)\"
+if echo x > /work/ok; then echo 'work write: ok'; fi
+if echo x > /tmp/x; then echo 'tmp write: ok'; else echo 'tmp write: failed'; fi
+exit 0";
+
+fn label_of(message: &str) -> &str {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix("label: "))
+        .unwrap_or("")
+        .trim()
+}
+
+// ---- the tests ----
+
+/// A SeccompProfile applied with kubectl confines a pod that names
+/// `palisade/<name>.json`: the denied syscall fails with the profile's errno, the rest work.
+async fn seccomp_profile_confines_a_pod(env: &Env) -> Result<()> {
+    let t0 = Instant::now();
+    env.apply_ready(seccomp_deny_mkdir("rn-deny-mkdir", 122)).await?;
+    progress(
+        env.start,
+        &format!("seccomp profile Ready {:?} after apply", t0.elapsed()),
+    );
+    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/rn-deny-mkdir.json"}});
+    let script = "exec > /dev/termination-log 2>&1
+grep Seccomp: /proc/self/status
+if mkdir /work/d; then echo 'mkdir: ok'; fi
+if echo x > /work/f; then echo 'write: ok'; fi
+exit 0";
+    let r = env.run_pod("rn-seccomp", security, json!({}), script).await?;
+    progress(
+        env.start,
+        &format!("apply -> confined pod finished: {:?}", t0.elapsed()),
+    );
+    ensure!(r.exit_code == 0, "pod exited {}: {}", r.exit_code, r.message);
+    ensure!(
+        r.message.contains("Seccomp:\t2"),
+        "the pod runs without a seccomp filter: {}",
+        r.message
+    );
+    // errno 122 is EDQUOT: only this profile could have made mkdir fail with it.
+    ensure!(
+        r.message.contains("Disk quota exceeded") && !r.message.contains("mkdir: ok"),
+        "mkdir was not refused with the profile's errno (122): {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("write: ok"),
+        "an allowed syscall failed: {}",
+        r.message
+    );
+
+    // The same pod without the profile can mkdir: the refusal above is the profile's.
+    let r = env
+        .run_pod(
+            "rn-seccomp-none",
+            json!({"seccompProfile": {"type": "Unconfined"}}),
+            json!({}),
+            script,
+        )
+        .await?;
+    ensure!(
+        r.message.contains("mkdir: ok"),
+        "unconfined pod could not mkdir: {}",
+        r.message
+    );
+    Ok(())
+}
+
+/// An AppArmorProfile in Enforce (raw policy): the pod is labelled with it, a write the
+/// policy does not allow fails with EACCES and the node's kernel logs DENIED; in Complain
+/// the same write succeeds and the kernel logs ALLOWED.
+async fn apparmor_raw_enforce_and_complain(env: &Env) -> Result<()> {
+    let t0 = Instant::now();
+    env.apply_ready(apparmor_raw("rn-aa-raw", "Enforce", false)).await?;
+    progress(
+        env.start,
+        &format!("AppArmor profile Ready {:?} after apply", t0.elapsed()),
+    );
+    let r = env
+        .run_pod(
+            "rn-aa-enforce",
+            localhost_apparmor("rn-aa-raw"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    progress(
+        env.start,
+        &format!("apply -> confined pod finished: {:?}", t0.elapsed()),
+    );
+    ensure!(
+        label_of(&r.message) == "rn-aa-raw (enforce)",
+        "pod label: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("work write: ok"),
+        "an allowed write failed: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("Permission denied") && r.message.contains("tmp write: failed"),
+        "the write to /tmp was not denied with EACCES: {}",
+        r.message
+    );
+    match env
+        .kernel_log(&["apparmor=\"DENIED\"", "profile=\"rn-aa-raw\"", "/tmp/x"])
+        .await
+    {
+        Ok(lines) => ensure!(!lines.is_empty(), "the kernel logged no DENIED record for /tmp/x"),
+        Err(e) if e.is::<Skip>() => eprintln!("  (kernel log not checked: {e})"),
+        Err(e) => return Err(e),
+    }
+
+    env.apply_ready(apparmor_raw("rn-aa-complain", "Complain", false))
+        .await?;
+    let r = env
+        .run_pod(
+            "rn-aa-complain",
+            localhost_apparmor("rn-aa-complain"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        label_of(&r.message) == "rn-aa-complain (complain)",
+        "pod label: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("tmp write: ok"),
+        "Complain mode blocked a write: {}",
+        r.message
+    );
+    match env
+        .kernel_log(&["apparmor=\"ALLOWED\"", "profile=\"rn-aa-complain\"", "/tmp/x"])
+        .await
+    {
+        Ok(lines) => ensure!(!lines.is_empty(), "the kernel logged no ALLOWED record for /tmp/x"),
+        Err(e) if e.is::<Skip>() => eprintln!("  (kernel log not checked: {e})"),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// An `abstract` AppArmorProfile confines a pod as its rendered rules say, referenced the
+/// older way: the `container.apparmor.security.beta.kubernetes.io/<container>` annotation.
+async fn apparmor_abstract_via_annotation(env: &Env) -> Result<()> {
+    env.apply_ready(apparmor_abstract("rn-aa-abstract")).await?;
+    let annotations = json!({"container.apparmor.security.beta.kubernetes.io/test": "localhost/rn-aa-abstract"});
+    let r = env
+        .run_pod("rn-aa-annotation", json!({}), annotations, APPARMOR_PROBE)
+        .await?;
+    ensure!(
+        label_of(&r.message) == "rn-aa-abstract (enforce)",
+        "pod label: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("work write: ok"),
+        "a readWritePaths write failed: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("tmp write: failed"),
+        "a write outside the abstract's paths worked: {}",
+        r.message
+    );
+    Ok(())
+}
+
+/// Editing a profile takes effect for new pods; Enforce ↔ Complain switches in place.
+async fn update_in_place_and_mode_switch(env: &Env) -> Result<()> {
+    env.apply_ready(apparmor_raw("rn-aa-update", "Enforce", false)).await?;
+    let r = env
+        .run_pod(
+            "rn-aa-update",
+            localhost_apparmor("rn-aa-update"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        r.message.contains("tmp write: failed"),
+        "before the edit: {}",
+        r.message
+    );
+
+    // New rules: /tmp writable.
+    env.apply_ready(apparmor_raw("rn-aa-update", "Enforce", true)).await?;
+    let r = env
+        .run_pod(
+            "rn-aa-update",
+            localhost_apparmor("rn-aa-update"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        label_of(&r.message) == "rn-aa-update (enforce)",
+        "after the edit: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("tmp write: ok"),
+        "the edited rules did not take effect: {}",
+        r.message
+    );
+
+    // Back to the old rules, in Complain: the write works and the label says complain.
+    env.apply_ready(apparmor_raw("rn-aa-update", "Complain", false)).await?;
+    let r = env
+        .run_pod(
+            "rn-aa-update",
+            localhost_apparmor("rn-aa-update"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        label_of(&r.message) == "rn-aa-update (complain)",
+        "after switching to Complain: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("tmp write: ok"),
+        "Complain blocked the write: {}",
+        r.message
+    );
+
+    env.apply_ready(apparmor_raw("rn-aa-update", "Enforce", false)).await?;
+    let r = env
+        .run_pod(
+            "rn-aa-update",
+            localhost_apparmor("rn-aa-update"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        label_of(&r.message) == "rn-aa-update (enforce)",
+        "after switching back: {}",
+        r.message
+    );
+    ensure!(
+        r.message.contains("tmp write: failed"),
+        "Enforce did not deny again: {}",
+        r.message
+    );
+    if let Ok(loaded) = env.loaded_profiles().await {
+        ensure!(
+            loaded.get("rn-aa-update").map(String::as_str) == Some("enforce"),
+            "kernel: {loaded:?}"
+        );
+    }
+    env.delete_profile("apparmorprofile", "rn-aa-update").await
+}
+
+/// Deleting profiles a running pod uses is held (condition Deleting, reason InUse) while the
+/// pod runs, with the profiles still on the node; once the pod is gone the AppArmor profile
+/// is unloaded from the kernel and the seccomp file removed.
+async fn delete_is_held_while_in_use(env: &Env) -> Result<()> {
+    env.apply_ready(apparmor_raw("rn-aa-held", "Enforce", false)).await?;
+    env.apply_ready(seccomp_deny_mkdir("rn-sc-held", 1)).await?;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let mut security = localhost_apparmor("rn-aa-held");
+    security["seccompProfile"] = json!({"type": "Localhost", "localhostProfile": "palisade/rn-sc-held.json"});
+    let pod = pod_manifest(
+        "rn-held",
+        &env.node,
+        &env.image,
+        security,
+        json!({}),
+        "exec sleep 3600",
+        "Always",
+    );
+    pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+        .await?;
+    eventually("pod rn-held running", Duration::from_secs(180), || async {
+        let p = pods.get("rn-held").await?;
+        Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
+    })
+    .await?;
+
+    env.kubectl(&["delete", "appArmorProfile", "rn-aa-held", "--wait=false"])?;
+    env.kubectl(&["delete", "seccompProfile", "rn-sc-held", "--wait=false"])?;
+    for (kind, name) in [("apparmorprofile", "rn-aa-held"), ("seccompprofile", "rn-sc-held")] {
+        eventually(
+            &format!("{kind} {name} held: Deleting/InUse"),
+            Duration::from_secs(60),
+            || async {
+                let reason = env.kubectl(&[
+                    "get",
+                    kind,
+                    name,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Deleting\")].reason}",
+                ])?;
+                Ok((reason.trim() == "InUse").then_some(()))
+            },
+        )
+        .await?;
+    }
+    if let Ok(node) = env.shell() {
+        ensure!(
+            env.loaded_profiles().await?.contains_key("rn-aa-held"),
+            "unloaded while in use"
+        );
+        node.exec_ok("test -f /var/lib/kubelet/seccomp/palisade/rn-sc-held.json")
+            .await?;
+    }
+
+    pods.delete("rn-held", &DeleteParams::default().grace_period(0)).await?;
+    wait_gone(&pods, "rn-held").await?;
+    for (kind, name) in [("apparmorprofile", "rn-aa-held"), ("seccompprofile", "rn-sc-held")] {
+        eventually(&format!("{kind} {name} deleted"), Duration::from_secs(120), || async {
+            let out = env.kubectl(&["get", kind, name, "--ignore-not-found", "-o", "name"])?;
+            Ok(out.trim().is_empty().then_some(()))
+        })
+        .await?;
+    }
+    let node = env.shell()?;
+    eventually(
+        "rn-aa-held unloaded from the kernel",
+        Duration::from_secs(60),
+        || async { Ok((!env.loaded_profiles().await?.contains_key("rn-aa-held")).then_some(())) },
+    )
+    .await?;
+    eventually(
+        "rn-sc-held.json removed from the node",
+        Duration::from_secs(60),
+        || async {
+            let e = node
+                .exec("test -e /var/lib/kubelet/seccomp/palisade/rn-sc-held.json")
+                .await?;
+            Ok((e.code != 0).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Drift on a real kernel: a profile unloaded with `apparmor_parser -R` on the node and a
+/// deleted seccomp file are put back by the agent, without any API change.
+async fn drift_is_repaired(env: &Env) -> Result<()> {
+    let node = env.shell()?;
+    env.apply_ready(apparmor_raw("rn-aa-drift", "Enforce", false)).await?;
+    env.apply_ready(seccomp_deny_mkdir("rn-sc-drift", 1)).await?;
+    let file = "/var/lib/kubelet/seccomp/palisade/rn-sc-drift.json";
+    let before = node.exec_ok(&format!("cat {file}")).await?;
+    node.exec_ok(&format!(
+        "printf 'profile rn-aa-drift {{}}\\n' | apparmor_parser -R && rm {file}"
+    ))
+    .await?;
+    ensure!(
+        !env.loaded_profiles().await?.contains_key("rn-aa-drift"),
+        "apparmor_parser -R did not unload it"
+    );
+    let t0 = Instant::now();
+    // The chart's drift interval is 60 s.
+    eventually("rn-aa-drift loaded again", Duration::from_secs(150), || async {
+        Ok((env.loaded_profiles().await?.get("rn-aa-drift").map(String::as_str) == Some("enforce")).then_some(()))
+    })
+    .await?;
+    let after = eventually("rn-sc-drift.json written again", Duration::from_secs(150), || async {
+        let e = node.exec(&format!("cat {file}")).await?;
+        Ok((e.code == 0).then_some(e.output))
+    })
+    .await?;
+    ensure!(after == before, "the repaired file differs:\n{before}\n---\n{after}");
+    progress(env.start, &format!("drift repaired in {:?}", t0.elapsed()));
+    let r = env
+        .run_pod(
+            "rn-aa-drift",
+            localhost_apparmor("rn-aa-drift"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(r.message.contains("tmp write: failed"), "after repair: {}", r.message);
+    Ok(())
+}
+
+/// The agent pod restarted: the profiles stay loaded and pods keep being confined. Then the
+/// node reboots: the kernel forgets every profile; the agent loads them again, and a pod that
+/// was running under one comes back confined by it (the kubelet does not start its container
+/// until the profile is there).
+async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
+    let Some(cluster) = env.cluster.as_ref() else {
+        return Err(anyhow!(Skip("reboots the node (needs the real-node harness)")));
+    };
+    env.apply_ready(apparmor_raw("rn-aa-reboot", "Enforce", false)).await?;
+    env.apply_ready(seccomp_deny_mkdir("rn-sc-reboot", 1)).await?;
+
+    let agents = env.kubectl(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/component=agent",
+        "-o",
+        "name",
+    ])?;
+    ensure!(!agents.trim().is_empty(), "no agent pod found");
+    env.kubectl(&["-n", NAMESPACE, "delete", agents.trim(), "--wait=true"])?;
+    wait_workloads(&env.client, Duration::from_secs(300), || cluster.node.check_alive()).await?;
+    ensure!(
+        env.loaded_profiles().await?.contains_key("rn-aa-reboot"),
+        "profile lost over an agent restart"
+    );
+    let r = env
+        .run_pod(
+            "rn-aa-restart",
+            localhost_apparmor("rn-aa-reboot"),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        label_of(&r.message) == "rn-aa-reboot (enforce)",
+        "after the agent restart: {}",
+        r.message
+    );
+
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let mut security = localhost_apparmor("rn-aa-reboot");
+    security["seccompProfile"] = json!({"type": "Localhost", "localhostProfile": "palisade/rn-sc-reboot.json"});
+    let pod = pod_manifest(
+        "rn-reboot",
+        &env.node,
+        &env.image,
+        security,
+        json!({}),
+        "exec sleep 3600",
+        "Always",
+    );
+    pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+        .await?;
+    eventually("pod rn-reboot running", Duration::from_secs(180), || async {
+        let p = pods.get("rn-reboot").await?;
+        Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
+    })
+    .await?;
+
+    let t0 = Instant::now();
+    cluster.reboot_node(env.start).await?;
+    progress(
+        env.start,
+        &format!("node back Ready {:?} after the reboot began", t0.elapsed()),
+    );
+    let node = &cluster.node;
+    // The pod's process, found on the node by its label, is confined by both profiles.
+    let confined = eventually(
+        "rn-reboot's container running under rn-aa-reboot",
+        Duration::from_secs(300),
+        || async {
+            let out = node
+                .exec(
+                    "for p in /proc/[0-9]*; do if grep -qx 'rn-aa-reboot (enforce)' $p/attr/current 2>/dev/null; \
+                 then grep Seccomp: $p/status; cat $p/comm; fi; done",
+                )
+                .await?;
+            Ok(out.output.contains("sleep").then_some(out.output))
+        },
+    )
+    .await?;
+    ensure!(
+        confined.contains("Seccomp:\t2"),
+        "the process has no seccomp filter after the reboot: {confined}"
+    );
+    node.exec_ok("test -f /var/lib/kubelet/seccomp/palisade/rn-sc-reboot.json")
+        .await?;
+    progress(
+        env.start,
+        &format!("confined pod running again {:?} after the reboot began", t0.elapsed()),
+    );
+    pods.delete("rn-reboot", &DeleteParams::default().grace_period(0))
+        .await?;
+    wait_gone(&pods, "rn-reboot").await
+}
+
+/// A raw policy whose `flags=(complain)` contradicts `spec.mode: Enforce` is refused with a
+/// message naming the line (on a real kernel it would load in complain mode and never
+/// enforce), and never reaches the node.
+async fn contradicting_flags_are_refused(env: &Env) -> Result<()> {
+    let policy =
+        "include <tunables/global>\nprofile rn-aa-flags flags=(complain) {\n  include <abstractions/base>\n}\n";
+    apply_json(
+        &env.client,
+        json!({
+            "apiVersion": "palisade.dev/v1alpha1",
+            "kind": "AppArmorProfile",
+            "metadata": {"name": "rn-aa-flags"},
+            "spec": {"mode": "Enforce", "policy": policy}
+        }),
+    )
+    .await?;
+    let message = eventually("rn-aa-flags rejected", Duration::from_secs(60), || async {
+        let out = env.kubectl(&[
+            "get",
+            "apparmorprofile",
+            "rn-aa-flags",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}|{.status.conditions[?(@.type==\"Accepted\")].message}",
+        ])?;
+        let (status, message) = out.split_once('|').unwrap_or(("", ""));
+        Ok((status == "False").then(|| message.to_string()))
+    })
+    .await?;
+    ensure!(
+        message.contains("line 2") && message.contains("complain"),
+        "the refusal does not name the line and the flag: {message}"
+    );
+    if env.shell().is_ok() {
+        ensure!(
+            !env.loaded_profiles().await?.contains_key("rn-aa-flags"),
+            "a refused profile reached the kernel"
+        );
+    }
+    env.delete_profile("apparmorprofile", "rn-aa-flags").await
+}
+
+type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
+
+const TESTS: &[(&str, TestFn)] = &[
+    ("seccomp_profile_confines_a_pod", |e| {
+        seccomp_profile_confines_a_pod(e).boxed()
+    }),
+    ("apparmor_raw_enforce_and_complain", |e| {
+        apparmor_raw_enforce_and_complain(e).boxed()
+    }),
+    ("apparmor_abstract_via_annotation", |e| {
+        apparmor_abstract_via_annotation(e).boxed()
+    }),
+    ("update_in_place_and_mode_switch", |e| {
+        update_in_place_and_mode_switch(e).boxed()
+    }),
+    ("contradicting_flags_are_refused", |e| {
+        contradicting_flags_are_refused(e).boxed()
+    }),
+    ("delete_is_held_while_in_use", |e| {
+        delete_is_held_while_in_use(e).boxed()
+    }),
+    ("drift_is_repaired", |e| drift_is_repaired(e).boxed()),
+    ("agent_restart_and_node_reboot", |e| {
+        agent_restart_and_node_reboot(e).boxed()
+    }),
+];
+
+async fn environment(start: Instant) -> Result<Env> {
+    let kubectl = binary_dir()?.join("kubectl");
+    let image = std::env::var("PALISADE_E2E_TEST_IMAGE").unwrap_or_else(|_| "busybox:local".into());
+    if std::env::var("PALISADE_E2E_EXISTING_CLUSTER").is_ok_and(|v| v == "1") {
+        let kubeconfig = PathBuf::from(std::env::var("KUBECONFIG").context("an existing cluster needs KUBECONFIG")?);
+        let client = client_from_kubeconfig(&kubeconfig).await?;
+        if std::env::var("PALISADE_E2E_SKIP_INSTALL").is_err() {
+            let helm = palisade_e2e::helm_binary()?;
+            let out = Command::new(helm)
+                .arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .args(["upgrade", "--install", "palisade"])
+                .arg(palisade_e2e::controlplane::repo_root().join("charts/palisade"))
+                .args(["--namespace", NAMESPACE, "--create-namespace"])
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "helm install: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        wait_workloads(&client, Duration::from_secs(600), || Ok(())).await?;
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        let node = nodes
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find_map(|n| n.metadata.name)
+            .context("the cluster has no node")?;
+        progress(start, &format!("existing cluster: test pods run on node {node}"));
+        return Ok(Env {
+            client,
+            kubectl,
+            kubeconfig,
+            node,
+            cluster: None,
+            image,
+            start,
+        });
+    }
+    let cluster = RealCluster::start(start).await?;
+    Ok(Env {
+        client: cluster.cp.client().await?,
+        kubectl,
+        kubeconfig: cluster.cp.kubeconfig.clone(),
+        node: cluster.node.name.clone(),
+        cluster: Some(cluster),
+        image,
+        start,
+    })
+}
+
+fn main() -> ExitCode {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        let start = Instant::now();
+        println!("\nrunning {} tests (real node)", selected.len());
+        let env = match environment(start).await {
+            Ok(env) => env,
+            Err(e) => {
+                println!("real-node setup failed: {e:#}");
+                println!("\ntest result: FAILED. 0 passed; {} failed; 0 ignored", selected.len());
+                return ExitCode::FAILURE;
+            }
+        };
+        let (mut passed, mut failed, mut ignored) = (0, 0, 0);
+        let mut failures = vec![];
+        for (name, test) in selected {
+            let t0 = Instant::now();
+            progress(start, &format!("{name} ..."));
+            let outcome = std::panic::AssertUnwindSafe(test(&env)).catch_unwind().await;
+            let outcome = outcome.unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(anyhow!("panicked: {msg}"))
+            });
+            match outcome {
+                Ok(()) => {
+                    passed += 1;
+                    println!("test {name} ... ok ({:.1} s)", t0.elapsed().as_secs_f64());
+                }
+                Err(e) if e.downcast_ref::<Skip>().is_some() => {
+                    ignored += 1;
+                    println!("test {name} ... ignored, {e}");
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("test {name} ... FAILED ({:.1} s)", t0.elapsed().as_secs_f64());
+                    failures.push((name, format!("{e:#}")));
+                }
+            }
+        }
+        if !failures.is_empty() {
+            println!("\nfailures:");
+            for (name, e) in &failures {
+                println!("---- {name} ----\n{e}\n");
+            }
+            if let Some(c) = &env.cluster {
+                println!("{}", c.node.log_tails(40));
+                c.cp.keep_dir();
+                println!("control plane and node state and logs kept in {}", c.cp.dir.display());
+            }
+        }
+        println!(
+            "\ntest result: {}. {passed} passed; {failed} failed; {ignored} ignored; finished in {:.1}s",
+            if failed == 0 { "ok" } else { "FAILED" },
+            start.elapsed().as_secs_f64()
+        );
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
