@@ -7,8 +7,10 @@
 //! Simulated kernel (tests only, `--simulate-apparmor-kernel`): this machine's kernel has no
 //! AppArmor LSM, so the apparmorfs directory is a plain directory. The real parser still
 //! compiles every profile and writes the binary policy into it (`--subdomainfs`), given the
-//! kernel features from a file; the one fake is that the agent itself keeps that
-//! directory's `profiles` list (`name (mode)`), which a real kernel keeps.
+//! kernel features from a file; the one fake is that the agent keeps that directory's
+//! `profiles` list (`name (mode)`), which a real kernel keeps. It fills that list the way the
+//! kernel does, from the binary policy the parser wrote (each profile's name and mode
+//! flags), never from what the agent meant to load, so `verify` checks the parser's output.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,7 +155,8 @@ impl AppArmor {
         files::write_atomic(&self.record_path(&record.name), &record_bytes, 0o600)
             .map_err(|e| format!("writing the ownership record: {e}"))?;
         if self.cfg.simulated_kernel_features.is_some() {
-            self.simulate_loaded(&source, record.mode).await?;
+            self.simulate_loaded(&source, record.mode == AppArmorMode::Complain)
+                .await?;
         }
         self.verify(&record.name, record.mode)?;
         Ok(took)
@@ -201,25 +204,30 @@ impl AppArmor {
         Ok(())
     }
 
-    /// Simulated kernel: lists every profile the source defines (children included).
-    async fn simulate_loaded(&self, source: &Path, mode: AppArmorMode) -> Result<(), String> {
-        let out = Command::new(&self.cfg.parser)
-            .args(["--names", "--quiet", "-I"])
-            .arg(&self.cfg.include_dir)
-            .arg(source)
-            .output()
-            .await
-            .map_err(|e| e.to_string())?;
-        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let top = names.first().cloned().unwrap_or_default();
-        let mut loaded = self.loaded().map_err(|e| e.to_string())?;
-        loaded.retain(|n, _| n != &top && !n.starts_with(&format!("{top}//")));
-        for n in names {
-            loaded.insert(n, mode_word(mode).to_string());
+    /// Simulated kernel: lists every profile of the binary policy the parser produces for
+    /// this load (same source, include dir and mode option, `-S` to stdout: the parser writes
+    /// one profile per `.replace` write, which a plain file cannot keep apart), in the mode
+    /// that policy gives it, children included, as a kernel would.
+    async fn simulate_loaded(&self, source: &Path, complain: bool) -> Result<(), String> {
+        let mut cmd = self.parser();
+        cmd.args(["-S", "--quiet", "-I"]).arg(&self.cfg.include_dir);
+        if complain {
+            cmd.arg("--Complain");
         }
+        let out = cmd.arg(source).output().await.map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(parser_message(&out.stderr, out.status));
+        }
+        let profiles = binary_policy_profiles(&out.stdout);
+        if profiles.is_empty() {
+            return Err("the parser produced no profile for the (simulated) kernel".into());
+        }
+        let mut loaded = self.loaded().map_err(|e| e.to_string())?;
+        for (name, _) in &profiles {
+            let top = name.split("//").next().unwrap_or(name);
+            loaded.retain(|n, _| n != top && !n.starts_with(&format!("{top}//")));
+        }
+        loaded.extend(profiles.into_iter().map(|(n, m)| (n, m.to_string())));
         self.write_simulated(&loaded)?;
         // The parser appends binary policy to the simulated .replace; keep it from growing.
         let _ = std::fs::write(self.cfg.apparmorfs.join(".replace"), b"");
@@ -236,6 +244,61 @@ impl AppArmor {
         let text: String = loaded.iter().map(|(n, m)| format!("{n} ({m})\n")).collect();
         files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644).map_err(|e| e.to_string())
     }
+}
+
+/// The profiles a binary policy stream (what `apparmor_parser` writes to the kernel's
+/// `.replace`) defines, each with the mode the kernel would give it: the profile's packed
+/// mode flag, or complain for every profile when the stream's version carries the parser's
+/// force-complain bit (`--Complain`). One blob per profile, each opening with its version.
+pub fn binary_policy_profiles(bytes: &[u8]) -> Vec<(String, &'static str)> {
+    const VERSION: &[u8] = b"\x04\x08\x00version\x00\x02";
+    const PROFILE: &[u8] = b"\x04\x08\x00profile\x00\x07\x05";
+    const FLAGS: &[u8] = b"\x04\x06\x00flags\x00\x07\x02";
+    const FORCE_COMPLAIN: u32 = 0x800;
+    let find = |from: usize, what: &[u8]| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.windows(what.len()).position(|w| w == what))
+            .map(|i| from + i)
+    };
+    let u32_at = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?)) };
+    let mut out = vec![];
+    let mut version = 0;
+    let mut pos = 0;
+    while let Some(p) = find(pos, PROFILE) {
+        if let Some(v) = find(pos, VERSION).filter(|&v| v < p) {
+            version = u32_at(v + VERSION.len()).unwrap_or(0);
+        }
+        let name_at = p + PROFILE.len();
+        let Some(len) = bytes
+            .get(name_at..name_at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        else {
+            break;
+        };
+        let Some(name) = bytes.get(name_at + 2..name_at + 2 + len) else {
+            break;
+        };
+        let name = String::from_utf8_lossy(name.strip_suffix(&[0]).unwrap_or(name)).into_owned();
+        // flags: u32 hat flags, then (after its 0x02 type byte) u32 mode.
+        let mode = find(name_at, FLAGS)
+            .and_then(|f| u32_at(f + FLAGS.len() + 5))
+            .unwrap_or(0);
+        let word = if version & FORCE_COMPLAIN != 0 {
+            "complain"
+        } else {
+            match mode {
+                0 => "enforce",
+                1 => "complain",
+                2 => "kill",
+                3 => "unconfined",
+                _ => "user",
+            }
+        };
+        out.push((name, word));
+        pos = name_at;
+    }
+    out
 }
 
 fn mode_word(mode: AppArmorMode) -> &'static str {

@@ -124,3 +124,56 @@ async fn detects_a_node_without_apparmor() {
     .unwrap();
     assert!(aa.detect().await.unwrap_err().contains("not enabled"));
 }
+
+/// The simulated kernel takes each profile's mode from the binary policy the parser wrote,
+/// as a real kernel does, not from the mode the agent asked for: a policy whose own
+/// `flags=(complain)` contradicts an Enforce load is listed in complain mode, so `verify`
+/// fails as it would on a real node.
+#[tokio::test]
+async fn simulated_kernel_lists_the_mode_the_binary_policy_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let aa = setup(dir.path());
+    let contradicting = "profile sneaky flags=(complain) {\n  /srv/** r,\n}\n";
+    let err = aa
+        .load(&record("sneaky", AppArmorMode::Enforce), contradicting)
+        .await
+        .unwrap_err();
+    assert_eq!(err, "the kernel lists sneaky in complain mode, not enforce");
+
+    // --Complain marks the whole stream; children get the mode too.
+    aa.load(&record("web", AppArmorMode::Complain), POLICY).await.unwrap();
+    let loaded = aa.loaded().unwrap();
+    assert_eq!(loaded.get("web").map(String::as_str), Some("complain"));
+    assert_eq!(loaded.get("web//helper").map(String::as_str), Some("complain"));
+    aa.load(&record("web", AppArmorMode::Enforce), POLICY).await.unwrap();
+    assert_eq!(aa.loaded().unwrap().get("web").map(String::as_str), Some("enforce"));
+}
+
+/// The binary format reader, on what the real parser writes for one profile with a child
+/// in its own mode and a hat.
+#[test]
+fn binary_policy_profiles_reads_names_and_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("p");
+    std::fs::write(
+        &src,
+        "profile p {\n  /tmp/** r,\n  profile kid flags=(complain) {\n    /x r,\n  }\n  ^hat {\n  }\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("apparmor_parser")
+        .args(["-S", "-Q", "--kernel-features", FEATURES])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut profiles = palisade_agent::apparmor::binary_policy_profiles(&out.stdout);
+    profiles.sort();
+    assert_eq!(
+        profiles,
+        vec![
+            ("p".to_string(), "enforce"),
+            ("p//hat".to_string(), "enforce"),
+            ("p//kid".to_string(), "complain")
+        ]
+    );
+}
