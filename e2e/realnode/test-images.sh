@@ -26,7 +26,9 @@ python3 "$root/images/pack.py" --out "$tmp/pause.tar" --tag registry.k8s.io/paus
   --file "$tmp/pause:/pause:0755" --entrypoint /pause >&2
 # busybox: the binary at /bin/busybox and every applet as a link to it.
 links=()
-for applet in $("$busybox" --list); do links+=(--symlink "/bin/$applet:busybox"); done
+for applet in $("$busybox" --list); do
+  [[ $applet == busybox ]] || links+=(--symlink "/bin/$applet:busybox")
+done
 python3 "$root/images/pack.py" --out "$tmp/busybox.tar" --tag busybox:local \
   --file "$busybox:/bin/busybox:0755" "${links[@]}" --entrypoint /bin/sh >&2
 rm -f "$tmp/pause"

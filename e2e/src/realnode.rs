@@ -63,6 +63,8 @@ const CONTROLLERS: &[&str] = &[
     "endpointslicemirroring",
     "namespace",
     "podgc",
+    // Takes the not-ready taint the kubelet registers with off a Ready node.
+    "nodelifecycle",
 ];
 
 /// Prints a progress line with the time since `start` (a real-node run takes minutes; the
@@ -422,7 +424,13 @@ impl RealCluster {
     pub async fn start(start: Instant) -> Result<Self> {
         let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(start)).await??;
         progress(start, &format!("guest packages: {}", artifacts.guest_versions()));
-        let mut cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
+        let cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
+        Self::start_on(cp, artifacts, start).await
+    }
+
+    /// [`Self::start`] on a control plane of the [`Flavor::RealNode`] flavor. On failure the
+    /// control plane's directory (its logs and the node's) is kept, and named.
+    pub async fn start_on(mut cp: ControlPlane, artifacts: Artifacts, start: Instant) -> Result<Self> {
         progress(
             start,
             &format!(
@@ -441,7 +449,13 @@ impl RealCluster {
         let scheduler = Proc::spawn("kube-scheduler", &mut cmd, &cp.dir.join("logs/kube-scheduler.log"))?;
         let node_dir = cp.dir.join("realnode");
         std::fs::create_dir_all(&node_dir)?;
-        let node = RealNode::boot(&cp, &artifacts, &node_dir)?;
+        let node = match RealNode::boot(&cp, &artifacts, &node_dir) {
+            Ok(node) => node,
+            Err(e) => {
+                cp.keep_dir();
+                return Err(e.context(format!("state and logs kept in {}", cp.dir.display())));
+            }
+        };
         progress(
             start,
             &format!("QEMU started (console: {})", node_dir.join("console.log").display()),
@@ -452,10 +466,16 @@ impl RealCluster {
             artifacts,
             cp,
         };
-        cluster.wait_node_ready(start, Duration::from_secs(900)).await?;
-        progress(start, "node Ready");
-        cluster.node.wait_shell(Duration::from_secs(60)).await?;
-        cluster.helm_install(start).await?;
+        let ready = async {
+            cluster.wait_node_ready(start, Duration::from_secs(900)).await?;
+            progress(start, "node Ready");
+            cluster.node.wait_shell(Duration::from_secs(120)).await?;
+            cluster.helm_install(start).await
+        };
+        if let Err(e) = ready.await {
+            cluster.cp.keep_dir();
+            return Err(e.context(format!("state and logs kept in {}", cluster.cp.dir.display())));
+        }
         Ok(cluster)
     }
 

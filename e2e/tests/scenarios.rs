@@ -65,6 +65,16 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
     )
     .await
     .unwrap();
+    // flags=(complain) with mode Enforce would load in complain mode on a real kernel.
+    apply_json(
+        &client,
+        apparmor(
+            "sneaky",
+            json!({"mode": "Enforce", "policy": "include <tunables/global>\nprofile sneaky flags=(complain) {\n  /tmp/** r,\n}\n"}),
+        ),
+    )
+    .await
+    .unwrap();
     apply_json(
         &client,
         apparmor(
@@ -91,6 +101,13 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
         "the parser's line number is shown: {}",
         accepted.message
     );
+    let status = wait_condition(&aap, "sneaky", "Accepted", "False").await.unwrap();
+    let accepted = status.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+    assert!(
+        accepted.message.contains("spec.policy line 2: flags=(complain)"),
+        "the contradicting flag and its line are named: {}",
+        accepted.message
+    );
     let status = wait_condition(&sp, "typo", "Accepted", "False").await.unwrap();
     assert!(
         status.conditions[0].message.contains("unknown syscall \"mkdirr\""),
@@ -103,6 +120,10 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
         assert!(cluster.apparmor_loaded(node).contains_key("fine"));
         assert!(
             !cluster.apparmor_loaded(node).contains_key("broken"),
+            "a rejected profile reached {node}"
+        );
+        assert!(
+            !cluster.apparmor_loaded(node).contains_key("sneaky"),
             "a rejected profile reached {node}"
         );
         assert!(!cluster.seccomp_files(node).contains(&"typo.json".to_string()));

@@ -234,7 +234,7 @@ pub fn check_mode_flags(policy: &str, mode: AppArmorMode) -> Result<(), PolicyEr
                 return Err(policy_err(
                     line,
                     format!(
-                        "flags=({flag}) sets the profile's mode, which contradicts spec.mode {}: remove the mode                          flag and set spec.mode (Enforce or Complain) instead",
+                        "flags=({flag}) sets the profile's mode, which contradicts spec.mode {}: remove the mode flag and set spec.mode (Enforce or Complain) instead",
                         spec_mode.as_str().unwrap_or_default()
                     ),
                 ));
@@ -249,12 +249,18 @@ const MODE_FLAGS: &[&str] = &["enforce", "complain", "kill", "unconfined", "prom
 
 /// The flags a block header declares (`flags=(a, b)` or `(a b)`), lower-cased.
 fn header_flags(header: &str) -> Option<Vec<String>> {
-    let start = header.find("flags")?;
-    let rest = header[start + "flags".len()..]
-        .trim_start()
-        .strip_prefix('=')?
-        .trim_start();
-    let inner = rest.strip_prefix('(')?;
+    // The `flags` keyword, not the letters inside a name like `my-flags`: the one that
+    // follows whitespace and that `=` and `(` follow.
+    let inner = header.match_indices("flags").find_map(|(at, _)| {
+        if !header[..at].ends_with(char::is_whitespace) {
+            return None;
+        }
+        header[at + "flags".len()..]
+            .trim_start()
+            .strip_prefix('=')?
+            .trim_start()
+            .strip_prefix('(')
+    })?;
     let inner = &inner[..inner.find(')')?];
     Some(
         inner
@@ -473,6 +479,9 @@ profile web flags=(attach_disconnected,mediate_deleted) {
         )
         .unwrap();
         check_mode_flags("profile p flags=(attach_disconnected) {\n}\n", AppArmorMode::Enforce).unwrap();
+        // A name with "flags" in it is not the flags keyword.
+        let named = check_mode_flags("profile my-flags flags=(complain) {\n}\n", AppArmorMode::Enforce).unwrap_err();
+        assert!(named.to_string().contains("line 1: flags=(complain)"), "{named}");
     }
 
     #[test]
@@ -648,5 +657,16 @@ profile my-app /usr/bin/my-app flags=(complain) {
         );
         let err = check_policy(":ns:p", "profile :ns:p {\n}\n").unwrap_err();
         assert!(err.to_string().contains("namespaces are not allowed"), "{err}");
+    }
+}
+#[cfg(test)]
+mod dbg_tests {
+    #[test]
+    fn dbg() {
+        let p = "include <tunables/global>\nprofile rn-aa-flags flags=(complain) {\n  include <abstractions/base>\n}\n";
+        println!("{:?}", super::check_mode_flags(p, crate::AppArmorMode::Enforce));
+        let spec: crate::AppArmorProfileSpec =
+            serde_json::from_value(serde_json::json!({"mode":"Enforce","policy":p})).unwrap();
+        println!("{:?}", super::profile_text("rn-aa-flags", &spec));
     }
 }

@@ -15,7 +15,8 @@ log "boot.sh: node $NODE_NAME, kernel $(uname -r), lsm $(cat /sys/kernel/securit
 # The host's way in for what a test needs a node shell for (unloading a profile, reading the
 # kernel log): a line-based command channel on a virtio-serial port only the host's harness
 # can open (a unix socket in its private directory). Nothing listens on the network.
-systemd-run --quiet --unit=palisade-ctl --property=Restart=always /bin/bash "$S/ctl.sh"
+systemd-run --quiet --unit=palisade-ctl --property=Restart=always --property=RestartSec=1 \
+  --property=StartLimitIntervalSec=0 /bin/bash "$S/ctl.sh"
 
 mkdir -p /etc/kubernetes/pki /etc/cni/net.d /var/lib/kubelet /usr/local/bin /var/lib/palisade-node
 cp "$S/config/ca.crt" "$S/config/kubelet.crt" "$S/config/kubelet.key" \
