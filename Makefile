@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 NODES ?= 3
 
-.PHONY: help bins release-bins bench-agent bench-operator generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts control-plane up down demo bench chart-check image
+.PHONY: help bins release-bins bench-agent bench-operator generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts test-cluster control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ e2e-test: bins ## Every test: unit, integration, end-to-end, then the real-node 
 	$(MAKE) --no-print-directory realnode-test || rc=1; \
 	exit $$rc
 
+test-cluster: ## The real-node suite against an existing cluster (KUBECONFIG=...; node-shell checks are skipped)
+	@[[ -n "$${KUBECONFIG:-}" ]] || { echo "make test-cluster: set KUBECONFIG to the cluster to test"; exit 1; }
+	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" PALISADE_E2E_EXISTING_CLUSTER=1 \
+	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture
+
 realnode-artifacts: ## Build (once, cached) what a real node needs: Kubernetes node binaries, guest image, images
 	e2e/scripts/control-plane-bin.sh --real-node >/dev/null
 	e2e/realnode/build-guest.sh >/dev/null
@@ -56,8 +61,12 @@ realnode-test: ## The real-node suite: a QEMU guest joins the local control plan
 bins: ## Build the operator, agent and palisade-dev binaries
 	$(CARGO) build --bins -q
 
-up: bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down
-	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) target/debug/palisade-dev up
+up: bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1: plus a real node)
+	@if [[ "$${REAL_NODES:-0}" != 0 ]]; then \
+	  HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" NODES=$(NODES) REAL_NODES=$$REAL_NODES target/debug/palisade-dev up; \
+	else \
+	  KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) target/debug/palisade-dev up; \
+	fi
 
 down: ## Stop what `make up` (or `make demo KEEP=1`) started
 	@if [[ -x target/debug/palisade-dev ]]; then target/debug/palisade-dev down; else echo "nothing to stop"; fi

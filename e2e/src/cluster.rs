@@ -39,6 +39,13 @@ pub struct Options {
     /// its ServiceAccount, each agent with a token bound to a Pod on its node, as in a real
     /// cluster. Off: every process is cluster admin.
     pub shipped_identities: bool,
+    /// The chart is installed already (by helm, beside a real node): the manifests are not
+    /// applied again.
+    pub chart_installed: bool,
+    /// Simulated Nodes carry `kubernetes.io/os: linux`, as kubelets set it. Off beside a real
+    /// node, so the chart's DaemonSet and Deployment (which select that label) leave them
+    /// alone: no kubelet would ever run their pods.
+    pub os_label: bool,
 }
 
 impl Default for Options {
@@ -49,6 +56,8 @@ impl Default for Options {
             drift_interval: 60,
             without_apparmor: vec![],
             shipped_identities: true,
+            chart_installed: false,
+            os_label: true,
         }
     }
 }
@@ -115,7 +124,9 @@ impl Cluster {
         )
         .await?;
         let operator_kubeconfig = if options.shipped_identities {
-            install_manifests(&cp)?;
+            if !options.chart_installed {
+                install_manifests(&cp)?;
+            }
             let token = cp.kubectl_ok(&[
                 "create",
                 "token",
@@ -205,10 +216,10 @@ impl Cluster {
                 }
             }
         }
-        let mut all_labels = BTreeMap::from([
-            ("kubernetes.io/hostname".to_string(), node.to_string()),
-            ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ]);
+        let mut all_labels = BTreeMap::from([("kubernetes.io/hostname".to_string(), node.to_string())]);
+        if self.options.os_label {
+            all_labels.insert("kubernetes.io/os".to_string(), "linux".to_string());
+        }
         all_labels.extend(labels);
         let nodes: Api<Node> = Api::all(self.cp.client().await?);
         nodes
@@ -498,6 +509,9 @@ pub fn agent_identity(cp: &ControlPlane, node: &str) -> Result<PathBuf> {
             "nodeName": node,
             "serviceAccountName": "palisade-agent",
             "containers": [{"name": "agent", "image": "palisade-agent"}],
+            // Like the DaemonSet's pods: a node lifecycle controller (beside a real node)
+            // must not evict it from a simulated Node that never reports status.
+            "tolerations": [{"operator": "Exists"}],
         },
     });
     let file = cp.dir.join(format!("{pod}.json"));

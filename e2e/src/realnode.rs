@@ -409,12 +409,20 @@ impl Drop for RealNode {
     }
 }
 
-/// The local control plane with one real node and Palisade installed by its chart.
-pub struct RealCluster {
-    // Field order is drop order: the node stops first, the control plane last.
+/// What a real node adds to a control plane: kube-scheduler and the controllers on the host,
+/// the node itself, and Palisade installed by its chart. It borrows the control plane, so a
+/// [`crate::Cluster`] of simulated nodes can run beside it (`make up REAL_NODES=1`).
+pub struct RealNodeStack {
+    // Field order is drop order: the node stops first.
     pub node: RealNode,
     pub scheduler: Proc,
     pub artifacts: Artifacts,
+}
+
+/// The local control plane with one real node and Palisade installed by its chart.
+pub struct RealCluster {
+    // Field order is drop order: the node stops first, the control plane last.
+    pub stack: RealNodeStack,
     pub cp: ControlPlane,
 }
 
@@ -423,21 +431,49 @@ impl RealCluster {
     /// the node, waits until it is Ready, and installs Palisade with `helm install`.
     pub async fn start(start: Instant) -> Result<Self> {
         let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(start)).await??;
-        progress(start, &format!("guest packages: {}", artifacts.guest_versions()));
-        let cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
-        Self::start_on(cp, artifacts, start).await
+        let mut cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
+        let stack = RealNodeStack::start(&mut cp, artifacts, start).await?;
+        Ok(Self { stack, cp })
     }
 
-    /// [`Self::start`] on a control plane of the [`Flavor::RealNode`] flavor. On failure the
-    /// control plane's directory (its logs and the node's) is kept, and named.
-    pub async fn start_on(mut cp: ControlPlane, artifacts: Artifacts, start: Instant) -> Result<Self> {
+    pub fn node(&self) -> &RealNode {
+        &self.stack.node
+    }
+
+    /// Reboots the guest (`systemctl reboot`; QEMU stays, so the disk keeps its state) and
+    /// waits until the Node is Ready again after the reboot.
+    pub async fn reboot_node(&self, start: Instant) -> Result<()> {
+        let node = &self.stack.node;
+        let boot_id = node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
+        // The reply may not arrive: the guest goes down.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            node.exec("systemctl --no-block reboot; echo rebooting"),
+        )
+        .await;
+        *node.ctl.lock().await = None;
+        node.wait_shell(Duration::from_secs(900)).await?;
+        let new_id = node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
+        if new_id == boot_id {
+            bail!("the node did not reboot (same boot id)");
+        }
+        progress(start, "node rebooted; waiting for Ready");
+        self.stack
+            .wait_node_ready(&self.cp, start, Duration::from_secs(600))
+            .await
+    }
+}
+
+impl RealNodeStack {
+    /// Starts kube-scheduler and the controllers on `cp` (a [`Flavor::RealNode`] control
+    /// plane), boots the node, waits until it is Ready, and installs Palisade with
+    /// `helm install`. On failure the control plane's directory (its logs and the node's) is
+    /// kept, and named.
+    pub async fn start(cp: &mut ControlPlane, artifacts: Artifacts, start: Instant) -> Result<Self> {
+        progress(start, &format!("guest packages: {}", artifacts.guest_versions()));
         progress(
             start,
-            &format!(
-                "control plane ready on 127.0.0.1:{} ({})",
-                cp.api_port,
-                cp.dir.display()
-            ),
+            &format!("control plane on 127.0.0.1:{} ({})", cp.api_port, cp.dir.display()),
         );
         cp.start_controllers(CONTROLLERS)?;
         let mut cmd = Command::new(artifacts.k8s_bin.join("kube-scheduler"));
@@ -449,7 +485,7 @@ impl RealCluster {
         let scheduler = Proc::spawn("kube-scheduler", &mut cmd, &cp.dir.join("logs/kube-scheduler.log"))?;
         let node_dir = cp.dir.join("realnode");
         std::fs::create_dir_all(&node_dir)?;
-        let node = match RealNode::boot(&cp, &artifacts, &node_dir) {
+        let node = match RealNode::boot(cp, &artifacts, &node_dir) {
             Ok(node) => node,
             Err(e) => {
                 cp.keep_dir();
@@ -460,29 +496,28 @@ impl RealCluster {
             start,
             &format!("QEMU started (console: {})", node_dir.join("console.log").display()),
         );
-        let cluster = Self {
+        let stack = Self {
             node,
             scheduler,
             artifacts,
-            cp,
         };
         let ready = async {
-            cluster.wait_node_ready(start, Duration::from_secs(900)).await?;
+            stack.wait_node_ready(cp, start, Duration::from_secs(900)).await?;
             progress(start, "node Ready");
-            cluster.node.wait_shell(Duration::from_secs(120)).await?;
-            cluster.helm_install(start).await
+            stack.node.wait_shell(Duration::from_secs(120)).await?;
+            stack.helm_install(cp, start).await
         };
         if let Err(e) = ready.await {
-            cluster.cp.keep_dir();
-            return Err(e.context(format!("state and logs kept in {}", cluster.cp.dir.display())));
+            cp.keep_dir();
+            return Err(e.context(format!("state and logs kept in {}", cp.dir.display())));
         }
-        Ok(cluster)
+        Ok(stack)
     }
 
     /// Waits until the Node reports Ready (the kubelet registered, runtime and CNI up),
     /// printing progress every 30 s.
-    pub async fn wait_node_ready(&self, start: Instant, timeout: Duration) -> Result<()> {
-        let nodes: Api<Node> = Api::all(self.cp.client().await?);
+    pub async fn wait_node_ready(&self, cp: &ControlPlane, start: Instant, timeout: Duration) -> Result<()> {
+        let nodes: Api<Node> = Api::all(cp.client().await?);
         let begin = Instant::now();
         let mut last_note = Instant::now();
         loop {
@@ -523,11 +558,11 @@ impl RealCluster {
     /// `helm install` of charts/palisade with its default values (security settings
     /// untouched), then waits until the agent DaemonSet and the operator Deployment are
     /// available on the node.
-    pub async fn helm_install(&self, start: Instant) -> Result<()> {
+    pub async fn helm_install(&self, cp: &ControlPlane, start: Instant) -> Result<()> {
         let helm = crate::helm_binary()?;
         let chart = repo_root().join("charts/palisade");
         let out = Command::new(&helm)
-            .arg(format!("--kubeconfig={}", self.cp.kubeconfig.display()))
+            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
             .args(["install", "palisade"])
             .arg(&chart)
             .args(["--namespace", NAMESPACE, "--create-namespace"])
@@ -540,7 +575,7 @@ impl RealCluster {
             start,
             "helm install palisade: done; waiting for the agent and operator pods",
         );
-        wait_workloads(&self.cp.client().await?, Duration::from_secs(600), || {
+        wait_workloads(&cp.client().await?, Duration::from_secs(600), || {
             self.node.check_alive()
         })
         .await?;
@@ -549,26 +584,6 @@ impl RealCluster {
             "Palisade running on the real node (agent DaemonSet and operator Deployment available)",
         );
         Ok(())
-    }
-
-    /// Reboots the guest (`systemctl reboot`; QEMU stays, so the disk keeps its state) and
-    /// waits until the Node is Ready again after the reboot.
-    pub async fn reboot_node(&self, start: Instant) -> Result<()> {
-        let boot_id = self.node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
-        // The reply may not arrive: the guest goes down.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.node.exec("systemctl --no-block reboot; echo rebooting"),
-        )
-        .await;
-        *self.node.ctl.lock().await = None;
-        self.node.wait_shell(Duration::from_secs(900)).await?;
-        let new_id = self.node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
-        if new_id == boot_id {
-            bail!("the node did not reboot (same boot id)");
-        }
-        progress(start, "node rebooted; waiting for Ready");
-        self.wait_node_ready(start, Duration::from_secs(600)).await
     }
 }
 

@@ -61,7 +61,7 @@ impl Env {
     fn shell(&self) -> Result<&RealNode> {
         self.cluster
             .as_ref()
-            .map(|c| &c.node)
+            .map(|c| c.node())
             .ok_or_else(|| anyhow!(Skip("needs a shell on the node (an existing cluster has none here)")))
     }
 
@@ -713,7 +713,7 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     ])?;
     ensure!(!agents.trim().is_empty(), "no agent pod found");
     env.kubectl(&["-n", NAMESPACE, "delete", agents.trim(), "--wait=true"])?;
-    wait_workloads(&env.client, Duration::from_secs(300), || cluster.node.check_alive()).await?;
+    wait_workloads(&env.client, Duration::from_secs(300), || cluster.node().check_alive()).await?;
     ensure!(
         env.loaded_profiles().await?.contains_key("rn-aa-reboot"),
         "profile lost over an agent restart"
@@ -758,7 +758,7 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
         env.start,
         &format!("node back Ready {:?} after the reboot began", t0.elapsed()),
     );
-    let node = &cluster.node;
+    let node = cluster.node();
     // The pod's process, found on the node by its label, is confined by both profiles.
     let confined = eventually(
         "rn-reboot's container running under rn-aa-reboot",
@@ -902,7 +902,7 @@ async fn environment(start: Instant) -> Result<Env> {
         client: cluster.cp.client().await?,
         kubectl,
         kubeconfig: cluster.cp.kubeconfig.clone(),
-        node: cluster.node.name.clone(),
+        node: cluster.node().name.clone(),
         cluster: Some(cluster),
         image,
         start,
@@ -969,7 +969,7 @@ fn main() -> ExitCode {
                 println!("---- {name} ----\n{e}\n");
             }
             if let Some(c) = &env.cluster {
-                println!("{}", c.node.log_tails(40));
+                println!("{}", c.node().log_tails(40));
                 c.cp.keep_dir();
                 println!("control plane and node state and logs kept in {}", c.cp.dir.display());
             }

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use kube::Api;
 use palisade_crds::{AppArmorProfile, SeccompProfile};
 use palisade_e2e::cluster::examples_dir;
+use palisade_e2e::controlplane::Flavor;
+use palisade_e2e::realnode::{Artifacts, RealNodeStack};
 use palisade_e2e::{Cluster, ControlPlane, Options, wait_for};
 
 #[derive(Parser)]
@@ -27,6 +29,10 @@ enum Cmd {
     Up {
         #[arg(long, env = "NODES", default_value_t = 3)]
         nodes: usize,
+        /// Real nodes (QEMU guests with a kubelet; at most 1) beside the simulated ones;
+        /// Palisade then runs from its chart, see README "A real node".
+        #[arg(long, env = "REAL_NODES", default_value_t = 0)]
+        real_nodes: usize,
     },
     /// Stop what `up` started.
     Down,
@@ -66,18 +72,7 @@ fn step(start: Instant, what: &str) {
 }
 
 async fn start(dir: &Path, nodes: usize, t0: Instant) -> Result<Cluster> {
-    if dir.join("pid").exists() {
-        let pid = std::fs::read_to_string(dir.join("pid"))?;
-        if Path::new(&format!("/proc/{}", pid.trim())).exists() {
-            bail!(
-                "palisade-dev is already running (pid {}); run `make down` first",
-                pid.trim()
-            );
-        }
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
+    prepare_dir(dir)?;
     step(t0, "starting etcd and kube-apiserver (real binaries, loopback only)");
     let cp = ControlPlane::start(dir).await?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
@@ -104,6 +99,70 @@ async fn start(dir: &Path, nodes: usize, t0: Instant) -> Result<Cluster> {
         ),
     );
     Ok(cluster)
+}
+
+/// `make up REAL_NODES=1`: a control plane with one real node (Palisade installed on it by
+/// helm; see e2e/src/realnode.rs) and `nodes` simulated nodes beside it, whose agents run
+/// here as the chart's ServiceAccount.
+async fn up_real(dir: &Path, nodes: usize, real_nodes: usize) -> Result<()> {
+    if real_nodes > 1 {
+        bail!("REAL_NODES={real_nodes}: one real node is supported (each is a QEMU guest of about 1.5 GiB)");
+    }
+    let t0 = Instant::now();
+    prepare_dir(dir)?;
+    let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(t0)).await??;
+    let mut cp = ControlPlane::start_with(dir, Flavor::RealNode).await?;
+    std::fs::write(dir.join("pid"), std::process::id().to_string())?;
+    let stack = RealNodeStack::start(&mut cp, artifacts, t0).await?;
+    let cluster = Cluster::start_on(
+        cp,
+        Options {
+            nodes,
+            operators: 0,
+            chart_installed: true,
+            os_label: false,
+            ..Options::default()
+        },
+    )
+    .await?;
+    step(
+        t0,
+        &format!("{nodes} simulated nodes beside the real node {}", stack.node.name),
+    );
+    println!();
+    println!("  export KUBECONFIG={}", cluster.cp.kubeconfig.display());
+    println!("  kubectl get nodes; kubectl -n palisade-system get pods");
+    println!("  kubectl run -it --rm try --image=busybox:local --restart=Never -- sh   # on the real node");
+    println!(
+        "  real node logs: {}/share/out/, console: {}/console.log",
+        stack.node.dir.display(),
+        stack.node.dir.display()
+    );
+    println!();
+    println!("Running; Ctrl-C or `make down` stops everything.");
+    wait_signal().await;
+    println!("stopping");
+    drop(stack);
+    drop(cluster);
+    let _ = std::fs::remove_file(dir.join("pid"));
+    Ok(())
+}
+
+/// Refuses to start over a running palisade-dev, and clears the directory.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.join("pid").exists() {
+        let pid = std::fs::read_to_string(dir.join("pid"))?;
+        if Path::new(&format!("/proc/{}", pid.trim())).exists() {
+            bail!(
+                "palisade-dev is already running (pid {}); run `make down` first",
+                pid.trim()
+            );
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn print_usage(cluster: &Cluster) {
@@ -187,7 +246,8 @@ fn is_ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i6
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Up { nodes } => {
+        Cmd::Up { nodes, real_nodes } if real_nodes > 0 => up_real(&cli.dir, nodes, real_nodes).await,
+        Cmd::Up { nodes, .. } => {
             let cluster = start(&cli.dir, nodes, Instant::now()).await?;
             print_usage(&cluster);
             wait_signal().await;
