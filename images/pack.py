@@ -6,10 +6,11 @@ The archive is what `docker save` writes and what `docker load`, `podman load`,
 the image config records their digests. Used by images/build.sh (`make image`).
 
     pack.py --out IMG.tar --tag NAME:TAG --layer base.tar --file SRC:DEST:MODE ...
-            [--symlink LINK:TARGET ...] --entrypoint /usr/local/bin/x [--user 65532:65532]
+            [--symlink LINK:TARGET ...] [--dir PATH:MODE ...] --entrypoint /usr/local/bin/x
+            [--user 65532:65532]
 
-Each --layer is an existing tar (the Debian base); all --file and --symlink entries make one
-more layer.
+Each --layer is an existing tar (the Debian base); all --file, --symlink and --dir entries
+make one more layer.
 Entries are owned by root with a fixed mtime, so the same inputs give the same archive.
 """
 
@@ -31,7 +32,7 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def files_layer(entries, symlinks, path):
+def files_layer(entries, symlinks, extra_dirs, path):
     """A tar holding each SRC at DEST and each symlink (parent directories included),
     root-owned."""
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -53,6 +54,11 @@ def files_layer(entries, symlinks, path):
             info.size, info.mode, info.mtime = os.path.getsize(src), mode, EPOCH
             with open(src, "rb") as f:
                 tar.addfile(info, f)
+        for d, mode in extra_dirs:
+            parents(d)
+            info = tarfile.TarInfo(d.strip("/"))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, EPOCH
+            tar.addfile(info)
         for link, target in symlinks:
             parents(link)
             info = tarfile.TarInfo(link.strip("/"))
@@ -73,20 +79,22 @@ def main():
     p.add_argument("--layer", action="append", default=[], help="an existing layer tar")
     p.add_argument("--file", action="append", default=[], help="SRC:DEST:OCTAL_MODE")
     p.add_argument("--symlink", action="append", default=[], help="LINK:TARGET")
+    p.add_argument("--dir", action="append", default=[], help="PATH:OCTAL_MODE, an empty directory")
     p.add_argument("--entrypoint", required=True)
     p.add_argument("--user", default="")
     args = p.parse_args()
 
     layers = list(args.layer)
     tmp_layer = None
-    if args.file or args.symlink:
+    if args.file or args.symlink or args.dir:
         entries = []
         for spec in args.file:
             src, dest, mode = spec.rsplit(":", 2)
             entries.append((src, dest, int(mode, 8)))
         symlinks = [tuple(spec.split(":", 1)) for spec in args.symlink]
+        extra_dirs = [(d, int(m, 8)) for d, m in (spec.rsplit(":", 1) for spec in args.dir)]
         tmp_layer = args.out + ".files.tar"
-        files_layer(entries, symlinks, tmp_layer)
+        files_layer(entries, symlinks, extra_dirs, tmp_layer)
         layers.append(tmp_layer)
 
     diff_ids = [sha256_file(layer) for layer in layers]

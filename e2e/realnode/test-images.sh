@@ -2,7 +2,8 @@
 # Builds the two images every real node needs besides Palisade's, with no registry and no
 # container engine, as docker-archive tarballs (images/pack.py):
 #   pause.tar    registry.k8s.io/pause:3.10 (the pod sandbox): guest/pause.c, built static
-#   busybox.tar  busybox:local: Debian's busybox-static, for test pods and `make up` users
+#   busybox.tar  busybox:local: Debian's busybox-static (every applet linked) and /tmp, for
+#                test pods and `make up` users
 # Cached in $PALISADE_CACHE/realnode/images-<hash>/; prints that directory on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +31,7 @@ for applet in $("$busybox" --list); do
   [[ $applet == busybox ]] || links+=(--symlink "/bin/$applet:busybox")
 done
 python3 "$root/images/pack.py" --out "$tmp/busybox.tar" --tag busybox:local \
-  --file "$busybox:/bin/busybox:0755" "${links[@]}" --entrypoint /bin/sh >&2
+  --file "$busybox:/bin/busybox:0755" "${links[@]}" --dir /tmp:1777 --entrypoint /bin/sh >&2
 rm -f "$tmp/pause"
 rm -rf "$out"
 mv "$tmp" "$out"
