@@ -4,10 +4,16 @@ SHELL := bash
 CARGO ?= cargo
 NODES ?= 3
 
-.PHONY: help bins release-bins bench-agent bench-operator generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts test-cluster control-plane up down demo bench chart-check image
+.PHONY: deps test-deps help bins release-bins bench-agent bench-operator generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts test-cluster control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+deps: ## Install (as root) or name the Debian packages the build needs
+	@e2e/scripts/system-deps.sh
+
+test-deps: ## Install (as root) or name the Debian packages the tests need
+	@e2e/scripts/system-deps.sh --test
 
 generate: ## Regenerate the CRD YAML (crds/, the chart's crds/) and manifests/ from their sources
 	$(CARGO) run -q -p palisade-crds --bin crdgen -- crds charts/palisade/crds
@@ -29,7 +35,7 @@ check-generated: ## Fail if crds/, charts/palisade/crds/ or manifests/ differ fr
 
 lint: ## cargo fmt --check and clippy with -D warnings
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -q -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features palisade-e2e/realnode -q -- -D warnings
 
 control-plane: ## Build (once) or locate etcd, kube-apiserver and kubectl; print their directory
 	@e2e/scripts/control-plane-bin.sh
@@ -37,7 +43,7 @@ control-plane: ## Build (once) or locate etcd, kube-apiserver and kubectl; print
 unit-test: ## Unit and integration tests that need no API server
 	$(CARGO) test --workspace --exclude palisade-e2e
 
-e2e-test: bins ## Every test: unit, integration, end-to-end, then the real-node suite (all run even if one fails)
+e2e-test: test-deps bins ## Every test: unit, integration, end-to-end, then the real-node suite (all run even if one fails)
 	@rc=0; \
 	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test --workspace --no-fail-fast || rc=1; \
 	$(MAKE) --no-print-directory realnode-test || rc=1; \
@@ -61,7 +67,7 @@ realnode-test: ## The real-node suite: a QEMU guest joins the local control plan
 bins: ## Build the operator, agent and palisade-dev binaries
 	$(CARGO) build --bins -q
 
-up: bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1: plus a real node)
+up: deps bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1: plus a real node)
 	@if [[ "$${REAL_NODES:-0}" != 0 ]]; then \
 	  HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" NODES=$(NODES) REAL_NODES=$$REAL_NODES target/debug/palisade-dev up; \
 	else \
@@ -71,7 +77,7 @@ up: bins ## Run the control plane, operator and NODES simulated nodes until Ctrl
 down: ## Stop what `make up` (or `make demo KEEP=1`) started
 	@if [[ -x target/debug/palisade-dev ]]; then target/debug/palisade-dev down; else echo "nothing to stop"; fi
 
-demo: bins ## Run Palisade end to end locally (3 nodes), show the result, tear down (KEEP=1 keeps it)
+demo: deps bins ## Run Palisade end to end locally (3 nodes), show the result, tear down (KEEP=1 keeps it)
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) KEEP=$${KEEP:-0} target/debug/palisade-dev demo
 
 release-bins: ## Build optimized binaries (what the benchmarks measure)

@@ -830,9 +830,87 @@ async fn contradicting_flags_are_refused(env: &Env) -> Result<()> {
     env.delete_profile("apparmorprofile", "rn-aa-flags").await
 }
 
+/// The chart's security promises hold for the processes really running on the node: the
+/// agent is root with exactly CAP_MAC_ADMIN effective, no-new-privileges and a seccomp
+/// filter (RuntimeDefault), and AppArmor-unconfined; the operator runs as 65532 with no
+/// capabilities. Read from /proc on the node, not from the pod spec.
+async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
+    let node = env.shell()?;
+    let status_of = |comm: &'static str| async move {
+        node.exec_ok(&format!(
+            "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = {comm} ] && \
+             {{ grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' $p/status; cat $p/attr/current; echo; }}; done"
+        ))
+        .await
+    };
+    let field = |text: &str, key: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    };
+    let agent = status_of("palisade-agent").await?;
+    ensure!(!agent.trim().is_empty(), "no palisade-agent process on the node");
+    // CAP_MAC_ADMIN is capability 33.
+    ensure!(
+        field(&agent, "CapEff:") == ["0000000200000000"],
+        "agent capabilities:\n{agent}"
+    );
+    ensure!(field(&agent, "Uid:") == ["0"], "agent uid:\n{agent}");
+    ensure!(
+        field(&agent, "NoNewPrivs:") == ["1"],
+        "agent may gain privileges:\n{agent}"
+    );
+    ensure!(
+        field(&agent, "Seccomp:") == ["2"],
+        "agent runs without a seccomp filter:\n{agent}"
+    );
+    ensure!(
+        agent.contains("unconfined"),
+        "agent is not AppArmor-unconfined:\n{agent}"
+    );
+    let operator = status_of("palisade-operat").await?; // comm is cut at 15 characters
+    ensure!(!operator.trim().is_empty(), "no palisade-operator process on the node");
+    ensure!(
+        field(&operator, "Uid:").iter().all(|u| u == "65532"),
+        "operator uid:\n{operator}"
+    );
+    ensure!(
+        field(&operator, "CapEff:").iter().all(|c| c == "0000000000000000"),
+        "operator capabilities:\n{operator}"
+    );
+    ensure!(
+        field(&operator, "Seccomp:").iter().all(|s| s == "2"),
+        "operator seccomp:\n{operator}"
+    );
+    // The pod specs say the same, and no pod of the chart shares the host's namespaces.
+    let specs = env.kubectl(&["-n", NAMESPACE, "get", "pods", "-o", "json"])?;
+    let pods: Value = serde_json::from_str(&specs)?;
+    for pod in pods["items"].as_array().context("pod list")? {
+        let spec = &pod["spec"];
+        for key in ["hostPID", "hostNetwork", "hostIPC"] {
+            ensure!(spec[key] != json!(true), "{} sets {key}", pod["metadata"]["name"]);
+        }
+        for c in spec["containers"].as_array().context("containers")? {
+            ensure!(
+                c["securityContext"]["privileged"] != json!(true),
+                "privileged container"
+            );
+            ensure!(
+                c["securityContext"]["readOnlyRootFilesystem"] == json!(true),
+                "writable root"
+            );
+        }
+    }
+    Ok(())
+}
+
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
 const TESTS: &[(&str, TestFn)] = &[
+    ("chart_privileges_hold_on_the_node", |e| {
+        chart_privileges_hold_on_the_node(e).boxed()
+    }),
     ("seccomp_profile_confines_a_pod", |e| {
         seccomp_profile_confines_a_pod(e).boxed()
     }),
