@@ -905,6 +905,39 @@ async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// The seccomp example users start from (examples/seccomp-profile.yaml, applied as it is)
+/// lets a container start under runc and run a shell, and refuses what it leaves out
+/// (mkdir: EPERM, its defaultErrnoRet).
+async fn seccomp_example_runs_a_container(env: &Env) -> Result<()> {
+    let file = palisade_e2e::controlplane::repo_root().join("examples/seccomp-profile.yaml");
+    env.kubectl(&["apply", "-f", &file.display().to_string()])?;
+    for name in ["base-runtime", "web-server"] {
+        env.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("seccompprofile/{name}"),
+            "--timeout=180s",
+        ])?;
+    }
+    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/web-server.json"}});
+    let script = "exec > /dev/termination-log 2>&1
+echo started
+if mkdir /work/d; then echo 'mkdir: ok'; fi
+exit 0";
+    let r = env.run_pod("rn-example", security, json!({}), script).await?;
+    ensure!(
+        r.exit_code == 0 && r.message.contains("started"),
+        "the example did not run a container: {r:?}"
+    );
+    ensure!(
+        r.message.contains("Operation not permitted") && !r.message.contains("mkdir: ok"),
+        "mkdir was not refused: {}",
+        r.message
+    );
+    env.kubectl(&["delete", "-f", &file.display().to_string(), "--wait=true"])?;
+    Ok(())
+}
+
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
 const TESTS: &[(&str, TestFn)] = &[
@@ -913,6 +946,9 @@ const TESTS: &[(&str, TestFn)] = &[
     }),
     ("seccomp_profile_confines_a_pod", |e| {
         seccomp_profile_confines_a_pod(e).boxed()
+    }),
+    ("seccomp_example_runs_a_container", |e| {
+        seccomp_example_runs_a_container(e).boxed()
     }),
     ("apparmor_raw_enforce_and_complain", |e| {
         apparmor_raw_enforce_and_complain(e).boxed()
@@ -956,14 +992,26 @@ async fn environment(start: Instant) -> Result<Env> {
             );
         }
         wait_workloads(&client, Duration::from_secs(600), || Ok(())).await?;
-        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-        let node = nodes
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .find_map(|n| n.metadata.name)
-            .context("the cluster has no node")?;
+        // PALISADE_E2E_NODE, or the first node whose kubelet reports Ready.
+        let node = match std::env::var("PALISADE_E2E_NODE") {
+            Ok(node) => node,
+            Err(_) => {
+                let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+                nodes
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .into_iter()
+                    .find(|n| {
+                        n.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                    })
+                    .and_then(|n| n.metadata.name)
+                    .context("the cluster has no Ready node")?
+            }
+        };
         progress(start, &format!("existing cluster: test pods run on node {node}"));
         return Ok(Env {
             client,
