@@ -359,7 +359,17 @@ impl Drop for Cluster {
 
 /// Polls `check` every 50 ms until it returns `Ok(Some(v))` or `timeout` passes; the
 /// error names what was awaited and the last state seen.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    wait_for_every(what, timeout, Duration::from_millis(50), check).await
+}
+
+/// [`wait_for`], polling every `interval` (for checks that cost more, like a command on a
+/// real node).
+pub async fn wait_for_every<T, F, Fut>(what: &str, timeout: Duration, interval: Duration, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
@@ -375,7 +385,7 @@ where
         if start.elapsed() > timeout {
             bail!("timed out after {timeout:?} waiting for {what} {last}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

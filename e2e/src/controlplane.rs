@@ -278,14 +278,7 @@ impl ControlPlane {
     /// Runs kubectl and returns its stdout, failing with its stderr.
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8(out.stdout)?)
+        kubectl_output(args, out)
     }
 
     /// Writes a kubeconfig `<dir>/<name>.kubeconfig` that authenticates with `token` (a
@@ -395,6 +388,27 @@ current-context: palisade-local
 ",
         ca = ca.display(),
     )
+}
+
+/// Runs `kubectl` with `kubeconfig` and returns its stdout, failing with its stderr.
+pub fn kubectl_ok(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(kubectl)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(args)
+        .output()
+        .context("running kubectl")?;
+    kubectl_output(args, out)
+}
+
+fn kubectl_output(args: &[&str], out: std::process::Output) -> Result<String> {
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// A client from a kubeconfig file.

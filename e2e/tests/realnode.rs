@@ -28,8 +28,8 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use palisade_e2e::cluster::{NAMESPACE, apply_json};
-use palisade_e2e::controlplane::{binary_dir, client_from_kubeconfig};
+use palisade_e2e::cluster::{NAMESPACE, apply_json, wait_for_every};
+use palisade_e2e::controlplane::{binary_dir, client_from_kubeconfig, kubectl_ok};
 use palisade_e2e::realnode::{RealCluster, RealNode, progress, wait_workloads};
 use serde_json::{Value, json};
 
@@ -66,19 +66,7 @@ impl Env {
     }
 
     fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.kubectl)
-            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8(out.stdout)?)
+        kubectl_ok(&self.kubectl, &self.kubeconfig, args)
     }
 
     /// Applies a profile (server-side) and waits until it is Ready on every node.
@@ -119,6 +107,32 @@ impl Env {
         let result = wait_terminated(&pods, name, Duration::from_secs(240)).await;
         let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
         result
+    }
+
+    /// Starts a long-running pod `name` under AppArmor profile `apparmor` and seccomp profile
+    /// `palisade/<seccomp>.json` and waits until it runs; returns the pods API.
+    async fn start_sleeper(&self, name: &str, apparmor: &str, seccomp: &str) -> Result<Api<Pod>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let mut security = localhost_apparmor(apparmor);
+        security["seccompProfile"] =
+            json!({"type": "Localhost", "localhostProfile": format!("palisade/{seccomp}.json")});
+        let pod = pod_manifest(
+            name,
+            &self.node,
+            &self.image,
+            security,
+            json!({}),
+            "exec sleep 3600",
+            "Always",
+        );
+        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+            .await?;
+        eventually(&format!("pod {name} running"), Duration::from_secs(180), || async {
+            let p = pods.get(name).await?;
+            Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
+        })
+        .await?;
+        Ok(pods)
     }
 
     /// Lines of the node's kernel log (audit records included) that contain every needle.
@@ -225,24 +239,12 @@ async fn wait_gone(pods: &Api<Pod>, name: &str) -> Result<()> {
 }
 
 /// Polls `check` every second until it returns Some, or fails naming `what`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    let begin = Instant::now();
-    let mut last = String::new();
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if begin.elapsed() > timeout {
-            bail!("{what}: not true after {timeout:?} {last}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    wait_for_every(what, timeout, Duration::from_secs(1), check).await
 }
 
 // ---- profiles the tests use ----
@@ -481,82 +483,43 @@ async fn apparmor_abstract_via_annotation(env: &Env) -> Result<()> {
 
 /// Editing a profile takes effect for new pods; Enforce ↔ Complain switches in place.
 async fn update_in_place_and_mode_switch(env: &Env) -> Result<()> {
-    env.apply_ready(apparmor_raw("rn-aa-update", "Enforce", false)).await?;
-    let r = env
-        .run_pod(
-            "rn-aa-update",
-            localhost_apparmor("rn-aa-update"),
-            json!({}),
-            APPARMOR_PROBE,
-        )
-        .await?;
-    ensure!(
-        r.message.contains("tmp write: failed"),
-        "before the edit: {}",
-        r.message
-    );
-
-    // New rules: /tmp writable.
-    env.apply_ready(apparmor_raw("rn-aa-update", "Enforce", true)).await?;
-    let r = env
-        .run_pod(
-            "rn-aa-update",
-            localhost_apparmor("rn-aa-update"),
-            json!({}),
-            APPARMOR_PROBE,
-        )
-        .await?;
-    ensure!(
-        label_of(&r.message) == "rn-aa-update (enforce)",
-        "after the edit: {}",
-        r.message
-    );
-    ensure!(
-        r.message.contains("tmp write: ok"),
-        "the edited rules did not take effect: {}",
-        r.message
-    );
-
-    // Back to the old rules, in Complain: the write works and the label says complain.
-    env.apply_ready(apparmor_raw("rn-aa-update", "Complain", false)).await?;
-    let r = env
-        .run_pod(
-            "rn-aa-update",
-            localhost_apparmor("rn-aa-update"),
-            json!({}),
-            APPARMOR_PROBE,
-        )
-        .await?;
-    ensure!(
-        label_of(&r.message) == "rn-aa-update (complain)",
-        "after switching to Complain: {}",
-        r.message
-    );
-    ensure!(
-        r.message.contains("tmp write: ok"),
-        "Complain blocked the write: {}",
-        r.message
-    );
-
-    env.apply_ready(apparmor_raw("rn-aa-update", "Enforce", false)).await?;
-    let r = env
-        .run_pod(
-            "rn-aa-update",
-            localhost_apparmor("rn-aa-update"),
-            json!({}),
-            APPARMOR_PROBE,
-        )
-        .await?;
-    ensure!(
-        label_of(&r.message) == "rn-aa-update (enforce)",
-        "after switching back: {}",
-        r.message
-    );
-    ensure!(
-        r.message.contains("tmp write: failed"),
-        "Enforce did not deny again: {}",
-        r.message
-    );
+    // (mode, /tmp writable by the rules, label the pod must show, /tmp write works, step)
+    let steps = [
+        ("Enforce", false, "enforce", false, "before the edit"),
+        (
+            "Enforce",
+            true,
+            "enforce",
+            true,
+            "after an edit that allows /tmp writes",
+        ),
+        (
+            "Complain",
+            false,
+            "complain",
+            true,
+            "after switching to Complain (old rules)",
+        ),
+        ("Enforce", false, "enforce", false, "after switching back to Enforce"),
+    ];
+    for (mode, tmp_rules, label, tmp_ok, step) in steps {
+        env.apply_ready(apparmor_raw("rn-aa-update", mode, tmp_rules)).await?;
+        let r = env
+            .run_pod(
+                "rn-aa-update",
+                localhost_apparmor("rn-aa-update"),
+                json!({}),
+                APPARMOR_PROBE,
+            )
+            .await?;
+        ensure!(
+            label_of(&r.message) == format!("rn-aa-update ({label})"),
+            "{step}: {}",
+            r.message
+        );
+        let want = if tmp_ok { "tmp write: ok" } else { "tmp write: failed" };
+        ensure!(r.message.contains(want), "{step}: expected {want:?}: {}", r.message);
+    }
     if let Ok(loaded) = env.loaded_profiles().await {
         ensure!(
             loaded.get("rn-aa-update").map(String::as_str) == Some("enforce"),
@@ -572,25 +535,7 @@ async fn update_in_place_and_mode_switch(env: &Env) -> Result<()> {
 async fn delete_is_held_while_in_use(env: &Env) -> Result<()> {
     env.apply_ready(apparmor_raw("rn-aa-held", "Enforce", false)).await?;
     env.apply_ready(seccomp_deny_mkdir("rn-sc-held", 1)).await?;
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let mut security = localhost_apparmor("rn-aa-held");
-    security["seccompProfile"] = json!({"type": "Localhost", "localhostProfile": "palisade/rn-sc-held.json"});
-    let pod = pod_manifest(
-        "rn-held",
-        &env.node,
-        &env.image,
-        security,
-        json!({}),
-        "exec sleep 3600",
-        "Always",
-    );
-    pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
-        .await?;
-    eventually("pod rn-held running", Duration::from_secs(180), || async {
-        let p = pods.get("rn-held").await?;
-        Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
-    })
-    .await?;
+    let pods = env.start_sleeper("rn-held", "rn-aa-held", "rn-sc-held").await?;
 
     env.kubectl(&["delete", "appArmorProfile", "rn-aa-held", "--wait=false"])?;
     env.kubectl(&["delete", "seccompProfile", "rn-sc-held", "--wait=false"])?;
@@ -735,25 +680,7 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
         r.message
     );
 
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
-    let mut security = localhost_apparmor("rn-aa-reboot");
-    security["seccompProfile"] = json!({"type": "Localhost", "localhostProfile": "palisade/rn-sc-reboot.json"});
-    let pod = pod_manifest(
-        "rn-reboot",
-        &env.node,
-        &env.image,
-        security,
-        json!({}),
-        "exec sleep 3600",
-        "Always",
-    );
-    pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
-        .await?;
-    eventually("pod rn-reboot running", Duration::from_secs(180), || async {
-        let p = pods.get("rn-reboot").await?;
-        Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
-    })
-    .await?;
+    let pods = env.start_sleeper("rn-reboot", "rn-aa-reboot", "rn-sc-reboot").await?;
 
     let t0 = Instant::now();
     cluster.reboot_node(env.start).await?;
