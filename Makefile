@@ -43,7 +43,10 @@ control-plane: ## Build (once) or locate etcd, kube-apiserver and kubectl; print
 unit-test: ## Unit and integration tests that need no API server
 	$(CARGO) test --workspace --exclude palisade-e2e
 
-e2e-test: test-deps bins ## Every test: unit, integration, end-to-end, then the real-node suite (all run even if one fails)
+e2e-test: bins ## End-to-end tests against a real local etcd + kube-apiserver (simulated nodes)
+	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test -p palisade-e2e
+
+test: test-deps bins ## Every test: unit, integration, end-to-end, then the real-node suite (all run even if one fails)
 	@rc=0; \
 	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test --workspace --no-fail-fast || rc=1; \
 	$(MAKE) --no-print-directory realnode-test || rc=1; \
