@@ -770,7 +770,7 @@ async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
         node.exec_ok(&format!(
             "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = {comm} ] && \
              {{ grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs|Seccomp):' $p/status; cat $p/attr/current; echo; \
-             tr '\\0' '\\n' < $p/environ | grep -E '^(KUBERNETES_SERVICE_HOST|KUBECONFIG)='; }}; done"
+             tr '\\0' '\\n' < $p/environ | grep -E '^(KUBERNETES_SERVICE_HOST|KUBECONFIG)='; }}; done; true"
         ))
         .await
     };
