@@ -416,7 +416,6 @@ pub struct RealNodeStack {
     // Field order is drop order: the node stops first.
     pub node: RealNode,
     pub scheduler: Proc,
-    pub artifacts: Artifacts,
 }
 
 /// The local control plane with one real node and Palisade installed by its chart.
@@ -432,7 +431,7 @@ impl RealCluster {
     pub async fn start(start: Instant) -> Result<Self> {
         let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(start)).await??;
         let mut cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
-        let stack = RealNodeStack::start(&mut cp, artifacts, start).await?;
+        let stack = RealNodeStack::start(&mut cp, &artifacts, start).await?;
         Ok(Self { stack, cp })
     }
 
@@ -469,7 +468,7 @@ impl RealNodeStack {
     /// plane), boots the node, waits until it is Ready, and installs Palisade with
     /// `helm install`. On failure the control plane's directory (its logs and the node's) is
     /// kept, and named.
-    pub async fn start(cp: &mut ControlPlane, artifacts: Artifacts, start: Instant) -> Result<Self> {
+    pub async fn start(cp: &mut ControlPlane, artifacts: &Artifacts, start: Instant) -> Result<Self> {
         progress(start, &format!("guest packages: {}", artifacts.guest_versions()));
         progress(
             start,
@@ -485,7 +484,7 @@ impl RealNodeStack {
         let scheduler = Proc::spawn("kube-scheduler", &mut cmd, &cp.dir.join("logs/kube-scheduler.log"))?;
         let node_dir = cp.dir.join("realnode");
         std::fs::create_dir_all(&node_dir)?;
-        let node = match RealNode::boot(cp, &artifacts, &node_dir) {
+        let node = match RealNode::boot(cp, artifacts, &node_dir) {
             Ok(node) => node,
             Err(e) => {
                 cp.keep_dir();
@@ -496,11 +495,7 @@ impl RealNodeStack {
             start,
             &format!("QEMU started (console: {})", node_dir.join("console.log").display()),
         );
-        let stack = Self {
-            node,
-            scheduler,
-            artifacts,
-        };
+        let stack = Self { node, scheduler };
         let ready = async {
             stack.wait_node_ready(cp, start, Duration::from_secs(900)).await?;
             progress(start, "node Ready");

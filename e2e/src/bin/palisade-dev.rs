@@ -113,7 +113,7 @@ async fn up_real(dir: &Path, nodes: usize, real_nodes: usize) -> Result<()> {
     let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(t0)).await??;
     let mut cp = ControlPlane::start_with(dir, Flavor::RealNode).await?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
-    let stack = RealNodeStack::start(&mut cp, artifacts, t0).await?;
+    let stack = RealNodeStack::start(&mut cp, &artifacts, t0).await?;
     let cluster = Cluster::start_on(
         cp,
         Options {
