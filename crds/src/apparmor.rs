@@ -71,6 +71,7 @@ pub struct AppArmorProfileSpec {
 
     /// Which nodes get the profile; every node when unset or empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::selector::node_selector_schema")]
     pub node_selector: Option<LabelSelector>,
 
     /// `Disabled` unloads the profile from every node but keeps the object.

@@ -47,6 +47,28 @@ pub struct ProfileStatus {
     /// Pods that reference this profile; while any does, deletion waits.
     #[serde(default)]
     pub active_workloads: u32,
+
+    /// The content the operator accepted last: agents install only content with this
+    /// digest. It stays when a later generation (or a base's change) is not accepted, so
+    /// nodes keep the last accepted content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<AcceptedContent>,
+}
+
+/// What the operator validated: the generation, the digest of the rendered content (what
+/// agents compare before installing), and for seccomp the base chain it was resolved through.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedContent {
+    /// The profile's generation the content was rendered from.
+    pub generation: i64,
+    /// Hex SHA-256 of the rendered content (seccomp: the JSON file; AppArmor: mode and text).
+    #[schemars(length(max = 64))]
+    pub digest: String,
+    /// SeccompProfile only: the `baseProfileName` chain, nearest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 253)))]
+    pub bases: Vec<String>,
 }
 
 /// How many nodes the profile targets and where each stands.
@@ -86,10 +108,7 @@ pub const CONDITION_ACCEPTED: &str = "Accepted";
 /// Condition type: every targeted node installed the current generation.
 pub const CONDITION_READY: &str = "Ready";
 
-/// Whether the operator accepted exactly this generation: the gate agents wait for.
-pub fn accepted_at(status: Option<&ProfileStatus>, generation: Option<i64>) -> bool {
-    status
-        .into_iter()
-        .flat_map(|s| s.conditions.iter())
-        .any(|c| c.type_ == CONDITION_ACCEPTED && c.status == "True" && c.observed_generation == generation)
+/// The content the operator accepted, if any: the gate agents install through.
+pub fn accepted_content(status: Option<&ProfileStatus>) -> Option<&AcceptedContent> {
+    status.and_then(|s| s.accepted.as_ref())
 }

@@ -13,7 +13,8 @@ pub mod selector;
 
 pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
 pub use common::{
-    CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_at, digest,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, ProfileState, ProfileStatus,
+    accepted_content, digest,
 };
 pub use nodestatus::{
     NodeCapabilities, NodeProfile, NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind,

@@ -57,6 +57,40 @@ pub struct NodeProfileStatusStatus {
     #[schemars(length(max = 5000))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
     pub profiles: Vec<NodeProfile>,
+    /// Installed profiles left out of `profiles` to keep the report within its bound of
+    /// 5000 entries (entries that are not Installed are always listed). The operator counts
+    /// a profile without an entry on such a node as pending.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_installed: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Longest message an entry carries (the schema's bound); longer ones are cut.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+
+/// Fits entries into the report's bounds: messages cut to [`MAX_MESSAGE_LEN`] bytes, and at
+/// most [`MAX_NODE_PROFILES`] entries, leaving out Installed ones first. Returns the entries
+/// (sorted by kind and name) and how many Installed ones were left out.
+pub fn bounded(mut profiles: Vec<NodeProfile>) -> (Vec<NodeProfile>, u32) {
+    for p in &mut profiles {
+        if p.message.len() > MAX_MESSAGE_LEN {
+            let cut = p.message.floor_char_boundary(MAX_MESSAGE_LEN - 3);
+            p.message.truncate(cut);
+            p.message.push_str("...");
+        }
+    }
+    let mut omitted = 0;
+    if profiles.len() > MAX_NODE_PROFILES {
+        // Stable: problems first, then Installed, each group in name order.
+        profiles.sort_by_key(|p| (p.state == NodeProfileState::Installed, p.kind, p.name.clone()));
+        omitted = (profiles.len() - MAX_NODE_PROFILES) as u32;
+        profiles.truncate(MAX_NODE_PROFILES);
+    }
+    profiles.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    (profiles, omitted)
 }
 
 /// What the node can enforce.
@@ -128,4 +162,41 @@ pub enum NodeProfileState {
     Unsupported,
     /// Being removed.
     Removing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: usize, state: NodeProfileState, message: &str) -> NodeProfile {
+        NodeProfile {
+            kind: ProfileKind::SeccompProfile,
+            name: format!("p{i:05}"),
+            uid: "u".into(),
+            generation: 1,
+            digest: String::new(),
+            state,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn reports_stay_within_their_bounds_and_keep_every_problem() {
+        let mut all: Vec<NodeProfile> = (0..MAX_NODE_PROFILES + 10)
+            .map(|i| entry(i, NodeProfileState::Installed, ""))
+            .collect();
+        all.push(entry(99_999, NodeProfileState::Error, &"x".repeat(5000)));
+        let (kept, omitted) = bounded(all);
+        assert_eq!(kept.len(), MAX_NODE_PROFILES);
+        assert_eq!(omitted, 11, "installed entries make room for the failure");
+        let failure = kept
+            .iter()
+            .find(|e| e.state == NodeProfileState::Error)
+            .expect("failure kept");
+        assert!(failure.message.len() <= MAX_MESSAGE_LEN && failure.message.ends_with("..."));
+        assert!(kept.windows(2).all(|w| w[0].name < w[1].name), "sorted by name");
+
+        let (few, omitted) = bounded(vec![entry(1, NodeProfileState::Installed, "")]);
+        assert_eq!((few.len(), omitted), (1, 0));
+    }
 }

@@ -253,3 +253,41 @@ fn crds_are_cluster_scoped_with_short_names_category_and_status() {
         .collect();
     assert_eq!(columns, ["Mode", "Ready", "Installed", "Targeted", "Age"]);
 }
+
+#[test]
+fn node_selector_operators_are_an_enum_and_values_follow_the_operator() {
+    for crd in [seccomp_crd(), apparmor_crd()] {
+        let s = schema(&crd);
+        let expr = at(&s, "spec.nodeSelector.matchExpressions.[]");
+        assert_eq!(
+            expr["properties"]["operator"]["enum"],
+            json!(["In", "NotIn", "Exists", "DoesNotExist"]),
+            "an unknown operator is refused by the schema"
+        );
+        assert_eq!(at(&s, "spec.nodeSelector.matchExpressions")["maxItems"], 32);
+    }
+    let crd = seccomp_crd();
+    let with = |e: Value| {
+        sp(
+            "s",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "nodeSelector": {"matchExpressions": [e]}}),
+        )
+    };
+    assert_rejected(
+        &crd,
+        with(json!({"key": "zone", "operator": "In"})),
+        "In and NotIn need at least one value",
+    );
+    assert_rejected(
+        &crd,
+        with(json!({"key": "zone", "operator": "NotIn", "values": []})),
+        "In and NotIn need at least one value",
+    );
+    assert_rejected(
+        &crd,
+        with(json!({"key": "zone", "operator": "Exists", "values": ["a"]})),
+        "Exists and DoesNotExist take none",
+    );
+    assert_accepted(&crd, with(json!({"key": "zone", "operator": "In", "values": ["a"]})));
+    assert_accepted(&crd, with(json!({"key": "zone", "operator": "DoesNotExist"})));
+}

@@ -1,31 +1,68 @@
-//! Label selector matching (the `nodeSelector` of both profile kinds).
+//! The `nodeSelector` of both profile kinds: Kubernetes label selectors, matched by
+//! kube-core's selector types, with a schema that refuses unknown operators at admission.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Selector, SelectorExt};
 
-/// Whether `labels` satisfy `selector`, as Kubernetes defines it; an unset or empty
-/// selector matches everything. An unknown operator matches nothing (fail closed).
+/// The selector as kube-core reads it; an unset selector selects every node. An error
+/// (an operator Kubernetes does not know, `In` without values) names the field.
+pub fn node_selector(selector: Option<&LabelSelector>) -> Result<Selector, String> {
+    match selector {
+        None => Ok(Selector::default()),
+        Some(s) => Selector::try_from(s.clone()).map_err(|e| format!("spec.nodeSelector: {}", e.0)),
+    }
+}
+
+/// Whether `labels` satisfy `selector`, as Kubernetes defines it. An invalid selector
+/// selects nothing here; the operator reports it on the profile (admission refuses it first).
 pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(selector) = selector else {
-        return true;
-    };
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
+    node_selector(selector).is_ok_and(|s| s.matches(labels))
+}
+
+/// The OpenAPI schema of `nodeSelector`: a LabelSelector whose operators are an enum, whose
+/// values are required exactly where Kubernetes requires them, with sizes bounded.
+pub fn node_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Which nodes get the profile; every node when unset or empty (a Kubernetes label selector).",
+        "type": "object",
+        "properties": {
+            "matchLabels": {
+                "description": "Labels a node must have, each with this value.",
+                "type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 63},
+                "maxProperties": 64
+            },
+            "matchExpressions": {
+                "description": "Label requirements a node must meet, all of them.",
+                "type": "array",
+                "maxItems": 32,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"description": "The label key.", "type": "string", "minLength": 1, "maxLength": 317},
+                        "operator": {
+                            "description": "In, NotIn (with values), Exists or DoesNotExist (without).",
+                            "type": "string",
+                            "enum": ["In", "NotIn", "Exists", "DoesNotExist"]
+                        },
+                        "values": {
+                            "description": "The label values In or NotIn compare with.",
+                            "type": "array",
+                            "maxItems": 256,
+                            "items": {"type": "string", "maxLength": 63}
+                        }
+                    },
+                    "x-kubernetes-validations": [{
+                        "rule": "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+                        "message": "In and NotIn need at least one value; Exists and DoesNotExist take none"
+                    }]
+                }
+            }
         }
-    });
-    labels_ok && exprs_ok
+    })
 }
 
 #[cfg(test)]
@@ -62,9 +99,15 @@ mod tests {
             selects(Some(&expr("NotIn", json!(["web"]))), &labels(&[])),
             "NotIn matches a missing key"
         );
-        assert!(
-            !selects(Some(&expr("Bogus", json!(null))), &node),
-            "unknown operators fail closed"
-        );
+    }
+
+    #[test]
+    fn an_invalid_selector_is_an_error_naming_the_field() {
+        let bogus = sel(json!({"matchExpressions": [{"key": "role", "operator": "Bogus"}]}));
+        let err = node_selector(Some(&bogus)).unwrap_err();
+        assert!(err.starts_with("spec.nodeSelector: "), "{err}");
+        assert!(!selects(Some(&bogus), &labels(&[("role", "web")])));
+        let no_values = sel(json!({"matchExpressions": [{"key": "role", "operator": "In"}]}));
+        assert!(node_selector(Some(&no_values)).is_err());
     }
 }

@@ -504,7 +504,10 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
         Ok::<_, anyhow::Error>(
             list.items
                 .into_iter()
-                .filter(|p| palisade_crds::accepted_at(p.status.as_ref(), p.metadata.generation))
+                .filter(|p| {
+                    palisade_crds::accepted_content(p.status.as_ref())
+                        .is_some_and(|a| Some(a.generation) == p.metadata.generation)
+                })
                 .collect::<Vec<_>>(),
         )
     };

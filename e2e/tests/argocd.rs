@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use palisade_crds::AcceptedContent;
 use palisade_crds::common::{NodeCounts, NodeFailure, ProfileState};
 use palisade_e2e::controlplane::repo_root;
-use palisade_operator::status::{StatusInput, build};
+use palisade_operator::status::{Acceptance, StatusInput, build};
 use serde_json::{Value, json};
 
 const LUA: &str = "lua5.4";
@@ -95,7 +96,16 @@ fn profile(metadata_generation: i64, case: Case) -> Value {
         StatusInput {
             old: None,
             generation: case.generation,
-            accepted: case.accepted,
+            acceptance: match case.accepted {
+                Ok(()) => Acceptance::Accepted,
+                Err(m) if m.starts_with("transient: ") => Acceptance::Transient(&m["transient: ".len()..]),
+                Err(m) => Acceptance::Invalid(m),
+            },
+            accepted: Some(AcceptedContent {
+                generation: case.generation,
+                digest: "0000000000000001".into(),
+                bases: vec![],
+            }),
             state: case.state,
             counts: case.counts,
             failures: case.failures,
@@ -108,7 +118,7 @@ fn profile(metadata_generation: i64, case: Case) -> Value {
     let mut metadata = json!({"name": "web", "generation": metadata_generation});
     if case.deleting {
         metadata["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        metadata["finalizers"] = json!(["seccompprofiles.palisade.dev"]);
+        metadata["finalizers"] = json!(["palisade.dev/in-use"]);
     }
     json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": metadata,
            "spec": {"defaultAction": "SCMP_ACT_ERRNO"}, "status": serde_json::to_value(status).unwrap()})
@@ -171,6 +181,34 @@ fn a_rejected_profile_is_degraded_with_the_reason() {
     let (status, message) = health(&profile(1, case));
     assert_eq!(status, "Degraded");
     assert_eq!(message, "policy line 3: syntax error, unexpected TOK_ID");
+}
+
+#[test]
+fn a_profile_that_targets_no_node_is_degraded() {
+    let case = Case {
+        counts: counts(0, 0, 0, 0),
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Degraded");
+    assert!(
+        message.contains("no node with a running Palisade agent matches"),
+        "{message}"
+    );
+}
+
+#[test]
+fn validation_that_could_not_run_is_progressing_not_degraded() {
+    let case = Case {
+        accepted: Err("transient: apparmor_parser did not finish within 30s and was killed"),
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Progressing");
+    assert!(
+        message.starts_with("validation could not run: apparmor_parser"),
+        "{message}"
+    );
 }
 
 #[test]

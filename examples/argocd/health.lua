@@ -29,10 +29,13 @@ elseif obj.status.observedGeneration ~= obj.metadata.generation then
 elseif accepted.status == "False" then
   hs.status = "Degraded"
   hs.message = accepted.message
+elseif accepted.status == "Unknown" then
+  hs.status = "Progressing"
+  hs.message = accepted.message
 elseif ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message
-elseif ready.reason == "Degraded" then
+elseif ready.reason == "Degraded" or ready.reason == "NoMatchingNodes" then
   hs.status = "Degraded"
   hs.message = ready.message
 else

@@ -31,6 +31,8 @@ pub struct AppArmorConfig {
     pub state_dir: PathBuf,
     /// Simulated kernel: the features file the parser is told the kernel has.
     pub simulated_kernel_features: Option<PathBuf>,
+    /// Longest one parser run may take; a hung parser is killed and the load fails.
+    pub parser_timeout: std::time::Duration,
 }
 
 /// Palisade's record of a profile it loaded: the ownership marker.
@@ -42,6 +44,11 @@ pub struct Record {
     pub generation: i64,
     pub digest: String,
     pub mode: AppArmorMode,
+    /// Written before the parser runs, cleared after the kernel took the profile: a record
+    /// that still says `loading` (a crash, a parser failure) is Palisade's, but its content
+    /// is not known to be in the kernel, so the next sync loads it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loading: bool,
 }
 
 const MANAGED_BY: &str = "palisade";
@@ -81,9 +88,8 @@ impl AppArmor {
                 self.profiles_file().display()
             ));
         }
-        let out = Command::new(&self.cfg.parser)
-            .arg("--version")
-            .output()
+        let out = self
+            .run(Command::new(&self.cfg.parser).arg("--version"))
             .await
             .map_err(|e| format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display()))?;
         let version = String::from_utf8_lossy(&out.stdout);
@@ -115,6 +121,19 @@ impl AppArmor {
         Ok(out)
     }
 
+    /// Runs the parser with the timeout; a run that exceeds it is killed.
+    async fn run(&self, cmd: &mut Command) -> Result<std::process::Output, String> {
+        cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
+        match tokio::time::timeout(self.cfg.parser_timeout, cmd.output()).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(format!("running apparmor_parser: {e}")),
+            Err(_) => Err(format!(
+                "apparmor_parser did not finish within {}s and was killed",
+                self.cfg.parser_timeout.as_secs()
+            )),
+        }
+    }
+
     fn parser(&self) -> Command {
         let mut cmd = Command::new(&self.cfg.parser);
         cmd.arg("--subdomainfs").arg(&self.cfg.apparmorfs);
@@ -130,6 +149,18 @@ impl AppArmor {
         let source = self.source_path(&record.name);
         files::write_atomic(&source, text.as_bytes(), 0o600)
             .map_err(|e| format!("writing {}: {e}", source.display()))?;
+        // Claim the name before the kernel sees the profile, so a crash between the load and
+        // the record never leaves a loaded profile without its owner.
+        let previous = self.read_record(&record.name);
+        self.write_record(&Record {
+            loading: true,
+            ..record.clone()
+        })?;
+        // A load the parser refuses leaves the kernel as it was: so is the record.
+        let undo = || match &previous {
+            Some(p) => self.write_record(p),
+            None => files::remove_durable(&self.record_path(&record.name)).map_err(|e| e.to_string()),
+        };
         let mut cmd = self.parser();
         cmd.args(["--replace", "--write-cache", "--quiet"])
             .arg("--cache-loc")
@@ -141,25 +172,40 @@ impl AppArmor {
         }
         cmd.arg(&source);
         let start = Instant::now();
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| format!("running apparmor_parser: {e}"))?;
+        let out = match self.run(&mut cmd).await {
+            Ok(out) => out,
+            Err(e) => {
+                // Killed or timed out: whether the kernel took it is unknown; the record
+                // keeps saying `loading`, so the next sync loads it again.
+                return Err(e);
+            }
+        };
         let took = start.elapsed();
         if !out.status.success() {
-            return Err(parser_message(&out.stderr, out.status));
+            let message = parser_message(&out.stderr, out.status);
+            undo()?;
+            return Err(message);
         }
-        // The record is written only after the kernel took the profile: a record always
-        // names something Palisade loaded.
-        let record_bytes = serde_json::to_vec_pretty(record).expect("record serializes");
-        files::write_atomic(&self.record_path(&record.name), &record_bytes, 0o600)
-            .map_err(|e| format!("writing the ownership record: {e}"))?;
         if self.cfg.simulated_kernel_features.is_some() {
             self.simulate_loaded(&source, record.mode == AppArmorMode::Complain)
                 .await?;
         }
         self.verify(&record.name, record.mode)?;
+        self.write_record(record)?;
         Ok(took)
+    }
+
+    fn read_record(&self, name: &str) -> Option<Record> {
+        let bytes = std::fs::read(self.record_path(name)).ok()?;
+        serde_json::from_slice::<Record>(&bytes)
+            .ok()
+            .filter(|r| r.managed_by == MANAGED_BY)
+    }
+
+    fn write_record(&self, record: &Record) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(record).expect("record serializes");
+        files::write_atomic(&self.record_path(&record.name), &bytes, 0o600)
+            .map_err(|e| format!("writing the ownership record: {e}"))
     }
 
     /// Checks that the kernel lists `name` in `mode` (what runtimes check before starting a
@@ -186,12 +232,8 @@ impl AppArmor {
         let source = self.source_path(name);
         if self.loaded().map(|l| l.contains_key(name)).unwrap_or(false) {
             let out = self
-                .parser()
-                .args(["--remove", "--quiet"])
-                .arg(&source)
-                .output()
-                .await
-                .map_err(|e| format!("running apparmor_parser: {e}"))?;
+                .run(self.parser().args(["--remove", "--quiet"]).arg(&source))
+                .await?;
             if !out.status.success() {
                 return Err(parser_message(&out.stderr, out.status));
             }
@@ -214,7 +256,7 @@ impl AppArmor {
         if complain {
             cmd.arg("--Complain");
         }
-        let out = cmd.arg(source).output().await.map_err(|e| e.to_string())?;
+        let out = self.run(cmd.arg(source)).await?;
         if !out.status.success() {
             return Err(parser_message(&out.stderr, out.status));
         }

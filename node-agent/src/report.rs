@@ -72,10 +72,18 @@ impl StatusWriter {
     /// Writes the status when it differs from the last write (one write per batch).
     /// Returns whether it wrote.
     pub async fn report(&mut self, capabilities: &NodeCapabilities, profiles: Vec<NodeProfile>) -> kube::Result<bool> {
+        let (profiles, omitted_installed) = palisade_crds::nodestatus::bounded(profiles);
+        if omitted_installed > 0 {
+            tracing::warn!(
+                omitted_installed,
+                "more profiles than one report may list: Installed entries left out"
+            );
+        }
         let status = NodeProfileStatusStatus {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             capabilities: capabilities.clone(),
             profiles,
+            omitted_installed,
         };
         if self.last.as_ref() == Some(&status) {
             return Ok(false);
@@ -108,20 +116,13 @@ impl StatusWriter {
         self.last = None;
     }
 
-    /// Renews this node's heartbeat Lease (`palisade-agent-<node>`).
-    pub async fn heartbeat(&self) -> kube::Result<()> {
-        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
-        let name = lease_name(&self.node);
-        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-        let lease = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
-            "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
-        });
-        api.patch(&name, &PatchParams::apply(&self.manager).force(), &Patch::Apply(lease))
-            .await?;
-        Ok(())
+    /// This node's heartbeat.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            api: Api::namespaced(self.client.clone(), &self.namespace),
+            node: self.node.clone(),
+            manager: self.manager.clone(),
+        }
     }
 
     /// An Event on the profile for each new install failure on this node.
@@ -147,6 +148,51 @@ impl StatusWriter {
             };
             if let Err(e) = self.recorder.publish(&event, &reference).await {
                 tracing::warn!(profile = f.name, error = %e, "could not publish an Event");
+            }
+        }
+    }
+}
+
+/// Renews this node's heartbeat Lease (`palisade-agent-<node>`). The operator judges it by
+/// when it sees the Lease change, not by the time written in it, so clocks need not agree.
+pub struct Heartbeat {
+    api: Api<Lease>,
+    node: String,
+    manager: String,
+}
+
+/// Longest one heartbeat write may take: a hung request is dropped and the next one tried.
+pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Heartbeat {
+    /// One renewal.
+    pub async fn renew(&self) -> Result<(), String> {
+        let name = lease_name(&self.node);
+        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
+            "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
+        });
+        let params = PatchParams::apply(&self.manager).force();
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, self.api.patch(&name, &params, &Patch::Apply(lease))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {}s", HEARTBEAT_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Renews every third of the lease until shutdown.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs((LEASE_SECONDS / 3) as u64));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            if let Err(error) = self.renew().await {
+                tracing::warn!(%error, "heartbeat failed; retrying at the next tick");
             }
         }
     }

@@ -14,7 +14,6 @@ use kube::core::ApiResource;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use palisade_crds::common::CONDITION_ACCEPTED;
 use palisade_crds::{AppArmorProfile, NodeCapabilities, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
@@ -23,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::apparmor::{AppArmor, AppArmorConfig};
 use crate::metrics::Metrics;
-use crate::report::{LEASE_SECONDS, StatusWriter};
+use crate::report::StatusWriter;
 use crate::sync::NodeState;
 
 /// palisade-agent: keeps this node's AppArmor and seccomp profiles in line with the cluster.
@@ -60,6 +59,9 @@ pub struct Args {
     /// Where /healthz and /readyz are served (may equal the metrics address).
     #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9101")]
     pub health_address: SocketAddr,
+    /// Longest one apparmor_parser run may take, in seconds; a hung parser is killed.
+    #[arg(long, env = "PALISADE_PARSER_TIMEOUT", default_value_t = 60)]
+    pub parser_timeout: u64,
     /// Seconds between drift checks (files edited or deleted, profiles unloaded).
     #[arg(long, env = "PALISADE_DRIFT_INTERVAL", default_value_t = 60)]
     pub drift_interval: u64,
@@ -76,7 +78,7 @@ pub struct Args {
 /// Watches a kind leniently: objects arrive as JSON and are parsed one by one, so one that
 /// does not parse is skipped with a warning instead of stalling the watch. The cache holds
 /// the parsed objects without managedFields, which the agent never reads.
-fn watch_kind<K>(client: &Client, notify: Arc<Notify>) -> Store<K>
+fn watch_kind<K>(client: &Client, notify: Arc<Notify>, health: &Health) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -88,7 +90,9 @@ where
         .modify(slim)
         .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
         .reflect(writer);
+    let alive = health.alive(&format!("watch/{}", K::plural(&())));
     tokio::spawn(stream.for_each(move |_| {
+        let _alive = &alive;
         notify.notify_one();
         futures::future::ready(())
     }));
@@ -96,10 +100,10 @@ where
 }
 
 /// Keeps only what the agent reads of a profile: metadata name, uid and generation, the
-/// spec, and the Accepted condition. Annotations (kubectl's last-applied-configuration is a
-/// second copy of the whole object), labels, managedFields and the rest of the status
-/// (node counts, failures, other conditions) would otherwise be cached for every profile in
-/// the cluster on every node.
+/// spec, and the accepted content (`status.accepted`). Annotations (kubectl's
+/// last-applied-configuration is a second copy of the whole object), labels, managedFields
+/// and the rest of the status (conditions, node counts, failures) would otherwise be cached
+/// for every profile in the cluster on every node.
 fn slim(o: &mut DynamicObject) {
     let meta = &mut o.metadata;
     meta.managed_fields = None;
@@ -107,13 +111,7 @@ fn slim(o: &mut DynamicObject) {
     meta.labels = None;
     meta.owner_references = None;
     if let Some(status) = o.data.get_mut("status").and_then(|s| s.as_object_mut()) {
-        let accepted: Vec<serde_json::Value> = status
-            .get("conditions")
-            .and_then(|c| c.as_array())
-            .map(|c| c.iter().filter(|c| c["type"] == CONDITION_ACCEPTED).cloned().collect())
-            .unwrap_or_default();
-        status.clear();
-        status.insert("conditions".into(), accepted.into());
+        status.retain(|k, _| k == "accepted");
     }
 }
 
@@ -125,7 +123,8 @@ pub async fn run(args: Args) -> Result<()> {
     let registry = Arc::new(registry);
     let health = Health::default();
     let shutdown = palisade_runtime::shutdown_signal();
-    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown);
+    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown).await?;
+    let _sync_loop = health.alive("sync");
 
     let apparmor = AppArmor::new(AppArmorConfig {
         parser: args.apparmor_parser.clone(),
@@ -133,6 +132,7 @@ pub async fn run(args: Args) -> Result<()> {
         include_dir: args.apparmor_include_dir.clone(),
         state_dir: args.state_dir.clone(),
         simulated_kernel_features: args.simulate_apparmor_kernel.clone(),
+        parser_timeout: Duration::from_secs(args.parser_timeout.max(1)),
     })?;
     if args.simulate_apparmor_kernel.is_some() {
         tracing::warn!(apparmorfs = %args.apparmorfs.display(), "SIMULATED AppArmor kernel interface: for tests only");
@@ -152,8 +152,8 @@ pub async fn run(args: Args) -> Result<()> {
     };
 
     let notify = Arc::new(Notify::new());
-    let seccomp_store = watch_kind::<SeccompProfile>(&client, notify.clone());
-    let apparmor_store = watch_kind::<AppArmorProfile>(&client, notify.clone());
+    let seccomp_store = watch_kind::<SeccompProfile>(&client, notify.clone(), &health);
+    let apparmor_store = watch_kind::<AppArmorProfile>(&client, notify.clone(), &health);
     let nodes: Api<Node> = Api::all(client.clone());
     let (node_store, node_writer) = reflector::store();
     let node_watch = reflector::reflector(
@@ -165,7 +165,9 @@ pub async fn run(args: Args) -> Result<()> {
         .default_backoff(),
     );
     let n = notify.clone();
+    let alive = health.alive("watch/node");
     tokio::spawn(node_watch.for_each(move |_| {
+        let _alive = &alive;
         n.notify_one();
         futures::future::ready(())
     }));
@@ -174,9 +176,16 @@ pub async fn run(args: Args) -> Result<()> {
     node_store.wait_until_ready().await.context("watching the Node")?;
 
     let mut writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);
+    // The heartbeat has its own task: a long sync (a thousand parser runs) never makes a
+    // live node look dead.
+    let heartbeat = writer.heartbeat();
+    let alive = health.alive("heartbeat");
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _alive = alive;
+        heartbeat.run(stop).await
+    });
     let mut drift = tokio::time::interval(Duration::from_secs(args.drift_interval.max(1)));
-    let mut heartbeat = tokio::time::interval(Duration::from_secs((LEASE_SECONDS / 3) as u64));
-    let mut retry = false;
     let mut object_ready = false;
     let mut shutdown_rx = shutdown.clone();
     let mut first = true;
@@ -192,13 +201,6 @@ pub async fn run(args: Args) -> Result<()> {
                 false
             }
             _ = drift.tick() => true,
-            _ = heartbeat.tick() => {
-                if let Err(e) = writer.heartbeat().await {
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
-                if !retry { continue }
-                false
-            }
             _ = shutdown_rx.wait_for(|s| *s) => break,
         };
         let Some(node) = node_store.state().into_iter().next() else {
@@ -226,14 +228,12 @@ pub async fn run(args: Args) -> Result<()> {
                     metrics.status_writes.inc();
                     next_write = tokio::time::Instant::now() + write_gap(started.elapsed(), changed);
                 }
-                retry = false;
                 health.set_ready(true);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "writing the NodeProfileStatus failed; will retry");
                 writer.invalidate();
                 object_ready = false;
-                retry = true;
                 let n = notify.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -302,7 +302,7 @@ mod tests {
                          "labels": {"team": "a"},
                          "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
             "spec": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]},
-            "status": {"observedGeneration": 3,
+            "status": {"observedGeneration": 3, "accepted": {"generation": 3, "digest": "abc"},
                        "conditions": [
                            {"type": "Accepted", "status": "True", "reason": "Valid", "message": "ok",
                             "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:00Z"},
@@ -314,16 +314,16 @@ mod tests {
         .unwrap();
         super::slim(&mut o);
         let p: SeccompProfile = serde_json::from_value(serde_json::to_value(&o).unwrap()).unwrap();
-        assert!(
-            palisade_crds::accepted_at(p.status.as_ref(), Some(3)),
-            "the Accepted verdict survives"
+        assert_eq!(
+            palisade_crds::accepted_content(p.status.as_ref()).map(|a| a.digest.as_str()),
+            Some("abc"),
+            "the accepted content survives"
         );
         assert_eq!(p.metadata.uid.as_deref(), Some("u1"));
         assert_eq!(p.spec.syscalls.len(), 1);
         assert!(p.metadata.annotations.is_none() && p.metadata.labels.is_none() && p.metadata.managed_fields.is_none());
         let status = p.status.unwrap();
-        assert_eq!(status.conditions.len(), 1);
-        assert!(status.nodes.is_none() && status.failures.is_empty());
+        assert!(status.conditions.is_empty() && status.nodes.is_none() && status.failures.is_empty());
     }
 
     use clap::CommandFactory;

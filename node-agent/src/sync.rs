@@ -14,7 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile, accepted_at, digest,
+    AcceptedContent, AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile,
+    accepted_content,
 };
 
 use crate::apparmor::{AppArmor, Record};
@@ -145,21 +146,22 @@ impl NodeState {
                 entries.push(entry(NodeProfileState::Unsupported, "", reason.clone()));
                 continue;
             }
-            if !accepted_at(p.status.as_ref(), generation) {
-                // Not accepted (yet): what is installed stays until a good generation replaces it.
-                continue;
-            }
-            let oci = match sc_render::resolve(name, &p.spec, |n| specs.get(n).copied()) {
-                Ok(oci) => oci,
-                Err(e) => {
-                    entries.push(entry(NodeProfileState::Error, "", e.to_string()));
+            let recorded = self.seccomp_installed.get(name).map(String::as_str);
+            let rendered = sc_render::render(name, &p.spec, |n| specs.get(n).copied());
+            let rendered = match gate(
+                accepted_content(p.status.as_ref()),
+                rendered.as_ref().map(|r| r.digest.as_str()).map_err(|e| e.to_string()),
+                generation,
+            ) {
+                // Not accepted (yet): what is installed stays until accepted content replaces it.
+                Err(why) => {
+                    entries.push(entry(NodeProfileState::Pending, recorded.unwrap_or_default(), why));
                     continue;
                 }
+                Ok(()) => rendered.expect("the gate passes only a rendering"),
             };
-            let bytes = oci.to_bytes();
-            let want = digest(&bytes);
+            let (bytes, want) = (rendered.bytes, rendered.digest);
             let path = files::seccomp_path(&self.seccomp_dir, name);
-            let recorded = self.seccomp_installed.get(name).map(String::as_str);
             let on_disk = if drift {
                 files::file_digest(&path).ok().flatten()
             } else {
@@ -188,7 +190,7 @@ impl NodeState {
                     self.metrics.op("seccomp", "install", false);
                     entries.push(entry(
                         NodeProfileState::Error,
-                        "",
+                        &want,
                         format!("writing {}: {e}", path.display()),
                     ));
                 }
@@ -241,18 +243,21 @@ impl NodeState {
                 entries.push(entry(NodeProfileState::Unsupported, "", reason.clone()));
                 continue;
             }
-            if !accepted_at(p.status.as_ref(), generation) {
-                continue;
-            }
-            let text = match aa_render::profile_text(name, &p.spec) {
-                Ok(t) => t,
-                Err(e) => {
-                    entries.push(entry(NodeProfileState::Error, "", e.to_string()));
+            let record = self.apparmor_installed.get(name);
+            let rendered = aa_render::render(name, &p.spec);
+            let rendered = match gate(
+                accepted_content(p.status.as_ref()),
+                rendered.as_ref().map(|r| r.digest.as_str()).map_err(|e| e.to_string()),
+                generation,
+            ) {
+                Err(why) => {
+                    let installed = record.filter(|r| !r.loading).map(|r| r.digest.as_str());
+                    entries.push(entry(NodeProfileState::Pending, installed.unwrap_or_default(), why));
                     continue;
                 }
+                Ok(()) => rendered.expect("the gate passes only a rendering"),
             };
-            let want = digest(format!("{:?}\n{text}", p.spec.mode).as_bytes());
-            let record = self.apparmor_installed.get(name);
+            let (text, want) = (rendered.text, rendered.digest);
             let in_kernel = loaded.as_ref().and_then(|l| l.get(name));
             if record.is_none() && in_kernel.is_some() {
                 entries.push(entry(
@@ -262,7 +267,7 @@ impl NodeState {
                 ));
                 continue;
             }
-            let current = record.is_some_and(|r| r.digest == want && r.mode == p.spec.mode);
+            let current = record.is_some_and(|r| r.digest == want && r.mode == p.spec.mode && !r.loading);
             let verified = !drift || self.apparmor.verify(name, p.spec.mode).is_ok();
             if current && verified {
                 entries.push(entry(NodeProfileState::Installed, &want, String::new()));
@@ -276,6 +281,7 @@ impl NodeState {
                 generation: generation.unwrap_or_default(),
                 digest: want.clone(),
                 mode: p.spec.mode,
+                loading: false,
             };
             match self.apparmor.load(&record, &text).await {
                 Ok(took) => {
@@ -294,7 +300,14 @@ impl NodeState {
                 }
                 Err(message) => {
                     self.metrics.op("apparmor", "install", false);
-                    entries.push(entry(NodeProfileState::Error, "", message));
+                    // The record now says a load is unfinished: the next sync loads again.
+                    if let Ok(records) = self.apparmor.records() {
+                        match records.get(name) {
+                            Some(r) => self.apparmor_installed.insert(name.to_string(), r.clone()),
+                            None => self.apparmor_installed.remove(name),
+                        };
+                    }
+                    entries.push(entry(NodeProfileState::Error, &want, message));
                 }
             }
         }
@@ -357,6 +370,37 @@ impl NodeState {
     }
 }
 
+/// Whether the agent may install what it rendered: only content whose digest the operator
+/// accepted. `Err` says why it waits (the entry's Pending message).
+fn gate(
+    accepted: Option<&AcceptedContent>,
+    rendered: Result<&str, String>,
+    generation: Option<i64>,
+) -> Result<(), String> {
+    let Some(accepted) = accepted else {
+        return Err("waiting for the operator to accept the profile".into());
+    };
+    match rendered {
+        Ok(digest) if digest == accepted.digest => Ok(()),
+        Ok(digest) => Err(format!(
+            "waiting for the operator to accept this content (generation {}, digest {}); keeping the accepted content (generation {}, digest {})",
+            generation.unwrap_or_default(),
+            short(digest),
+            accepted.generation,
+            short(&accepted.digest)
+        )),
+        Err(e) => Err(format!(
+            "cannot render the profile here ({e}); keeping the accepted content (generation {}, digest {})",
+            accepted.generation,
+            short(&accepted.digest)
+        )),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
 /// A profile this node should hold, with what its status entry needs.
 struct Target<'a> {
     kind: ProfileKind,
@@ -404,5 +448,34 @@ fn seccomp_available() -> Result<(), String> {
         Ok(())
     } else {
         Err("the kernel has no seccomp support".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_accepted_content_passes_the_gate() {
+        let accepted = AcceptedContent {
+            generation: 3,
+            digest: "aaaaaaaaaaaaaaaa".into(),
+            bases: vec!["base".into()],
+        };
+        assert!(gate(Some(&accepted), Ok("aaaaaaaaaaaaaaaa"), Some(3)).is_ok());
+        let why = gate(None, Ok("aaaaaaaaaaaaaaaa"), Some(1)).unwrap_err();
+        assert_eq!(why, "waiting for the operator to accept the profile");
+        // A base changed and the operator has not re-validated: wait, keep what is there.
+        let why = gate(Some(&accepted), Ok("bbbbbbbbbbbbbbbbbbbb"), Some(3)).unwrap_err();
+        assert_eq!(
+            why,
+            "waiting for the operator to accept this content (generation 3, digest bbbbbbbbbbbb); \
+             keeping the accepted content (generation 3, digest aaaaaaaaaaaa)"
+        );
+        let why = gate(Some(&accepted), Err("spec.baseProfileName: gone".into()), Some(3)).unwrap_err();
+        assert!(
+            why.starts_with("cannot render the profile here (spec.baseProfileName: gone)"),
+            "{why}"
+        );
     }
 }

@@ -21,6 +21,7 @@ fn setup(root: &Path) -> AppArmor {
         include_dir: "/etc/apparmor.d".into(),
         state_dir: root.join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
+        parser_timeout: std::time::Duration::from_secs(60),
     })
     .unwrap()
 }
@@ -33,6 +34,7 @@ fn record(name: &str, mode: AppArmorMode) -> Record {
         generation: 1,
         digest: "d".into(),
         mode,
+        loading: false,
     }
 }
 
@@ -120,6 +122,7 @@ async fn detects_a_node_without_apparmor() {
         include_dir: "/etc/apparmor.d".into(),
         state_dir: root.path().join("state"),
         simulated_kernel_features: None,
+        parser_timeout: std::time::Duration::from_secs(60),
     })
     .unwrap();
     assert!(aa.detect().await.unwrap_err().contains("not enabled"));
@@ -175,5 +178,43 @@ fn binary_policy_profiles_reads_names_and_modes() {
             ("p//hat".to_string(), "enforce"),
             ("p//kid".to_string(), "complain")
         ]
+    );
+}
+
+/// A parser that hangs is killed at the timeout; the load fails saying so, and the record
+/// it left says `loading`, so the profile stays Palisade's and is loaded again next time.
+#[tokio::test]
+async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let hang = root.path().join("hang");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fs = root.path().join("apparmorfs");
+    std::fs::create_dir_all(&fs).unwrap();
+    std::fs::write(fs.join("profiles"), b"").unwrap();
+    let aa = AppArmor::new(AppArmorConfig {
+        parser: hang,
+        apparmorfs: fs,
+        include_dir: "/etc/apparmor.d".into(),
+        state_dir: root.path().join("state"),
+        simulated_kernel_features: Some(FEATURES.into()),
+        parser_timeout: std::time::Duration::from_millis(300),
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = aa
+        .load(&record("web", AppArmorMode::Enforce), "profile web {\n}\n")
+        .await
+        .unwrap_err();
+    assert!(err.contains("did not finish within"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the timeout ended the run"
+    );
+    let records = aa.records().unwrap();
+    assert!(
+        records["web"].loading,
+        "an unfinished load stays claimed and marked: {records:?}"
     );
 }

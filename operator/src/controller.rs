@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{Api, Patch, PatchParams};
@@ -14,20 +13,34 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use palisade_crds::{AppArmorProfile, ProfileKind, ProfileState, ProfileStatus, SeccompProfile, SeccompProfileSpec};
+use palisade_crds::render::apparmor as aa_render;
+use palisade_crds::selector::node_selector;
+use palisade_crds::{
+    AcceptedContent, AppArmorProfile, ProfileKind, ProfileState, ProfileStatus, SeccompProfile, SeccompProfileSpec,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::pods;
-use crate::status::{self, NodeView, ProfileView, StatusInput};
-use crate::validate::{self, ParserConfig};
+use crate::status::{self, Acceptance, NodeView, ProfileView, StatusInput};
+use crate::validate::{self, ParserConfig, Verdict};
 
 /// Field manager of everything the operator writes.
 pub const MANAGER: &str = "palisade-operator";
-/// How often a profile is looked at again without a change (agent heartbeats expire).
+/// How often a profile is looked at again without a change.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// The finalizer that holds a profile's deletion while pods use it.
+pub const FINALIZER: &str = "palisade.dev/in-use";
+/// Longest wait before retrying a validation that could not run.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The finalizer name earlier versions used (`<plural>.palisade.dev`), migrated on sight.
+pub fn legacy_finalizer<K: Profile>() -> String {
+    format!("{}.palisade.dev", K::plural(&()))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,23 +50,43 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("deletion waits for {0} pod(s) that use the profile")]
     InUse(usize),
+    #[error("validation could not run: {0}")]
+    ValidationUnavailable(String),
 }
 
 impl Error {
     /// Label for the failures counter.
     pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
             Error::InUse(_) => "in_use",
+            Error::ValidationUnavailable(_) => "validation_unavailable",
+        }
+    }
+
+    /// A deletion held while pods use the profile: expected, not a failure.
+    pub fn is_held_deletion(&self) -> bool {
+        match self {
+            Error::InUse(_) => true,
+            Error::Finalizer(inner) => matches!(
+                inner.as_ref(),
+                kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(_))
+            ),
+            _ => false,
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// (kind, uid, generation, digest of the inputs) of one validation.
-pub type ValidationKey = (ProfileKind, String, i64, String);
+/// (kind, uid, content digest) of one validation.
+pub type ValidationKey = (ProfileKind, String, String);
+type ProfileKey = (ProfileKind, String);
 
 /// Shared state of both controllers.
 pub struct Context {
@@ -64,12 +97,81 @@ pub struct Context {
     pub seccomp: Store<SeccompProfile>,
     pub reports: Arc<crate::reports::NodeReports>,
     pub nodes: Store<Node>,
-    pub leases: Store<Lease>,
+    pub liveness: Arc<Liveness>,
     pub pods: Store<Pod>,
-    /// Validation results by (kind, uid, generation, digest of inputs).
+    /// Validation verdicts by (kind, uid, content digest): `Ok` or the Invalid message.
     pub validated: Mutex<HashMap<ValidationKey, Result<(), String>>>,
     /// When each profile's status was last written, for [`PROGRESS_GAP`].
-    pub last_write: Mutex<HashMap<(ProfileKind, String), std::time::Instant>>,
+    pub last_write: Mutex<HashMap<ProfileKey, std::time::Instant>>,
+    /// Validations in a row that could not run, per profile (for the retry backoff).
+    pub backoff: Mutex<HashMap<ProfileKey, u32>>,
+}
+
+/// The caches reconciles read (filled by the watches in `run`).
+pub struct Caches {
+    pub seccomp: Store<SeccompProfile>,
+    pub reports: Arc<crate::reports::NodeReports>,
+    pub nodes: Store<Node>,
+    pub liveness: Arc<Liveness>,
+    pub pods: Store<Pod>,
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, metrics: Metrics, parser: ParserConfig, caches: Caches) -> Self {
+        let Caches {
+            seccomp,
+            reports,
+            nodes,
+            liveness,
+            pods,
+        } = caches;
+        Self {
+            client,
+            recorder,
+            metrics,
+            parser,
+            seccomp,
+            reports,
+            nodes,
+            liveness,
+            pods,
+            validated: Mutex::default(),
+            last_write: Mutex::default(),
+            backoff: Mutex::default(),
+        }
+    }
+
+    /// Drops everything kept about profiles of `kind` that are not in `names` (deleted):
+    /// cached verdicts, write times, backoff, metrics.
+    pub fn retain(&self, kind: ProfileKind, names: &BTreeSet<String>, uids: &BTreeSet<String>) {
+        self.validated
+            .lock()
+            .expect("lock")
+            .retain(|(k, uid, _), _| *k != kind || uids.contains(uid));
+        self.last_write
+            .lock()
+            .expect("lock")
+            .retain(|(k, n), _| *k != kind || names.contains(n));
+        self.backoff
+            .lock()
+            .expect("lock")
+            .retain(|(k, n), _| *k != kind || names.contains(n));
+        self.metrics.retain(kind_name(kind), names);
+    }
+
+    /// How many entries the per-profile maps hold (for tests and the memory benchmark).
+    pub fn tracked(&self) -> usize {
+        self.validated.lock().expect("lock").len()
+            + self.last_write.lock().expect("lock").len()
+            + self.backoff.lock().expect("lock").len()
+    }
+}
+
+pub fn kind_name(kind: ProfileKind) -> &'static str {
+    match kind {
+        ProfileKind::AppArmorProfile => "AppArmorProfile",
+        ProfileKind::SeccompProfile => "SeccompProfile",
+    }
 }
 
 /// What the generic reconciler needs from each profile kind.
@@ -89,8 +191,8 @@ pub trait Profile:
     fn selector(&self) -> Option<&LabelSelector>;
     fn state(&self) -> ProfileState;
     fn localhost_profile(&self) -> Option<String>;
-    /// Validates this generation: Ok, or the reason it is not accepted.
-    fn validate(&self, ctx: &Context) -> impl Future<Output = Result<(), String>> + Send;
+    /// Validates the current content: what was accepted, or why not.
+    fn validate(&self, ctx: &Context) -> impl Future<Output = Result<AcceptedContent, Verdict>> + Send;
 }
 
 impl Profile for SeccompProfile {
@@ -108,22 +210,24 @@ impl Profile for SeccompProfile {
     fn localhost_profile(&self) -> Option<String> {
         Some(SeccompProfile::localhost_profile(&self.name_any()))
     }
-    async fn validate(&self, ctx: &Context) -> Result<(), String> {
+    async fn validate(&self, ctx: &Context) -> Result<AcceptedContent, Verdict> {
         let all: HashMap<String, SeccompProfileSpec> = ctx
             .seccomp
             .state()
             .iter()
             .map(|p| (p.name_any(), p.spec.clone()))
             .collect();
-        // Inheritance makes the result depend on the bases: key the cache on the resolved profile.
-        let key_digest = match palisade_crds::render::seccomp::resolve(&self.name_any(), &self.spec, |n| all.get(n)) {
-            Ok(oci) => oci.digest(),
-            Err(e) => return Err(e.to_string()),
-        };
-        cached(ctx, self, key_digest, async {
-            validate::validate_seccomp(self, &all).map(|_| ())
+        // Rendered once: its digest keys the cache and is what gets accepted.
+        let rendered = validate::render_seccomp(&self.name_any(), &self.spec, &all)?;
+        cached(ctx, self, &rendered.digest, async {
+            validate::compile_seccomp(&rendered)
         })
-        .await
+        .await?;
+        Ok(AcceptedContent {
+            generation: self.meta().generation.unwrap_or_default(),
+            digest: rendered.digest,
+            bases: rendered.bases,
+        })
     }
 }
 
@@ -142,36 +246,40 @@ impl Profile for AppArmorProfile {
     fn localhost_profile(&self) -> Option<String> {
         None
     }
-    async fn validate(&self, ctx: &Context) -> Result<(), String> {
-        cached(ctx, self, String::new(), async {
-            validate::validate_apparmor(self, &ctx.parser).await.map(|_| ())
+    async fn validate(&self, ctx: &Context) -> Result<AcceptedContent, Verdict> {
+        let name = self.name_any();
+        let rendered = aa_render::render(&name, &self.spec).map_err(|e| Verdict::Invalid(e.to_string()))?;
+        cached(ctx, self, &rendered.digest, async {
+            validate::compile_apparmor(&name, &rendered, &ctx.parser).await
         })
-        .await
+        .await?;
+        Ok(AcceptedContent {
+            generation: self.meta().generation.unwrap_or_default(),
+            digest: rendered.digest,
+            bases: vec![],
+        })
     }
 }
 
-/// Runs a validation once per (uid, generation, input digest).
+/// Runs a validation once per (uid, content digest). Only verdicts about the content are
+/// kept (accepted, or Invalid); a validation that could not run is tried again next time.
 async fn cached<K: Profile>(
     ctx: &Context,
     obj: &K,
-    digest: String,
-    run: impl Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    let key = (
-        K::KIND,
-        obj.uid().unwrap_or_default(),
-        obj.meta().generation.unwrap_or_default(),
-        digest,
-    );
+    digest: &str,
+    run: impl Future<Output = Result<(), Verdict>>,
+) -> Result<(), Verdict> {
+    let key = (K::KIND, obj.uid().unwrap_or_default(), digest.to_string());
     if let Some(hit) = ctx.validated.lock().expect("lock").get(&key) {
-        return hit.clone();
+        return hit.clone().map_err(Verdict::Invalid);
     }
     let result = run.await;
-    let mut cache = ctx.validated.lock().expect("lock");
-    if cache.len() > 10_000 {
-        cache.clear();
-    }
-    cache.insert(key, result.clone());
+    let keep = match &result {
+        Ok(()) => Ok(()),
+        Err(Verdict::Invalid(m)) => Err(m.clone()),
+        Err(Verdict::Transient(_)) => return result,
+    };
+    ctx.validated.lock().expect("lock").insert(key, keep);
     result
 }
 
@@ -182,24 +290,6 @@ pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<Strin
         .iter()
         .filter(|p| pods::references(p).iter().any(|(k, n)| *k == kind && n == name))
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
-        .collect()
-}
-
-/// Nodes whose agent renewed its heartbeat Lease within the lease duration.
-pub fn live_nodes(leases: &Store<Lease>) -> BTreeSet<String> {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    leases
-        .state()
-        .iter()
-        .filter_map(|l| {
-            let spec = l.spec.as_ref()?;
-            let renewed = spec.renew_time.as_ref()?.0;
-            let duration = i64::from(spec.lease_duration_seconds?);
-            let expires = renewed
-                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(duration))
-                .ok()?;
-            (expires > now).then(|| spec.holder_identity.clone()).flatten()
-        })
         .collect()
 }
 
@@ -222,9 +312,11 @@ pub fn progress_only(old: &ProfileStatus, new: &ProfileStatus) -> bool {
 pub async fn reconcile<K: Profile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer(K::KIND_NAME);
     ctx.metrics.reconciled(K::KIND_NAME);
+    if obj.finalizers().contains(&legacy_finalizer::<K>()) {
+        return migrate_finalizer(obj, &ctx).await;
+    }
     let api: Api<K> = Api::all(ctx.client.clone());
-    let finalizer_name = format!("{}.palisade.dev", K::plural(&()));
-    finalizer(&api, &finalizer_name, obj, |event| async {
+    finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(p) => apply(p, &ctx, false).await,
             Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
@@ -234,13 +326,56 @@ pub async fn reconcile<K: Profile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
+/// Replaces the finalizer name earlier versions used with [`FINALIZER`]. A profile already
+/// being deleted cannot gain a finalizer: its deletion is held under the old name, which is
+/// released once no pod uses the profile. Guarded by resourceVersion, so a concurrent change
+/// makes the patch fail and the reconcile run again.
+async fn migrate_finalizer<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
+    let legacy = legacy_finalizer::<K>();
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    if deleting {
+        cleanup(obj.clone(), ctx).await?;
+    }
+    let mut finalizers: Vec<String> = obj.finalizers().iter().filter(|f| **f != legacy).cloned().collect();
+    if !deleting && !finalizers.iter().any(|f| f == FINALIZER) {
+        finalizers.push(FINALIZER.to_string());
+    }
+    let patch = json!({"metadata": {"resourceVersion": obj.resource_version(), "finalizers": finalizers}});
+    Api::<K>::all(ctx.client.clone())
+        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::Kube)?;
+    tracing::info!(
+        kind = K::KIND_NAME,
+        name = obj.name_any(),
+        from = legacy,
+        to = FINALIZER,
+        "migrated the finalizer"
+    );
+    Ok(Action::await_change())
+}
+
 /// Validate, aggregate, write status when it changed.
 async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result<Action> {
     let name = obj.name_any();
     let generation = obj.meta().generation.unwrap_or_default();
-    let accepted = obj.validate(ctx).await;
+    let verdict = match node_selector(obj.selector()) {
+        Err(message) => Err(Verdict::Invalid(message)),
+        Ok(_) => obj.validate(ctx).await,
+    };
+    let old = obj.profile_status();
+    // Nodes keep the last accepted content until new content is accepted.
+    let accepted = match &verdict {
+        Ok(content) => Some(content.clone()),
+        Err(_) => old.and_then(|s| s.accepted.clone()),
+    };
+    let acceptance = match &verdict {
+        Ok(_) => Acceptance::Accepted,
+        Err(Verdict::Invalid(m)) => Acceptance::Invalid(m),
+        Err(Verdict::Transient(m)) => Acceptance::Transient(m),
+    };
 
-    let live = live_nodes(&ctx.leases);
+    let live = ctx.liveness.live();
     let reports = ctx.reports.for_profile(K::KIND, &name);
     let nodes = ctx.nodes.state();
     let empty = BTreeMap::new();
@@ -255,26 +390,20 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         .collect();
     let uid = obj.uid().unwrap_or_default();
     let view = ProfileView {
-        kind: K::KIND,
-        name: &name,
         uid: &uid,
-        generation,
+        accepted: accepted.as_ref(),
         selector: obj.selector(),
         state: obj.state(),
     };
-    let (counts, failures) = if accepted.is_ok() {
-        status::aggregate(&view, &views)
-    } else {
-        Default::default()
-    };
+    let (counts, failures) = status::aggregate(&view, &views);
     let workloads = workloads(ctx, K::KIND, &name);
-    let old = obj.profile_status();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new = status::build(
         StatusInput {
             old,
             generation,
-            accepted: accepted.as_ref().map(|_| ()).map_err(String::as_str),
+            acceptance,
+            accepted: accepted.clone(),
             state: obj.state(),
             counts,
             failures,
@@ -285,8 +414,8 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         &now,
     );
     ctx.metrics.profile_state(K::KIND_NAME, &name, &new);
+    let key = (K::KIND, name.clone());
     if old != Some(&new) {
-        let key = (K::KIND, name.clone());
         if old.is_some_and(|o| progress_only(o, &new)) {
             let since = ctx.last_write.lock().expect("lock").get(&key).map(|t| t.elapsed());
             if let Some(since) = since.filter(|s| *s < PROGRESS_GAP) {
@@ -301,10 +430,16 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         ctx.last_write
             .lock()
             .expect("lock")
-            .insert(key, std::time::Instant::now());
+            .insert(key.clone(), std::time::Instant::now());
         publish_transitions(ctx, obj.as_ref(), old, &new).await;
     }
-    Ok(Action::requeue(RESYNC))
+    match verdict {
+        Err(Verdict::Transient(message)) => Err(Error::ValidationUnavailable(message)),
+        _ => {
+            ctx.backoff.lock().expect("lock").remove(&key);
+            Ok(Action::requeue(RESYNC))
+        }
+    }
 }
 
 /// Deletion: hold while pods use the profile (saying so in the status); then let go, and
@@ -330,7 +465,9 @@ async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&Pr
         }
         let (type_, reason) = match (c.type_.as_str(), c.status.as_str(), c.reason.as_str()) {
             ("Accepted", "True", _) => (EventType::Normal, "Accepted"),
+            ("Accepted", "Unknown", _) => (EventType::Warning, "ValidationError"),
             ("Accepted", _, _) => (EventType::Warning, "Rejected"),
+            ("Ready", "False", "NoMatchingNodes") => (EventType::Warning, "NoMatchingNodes"),
             ("Ready", "True", _) => (EventType::Normal, "Ready"),
             ("Ready", _, "Degraded") => (EventType::Warning, "Degraded"),
             ("Deleting", "True", _) => (EventType::Normal, "InUse"),
@@ -351,19 +488,26 @@ async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&Pr
     }
 }
 
-/// Logs, counts, and retries with a delay; a held deletion is checked again soon.
+/// Logs, counts, and retries with a delay; a held deletion is checked again soon and is
+/// not a failure; a validation that could not run is retried with exponential backoff.
 pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed(K::KIND_NAME, error.metric_label());
-    match error {
-        Error::InUse(_) => Action::requeue(Duration::from_secs(5)),
-        Error::Finalizer(inner)
-            if matches!(**inner, kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(_))) =>
-        {
-            Action::requeue(Duration::from_secs(5))
-        }
-        _ => {
-            tracing::warn!(kind = K::KIND_NAME, name = obj.name_any(), %error, "reconcile failed");
-            Action::requeue(Duration::from_secs(10))
-        }
+    if error.is_held_deletion() {
+        return Action::requeue(Duration::from_secs(5));
     }
+    ctx.metrics.failed(K::KIND_NAME, error.metric_label());
+    let key = (K::KIND, obj.name_any());
+    let attempts = {
+        let mut backoff = ctx.backoff.lock().expect("lock");
+        let n = backoff.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff_delay(attempts);
+    tracing::warn!(kind = K::KIND_NAME, name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// 1 s, 2 s, 4 s, ... up to [`MAX_BACKOFF`].
+pub fn backoff_delay(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF)
 }

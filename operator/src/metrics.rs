@@ -107,4 +107,21 @@ impl Metrics {
             self.profiles.get_or_create(&StateLabels { kind, state }).inc();
         }
     }
+
+    /// Forgets profiles of `kind` not in `names` (deleted), taking them out of the gauge.
+    pub fn retain(&self, kind: &'static str, names: &std::collections::BTreeSet<String>) {
+        let mut states = self.states.lock().expect("lock");
+        states.retain(|(k, name), state| {
+            let keep = *k != kind || names.contains(name);
+            if !keep {
+                self.profiles.get_or_create(&StateLabels { kind, state }).dec();
+            }
+            keep
+        });
+    }
+
+    /// Profiles the by-state gauge tracks.
+    pub fn tracked(&self) -> usize {
+        self.states.lock().expect("lock").len()
+    }
 }

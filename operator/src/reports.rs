@@ -4,14 +4,15 @@
 //!
 //! Memory is the point of this module: with P profiles on N nodes it holds P × N entries.
 //! Each entry is a few fixed-size fields; names and uids, which repeat on every node, are
-//! interned once; messages (set only on errors) are kept as they are. Digests are dropped.
+//! interned once; messages (set only on errors) are kept as they are. Of each digest the
+//! first 64 bits are kept: enough to tell whether a node holds the accepted content.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use kube::ResourceExt;
 use kube::runtime::watcher;
-use palisade_crds::{NodeProfile, NodeProfileState, NodeProfileStatus, ProfileKind};
+use palisade_crds::{NodeProfileState, NodeProfileStatus, ProfileKind};
 
 type Key = (ProfileKind, String);
 
@@ -51,7 +52,27 @@ struct Entry {
     name: u32,
     uid: u32,
     generation: i64,
+    digest: u64,
     message: Option<Box<str>>,
+}
+
+/// The first 64 bits of a hex digest (0 for none): what reports keep of each digest.
+pub fn digest_key(digest: &str) -> u64 {
+    digest
+        .get(..16)
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        .unwrap_or(0)
+}
+
+/// One node's entry for one profile, as aggregation reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reported {
+    pub uid: String,
+    pub generation: i64,
+    /// [`digest_key`] of the entry's digest.
+    pub digest: u64,
+    pub state: NodeProfileState,
+    pub message: String,
 }
 
 impl Entry {
@@ -79,6 +100,7 @@ impl Index {
                 name: self.strings.intern(&e.name),
                 uid: self.strings.intern(&e.uid),
                 generation: e.generation,
+                digest: digest_key(&e.digest),
                 message: (!e.message.is_empty()).then(|| e.message.as_str().into()),
             })
             .collect();
@@ -180,8 +202,8 @@ impl NodeReports {
         }
     }
 
-    /// Each node's entry for one profile (digest empty: not kept).
-    pub fn for_profile(&self, kind: ProfileKind, name: &str) -> HashMap<String, NodeProfile> {
+    /// Each node's entry for one profile.
+    pub fn for_profile(&self, kind: ProfileKind, name: &str) -> HashMap<String, Reported> {
         let index = self.index.read().expect("lock");
         let Some(id) = index.strings.get(name) else {
             return HashMap::new();
@@ -194,12 +216,10 @@ impl NodeReports {
                 let e = &entries[i];
                 Some((
                     node.clone(),
-                    NodeProfile {
-                        kind,
-                        name: name.to_string(),
+                    Reported {
                         uid: index.strings.str(e.uid).to_string(),
                         generation: e.generation,
-                        digest: String::new(),
+                        digest: e.digest,
                         state: e.state,
                         message: e.message.as_deref().unwrap_or_default().to_string(),
                     },
@@ -235,7 +255,7 @@ mod tests {
     }
 
     fn entry(name: &str, generation: i64, state: &str) -> serde_json::Value {
-        json!({"kind": "SeccompProfile", "name": name, "uid": "u", "generation": generation, "digest": "abc", "state": state})
+        json!({"kind": "SeccompProfile", "name": name, "uid": "u", "generation": generation, "digest": "0000000000000abc0000", "state": state})
     }
 
     #[test]
@@ -267,9 +287,11 @@ mod tests {
         );
         assert_eq!(
             r.for_profile(ProfileKind::SeccompProfile, "b")["n1"].digest,
-            "",
-            "digests are not kept"
+            0xabc,
+            "the digest's first 64 bits are kept"
         );
+        assert_eq!(digest_key("00000000000000ffee"), 0xff);
+        assert_eq!(digest_key(""), 0);
 
         let keys = r.apply(watcher::Event::Apply(nps("n1", json!([entry("b", 1, "Installed")]))));
         assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())], "a removed");

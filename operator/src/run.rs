@@ -15,7 +15,7 @@ use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
@@ -24,8 +24,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
-use crate::controller::{self, Context, Profile};
+use crate::controller::{self, Caches, Context, Profile};
 use crate::leader::Elector;
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::pods;
 use crate::validate::ParserConfig;
@@ -46,6 +47,10 @@ pub struct Args {
     /// apparmor_parser used to compile (never load) AppArmor profiles.
     #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
     pub apparmor_parser: PathBuf,
+    /// Longest one apparmor_parser run may take, in seconds; a hung parser is killed and
+    /// the validation retried with backoff.
+    #[arg(long, env = "PALISADE_PARSER_TIMEOUT", default_value_t = 30)]
+    pub parser_timeout: u64,
     /// AppArmor include directory the operator compiles against.
     #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
     pub apparmor_include_dir: PathBuf,
@@ -77,19 +82,62 @@ fn slim_meta<K: kube::Resource>(o: &mut K) {
     meta.annotations = None;
 }
 
-fn reflect<K>(api: Api<K>, cfg: watcher::Config, slim: fn(&mut K)) -> (Store<K>, impl Stream<Item = Arc<K>> + Send)
+/// A shared cache of a built-in kind and the stream of its watch events (which must be
+/// polled for the cache to fill).
+fn reflect<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    slim: fn(&mut K),
+) -> (Store<K>, impl Stream<Item = watcher::Event<K>> + Send)
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store_shared(1024);
+    let (store, writer) = reflector::store();
     let stream = watcher(api, cfg)
         .default_backoff()
         .modify(slim)
-        .reflect_shared(writer)
-        .touched_objects()
-        .filter_map(|r| futures::future::ready(r.ok()))
-        .map(Arc::new);
+        .reflect(writer)
+        .filter_map(|r| futures::future::ready(r.ok()));
     (store, stream)
+}
+
+/// The one watch of a profile kind: lenient (objects arrive as JSON and are parsed one by
+/// one, so an object that does not parse is logged and skipped instead of stalling the
+/// list or the watch), cached in a shared store that the controller and the other
+/// reconciles read. Returns the store, a subscription for the controller, and the event
+/// stream (which must be polled).
+fn reflect_profiles<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    ReflectHandle<K>,
+    impl Stream<Item = watcher::Event<K>> + Send + use<K>,
+)
+where
+    K: Profile,
+{
+    let (store, writer) = reflector::store_shared(1024);
+    let subscriber = writer.subscribe().expect("a shared store has subscribers");
+    let ar = ApiResource::erase::<K>(&());
+    let stream = watcher(
+        Api::<DynamicObject>::all_with(client.clone(), &ar),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(slim_meta)
+    .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
+    .reflect_shared(writer)
+    .filter_map(|r| futures::future::ready(r.ok()));
+    (store, subscriber, stream)
+}
+
+/// Forgets what the operator kept about profiles that are gone, on each delete and after
+/// each relist (which may hide deletes).
+fn forget_gone<K: Profile>(ctx: &Context, store: &Store<K>) {
+    let objects = store.state();
+    let names = objects.iter().map(|p| p.name_any()).collect();
+    let uids = objects.iter().filter_map(|p| p.uid()).collect();
+    ctx.retain(K::KIND, &names, &uids);
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -102,10 +150,11 @@ pub async fn run(args: Args) -> Result<()> {
     let registry = Arc::new(registry);
     let health = Health::default();
     let shutdown = palisade_runtime::shutdown_signal();
-    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown);
+    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown).await?;
 
     // Leader election: a standby waits here, healthy and ready to take over.
     health.set_ready(true);
+    let _election = health.alive("leader-election");
     let elector = Arc::new(Elector::new(
         client.clone(),
         &args.namespace,
@@ -127,7 +176,7 @@ pub async fn run(args: Args) -> Result<()> {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }
-        lead(&client, &args, &metrics, &shutdown, &elector, renew).await?;
+        lead(&client, &args, &metrics, &health, &shutdown, &elector, renew).await?;
         if *shutdown.borrow() {
             elector.release().await;
             tracing::info!("stopped");
@@ -139,12 +188,29 @@ pub async fn run(args: Args) -> Result<()> {
     }
 }
 
+/// Spawns a task of the leader's term whose end `/healthz` reports while the term lasts.
+fn spawn_watched(
+    tasks: &mut tokio::task::JoinSet<()>,
+    health: &Health,
+    names: &mut Vec<String>,
+    name: &str,
+    task: impl Future<Output = ()> + Send + 'static,
+) {
+    let guard = health.alive(name);
+    names.push(name.to_string());
+    tasks.spawn(async move {
+        let _guard = guard;
+        task.await
+    });
+}
+
 /// One term as leader: watches, triggers and both controllers, until shutdown or until the
 /// Lease can no longer be renewed. Every task it starts ends with it.
 async fn lead(
     client: &Client,
     args: &Args,
     metrics: &Metrics,
+    health: &Health,
     shutdown: &tokio::sync::watch::Receiver<bool>,
     elector: &Arc<Elector>,
     renew: Duration,
@@ -152,32 +218,18 @@ async fn lead(
     let client = client.clone();
     let metrics = metrics.clone();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut loops = Vec::new();
     tracing::info!(identity = args.identity, "leading");
-    let lease_duration = Duration::from_secs(args.lease_duration);
     let keeper = elector.clone();
     let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
     tasks.spawn(async move {
-        let mut last_ok = tokio::time::Instant::now();
-        loop {
-            tokio::time::sleep(renew).await;
-            match keeper.try_lead().await {
-                Ok(true) => last_ok = tokio::time::Instant::now(),
-                Ok(false) => break,
-                Err(e) if last_ok.elapsed() < lease_duration => {
-                    tracing::warn!(error = %e, "renewing leadership")
-                }
-                Err(_) => break,
-            }
-        }
+        keeper.keep_leading(renew).await;
         let _ = lost_tx.send(true);
     });
 
-    // Stores: what reconciles read. Pods are kept as a slim projection.
-    let (seccomp, seccomp_events) = reflect(
-        Api::<SeccompProfile>::all(client.clone()),
-        watcher::Config::default(),
-        slim_meta,
-    );
+    // One watch per kind; the stores are what reconciles read.
+    let (seccomp, seccomp_sub, seccomp_events) = reflect_profiles::<SeccompProfile>(&client);
+    let (apparmor, apparmor_sub, apparmor_events) = reflect_profiles::<AppArmorProfile>(&client);
     let reports = Arc::new(crate::reports::NodeReports::default());
     // Reports are large (an entry per profile): listed a few at a time, so a relist never
     // holds every node's report in one response.
@@ -198,37 +250,35 @@ async fn lead(
         watcher::Config::default().labels("app.kubernetes.io/name=palisade-agent"),
         slim_meta,
     );
-    let (pod_store, pod_writer) = reflector::store_shared(1024);
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(pods::slim)
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect_shared(pod_writer)
-        .touched_objects()
-        .filter_map(|r| futures::future::ready(r.ok()));
+    let (pod_store, pod_events) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default(), |p| {
+        pods::slim(p);
+        p.managed_fields_mut().clear();
+    });
+    let liveness = Arc::new(Liveness::default());
 
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(
             client.clone(),
             Reporter {
                 controller: "palisade-operator".into(),
                 instance: Some(args.identity.clone()),
             },
         ),
-        metrics: metrics.clone(),
-        parser: ParserConfig {
+        metrics.clone(),
+        ParserConfig {
             parser: args.apparmor_parser.clone(),
             include_dir: args.apparmor_include_dir.clone(),
+            timeout: Duration::from_secs(args.parser_timeout.max(1)),
         },
-        seccomp: seccomp.clone(),
-        reports: reports.clone(),
-        nodes,
-        leases: leases.clone(),
-        pods: pod_store,
-        validated: Mutex::default(),
-        last_write: Mutex::default(),
-    });
+        Caches {
+            seccomp: seccomp.clone(),
+            reports: reports.clone(),
+            nodes,
+            liveness: liveness.clone(),
+            pods: pod_store.clone(),
+        },
+    ));
 
     // Triggers: route each change to the profiles it affects.
     let (sc_tx, sc_rx) = mpsc::unbounded_channel::<ObjectRef<SeccompProfile>>();
@@ -246,78 +296,156 @@ async fn lead(
         }
     };
     let r = route.clone();
-    tasks.spawn(nps_events.for_each(move |event| {
-        // Only the profiles whose entries changed on that node are looked at again.
-        if let Ok(event) = event {
-            for (kind, name) in reports.apply(event) {
-                r(kind, &name);
-            }
-        }
-        futures::future::ready(())
-    }));
-    let r = route.clone();
-    let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
-    tasks.spawn(pod_events.for_each(move |p| {
-        let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
-        let now = pods::references(&p);
-        let before = pod_refs
-            .lock()
-            .expect("lock")
-            .insert(key, now.clone())
-            .unwrap_or_default();
-        for (kind, name) in now.iter().chain(before.iter()) {
-            r(*kind, name);
-        }
-        futures::future::ready(())
-    }));
-    let seccomp_for_children = seccomp.clone();
-    let sc = sc_tx.clone();
-    tasks.spawn(seccomp_events.for_each(move |p| {
-        // A base changed: re-validate everything that inherits from it, transitively.
-        let mut queue = vec![p.name_any()];
-        let mut seen = BTreeSet::new();
-        while let Some(base) = queue.pop() {
-            if !seen.insert(base.clone()) {
-                continue;
-            }
-            for child in seccomp_for_children.state() {
-                if child.spec.base_profile_name.as_deref() == Some(base.as_str()) {
-                    let _ = sc.send(ObjectRef::new(&child.name_any()));
-                    queue.push(child.name_any());
+    spawn_watched(
+        &mut tasks,
+        health,
+        &mut loops,
+        "watch/nodeprofilestatuses",
+        nps_events.for_each(move |event| {
+            // Only the profiles whose entries changed on that node are looked at again.
+            if let Ok(event) = event {
+                for (kind, name) in reports.apply(event) {
+                    r(kind, &name);
                 }
             }
-        }
-        futures::future::ready(())
-    }));
+            futures::future::ready(())
+        }),
+    );
+    let r = route.clone();
+    let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
+    let pods_now = pod_store.clone();
+    spawn_watched(
+        &mut tasks,
+        health,
+        &mut loops,
+        "watch/pods",
+        pod_events.for_each(move |event| {
+            let key = |p: &Pod| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+            let mut refs = pod_refs.lock().expect("lock");
+            let mut touched = Vec::new();
+            match event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    let now = pods::references(&p);
+                    let before = if now.is_empty() {
+                        refs.remove(&key(&p))
+                    } else {
+                        refs.insert(key(&p), now.clone())
+                    };
+                    touched.extend(now.into_iter().chain(before.into_iter().flatten()));
+                }
+                watcher::Event::Delete(p) => touched.extend(refs.remove(&key(&p)).into_iter().flatten()),
+                watcher::Event::InitDone => {
+                    // A relist may hide deletions: keep only pods that still exist.
+                    let live: BTreeSet<String> = pods_now.state().iter().map(|p| key(p)).collect();
+                    refs.retain(|k, gone| {
+                        let keep = live.contains(k);
+                        if !keep {
+                            touched.append(gone);
+                        }
+                        keep
+                    });
+                }
+                watcher::Event::Init => {}
+            }
+            drop(refs);
+            for (kind, name) in touched {
+                r(kind, &name);
+            }
+            futures::future::ready(())
+        }),
+    );
+    let children_of = seccomp.clone();
+    let sc = sc_tx.clone();
+    let (ctx_sc, store_sc) = (ctx.clone(), seccomp.clone());
+    spawn_watched(
+        &mut tasks,
+        health,
+        &mut loops,
+        "watch/seccompprofiles",
+        seccomp_events.for_each(move |event| {
+            match &event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => {
+                    // A base changed (or went): re-validate everything that inherits from it,
+                    // transitively, so no descendant keeps a verdict about content it no longer has.
+                    let mut queue = vec![p.name_any()];
+                    let mut seen = BTreeSet::new();
+                    while let Some(base) = queue.pop() {
+                        if !seen.insert(base.clone()) {
+                            continue;
+                        }
+                        for child in children_of.state() {
+                            if child.spec.base_profile_name.as_deref() == Some(base.as_str()) {
+                                let _ = sc.send(ObjectRef::new(&child.name_any()));
+                                queue.push(child.name_any());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
+                forget_gone(&ctx_sc, &store_sc);
+            }
+            futures::future::ready(())
+        }),
+    );
+    let (ctx_aa, store_aa) = (ctx.clone(), apparmor.clone());
+    spawn_watched(
+        &mut tasks,
+        health,
+        &mut loops,
+        "watch/apparmorprofiles",
+        apparmor_events.for_each(move |event| {
+            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
+                forget_gone(&ctx_aa, &store_aa);
+            }
+            futures::future::ready(())
+        }),
+    );
     let all = all_tx.clone();
     let node_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>> = Arc::default();
     let node_store = ctx.nodes.clone();
-    tasks.spawn(node_events.for_each(move |_| {
-        // Node status heartbeats change nothing here: only membership and labels count.
-        let now: BTreeMap<String, BTreeMap<String, String>> = node_store
-            .state()
-            .iter()
-            .map(|n| (n.name_any(), n.labels().clone()))
-            .collect();
-        let mut last = node_labels.lock().expect("lock");
-        if *last != now {
-            *last = now;
-            let _ = all.send(());
-        }
-        futures::future::ready(())
-    }));
+    spawn_watched(
+        &mut tasks,
+        health,
+        &mut loops,
+        "watch/nodes",
+        node_events.for_each(move |_| {
+            // Node status heartbeats change nothing here: only membership and labels count.
+            let now: BTreeMap<String, BTreeMap<String, String>> = node_store
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.labels().clone()))
+                .collect();
+            let mut last = node_labels.lock().expect("lock");
+            if *last != now {
+                *last = now;
+                let _ = all.send(());
+            }
+            futures::future::ready(())
+        }),
+    );
     let all = all_tx.clone();
-    tasks.spawn(async move {
-        // Agent liveness: a heartbeat arriving or expiring changes which nodes count.
+    let lease_store = leases.clone();
+    spawn_watched(&mut tasks, health, &mut loops, "watch/leases", async move {
+        // Agent liveness: a heartbeat changing or going quiet changes which nodes count.
         let mut live = BTreeSet::new();
         let mut events = Box::pin(lease_events);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
-                e = events.next() => if e.is_none() { break },
+                e = events.next() => match e {
+                    None => break,
+                    Some(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => liveness.observe(&l),
+                    Some(watcher::Event::Delete(l)) => liveness.forget(&l),
+                    Some(watcher::Event::InitDone) => {
+                        liveness.retain(&lease_store.state().iter().map(|l| l.name_any()).collect());
+                    }
+                    Some(watcher::Event::Init) => {}
+                },
                 _ = tick.tick() => {}
             }
-            let now = controller::live_nodes(&leases);
+            let now = liveness.live();
             if now != live {
                 live = now;
                 let _ = all.send(());
@@ -325,9 +453,13 @@ async fn lead(
         }
     });
 
+    // Targets are computed only from synced caches: no "no nodes" verdict before the Nodes
+    // and heartbeats are known.
     ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
+    apparmor.wait_until_ready().await.context("initial watch sync")?;
     ctx.reports.wait_ready().await;
     ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
+    leases.wait_until_ready().await.context("initial watch sync")?;
     ctx.pods.wait_until_ready().await.context("initial watch sync")?;
 
     let stop = {
@@ -340,28 +472,34 @@ async fn lead(
         }
     };
     let stop = futures::future::FutureExt::shared(Box::pin(stop));
-    let seccomp_ctl = run_controller::<SeccompProfile>(
-        &client,
+    let seccomp_ctl = run_controller(
         ctx.clone(),
+        seccomp,
+        seccomp_sub,
         UnboundedReceiverStream::new(sc_rx),
         &all_tx,
         stop.clone(),
     );
-    let apparmor_ctl = run_controller::<AppArmorProfile>(
-        &client,
+    let apparmor_ctl = run_controller(
         ctx.clone(),
+        apparmor,
+        apparmor_sub,
         UnboundedReceiverStream::new(aa_rx),
         &all_tx,
         stop.clone(),
     );
     tokio::join!(seccomp_ctl, apparmor_ctl);
-    tasks.abort_all();
+    tasks.shutdown().await;
+    for name in loops {
+        health.forget(&name);
+    }
     Ok(())
 }
 
 async fn run_controller<K>(
-    client: &Client,
     ctx: Arc<Context>,
+    store: Store<K>,
+    objects: ReflectHandle<K>,
     refs: impl Stream<Item = ObjectRef<K>> + Send + 'static,
     all: &broadcast::Sender<()>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
@@ -369,22 +507,9 @@ async fn run_controller<K>(
     K: Profile,
 {
     let all = BroadcastStream::new(all.subscribe()).filter_map(|r| futures::future::ready(r.ok()));
-    // Watched as JSON and parsed per object: one object that does not parse (an older or
-    // newer schema, say) is logged and skipped instead of failing the whole list and watch.
-    let ar = ApiResource::erase::<K>(&());
-    let (reader, writer) = reflector::store();
-    let objects = watcher(
-        Api::<DynamicObject>::all_with(client.clone(), &ar),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(slim_meta)
-    .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
-    .reflect(writer)
-    .applied_objects();
     // Bounded: a burst (a relist, a node joining) reconciles every profile, and each
     // reconcile holds its profile's per-node view while its status write is in flight.
-    Controller::for_stream(objects, reader)
+    Controller::for_shared_stream(objects, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_on(refs)
         .reconcile_all_on(all)

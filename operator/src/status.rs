@@ -6,9 +6,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use palisade_crds::common::MAX_FAILURES;
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, NodeProfile, NodeProfileState, ProfileKind,
-    ProfileState, ProfileStatus,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, NodeProfileState, ProfileState,
+    ProfileStatus,
 };
+
+use crate::reports::{Reported, digest_key};
 
 /// Condition type shown while deletion waits for pods to stop using the profile.
 pub const CONDITION_DELETING: &str = "Deleting";
@@ -20,38 +22,35 @@ pub struct NodeView<'a> {
     /// Its agent's heartbeat is current.
     pub live: bool,
     /// Its NodeProfileStatus entry for the profile.
-    pub entry: Option<&'a NodeProfile>,
+    pub entry: Option<&'a Reported>,
 }
 
 /// What the profile is, for aggregation.
 pub struct ProfileView<'a> {
-    pub kind: ProfileKind,
-    pub name: &'a str,
     pub uid: &'a str,
-    pub generation: i64,
+    /// The content the operator accepted (what nodes must hold), if any.
+    pub accepted: Option<&'a AcceptedContent>,
     pub selector: Option<&'a LabelSelector>,
     pub state: ProfileState,
 }
 
-/// Counts the targeted nodes (selected, with a live agent) by where the current
-/// generation stands on each, and lists up to 10 failures.
+/// Counts the targeted nodes (selected, with a live agent) by where the accepted content
+/// stands on each, and lists up to 10 failures to install it.
 pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCounts, Vec<NodeFailure>) {
     let mut counts = NodeCounts::default();
     let mut failures = Vec::new();
     if profile.state == ProfileState::Disabled {
         return (counts, failures);
     }
+    let accepted = profile.accepted.map(|a| digest_key(&a.digest)).filter(|d| *d != 0);
     for node in nodes.iter().filter(|n| n.live && selects(profile.selector, n.labels)) {
         counts.targeted += 1;
-        let entry = node
-            .entry
-            .filter(|e| e.kind == profile.kind && e.name == profile.name && e.uid == profile.uid);
+        let entry = node.entry.filter(|e| e.uid == profile.uid);
+        let at_accepted = |e: &Reported| accepted.is_some_and(|a| e.digest == a);
         match entry {
             Some(e) if e.state == NodeProfileState::Unsupported => counts.unsupported += 1,
-            Some(e) if e.generation == profile.generation && e.state == NodeProfileState::Installed => {
-                counts.installed += 1
-            }
-            Some(e) if e.generation == profile.generation && e.state == NodeProfileState::Error => {
+            Some(e) if at_accepted(e) && e.state == NodeProfileState::Installed => counts.installed += 1,
+            Some(e) if at_accepted(e) && e.state == NodeProfileState::Error => {
                 counts.failed += 1;
                 if failures.len() < MAX_FAILURES {
                     failures.push(NodeFailure {
@@ -66,20 +65,60 @@ pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCoun
     (counts, failures)
 }
 
+/// Where validation of the current generation stands.
+#[derive(Clone, Copy, Debug)]
+pub enum Acceptance<'a> {
+    Accepted,
+    /// The user must change the object; the message says why.
+    Invalid(&'a str),
+    /// Validation could not run; retried.
+    Transient(&'a str),
+}
+
 /// The Ready condition's (status, reason, message) for these counts.
-pub fn readiness(accepted: Result<(), &str>, state: ProfileState, counts: &NodeCounts) -> (bool, &'static str, String) {
+pub fn readiness(
+    acceptance: Acceptance<'_>,
+    accepted: Option<&AcceptedContent>,
+    state: ProfileState,
+    counts: &NodeCounts,
+) -> (&'static str, &'static str, String) {
     if state == ProfileState::Disabled {
         return (
-            true,
+            "True",
             "Disabled",
             "the profile is disabled and removed from every node".into(),
         );
     }
-    if accepted.is_err() {
-        return (false, "NotAccepted", "the current generation was not accepted".into());
+    let kept = || match accepted {
+        Some(a) => format!(
+            "nodes keep the last accepted content (generation {}): installed on {}/{} targeted nodes",
+            a.generation, counts.installed, counts.targeted
+        ),
+        None => "no content was accepted yet, so nothing is installed".into(),
+    };
+    match acceptance {
+        Acceptance::Invalid(_) => {
+            return (
+                "False",
+                "NotAccepted",
+                format!("the current generation was not accepted; {}", kept()),
+            );
+        }
+        Acceptance::Transient(_) => {
+            return (
+                "False",
+                "AwaitingValidation",
+                format!("the current generation could not be validated yet; {}", kept()),
+            );
+        }
+        Acceptance::Accepted => {}
     }
     if counts.targeted == 0 {
-        return (true, "NoNodes", "no node with a running agent is selected".into());
+        return (
+            "False",
+            "NoMatchingNodes",
+            "no node with a running Palisade agent matches spec.nodeSelector".into(),
+        );
     }
     let done = counts.installed + counts.unsupported;
     let message = format!(
@@ -87,11 +126,11 @@ pub fn readiness(accepted: Result<(), &str>, state: ProfileState, counts: &NodeC
         counts.installed, counts.targeted, counts.failed, counts.pending, counts.unsupported
     );
     if done == counts.targeted {
-        (true, "Installed", message)
+        ("True", "Installed", message)
     } else if counts.failed > 0 {
-        (false, "Degraded", message)
+        ("False", "Degraded", message)
     } else {
-        (false, "Pending", message)
+        ("False", "Pending", message)
     }
 }
 
@@ -99,13 +138,12 @@ pub fn readiness(accepted: Result<(), &str>, state: ProfileState, counts: &NodeC
 pub fn condition(
     old: &[Condition],
     type_: &str,
-    status: bool,
+    status: &str,
     reason: &str,
     message: String,
     generation: i64,
     now: &Time,
 ) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
     let last_transition_time = old
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -113,7 +151,7 @@ pub fn condition(
         .unwrap_or_else(|| now.clone());
     Condition {
         type_: type_.to_string(),
-        status,
+        status: status.to_string(),
         reason: reason.to_string(),
         message,
         observed_generation: Some(generation),
@@ -125,7 +163,9 @@ pub fn condition(
 pub struct StatusInput<'a> {
     pub old: Option<&'a ProfileStatus>,
     pub generation: i64,
-    pub accepted: Result<(), &'a str>,
+    pub acceptance: Acceptance<'a>,
+    /// What nodes must hold: this generation's content when accepted, else the last accepted.
+    pub accepted: Option<AcceptedContent>,
     pub state: ProfileState,
     pub counts: NodeCounts,
     pub failures: Vec<NodeFailure>,
@@ -139,19 +179,13 @@ pub struct StatusInput<'a> {
 pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
     let old = input.old.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let g = input.generation;
-    let mut conditions = vec![match input.accepted {
-        Ok(()) => condition(
-            old,
-            CONDITION_ACCEPTED,
-            true,
-            "Valid",
-            "the profile is valid".into(),
-            g,
-            now,
-        ),
-        Err(message) => condition(old, CONDITION_ACCEPTED, false, "Invalid", message.to_string(), g, now),
-    }];
-    let (ready, reason, message) = readiness(input.accepted.map(|_| ()), input.state, &input.counts);
+    let (status, reason, message) = match input.acceptance {
+        Acceptance::Accepted => ("True", "Valid", "the profile is valid".to_string()),
+        Acceptance::Invalid(m) => ("False", "Invalid", m.to_string()),
+        Acceptance::Transient(m) => ("Unknown", "ValidationError", format!("validation could not run: {m}")),
+    };
+    let mut conditions = vec![condition(old, CONDITION_ACCEPTED, status, reason, message, g, now)];
+    let (ready, reason, message) = readiness(input.acceptance, input.accepted.as_ref(), input.state, &input.counts);
     conditions.push(condition(old, CONDITION_READY, ready, reason, message, g, now));
     if input.deleting && !input.workloads.is_empty() {
         let first: Vec<&str> = input.workloads.iter().take(3).map(String::as_str).collect();
@@ -166,7 +200,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
                 String::new()
             }
         );
-        conditions.push(condition(old, CONDITION_DELETING, true, "InUse", message, g, now));
+        conditions.push(condition(old, CONDITION_DELETING, "True", "InUse", message, g, now));
     }
     ProfileStatus {
         observed_generation: Some(g),
@@ -175,6 +209,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         failures: input.failures,
         localhost_profile: input.localhost_profile,
         active_workloads: input.workloads.len() as u32,
+        accepted: input.accepted,
     }
 }
 
@@ -184,94 +219,65 @@ mod tests {
 
     use super::*;
 
+    const ACCEPTED: &str = "00000000000000aa1111";
+    const OLDER: &str = "00000000000000bb2222";
+
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    fn entry(state: NodeProfileState, generation: i64, message: &str) -> NodeProfile {
-        NodeProfile {
-            kind: ProfileKind::SeccompProfile,
-            name: "p".into(),
+    fn entry(state: NodeProfileState, digest: &str, message: &str) -> Reported {
+        Reported {
             uid: "u1".into(),
-            generation,
-            digest: "d".into(),
+            generation: 2,
+            digest: digest_key(digest),
             state,
             message: message.into(),
         }
     }
 
-    fn entries(e: NodeProfile) -> NodeProfile {
-        e
+    fn accepted() -> AcceptedContent {
+        AcceptedContent {
+            generation: 2,
+            digest: ACCEPTED.into(),
+            bases: vec![],
+        }
     }
 
     #[test]
-    fn counts_follow_the_current_generation_on_live_selected_nodes() {
+    fn counts_follow_the_accepted_digest_on_live_selected_nodes() {
         let web = labels(&[("role", "web")]);
         let db = labels(&[("role", "db")]);
-        let installed = entries(entry(NodeProfileState::Installed, 2, ""));
-        let stale = entries(entry(NodeProfileState::Installed, 1, ""));
-        let failed = entries(entry(NodeProfileState::Error, 2, "parser said no at line 3"));
-        let unsupported = entries(entry(NodeProfileState::Unsupported, 0, "no AppArmor"));
-        let mut other_uid = entry(NodeProfileState::Installed, 2, "");
+        let installed = entry(NodeProfileState::Installed, ACCEPTED, "");
+        let stale = entry(NodeProfileState::Installed, OLDER, "");
+        let failed = entry(NodeProfileState::Error, ACCEPTED, "parser said no at line 3");
+        let failed_older = entry(NodeProfileState::Error, OLDER, "an older failure");
+        let unsupported = entry(NodeProfileState::Unsupported, "", "no AppArmor");
+        let mut other_uid = entry(NodeProfileState::Installed, ACCEPTED, "");
         other_uid.uid = "old-object".into();
-        let other_uid = entries(other_uid);
+        let view = |name, labels, live, entry| NodeView {
+            name,
+            labels,
+            live,
+            entry,
+        };
         let nodes = vec![
-            NodeView {
-                name: "n0",
-                labels: &web,
-                live: true,
-                entry: Some(&installed),
-            },
-            NodeView {
-                name: "n1",
-                labels: &web,
-                live: true,
-                entry: Some(&stale),
-            },
-            NodeView {
-                name: "n2",
-                labels: &web,
-                live: true,
-                entry: Some(&failed),
-            },
-            NodeView {
-                name: "n3",
-                labels: &web,
-                live: true,
-                entry: Some(&unsupported),
-            },
-            NodeView {
-                name: "n4",
-                labels: &web,
-                live: true,
-                entry: None,
-            },
-            NodeView {
-                name: "n5",
-                labels: &web,
-                live: true,
-                entry: Some(&other_uid),
-            },
-            NodeView {
-                name: "n6",
-                labels: &web,
-                live: false,
-                entry: Some(&installed),
-            },
-            NodeView {
-                name: "n7",
-                labels: &db,
-                live: true,
-                entry: Some(&installed),
-            },
+            view("n0", &web, true, Some(&installed)),
+            view("n1", &web, true, Some(&stale)),
+            view("n2", &web, true, Some(&failed)),
+            view("n3", &web, true, Some(&unsupported)),
+            view("n4", &web, true, None),
+            view("n5", &web, true, Some(&other_uid)),
+            view("n6", &web, false, Some(&installed)),
+            view("n7", &db, true, Some(&installed)),
+            view("n8", &web, true, Some(&failed_older)),
         ];
         let selector: LabelSelector =
             serde_json::from_value(serde_json::json!({"matchLabels": {"role": "web"}})).unwrap();
+        let content = accepted();
         let profile = ProfileView {
-            kind: ProfileKind::SeccompProfile,
-            name: "p",
             uid: "u1",
-            generation: 2,
+            accepted: Some(&content),
             selector: Some(&selector),
             state: ProfileState::Enabled,
         };
@@ -279,10 +285,10 @@ mod tests {
         assert_eq!(
             counts,
             NodeCounts {
-                targeted: 6,
+                targeted: 7,
                 installed: 1,
                 failed: 1,
-                pending: 3,
+                pending: 4,
                 unsupported: 1
             }
         );
@@ -293,11 +299,23 @@ mod tests {
                 message: "parser said no at line 3".into()
             }]
         );
-        assert_eq!(readiness(Ok(()), ProfileState::Enabled, &counts).1, "Degraded");
+        assert_eq!(
+            readiness(Acceptance::Accepted, Some(&content), ProfileState::Enabled, &counts).1,
+            "Degraded"
+        );
 
+        let nothing_accepted = ProfileView {
+            accepted: None,
+            ..profile
+        };
+        assert_eq!(
+            aggregate(&nothing_accepted, &nodes).0.installed,
+            0,
+            "nothing counts before acceptance"
+        );
         let disabled = ProfileView {
             state: ProfileState::Disabled,
-            ..profile
+            ..nothing_accepted
         };
         assert_eq!(aggregate(&disabled, &nodes).0, NodeCounts::default());
     }
@@ -311,14 +329,49 @@ mod tests {
             pending,
             unsupported,
         };
-        assert!(readiness(Ok(()), ProfileState::Enabled, &c(3, 3, 0, 0, 0)).0);
-        assert!(
-            readiness(Ok(()), ProfileState::Enabled, &c(3, 2, 0, 0, 1)).0,
+        let a = accepted();
+        let ready = |acceptance, counts: NodeCounts| readiness(acceptance, Some(&a), ProfileState::Enabled, &counts);
+        assert_eq!(ready(Acceptance::Accepted, c(3, 3, 0, 0, 0)).0, "True");
+        assert_eq!(
+            ready(Acceptance::Accepted, c(3, 2, 0, 0, 1)).0,
+            "True",
             "Unsupported does not block Ready"
         );
-        assert!(!readiness(Ok(()), ProfileState::Enabled, &c(3, 2, 0, 1, 0)).0);
-        assert!(!readiness(Err("bad"), ProfileState::Enabled, &c(3, 3, 0, 0, 0)).0);
-        assert_eq!(readiness(Ok(()), ProfileState::Enabled, &c(0, 0, 0, 0, 0)).1, "NoNodes");
+        assert_eq!(ready(Acceptance::Accepted, c(3, 2, 0, 1, 0)).0, "False");
+        let (status, reason, message) = ready(Acceptance::Invalid("bad"), c(3, 3, 0, 0, 0));
+        assert_eq!((status, reason), ("False", "NotAccepted"));
+        assert!(
+            message.contains("nodes keep the last accepted content (generation 2)"),
+            "{message}"
+        );
+        let (status, reason, _) = ready(Acceptance::Transient("parser timed out"), c(3, 3, 0, 0, 0));
+        assert_eq!((status, reason), ("False", "AwaitingValidation"));
+        let (status, reason, _) = ready(Acceptance::Accepted, c(0, 0, 0, 0, 0));
+        assert_eq!(
+            (status, reason),
+            ("False", "NoMatchingNodes"),
+            "a profile that targets no node says so"
+        );
+    }
+
+    fn input<'a>(
+        old: Option<&'a ProfileStatus>,
+        acceptance: Acceptance<'a>,
+        counts: NodeCounts,
+        workloads: &'a BTreeSet<String>,
+    ) -> StatusInput<'a> {
+        StatusInput {
+            old,
+            generation: 1,
+            acceptance,
+            accepted: Some(accepted()),
+            state: ProfileState::Enabled,
+            counts,
+            failures: vec![],
+            localhost_profile: None,
+            workloads,
+            deleting: false,
+        }
     }
 
     #[test]
@@ -326,17 +379,6 @@ mod tests {
         let t1 = Time(Timestamp::from_second(1_000).unwrap());
         let t2 = Time(Timestamp::from_second(2_000).unwrap());
         let workloads = BTreeSet::new();
-        let input = |old, accepted, counts| StatusInput {
-            old,
-            generation: 1,
-            accepted,
-            state: ProfileState::Enabled,
-            counts,
-            failures: vec![],
-            localhost_profile: None,
-            workloads: &workloads,
-            deleting: false,
-        };
         let pending = NodeCounts {
             targeted: 1,
             pending: 1,
@@ -347,13 +389,38 @@ mod tests {
             installed: 1,
             ..Default::default()
         };
-        let first = build(input(None, Ok(()), pending), &t1);
-        let same = build(input(Some(&first), Ok(()), pending), &t2);
+        let first = build(input(None, Acceptance::Accepted, pending, &workloads), &t1);
+        let same = build(input(Some(&first), Acceptance::Accepted, pending, &workloads), &t2);
         assert_eq!(first, same, "nothing changed: identical status, identical times");
-        let ready = build(input(Some(&first), Ok(()), done), &t2);
+        let ready = build(input(Some(&first), Acceptance::Accepted, done, &workloads), &t2);
         assert_eq!(ready.conditions[0].last_transition_time, t1, "Accepted did not change");
         assert_eq!(ready.conditions[1].last_transition_time, t2, "Ready changed");
         assert_eq!(ready.conditions[1].status, "True");
+        assert_eq!(ready.accepted, Some(accepted()), "the accepted content is published");
+    }
+
+    #[test]
+    fn a_transient_failure_is_not_called_invalid() {
+        let now = Time(Timestamp::from_second(1).unwrap());
+        let workloads = BTreeSet::new();
+        let status = build(
+            input(
+                None,
+                Acceptance::Transient("apparmor_parser did not finish within 30s"),
+                NodeCounts::default(),
+                &workloads,
+            ),
+            &now,
+        );
+        let accepted = &status.conditions[0];
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("Unknown", "ValidationError")
+        );
+        assert_eq!(
+            accepted.message,
+            "validation could not run: apparmor_parser did not finish within 30s"
+        );
     }
 
     #[test]
@@ -363,20 +430,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let status = build(
-            StatusInput {
-                old: None,
-                generation: 1,
-                accepted: Ok(()),
-                state: ProfileState::Enabled,
-                counts: NodeCounts::default(),
-                failures: vec![],
-                localhost_profile: Some("palisade/p.json".into()),
-                workloads: &workloads,
-                deleting: true,
-            },
-            &now,
-        );
+        let mut held = input(None, Acceptance::Accepted, NodeCounts::default(), &workloads);
+        held.deleting = true;
+        held.localhost_profile = Some("palisade/p.json".into());
+        let status = build(held, &now);
         let held = status
             .conditions
             .iter()

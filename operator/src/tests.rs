@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
 
-use crate::controller::{Context, Error, reconcile};
+use crate::controller::{Caches, Context, Error, error_policy, reconcile};
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::validate::ParserConfig;
 
@@ -52,25 +53,34 @@ fn profile(finalizers: &[&str], deleting: bool, syscall: &str, status: Option<Va
     )
 }
 
-/// Two nodes with live agents; node-a installed generation 1, node-b has not reported.
-fn cluster_state(pods: Vec<Pod>) -> (Arc<crate::reports::NodeReports>, Store<Node>, Store<Lease>, Store<Pod>) {
+/// The digest of the `web` profile with a rule for `syscall`, as palisade-crds renders it.
+fn web_digest(syscall: &str) -> String {
+    let p = profile(&[], false, syscall, None);
+    palisade_crds::render::seccomp::render("web", &p.spec, |_| None)
+        .unwrap()
+        .digest
+}
+
+/// Two nodes with live agents; node-a installed the `mkdir` content of `web`, node-b has
+/// not reported.
+fn cluster_state(pods: Vec<Pod>) -> (Arc<crate::reports::NodeReports>, Store<Node>, Arc<Liveness>, Store<Pod>) {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let nodes = ["node-a", "node-b"]
         .map(|n| obj::<Node>(json!({"metadata": {"name": n, "labels": {}}})))
         .to_vec();
-    let leases = ["node-a", "node-b"]
-        .map(|n| {
-            obj::<Lease>(
-                json!({"metadata": {"name": format!("palisade-agent-{n}"), "namespace": "palisade-system"},
+    let liveness = Liveness::default();
+    for n in ["node-a", "node-b"] {
+        liveness.observe(&obj::<Lease>(
+            json!({"metadata": {"name": format!("palisade-agent-{n}"), "namespace": "palisade-system"},
             "spec": {"holderIdentity": n, "leaseDurationSeconds": 60, "renewTime": now}}),
-            )
-        })
-        .to_vec();
+        ));
+    }
     let nps = vec![obj::<NodeProfileStatus>(
         json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
         "metadata": {"name": "node-a"}, "spec": {},
         "status": {"agentVersion": "0.1.0", "capabilities": {"apparmor": true, "seccomp": true},
-            "profiles": [{"kind": "SeccompProfile", "name": "web", "uid": "uid-1", "generation": 1, "digest": "d", "state": "Installed"}]}}),
+            "profiles": [{"kind": "SeccompProfile", "name": "web", "uid": "uid-1", "generation": 1,
+                          "digest": web_digest("mkdir"), "state": "Installed"}]}}),
     )];
     let reports = crate::reports::NodeReports::default();
     reports.apply(watcher::Event::Init);
@@ -78,47 +88,68 @@ fn cluster_state(pods: Vec<Pod>) -> (Arc<crate::reports::NodeReports>, Store<Nod
         reports.apply(watcher::Event::InitApply(n));
     }
     reports.apply(watcher::Event::InitDone);
-    (Arc::new(reports), store(nodes), store(leases), store(pods))
+    (Arc::new(reports), store(nodes), Arc::new(liveness), store(pods))
 }
 
-fn context(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>) -> Arc<Context> {
-    let (reports, nodes, leases, pods) = cluster_state(pods);
+fn context_with(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>, parser: ParserConfig) -> Arc<Context> {
+    let (reports, nodes, liveness, pods) = cluster_state(pods);
     let mut registry = Registry::default();
-    Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
+    Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(
+            client,
             Reporter {
                 controller: "palisade-operator".into(),
                 instance: None,
             },
         ),
-        client,
-        metrics: Metrics::register(&mut registry),
-        parser: ParserConfig {
-            parser: "apparmor_parser".into(),
-            include_dir: "/etc/apparmor.d".into(),
+        Metrics::register(&mut registry),
+        parser,
+        Caches {
+            seccomp: store(seccomp),
+            reports,
+            nodes,
+            liveness,
+            pods,
         },
-        seccomp: store(seccomp),
-        reports,
-        nodes,
-        leases,
-        pods,
-        validated: Mutex::default(),
-        last_write: Mutex::default(),
-    })
+    ))
+}
+
+fn context(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>) -> Arc<Context> {
+    let parser = ParserConfig {
+        parser: "apparmor_parser".into(),
+        include_dir: "/etc/apparmor.d".into(),
+        timeout: Duration::from_secs(30),
+    };
+    context_with(client, pods, seccomp, parser)
 }
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
-/// The next request: asserts method and path (query included), returns the JSON body and
+/// The next request: asserts its method, path and the query parameters that carry meaning
+/// (`fieldManager`, `force`; not how the client spells the rest), returns the JSON body and
 /// answers with `reply`.
-async fn expect(handle: &mut ApiHandle, method: Method, path_and_query: &str, reply: Value) -> Value {
+async fn expect(handle: &mut ApiHandle, method: Method, path: &str, params: &[(&str, &str)], reply: Value) -> Value {
     let (request, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
         .await
-        .unwrap_or_else(|_| panic!("expected {method} {path_and_query}, got nothing"))
+        .unwrap_or_else(|_| panic!("expected {method} {path}, got nothing"))
         .expect("service not called");
     assert_eq!(request.method(), method);
-    assert_eq!(request.uri().path_and_query().unwrap().as_str(), path_and_query);
+    assert_eq!(request.uri().path(), path);
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in params {
+        assert!(
+            query.iter().any(|(qk, qv)| qk == k && qv == v),
+            "{method} {path}: expected {k}={v} in {query:?}"
+        );
+    }
     let bytes = request.into_body().collect_bytes().await.unwrap();
     let body = if bytes.is_empty() {
         Value::Null
@@ -139,10 +170,12 @@ async fn expect_nothing(handle: &mut ApiHandle) {
     }
 }
 
-const FINALIZER: &str = "seccompprofiles.palisade.dev";
-const STATUS_PATH: &str =
-    "/apis/palisade.dev/v1alpha1/seccompprofiles/web/status?&force=true&fieldManager=palisade-operator";
-const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events?";
+const FINALIZER: &str = "palisade.dev/in-use";
+const LEGACY_FINALIZER: &str = "seccompprofiles.palisade.dev";
+const OBJECT_PATH: &str = "/apis/palisade.dev/v1alpha1/seccompprofiles/web";
+const STATUS_PATH: &str = "/apis/palisade.dev/v1alpha1/seccompprofiles/web/status";
+const STATUS_APPLY: &[(&str, &str)] = &[("fieldManager", "palisade-operator"), ("force", "true")];
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
 #[tokio::test]
 async fn adds_the_finalizer_before_anything_else() {
@@ -152,13 +185,7 @@ async fn adds_the_finalizer_before_anything_else() {
     let ctx = context(client, vec![], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();
     let server = tokio::spawn(async move {
-        let body = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/palisade.dev/v1alpha1/seccompprofiles/web?",
-            reply,
-        )
-        .await;
+        let body = expect(&mut handle, Method::PATCH, OBJECT_PATH, &[], reply).await;
         assert_eq!(
             body,
             json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
@@ -178,7 +205,7 @@ async fn accepts_a_valid_profile_and_aggregates_node_status() {
     let ctx = context(client, vec![], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();
     let server = tokio::spawn(async move {
-        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, reply.clone()).await;
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply.clone()).await;
         let status = &body["status"];
         assert_eq!(body["apiVersion"], "palisade.dev/v1alpha1");
         assert_eq!(status["observedGeneration"], 1);
@@ -187,6 +214,11 @@ async fn accepts_a_valid_profile_and_aggregates_node_status() {
             json!({"targeted": 2, "installed": 1, "failed": 0, "pending": 1, "unsupported": 0})
         );
         assert_eq!(status["localhostProfile"], "palisade/web.json");
+        assert_eq!(
+            status["accepted"],
+            json!({"generation": 1, "digest": web_digest("mkdir")}),
+            "what nodes must install is published"
+        );
         assert_eq!(
             (
                 status["conditions"][0]["type"].as_str(),
@@ -202,7 +234,7 @@ async fn accepts_a_valid_profile_and_aggregates_node_status() {
             (Some("Ready"), Some("Pending"))
         );
         // An Event for the transition to Accepted, none for Pending.
-        let event = expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+        let event = expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
         assert_eq!(event["reason"], "Accepted");
         assert_eq!(event["regarding"]["name"], "web");
         expect_nothing(&mut handle).await;
@@ -219,7 +251,7 @@ async fn rejects_an_invalid_profile_with_the_reason() {
     let ctx = context(client, vec![], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();
     let server = tokio::spawn(async move {
-        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, reply).await;
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
         let accepted = &body["status"]["conditions"][0];
         assert_eq!(
             (accepted["status"].as_str(), accepted["reason"].as_str()),
@@ -233,11 +265,12 @@ async fn rejects_an_invalid_profile_with_the_reason() {
             "{accepted}"
         );
         assert_eq!(body["status"]["conditions"][1]["reason"], "NotAccepted");
+        assert_eq!(body["status"]["accepted"], Value::Null, "nothing was ever accepted");
         assert_eq!(
-            body["status"]["nodes"]["targeted"], 0,
-            "a rejected generation targets no node"
+            body["status"]["nodes"]["installed"], 0,
+            "node-a's content was never accepted for this object"
         );
-        let event = expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+        let event = expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
         assert_eq!(
             (event["reason"].as_str(), event["type"].as_str()),
             (Some("Rejected"), Some("Warning"))
@@ -258,8 +291,9 @@ async fn writes_nothing_when_the_status_is_already_right() {
     let written = Arc::new(Mutex::new(Value::Null));
     let w = written.clone();
     let server = tokio::spawn(async move {
-        *w.lock().unwrap() = expect(&mut handle, Method::PATCH, STATUS_PATH, reply).await["status"].clone();
-        expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+        *w.lock().unwrap() =
+            expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await["status"].clone();
+        expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
     });
     reconcile(Arc::new(p), ctx).await.unwrap();
     server.await.unwrap();
@@ -287,7 +321,7 @@ async fn holds_deletion_while_a_pod_uses_the_profile() {
     let ctx = context(client, vec![user_pod()], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();
     let server = tokio::spawn(async move {
-        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, reply).await;
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
         let status = &body["status"];
         assert_eq!(status["activeWorkloads"], 1);
         let held = status["conditions"]
@@ -304,7 +338,7 @@ async fn holds_deletion_while_a_pod_uses_the_profile() {
         );
         // Events for Accepted and InUse; then nothing: the finalizer stays.
         for _ in 0..2 {
-            expect(&mut handle, Method::POST, EVENTS_PATH, json!({})).await;
+            expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
         }
         expect_nothing(&mut handle).await;
     });
@@ -324,13 +358,7 @@ async fn releases_deletion_when_no_pod_uses_the_profile() {
     let ctx = context(client, vec![], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();
     let server = tokio::spawn(async move {
-        let body = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/palisade.dev/v1alpha1/seccompprofiles/web?",
-            reply,
-        )
-        .await;
+        let body = expect(&mut handle, Method::PATCH, OBJECT_PATH, &[], reply).await;
         assert_eq!(
             body,
             json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
@@ -358,4 +386,190 @@ fn progress_only_changes_are_told_apart_from_transitions() {
         "Ready is written at once"
     );
     assert!(!progress_only(&status("Pending", 2), &status("Degraded", 2)));
+}
+
+#[tokio::test]
+async fn migrates_the_legacy_finalizer_name_guarded_by_resource_version() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let p = profile(&[LEGACY_FINALIZER, "example.com/other"], false, "mkdir", None);
+    let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, OBJECT_PATH, &[], reply).await;
+        assert_eq!(
+            body,
+            json!({"metadata": {"resourceVersion": "7", "finalizers": ["example.com/other", FINALIZER]}}),
+            "the old name is replaced, others kept"
+        );
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleting_profile_with_the_legacy_finalizer_is_released_under_it() {
+    // Being deleted: no finalizer may be added, so the old one is held and then removed.
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let p = profile(&[LEGACY_FINALIZER], true, "mkdir", None);
+    let ctx = context(Client::new(service, "default"), vec![user_pod()], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
+        assert_eq!(body["status"]["activeWorkloads"], 1);
+        for _ in 0..2 {
+            expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
+        }
+        expect_nothing(&mut handle).await;
+    });
+    let err = reconcile(Arc::new(p), ctx).await.unwrap_err();
+    assert!(err.is_held_deletion(), "{err}");
+    server.await.unwrap();
+
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let p = profile(&[LEGACY_FINALIZER], true, "mkdir", None);
+    let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, OBJECT_PATH, &[], reply).await;
+        assert_eq!(body, json!({"metadata": {"resourceVersion": "7", "finalizers": []}}));
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+fn aa_profile() -> palisade_crds::AppArmorProfile {
+    obj(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+        "metadata": {"name": "aa", "uid": "uid-aa", "generation": 2, "resourceVersion": "3", "finalizers": [FINALIZER]},
+        "spec": {"policy": "profile aa {\n}\n"},
+        "status": {"accepted": {"generation": 1, "digest": "00000000000000aa"}}}))
+}
+
+/// A parser that hangs is not the profile's fault: status says validation could not run,
+/// the last accepted content stays published, the reconcile fails (to be retried with
+/// backoff), and nothing is cached, so the next try runs the parser again.
+#[tokio::test]
+async fn a_hung_parser_is_transient_retried_and_never_cached() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let hang = dir.path().join("hang");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let parser = ParserConfig {
+        parser: hang,
+        include_dir: "/etc/apparmor.d".into(),
+        timeout: Duration::from_millis(200),
+    };
+    let ctx = context_with(Client::new(service, "default"), vec![], vec![], parser);
+    let p = aa_profile();
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/palisade.dev/v1alpha1/apparmorprofiles/aa/status",
+            STATUS_APPLY,
+            reply,
+        )
+        .await;
+        let accepted = &body["status"]["conditions"][0];
+        assert_eq!(
+            (accepted["status"].as_str(), accepted["reason"].as_str()),
+            (Some("Unknown"), Some("ValidationError"))
+        );
+        assert!(
+            accepted["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("validation could not run: apparmor_parser did not finish"),
+            "{accepted}"
+        );
+        assert_eq!(
+            body["status"]["accepted"]["generation"], 1,
+            "the last accepted content stays"
+        );
+        assert_eq!(body["status"]["conditions"][1]["reason"], "AwaitingValidation");
+        let event = expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
+        assert_eq!(event["reason"], "ValidationError");
+    });
+    let err = reconcile(Arc::new(p.clone()), ctx.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Finalizer(_)) && err.metric_label() == "validation_unavailable",
+        "{err}"
+    );
+    server.await.unwrap();
+    assert!(
+        ctx.validated.lock().unwrap().is_empty(),
+        "a transient failure is never cached"
+    );
+    let first = error_policy(Arc::new(p.clone()), &err, ctx.clone());
+    let second = error_policy(Arc::new(p), &err, ctx.clone());
+    assert_eq!(
+        first,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(1))
+    );
+    assert_eq!(
+        second,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(2)),
+        "backoff grows"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_generation_keeps_the_last_accepted_content_published() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let accepted = json!({"generation": 1, "digest": web_digest("mkdir")});
+    let mut p = profile(
+        &[FINALIZER],
+        false,
+        "mkdirr",
+        Some(json!({"accepted": accepted.clone()})),
+    );
+    p.metadata.generation = Some(2);
+    let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
+        assert_eq!(body["status"]["conditions"][0]["reason"], "Invalid");
+        assert_eq!(body["status"]["accepted"], accepted);
+        assert_eq!(
+            body["status"]["nodes"]["installed"], 1,
+            "node-a holds the last accepted content"
+        );
+        let ready = body["status"]["conditions"][1]["message"].as_str().unwrap().to_string();
+        assert!(
+            ready.contains("nodes keep the last accepted content (generation 1)"),
+            "{ready}"
+        );
+        expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
+    });
+    reconcile(Arc::new(p), ctx).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn what_is_kept_per_profile_goes_with_the_profile() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let p = profile(&[FINALIZER], false, "mkdir", None);
+    let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
+    let reply = serde_json::to_value(&p).unwrap();
+    let server = tokio::spawn(async move {
+        expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
+        expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
+    });
+    reconcile(Arc::new(p), ctx.clone()).await.unwrap();
+    server.await.unwrap();
+    assert!(ctx.tracked() > 0 && ctx.metrics.tracked() == 1);
+    ctx.retain(
+        palisade_crds::ProfileKind::SeccompProfile,
+        &Default::default(),
+        &Default::default(),
+    );
+    assert_eq!(
+        (ctx.tracked(), ctx.metrics.tracked()),
+        (0, 0),
+        "a deleted profile leaves nothing behind"
+    );
 }

@@ -4,8 +4,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use std::time::Duration;
+
+use palisade_crds::render::apparmor::RenderedPolicy;
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
-use palisade_crds::{AppArmorProfile, SeccompProfile, SeccompProfileSpec};
+use palisade_crds::{AcceptedContent, AppArmorProfile, SeccompProfileSpec};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -14,45 +17,95 @@ use tokio::process::Command;
 pub struct ParserConfig {
     pub parser: PathBuf,
     pub include_dir: PathBuf,
+    /// Longest one parser run may take; a hung parser is killed and the validation is
+    /// retried later (it is not the profile's fault).
+    pub timeout: Duration,
+}
+
+/// Why a generation is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Verdict {
+    /// The user must change the object. Cached for the content: the same input gives the
+    /// same answer.
+    #[error("{0}")]
+    Invalid(String),
+    /// Validation could not run (the parser could not start, was killed or timed out).
+    /// Never cached; retried with backoff.
+    #[error("validation could not run: {0}")]
+    Transient(String),
 }
 
 /// Validates a SeccompProfile: its `baseProfileName` chain resolves (no missing base, no
 /// cycle, not too deep) and the resolved profile compiles with libseccomp for every listed
-/// architecture. `lookup` finds the other SeccompProfiles by name.
-pub fn validate_seccomp(profile: &SeccompProfile, all: &HashMap<String, SeccompProfileSpec>) -> Result<String, String> {
-    let name = profile.metadata.name.as_deref().unwrap_or_default();
-    let oci = sc_render::resolve(name, &profile.spec, |n| all.get(n)).map_err(|e| e.to_string())?;
-    sc_render::compile(&oci).map_err(|e| e.to_string())?;
-    Ok(oci.digest())
+/// architecture. `all` finds the other SeccompProfiles by name. Returns what was accepted.
+pub fn validate_seccomp(
+    name: &str,
+    spec: &SeccompProfileSpec,
+    generation: i64,
+    all: &HashMap<String, SeccompProfileSpec>,
+) -> Result<AcceptedContent, Verdict> {
+    let rendered = render_seccomp(name, spec, all)?;
+    compile_seccomp(&rendered)?;
+    Ok(AcceptedContent {
+        generation,
+        digest: rendered.digest,
+        bases: rendered.bases,
+    })
+}
+
+/// Resolves and renders (the cheap half of validation; its digest keys the cache).
+pub fn render_seccomp(
+    name: &str,
+    spec: &SeccompProfileSpec,
+    all: &HashMap<String, SeccompProfileSpec>,
+) -> Result<sc_render::RenderedSeccomp, Verdict> {
+    sc_render::render(name, spec, |n| all.get(n)).map_err(|e| Verdict::Invalid(e.to_string()))
+}
+
+/// Compiles a rendering with libseccomp (the expensive half).
+pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp) -> Result<(), Verdict> {
+    sc_render::compile(&rendered.oci)
+        .map(|_| ())
+        .map_err(|e| Verdict::Invalid(e.to_string()))
 }
 
 /// Validates an AppArmorProfile: Palisade's own checks, then a compile with the real
 /// `apparmor_parser` (skip-kernel-load), then `--names` must list only the profile itself
-/// and its children. Returns the digest of the text it accepted.
-pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig) -> Result<String, String> {
+/// and its children. Returns what was accepted.
+pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig) -> Result<AcceptedContent, Verdict> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
-    let text = aa_render::profile_text(name, &profile.spec).map_err(|e| e.to_string())?;
-    let names = run_parser(&text, parser).await?;
+    let rendered = aa_render::render(name, &profile.spec).map_err(|e| Verdict::Invalid(e.to_string()))?;
+    compile_apparmor(name, &rendered, parser).await?;
+    Ok(AcceptedContent {
+        generation: profile.metadata.generation.unwrap_or_default(),
+        digest: rendered.digest,
+        bases: vec![],
+    })
+}
+
+/// The parser half of [`validate_apparmor`].
+pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &ParserConfig) -> Result<(), Verdict> {
+    let names = run_parser(&rendered.text, parser).await?;
     let foreign: Vec<&str> = names
         .iter()
         .map(String::as_str)
         .filter(|n| *n != name && !n.starts_with(&format!("{name}//")))
         .collect();
     if !foreign.is_empty() {
-        return Err(format!(
+        return Err(Verdict::Invalid(format!(
             "spec.policy: defines profiles other than {name:?} and its children: {}",
             foreign.join(", ")
-        ));
+        )));
     }
     if !names.iter().any(|n| n == name) {
-        return Err(format!("spec.policy: does not define the profile {name:?}"));
+        return Err(Verdict::Invalid(format!(
+            "spec.policy: does not define the profile {name:?}"
+        )));
     }
-    Ok(palisade_crds::digest(
-        format!("{:?}\n{text}", profile.spec.mode).as_bytes(),
-    ))
+    Ok(())
 }
 
-async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, String> {
+async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, Verdict> {
     let mut child = Command::new(&parser.parser)
         .args(["--skip-kernel-load", "--skip-cache", "--quiet", "--names", "-I"])
         .arg(&parser.include_dir)
@@ -61,17 +114,30 @@ async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, St
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run apparmor_parser ({}): {e}", parser.parser.display()))?;
+        .map_err(|e| Verdict::Transient(format!("cannot run apparmor_parser ({}): {e}", parser.parser.display())))?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let input = text.to_string();
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(input.as_bytes()).await;
     });
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("apparmor_parser: {e}"))?;
+    // Dropping the child on timeout kills it (kill_on_drop).
+    let out = match tokio::time::timeout(parser.timeout, child.wait_with_output()).await {
+        Ok(out) => out.map_err(|e| Verdict::Transient(format!("apparmor_parser: {e}")))?,
+        Err(_) => {
+            writer.abort();
+            return Err(Verdict::Transient(format!(
+                "apparmor_parser did not finish within {}s and was killed",
+                parser.timeout.as_secs()
+            )));
+        }
+    };
     let _ = writer.await;
+    if out.status.code().is_none() {
+        return Err(Verdict::Transient(format!(
+            "apparmor_parser was killed ({})",
+            out.status
+        )));
+    }
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let message: Vec<&str> = stderr
@@ -80,7 +146,7 @@ async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, St
             .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
             .collect();
         let message = message.join("; ").replace("AppArmor parser error at line", "line");
-        return Err(format!("spec.policy: apparmor_parser: {message}"));
+        return Err(Verdict::Invalid(format!("spec.policy: apparmor_parser: {message}")));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -90,6 +156,9 @@ async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, St
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use palisade_crds::SeccompProfile;
     use serde_json::json;
 
     use super::*;
@@ -98,23 +167,32 @@ mod tests {
         ParserConfig {
             parser: "apparmor_parser".into(),
             include_dir: "/etc/apparmor.d".into(),
+            timeout: Duration::from_secs(30),
         }
     }
 
     fn aap(name: &str, spec: serde_json::Value) -> AppArmorProfile {
         serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
-            "metadata": {"name": name}, "spec": spec}))
+            "metadata": {"name": name, "generation": 4}, "spec": spec}))
         .unwrap()
     }
 
+    fn invalid(v: Result<AcceptedContent, Verdict>) -> String {
+        match v {
+            Err(Verdict::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn parser_errors_keep_their_line_number() {
-        let err = validate_apparmor(
-            &aap("p", json!({"policy": "profile p {\n  /tmp/** r,\n  /foo rwx,\n}\n"})),
-            &parser(),
-        )
-        .await
-        .unwrap_err();
+    async fn parser_errors_are_invalid_and_keep_their_line_number() {
+        let err = invalid(
+            validate_apparmor(
+                &aap("p", json!({"policy": "profile p {\n  /tmp/** r,\n  /foo rwx,\n}\n"})),
+                &parser(),
+            )
+            .await,
+        );
         assert!(
             err.starts_with("spec.policy: apparmor_parser: line 3: Invalid mode"),
             "{err}"
@@ -122,11 +200,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn accepts_children_and_hats() {
+    async fn accepts_children_and_hats_and_says_what_it_accepted() {
         let policy = "profile p {\n  profile c {\n  }\n  ^h {\n  }\n}\n";
-        validate_apparmor(&aap("p", json!({"policy": policy})), &parser())
-            .await
-            .unwrap();
+        let profile = aap("p", json!({"policy": policy}));
+        let accepted = validate_apparmor(&profile, &parser()).await.unwrap();
+        assert_eq!(accepted.generation, 4);
+        assert_eq!(
+            accepted.digest,
+            aa_render::render("p", &profile.spec).unwrap().digest,
+            "the digest agents compare with is the one palisade-crds renders"
+        );
         validate_apparmor(
             &aap("p", json!({"abstract": {"filesystem": {"readOnlyPaths": ["/etc/**"]}}})),
             &parser(),
@@ -137,14 +220,58 @@ mod tests {
 
     #[tokio::test]
     async fn palisade_checks_run_before_the_parser() {
-        let err = validate_apparmor(&aap("p", json!({"policy": "profile p {}\nprofile q {}\n"})), &parser())
-            .await
-            .unwrap_err();
+        let err =
+            invalid(validate_apparmor(&aap("p", json!({"policy": "profile p {}\nprofile q {}\n"})), &parser()).await);
         assert!(err.contains("a second top-level profile (\"q\")"), "{err}");
     }
 
+    /// A parser that cannot start, hangs, or dies from a signal is the operator's problem,
+    /// not the profile's: Transient, with the reason.
+    #[tokio::test]
+    async fn a_parser_that_cannot_run_hangs_or_dies_is_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let profile = aap("p", json!({"policy": "profile p {\n}\n"}));
+        let with = |parser: PathBuf, timeout: Duration| ParserConfig {
+            parser,
+            include_dir: "/etc/apparmor.d".into(),
+            timeout,
+        };
+
+        let hung = with(script("hang", "exec sleep 600"), Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        match validate_apparmor(&profile, &hung).await {
+            Err(Verdict::Transient(m)) => assert!(m.contains("did not finish within"), "{m}"),
+            other => panic!("expected Transient, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the timeout ended the run");
+
+        let killed = with(script("killed", "kill -9 $$"), Duration::from_secs(30));
+        match validate_apparmor(&profile, &killed).await {
+            Err(Verdict::Transient(m)) => assert!(m.contains("was killed"), "{m}"),
+            other => panic!("expected Transient, got {other:?}"),
+        }
+
+        let missing = with(dir.path().join("no-such-parser"), Duration::from_secs(30));
+        match validate_apparmor(&profile, &missing).await {
+            Err(Verdict::Transient(m)) => assert!(m.contains("cannot run apparmor_parser"), "{m}"),
+            other => panic!("expected Transient, got {other:?}"),
+        }
+        assert!(
+            Verdict::Transient("x".into())
+                .to_string()
+                .starts_with("validation could not run: "),
+            "status says validation could not run, not Invalid"
+        );
+    }
+
     #[test]
-    fn seccomp_errors_name_the_problem() {
+    fn seccomp_errors_name_the_problem_and_acceptance_names_the_chain() {
         let sp = |name: &str, spec: serde_json::Value| -> SeccompProfile {
             serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
                 "metadata": {"name": name}, "spec": spec}))
@@ -154,9 +281,9 @@ mod tests {
             "child",
             json!({"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "base"}),
         );
-        let err = validate_seccomp(&child, &HashMap::new()).unwrap_err();
+        let err = invalid(validate_seccomp("child", &child.spec, 1, &HashMap::new()));
         assert!(err.contains("\"base\" (base of \"child\") does not exist"), "{err}");
-        let all = HashMap::from([(
+        let mut all = HashMap::from([(
             "base".to_string(),
             sp(
                 "base",
@@ -165,7 +292,15 @@ mod tests {
             )
             .spec,
         )]);
-        let err = validate_seccomp(&child, &all).unwrap_err();
+        let err = invalid(validate_seccomp("child", &child.spec, 1, &all));
         assert!(err.contains("unknown syscall \"nosuchcall\""), "{err}");
+        all.get_mut("base").unwrap().syscalls[0].names = vec!["getpid".into()];
+        let accepted = validate_seccomp("child", &child.spec, 3, &all).unwrap();
+        assert_eq!(accepted.generation, 3);
+        assert_eq!(accepted.bases, vec!["base".to_string()]);
+        assert_eq!(
+            accepted.digest,
+            sc_render::render("child", &child.spec, |n| all.get(n)).unwrap().digest
+        );
     }
 }

@@ -1,13 +1,15 @@
 //! palisade-runtime: logging, the metrics and health HTTP server, and shutdown handling
 //! shared by the operator and the agent.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -52,10 +54,13 @@ pub async fn until_shutdown(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Health state: live once started, ready once set.
+/// Health state: `/readyz` once the first sync is done; `/healthz` while every loop the
+/// process registered is still running.
 #[derive(Clone, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    /// Registered loops: name → still running.
+    loops: Arc<Mutex<BTreeMap<String, bool>>>,
 }
 
 impl Health {
@@ -66,127 +71,210 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
+
+    /// Registers a loop that must keep running: when the returned guard is dropped (the
+    /// loop returned, or its task panicked or was aborted), `/healthz` fails naming it,
+    /// so the kubelet restarts a process whose work silently stopped.
+    pub fn alive(&self, name: &str) -> LoopGuard {
+        self.loops.lock().expect("lock").insert(name.to_string(), true);
+        LoopGuard {
+            health: self.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Unregisters a loop that ended on purpose (a leader's term).
+    pub fn forget(&self, name: &str) {
+        self.loops.lock().expect("lock").remove(name);
+    }
+
+    /// Loops that stopped.
+    pub fn stopped(&self) -> Vec<String> {
+        self.loops
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, running)| !**running)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
 }
 
-/// Serves `/metrics` (Prometheus text format), `/healthz` and `/readyz` on `addr` until
-/// shutdown. A deliberately tiny HTTP/1.1 responder: one request per connection.
-pub async fn serve_http(
-    addr: SocketAddr,
+/// Marks its loop stopped when dropped (see [`Health::alive`]).
+pub struct LoopGuard {
+    health: Health,
+    name: String,
+}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        if let Some(running) = self.health.loops.lock().expect("lock").get_mut(&self.name) {
+            *running = false;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Served {
     registry: Arc<Registry>,
     health: Health,
-    shutdown: watch::Receiver<bool>,
-) -> Result<()> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    let accept = async {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let registry = registry.clone();
-            let health = health.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut len = 0;
-                while len < buf.len() {
-                    match stream.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => len += n,
-                    }
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let request = String::from_utf8_lossy(&buf[..len]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, content_type, body) = respond(path, &registry, &health);
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    };
-    tokio::select! {
-        _ = accept => {},
-        _ = until_shutdown(shutdown) => {},
-    }
-    Ok(())
 }
 
-fn respond(path: &str, registry: &Registry, health: &Health) -> (&'static str, &'static str, String) {
-    match path {
-        "/metrics" => {
-            let mut body = String::new();
-            match prometheus_client::encoding::text::encode(&mut body, registry) {
-                Ok(()) => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body,
-                ),
-                Err(e) => ("500 Internal Server Error", "text/plain", e.to_string()),
-            }
-        }
-        "/healthz" | "/livez" => ("200 OK", "text/plain", "ok\n".into()),
-        "/readyz" if health.is_ready() => ("200 OK", "text/plain", "ok\n".into()),
-        "/readyz" => (
-            "503 Service Unavailable",
-            "text/plain",
-            "not ready: first sync not done\n".into(),
+/// The HTTP endpoints: `/metrics` (OpenMetrics text), `/healthz` (and `/livez`), `/readyz`.
+pub fn router(registry: Arc<Registry>, health: Health) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Served { registry, health })
+}
+
+type Reply = (StatusCode, [(header::HeaderName, &'static str); 1], String);
+
+fn text(status: StatusCode, body: String) -> Reply {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
+}
+
+async fn metrics(State(s): State<Served>) -> Reply {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
         ),
-        _ => ("404 Not Found", "text/plain", "not found\n".into()),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+async fn healthz(State(s): State<Served>) -> Reply {
+    let stopped = s.health.stopped();
+    if stopped.is_empty() {
+        text(StatusCode::OK, "ok\n".into())
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not healthy: stopped: {}\n", stopped.join(", ")),
+        )
+    }
+}
+
+async fn readyz(State(s): State<Served>) -> Reply {
+    if s.health.is_ready() {
+        text(StatusCode::OK, "ok\n".into())
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: first sync not done\n".into(),
+        )
+    }
+}
+
+/// Binds `/metrics` on `metrics` and `/healthz`, `/readyz` on `health_addr` (one server
+/// when equal) and serves them until shutdown. A bind error (address in use, say) is
+/// returned, so start-up fails loudly instead of running without its endpoints.
+pub async fn spawn_http(
+    metrics: SocketAddr,
+    health_addr: SocketAddr,
+    registry: Arc<Registry>,
+    health: &Health,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<()> {
+    let app = router(registry, health.clone());
+    let mut addrs = vec![metrics];
+    if health_addr != metrics {
+        addrs.push(health_addr);
+    }
+    for addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve /metrics and health checks on {addr}"))?;
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        let app = app.clone();
+        let stop = until_shutdown(shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(%error, "the metrics and health server stopped");
+            }
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("the server listens once spawn_http returns");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
     #[tokio::test]
-    async fn serves_metrics_and_health_until_ready() {
+    async fn serves_metrics_health_and_readiness() {
         let mut registry = Registry::with_prefix("palisade");
         let counter: Counter = Counter::default();
         registry.register("test_events", "Events", counter.clone());
         counter.inc();
         let health = Health::default();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
         let (tx, rx) = watch::channel(false);
-        let server = tokio::spawn(serve_http(addr, Arc::new(registry), health.clone(), rx));
+        spawn_http(addr, addr, Arc::new(registry), &health, &rx).await.unwrap();
 
-        async fn get(addr: SocketAddr, path: &str) -> String {
-            for _ in 0..50 {
-                if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                        .await
-                        .unwrap();
-                    let mut out = String::new();
-                    s.read_to_string(&mut out).await.unwrap();
-                    return out;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            panic!("server did not start");
-        }
         assert!(get(addr, "/metrics").await.contains("palisade_test_events_total 1"));
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         health.set_ready(true);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+
+        // A loop that stops makes the process unhealthy, naming it.
+        let guard = health.alive("sync");
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            panic!("the sync loop died");
+        });
+        assert!(task.await.is_err());
+        let reply = get(addr, "/healthz").await;
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(reply.contains("stopped: sync"), "{reply}");
+        health.forget("sync");
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
         tx.send(true).unwrap();
-        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_fails_start_up_naming_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let err = spawn_http(addr, addr, Arc::new(Registry::default()), &Health::default(), &rx)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
     }
 }
 
@@ -250,20 +338,6 @@ pub async fn connect() -> Result<kube::Client> {
         .await
         .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
     Ok(client)
-}
-
-/// Serves /metrics on `metrics` and /healthz, /readyz on `health` (one server when equal).
-pub fn spawn_http(
-    metrics: SocketAddr,
-    health_addr: SocketAddr,
-    registry: Arc<Registry>,
-    health: &Health,
-    shutdown: &watch::Receiver<bool>,
-) {
-    tokio::spawn(serve_http(metrics, registry.clone(), health.clone(), shutdown.clone()));
-    if health_addr != metrics {
-        tokio::spawn(serve_http(health_addr, registry, health.clone(), shutdown.clone()));
-    }
 }
 
 /// Hands memory the allocator holds but no longer uses back to the kernel, so RSS follows

@@ -23,6 +23,31 @@ fn policy_err(line: usize, message: impl Into<String>) -> PolicyError {
     }
 }
 
+/// What Palisade loads for an AppArmorProfile: the checked text and the mode, with the
+/// digest of both. The one place that digest is computed: the operator publishes it as the
+/// accepted content and agents load only text whose digest equals it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedPolicy {
+    pub text: String,
+    pub mode: AppArmorMode,
+    pub digest: String,
+}
+
+/// Renders and digests a profile (see [`RenderedPolicy`]).
+pub fn render(name: &str, spec: &AppArmorProfileSpec) -> Result<RenderedPolicy, PolicyError> {
+    let text = profile_text(name, spec)?;
+    let mode = match spec.mode {
+        AppArmorMode::Enforce => "Enforce",
+        AppArmorMode::Complain => "Complain",
+    };
+    let digest = crate::digest(format!("{mode}\n{text}").as_bytes());
+    Ok(RenderedPolicy {
+        text,
+        mode: spec.mode,
+        digest,
+    })
+}
+
 /// The profile text Palisade loads for this spec under the kernel name `name`:
 /// the rendered `abstract`, or the checked raw `policy`.
 pub fn profile_text(name: &str, spec: &AppArmorProfileSpec) -> Result<String, PolicyError> {
@@ -196,7 +221,7 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
                     format!("the profile is named {found:?}; it must be named {name:?}, like the object"),
                 ));
             }
-            Ok(())
+            check_no_attachment(*line, header)
         }
         [_, (line, header), ..] => Err(policy_err(
             *line,
@@ -383,6 +408,34 @@ impl Scanner {
     }
 }
 
+/// Refuses an attachment on the top-level profile (`profile p /usr/bin/** {`, or an
+/// `xattrs=` condition): the kernel would confine every matching program on the node, host
+/// processes included, while Palisade's profiles are for the containers that name them.
+fn check_no_attachment(line: usize, header: &str) -> Result<(), PolicyError> {
+    let mut tokens = header.split_whitespace();
+    if tokens.next() != Some("profile") {
+        return Ok(()); // `name {`: the name is the only word before the flags
+    }
+    tokens.next(); // the name
+    let Some(next) = tokens.next() else {
+        return Ok(());
+    };
+    if next.starts_with("flags") || next.starts_with('(') {
+        return Ok(());
+    }
+    let what = if next.starts_with("xattrs") {
+        "an xattrs= attachment condition".to_string()
+    } else {
+        format!("the attachment {next}")
+    };
+    Err(policy_err(
+        line,
+        format!(
+            "{what} would confine every matching program on each node, host processes included: remove it; pods choose the profile by name (securityContext.appArmorProfile), and child profiles may keep their attachments"
+        ),
+    ))
+}
+
 /// The profile name a top-level block header declares.
 fn profile_name(line: usize, header: &str) -> Result<String, PolicyError> {
     let mut tokens = header.split_whitespace();
@@ -485,6 +538,24 @@ profile web flags=(attach_disconnected,mediate_deleted) {
     }
 
     #[test]
+    fn an_attachment_on_the_top_level_profile_is_refused_naming_its_line() {
+        let err = check_policy("p", "include <tunables/global>\nprofile p /usr/bin/** {\n}\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("spec.policy line 2: the attachment /usr/bin/** would confine every matching program"),
+            "{text}"
+        );
+        assert!(text.contains("securityContext.appArmorProfile"), "{text}");
+        let err = check_policy("p", "profile p xattrs=(security.tagged=allowed) {\n}\n").unwrap_err();
+        assert!(err.to_string().contains("xattrs= attachment condition"), "{err}");
+        // Flags after the name, and children with attachments, are fine.
+        check_policy("p", "profile p flags=(attach_disconnected) {\n}\n").unwrap();
+        check_policy("p", "profile p (attach_disconnected) {\n}\n").unwrap();
+        check_policy("p", "p {\n}\n").unwrap();
+        check_policy("p", "profile p {\n  profile c /usr/bin/helper {\n  }\n}\n").unwrap();
+    }
+
+    #[test]
     fn complain_mode_leaves_out_deny_rules() {
         let text = render_abstract("web", &example(), AppArmorMode::Complain).unwrap();
         assert!(!text.contains("deny"), "{text}");
@@ -530,7 +601,7 @@ abi <abi/3.0>,
 #include <tunables/global>
 @{APP_DIRS}={/opt/app,/srv/app}
 
-profile my-app /usr/bin/my-app flags=(complain) {
+profile my-app flags=(complain) {
   #include <abstractions/base>
   include if exists <local/my-app>
   @{APP_DIRS}/** r,
@@ -657,16 +728,5 @@ profile my-app /usr/bin/my-app flags=(complain) {
         );
         let err = check_policy(":ns:p", "profile :ns:p {\n}\n").unwrap_err();
         assert!(err.to_string().contains("namespaces are not allowed"), "{err}");
-    }
-}
-#[cfg(test)]
-mod dbg_tests {
-    #[test]
-    fn dbg() {
-        let p = "include <tunables/global>\nprofile rn-aa-flags flags=(complain) {\n  include <abstractions/base>\n}\n";
-        println!("{:?}", super::check_mode_flags(p, crate::AppArmorMode::Enforce));
-        let spec: crate::AppArmorProfileSpec =
-            serde_json::from_value(serde_json::json!({"mode":"Enforce","policy":p})).unwrap();
-        println!("{:?}", super::profile_text("rn-aa-flags", &spec));
     }
 }

@@ -62,7 +62,7 @@ pub fn base_chain<'a, F>(
     name: &str,
     spec: &'a SeccompProfileSpec,
     lookup: F,
-) -> Result<Vec<&'a SeccompProfileSpec>, InheritanceError>
+) -> Result<Vec<(String, &'a SeccompProfileSpec)>, InheritanceError>
 where
     F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
 {
@@ -88,7 +88,7 @@ where
             });
         };
         chain_names.push(base.to_string());
-        bases.push(base_spec);
+        bases.push((base.to_string(), base_spec));
         current = base_spec;
     }
     Ok(bases)
@@ -104,8 +104,36 @@ pub fn resolve<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Re
 where
     F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
 {
-    let bases = base_chain(name, spec, lookup)?;
-    Ok(render_chain(spec, &bases))
+    render(name, spec, lookup).map(|r| r.oci)
+}
+
+/// What Palisade writes to nodes for a SeccompProfile: the resolved OCI profile, its exact
+/// bytes, their digest, and the base chain it was resolved through (nearest first). The
+/// one place the digest is computed: the operator publishes it as the accepted content and
+/// agents write only bytes whose digest equals it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderedSeccomp {
+    pub oci: OciSeccomp,
+    pub bytes: Vec<u8>,
+    pub digest: String,
+    pub bases: Vec<String>,
+}
+
+/// Resolves inheritance (see [`resolve`]), renders and digests.
+pub fn render<'a, F>(name: &str, spec: &'a SeccompProfileSpec, lookup: F) -> Result<RenderedSeccomp, InheritanceError>
+where
+    F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
+{
+    let chain = base_chain(name, spec, lookup)?;
+    let specs: Vec<&SeccompProfileSpec> = chain.iter().map(|(_, s)| *s).collect();
+    let oci = render_chain(spec, &specs);
+    let bytes = oci.to_bytes();
+    Ok(RenderedSeccomp {
+        digest: crate::digest(&bytes),
+        bytes,
+        oci,
+        bases: chain.into_iter().map(|(n, _)| n).collect(),
+    })
 }
 
 /// Renders a profile without a base (or whose base chain the caller already resolved).
@@ -168,11 +196,6 @@ impl OciSeccomp {
         let mut out = serde_json::to_vec_pretty(self).expect("OCI seccomp always serializes");
         out.push(b'\n');
         out
-    }
-
-    /// Hex SHA-256 of [`Self::to_bytes`].
-    pub fn digest(&self) -> String {
-        crate::digest(&self.to_bytes())
     }
 }
 
@@ -374,16 +397,20 @@ mod tests {
             "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}],
         }));
-        let a = render_chain(&s, &[]);
-        let b = render_chain(&s.clone(), &[]);
-        assert_eq!(a.to_bytes(), b.to_bytes());
-        assert_eq!(a.digest(), crate::digest(&b.to_bytes()));
-        assert_eq!(a.digest().len(), 64);
+        let none = |_: &str| None;
+        let a = render("p", &s, none).unwrap();
+        let copy = s.clone();
+        let b = render("p", &copy, |_: &str| None).unwrap();
+        assert_eq!(a.bytes, b.bytes);
+        assert_eq!(a.bytes, a.oci.to_bytes(), "the digested bytes are the rendered ones");
+        assert_eq!(a.digest, crate::digest(&b.bytes));
+        assert_eq!(a.digest.len(), 64);
+        assert!(a.bases.is_empty());
         // Duplicated architectures collapse; order is fixed.
-        assert_eq!(a.architectures, vec![SeccompArch::X86, SeccompArch::X86_64]);
+        assert_eq!(a.oci.architectures, vec![SeccompArch::X86, SeccompArch::X86_64]);
         let mut changed = s.clone();
         changed.syscalls[0].names = vec!["rmdir".into()];
-        assert_ne!(render_chain(&changed, &[]).digest(), a.digest());
+        assert_ne!(render("p", &changed, |_: &str| None).unwrap().digest, a.digest);
     }
 
     #[test]
@@ -411,6 +438,8 @@ mod tests {
                 })),
             ),
         ]);
+        let rendered = render("child", &profiles["child"], |n| profiles.get(n)).unwrap();
+        assert_eq!(rendered.bases, vec!["base".to_string()], "the chain is named");
         let oci = resolve_in(&profiles, "child").unwrap();
         assert_eq!(
             oci.default_action,
