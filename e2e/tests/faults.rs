@@ -1,11 +1,11 @@
 //! Crash safety: the agent is killed with SIGKILL at random moments while it installs a
 //! batch of 200 profiles, ten times. After each restart no partial or temporary file may
-//! remain, and everything converges to the current generation.
+//! remain, and everything converges to the current generation's accepted content.
 
 use std::time::Duration;
 
 use kube::Api;
-use palisade_crds::{NodeProfileState, NodeProfileStatus};
+use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -51,6 +51,8 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
     .unwrap();
     let client = cluster.cp.client().await.unwrap();
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
     let seed = std::env::var("PALISADE_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -77,11 +79,40 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
             &format!("round {round} (killed after {delay} ms) to converge"),
             Duration::from_secs(120),
             || async {
+                // Converged means: every profile's current generation is accepted, and the
+                // node reports each installed at exactly the accepted digest (a report left
+                // from the previous round, or from the killed agent, does not count).
+                let mut accepted = std::collections::BTreeMap::new();
+                for p in sp.list(&Default::default()).await?.items {
+                    if let Some(a) = p
+                        .status
+                        .and_then(|s| s.accepted)
+                        .filter(|a| Some(a.generation) == p.metadata.generation)
+                    {
+                        accepted.insert(("SeccompProfile", p.metadata.name.unwrap_or_default()), a.digest);
+                    }
+                }
+                for p in aap.list(&Default::default()).await?.items {
+                    if let Some(a) = p
+                        .status
+                        .and_then(|s| s.accepted)
+                        .filter(|a| Some(a.generation) == p.metadata.generation)
+                    {
+                        accepted.insert(("AppArmorProfile", p.metadata.name.unwrap_or_default()), a.digest);
+                    }
+                }
                 let report = nps.get(node).await?.status.unwrap_or_default();
                 let installed = report
                     .profiles
                     .iter()
                     .filter(|p| p.state == NodeProfileState::Installed)
+                    .filter(|p| {
+                        let kind = match p.kind {
+                            ProfileKind::SeccompProfile => "SeccompProfile",
+                            ProfileKind::AppArmorProfile => "AppArmorProfile",
+                        };
+                        accepted.get(&(kind, p.name.clone())) == Some(&p.digest)
+                    })
                     .count();
                 let files = cluster.seccomp_files(node);
                 let all_current = (0..SECCOMP).all(|i| {

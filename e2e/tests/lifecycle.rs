@@ -190,8 +190,8 @@ async fn an_operator_restart_does_no_duplicate_work_and_state_converges() {
         wait_installed(&sp, &format!("steady-{i}"), 3).await.unwrap();
         wait_installed(&aap, &format!("steady-{i}"), 3).await.unwrap();
     }
-    // Let the last progress-only status writes land, then take stock.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Ready at once is written without delay (only progress-only writes are spaced), so
+    // every status is final here.
     let before = versions(&client).await;
     let ops_before = agent_operations(&cluster).await;
     assert!(ops_before >= 18.0, "18 installs happened: {ops_before}");
@@ -202,7 +202,17 @@ async fn an_operator_restart_does_no_duplicate_work_and_state_converges() {
     // The new operator works: a profile applied now becomes Ready everywhere.
     apply_json(&client, seccomp("after-restart")).await.unwrap();
     wait_installed(&sp, "after-restart", 3).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The restarted operator reconciled every profile at least once (its start-up pass).
+    wait_for(
+        "the restarted operator looked at all 7 profiles",
+        Duration::from_secs(60),
+        || async {
+            let text = scrape_metrics(cluster.operator_ports[0]).await?;
+            Ok((metric_sum(&text, "palisade_operator_reconciles_total") >= 7.0).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
 
     // No duplicate work: it re-validated and re-aggregated every profile, but wrote none of
     // them (same deterministic status), and agents installed only the new one.

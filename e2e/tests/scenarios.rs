@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed};
+use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_condition, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -210,7 +210,23 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
     assert_eq!(held.reason, "InUse");
     assert!(held.message.contains("default/user"), "{}", held.message);
     wait_condition(&aap, "held-aa", "Deleting", "True").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The operator looks at a held deletion again every few seconds: once it has, and the
+    // pod still exists, the profile must still be there.
+    let reconciles = || async {
+        let mut total = 0.0;
+        for port in &cluster.operator_ports {
+            if let Ok(text) = scrape_metrics(*port).await {
+                total += metric_sum(&text, "palisade_operator_reconciles_total{kind=\"SeccompProfile\"}");
+            }
+        }
+        total
+    };
+    let before = reconciles().await;
+    wait_for("the operator re-checks the held deletion", T, || async {
+        Ok((reconciles().await > before).then_some(()))
+    })
+    .await
+    .unwrap();
     assert!(sp.get_opt("held").await.unwrap().is_some(), "held while the pod exists");
     files_on(&cluster, "held.json", &NODES).await;
     assert!(cluster.apparmor_loaded("node-0").contains_key("held-aa"));
@@ -343,12 +359,7 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
     apply_json(&client, apparmor("foreign", json!({"abstract": {}})))
         .await
         .unwrap();
-    let status = wait_condition(&aap, "foreign", "Ready", "False").await;
-    let status = match status {
-        Ok(s) => s,
-        Err(_) => aap.get("foreign").await.unwrap().status.unwrap(),
-    };
-    wait_for("foreign fails on node-2 only", T, || async {
+    let status = wait_for("foreign fails on node-2 only", T, || async {
         let s = aap.get("foreign").await?.status.unwrap_or_default();
         let n = s.nodes.unwrap_or_default();
         Ok((n.installed == 2 && n.failed == 1).then_some(s))
@@ -528,4 +539,162 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
         took < Duration::from_secs(15 + 10),
         "took over within the lease duration (15 s) plus one renew: {took:?}"
     );
+}
+
+/// The accepted-content handoff: the digest the operator accepts is the digest of the file
+/// every agent writes and reports; a base edit that makes a child invalid never reaches a
+/// node (agents wait, saying why, and keep the accepted content); fixing the base moves
+/// every node to the newly accepted content.
+#[tokio::test]
+async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let base = |syscall: &str| {
+        seccomp(
+            "gate-base",
+            json!({"syscalls": [{"names": [syscall], "action": "SCMP_ACT_ERRNO"}]}),
+        )
+    };
+    apply_json(&client, base("ptrace")).await.unwrap();
+    apply_json(&client, seccomp("gate-child", json!({"baseProfileName": "gate-base"})))
+        .await
+        .unwrap();
+    let status = wait_installed(&sp, "gate-child", 3).await.unwrap();
+    let accepted = status.accepted.clone().expect("the accepted content is published");
+    assert_eq!(
+        accepted.bases,
+        vec!["gate-base".to_string()],
+        "the resolved chain is named"
+    );
+    let on_node = |node: &str| std::fs::read(cluster.seccomp_dir(node).join("gate-child.json")).unwrap_or_default();
+    let entry = |report: &NodeProfileStatus| {
+        report
+            .status
+            .as_ref()
+            .and_then(|s| s.profiles.iter().find(|p| p.name == "gate-child").cloned())
+    };
+    for node in NODES {
+        assert_eq!(
+            palisade_crds::digest(&on_node(node)),
+            accepted.digest,
+            "{node}: the file is the accepted content"
+        );
+        let reported = entry(&nps.get(node).await.unwrap()).unwrap();
+        assert_eq!(
+            reported.digest, accepted.digest,
+            "{node}: the agent reports the operator's digest"
+        );
+    }
+
+    // The base now names a syscall libseccomp does not know: the base and its child are
+    // refused. Agents render the child differently, see that the operator has not accepted
+    // that content, and wait.
+    apply_json(&client, base("not_a_syscall")).await.unwrap();
+    let status = wait_condition(&sp, "gate-child", "Accepted", "False").await.unwrap();
+    assert_eq!(
+        status.accepted.as_ref(),
+        Some(&accepted),
+        "the last accepted content stays published"
+    );
+    for node in NODES {
+        let why = wait_for(&format!("{node} holds gate-child back"), T, || async {
+            let reported = entry(&nps.get(node).await?);
+            Ok(reported
+                .filter(|e| e.state == NodeProfileState::Pending)
+                .map(|e| e.message))
+        })
+        .await
+        .unwrap();
+        assert!(
+            why.contains("waiting for the operator to accept this content")
+                && why.contains("keeping the accepted content"),
+            "{node}: {why}"
+        );
+        assert_eq!(
+            palisade_crds::digest(&on_node(node)),
+            accepted.digest,
+            "{node}: unvalidated content never reached the node"
+        );
+        assert!(!String::from_utf8_lossy(&on_node(node)).contains("not_a_syscall"));
+    }
+
+    // Fixed: the child's new content is accepted and installed everywhere.
+    apply_json(&client, base("kexec_load")).await.unwrap();
+    let fixed = wait_for("the child's new content accepted and installed", T, || async {
+        let p = sp.get("gate-child").await?;
+        let status = p.status.unwrap_or_default();
+        Ok(status
+            .accepted
+            .filter(|a| a.digest != accepted.digest)
+            .filter(|_| status.nodes.is_some_and(|n| n.installed == 3)))
+    })
+    .await
+    .unwrap();
+    for node in NODES {
+        assert_eq!(palisade_crds::digest(&on_node(node)), fixed.digest, "{node}");
+        assert!(String::from_utf8_lossy(&on_node(node)).contains("kexec_load"));
+    }
+}
+
+/// A profile whose nodeSelector matches no node says so: Ready=False, NoMatchingNodes, and
+/// a Warning Event. Labelling a node to match makes it Ready there.
+#[tokio::test]
+async fn a_profile_that_targets_no_node_says_so() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    apply_json(
+        &client,
+        seccomp("nowhere", json!({"nodeSelector": {"matchLabels": {"pool": "gpu"}}})),
+    )
+    .await
+    .unwrap();
+    let status = wait_condition(&sp, "nowhere", "Ready", "False").await.unwrap();
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "NoMatchingNodes", "{ready:?}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    wait_for("a NoMatchingNodes Warning Event", T, || async {
+        let list = events.list(&Default::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("NoMatchingNodes")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nowhere")
+            })
+            .map(|e| assert_eq!(e.type_.as_deref(), Some("Warning"))))
+    })
+    .await
+    .unwrap();
+    label_node(&client, "node-2", json!({"pool": "gpu"})).await;
+    wait_installed(&sp, "nowhere", 1).await.unwrap();
+}
+
+/// Objects written by an earlier version carry the finalizer `seccompprofiles.palisade.dev`
+/// (which the API server warns about): the operator moves them to `palisade.dev/in-use`,
+/// and deletion still completes.
+#[tokio::test]
+async fn the_legacy_finalizer_name_is_migrated() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let mut old = seccomp("legacy", json!({}));
+    old["metadata"]["finalizers"] = json!(["seccompprofiles.palisade.dev"]);
+    apply_json(&client, old).await.unwrap();
+    wait_for("the finalizer migrated", T, || async {
+        let p = sp.get("legacy").await?;
+        Ok((p.metadata.finalizers == Some(vec!["palisade.dev/in-use".to_string()])).then_some(()))
+    })
+    .await
+    .unwrap();
+    wait_installed(&sp, "legacy", 3).await.unwrap();
+    sp.delete("legacy", &DeleteParams::default()).await.unwrap();
+    wait_for("legacy is deleted", T, || async {
+        Ok(sp.get_opt("legacy").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+    files_on(&cluster, "legacy.json", &[]).await;
 }

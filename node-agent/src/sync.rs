@@ -262,7 +262,7 @@ impl NodeState {
             if record.is_none() && in_kernel.is_some() {
                 entries.push(entry(
                     NodeProfileState::Error,
-                    "",
+                    &want,
                     format!("a profile named {name} is loaded on this node but not managed by Palisade; refusing to replace it"),
                 ));
                 continue;
