@@ -46,6 +46,8 @@ pub struct Options {
     /// node, so the chart's DaemonSet and Deployment (which select that label) leave them
     /// alone: no kubelet would ever run their pods.
     pub os_label: bool,
+    /// Extra arguments for every agent.
+    pub agent_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             shipped_identities: true,
             chart_installed: false,
             os_label: true,
+            agent_args: vec![],
         }
     }
 }
@@ -283,7 +286,8 @@ impl Cluster {
             .arg(dir.join("state"))
             .args(["--metrics-address", &addr, "--health-address", &addr])
             .args(["--drift-interval", &drift.to_string()])
-            .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES]);
+            .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES])
+            .args(&self.options.agent_args);
         agent.proc = Some(Proc::spawn(&format!("agent {node}"), &mut cmd, &dir.join("agent.log"))?);
         Ok(())
     }

@@ -226,3 +226,90 @@ async fn an_operator_restart_does_no_duplicate_work_and_state_converges() {
         "one install per node, for the new profile only"
     );
 }
+
+/// The heartbeat has its own task: an agent stuck in a sync (an `apparmor_parser` that takes
+/// five times the heartbeat lease to load a profile) stays live, so its node stays
+/// targeted and its profiles stay Ready meanwhile.
+#[tokio::test]
+async fn a_long_sync_never_makes_a_live_node_look_dead() {
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("parser-hangs");
+    let parser = scratch.path().join("slow-parser");
+    let real = which("apparmor_parser");
+    std::fs::write(
+        &parser,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" --replace \"*) touch '{}'; sleep 30;; esac\nexec '{}' \"$@\"\n",
+            marker.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&parser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cluster = Cluster::start(Options {
+        nodes: 1,
+        agent_args: vec![
+            "--apparmor-parser".into(),
+            parser.display().to_string(),
+            "--lease-duration".into(),
+            "6".into(),
+            "--parser-timeout".into(),
+            "120".into(),
+        ],
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    apply_json(&client, seccomp("alive")).await.unwrap();
+    wait_installed(&sp, "alive", 1).await.unwrap();
+
+    apply_json(&client, apparmor("slow", "Enforce")).await.unwrap();
+    wait_for("the agent's parser hangs", Duration::from_secs(60), || async {
+        Ok(marker.exists().then_some(()))
+    })
+    .await
+    .unwrap();
+    // Six renewals (two lease durations) while the sync is stuck in the parser.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "palisade-system");
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    wait_for(
+        "six heartbeats during the stuck sync",
+        Duration::from_secs(25),
+        || async {
+            let lease = leases.get("palisade-agent-node-0").await?;
+            let mut seen = seen.lock().unwrap();
+            if let Some(t) = lease.spec.and_then(|s| s.renew_time) {
+                seen.insert(t.0.to_string());
+            }
+            Ok((seen.len() >= 6).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(marker.exists());
+    let status = sp.get("alive").await.unwrap().status.unwrap();
+    assert_eq!(
+        status.nodes.map(|n| n.targeted),
+        Some(1),
+        "the node stayed live: {status:?}"
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+        "{status:?}"
+    );
+}
+
+fn which(program: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} not on PATH"))
+}

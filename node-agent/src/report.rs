@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::sync::Failure;
 
-/// How long a heartbeat stays valid; the agent renews it at a third of this.
-pub const LEASE_SECONDS: i32 = 60;
+/// How long a heartbeat stays valid by default; the agent renews it at a third of this.
+pub const LEASE_SECONDS: u32 = 60;
 
 pub struct StatusWriter {
     client: Client,
@@ -116,12 +116,13 @@ impl StatusWriter {
         self.last = None;
     }
 
-    /// This node's heartbeat.
-    pub fn heartbeat(&self) -> Heartbeat {
+    /// This node's heartbeat, valid for `lease_seconds`.
+    pub fn heartbeat(&self, lease_seconds: u32) -> Heartbeat {
         Heartbeat {
             api: Api::namespaced(self.client.clone(), &self.namespace),
             node: self.node.clone(),
             manager: self.manager.clone(),
+            lease_seconds: lease_seconds.max(3),
         }
     }
 
@@ -159,6 +160,7 @@ pub struct Heartbeat {
     api: Api<Lease>,
     node: String,
     manager: String,
+    lease_seconds: u32,
 }
 
 /// Longest one heartbeat write may take: a hung request is dropped and the next one tried.
@@ -173,7 +175,7 @@ impl Heartbeat {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
-            "spec": {"holderIdentity": self.node, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now},
+            "spec": {"holderIdentity": self.node, "leaseDurationSeconds": self.lease_seconds, "renewTime": now},
         });
         let params = PatchParams::apply(&self.manager).force();
         match tokio::time::timeout(HEARTBEAT_TIMEOUT, self.api.patch(&name, &params, &Patch::Apply(lease))).await {
@@ -185,7 +187,7 @@ impl Heartbeat {
 
     /// Renews every third of the lease until shutdown.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs((LEASE_SECONDS / 3) as u64));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(u64::from(self.lease_seconds / 3)));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

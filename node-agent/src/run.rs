@@ -62,6 +62,9 @@ pub struct Args {
     /// Longest one apparmor_parser run may take, in seconds; a hung parser is killed.
     #[arg(long, env = "PALISADE_PARSER_TIMEOUT", default_value_t = 60)]
     pub parser_timeout: u64,
+    /// Seconds the heartbeat Lease stays valid; renewed every third of it.
+    #[arg(long, env = "PALISADE_LEASE_DURATION", default_value_t = crate::report::LEASE_SECONDS)]
+    pub lease_duration: u32,
     /// Seconds between drift checks (files edited or deleted, profiles unloaded).
     #[arg(long, env = "PALISADE_DRIFT_INTERVAL", default_value_t = 60)]
     pub drift_interval: u64,
@@ -178,7 +181,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);
     // The heartbeat has its own task: a long sync (a thousand parser runs) never makes a
     // live node look dead.
-    let heartbeat = writer.heartbeat();
+    let heartbeat = writer.heartbeat(args.lease_duration);
     let alive = health.alive("heartbeat");
     let stop = shutdown.clone();
     tokio::spawn(async move {
