@@ -171,6 +171,21 @@ async fn crds_install_explain_examples_and_admission() {
         ),
         (
             sp(
+                "selector-op",
+                json!({"defaultAction": "SCMP_ACT_ALLOW",
+                       "nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "Bogus"}]}}),
+            ),
+            "spec.nodeSelector.matchExpressions[0].operator: Unsupported value: \"Bogus\"",
+        ),
+        (
+            aap(
+                "selector-values",
+                json!({"abstract": {}, "nodeSelector": {"matchExpressions": [{"key": "zone", "operator": "In"}]}}),
+            ),
+            "In and NotIn need at least one value",
+        ),
+        (
+            sp(
                 "listener",
                 json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "run/x.sock"}),
             ),
