@@ -172,14 +172,9 @@ impl AppArmor {
         }
         cmd.arg(&source);
         let start = Instant::now();
-        let out = match self.run(&mut cmd).await {
-            Ok(out) => out,
-            Err(e) => {
-                // Killed or timed out: whether the kernel took it is unknown; the record
-                // keeps saying `loading`, so the next sync loads it again.
-                return Err(e);
-            }
-        };
+        // Killed or timed out: whether the kernel took it is unknown; the record keeps
+        // saying `loading`, so the next sync loads it again.
+        let out = self.run(&mut cmd).await?;
         let took = start.elapsed();
         if !out.status.success() {
             let message = parser_message(&out.stderr, out.status);
@@ -195,7 +190,8 @@ impl AppArmor {
         Ok(took)
     }
 
-    fn read_record(&self, name: &str) -> Option<Record> {
+    /// Palisade's record of one profile, if it has one.
+    pub fn read_record(&self, name: &str) -> Option<Record> {
         let bytes = std::fs::read(self.record_path(name)).ok()?;
         serde_json::from_slice::<Record>(&bytes)
             .ok()

@@ -301,12 +301,10 @@ impl NodeState {
                 Err(message) => {
                     self.metrics.op("apparmor", "install", false);
                     // The record now says a load is unfinished: the next sync loads again.
-                    if let Ok(records) = self.apparmor.records() {
-                        match records.get(name) {
-                            Some(r) => self.apparmor_installed.insert(name.to_string(), r.clone()),
-                            None => self.apparmor_installed.remove(name),
-                        };
-                    }
+                    match self.apparmor.read_record(name) {
+                        Some(r) => self.apparmor_installed.insert(name.to_string(), r),
+                        None => self.apparmor_installed.remove(name),
+                    };
                     entries.push(entry(NodeProfileState::Error, &want, message));
                 }
             }
