@@ -53,6 +53,26 @@ pub struct ProfileStatus {
     /// nodes keep the last accepted content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<AcceptedContent>,
+
+    /// SeccompProfile only: syscall names of the accepted content that no listed
+    /// architecture has according to the operator's libseccomp, per architecture. Runtimes
+    /// skip such names the same way; the file on the node keeps them, so a node whose
+    /// runtime knows a name enforces it. The `SyscallsIgnored` condition explains them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub ignored_syscalls: Vec<IgnoredSyscalls>,
+}
+
+/// Syscall names left out of the filter for one architecture.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnoredSyscalls {
+    /// The architecture, as `SCMP_ARCH_*`.
+    #[schemars(length(max = 32))]
+    pub architecture: String,
+    /// The names no rule was compiled for on it (at most 256 listed).
+    #[schemars(length(max = 256), inner(length(max = 64)))]
+    pub names: Vec<String>,
 }
 
 /// What the operator validated: the generation, the digest of the rendered content (what
@@ -107,6 +127,9 @@ pub fn digest(content: &[u8]) -> String {
 pub const CONDITION_ACCEPTED: &str = "Accepted";
 /// Condition type: every targeted node installed the current generation.
 pub const CONDITION_READY: &str = "Ready";
+/// Condition type present (True) when the accepted seccomp content names syscalls that
+/// the filter leaves out; a warning, not a failure.
+pub const CONDITION_SYSCALLS_IGNORED: &str = "SyscallsIgnored";
 
 /// The content the operator accepted, if any: the gate agents install through.
 pub fn accepted_content(status: Option<&ProfileStatus>) -> Option<&AcceptedContent> {

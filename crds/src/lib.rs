@@ -13,8 +13,8 @@ pub mod selector;
 
 pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
 pub use common::{
-    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, ProfileState, ProfileStatus,
-    accepted_content, digest,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, IgnoredSyscalls, NodeCounts,
+    NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
 };
 pub use nodestatus::{
     NodeCapabilities, NodeProfile, NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind,

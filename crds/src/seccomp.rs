@@ -51,6 +51,12 @@ pub const MAX_ARGS: usize = 6;
         json_path = ".status.nodes.targeted",
         description = "Nodes the profile selects"
     ),
+    printcolumn(
+        name = "Warning",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"SyscallsIgnored\")].reason",
+        description = "Set when syscall names are left out of the filter (see the SyscallsIgnored condition)"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -12,7 +12,7 @@ use serde_json::json;
 fn bpf(spec: &SeccompProfileSpec) -> Vec<libc::sock_filter> {
     let ctx = compile(&render_chain(spec, &[])).expect("profile compiles");
     let file = tempfile_in_memory();
-    ctx.export_bpf(file.as_fd()).expect("export BPF");
+    ctx.filter.export_bpf(file.as_fd()).expect("export BPF");
     let bytes = std::fs::read(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file))).unwrap();
     assert_eq!(bytes.len() % std::mem::size_of::<libc::sock_filter>(), 0);
     bytes

@@ -62,6 +62,7 @@ struct Case {
     failures: Vec<NodeFailure>,
     workloads: &'static [&'static str],
     deleting: bool,
+    warnings: palisade_operator::validate::Warnings,
 }
 
 fn counts(targeted: u32, installed: u32, failed: u32, unsupported: u32) -> NodeCounts {
@@ -84,6 +85,7 @@ impl Default for Case {
             failures: vec![],
             workloads: &[],
             deleting: false,
+            warnings: Default::default(),
         }
     }
 }
@@ -106,6 +108,7 @@ fn profile(metadata_generation: i64, case: Case) -> Value {
                 digest: "0000000000000001".into(),
                 bases: vec![],
             }),
+            warnings: Some(case.warnings.clone()),
             state: case.state,
             counts: case.counts,
             failures: case.failures,
@@ -246,6 +249,23 @@ fn deletion_held_by_pods_is_progressing_and_names_them() {
     let (status, message) = health(&profile(1, case));
     assert_eq!(status, "Progressing");
     assert!(message.contains("shop/web-0"), "{message}");
+}
+
+#[test]
+fn ignored_syscalls_stay_healthy_with_the_warning_in_the_message() {
+    let case = Case {
+        warnings: palisade_operator::validate::Warnings {
+            ignored_syscalls: vec![],
+            syscalls: Some(("DenyFailsOpen", "1 syscall name(s) left out: stime".into())),
+        },
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Healthy");
+    assert!(
+        message.ends_with("; warning (DenyFailsOpen): 1 syscall name(s) left out: stime"),
+        "{message}"
+    );
 }
 
 #[test]

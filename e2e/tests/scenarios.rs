@@ -108,12 +108,18 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
         "the contradicting flag and its line are named: {}",
         accepted.message
     );
-    let status = wait_condition(&sp, "typo", "Accepted", "False").await.unwrap();
+    // A name libseccomp does not know is accepted as runc accepts it (skipped), never
+    // silently: a warning condition names it, and says that this deny fails open.
+    let status = wait_condition(&sp, "typo", "SyscallsIgnored", "True").await.unwrap();
+    let warning = status.conditions.iter().find(|c| c.type_ == "SyscallsIgnored").unwrap();
+    assert_eq!(warning.reason, "DenyFailsOpen", "{warning:?}");
     assert!(
-        status.conditions[0].message.contains("unknown syscall \"mkdirr\""),
-        "{:?}",
-        status.conditions
+        warning.message.contains("mkdirr") && warning.message.contains("Unknown to the operator's libseccomp"),
+        "{}",
+        warning.message
     );
+    assert_eq!(status.ignored_syscalls[0].names, ["mkdirr"]);
+    assert_eq!(status.conditions[0].status, "True", "accepted: {:?}", status.conditions);
 
     wait_installed(&aap, "fine", 3).await.unwrap();
     for node in NODES {
@@ -126,7 +132,11 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
             !cluster.apparmor_loaded(node).contains_key("sneaky"),
             "a rejected profile reached {node}"
         );
-        assert!(!cluster.seccomp_files(node).contains(&"typo.json".to_string()));
+    }
+    wait_installed(&sp, "typo", 3).await.unwrap();
+    for node in NODES {
+        let file = std::fs::read_to_string(cluster.seccomp_dir(node).join("typo.json")).unwrap();
+        assert!(file.contains("\"mkdirr\""), "{node}: the file keeps the user's name");
     }
 
     // Fixing it is a new generation that gets accepted and installed.
@@ -584,10 +594,12 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
         );
     }
 
-    // The base now names a syscall libseccomp does not know: the base and its child are
+    // The base now inherits from a profile that does not exist: the base and its child are
     // refused. Agents render the child differently, see that the operator has not accepted
     // that content, and wait.
-    apply_json(&client, base("not_a_syscall")).await.unwrap();
+    let mut broken = base("setns");
+    broken["spec"]["baseProfileName"] = json!("gate-nowhere");
+    apply_json(&client, broken).await.unwrap();
     let status = wait_condition(&sp, "gate-child", "Accepted", "False").await.unwrap();
     assert_eq!(
         status.accepted.as_ref(),
@@ -613,7 +625,7 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
             accepted.digest,
             "{node}: unvalidated content never reached the node"
         );
-        assert!(!String::from_utf8_lossy(&on_node(node)).contains("not_a_syscall"));
+        assert!(!String::from_utf8_lossy(&on_node(node)).contains("setns"));
     }
 
     // Fixed: the child's new content is accepted and installed everywhere.

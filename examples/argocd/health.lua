@@ -16,6 +16,7 @@ end
 local accepted = condition("Accepted")
 local ready = condition("Ready")
 local deleting = condition("Deleting")
+local ignored = condition("SyscallsIgnored")
 
 if obj.metadata.deletionTimestamp ~= nil and deleting ~= nil and deleting.status == "True" then
   hs.status = "Progressing"
@@ -41,5 +42,10 @@ elseif ready.reason == "Degraded" or ready.reason == "NoMatchingNodes" then
 else
   hs.status = "Progressing"
   hs.message = ready.message
+end
+-- Argo CD has no warning health: a warning (syscall names the filter leaves out) is added
+-- to the message.
+if ignored ~= nil and ignored.status == "True" then
+  hs.message = hs.message .. "; warning (" .. ignored.reason .. "): " .. ignored.message
 end
 return hs

@@ -26,7 +26,7 @@ use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::pods;
 use crate::status::{self, Acceptance, NodeView, ProfileView, StatusInput};
-use crate::validate::{self, ParserConfig, Verdict};
+use crate::validate::{self, ParserConfig, Verdict, Warnings};
 
 /// Field manager of everything the operator writes.
 pub const MANAGER: &str = "palisade-operator";
@@ -100,7 +100,7 @@ pub struct Context {
     pub liveness: Arc<Liveness>,
     pub pods: Store<Pod>,
     /// Validation verdicts by (kind, uid, content digest): `Ok` or the Invalid message.
-    pub validated: Mutex<HashMap<ValidationKey, Result<(), String>>>,
+    pub validated: Mutex<HashMap<ValidationKey, Result<Warnings, String>>>,
     /// When each profile's status was last written, for [`PROGRESS_GAP`].
     pub last_write: Mutex<HashMap<ProfileKey, std::time::Instant>>,
     /// Validations in a row that could not run, per profile (for the retry backoff).
@@ -192,7 +192,7 @@ pub trait Profile:
     fn state(&self) -> ProfileState;
     fn localhost_profile(&self) -> Option<String>;
     /// Validates the current content: what was accepted, or why not.
-    fn validate(&self, ctx: &Context) -> impl Future<Output = Result<AcceptedContent, Verdict>> + Send;
+    fn validate(&self, ctx: &Context) -> impl Future<Output = Result<(AcceptedContent, Warnings), Verdict>> + Send;
 }
 
 impl Profile for SeccompProfile {
@@ -210,7 +210,7 @@ impl Profile for SeccompProfile {
     fn localhost_profile(&self) -> Option<String> {
         Some(SeccompProfile::localhost_profile(&self.name_any()))
     }
-    async fn validate(&self, ctx: &Context) -> Result<AcceptedContent, Verdict> {
+    async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
         let all: HashMap<String, SeccompProfileSpec> = ctx
             .seccomp
             .state()
@@ -219,15 +219,18 @@ impl Profile for SeccompProfile {
             .collect();
         // Rendered once: its digest keys the cache and is what gets accepted.
         let rendered = validate::render_seccomp(&self.name_any(), &self.spec, &all)?;
-        cached(ctx, self, &rendered.digest, async {
+        let warnings = cached(ctx, self, &rendered.digest, async {
             validate::compile_seccomp(&rendered)
         })
         .await?;
-        Ok(AcceptedContent {
-            generation: self.meta().generation.unwrap_or_default(),
-            digest: rendered.digest,
-            bases: rendered.bases,
-        })
+        Ok((
+            AcceptedContent {
+                generation: self.meta().generation.unwrap_or_default(),
+                digest: rendered.digest,
+                bases: rendered.bases,
+            },
+            warnings,
+        ))
     }
 }
 
@@ -246,18 +249,23 @@ impl Profile for AppArmorProfile {
     fn localhost_profile(&self) -> Option<String> {
         None
     }
-    async fn validate(&self, ctx: &Context) -> Result<AcceptedContent, Verdict> {
+    async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
         let name = self.name_any();
         let rendered = aa_render::render(&name, &self.spec).map_err(|e| Verdict::Invalid(e.to_string()))?;
-        cached(ctx, self, &rendered.digest, async {
-            validate::compile_apparmor(&name, &rendered, &ctx.parser).await
+        let warnings = cached(ctx, self, &rendered.digest, async {
+            validate::compile_apparmor(&name, &rendered, &ctx.parser)
+                .await
+                .map(|()| Warnings::default())
         })
         .await?;
-        Ok(AcceptedContent {
-            generation: self.meta().generation.unwrap_or_default(),
-            digest: rendered.digest,
-            bases: vec![],
-        })
+        Ok((
+            AcceptedContent {
+                generation: self.meta().generation.unwrap_or_default(),
+                digest: rendered.digest,
+                bases: vec![],
+            },
+            warnings,
+        ))
     }
 }
 
@@ -267,15 +275,15 @@ async fn cached<K: Profile>(
     ctx: &Context,
     obj: &K,
     digest: &str,
-    run: impl Future<Output = Result<(), Verdict>>,
-) -> Result<(), Verdict> {
+    run: impl Future<Output = Result<Warnings, Verdict>>,
+) -> Result<Warnings, Verdict> {
     let key = (K::KIND, obj.uid().unwrap_or_default(), digest.to_string());
     if let Some(hit) = ctx.validated.lock().expect("lock").get(&key) {
         return hit.clone().map_err(Verdict::Invalid);
     }
     let result = run.await;
     let keep = match &result {
-        Ok(()) => Ok(()),
+        Ok(w) => Ok(w.clone()),
         Err(Verdict::Invalid(m)) => Err(m.clone()),
         Err(Verdict::Transient(_)) => return result,
     };
@@ -364,10 +372,11 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         Ok(_) => obj.validate(ctx).await,
     };
     let old = obj.profile_status();
-    // Nodes keep the last accepted content until new content is accepted.
-    let accepted = match &verdict {
-        Ok(content) => Some(content.clone()),
-        Err(_) => old.and_then(|s| s.accepted.clone()),
+    // Nodes keep the last accepted content (and what it warns about) until new content is
+    // accepted.
+    let (accepted, warnings) = match &verdict {
+        Ok((content, warnings)) => (Some(content.clone()), Some(warnings.clone())),
+        Err(_) => (old.and_then(|s| s.accepted.clone()), None),
     };
     let acceptance = match &verdict {
         Ok(_) => Acceptance::Accepted,
@@ -404,6 +413,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
             generation,
             acceptance,
             accepted: accepted.clone(),
+            warnings,
             state: obj.state(),
             counts,
             failures,
@@ -471,6 +481,7 @@ async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&Pr
             ("Ready", "True", _) => (EventType::Normal, "Ready"),
             ("Ready", _, "Degraded") => (EventType::Warning, "Degraded"),
             ("Deleting", "True", _) => (EventType::Normal, "InUse"),
+            ("SyscallsIgnored", "True", reason) => (EventType::Warning, reason),
             _ => continue,
         };
         events.push(Event {

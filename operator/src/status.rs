@@ -6,11 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use palisade_crds::common::MAX_FAILURES;
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, NodeCounts, NodeFailure, NodeProfileState, ProfileState,
-    ProfileStatus,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, NodeCounts, NodeFailure,
+    NodeProfileState, ProfileState, ProfileStatus,
 };
 
 use crate::reports::{Reported, digest_key};
+use crate::validate::Warnings;
 
 /// Condition type shown while deletion waits for pods to stop using the profile.
 pub const CONDITION_DELETING: &str = "Deleting";
@@ -166,6 +167,9 @@ pub struct StatusInput<'a> {
     pub acceptance: Acceptance<'a>,
     /// What nodes must hold: this generation's content when accepted, else the last accepted.
     pub accepted: Option<AcceptedContent>,
+    /// What the accepted content warns about; `None` keeps what the old status said (the
+    /// nodes keep the old content).
+    pub warnings: Option<Warnings>,
     pub state: ProfileState,
     pub counts: NodeCounts,
     pub failures: Vec<NodeFailure>,
@@ -202,6 +206,26 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         );
         conditions.push(condition(old, CONDITION_DELETING, "True", "InUse", message, g, now));
     }
+    let (ignored_syscalls, warning) = match input.warnings {
+        Some(w) => (w.ignored_syscalls, w.syscalls.map(|(r, m)| (r.to_string(), m))),
+        None => (
+            input.old.map(|s| s.ignored_syscalls.clone()).unwrap_or_default(),
+            old.iter()
+                .find(|c| c.type_ == CONDITION_SYSCALLS_IGNORED)
+                .map(|c| (c.reason.clone(), c.message.clone())),
+        ),
+    };
+    if let Some((reason, message)) = warning {
+        conditions.push(condition(
+            old,
+            CONDITION_SYSCALLS_IGNORED,
+            "True",
+            &reason,
+            message,
+            g,
+            now,
+        ));
+    }
     ProfileStatus {
         observed_generation: Some(g),
         conditions,
@@ -210,6 +234,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         localhost_profile: input.localhost_profile,
         active_workloads: input.workloads.len() as u32,
         accepted: input.accepted,
+        ignored_syscalls,
     }
 }
 
@@ -365,6 +390,7 @@ mod tests {
             generation: 1,
             acceptance,
             accepted: Some(accepted()),
+            warnings: Some(Warnings::default()),
             state: ProfileState::Enabled,
             counts,
             failures: vec![],
@@ -372,6 +398,58 @@ mod tests {
             workloads,
             deleting: false,
         }
+    }
+
+    #[test]
+    fn ignored_syscalls_are_a_warning_that_stays_with_the_accepted_content() {
+        let t = Time(Timestamp::from_second(1_000).unwrap());
+        let workloads = BTreeSet::new();
+        let ignored = vec![palisade_crds::IgnoredSyscalls {
+            architecture: "SCMP_ARCH_X86_64".into(),
+            names: vec!["riscv_hwprobe".into()],
+        }];
+        let mut with = input(None, Acceptance::Accepted, NodeCounts::default(), &workloads);
+        with.warnings = Some(Warnings {
+            ignored_syscalls: ignored.clone(),
+            syscalls: Some(("SyscallsIgnored", "1 syscall name(s) left out".into())),
+        });
+        let warned = build(with, &t);
+        let c = warned
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_SYSCALLS_IGNORED)
+            .expect("the warning condition");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "SyscallsIgnored"));
+        assert_eq!(warned.ignored_syscalls, ignored);
+        let accepted = warned
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_ACCEPTED)
+            .unwrap();
+        assert_eq!(
+            accepted.status, "True",
+            "a warning does not make the profile unaccepted"
+        );
+
+        // A later invalid generation leaves the old content on the nodes, and its warning.
+        let mut invalid = input(
+            Some(&warned),
+            Acceptance::Invalid("bad"),
+            NodeCounts::default(),
+            &workloads,
+        );
+        invalid.warnings = None;
+        let kept = build(invalid, &t);
+        assert_eq!(kept.ignored_syscalls, ignored);
+        assert!(kept.conditions.iter().any(|c| c.type_ == CONDITION_SYSCALLS_IGNORED));
+
+        // Accepted content without ignored names clears it.
+        let clean = build(
+            input(Some(&warned), Acceptance::Accepted, NodeCounts::default(), &workloads),
+            &t,
+        );
+        assert!(clean.ignored_syscalls.is_empty());
+        assert!(!clean.conditions.iter().any(|c| c.type_ == CONDITION_SYSCALLS_IGNORED));
     }
 
     #[test]

@@ -247,7 +247,8 @@ async fn accepts_a_valid_profile_and_aggregates_node_status() {
 async fn rejects_an_invalid_profile_with_the_reason() {
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
-    let p = profile(&[FINALIZER], false, "mkdirr", None);
+    let mut p = profile(&[FINALIZER], false, "mkdirr", None);
+    p.spec.base_profile_name = Some("gone".into());
     let ctx = context(client, vec![], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();
     let server = tokio::spawn(async move {
@@ -261,7 +262,7 @@ async fn rejects_an_invalid_profile_with_the_reason() {
             accepted["message"]
                 .as_str()
                 .unwrap()
-                .contains("unknown syscall \"mkdirr\""),
+                .contains("SeccompProfile \"gone\" (base of \"web\") does not exist"),
             "{accepted}"
         );
         assert_eq!(body["status"]["conditions"][1]["reason"], "NotAccepted");
@@ -527,6 +528,7 @@ async fn an_invalid_generation_keeps_the_last_accepted_content_published() {
         "mkdirr",
         Some(json!({"accepted": accepted.clone()})),
     );
+    p.spec.base_profile_name = Some("gone".into());
     p.metadata.generation = Some(2);
     let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
     let reply = serde_json::to_value(&p).unwrap();

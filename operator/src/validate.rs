@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use palisade_crds::render::apparmor::RenderedPolicy;
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
-use palisade_crds::{AcceptedContent, AppArmorProfile, SeccompProfileSpec};
+use palisade_crds::{AcceptedContent, AppArmorProfile, IgnoredSyscalls, SeccompProfileSpec};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -35,22 +35,34 @@ pub enum Verdict {
     Transient(String),
 }
 
+/// What an accepted profile still warns about (seccomp: names the filter leaves out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings {
+    pub ignored_syscalls: Vec<IgnoredSyscalls>,
+    /// `(reason, message)` for the `SyscallsIgnored` condition; `None` when nothing is ignored.
+    pub syscalls: Option<(&'static str, String)>,
+}
+
 /// Validates a SeccompProfile: its `baseProfileName` chain resolves (no missing base, no
 /// cycle, not too deep) and the resolved profile compiles with libseccomp for every listed
-/// architecture. `all` finds the other SeccompProfiles by name. Returns what was accepted.
+/// architecture. `all` finds the other SeccompProfiles by name. Returns what was accepted
+/// and what it warns about.
 pub fn validate_seccomp(
     name: &str,
     spec: &SeccompProfileSpec,
     generation: i64,
     all: &HashMap<String, SeccompProfileSpec>,
-) -> Result<AcceptedContent, Verdict> {
+) -> Result<(AcceptedContent, Warnings), Verdict> {
     let rendered = render_seccomp(name, spec, all)?;
-    compile_seccomp(&rendered)?;
-    Ok(AcceptedContent {
-        generation,
-        digest: rendered.digest,
-        bases: rendered.bases,
-    })
+    let warnings = compile_seccomp(&rendered)?;
+    Ok((
+        AcceptedContent {
+            generation,
+            digest: rendered.digest,
+            bases: rendered.bases,
+        },
+        warnings,
+    ))
 }
 
 /// Resolves and renders (the cheap half of validation; its digest keys the cache).
@@ -62,11 +74,47 @@ pub fn render_seccomp(
     sc_render::render(name, spec, |n| all.get(n)).map_err(|e| Verdict::Invalid(e.to_string()))
 }
 
-/// Compiles a rendering with libseccomp (the expensive half).
-pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp) -> Result<(), Verdict> {
-    sc_render::compile(&rendered.oci)
-        .map(|_| ())
-        .map_err(|e| Verdict::Invalid(e.to_string()))
+/// Compiles a rendering with libseccomp (the expensive half). Names that no listed
+/// architecture has are skipped as the runtimes skip them, and reported as warnings.
+pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp) -> Result<Warnings, Verdict> {
+    let compiled = sc_render::compile_rendered(rendered).map_err(|e| Verdict::Invalid(e.to_string()))?;
+    Ok(seccomp_warnings(&compiled))
+}
+
+/// The `SyscallsIgnored` condition's reason and message for a compiled profile.
+pub fn seccomp_warnings(compiled: &sc_render::Compiled) -> Warnings {
+    let Some(first) = compiled.ignored.first() else {
+        return Warnings::default();
+    };
+    let arches: Vec<&str> = compiled.ignored.iter().map(|i| i.architecture.as_str()).collect();
+    let version = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "?".into());
+    let mut message = format!(
+        "{} syscall name(s) left out of the filter on {} (runtimes skip them the same way; the file on the node keeps them): {}",
+        first.names.len(),
+        arches.join(", "),
+        first.names.join(", ")
+    );
+    if !compiled.unknown.is_empty() {
+        message.push_str(&format!(
+            ". Unknown to the operator's libseccomp {version} (a newer syscall or a typo; a node whose runtime knows it enforces the rule): {}",
+            compiled.unknown.join(", ")
+        ));
+    }
+    let reason = if compiled.fails_open.is_empty() {
+        "SyscallsIgnored"
+    } else {
+        message.push_str(&format!(
+            ". A rule denies {} but the default action allows: where the kernel has the syscall and the runtime skips the name, the deny fails open",
+            compiled.fails_open.join(", ")
+        ));
+        "DenyFailsOpen"
+    };
+    Warnings {
+        ignored_syscalls: compiled.ignored.clone(),
+        syscalls: Some((reason, message)),
+    }
 }
 
 /// Validates an AppArmorProfile: Palisade's own checks, then a compile with the real
@@ -177,7 +225,7 @@ mod tests {
         .unwrap()
     }
 
-    fn invalid(v: Result<AcceptedContent, Verdict>) -> String {
+    fn invalid<T: std::fmt::Debug>(v: Result<T, Verdict>) -> String {
         match v {
             Err(Verdict::Invalid(m)) => m,
             other => panic!("expected Invalid, got {other:?}"),
@@ -292,10 +340,30 @@ mod tests {
             )
             .spec,
         )]);
-        let err = invalid(validate_seccomp("child", &child.spec, 1, &all));
-        assert!(err.contains("unknown syscall \"nosuchcall\""), "{err}");
+        // An unknown name is accepted as the runtimes accept it, with a warning that names
+        // it (here inherited from the base; a deny under an allowing default fails open).
+        let (_, warnings) = validate_seccomp("child", &child.spec, 1, &all).unwrap();
+        let (reason, message) = warnings.syscalls.expect("a warning");
+        assert_eq!(reason, "SyscallsIgnored");
+        assert!(
+            message.contains("nosuchcall") && message.contains("Unknown to the operator's libseccomp 2."),
+            "{message}"
+        );
+        assert_eq!(warnings.ignored_syscalls[0].names, ["nosuchcall"]);
+        all.get_mut("base").unwrap().syscalls[0].action = palisade_crds::seccomp::SeccompAction::KillProcess;
+        let mut logging_child = child.spec.clone();
+        logging_child.default_action = palisade_crds::seccomp::SeccompAction::Log;
+        let (_, warnings) = validate_seccomp("child", &logging_child, 1, &all).unwrap();
+        let (reason, message) = warnings.syscalls.expect("a warning");
+        assert_eq!(reason, "DenyFailsOpen");
+        assert!(
+            message.contains("A rule denies nosuchcall but the default action allows"),
+            "{message}"
+        );
+
         all.get_mut("base").unwrap().syscalls[0].names = vec!["getpid".into()];
-        let accepted = validate_seccomp("child", &child.spec, 3, &all).unwrap();
+        let (accepted, warnings) = validate_seccomp("child", &child.spec, 3, &all).unwrap();
+        assert_eq!(warnings, Warnings::default(), "nothing ignored, nothing said");
         assert_eq!(accepted.generation, 3);
         assert_eq!(accepted.bases, vec!["base".to_string()]);
         assert_eq!(

@@ -117,6 +117,31 @@ pub struct RenderedSeccomp {
     pub bytes: Vec<u8>,
     pub digest: String,
     pub bases: Vec<String>,
+    /// Where each rule of `oci.syscalls` comes from (same order), for errors that name the
+    /// user's own profile and field.
+    pub origins: Vec<RuleOrigin>,
+}
+
+/// The profile and `spec.syscalls` index a rendered rule was taken from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleOrigin {
+    /// The SeccompProfile's name; empty for the profile being rendered itself.
+    pub profile: String,
+    pub index: usize,
+}
+
+impl RuleOrigin {
+    /// `spec.syscalls[i]`, prefixed with the base profile's name when the rule is inherited.
+    pub fn field(&self) -> String {
+        if self.profile.is_empty() {
+            format!("spec.syscalls[{}]", self.index)
+        } else {
+            format!(
+                "spec.syscalls[{}] of base SeccompProfile {:?}",
+                self.index, self.profile
+            )
+        }
+    }
 }
 
 /// Resolves inheritance (see [`resolve`]), renders and digests.
@@ -125,26 +150,51 @@ where
     F: Fn(&str) -> Option<&'a SeccompProfileSpec>,
 {
     let chain = base_chain(name, spec, lookup)?;
-    let specs: Vec<&SeccompProfileSpec> = chain.iter().map(|(_, s)| *s).collect();
-    let oci = render_chain(spec, &specs);
+    let (oci, origins) = render_traced(spec, &chain);
     let bytes = oci.to_bytes();
     Ok(RenderedSeccomp {
         digest: crate::digest(&bytes),
         bytes,
         oci,
         bases: chain.into_iter().map(|(n, _)| n).collect(),
+        origins,
     })
 }
 
 /// Renders a profile without a base (or whose base chain the caller already resolved).
 pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) -> OciSeccomp {
-    let chain: Vec<&SeccompProfileSpec> = std::iter::once(spec).chain(bases.iter().copied()).collect();
+    let named: Vec<(String, &SeccompProfileSpec)> = bases.iter().map(|b| (String::new(), *b)).collect();
+    render_traced(spec, &named).0
+}
 
+/// The default errno a profile ends up with: its own `defaultErrnoRet`, else (while the
+/// chain keeps the same `defaultAction`) the nearest base's, as if the child were written
+/// out with the base's fields. Changing the default action starts afresh (EPERM).
+fn inherited_default_errno(spec: &SeccompProfileSpec, bases: &[(String, &SeccompProfileSpec)]) -> Option<u32> {
+    spec.default_errno_ret.or_else(|| {
+        bases
+            .iter()
+            .map(|(_, b)| *b)
+            .take_while(|b| b.default_action == spec.default_action)
+            .find_map(|b| b.default_errno_ret)
+    })
+}
+
+fn render_traced(spec: &SeccompProfileSpec, bases: &[(String, &SeccompProfileSpec)]) -> (OciSeccomp, Vec<RuleOrigin>) {
+    let chain: Vec<(&str, &SeccompProfileSpec)> = std::iter::once(("", spec))
+        .chain(bases.iter().map(|(n, s)| (n.as_str(), *s)))
+        .collect();
+    let default_errno_ret = inherited_default_errno(spec, bases);
+    let default_errno = errno_of(spec.default_action, default_errno_ret);
+
+    // A syscall named by a nearer profile takes its rules from that profile alone: a child
+    // overrides what its base says about a syscall (two unconditional rules with different
+    // actions for one syscall cannot both be loaded).
     let mut claimed: HashSet<&str> = HashSet::new();
-    let mut syscalls: Vec<SeccompSyscall> = Vec::new();
-    for profile in &chain {
+    let mut rules: Vec<(SeccompSyscall, RuleOrigin)> = Vec::new();
+    for (profile_name, profile) in &chain {
         let mut names_here: HashSet<&str> = HashSet::new();
-        for rule in &profile.syscalls {
+        for (index, rule) in profile.syscalls.iter().enumerate() {
             let names: Vec<String> = rule
                 .names
                 .iter()
@@ -157,33 +207,46 @@ pub fn render_chain(spec: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]) ->
             }
             let mut rule = rule.clone();
             rule.names = names;
-            syscalls.push(rule);
+            rules.push((
+                rule,
+                RuleOrigin {
+                    profile: profile_name.to_string(),
+                    index,
+                },
+            ));
         }
         claimed.extend(names_here);
     }
-    // Drop exact duplicates and rules that only restate the default action (the runtimes
-    // skip those too), keeping the first occurrence so order stays meaningful to readers.
+    // Drop exact duplicates and rules that restate the final default action with the same
+    // errno and no argument checks: the runtimes skip those too, so the loaded filter is the
+    // same. Nothing else is dropped. The first occurrence is kept so order stays meaningful.
     let mut seen = HashSet::new();
-    syscalls.retain(|r| {
-        let restates_default = r.action == spec.default_action
-            && r.args.is_empty()
-            && errno_of(r.action, r.errno_ret) == errno_of(spec.default_action, spec.default_errno_ret);
+    rules.retain(|(r, _)| {
+        let restates_default =
+            r.action == spec.default_action && r.args.is_empty() && errno_of(r.action, r.errno_ret) == default_errno;
         !restates_default && seen.insert(r.clone())
     });
+    let (syscalls, origins) = rules.into_iter().unzip();
 
-    let architectures: BTreeSet<SeccompArch> = chain.iter().flat_map(|p| p.architectures.iter().copied()).collect();
-    let flags: BTreeSet<SeccompFlag> = chain.iter().flat_map(|p| p.flags.iter().copied()).collect();
-    let listener = chain.iter().find(|p| p.listener_path.is_some());
+    let architectures: BTreeSet<SeccompArch> = chain
+        .iter()
+        .flat_map(|(_, p)| p.architectures.iter().copied())
+        .collect();
+    let flags: BTreeSet<SeccompFlag> = chain.iter().flat_map(|(_, p)| p.flags.iter().copied()).collect();
+    let listener = chain.iter().map(|(_, p)| p).find(|p| p.listener_path.is_some());
 
-    OciSeccomp {
-        default_action: spec.default_action,
-        default_errno_ret: spec.default_errno_ret,
-        architectures: architectures.into_iter().collect(),
-        flags: flags.into_iter().collect(),
-        listener_path: listener.and_then(|p| p.listener_path.clone()),
-        listener_metadata: listener.and_then(|p| p.listener_metadata.clone()),
-        syscalls,
-    }
+    (
+        OciSeccomp {
+            default_action: spec.default_action,
+            default_errno_ret,
+            architectures: architectures.into_iter().collect(),
+            flags: flags.into_iter().collect(),
+            listener_path: listener.and_then(|p| p.listener_path.clone()),
+            listener_metadata: listener.and_then(|p| p.listener_metadata.clone()),
+            syscalls,
+        },
+        origins,
+    )
 }
 
 fn errno_of(action: SeccompAction, errno: Option<u32>) -> Option<u32> {
@@ -202,25 +265,39 @@ impl OciSeccomp {
 /// Why libseccomp refused a profile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    #[error("spec.syscalls[{rule}].names: unknown syscall {name:?} on {}", arch_list(.architectures))]
-    UnknownSyscall {
-        rule: usize,
+    #[error("{field} ({name:?}): libseccomp rejected the rule: {reason}")]
+    Rule {
+        field: String,
         name: String,
-        architectures: Vec<String>,
+        reason: String,
     },
-    #[error("spec.syscalls[{rule}] ({name:?}): libseccomp rejected the rule: {reason}")]
-    Rule { rule: usize, name: String, reason: String },
     #[error("spec.architectures: libseccomp rejected {arch}: {reason}")]
     Arch { arch: String, reason: String },
     #[error("spec.defaultAction: libseccomp rejected it: {reason}")]
     Default { reason: String },
 }
 
-fn arch_list(arches: &[String]) -> String {
-    arches.join(", ")
+/// A compiled filter and the syscall names it could not include.
+pub struct Compiled {
+    pub filter: ScmpFilterContext,
+    /// Per filter architecture, the names that architecture does not get a rule for and
+    /// that no other architecture of the profile has either (the runtimes skip them the
+    /// same way). Empty when every name compiled somewhere.
+    pub ignored: Vec<IgnoredSyscalls>,
+    /// Ignored names that a denying rule lists while the default action allows: if a
+    /// node's kernel has the syscall after all, the deny does not apply there.
+    pub fails_open: Vec<String>,
+    /// Ignored names that this libseccomp does not know on any architecture (a syscall
+    /// newer than it, or a typo), as opposed to ones it knows for other architectures.
+    pub unknown: Vec<String>,
 }
 
-fn arch_name(arch: SeccompArch) -> String {
+pub use crate::common::IgnoredSyscalls;
+
+/// Longest list of ignored names kept per architecture.
+pub const MAX_IGNORED_NAMES: usize = 256;
+
+pub fn arch_name(arch: SeccompArch) -> String {
     serde_json::to_value(arch)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -248,6 +325,14 @@ fn scmp_action(action: SeccompAction, errno: Option<u32>) -> ScmpAction {
     }
 }
 
+/// Whether a rule with this action stops a syscall (as opposed to allowing or logging it).
+pub fn denies(action: SeccompAction) -> bool {
+    !matches!(
+        action,
+        SeccompAction::Allow | SeccompAction::Log | SeccompAction::Notify
+    )
+}
+
 fn scmp_compare(arg: &SeccompArg) -> ScmpArgCompare {
     let (op, datum) = match arg.op {
         SeccompOperator::NotEqual => (ScmpCompareOp::NotEqual, arg.value),
@@ -264,77 +349,122 @@ fn scmp_compare(arg: &SeccompArg) -> ScmpArgCompare {
 
 /// Whether the syscall exists on `arch`: libseccomp gives syscalls an architecture lacks a
 /// negative pseudo number (after rewriting multiplexed ones such as x86's socketcall).
-fn exists_on(name: &str, arch: ScmpArch) -> bool {
+pub fn exists_on(name: &str, arch: ScmpArch) -> bool {
     ScmpSyscall::from_name_by_arch_rewrite(name, arch).is_ok_and(|s| s.as_raw_syscall() >= 0)
 }
 
+/// Whether this libseccomp knows the name at all (on any architecture).
+pub fn known_to_libseccomp(name: &str) -> bool {
+    ScmpSyscall::from_name(name).is_ok()
+}
+
+/// The architectures a profile's filter covers: the listed ones, or the native one.
+pub fn filter_arches(profile: &OciSeccomp) -> Result<Vec<(ScmpArch, String)>, CompileError> {
+    if profile.architectures.is_empty() {
+        let native = ScmpArch::native();
+        return Ok(vec![(native, format!("{native:?}"))]);
+    }
+    profile
+        .architectures
+        .iter()
+        .map(|a| Ok((scmp_arch(*a)?, arch_name(*a))))
+        .collect()
+}
+
+/// Compiles a rendering, naming the user's own profile and field in errors.
+pub fn compile_rendered(rendered: &RenderedSeccomp) -> Result<Compiled, CompileError> {
+    compile_traced(&rendered.oci, &rendered.origins)
+}
+
 /// Compiles the profile with libseccomp into one filter covering every listed architecture
-/// (the native one when none is listed), the way a container runtime will on the node.
-///
-/// A syscall name that none of the architectures knows is an error naming it; a name known
-/// on some of them only is compiled where it exists, as the runtimes do.
-pub fn compile(profile: &OciSeccomp) -> Result<ScmpFilterContext, CompileError> {
+/// (the native one when none is listed), the way runc does on the node: a name is compiled
+/// on each architecture that has it and skipped on the others; a name that no listed
+/// architecture has (or libseccomp does not know) is skipped and reported in
+/// [`Compiled::ignored`], never an error.
+pub fn compile(profile: &OciSeccomp) -> Result<Compiled, CompileError> {
+    compile_traced(profile, &[])
+}
+
+fn compile_traced(profile: &OciSeccomp, origins: &[RuleOrigin]) -> Result<Compiled, CompileError> {
     let default = scmp_action(profile.default_action, profile.default_errno_ret);
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| CompileError::Default { reason: e.to_string() })?;
 
     let native = ScmpArch::native();
-    let arches: Vec<ScmpArch> = if profile.architectures.is_empty() {
-        vec![native]
-    } else {
-        profile
-            .architectures
-            .iter()
-            .map(|a| scmp_arch(*a))
-            .collect::<Result<_, _>>()?
-    };
-    for (arch, listed) in arches.iter().zip(&profile.architectures) {
+    let arches = filter_arches(profile)?;
+    for (arch, name) in &arches {
         if *arch != native {
             ctx.add_arch(*arch).map_err(|e| CompileError::Arch {
-                arch: arch_name(*listed),
+                arch: name.clone(),
                 reason: e.to_string(),
             })?;
         }
     }
-    if !arches.contains(&native) {
+    if !arches.iter().any(|(a, _)| *a == native) {
         ctx.remove_arch(native).map_err(|e| CompileError::Arch {
             arch: format!("{native:?}"),
             reason: e.to_string(),
         })?;
     }
 
+    let default_denies = denies(profile.default_action);
+    let mut ignored: BTreeSet<&str> = BTreeSet::new();
+    let mut fails_open: BTreeSet<&str> = BTreeSet::new();
     for (index, rule) in profile.syscalls.iter().enumerate() {
         let action = scmp_action(rule.action, rule.errno_ret);
-        if action == default {
-            continue; // libseccomp refuses a rule that restates the default; runtimes skip it
-        }
+        let field = || {
+            origins
+                .get(index)
+                .map(RuleOrigin::field)
+                .unwrap_or_else(|| format!("spec.syscalls[{index}]"))
+        };
         let conditions: Vec<ScmpArgCompare> = rule.args.iter().map(scmp_compare).collect();
+        if action == default {
+            continue; // libseccomp refuses a rule that restates the default; runc skips it
+        }
         for name in &rule.names {
-            if !arches.iter().any(|a| exists_on(name, *a)) {
-                let architectures = if profile.architectures.is_empty() {
-                    vec![format!("the native architecture ({native:?})")]
-                } else {
-                    profile.architectures.iter().map(|a| arch_name(*a)).collect()
-                };
-                return Err(CompileError::UnknownSyscall {
-                    rule: index,
-                    name: name.clone(),
-                    architectures,
-                });
+            if !arches.iter().any(|(a, _)| exists_on(name, *a)) {
+                ignored.insert(name);
+                if denies(rule.action) && !default_denies {
+                    fails_open.insert(name);
+                }
+                continue;
             }
-            // Rules are added in native numbering; libseccomp maps them to each filter
-            // architecture. A syscall the native architecture lacks is compiled on the node.
+            // Added in native numbering, as runc does; libseccomp maps it to each filter
+            // architecture that has the syscall and skips the others.
             let Ok(syscall) = ScmpSyscall::from_name(name) else {
                 continue;
             };
             ctx.add_rule_conditional(action, syscall, &conditions)
                 .map_err(|e| CompileError::Rule {
-                    rule: index,
+                    field: field(),
                     name: name.clone(),
                     reason: e.to_string(),
                 })?;
         }
     }
-    Ok(ctx)
+    let unknown: Vec<String> = ignored
+        .iter()
+        .filter(|n| !known_to_libseccomp(n))
+        .map(|n| n.to_string())
+        .collect();
+    let names: Vec<String> = ignored.iter().take(MAX_IGNORED_NAMES).map(|n| n.to_string()).collect();
+    let ignored = if names.is_empty() {
+        vec![]
+    } else {
+        arches
+            .iter()
+            .map(|(_, arch)| IgnoredSyscalls {
+                architecture: arch.clone(),
+                names: names.clone(),
+            })
+            .collect()
+    };
+    Ok(Compiled {
+        filter: ctx,
+        ignored,
+        fails_open: fails_open.into_iter().map(str::to_string).collect(),
+        unknown,
+    })
 }
 
 #[cfg(test)]
@@ -554,34 +684,65 @@ mod tests {
         }));
         let ctx = compile(&render_chain(&s, &[])).expect("compiles");
         for arch in [ScmpArch::X8664, ScmpArch::X86, ScmpArch::Aarch64] {
-            assert!(ctx.is_arch_present(arch).unwrap(), "{arch:?} in the filter");
+            assert!(ctx.filter.is_arch_present(arch).unwrap(), "{arch:?} in the filter");
         }
     }
 
     #[test]
-    fn unknown_syscalls_are_named_with_the_architecture() {
+    fn unknown_syscalls_are_ignored_and_reported_like_runc_does() {
         let s = spec(json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64"],
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
             "syscalls": [
-                {"names": ["read"], "action": "SCMP_ACT_ERRNO"},
-                {"names": ["getpid", "not_a_syscall"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["read", "not_a_syscall", "chown32", "arch_prctl"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["getpid", "vm86", "riscv_flush_icache"], "action": "SCMP_ACT_LOG"},
             ],
         }));
-        let err = compile(&render_chain(&s, &[])).unwrap_err();
+        let compiled = compile(&render_chain(&s, &[])).expect("compiles: unknown names are skipped");
+        // chown32 (x86 only) and arch_prctl (x86_64 only) exist on a listed architecture:
+        // compiled where they exist, silently, as runc does. vm86 is x86's too.
+        let names = vec!["not_a_syscall".to_string(), "riscv_flush_icache".to_string()];
         assert_eq!(
-            err.to_string(),
-            "spec.syscalls[1].names: unknown syscall \"not_a_syscall\" on SCMP_ARCH_X86_64"
+            compiled.ignored,
+            vec![
+                IgnoredSyscalls {
+                    architecture: "SCMP_ARCH_X86".into(),
+                    names: names.clone()
+                },
+                IgnoredSyscalls {
+                    architecture: "SCMP_ARCH_X86_64".into(),
+                    names: names.clone()
+                },
+            ]
         );
+        assert_eq!(
+            compiled.unknown,
+            vec!["not_a_syscall".to_string()],
+            "riscv_flush_icache is known, on riscv64"
+        );
+        assert!(compiled.fails_open.is_empty(), "the default denies: nothing fails open");
+        // The rules that exist are in the filter, on the architecture that has them.
+        let f = &compiled.filter;
+        for arch in [ScmpArch::X8664, ScmpArch::X86] {
+            assert!(f.is_arch_present(arch).unwrap());
+        }
+    }
 
-        // Without architectures the native one is used, and named.
-        let mut native = s.clone();
-        native.architectures.clear();
-        let err = compile(&render_chain(&native, &[])).unwrap_err();
-        assert!(
-            err.to_string().contains("not_a_syscall") && err.to_string().contains("native"),
-            "{err}"
-        );
+    #[test]
+    fn a_deny_of_an_ignored_name_under_an_allowing_default_fails_open() {
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_LOG",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["exit"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["acct", "stime", "vm86", "made_up"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["other_made_up"], "action": "SCMP_ACT_ALLOW"},
+            ],
+        }));
+        let compiled = compile(&render_chain(&s, &[])).unwrap();
+        assert_eq!(compiled.fails_open, ["made_up", "stime", "vm86"]);
+        assert_eq!(compiled.ignored[0].names, ["made_up", "other_made_up", "stime", "vm86"]);
+        assert_eq!(compiled.unknown, ["made_up", "other_made_up"]);
     }
 
     #[test]
@@ -592,12 +753,136 @@ mod tests {
             "architectures": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_X86_64"],
             "syscalls": [{"names": ["open"], "action": "SCMP_ACT_ERRNO"}],
         }));
-        compile(&render_chain(&s, &[])).expect("compiles");
+        assert!(compile(&render_chain(&s, &[])).unwrap().ignored.is_empty());
         let only_arm = SeccompProfileSpec {
             architectures: vec![SeccompArch::Aarch64],
             ..s
         };
-        let err = compile(&render_chain(&only_arm, &[])).unwrap_err();
-        assert!(err.to_string().contains("\"open\" on SCMP_ARCH_AARCH64"), "{err}");
+        let compiled = compile(&render_chain(&only_arm, &[])).unwrap();
+        assert_eq!(compiled.ignored[0].architecture, "SCMP_ARCH_AARCH64");
+        assert_eq!(compiled.ignored[0].names, ["open"]);
+        assert_eq!(compiled.fails_open, ["open"], "a deny under an allowing default");
+    }
+
+    #[test]
+    fn an_unset_default_errno_is_inherited_while_the_default_action_is_kept() {
+        let profiles = HashMap::from([
+            (
+                "podman",
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "defaultErrnoRet": 38,
+                    "syscalls": [
+                        {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                        {"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                        {"names": ["bdflush"], "action": "SCMP_ACT_ERRNO"},
+                    ],
+                })),
+            ),
+            (
+                "child",
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "baseProfileName": "podman",
+                    "syscalls": [{"names": ["write"], "action": "SCMP_ACT_ALLOW"}],
+                })),
+            ),
+            (
+                "grandchild",
+                spec(json!({"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "child"})),
+            ),
+            (
+                "logger",
+                spec(json!({"defaultAction": "SCMP_ACT_LOG", "baseProfileName": "podman"})),
+            ),
+        ]);
+        for name in ["child", "grandchild"] {
+            let oci = resolve_in(&profiles, name).unwrap();
+            assert_eq!(oci.default_errno_ret, Some(38), "{name} keeps ENOSYS");
+            let names: Vec<&str> = oci
+                .syscalls
+                .iter()
+                .flat_map(|r| r.names.iter().map(String::as_str))
+                .collect();
+            for kept in ["kexec_load", "bdflush", "read"] {
+                assert!(
+                    names.contains(&kept),
+                    "{name}: the base's EPERM rule for {kept} is kept: {names:?}"
+                );
+            }
+        }
+        // A child that changes the default action starts from its own default errno.
+        let oci = resolve_in(&profiles, "logger").unwrap();
+        assert_eq!(oci.default_errno_ret, None);
+        let errno_rules = oci.syscalls.iter().filter(|r| r.action == SeccompAction::Errno).count();
+        assert_eq!(errno_rules, 2, "the base's deny rules differ from LOG and stay");
+        // Only a rule equal to the final default in action and errno is redundant.
+        let mut own = profiles["child"].clone();
+        own.default_errno_ret = Some(1);
+        let oci = resolve("child", &own, |n| profiles.get(n)).unwrap();
+        let names: Vec<&str> = oci
+            .syscalls
+            .iter()
+            .flat_map(|r| r.names.iter().map(String::as_str))
+            .collect();
+        assert!(
+            !names.contains(&"kexec_load") && !names.contains(&"bdflush"),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_profile_and_field_a_rule_comes_from() {
+        let profiles = HashMap::from([
+            (
+                "base",
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "syscalls": [
+                        {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                        {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},
+                        // Past the schema's bound; libseccomp refuses argument 7.
+                        {"names": ["getppid"], "action": "SCMP_ACT_ALLOW",
+                         "args": [{"index": 7, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                    ],
+                })),
+            ),
+            (
+                "child",
+                spec(json!({
+                    "defaultAction": "SCMP_ACT_ERRNO",
+                    "baseProfileName": "base",
+                    "syscalls": [{"names": ["write"], "action": "SCMP_ACT_ALLOW"}],
+                })),
+            ),
+        ]);
+        let rendered = render("child", &profiles["child"], |n| profiles.get(n)).unwrap();
+        assert_eq!(
+            rendered.origins,
+            vec![
+                RuleOrigin {
+                    profile: String::new(),
+                    index: 0
+                },
+                RuleOrigin {
+                    profile: "base".into(),
+                    index: 0
+                },
+                RuleOrigin {
+                    profile: "base".into(),
+                    index: 1
+                },
+                RuleOrigin {
+                    profile: "base".into(),
+                    index: 2
+                },
+            ]
+        );
+        let err = compile_rendered(&rendered).err().expect("argument 7 is refused");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("spec.syscalls[2] of base SeccompProfile \"base\" (\"getppid\")"),
+            "{message}"
+        );
     }
 }
