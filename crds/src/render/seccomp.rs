@@ -434,12 +434,25 @@ fn compile_traced(profile: &OciSeccomp, origins: &[RuleOrigin]) -> Result<Compil
             let Ok(syscall) = ScmpSyscall::from_name(name) else {
                 continue;
             };
-            ctx.add_rule_conditional(action, syscall, &conditions)
-                .map_err(|e| CompileError::Rule {
-                    field: field(),
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?;
+            // Like runc: when one argument index is checked more than once, each check
+            // becomes a rule of its own (any of them matches); otherwise all must hold.
+            let repeated = rule
+                .args
+                .iter()
+                .any(|a| rule.args.iter().filter(|b| b.index == a.index).count() > 1);
+            let groups: Vec<&[ScmpArgCompare]> = if repeated {
+                conditions.chunks(1).collect()
+            } else {
+                vec![&conditions[..]]
+            };
+            for group in groups {
+                ctx.add_rule_conditional(action, syscall, group)
+                    .map_err(|e| CompileError::Rule {
+                        field: field(),
+                        name: name.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
         }
     }
     let unknown: Vec<String> = ignored
@@ -883,6 +896,29 @@ mod tests {
         assert!(
             message.starts_with("spec.syscalls[2] of base SeccompProfile \"base\" (\"getppid\")"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn an_argument_checked_twice_matches_either_check_as_runc_does() {
+        let s = spec(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+              "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]}],
+        }));
+        compile(&render_chain(&s, &[])).expect("libseccomp takes one rule per check");
+    }
+
+    #[test]
+    fn an_architecture_this_libseccomp_lacks_is_refused() {
+        let s = spec(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_LOONGARCH64"]}),
+        );
+        let err = compile(&render_chain(&s, &[])).err().expect("refused");
+        assert!(
+            err.to_string()
+                .starts_with("spec.architectures: libseccomp rejected SCMP_ARCH_LOONGARCH64"),
+            "{err}"
         );
     }
 }

@@ -1,0 +1,352 @@
+//! The `palisade` command (also `kubectl palisade` when installed as `kubectl-palisade`).
+//!
+//! `palisade convert` turns profiles people already have into Palisade objects: Docker's
+//! and Podman's seccomp JSON, the Security Profiles Operator's manifests, and raw AppArmor
+//! profile files. It prints what it evaluated and what it left out on stderr, the objects
+//! on stdout.
+
+pub mod docker;
+pub mod errno;
+pub mod spo;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+/// Why an input could not be converted: the field and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    #[error("{context}: {inner}")]
+    Within { context: String, inner: Box<ConvertError> },
+}
+
+impl ConvertError {
+    pub fn within(self, context: &str) -> Self {
+        Self::Within {
+            context: context.to_string(),
+            inner: Box::new(self),
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Palisade's command-line tool (also `kubectl palisade`)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Convert Docker/Podman seccomp JSON, SPO manifests or raw AppArmor profiles into
+    /// Palisade objects (printed as YAML on stdout; what was evaluated goes to stderr).
+    Convert(ConvertArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConvertArgs {
+    /// Files to convert (`-` for stdin).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Object name for a Docker/Podman JSON file (default: from the file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Node architecture to evaluate Docker's `archMap` and `arches` for (default: this
+    /// machine's). `amd64`, `arm64`, `x86_64`, or `SCMP_ARCH_*`.
+    #[arg(long, value_parser = docker::parse_arch)]
+    pub arch: Option<palisade_crds::seccomp::SeccompArch>,
+    /// The nodes' kernel version for `minKernel` (default: newer than every minKernel).
+    #[arg(long, value_parser = docker::parse_kernel)]
+    pub kernel: Option<(u32, u32)>,
+    /// A capability the containers have beyond the default set (repeatable, `CAP_SYS_ADMIN`).
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// A default capability the containers do not have (repeatable).
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// The local file of an SPO `oci://` base profile: `oci://REF=FILE` (repeatable).
+    #[arg(long = "base")]
+    pub base: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    Yaml,
+    Json,
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("palisade {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Command::Convert(args) => match run_convert(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("palisade convert: {e:#}");
+                1
+            }
+        },
+    }
+}
+
+fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
+    let mut target = docker::Target::default();
+    if let Some(arch) = args.arch {
+        target.arch = arch;
+    }
+    target.kernel = args.kernel;
+    for cap in &args.cap_add {
+        target.caps.insert(cap_name(cap));
+    }
+    for cap in &args.cap_drop {
+        target.caps.remove(&cap_name(cap));
+    }
+    let mut bases = BTreeMap::new();
+    for spec in &args.base {
+        let (reference, file) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--base {spec:?}: expected oci://REF=FILE"))?;
+        let text = read(Path::new(file))?;
+        let doc: Value = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        bases.insert(reference.to_string(), doc);
+    }
+    let options = Options {
+        name: args.name.clone(),
+        target,
+        bases,
+    };
+    let mut objects = Vec::new();
+    for file in &args.files {
+        let text = read(file)?;
+        let (mut converted, notes) = convert(&text, &file.display().to_string(), &options)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for note in notes {
+            eprintln!("# {}: {note}", file.display());
+        }
+        objects.append(&mut converted);
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        }
+        Output::Yaml => {
+            for object in &objects {
+                write!(out, "---\n{}", serde_yaml::to_string(object)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        return std::io::read_to_string(std::io::stdin()).map_err(Into::into);
+    }
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn cap_name(cap: &str) -> String {
+    let upper = cap.to_ascii_uppercase();
+    if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
+}
+
+/// How inputs are evaluated.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Name for a Docker/Podman profile (default: from the source's file name).
+    pub name: Option<String>,
+    pub target: docker::Target,
+    /// SPO `oci://` references → the SPO SeccompProfile document given for them.
+    pub bases: BTreeMap<String, Value>,
+}
+
+/// Converts one input (any supported format, found from its content). `source` names it
+/// (a file name, for the default object name). Returns Palisade objects and notes.
+pub fn convert(text: &str, source: &str, options: &Options) -> Result<(Vec<Value>, Vec<String>), ConvertError> {
+    let docker_doc = text
+        .trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Value>(text).ok())
+        .flatten()
+        .filter(docker::looks_like_docker);
+    if let Some(doc) = docker_doc {
+        let (spec, notes) = docker::convert(&doc, &options.target)?;
+        let name = options.name.clone().unwrap_or_else(|| name_from(source));
+        let object = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+            "metadata": {"name": name}, "spec": spec});
+        return Ok((vec![object], notes));
+    }
+    if let Some(name) = raw_apparmor_name(text) {
+        if name != dns_name(&name) {
+            return Err(ConvertError::Field {
+                field: "profile".into(),
+                message: format!(
+                    "the AppArmor profile name {name:?} is not a valid object name; Palisade loads a profile under its object's name: rename the profile"
+                ),
+            });
+        }
+        let object = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+            "metadata": {"name": name}, "spec": {"policy": text}});
+        return Ok((
+            vec![object],
+            vec![format!(
+                "raw AppArmor profile {name}: loaded in the mode its flags give (Enforce unless flags=(complain))"
+            )],
+        ));
+    }
+    let mut objects = Vec::new();
+    let mut notes = Vec::new();
+    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = <Value as serde::Deserialize>::deserialize(document).map_err(|e| ConvertError::Field {
+            field: format!("document {}", i + 1),
+            message: format!("not YAML or JSON: {e}"),
+        })?;
+        if doc.is_null() {
+            continue;
+        }
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("?").to_string();
+        if spo::is_spo(&doc) {
+            let (mut converted, more) =
+                spo::convert(&doc, &options.bases).map_err(|e| e.within(&format!("{kind} {name}")))?;
+            objects.append(&mut converted);
+            notes.extend(more.into_iter().map(|n| format!("{kind} {name}: {n}")));
+        } else if doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("palisade.dev/"))
+        {
+            notes.push(format!("{kind} {name}: already a Palisade object, kept as is"));
+            objects.push(doc);
+        } else {
+            notes.push(format!("skipped {kind} {name}: not a profile Palisade converts"));
+        }
+    }
+    Ok((objects, notes))
+}
+
+/// The top-level profile name of a raw AppArmor policy (`profile NAME ... {`).
+fn raw_apparmor_name(text: &str) -> Option<String> {
+    text.lines().map(str::trim).find_map(|line| {
+        let rest = line.strip_prefix("profile ")?;
+        line.ends_with('{').then_some(())?;
+        rest.split_whitespace().next().map(str::to_string)
+    })
+}
+
+/// A Kubernetes object name from a file name: its stem, lowercased, other characters `-`.
+fn name_from(source: &str) -> String {
+    let file = Path::new(source).file_name().and_then(|f| f.to_str()).unwrap_or(source);
+    let stem = file.strip_suffix(".json").unwrap_or(file);
+    dns_name(stem)
+}
+
+/// A valid DNS-1123 subdomain built from `s`.
+pub fn dns_name(s: &str) -> String {
+    let mapped: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_matches(|c| c == '-' || c == '.');
+    let mut name: String = trimmed.chars().take(253).collect();
+    if name.is_empty() {
+        name = "profile".into();
+    }
+    name
+}
+
+/// The union of names a set of objects defines, per kind (for tests and messages).
+pub fn names(objects: &[Value]) -> BTreeSet<(String, String)> {
+    objects
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_format_is_found_from_the_content() {
+        let options = Options::default();
+        let (objects, notes) = convert(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
+            "/tmp/My_Profile.json",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(objects[0]["kind"], "SeccompProfile");
+        assert_eq!(objects[0]["metadata"]["name"], "my-profile");
+        assert!(!notes.is_empty());
+
+        let (objects, _) = convert(
+            "profile web.aa flags=(attach_disconnected) {\n  /etc/** r,\n}\n",
+            "x.aa",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(objects[0]["kind"], "AppArmorProfile");
+        assert_eq!(objects[0]["metadata"]["name"], "web.aa");
+        let err = convert("profile Web_1 {\n}\n", "x", &options).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("profile: the AppArmor profile name \"Web_1\""),
+            "{err}"
+        );
+
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n---\napiVersion: palisade.dev/v1alpha1\nkind: SeccompProfile\nmetadata:\n  name: s\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n";
+        let (objects, notes) = convert(yaml, "x.yaml", &options).unwrap();
+        assert_eq!(names(&objects), BTreeSet::from([("SeccompProfile".into(), "s".into())]));
+        assert!(notes[0].starts_with("skipped Pod p"), "{notes:?}");
+    }
+
+    #[test]
+    fn names_are_valid_object_names() {
+        assert_eq!(dns_name("Docker Default!"), "docker-default");
+        assert_eq!(dns_name("..x.."), "x");
+        assert_eq!(dns_name("__"), "profile");
+        assert_eq!(name_from("corpus/archguardian/bitnaminginx.sc"), "bitnaminginx.sc");
+        assert_eq!(name_from("default.json"), "default");
+    }
+}
