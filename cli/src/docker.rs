@@ -216,7 +216,8 @@ pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec
         field: field.to_string(),
         message,
     };
-    let profile: Profile = serde_json::from_value(json.clone())
+    // Docker writes absent lists as `null`.
+    let profile: Profile = serde_json::from_value(without_nulls(json.clone()))
         .map_err(|e| invalid("(document)", format!("not a seccomp profile: {e}")))?;
     let mut notes = Vec::new();
     for key in profile.other.keys() {
@@ -350,6 +351,19 @@ pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec
         },
         notes,
     ))
+}
+
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
 }
 
 /// Why Docker would leave the rule out for `target`, if it would.

@@ -89,7 +89,11 @@ pub enum AppArmorMode {
     Complain,
 }
 
-/// A structured AppArmor profile (the fields SPO's `abstract` has, plus explicit denies).
+/// A structured AppArmor profile: SPO's `abstract` fields with the rules SPO writes for
+/// them, plus `denyPaths`. In Enforce mode the profile also denies writes to /proc outside
+/// the process's own entries and /proc/sys/kernel/shm*, any access to /proc/{sysrq-trigger,
+/// mem,kmem,kcore} and /sys/firmware/efi/efivars (SPO's and Docker's defaults); deny
+/// rules are left out in Complain mode, where they would still deny.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorAbstract {
@@ -111,11 +115,12 @@ pub struct AppArmorAbstract {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorExecutables {
-    /// Absolute paths (globs allowed) the process may execute, inheriting this profile.
+    /// Absolute paths (globs allowed) the process may execute, inheriting this profile
+    /// (rule: `<path> ixr,`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub allowed_executables: Vec<AppArmorPath>,
-    /// Absolute paths (globs allowed) of libraries the process may map.
+    /// Absolute paths (globs allowed) of libraries the process may map (rule: `<path> mr,`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub allowed_libraries: Vec<AppArmorPath>,
@@ -125,15 +130,17 @@ pub struct AppArmorExecutables {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorFilesystem {
-    /// Paths the process may read.
+    /// Paths the process may read, and not write, link or lock (rules: `<path> r,` and, in
+    /// Enforce mode, `deny <path> wlk,`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub read_only_paths: Vec<AppArmorPath>,
-    /// Paths the process may write but not read.
+    /// Paths the process may write, link and lock, and not read (rules: `<path> wlk,` and,
+    /// in Enforce mode, `deny <path> r,`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub write_only_paths: Vec<AppArmorPath>,
-    /// Paths the process may read and write.
+    /// Paths the process may read, write, link and lock (rule: `<path> rwlk,`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub read_write_paths: Vec<AppArmorPath>,
@@ -148,10 +155,11 @@ pub struct AppArmorFilesystem {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorNetwork {
-    /// Allow raw sockets.
+    /// Allow raw sockets (`network raw,`); when not true, Enforce mode writes
+    /// `deny network raw,`. Without a network section no network rule is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_raw: Option<bool>,
-    /// TCP and UDP over IPv4 and IPv6.
+    /// TCP and UDP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_protocols: Option<AppArmorProtocols>,
 }
@@ -160,10 +168,10 @@ pub struct AppArmorNetwork {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorProtocols {
-    /// Allow TCP.
+    /// Allow TCP over any address family (`network tcp,`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_tcp: Option<bool>,
-    /// Allow UDP.
+    /// Allow UDP over any address family (`network udp,`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_udp: Option<bool>,
 }
@@ -172,7 +180,9 @@ pub struct AppArmorProtocols {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorCapabilities {
-    /// Capability names as AppArmor spells them (lowercase, no `CAP_` prefix).
+    /// Capability names as AppArmor spells them (lowercase, no `CAP_` prefix); rule:
+    /// `capability <name>,`. As in SPO, `sys_rawio` also allows running /sbin/fsck and
+    /// /sbin/fsck.ext4 and mount, remount and umount.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub allowed_capabilities: Vec<Capability>,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::apparmor::{AppArmorAbstract, AppArmorMode, AppArmorPath, AppArmorProfileSpec};
+use crate::apparmor::{AppArmorAbstract, AppArmorMode, AppArmorPath, AppArmorProfileSpec, Capability};
 
 /// Why a profile's text cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,78 +66,80 @@ pub fn profile_text(name: &str, spec: &AppArmorProfileSpec) -> Result<String, Po
 /// namespace as disconnected, and deleted files stay mediated.
 const RENDERED_FLAGS: &str = "attach_disconnected,mediate_deleted";
 
-/// Writes an `abstract` description as AppArmor profile text named `name`.
+/// Rules SPO's `abstract` template writes into every Enforce-mode profile (Docker's default
+/// AppArmor protections of /proc and the EFI variables). Left out in Complain mode.
+pub const ENFORCE_DEFAULT_DENIES: &[&str] = &[
+    "deny @{PROC}/* w,",
+    "deny @{PROC}/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9]*}/** w,",
+    "deny @{PROC}/sys/[^k]** w,",
+    "deny @{PROC}/sys/kernel/{?,??,[^s][^h][^m]**} w,",
+    "deny @{PROC}/sysrq-trigger rwklx,",
+    "deny @{PROC}/mem rwklx,",
+    "deny @{PROC}/kmem rwklx,",
+    "deny @{PROC}/kcore rwklx,",
+    "deny /sys/firmware/efi/efivars/** rwklx,",
+];
+
+/// Writes an `abstract` description as AppArmor profile text named `name`, with the same
+/// rules the Security Profiles Operator writes for the same fields (see the field docs).
 ///
 /// `deny` rules are written only in Enforce mode: in Complain mode a deny rule would still
 /// deny, which is not what a user asking to only log expects.
 pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -> Result<String, PolicyError> {
+    let enforce = mode == AppArmorMode::Enforce;
     let mut body_rules = String::new();
+    let mut push = |field: &str, paths: &[AppArmorPath], perms: &str, deny: Option<&str>| -> Result<(), PolicyError> {
+        for (i, path) in paths.iter().enumerate() {
+            let p = checked_path(&format!("{field}[{i}]"), path)?;
+            writeln!(body_rules, "  \"{p}\" {perms},").expect("String");
+            if let Some(denied) = deny.filter(|_| enforce) {
+                writeln!(body_rules, "  deny \"{p}\" {denied},").expect("String");
+            }
+        }
+        Ok(())
+    };
     if let Some(exe) = &abs.executable {
-        push_paths(
-            &mut body_rules,
-            "executable.allowedExecutables",
-            &exe.allowed_executables,
-            "",
-            "rix",
-        )?;
-        push_paths(
-            &mut body_rules,
-            "executable.allowedLibraries",
-            &exe.allowed_libraries,
-            "",
-            "mr",
-        )?;
+        push("executable.allowedExecutables", &exe.allowed_executables, "ixr", None)?;
+        push("executable.allowedLibraries", &exe.allowed_libraries, "mr", None)?;
     }
     if let Some(fs) = &abs.filesystem {
-        push_paths(
-            &mut body_rules,
-            "filesystem.readOnlyPaths",
-            &fs.read_only_paths,
-            "",
-            "r",
-        )?;
-        push_paths(
-            &mut body_rules,
-            "filesystem.writeOnlyPaths",
-            &fs.write_only_paths,
-            "",
-            "w",
-        )?;
-        push_paths(
-            &mut body_rules,
-            "filesystem.readWritePaths",
-            &fs.read_write_paths,
-            "",
-            "rw",
-        )?;
-        if mode == AppArmorMode::Enforce {
-            push_paths(
-                &mut body_rules,
-                "filesystem.denyPaths",
-                &fs.deny_paths,
-                "deny ",
-                "rwlkmx",
-            )?;
+        push("filesystem.readOnlyPaths", &fs.read_only_paths, "r", Some("wlk"))?;
+        push("filesystem.writeOnlyPaths", &fs.write_only_paths, "wlk", Some("r"))?;
+        push("filesystem.readWritePaths", &fs.read_write_paths, "rwlk", None)?;
+        if enforce {
+            for (i, path) in fs.deny_paths.iter().enumerate() {
+                let p = checked_path(&format!("filesystem.denyPaths[{i}]"), path)?;
+                writeln!(body_rules, "  deny \"{p}\" rwlkmx,").expect("String");
+            }
         }
     }
     if let Some(net) = &abs.network {
-        let protocols = net.allowed_protocols.as_ref();
-        for (allowed, proto) in [
-            (protocols.and_then(|p| p.allow_tcp), "tcp"),
-            (protocols.and_then(|p| p.allow_udp), "udp"),
-        ] {
-            if allowed == Some(true) {
-                writeln!(body_rules, "  network inet {proto},\n  network inet6 {proto},").expect("String");
-            }
-        }
         if net.allow_raw == Some(true) {
-            body_rules.push_str("  network inet raw,\n  network inet6 raw,\n  network packet raw,\n");
+            body_rules.push_str("  network raw,\n");
+        } else if enforce {
+            body_rules.push_str("  deny network raw,\n");
+        }
+        let protocols = net.allowed_protocols.as_ref();
+        if protocols.and_then(|p| p.allow_tcp) == Some(true) {
+            body_rules.push_str("  network tcp,\n");
+        }
+        if protocols.and_then(|p| p.allow_udp) == Some(true) {
+            body_rules.push_str("  network udp,\n");
         }
     }
     if let Some(caps) = &abs.capability {
         for cap in &caps.allowed_capabilities {
             let cap = serde_json::to_value(cap).expect("capability serializes");
             writeln!(body_rules, "  capability {},", cap.as_str().unwrap_or_default()).expect("String");
+        }
+        if caps.allowed_capabilities.contains(&Capability::SysRawio) {
+            // SPO grants these with sys_rawio (filesystem checks and mounts).
+            body_rules.push_str("  /sbin/fsck ixr,\n  /sbin/fsck.ext4 ixr,\n  mount,\n  remount,\n  umount,\n");
+        }
+    }
+    if enforce {
+        for rule in ENFORCE_DEFAULT_DENIES {
+            writeln!(body_rules, "  {rule}").expect("String");
         }
     }
 
@@ -150,21 +152,6 @@ pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -
          include <abstractions/base>\n\
          {body_rules}}}\n"
     ))
-}
-
-/// Appends one quoted file rule per path: `  <prefix>"<path>" <perms>,`.
-fn push_paths(
-    out: &mut String,
-    field: &str,
-    paths: &[AppArmorPath],
-    prefix: &str,
-    perms: &str,
-) -> Result<(), PolicyError> {
-    for (i, path) in paths.iter().enumerate() {
-        let p = checked_path(&format!("{field}[{i}]"), path)?;
-        writeln!(out, "  {prefix}\"{p}\" {perms},").expect("writing to a String");
-    }
-    Ok(())
 }
 
 /// Re-checks a path the schema already validated, so rendering never depends on the
@@ -494,19 +481,27 @@ include <tunables/global>
 
 profile web flags=(attach_disconnected,mediate_deleted) {
   include <abstractions/base>
-  \"/usr/bin/nginx\" rix,
+  \"/usr/bin/nginx\" ixr,
   \"/lib/x86_64-linux-gnu/**\" mr,
   \"/etc/nginx/**\" r,
-  \"/var/log/nginx/*.log\" w,
-  \"/srv/my data/{a,b}/**\" rw,
+  deny \"/etc/nginx/**\" wlk,
+  \"/var/log/nginx/*.log\" wlk,
+  deny \"/var/log/nginx/*.log\" r,
+  \"/srv/my data/{a,b}/**\" rwlk,
   deny \"/etc/shadow\" rwlkmx,
-  network inet tcp,
-  network inet6 tcp,
-  network inet raw,
-  network inet6 raw,
-  network packet raw,
+  network raw,
+  network tcp,
   capability net_bind_service,
   capability setuid,
+  deny @{PROC}/* w,
+  deny @{PROC}/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9]*}/** w,
+  deny @{PROC}/sys/[^k]** w,
+  deny @{PROC}/sys/kernel/{?,??,[^s][^h][^m]**} w,
+  deny @{PROC}/sysrq-trigger rwklx,
+  deny @{PROC}/mem rwklx,
+  deny @{PROC}/kmem rwklx,
+  deny @{PROC}/kcore rwklx,
+  deny /sys/firmware/efi/efivars/** rwklx,
 }
 ";
         assert_eq!(text, expected);
@@ -560,6 +555,24 @@ profile web flags=(attach_disconnected,mediate_deleted) {
         let text = render_abstract("web", &example(), AppArmorMode::Complain).unwrap();
         assert!(!text.contains("deny"), "{text}");
         assert!(text.contains("\"/etc/nginx/**\" r,"));
+    }
+
+    #[test]
+    fn network_and_sys_rawio_mean_what_they_mean_in_spo() {
+        let abs = abstract_of(json!({"network": {"allowedProtocols": {"allowUdp": true}},
+            "capability": {"allowedCapabilities": ["sys_rawio"]}}));
+        let text = render_abstract("p", &abs, AppArmorMode::Enforce).unwrap();
+        for rule in ["  deny network raw,\n", "  network udp,\n", "  capability sys_rawio,\n  /sbin/fsck ixr,\n  /sbin/fsck.ext4 ixr,\n  mount,\n  remount,\n  umount,\n"] {
+            assert!(text.contains(rule), "{rule:?} in {text}");
+        }
+        assert!(!text.contains("network tcp"), "{text}");
+        let complain = render_abstract("p", &abs, AppArmorMode::Complain).unwrap();
+        assert!(!complain.contains("deny"), "{complain}");
+        // Without a network section, no network rule at all (as in SPO): abstractions/base
+        // decides.
+        let none = render_abstract("p", &abstract_of(json!({})), AppArmorMode::Enforce).unwrap();
+        assert!(!none.contains("network"), "{none}");
+        assert!(none.contains("deny @{PROC}/kcore rwklx,"), "the default denies in Enforce");
     }
 
     #[test]
