@@ -83,6 +83,31 @@ pub fn file_digest(path: &Path) -> io::Result<Option<String>> {
     }
 }
 
+/// The file in the seccomp directory that lists the profiles Palisade wrote there, one
+/// name per line. A `.json` file not listed is another tool's and is never changed.
+pub const OWNED_RECORD: &str = ".palisade-owned";
+
+/// The names recorded as Palisade's in `dir`; `None` when there is no record yet.
+pub fn read_owned(dir: &Path) -> io::Result<Option<std::collections::BTreeSet<String>>> {
+    match fs::read_to_string(dir.join(OWNED_RECORD)) {
+        Ok(text) => Ok(Some(
+            text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect(),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the record of Palisade's names in `dir` (crash-safe).
+pub fn write_owned(dir: &Path, names: &std::collections::BTreeSet<String>) -> io::Result<()> {
+    let mut text = String::new();
+    for name in names {
+        text.push_str(name);
+        text.push('\n');
+    }
+    write_atomic(&dir.join(OWNED_RECORD), text.as_bytes(), 0o644)
+}
+
 /// Names `<name>.json` in the seccomp directory.
 pub fn seccomp_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.json"))

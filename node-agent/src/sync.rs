@@ -38,8 +38,11 @@ pub struct NodeState {
     pub seccomp_dir: PathBuf,
     /// `Ok` or why seccomp profiles cannot be written here.
     pub seccomp_support: Result<(), String>,
-    /// Seccomp files in Palisade's directory: name → content digest.
+    /// Seccomp files Palisade wrote: name → content digest.
     seccomp_installed: BTreeMap<String, String>,
+    /// Names recorded as Palisade's in the seccomp directory ([`files::OWNED_RECORD`]),
+    /// recorded before a file is first written and dropped after it is removed.
+    seccomp_owned: BTreeSet<String>,
     /// AppArmor profiles Palisade loaded: name → record.
     apparmor_installed: BTreeMap<String, Record>,
     /// Failures already announced, so Events fire on transitions only.
@@ -60,22 +63,37 @@ impl NodeState {
             .map_err(|e| format!("cannot create {}: {e}", seccomp_dir.display()))
             .and_then(|_| seccomp_available());
         let mut seccomp_installed = BTreeMap::new();
+        let mut seccomp_owned = BTreeSet::new();
         if seccomp_support.is_ok() {
             let removed = files::clean_temp_files(&seccomp_dir)?;
             if removed > 0 {
                 tracing::info!(removed, "removed temporary files a crash left in the seccomp directory");
             }
-            for entry in std::fs::read_dir(&seccomp_dir)? {
-                let path = entry?.path();
-                let Some(name) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_suffix(".json"))
-                else {
-                    continue;
-                };
-                if let Some(d) = files::file_digest(&path)? {
-                    seccomp_installed.insert(name.to_string(), d);
+            seccomp_owned = match files::read_owned(&seccomp_dir)? {
+                Some(owned) => owned,
+                None => {
+                    // No record yet. Palisade's own directory was only ever written by
+                    // Palisade (versions before the record): adopt its files. A shared
+                    // directory (SPO's `operator/`) holds other tools' files: adopt none.
+                    let own_dir = seccomp_dir
+                        .file_name()
+                        .is_some_and(|n| n == palisade_crds::SECCOMP_SUBDIR);
+                    let mut adopted = BTreeSet::new();
+                    if own_dir {
+                        for entry in std::fs::read_dir(&seccomp_dir)? {
+                            let name = entry?.file_name().to_string_lossy().into_owned();
+                            if let Some(name) = name.strip_suffix(".json") {
+                                adopted.insert(name.to_string());
+                            }
+                        }
+                    }
+                    files::write_owned(&seccomp_dir, &adopted)?;
+                    adopted
+                }
+            };
+            for name in &seccomp_owned {
+                if let Some(d) = files::file_digest(&files::seccomp_path(&seccomp_dir, name))? {
+                    seccomp_installed.insert(name.clone(), d);
                 }
             }
         }
@@ -90,6 +108,7 @@ impl NodeState {
             seccomp_dir,
             seccomp_support,
             seccomp_installed,
+            seccomp_owned,
             apparmor_installed,
             announced: HashMap::new(),
             metrics,
@@ -128,6 +147,35 @@ impl NodeState {
             .iter()
             .filter_map(|p| Some((p.metadata.name.as_deref()?, &p.spec)))
             .collect();
+        // Record every name about to be written for the first time, in one write, before
+        // any file is written: a crash never leaves a Palisade file that is not recorded.
+        // A name whose file exists but is not recorded is another tool's: left alone.
+        if self.seccomp_support.is_ok() {
+            let new: Vec<String> = profiles
+                .iter()
+                .filter_map(|p| {
+                    let name = p.metadata.name.as_deref()?;
+                    Target::of(
+                        ProfileKind::SeccompProfile,
+                        &p.metadata,
+                        p.spec.state,
+                        p.spec.node_selector.as_ref(),
+                        labels,
+                    )?;
+                    let fresh =
+                        !self.seccomp_owned.contains(name) && !files::seccomp_path(&self.seccomp_dir, name).exists();
+                    fresh.then(|| name.to_string())
+                })
+                .collect();
+            if !new.is_empty() {
+                let mut owned = self.seccomp_owned.clone();
+                owned.extend(new);
+                match files::write_owned(&self.seccomp_dir, &owned) {
+                    Ok(()) => self.seccomp_owned = owned,
+                    Err(e) => tracing::warn!(error = %e, "cannot record Palisade's seccomp files"),
+                }
+            }
+        }
         let mut wanted = BTreeSet::new();
         for p in profiles {
             let Some(target) = Target::of(
@@ -162,6 +210,19 @@ impl NodeState {
             };
             let (bytes, want) = (rendered.bytes, rendered.digest);
             let path = files::seccomp_path(&self.seccomp_dir, name);
+            if !self.seccomp_owned.contains(name) {
+                let message = if path.exists() {
+                    format!(
+                        "{} is another tool's file (not in {}): Palisade does not replace it; remove it or the profile that wrote it (e.g. SPO's) and Palisade installs this one",
+                        path.display(),
+                        files::OWNED_RECORD
+                    )
+                } else {
+                    format!("cannot record {} in {}", path.display(), files::OWNED_RECORD)
+                };
+                entries.push(entry(NodeProfileState::Error, &want, message));
+                continue;
+            }
             let on_disk = if drift {
                 files::file_digest(&path).ok().flatten()
             } else {
@@ -209,6 +270,23 @@ impl NodeState {
             if ok {
                 self.seccomp_installed.remove(&name);
                 tracing::info!(profile = name, "removed seccomp profile");
+            }
+        }
+        // Names recorded but no longer wanted and without a file leave the record (after
+        // their file is gone, so a crash never orphans a Palisade file).
+        let released: Vec<String> = self
+            .seccomp_owned
+            .iter()
+            .filter(|n| !wanted.contains(*n) && !self.seccomp_installed.contains_key(*n))
+            .cloned()
+            .collect();
+        if !released.is_empty() && self.seccomp_support.is_ok() {
+            let mut owned = self.seccomp_owned.clone();
+            for name in &released {
+                owned.remove(name);
+            }
+            if files::write_owned(&self.seccomp_dir, &owned).is_ok() {
+                self.seccomp_owned = owned;
             }
         }
     }

@@ -208,7 +208,7 @@ impl Profile for SeccompProfile {
         self.spec.state
     }
     fn localhost_profile(&self) -> Option<String> {
-        Some(SeccompProfile::localhost_profile(&self.name_any()))
+        Some(crate::pods::seccomp_localhost_profile(&self.name_any()))
     }
     async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
         let all: HashMap<String, SeccompProfileSpec> = ctx

@@ -60,11 +60,31 @@ fn container_contexts(spec: &PodSpec) -> impl Iterator<Item = &SecurityContext> 
     containers.chain(init).chain(ephemeral)
 }
 
+static SECCOMP_SUBDIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the subdirectory of the kubelet's seccomp directory the agents write to (the chart's
+/// `agent.seccompSubdir`; `operator` for pods migrated from SPO). Once, at start-up.
+pub fn set_seccomp_subdir(subdir: &str) {
+    let _ = SECCOMP_SUBDIR.set(subdir.to_string());
+}
+
+/// The subdirectory pods name in `localhostProfile: <subdir>/<name>.json`.
+pub fn seccomp_subdir() -> &'static str {
+    SECCOMP_SUBDIR
+        .get()
+        .map_or(palisade_crds::SECCOMP_SUBDIR, String::as_str)
+}
+
+/// `localhostProfile` for a SeccompProfile.
+pub fn seccomp_localhost_profile(name: &str) -> String {
+    format!("{}/{name}.json", seccomp_subdir())
+}
+
 fn push_seccomp(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
     if let Some((ty, Some(path))) = profile
         && ty == "Localhost"
         && let Some(name) = path
-            .strip_prefix(&format!("{}/", palisade_crds::SECCOMP_SUBDIR))
+            .strip_prefix(&format!("{}/", seccomp_subdir()))
             .and_then(|p| p.strip_suffix(".json"))
     {
         refs.push((ProfileKind::SeccompProfile, name.to_string()));
@@ -104,7 +124,7 @@ pub fn slim(pod: &mut Pod) {
                 security_context: Some(SecurityContext {
                     seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
                         type_: "Localhost".into(),
-                        localhost_profile: Some(format!("{}/{name}.json", palisade_crds::SECCOMP_SUBDIR)),
+                        localhost_profile: Some(seccomp_localhost_profile(&name)),
                     }),
                     ..Default::default()
                 }),

@@ -55,6 +55,11 @@ pub struct Args {
     #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
     pub apparmor_include_dir: PathBuf,
     /// Where /metrics is served.
+    /// Subdirectory of the kubelet's seccomp directory the agents write to (as the agents'
+    /// `--seccomp-subdir`): pods reference `<subdir>/<name>.json`.
+    #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_crds::SECCOMP_SUBDIR)]
+    pub seccomp_subdir: String,
+
     #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9200")]
     pub metrics_address: SocketAddr,
     /// Where /healthz and /readyz are served (may equal the metrics address).
@@ -141,6 +146,7 @@ fn forget_gone<K: Profile>(ctx: &Context, store: &Store<K>) {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    crate::pods::set_seccomp_subdir(&args.seccomp_subdir);
     let client = palisade_runtime::connect().await?;
     // Relists and report bursts allocate and free a lot at once; keep RSS at what is held.
     palisade_runtime::spawn_memory_release(Duration::from_secs(10));

@@ -562,7 +562,11 @@ profile web flags=(attach_disconnected,mediate_deleted) {
         let abs = abstract_of(json!({"network": {"allowedProtocols": {"allowUdp": true}},
             "capability": {"allowedCapabilities": ["sys_rawio"]}}));
         let text = render_abstract("p", &abs, AppArmorMode::Enforce).unwrap();
-        for rule in ["  deny network raw,\n", "  network udp,\n", "  capability sys_rawio,\n  /sbin/fsck ixr,\n  /sbin/fsck.ext4 ixr,\n  mount,\n  remount,\n  umount,\n"] {
+        for rule in [
+            "  deny network raw,\n",
+            "  network udp,\n",
+            "  capability sys_rawio,\n  /sbin/fsck ixr,\n  /sbin/fsck.ext4 ixr,\n  mount,\n  remount,\n  umount,\n",
+        ] {
             assert!(text.contains(rule), "{rule:?} in {text}");
         }
         assert!(!text.contains("network tcp"), "{text}");
@@ -572,7 +576,10 @@ profile web flags=(attach_disconnected,mediate_deleted) {
         // decides.
         let none = render_abstract("p", &abstract_of(json!({})), AppArmorMode::Enforce).unwrap();
         assert!(!none.contains("network"), "{none}");
-        assert!(none.contains("deny @{PROC}/kcore rwklx,"), "the default denies in Enforce");
+        assert!(
+            none.contains("deny @{PROC}/kcore rwklx,"),
+            "the default denies in Enforce"
+        );
     }
 
     #[test]

@@ -1,0 +1,114 @@
+//! The agent in a seccomp directory it shares with another tool (SPO's `operator/`, for
+//! pods migrated from SPO): it writes and removes only the files it recorded as its own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
+use palisade_agent::files;
+use palisade_agent::metrics::Metrics;
+use palisade_agent::sync::NodeState;
+use palisade_crds::{NodeProfileState, SeccompProfile};
+use serde_json::json;
+
+/// An accepted SeccompProfile (status.accepted carries its rendered digest).
+fn accepted(name: &str, syscall: &str) -> Arc<SeccompProfile> {
+    let mut p: SeccompProfile = serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
+        "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [syscall], "action": "SCMP_ACT_ERRNO"}]}}))
+    .unwrap();
+    let digest = palisade_crds::render::seccomp::render(name, &p.spec, |_| None)
+        .unwrap()
+        .digest;
+    p.status = Some(serde_json::from_value(json!({"accepted": {"generation": 1, "digest": digest}})).unwrap());
+    Arc::new(p)
+}
+
+fn state(root: &Path, dir: &Path) -> NodeState {
+    let aa = AppArmor::new(AppArmorConfig {
+        parser: "apparmor_parser".into(),
+        apparmorfs: root.join("none"),
+        include_dir: "/etc/apparmor.d".into(),
+        state_dir: root.join("state"),
+        simulated_kernel_features: None,
+        parser_timeout: std::time::Duration::from_secs(60),
+    })
+    .unwrap();
+    let metrics = Metrics::register(&mut Default::default());
+    NodeState::new(aa, Err("no AppArmor in this test".into()), dir.to_path_buf(), metrics).unwrap()
+}
+
+#[tokio::test]
+async fn a_shared_directory_keeps_other_tools_files_untouched() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("seccomp/operator");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("spo-only.json"), b"{\"defaultAction\":\"SCMP_ACT_LOG\"}").unwrap();
+    std::fs::write(dir.join("web.json"), b"{\"defaultAction\":\"SCMP_ACT_LOG\"}").unwrap();
+
+    let mut node = state(root.path(), &dir);
+    let labels = BTreeMap::new();
+    let (entries, _) = node
+        .sync(
+            &[accepted("web", "mkdir"), accepted("api", "rmdir")],
+            &[],
+            &labels,
+            true,
+        )
+        .await;
+    let by_name: BTreeMap<&str, _> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+    assert_eq!(by_name["api"].state, NodeProfileState::Installed);
+    assert_eq!(by_name["web"].state, NodeProfileState::Error, "{:?}", by_name["web"]);
+    assert!(
+        by_name["web"].message.contains("is another tool's file"),
+        "{}",
+        by_name["web"].message
+    );
+    assert_eq!(
+        std::fs::read(dir.join("web.json")).unwrap(),
+        b"{\"defaultAction\":\"SCMP_ACT_LOG\"}",
+        "the other tool's file is untouched"
+    );
+    assert_eq!(files::read_owned(&dir).unwrap().unwrap(), ["api".to_string()].into());
+
+    // The other tool removes its file: Palisade installs its own in the next sync.
+    std::fs::remove_file(dir.join("web.json")).unwrap();
+    let (entries, _) = node
+        .sync(
+            &[accepted("web", "mkdir"), accepted("api", "rmdir")],
+            &[],
+            &labels,
+            false,
+        )
+        .await;
+    assert!(
+        entries.iter().all(|e| e.state == NodeProfileState::Installed),
+        "{entries:?}"
+    );
+    assert!(std::fs::read_to_string(dir.join("web.json")).unwrap().contains("mkdir"));
+
+    // Deleting Palisade's profiles removes only Palisade's files; a restart keeps the record.
+    drop(node);
+    let mut node = state(root.path(), &dir);
+    node.sync(&[], &[], &labels, true).await;
+    assert!(!dir.join("web.json").exists() && !dir.join("api.json").exists());
+    assert!(dir.join("spo-only.json").exists(), "never Palisade's, never removed");
+    assert!(files::read_owned(&dir).unwrap().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn palisade_s_own_directory_adopts_the_files_earlier_versions_wrote() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("seccomp").join(palisade_crds::SECCOMP_SUBDIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("old.json"), b"{}").unwrap();
+    let mut node = state(root.path(), &dir);
+    assert_eq!(files::read_owned(&dir).unwrap().unwrap(), ["old".to_string()].into());
+    node.sync(&[], &[], &BTreeMap::new(), true).await;
+    assert!(
+        !dir.join("old.json").exists(),
+        "an orphan of an earlier version is cleaned up"
+    );
+}
