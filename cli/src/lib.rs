@@ -200,7 +200,10 @@ pub fn convert(text: &str, source: &str, options: &Options) -> Result<(Vec<Value
             "metadata": {"name": name}, "spec": spec});
         return Ok((vec![object], notes));
     }
-    if let Some(name) = raw_apparmor_name(text) {
+    let manifest = text
+        .lines()
+        .any(|l| l.starts_with("apiVersion:") || l.starts_with("kind:"));
+    if let Some(name) = raw_apparmor_name(text).filter(|_| !manifest) {
         if name != dns_name(&name) {
             return Err(ConvertError::Field {
                 field: "profile".into(),
@@ -334,6 +337,11 @@ mod tests {
                 .starts_with("profile: the AppArmor profile name \"Web_1\""),
             "{err}"
         );
+
+        // A manifest whose raw policy has a `profile` line is a manifest.
+        let spo = "apiVersion: security-profiles-operator.x-k8s.io/v1alpha1\nkind: AppArmorProfile\nmetadata:\n  name: p\nspec:\n  policy: |\n    profile p {\n    }\n";
+        let (objects, _) = convert(spo, "x.yaml", &options).unwrap();
+        assert_eq!(objects[0]["spec"]["policy"], "profile p {\n}\n");
 
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n---\napiVersion: palisade.dev/v1alpha1\nkind: SeccompProfile\nmetadata:\n  name: s\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n";
         let (objects, notes) = convert(yaml, "x.yaml", &options).unwrap();

@@ -48,6 +48,9 @@ pub struct Options {
     pub os_label: bool,
     /// Extra arguments for every agent.
     pub agent_args: Vec<String>,
+    /// The subdirectory of the kubelet's seccomp directory agents write to (and the
+    /// operator names in `localhostProfile`): the chart's `agent.seccompSubdir`.
+    pub seccomp_subdir: String,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             chart_installed: false,
             os_label: true,
             agent_args: vec![],
+            seccomp_subdir: palisade_crds::SECCOMP_SUBDIR.into(),
         }
     }
 }
@@ -178,7 +182,9 @@ impl Cluster {
 
     /// `<kubelet-root>/seccomp/palisade` of a node.
     pub fn seccomp_dir(&self, node: &str) -> PathBuf {
-        self.node_dir(node).join("kubelet/seccomp/palisade")
+        self.node_dir(node)
+            .join("kubelet/seccomp")
+            .join(&self.options.seccomp_subdir)
     }
 
     /// The simulated kernel's list of loaded AppArmor profiles on a node: name → mode.
@@ -287,6 +293,7 @@ impl Cluster {
             .args(["--metrics-address", &addr, "--health-address", &addr])
             .args(["--drift-interval", &drift.to_string()])
             .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES])
+            .args(["--seccomp-subdir", &self.options.seccomp_subdir])
             .args(&self.options.agent_args);
         agent.proc = Some(Proc::spawn(&format!("agent {node}"), &mut cmd, &dir.join("agent.log"))?);
         Ok(())
@@ -309,6 +316,7 @@ impl Cluster {
                 std::env::var("PALISADE_LOG").unwrap_or_else(|_| "info".into()),
             )
             .args(["--namespace", NAMESPACE, "--identity", &format!("operator-{i}")])
+            .args(["--seccomp-subdir", &self.options.seccomp_subdir])
             .args(["--metrics-address", &addr, "--health-address", &addr]);
         let log = self.cp.dir.join(format!("operator-{i}.log"));
         self.operators[i] = Some(Proc::spawn(&format!("operator-{i}"), &mut cmd, &log)?);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod certs;
 pub mod cluster;
 pub mod controlplane;
+pub mod corpus;
 pub mod process;
 pub mod realnode;
 

@@ -358,11 +358,48 @@ pub fn known_to_libseccomp(name: &str) -> bool {
     ScmpSyscall::from_name(name).is_ok()
 }
 
+/// Every architecture the API names.
+pub const ALL_ARCHES: [SeccompArch; 23] = [
+    SeccompArch::X86,
+    SeccompArch::X86_64,
+    SeccompArch::X32,
+    SeccompArch::Arm,
+    SeccompArch::Aarch64,
+    SeccompArch::Mips,
+    SeccompArch::Mips64,
+    SeccompArch::Mips64N32,
+    SeccompArch::Mipsel,
+    SeccompArch::Mipsel64,
+    SeccompArch::Mipsel64N32,
+    SeccompArch::Ppc,
+    SeccompArch::Ppc64,
+    SeccompArch::Ppc64Le,
+    SeccompArch::S390,
+    SeccompArch::S390X,
+    SeccompArch::Parisc,
+    SeccompArch::Parisc64,
+    SeccompArch::Riscv64,
+    SeccompArch::Loongarch64,
+    SeccompArch::M68k,
+    SeccompArch::Sh,
+    SeccompArch::Sheb,
+];
+
+/// This machine's architecture as `SCMP_ARCH_*`.
+pub fn native_arch_name() -> String {
+    let native = ScmpArch::native();
+    ALL_ARCHES
+        .iter()
+        .find(|a| scmp_arch(**a).is_ok_and(|s| s == native))
+        .map(|a| arch_name(*a))
+        .unwrap_or_else(|| format!("{native:?}"))
+}
+
 /// The architectures a profile's filter covers: the listed ones, or the native one.
 pub fn filter_arches(profile: &OciSeccomp) -> Result<Vec<(ScmpArch, String)>, CompileError> {
     if profile.architectures.is_empty() {
         let native = ScmpArch::native();
-        return Ok(vec![(native, format!("{native:?}"))]);
+        return Ok(vec![(native, native_arch_name())]);
     }
     profile
         .architectures
@@ -401,7 +438,7 @@ fn compile_traced(profile: &OciSeccomp, origins: &[RuleOrigin]) -> Result<Compil
     }
     if !arches.iter().any(|(a, _)| *a == native) {
         ctx.remove_arch(native).map_err(|e| CompileError::Arch {
-            arch: format!("{native:?}"),
+            arch: native_arch_name(),
             reason: e.to_string(),
         })?;
     }
