@@ -63,7 +63,7 @@ realnode-artifacts: ## Build (once, cached) what a real node needs: Kubernetes n
 	e2e/realnode/test-images.sh >/dev/null
 	images/build.sh
 
-realnode-test: ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real
+realnode-test: bins ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real
 	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" \
 	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture
 

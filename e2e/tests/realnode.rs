@@ -869,6 +869,93 @@ exit 0";
     Ok(())
 }
 
+/// Real users' profiles on a real node: Docker's default seccomp profile goes from its JSON
+/// file to Ready with the command the README gives (`palisade convert ... | kubectl apply`)
+/// and a container runs under it; every AppArmor profile of the corpus (nine generated for
+/// Helm charts, SPO's examples) loads into the node's kernel in the mode its spec says.
+async fn corpus_on_the_real_node(env: &Env) -> Result<()> {
+    let corpus = palisade_e2e::corpus::corpus_dir()?;
+    let palisade = palisade_e2e::controlplane::repo_root().join("target/debug/palisade");
+    let out = Command::new(&palisade)
+        .arg("convert")
+        .arg(corpus.join("docker/default.json"))
+        .args(["--name", "docker-default"])
+        .output()
+        .with_context(|| format!("running {} (make bins builds it)", palisade.display()))?;
+    ensure!(
+        out.status.success(),
+        "palisade convert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), &out.stdout)?;
+    env.kubectl(&["apply", "-f", &file.path().display().to_string()])?;
+    env.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "seccompprofile/docker-default",
+        "--timeout=180s",
+    ])
+    .with_context(|| env.profile_status("seccompprofile", "docker-default"))?;
+    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/docker-default.json"}});
+    let script = "exec > /dev/termination-log 2>&1
+grep Seccomp: /proc/self/status
+echo x > /work/f && cat /work/f
+exit 0";
+    let r = env.run_pod("rn-docker-default", security, json!({}), script).await?;
+    ensure!(
+        r.exit_code == 0 && r.message.contains("Seccomp:\t2") && r.message.contains('x'),
+        "a container under Docker's default profile: {r:?}"
+    );
+    env.delete_profile("seccompprofile", "docker-default").await?;
+
+    let options = palisade_cli::Options::default();
+    let mut profiles: BTreeMap<String, Value> = BTreeMap::new();
+    for rel in palisade_e2e::corpus::corpus_files(&corpus)? {
+        let text = std::fs::read_to_string(corpus.join(&rel))?;
+        let (objects, _) = palisade_cli::convert(&text, &rel.display().to_string(), &options)
+            .map_err(|e| anyhow!("{}: {e}", rel.display()))?;
+        for object in objects.into_iter().filter(|o| o["kind"] == "AppArmorProfile") {
+            let name = object["metadata"]["name"].as_str().context("name")?.to_string();
+            profiles.entry(name).or_insert(object);
+        }
+    }
+    ensure!(
+        profiles.len() >= 12,
+        "{} AppArmor profiles in the corpus",
+        profiles.len()
+    );
+    let t0 = Instant::now();
+    for profile in profiles.values() {
+        env.apply_ready(profile.clone()).await?;
+    }
+    progress(
+        env.start,
+        &format!(
+            "{} corpus AppArmor profiles Ready on the node in {:?}",
+            profiles.len(),
+            t0.elapsed()
+        ),
+    );
+    let loaded = env.loaded_profiles().await?;
+    for (name, profile) in &profiles {
+        let mode = if profile["spec"]["mode"] == "Complain" {
+            "complain"
+        } else {
+            "enforce"
+        };
+        ensure!(
+            loaded.get(name).map(String::as_str) == Some(mode),
+            "{name}: the kernel has {:?}, the spec says {mode}",
+            loaded.get(name)
+        );
+    }
+    for name in profiles.keys() {
+        env.delete_profile("apparmorprofile", name).await?;
+    }
+    Ok(())
+}
+
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
 const TESTS: &[(&str, TestFn)] = &[
@@ -897,6 +984,7 @@ const TESTS: &[(&str, TestFn)] = &[
         delete_is_held_while_in_use(e).boxed()
     }),
     ("drift_is_repaired", |e| drift_is_repaired(e).boxed()),
+    ("corpus_on_the_real_node", |e| corpus_on_the_real_node(e).boxed()),
     ("agent_restart_and_node_reboot", |e| {
         agent_restart_and_node_reboot(e).boxed()
     }),
