@@ -231,26 +231,33 @@ pub fn convert(text: &str, source: &str, options: &Options) -> Result<(Vec<Value
         if doc.is_null() {
             continue;
         }
-        let name = doc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("?").to_string();
-        if spo::is_spo(&doc) {
-            let (mut converted, more) =
-                spo::convert(&doc, &options.bases).map_err(|e| e.within(&format!("{kind} {name}")))?;
-            objects.append(&mut converted);
-            notes.extend(more.into_iter().map(|n| format!("{kind} {name}: {n}")));
-        } else if doc
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.starts_with("palisade.dev/"))
-        {
-            notes.push(format!("{kind} {name}: already a Palisade object, kept as is"));
-            objects.push(doc);
-        } else {
-            notes.push(format!("skipped {kind} {name}: not a profile Palisade converts"));
+        // `kubectl get -o yaml` wraps objects in a List.
+        let items = match doc.get("items").and_then(Value::as_array) {
+            Some(items) if doc["kind"].as_str().is_some_and(|k| k.ends_with("List")) => items.clone(),
+            _ => vec![doc],
+        };
+        for doc in items {
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("?").to_string();
+            if spo::is_spo(&doc) {
+                let (mut converted, more) =
+                    spo::convert(&doc, &options.bases).map_err(|e| e.within(&format!("{kind} {name}")))?;
+                objects.append(&mut converted);
+                notes.extend(more.into_iter().map(|n| format!("{kind} {name}: {n}")));
+            } else if doc
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.starts_with("palisade.dev/"))
+            {
+                notes.push(format!("{kind} {name}: already a Palisade object, kept as is"));
+                objects.push(doc);
+            } else {
+                notes.push(format!("skipped {kind} {name}: not a profile Palisade converts"));
+            }
         }
     }
     Ok((objects, notes))
@@ -342,6 +349,14 @@ mod tests {
         let spo = "apiVersion: security-profiles-operator.x-k8s.io/v1alpha1\nkind: AppArmorProfile\nmetadata:\n  name: p\nspec:\n  policy: |\n    profile p {\n    }\n";
         let (objects, _) = convert(spo, "x.yaml", &options).unwrap();
         assert_eq!(objects[0]["spec"]["policy"], "profile p {\n}\n");
+
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: security-profiles-operator.x-k8s.io/v1beta1\n  kind: SeccompProfile\n  metadata: {name: a, namespace: n, resourceVersion: \"5\", uid: u}\n  spec: {defaultAction: SCMP_ACT_LOG}\n";
+        let (objects, _) = convert(list, "spo.yaml", &options).unwrap();
+        assert_eq!(
+            objects[0]["metadata"],
+            serde_json::json!({"name": "a"}),
+            "server fields are not carried"
+        );
 
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n---\napiVersion: palisade.dev/v1alpha1\nkind: SeccompProfile\nmetadata:\n  name: s\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n";
         let (objects, notes) = convert(yaml, "x.yaml", &options).unwrap();

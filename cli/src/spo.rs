@@ -170,8 +170,15 @@ fn metadata(doc: &Value, notes: &mut Vec<String>) -> Value {
             out.insert("labels".into(), Value::Object(kept));
         }
     }
-    if let Some(annotations) = doc.pointer("/metadata/annotations") {
-        out.insert("annotations".into(), annotations.clone());
+    if let Some(Value::Object(annotations)) = doc.pointer("/metadata/annotations") {
+        let kept: Map<String, Value> = annotations
+            .iter()
+            .filter(|(k, _)| *k != "kubectl.kubernetes.io/last-applied-configuration")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !kept.is_empty() {
+            out.insert("annotations".into(), Value::Object(kept));
+        }
     }
     Value::Object(out)
 }
