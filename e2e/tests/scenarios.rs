@@ -120,6 +120,20 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
     );
     assert_eq!(status.ignored_syscalls[0].names, ["mkdirr"]);
     assert_eq!(status.conditions[0].status, "True", "accepted: {:?}", status.conditions);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    wait_for("a DenyFailsOpen Warning Event", Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("DenyFailsOpen")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("typo")
+            })
+            .map(|e| assert_eq!(e.type_.as_deref(), Some("Warning"))))
+    })
+    .await
+    .unwrap();
 
     wait_installed(&aap, "fine", 3).await.unwrap();
     for node in NODES {
