@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Palisade's builds and tests need, when missing:
 #   system-deps.sh         what `make demo` needs (libseccomp to link, apparmor_parser)
-#   system-deps.sh --test  also what `make test` needs (Lua for the Argo CD check; QEMU,
-#                          mmdebstrap, socat, busybox-static for the real node)
+#   system-deps.sh --test  also what `make test` needs (QEMU, mmdebstrap, socat,
+#                          busybox-static for the real node)
 # As root it runs apt-get itself; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -15,7 +15,6 @@ pkg make
 pkg gcc
 pkg libc6-dev
 if [[ "${1:-}" == --test ]]; then
-  pkg lua5.4
   pkg qemu-system-x86
   pkg mmdebstrap
   pkg socat

@@ -50,19 +50,7 @@ pub fn corpus_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// What Docker's own loader makes of a Docker/Podman-format profile for a container with
 /// `caps` (none: Docker's default set), on this machine's architecture and kernel.
 pub fn docker_oracle(profile: &Path, caps: &[&str]) -> Result<Value> {
-    let bin = match std::env::var("SECCOMP_ORACLE") {
-        Ok(b) => PathBuf::from(b),
-        Err(_) => {
-            let script = repo_root().join("e2e/scripts/seccomp-oracle-bin.sh");
-            let out = std::process::Command::new(&script)
-                .stderr(std::process::Stdio::inherit())
-                .output()?;
-            if !out.status.success() {
-                bail!("{} failed", script.display());
-            }
-            String::from_utf8(out.stdout)?.trim().into()
-        }
-    };
+    let bin = crate::go_tool("seccomp-oracle")?;
     let out = std::process::Command::new(&bin)
         .arg(profile)
         .args(caps)

@@ -26,3 +26,18 @@ pub fn helm_binary() -> anyhow::Result<std::path::PathBuf> {
     }
     Ok(String::from_utf8(out.stdout)?.trim().into())
 }
+
+/// A test tool built from its Go module under e2e/<tool>/ by e2e/scripts/go-tool-bin.sh
+/// (once, cached): `seccomp-oracle` (Docker's seccomp loader) or `argocd-lua` (Argo CD's
+/// Lua interpreter).
+pub fn go_tool(tool: &str) -> anyhow::Result<std::path::PathBuf> {
+    let script = controlplane::repo_root().join("e2e/scripts/go-tool-bin.sh");
+    let out = std::process::Command::new(&script)
+        .arg(tool)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("{} {tool} failed", script.display());
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().into())
+}

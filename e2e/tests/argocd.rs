@@ -1,10 +1,11 @@
-//! The Argo CD health check in examples/argocd/ (Lua), run by a real Lua interpreter
-//! against profile objects whose status the operator's own status builder produced, in
-//! each state a profile can be in. Argo CD runs these scripts with gopher-lua (Lua 5.1
-//! semantics); the script uses only what both that and Lua 5.4 have.
+//! The Argo CD health check in examples/argocd/ (Lua), run by Argo CD's own interpreter
+//! (gopher-lua, Lua 5.1 semantics, with only the libraries Argo CD opens for health
+//! scripts: e2e/argocd-lua) against profile objects whose status the operator's own status
+//! builder produced, in each state a profile can be in.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use palisade_crds::AcceptedContent;
@@ -13,45 +14,70 @@ use palisade_e2e::controlplane::repo_root;
 use palisade_operator::status::{Acceptance, StatusInput, build};
 use serde_json::{Value, json};
 
-const LUA: &str = "lua5.4";
-
-/// A JSON value as a Lua table constructor (nulls dropped, as Argo CD does).
-fn lua(v: &Value) -> String {
-    match v {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => {
-            let escaped: String = s.bytes().map(|b| format!("\\{b:03}")).collect();
-            format!("\"{escaped}\"")
-        }
-        Value::Array(items) => format!("{{{}}}", items.iter().map(lua).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("[{}] = {}", lua(&Value::String(k.clone())), lua(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+/// Runs health.lua on `obj` as Argo CD does and returns (status, message).
+fn health(obj: &Value) -> (String, String) {
+    let (status, message) = run_health(&repo_root().join("examples/argocd/health.lua"), obj).unwrap();
+    (status, message)
 }
 
-/// Runs health.lua on `obj` and returns (status, message).
-fn health(obj: &Value) -> (String, String) {
-    let script = std::fs::read_to_string(repo_root().join("examples/argocd/health.lua")).unwrap();
-    let program = format!(
-        "obj = {}\nlocal hs = (function()\n{script}\nend)()\nio.write(hs.status, \"\\n\", hs.message or \"\")\n",
-        lua(obj)
-    );
-    let out = Command::new(LUA)
-        .args(["-e", &program])
-        .output()
-        .unwrap_or_else(|e| panic!("{LUA} is needed for this test (Debian package lua5.4): {e}"));
-    assert!(out.status.success(), "lua: {}", String::from_utf8_lossy(&out.stderr));
-    let out = String::from_utf8(out.stdout).unwrap();
-    let (status, message) = out.split_once('\n').unwrap();
-    (status.to_string(), message.to_string())
+fn run_health(script: &std::path::Path, obj: &Value) -> Result<(String, String), String> {
+    let bin = palisade_e2e::go_tool("argocd-lua").unwrap();
+    let mut child = Command::new(bin)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(obj).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok((
+        v["status"].as_str().unwrap_or_default().to_string(),
+        v["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// The interpreter is Argo CD's: Lua 5.1 (no integer division, no goto, no utf8 library)
+/// and no string library, as Argo CD opens it for health scripts. A script using what
+/// Lua 5.4 has and Argo CD's does not fails here.
+#[test]
+fn the_interpreter_is_argo_cds_not_a_newer_lua() {
+    let dir = tempfile::tempdir().unwrap();
+    let obj = json!({"metadata": {"name": "x"}});
+    for (name, body) in [
+        (
+            "floor-division",
+            "local x = 7 // 2\nreturn {status = \"Healthy\", message = tostring(x)}",
+        ),
+        ("utf8", "return {status = \"Healthy\", message = utf8.char(72)}"),
+        (
+            "string-library",
+            "return {status = \"Healthy\", message = string.upper(\"x\")}",
+        ),
+    ] {
+        let script = dir.path().join(format!("{name}.lua"));
+        std::fs::write(&script, body).unwrap();
+        assert!(
+            run_health(&script, &obj).is_err(),
+            "{name} ran: not Argo CD's interpreter"
+        );
+    }
+    let script = dir.path().join("ok.lua");
+    std::fs::write(
+        &script,
+        "return {status = \"Healthy\", message = obj.metadata.name .. tostring(#{1, 2})}",
+    )
+    .unwrap();
+    assert_eq!(run_health(&script, &obj).unwrap(), ("Healthy".into(), "x2".into()));
 }
 
 struct Case {

@@ -5,7 +5,7 @@
 //! the nodes enforces what the runtime would load from the source.
 //!
 //! The reference for Docker/Podman-format files is Docker's own loader
-//! (github.com/moby/profiles/seccomp, built by e2e/scripts/seccomp-oracle-bin.sh); for SPO's
+//! (github.com/moby/profiles/seccomp, built by e2e/scripts/go-tool-bin.sh); for SPO's
 //! SeccompProfiles it is the SPO spec itself, which SPO writes to the node as the OCI profile.
 
 use std::collections::BTreeMap;
