@@ -5,6 +5,7 @@
 //! profile files. It prints what it evaluated and what it left out on stderr, the objects
 //! on stdout.
 
+pub mod cluster;
 pub mod docker;
 pub mod errno;
 pub mod spo;
@@ -41,6 +42,8 @@ impl ConvertError {
     about = "Palisade's command-line tool (also `kubectl palisade`)"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub connection: cluster::Connection,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,8 +53,71 @@ pub enum Command {
     /// Convert Docker/Podman seccomp JSON, SPO manifests or raw AppArmor profiles into
     /// Palisade objects (printed as YAML on stdout; what was evaluated goes to stderr).
     Convert(ConvertArgs),
+    /// Profiles × nodes at a glance: Ready, counts, and each node that has not installed
+    /// the accepted content, with its message (one profile: every node).
+    Status {
+        /// One profile (default: all).
+        profile: Option<String>,
+        #[arg(long, value_enum)]
+        kind: Option<cluster::Kind>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// The effective rules of a SeccompProfile after inheritance, each with where it came
+    /// from; for an AppArmorProfile, the policy text the nodes load.
+    Explain {
+        profile: String,
+        #[arg(long, value_enum)]
+        kind: Option<cluster::Kind>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the version.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Output of the verbs that read the cluster.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Yaml,
+    Json,
+}
+
+fn print<T: serde::Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+    match format {
+        Format::Table => print!("{}", table()),
+        Format::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+    }
+    Ok(())
+}
+
+fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = connection.client().await?;
+        match command {
+            Command::Status { profile, kind, output } => {
+                let rows = cluster::status(client, profile.as_deref(), kind).await?;
+                let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print(output, &rows, || cluster::status_table(&rows, colour))?;
+                Ok(0)
+            }
+            Command::Explain { profile, kind, output } => {
+                let explained = cluster::explain(client, &profile, kind).await?;
+                print(output, &explained, || cluster::explain_text(&explained))?;
+                Ok(0)
+            }
+            _ => unreachable!("only the cluster verbs"),
+        }
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,10 +163,22 @@ pub fn main() -> i32 {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "palisade", &mut std::io::stdout());
+            0
+        }
         Command::Convert(args) => match run_convert(&args) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("palisade convert: {e:#}");
+                1
+            }
+        },
+        command => match run_cluster(&cli.connection, command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("palisade: {e:#}");
                 1
             }
         },

@@ -1,0 +1,417 @@
+//! The verbs that read the cluster: `status` and `explain`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
+use palisade_crds::{
+    AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile,
+    SeccompProfileSpec,
+};
+use serde::Serialize;
+
+/// kubectl's connection flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Connection {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+impl Connection {
+    pub async fn client(&self) -> Result<Client> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+                Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            }
+            None => Config::from_kubeconfig(&options)
+                .await
+                .context("loading the kubeconfig")?,
+        };
+        Ok(Client::try_from(config)?)
+    }
+}
+
+/// Which kind a verb is about (`--kind`), when a name exists in both.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum Kind {
+    Seccomp,
+    Apparmor,
+}
+
+/// One profile at a glance.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRow {
+    pub kind: ProfileKind,
+    pub name: String,
+    /// `True`, `False` or `Unknown`, with the reason.
+    pub ready: String,
+    pub reason: String,
+    pub targeted: u32,
+    pub installed: u32,
+    pub pending: u32,
+    pub failed: u32,
+    pub unsupported: u32,
+    /// The warning (seccomp: `SyscallsIgnored` / `DenyFailsOpen`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// Each node's entry for the profile (every node for one profile; otherwise the nodes
+    /// where it is not installed).
+    pub nodes: Vec<NodeRow>,
+}
+
+/// A profile on one node.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRow {
+    pub node: String,
+    pub state: NodeProfileState,
+    /// Whether the node holds the content the operator accepted.
+    pub current: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+fn row(kind: ProfileKind, name: &str, status: Option<&ProfileStatus>) -> ProfileRow {
+    let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let warning = status
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == palisade_crds::CONDITION_SYSCALLS_IGNORED)
+        })
+        .map(|c| c.reason.clone());
+    let counts = status.and_then(|s| s.nodes).unwrap_or_default();
+    ProfileRow {
+        kind,
+        name: name.to_string(),
+        ready: ready.map_or("Unknown".into(), |c| c.status.clone()),
+        reason: ready.map_or("NotReconciled".into(), |c| c.reason.clone()),
+        targeted: counts.targeted,
+        installed: counts.installed,
+        pending: counts.pending,
+        failed: counts.failed,
+        unsupported: counts.unsupported,
+        warning,
+        nodes: vec![],
+    }
+}
+
+/// Profiles × nodes: every profile (or the one named) with its counts, and per node where it
+/// stands (for all profiles: only the nodes where it is not installed, with the messages).
+pub async fn status(client: Client, name: Option<&str>, kind: Option<Kind>) -> Result<Vec<ProfileRow>> {
+    let seccomp = Api::<SeccompProfile>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let apparmor = Api::<AppArmorProfile>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let reports = Api::<NodeProfileStatus>::all(client).list(&Default::default()).await?;
+
+    let mut rows = Vec::new();
+    let mut accepted: HashMap<(ProfileKind, String), String> = HashMap::new();
+    if kind != Some(Kind::Apparmor) {
+        for p in seccomp.items.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
+            rows.push(row(ProfileKind::SeccompProfile, &p.name_any(), p.status.as_ref()));
+            if let Some(a) = p.status.as_ref().and_then(|s| s.accepted.as_ref()) {
+                accepted.insert((ProfileKind::SeccompProfile, p.name_any()), a.digest.clone());
+            }
+        }
+    }
+    if kind != Some(Kind::Seccomp) {
+        for p in apparmor.items.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
+            rows.push(row(ProfileKind::AppArmorProfile, &p.name_any(), p.status.as_ref()));
+            if let Some(a) = p.status.as_ref().and_then(|s| s.accepted.as_ref()) {
+                accepted.insert((ProfileKind::AppArmorProfile, p.name_any()), a.digest.clone());
+            }
+        }
+    }
+    if let Some(name) = name
+        && rows.is_empty()
+    {
+        bail!("no AppArmorProfile or SeccompProfile named {name:?}");
+    }
+    let one = name.is_some();
+    for report in &reports.items {
+        let node = report.name_any();
+        for entry in report.status.iter().flat_map(|s| &s.profiles) {
+            let Some(row) = rows.iter_mut().find(|r| r.kind == entry.kind && r.name == entry.name) else {
+                continue;
+            };
+            let current = accepted
+                .get(&(entry.kind, entry.name.clone()))
+                .is_some_and(|d| *d == entry.digest);
+            if one || entry.state != NodeProfileState::Installed || !current {
+                row.nodes.push(NodeRow {
+                    node: node.clone(),
+                    state: entry.state,
+                    current,
+                    message: entry.message.clone(),
+                });
+            }
+        }
+    }
+    for r in &mut rows {
+        r.nodes.sort_by(|a, b| a.node.cmp(&b.node));
+    }
+    rows.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Ok(rows)
+}
+
+/// `status` as a table.
+pub fn status_table(rows: &[ProfileRow], colour: bool) -> String {
+    let paint = |text: &str, code: &str| {
+        if colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    };
+    let mut table = vec![vec![
+        "KIND".to_string(),
+        "NAME".into(),
+        "READY".into(),
+        "REASON".into(),
+        "INSTALLED".into(),
+        "PENDING".into(),
+        "FAILED".into(),
+        "UNSUPPORTED".into(),
+        "WARNING".into(),
+    ]];
+    for r in rows {
+        table.push(vec![
+            match r.kind {
+                ProfileKind::SeccompProfile => "seccomp".into(),
+                ProfileKind::AppArmorProfile => "apparmor".into(),
+            },
+            r.name.clone(),
+            r.ready.clone(),
+            r.reason.clone(),
+            format!("{}/{}", r.installed, r.targeted),
+            r.pending.to_string(),
+            r.failed.to_string(),
+            r.unsupported.to_string(),
+            r.warning.clone().unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, cells) in table.iter().enumerate() {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let line = line.join("  ").trim_end().to_string();
+        let line = match rows.get(i.wrapping_sub(1)).map(|r| r.ready.as_str()) {
+            _ if i == 0 => line,
+            Some("True") => line,
+            _ => paint(&line, "31"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+        if i == 0 {
+            continue;
+        }
+        for n in &rows[i - 1].nodes {
+            let state = format!("{:?}", n.state);
+            let stale = if n.current || n.state != NodeProfileState::Installed {
+                ""
+            } else {
+                " (not the accepted content)"
+            };
+            let message = if n.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", n.message)
+            };
+            out.push_str(&format!("  {} {state}{stale}{message}\n", n.node));
+        }
+    }
+    out
+}
+
+/// One rule of a profile's effective seccomp filter and where it came from.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplainedRule {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `spec.syscalls[i]`, or `spec.syscalls[i] of base SeccompProfile "x"`.
+    pub from: String,
+}
+
+/// What a profile enforces after inheritance, as the nodes get it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Explained {
+    pub kind: ProfileKind,
+    pub name: String,
+    /// Seccomp: the default action (and errno); AppArmor: the mode.
+    pub default: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<ExplainedRule>,
+    /// AppArmor: the policy text loaded into the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The digest of this rendering, and whether it is the content the operator accepted.
+    pub digest: String,
+    pub accepted: bool,
+}
+
+fn name_of<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The effective rules of a SeccompProfile (inheritance resolved, each rule's origin), or
+/// the policy text of an AppArmorProfile.
+pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<Explained> {
+    if kind != Some(Kind::Apparmor) {
+        let all = Api::<SeccompProfile>::all(client.clone())
+            .list(&Default::default())
+            .await?;
+        let specs: BTreeMap<String, SeccompProfileSpec> =
+            all.items.iter().map(|p| (p.name_any(), p.spec.clone())).collect();
+        if let Some(profile) = all.items.iter().find(|p| p.name_any() == name) {
+            let rendered =
+                sc_render::render(name, &profile.spec, |n| specs.get(n)).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let accepted = profile.status.as_ref().and_then(|s| s.accepted.as_ref());
+            let default = match rendered.oci.default_errno_ret {
+                Some(errno) => format!("{} (errno {errno})", name_of(rendered.oci.default_action)),
+                None => name_of(rendered.oci.default_action),
+            };
+            let rules = rendered
+                .oci
+                .syscalls
+                .iter()
+                .zip(&rendered.origins)
+                .map(|(r, origin)| ExplainedRule {
+                    names: r.names.clone(),
+                    action: name_of(r.action),
+                    errno_ret: r.errno_ret,
+                    args: r
+                        .args
+                        .iter()
+                        .map(|a| {
+                            format!(
+                                "arg{} {} {}{}",
+                                a.index,
+                                name_of(a.op),
+                                a.value,
+                                if a.value_two != 0 {
+                                    format!(" {}", a.value_two)
+                                } else {
+                                    String::new()
+                                }
+                            )
+                        })
+                        .collect(),
+                    from: origin.field(),
+                })
+                .collect();
+            return Ok(Explained {
+                kind: ProfileKind::SeccompProfile,
+                name: name.to_string(),
+                default,
+                architectures: rendered.oci.architectures.iter().map(|a| name_of(*a)).collect(),
+                bases: rendered.bases.clone(),
+                rules,
+                policy: None,
+                accepted: accepted.is_some_and(|a| a.digest == rendered.digest),
+                digest: rendered.digest,
+            });
+        }
+    }
+    if kind != Some(Kind::Seccomp)
+        && let Some(profile) = Api::<AppArmorProfile>::all(client).get_opt(name).await?
+    {
+        let rendered = aa_render::render(name, &profile.spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let accepted = profile.status.as_ref().and_then(|s| s.accepted.as_ref());
+        return Ok(Explained {
+            kind: ProfileKind::AppArmorProfile,
+            name: name.to_string(),
+            default: format!("{:?}", rendered.mode),
+            architectures: vec![],
+            bases: vec![],
+            rules: vec![],
+            policy: Some(rendered.text.clone()),
+            accepted: accepted.is_some_and(|a| a.digest == rendered.digest),
+            digest: rendered.digest,
+        });
+    }
+    bail!("no SeccompProfile or AppArmorProfile named {name:?}")
+}
+
+/// `explain` as text.
+pub fn explain_text(e: &Explained) -> String {
+    let mut out = String::new();
+    let kind = match e.kind {
+        ProfileKind::SeccompProfile => "SeccompProfile",
+        ProfileKind::AppArmorProfile => "AppArmorProfile",
+    };
+    out.push_str(&format!("{kind} {}\n", e.name));
+    let accepted = if e.accepted {
+        "the content the operator accepted"
+    } else {
+        "NOT the content the operator accepted (nodes keep the accepted one)"
+    };
+    out.push_str(&format!(
+        "content: {} ({accepted})\n",
+        &e.digest[..12.min(e.digest.len())]
+    ));
+    match e.kind {
+        ProfileKind::SeccompProfile => {
+            out.push_str(&format!("default: {}\n", e.default));
+            if !e.architectures.is_empty() {
+                out.push_str(&format!("architectures: {}\n", e.architectures.join(", ")));
+            }
+            if !e.bases.is_empty() {
+                out.push_str(&format!("inherits: {}\n", e.bases.join(" -> ")));
+            }
+            out.push_str("rules (after inheritance):\n");
+            for r in &e.rules {
+                let errno = r.errno_ret.map(|n| format!(" errno {n}")).unwrap_or_default();
+                let args = if r.args.is_empty() {
+                    String::new()
+                } else {
+                    format!(" if {}", r.args.join(" and "))
+                };
+                out.push_str(&format!(
+                    "  {}{errno}{args}: {}\n    from {}\n",
+                    r.action,
+                    r.names.join(", "),
+                    r.from
+                ));
+            }
+        }
+        ProfileKind::AppArmorProfile => {
+            out.push_str(&format!("mode: {}\n\n", e.default));
+            out.push_str(e.policy.as_deref().unwrap_or_default());
+        }
+    }
+    out
+}
