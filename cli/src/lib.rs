@@ -5,6 +5,7 @@
 //! profile files. It prints what it evaluated and what it left out on stderr, the objects
 //! on stdout.
 
+pub mod audit;
 pub mod cluster;
 pub mod docker;
 pub mod errno;
@@ -72,6 +73,20 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// The cluster's confinement posture: containers without seccomp or AppArmor (or
+    /// Unconfined, or privileged), pods naming profiles that do not exist or are not
+    /// installed on their node, profiles no pod uses, nodes without AppArmor. Exits 1 when a
+    /// finding reaches `--fail-on`, so it can gate a pipeline.
+    Audit {
+        /// Only pods in this namespace (default: all namespaces).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// The lowest severity that makes the exit code 1.
+        #[arg(long, value_enum, default_value_t = audit::Severity::Low)]
+        fail_on: audit::Severity,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -114,6 +129,16 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
                 let explained = cluster::explain(client, &profile, kind).await?;
                 print(output, &explained, || cluster::explain_text(&explained))?;
                 Ok(0)
+            }
+            Command::Audit {
+                namespace,
+                fail_on,
+                output,
+            } => {
+                let findings = audit::audit(client, namespace.as_deref()).await?;
+                let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                print(output, &findings, || audit::table(&findings, colour))?;
+                Ok(i32::from(findings.iter().any(|f| f.severity >= fail_on)))
             }
             _ => unreachable!("only the cluster verbs"),
         }

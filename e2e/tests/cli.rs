@@ -68,10 +68,10 @@ fn kubectl_runs_palisade_as_a_plugin() {
     );
 }
 
-/// `palisade status` and `explain` against a real API server with simulated nodes (one
-/// without AppArmor), as `kubectl palisade` runs them.
+/// `palisade status`, `explain` and `audit` against a real API server with simulated
+/// nodes (one without AppArmor), as `kubectl palisade` runs them.
 #[tokio::test]
-async fn status_and_explain_read_the_cluster() {
+async fn status_explain_and_audit_read_the_cluster() {
     use palisade_crds::SeccompProfile;
     use palisade_e2e::cluster::{apply_json, wait_installed};
     use palisade_e2e::{Cluster, Options};
@@ -198,6 +198,134 @@ async fn status_and_explain_read_the_cluster() {
         explained["policy"].as_str().unwrap().contains("\"/etc/**\" r,"),
         "{explained}"
     );
+
+    // audit: pods as an admin's cluster has them (no kubelet runs them here; the objects
+    // are what audit reads).
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in ["good", "bad"] {
+        namespaces
+            .create(
+                &Default::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let pod =
+        |ns: &str, name: &str, node: &str, pod_sc: Value, container_sc: Value| -> k8s_openapi::api::core::v1::Pod {
+            serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeName": node, "securityContext": pod_sc,
+                     "containers": [{"name": "app", "image": "busybox", "securityContext": container_sc}]}}))
+            .unwrap()
+        };
+    let create = |p: k8s_openapi::api::core::v1::Pod| {
+        let client = client.clone();
+        async move {
+            let ns = p.metadata.namespace.clone().unwrap();
+            Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client, &ns)
+                .create(&Default::default(), &p)
+                .await
+                .unwrap();
+        }
+    };
+    let confined = serde_json::json!({
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/cli-child.json"},
+        "appArmorProfile": {"type": "Localhost", "localhostProfile": "cli-aa"}});
+    create(pod("good", "web", "node-0", confined.clone(), serde_json::json!({}))).await;
+    create(pod(
+        "bad",
+        "unconfined",
+        "node-0",
+        serde_json::json!({}),
+        serde_json::json!({
+        "seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}}),
+    ))
+    .await;
+    create(pod(
+        "bad",
+        "typo",
+        "node-1",
+        serde_json::json!({
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/cli-chlid.json"}}),
+        serde_json::json!({}),
+    ))
+    .await;
+    create(pod(
+        "bad",
+        "bare",
+        "node-1",
+        serde_json::json!({}),
+        serde_json::json!({}),
+    ))
+    .await;
+    // cli-aa cannot be installed on node-2 (no AppArmor).
+    create(pod(
+        "bad",
+        "no-apparmor-node",
+        "node-2",
+        confined,
+        serde_json::json!({}),
+    ))
+    .await;
+
+    let audit = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .arg("--kubeconfig")
+            .arg(&cluster.cp.kubeconfig)
+            .arg("audit")
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, table) = audit(&[]);
+    println!("$ palisade audit\n{table}");
+    assert_eq!(code, Some(1), "findings fail the run: {table}");
+    let (_, json) = audit(&["-o", "json"]);
+    let findings: Vec<Value> = serde_json::from_str(&json).unwrap();
+    let has = |severity: &str, object: &str, text: &str| {
+        findings.iter().any(|f| {
+            f["severity"] == severity && f["object"] == object && f["finding"].as_str().unwrap().contains(text)
+        })
+    };
+    for (severity, object, text) in [
+        ("high", "pod bad/unconfined (container app)", "runs seccomp Unconfined"),
+        ("high", "pod bad/unconfined (container app)", "runs AppArmor Unconfined"),
+        (
+            "high",
+            "pod bad/typo (container app)",
+            "names seccomp profile palisade/cli-chlid.json, which no SeccompProfile provides",
+        ),
+        ("medium", "pod bad/bare (container app)", "has no seccomp profile"),
+        ("low", "pod bad/bare (container app)", "has no AppArmor profile"),
+        (
+            "medium",
+            "pod bad/no-apparmor-node (container app)",
+            "uses AppArmorProfile cli-aa, which is not installed on its node node-2 (Unsupported)",
+        ),
+        ("medium", "node node-2", "has no AppArmor"),
+    ] {
+        assert!(
+            has(severity, object, text),
+            "missing {severity} {object}: {text}\n{json}"
+        );
+    }
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f["object"].as_str().unwrap().starts_with("pod good/")),
+        "a confined pod whose profiles are installed on its node is fine: {json}"
+    );
+    assert!(
+        !findings.iter().any(|f| f["object"] == "SeccompProfile cli-base"),
+        "a base is used by its child"
+    );
+    // The good namespace alone: only the low finding that other profiles go unused there.
+    let (code, table) = audit(&["-n", "good", "--fail-on", "medium"]);
+    assert_eq!(code, Some(0), "{table}");
+    let (code, _) = audit(&["-n", "good"]);
+    assert_eq!(code, Some(0), "nothing at all to say about the good namespace");
 
     // A name that is neither kind: an error naming it.
     let out = Command::new(&bin)
