@@ -65,8 +65,9 @@ pub fn native_arch() -> SeccompArch {
     }
 }
 
-/// Docker's name for an architecture in `includes.arches`/`excludes.arches` (Go's
-/// `GOARCH` spelling for the native one).
+/// Docker's name for the node's architecture in `includes.arches`/`excludes.arches` (its
+/// libseccomp-style names, as moby's seccomp loader spells them: `amd64`, `x86`, `arm64`,
+/// `mipsel64`, ...).
 pub fn docker_arch_name(arch: SeccompArch) -> &'static str {
     match arch {
         SeccompArch::X86_64 => "amd64",
@@ -77,9 +78,9 @@ pub fn docker_arch_name(arch: SeccompArch) -> &'static str {
         SeccompArch::Mips => "mips",
         SeccompArch::Mips64 => "mips64",
         SeccompArch::Mips64N32 => "mips64n32",
-        SeccompArch::Mipsel => "mipsle",
-        SeccompArch::Mipsel64 => "mips64le",
-        SeccompArch::Mipsel64N32 => "mips64len32",
+        SeccompArch::Mipsel => "mipsel",
+        SeccompArch::Mipsel64 => "mipsel64",
+        SeccompArch::Mipsel64N32 => "mips3l64n32",
         SeccompArch::Ppc => "ppc",
         SeccompArch::Ppc64 => "ppc64",
         SeccompArch::Ppc64Le => "ppc64le",
@@ -88,7 +89,7 @@ pub fn docker_arch_name(arch: SeccompArch) -> &'static str {
         SeccompArch::Parisc => "parisc",
         SeccompArch::Parisc64 => "parisc64",
         SeccompArch::Riscv64 => "riscv64",
-        SeccompArch::Loongarch64 => "loong64",
+        SeccompArch::Loongarch64 => "loongarch64",
         SeccompArch::M68k => "m68k",
         SeccompArch::Sh => "sh",
         SeccompArch::Sheb => "sheb",
@@ -200,7 +201,12 @@ struct Filter {
 
 impl Filter {
     fn is_empty(&self) -> bool {
-        self.arches.is_empty() && self.caps.is_empty() && self.min_kernel.is_none()
+        self.arches.is_empty() && self.caps.is_empty() && self.min_kernel().is_none()
+    }
+
+    /// `minKernel`, an empty string being unset (as Docker reads it).
+    fn min_kernel(&self) -> Option<&str> {
+        self.min_kernel.as_deref().filter(|k| !k.is_empty())
     }
 }
 
@@ -300,6 +306,17 @@ pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec
             }
             names.push(name.clone());
         }
+        for (which, filter) in [("includes", &call.includes), ("excludes", &call.excludes)] {
+            if let Some(k) = filter.as_ref().and_then(|f| f.min_kernel.as_deref())
+                && !k.is_empty()
+                && strict_kernel(k).is_none()
+            {
+                return Err(invalid(
+                    &field(&format!("{which}.minKernel")),
+                    format!("{k:?} is not MAJOR.MINOR (Docker refuses it too)"),
+                ));
+            }
+        }
         if let Some(why) = excluded(call, native_name, target) {
             notes.push(format!("dropped syscalls[{i}] ({}): {why}", short(&names)));
             continue;
@@ -366,10 +383,19 @@ fn without_nulls(v: Value) -> Value {
     }
 }
 
+/// `MAJOR.MINOR` exactly, as Docker reads `minKernel`.
+fn strict_kernel(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let version: (u8, u8) =
+        (digits(major) && digits(minor)).then(|| Some((major.parse().ok()?, minor.parse().ok()?)))??;
+    (version != (0, 0)).then_some((u32::from(version.0), u32::from(version.1)))
+}
+
 /// Why Docker would leave the rule out for `target`, if it would.
 fn excluded(call: &Syscall, native: &str, target: &Target) -> Option<String> {
-    let kernel_at_least = |v: &str| match (target.kernel, parse_kernel(v)) {
-        (Some(have), Ok(need)) => have >= need,
+    let kernel_at_least = |v: &str| match (target.kernel, strict_kernel(v)) {
+        (Some(have), Some(need)) => have >= need,
         _ => true,
     };
     if let Some(ex) = call.excludes.as_ref().filter(|f| !f.is_empty()) {
@@ -379,7 +405,7 @@ fn excluded(call: &Syscall, native: &str, target: &Target) -> Option<String> {
         if let Some(cap) = ex.caps.iter().find(|c| target.caps.contains(*c)) {
             return Some(format!("excluded when the container has {cap}"));
         }
-        if let Some(k) = ex.min_kernel.as_deref().filter(|k| kernel_at_least(k)) {
+        if let Some(k) = ex.min_kernel().filter(|k| kernel_at_least(k)) {
             return Some(format!("excluded on kernel {k} and later"));
         }
     }
@@ -396,7 +422,7 @@ fn excluded(call: &Syscall, native: &str, target: &Target) -> Option<String> {
         if !missing.is_empty() {
             return Some(format!("needs {}", missing.join(", ")));
         }
-        if let Some(k) = inc.min_kernel.as_deref().filter(|k| !kernel_at_least(k)) {
+        if let Some(k) = inc.min_kernel().filter(|k| !kernel_at_least(k)) {
             return Some(format!("needs kernel {k}"));
         }
     }
@@ -515,6 +541,12 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("architectures: ")
+        );
+        let doc = json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8.1"}}]});
+        assert_eq!(
+            convert(&doc, &target()).unwrap_err().to_string(),
+            "syscalls[0].includes.minKernel: \"4.8.1\" is not MAJOR.MINOR (Docker refuses it too)"
         );
         let doc = json!({"defaultAction": "SCMP_ACT_NOPE"});
         assert!(

@@ -315,12 +315,23 @@ pub fn convert(text: &str, source: &str, options: &Options) -> Result<(Vec<Value
                 ),
             });
         }
+        // Palisade sets the mode from spec.mode and refuses a flag that contradicts it: a
+        // profile written in complain mode becomes a Complain-mode object.
+        let header = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("profile {name} ")))
+            .unwrap_or_default();
+        let mode = if header.contains("complain") {
+            "Complain"
+        } else {
+            "Enforce"
+        };
         let object = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
-            "metadata": {"name": name}, "spec": {"policy": text}});
+            "metadata": {"name": name}, "spec": {"policy": text, "mode": mode}});
         return Ok((
             vec![object],
             vec![format!(
-                "raw AppArmor profile {name}: loaded in the mode its flags give (Enforce unless flags=(complain))"
+                "raw AppArmor profile {name}: spec.mode {mode}, as its flags say"
             )],
         ));
     }
@@ -441,6 +452,13 @@ mod tests {
         .unwrap();
         assert_eq!(objects[0]["kind"], "AppArmorProfile");
         assert_eq!(objects[0]["metadata"]["name"], "web.aa");
+        let (objects, _) = convert(
+            "profile learn flags=(attach_disconnected, complain) {\n}\n",
+            "x.aa",
+            &options,
+        )
+        .unwrap();
+        assert_eq!(objects[0]["spec"]["mode"], "Complain");
         let err = convert("profile Web_1 {\n}\n", "x", &options).unwrap_err();
         assert!(
             err.to_string()

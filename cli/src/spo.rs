@@ -70,6 +70,19 @@ pub fn convert(doc: &Value, bases: &BTreeMap<String, Value>) -> Result<(Vec<Valu
                 );
             }
             let spec = keep_known(spec, &SECCOMP_FIELDS, "spec", &mut notes);
+            // SPO writes `<name>` as the file name when it already ends in .json; Palisade
+            // always appends .json: the object drops the suffix so the path stays the same.
+            let mut metadata = metadata;
+            let name = match name.strip_suffix(".json") {
+                Some(stem) => {
+                    notes.push(format!(
+                        "metadata.name {name:?} becomes {stem:?}: Palisade adds .json itself, so the file stays operator/{name}"
+                    ));
+                    metadata["name"] = json!(stem);
+                    stem.to_string()
+                }
+                None => name,
+            };
             let typed: SeccompProfileSpec = serde_json::from_value(Value::Object(spec.clone()))
                 .map_err(|e| field("spec", &format!("not a valid SeccompProfile spec: {e}")))?;
             let _ = typed;
@@ -214,6 +227,13 @@ mod tests {
                      "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["read"]}], "disabled": false}});
         let (objects, notes) = convert(&doc, &BTreeMap::new()).unwrap();
         assert_eq!(objects.len(), 1);
+        let mut suffixed = doc.clone();
+        suffixed["metadata"]["name"] = json!("web.json");
+        let (renamed, _) = convert(&suffixed, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            renamed[0]["metadata"]["name"], "web",
+            "SPO's file operator/web.json stays"
+        );
         assert_eq!(objects[0]["apiVersion"], "palisade.dev/v1alpha1");
         assert_eq!(objects[0]["metadata"], json!({"name": "web", "labels": {"team": "a"}}));
         assert_eq!(objects[0]["spec"]["syscalls"][0]["names"], json!(["read"]));

@@ -608,11 +608,12 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
         );
     }
 
-    // The base now adds an architecture the operator's libseccomp cannot build a filter
-    // for: the base and its child are refused. Agents render the child differently, see
-    // that the operator has not accepted that content, and wait.
+    // The base now adds an architecture libseccomp cannot put in one filter with x86_64
+    // (s390x is big-endian; runc refuses such a profile too): the base and its child are
+    // refused. Agents render the child differently, see that the operator has not
+    // accepted that content, and wait.
     let mut broken = base("setns");
-    broken["spec"]["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_LOONGARCH64"]);
+    broken["spec"]["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_S390X"]);
     apply_json(&client, broken).await.unwrap();
     let status = wait_condition(&sp, "gate-child", "Accepted", "False").await.unwrap();
     assert_eq!(

@@ -31,6 +31,10 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The Security Profiles Operator's seccomp subdirectory (pods migrated from SPO keep
+/// `localhostProfile: operator/<name>.json`).
+pub const SPO_SECCOMP_SUBDIR: &str = "operator";
+
 pub struct NodeState {
     pub apparmor: AppArmor,
     /// `Ok(parser version)` or why AppArmor cannot be used here.
@@ -72,12 +76,10 @@ impl NodeState {
             seccomp_owned = match files::read_owned(&seccomp_dir)? {
                 Some(owned) => owned,
                 None => {
-                    // No record yet. Palisade's own directory was only ever written by
-                    // Palisade (versions before the record): adopt its files. A shared
-                    // directory (SPO's `operator/`) holds other tools' files: adopt none.
-                    let own_dir = seccomp_dir
-                        .file_name()
-                        .is_some_and(|n| n == palisade_crds::SECCOMP_SUBDIR);
+                    // No record yet: versions before the record wrote this directory, and
+                    // only Palisade did, so its files are adopted. SPO's `operator/`
+                    // directory holds SPO's files: none is adopted there.
+                    let own_dir = seccomp_dir.file_name().is_none_or(|n| n != SPO_SECCOMP_SUBDIR);
                     let mut adopted = BTreeSet::new();
                     if own_dir {
                         for entry in std::fs::read_dir(&seccomp_dir)? {
@@ -147,35 +149,10 @@ impl NodeState {
             .iter()
             .filter_map(|p| Some((p.metadata.name.as_deref()?, &p.spec)))
             .collect();
-        // Record every name about to be written for the first time, in one write, before
-        // any file is written: a crash never leaves a Palisade file that is not recorded.
-        // A name whose file exists but is not recorded is another tool's: left alone.
-        if self.seccomp_support.is_ok() {
-            let new: Vec<String> = profiles
-                .iter()
-                .filter_map(|p| {
-                    let name = p.metadata.name.as_deref()?;
-                    Target::of(
-                        ProfileKind::SeccompProfile,
-                        &p.metadata,
-                        p.spec.state,
-                        p.spec.node_selector.as_ref(),
-                        labels,
-                    )?;
-                    let fresh =
-                        !self.seccomp_owned.contains(name) && !files::seccomp_path(&self.seccomp_dir, name).exists();
-                    fresh.then(|| name.to_string())
-                })
-                .collect();
-            if !new.is_empty() {
-                let mut owned = self.seccomp_owned.clone();
-                owned.extend(new);
-                match files::write_owned(&self.seccomp_dir, &owned) {
-                    Ok(()) => self.seccomp_owned = owned,
-                    Err(e) => tracing::warn!(error = %e, "cannot record Palisade's seccomp files"),
-                }
-            }
-        }
+        // Files written for the first time: their names are recorded (one write for the
+        // batch) before any of them is written, so a crash never leaves an unrecorded
+        // Palisade file, and only accepted content ever claims a name.
+        let mut first_writes: Vec<(NodeProfile, std::path::PathBuf, Vec<u8>)> = Vec::new();
         let mut wanted = BTreeSet::new();
         for p in profiles {
             let Some(target) = Target::of(
@@ -211,16 +188,16 @@ impl NodeState {
             let (bytes, want) = (rendered.bytes, rendered.digest);
             let path = files::seccomp_path(&self.seccomp_dir, name);
             if !self.seccomp_owned.contains(name) {
-                let message = if path.exists() {
-                    format!(
+                if path.exists() {
+                    let message = format!(
                         "{} is another tool's file (not in {}): Palisade does not replace it; remove it or the profile that wrote it (e.g. SPO's) and Palisade installs this one",
                         path.display(),
                         files::OWNED_RECORD
-                    )
+                    );
+                    entries.push(entry(NodeProfileState::Error, &want, message));
                 } else {
-                    format!("cannot record {} in {}", path.display(), files::OWNED_RECORD)
-                };
-                entries.push(entry(NodeProfileState::Error, &want, message));
+                    first_writes.push((entry(NodeProfileState::Installed, &want, String::new()), path, bytes));
+                }
                 continue;
             }
             let on_disk = if drift {
@@ -255,6 +232,32 @@ impl NodeState {
                         format!("writing {}: {e}", path.display()),
                     ));
                 }
+            }
+        }
+        if !first_writes.is_empty() {
+            let mut owned = self.seccomp_owned.clone();
+            owned.extend(first_writes.iter().map(|(e, _, _)| e.name.clone()));
+            let recorded = files::write_owned(&self.seccomp_dir, &owned);
+            if recorded.is_ok() {
+                self.seccomp_owned = owned;
+            }
+            for (mut entry, path, bytes) in first_writes {
+                let written = match &recorded {
+                    Ok(()) => files::write_atomic(&path, &bytes, 0o644)
+                        .map_err(|e| format!("writing {}: {e}", path.display())),
+                    Err(e) => Err(format!("recording {} in {}: {e}", entry.name, files::OWNED_RECORD)),
+                };
+                self.metrics.op("seccomp", "install", written.is_ok());
+                match written {
+                    Ok(()) => {
+                        self.seccomp_installed.insert(entry.name.clone(), entry.digest.clone());
+                    }
+                    Err(message) => {
+                        entry.state = NodeProfileState::Error;
+                        entry.message = message;
+                    }
+                }
+                entries.push(entry);
             }
         }
         let stale: Vec<String> = self

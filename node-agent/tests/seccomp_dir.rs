@@ -99,16 +99,42 @@ async fn a_shared_directory_keeps_other_tools_files_untouched() {
 }
 
 #[tokio::test]
-async fn palisade_s_own_directory_adopts_the_files_earlier_versions_wrote() {
+async fn a_directory_earlier_versions_wrote_is_adopted() {
+    // The default directory and a custom agent.seccompSubdir alike (not SPO's operator/).
+    for subdir in [palisade_crds::SECCOMP_SUBDIR, "profiles"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("seccomp").join(subdir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("old.json"), b"{}").unwrap();
+        let mut node = state(root.path(), &dir);
+        assert_eq!(files::read_owned(&dir).unwrap().unwrap(), ["old".to_string()].into());
+        node.sync(&[], &[], &BTreeMap::new(), true).await;
+        assert!(
+            !dir.join("old.json").exists(),
+            "{subdir}: an orphan of an earlier version is cleaned up"
+        );
+    }
+}
+
+#[tokio::test]
+async fn content_not_yet_accepted_claims_no_name() {
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("seccomp").join(palisade_crds::SECCOMP_SUBDIR);
+    let dir = root.path().join("seccomp/operator");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("old.json"), b"{}").unwrap();
     let mut node = state(root.path(), &dir);
-    assert_eq!(files::read_owned(&dir).unwrap().unwrap(), ["old".to_string()].into());
-    node.sync(&[], &[], &BTreeMap::new(), true).await;
+    let mut pending = (*accepted("web", "mkdir")).clone();
+    pending.status = None;
+    let (entries, _) = node.sync(&[Arc::new(pending)], &[], &BTreeMap::new(), false).await;
+    assert_eq!(entries[0].state, NodeProfileState::Pending);
     assert!(
-        !dir.join("old.json").exists(),
-        "an orphan of an earlier version is cleaned up"
+        files::read_owned(&dir).unwrap().unwrap().is_empty(),
+        "nothing recorded before acceptance"
     );
+    // Another tool writes the file meanwhile: it stays that tool's.
+    std::fs::write(dir.join("web.json"), b"{}").unwrap();
+    let (entries, _) = node
+        .sync(&[accepted("web", "mkdir")], &[], &BTreeMap::new(), false)
+        .await;
+    assert_eq!(entries[0].state, NodeProfileState::Error);
+    assert_eq!(std::fs::read(dir.join("web.json")).unwrap(), b"{}");
 }

@@ -81,6 +81,17 @@ pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp) -> Result<Warnings
     Ok(seccomp_warnings(&compiled))
 }
 
+/// At most 20 of `total` names, then how many more (a condition message stays small).
+fn few(names: &[String], total: usize) -> String {
+    const SHOWN: usize = 20;
+    let shown = &names[..names.len().min(SHOWN)];
+    if total <= shown.len() {
+        shown.join(", ")
+    } else {
+        format!("{} and {} more", shown.join(", "), total - shown.len())
+    }
+}
+
 /// The `SyscallsIgnored` condition's reason and message for a compiled profile.
 pub fn seccomp_warnings(compiled: &sc_render::Compiled) -> Warnings {
     let Some(first) = compiled.ignored.first() else {
@@ -92,14 +103,14 @@ pub fn seccomp_warnings(compiled: &sc_render::Compiled) -> Warnings {
         .unwrap_or_else(|_| "?".into());
     let mut message = format!(
         "{} syscall name(s) left out of the filter on {} (runtimes skip them the same way; the file on the node keeps them): {}",
-        first.names.len(),
+        compiled.ignored_count,
         arches.join(", "),
-        first.names.join(", ")
+        few(&first.names, compiled.ignored_count)
     );
     if !compiled.unknown.is_empty() {
         message.push_str(&format!(
             ". Unknown to the operator's libseccomp {version} (a newer syscall or a typo; a node whose runtime knows it enforces the rule): {}",
-            compiled.unknown.join(", ")
+            few(&compiled.unknown, compiled.unknown.len())
         ));
     }
     let reason = if compiled.fails_open.is_empty() {
@@ -107,7 +118,7 @@ pub fn seccomp_warnings(compiled: &sc_render::Compiled) -> Warnings {
     } else {
         message.push_str(&format!(
             ". A rule denies {} but the default action allows: where the kernel has the syscall and the runtime skips the name, the deny fails open",
-            compiled.fails_open.join(", ")
+            few(&compiled.fails_open, compiled.fails_open.len())
         ));
         "DenyFailsOpen"
     };
@@ -369,6 +380,24 @@ mod tests {
         assert_eq!(
             accepted.digest,
             sc_render::render("child", &child.spec, |n| all.get(n)).unwrap().digest
+        );
+    }
+
+    #[test]
+    fn a_long_list_of_ignored_names_keeps_the_message_short_and_the_count_right() {
+        let names: Vec<String> = (0..300).map(|i| format!("made_up_{i:03}")).collect();
+        let spec: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}))
+        .unwrap();
+        let (_, warnings) = validate_seccomp("many", &spec, 1, &HashMap::new()).unwrap();
+        let (_, message) = warnings.syscalls.unwrap();
+        assert!(message.starts_with("300 syscall name(s) left out"), "{message}");
+        assert!(message.contains("made_up_019 and 280 more"), "{message}");
+        assert!(message.len() < 2000, "{} bytes", message.len());
+        assert_eq!(
+            warnings.ignored_syscalls[0].names.len(),
+            256,
+            "the list is bounded as the schema says"
         );
     }
 }
