@@ -198,12 +198,14 @@ impl Cluster {
             .collect()
     }
 
-    /// Files in a node's Palisade seccomp directory.
+    /// Seccomp profiles (`*.json`) in a node's Palisade seccomp directory (not the agent's
+    /// `.palisade-owned` record).
     pub fn seccomp_files(&self, node: &str) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.seccomp_dir(node))
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".json"))
                     .collect()
             })
             .unwrap_or_default();
