@@ -217,6 +217,21 @@ fn non_default_values_move_paths_ports_and_policies() {
     assert!(!all.iter().any(|d| d["kind"] == "ValidatingAdmissionPolicy"));
     let sm = find(&all, "ServiceMonitor", "palisade");
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
+    let rules = find(&all, "PrometheusRule", "palisade");
+    assert_eq!(rules["metadata"]["labels"]["release"], "prometheus");
+    let alerts: Vec<(&str, &str)> = rules["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["alert"].as_str().unwrap(), r["for"].as_str().unwrap_or("")))
+        .collect();
+    assert!(alerts.contains(&("PalisadeProfilesNotReady", "30m")), "{alerts:?}");
+    assert!(alerts.contains(&("PalisadeAgentsMissing", "10m")), "{alerts:?}");
+    let dashboard = find(&all, "ConfigMap", "palisade-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(dashboard["metadata"]["labels"]["team"], "platform");
+    let json: Value = serde_json::from_str(dashboard["data"]["palisade.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "palisade");
     let np = find(&all, "NetworkPolicy", "palisade-agent");
     assert_eq!(np["spec"]["ingress"], json!([]));
     assert_eq!(
@@ -263,25 +278,30 @@ fn dry_run(cp: &ControlPlane, yaml: &str, what: &str) {
 async fn the_api_server_accepts_the_chart_and_the_manifests() {
     let cp = ControlPlane::start_temp().await.unwrap();
     cp.kubectl_ok(&["create", "namespace", NAMESPACE]).unwrap();
-    // A stand-in for the Prometheus Operator's ServiceMonitor CRD (not installed here), so
-    // the non-default rendering, which asks for one, can be dry-run too.
-    let crd = json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-                 "names": {"plural": "servicemonitors", "kind": "ServiceMonitor", "singular": "servicemonitor"},
-                 "versions": [{"name": "v1", "served": true, "storage": true,
-                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
-    });
-    let crd_file = cp.dir.join("servicemonitor-crd.json");
-    std::fs::write(&crd_file, crd.to_string()).unwrap();
-    cp.kubectl_ok(&["create", "-f", crd_file.to_str().unwrap()]).unwrap();
-    cp.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/servicemonitors.monitoring.coreos.com",
-    ])
-    .unwrap();
+    // Stand-ins for the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (not
+    // installed here), so the non-default rendering, which asks for both, can be dry-run.
+    for (plural, kind) in [
+        ("servicemonitors", "ServiceMonitor"),
+        ("prometheusrules", "PrometheusRule"),
+    ] {
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.monitoring.coreos.com")},
+            "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                     "names": {"plural": plural, "kind": kind, "singular": kind.to_lowercase()},
+                     "versions": [{"name": "v1", "served": true, "storage": true,
+                                   "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+        });
+        let crd_file = cp.dir.join(format!("{plural}-crd.json"));
+        std::fs::write(&crd_file, crd.to_string()).unwrap();
+        cp.kubectl_ok(&["create", "-f", crd_file.to_str().unwrap()]).unwrap();
+        cp.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{plural}.monitoring.coreos.com"),
+        ])
+        .unwrap();
+    }
 
     dry_run(&cp, &template(&["--include-crds"]).unwrap(), "default-values");
     let custom = template(&["--include-crds", "-f", custom_values().to_str().unwrap()]).unwrap();

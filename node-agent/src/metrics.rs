@@ -74,6 +74,15 @@ impl Metrics {
             m.profiles.clone(),
         );
         r.register("status_writes", "NodeProfileStatus writes", m.status_writes.clone());
+        // Series that alerts and dashboards select exist from the start, at 0.
+        for kind in ["seccomp", "apparmor"] {
+            drop(m.drift_repairs.get_or_create(&KindLabels { kind }));
+            for op in ["install", "repair", "remove"] {
+                for result in ["success", "error"] {
+                    drop(m.operations.get_or_create(&OpLabels { kind, op, result }));
+                }
+            }
+        }
         m
     }
 

@@ -30,12 +30,19 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabels {
+    pub agent: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub reconcile_seconds: Family<KindLabels, Histogram>,
     pub reconciles: Family<KindLabels, Counter>,
     pub failures: Family<FailureLabels, Counter>,
     pub profiles: Family<StateLabels, Gauge>,
+    /// Linux nodes by whether their agent's heartbeat is live (`live`, `missing`).
+    pub nodes: Family<AgentLabels, Gauge>,
     states: Arc<Mutex<HashMap<(&'static str, String), &'static str>>>,
 }
 
@@ -46,6 +53,7 @@ impl Metrics {
             reconciles: Family::default(),
             failures: Family::default(),
             profiles: Family::default(),
+            nodes: Family::default(),
             states: Arc::default(),
         };
         let r = registry.sub_registry_with_prefix("operator");
@@ -65,7 +73,32 @@ impl Metrics {
             "Profiles by kind and state (Ready, Pending, Rejected)",
             m.profiles.clone(),
         );
+        r.register(
+            "nodes",
+            "Linux nodes by whether their agent's heartbeat is live (agent=live|missing)",
+            m.nodes.clone(),
+        );
+        // Series that alerts and dashboards select exist from the start, at 0.
+        for kind in ["SeccompProfile", "AppArmorProfile"] {
+            drop(m.reconciles.get_or_create(&KindLabels { kind }));
+            for reason in ["kube", "finalizer", "validation_unavailable"] {
+                drop(m.failures.get_or_create(&FailureLabels { kind, reason }));
+            }
+            for state in ["Ready", "Pending", "Rejected"] {
+                drop(m.profiles.get_or_create(&StateLabels { kind, state }));
+            }
+        }
         m
+    }
+
+    /// Sets the node gauges: `live` agents among `linux` nodes.
+    pub fn agents(&self, linux: usize, live: usize) {
+        self.nodes
+            .get_or_create(&AgentLabels { agent: "live" })
+            .set(live as i64);
+        self.nodes
+            .get_or_create(&AgentLabels { agent: "missing" })
+            .set(linux.saturating_sub(live) as i64);
     }
 
     /// Observes the reconcile's duration when dropped.

@@ -433,6 +433,7 @@ async fn lead(
     );
     let all = all_tx.clone();
     let lease_store = leases.clone();
+    let (node_store, node_metrics) = (ctx.nodes.clone(), ctx.metrics.clone());
     spawn_watched(&mut tasks, health, &mut loops, "watch/leases", async move {
         // Agent liveness: a heartbeat changing or going quiet changes which nodes count.
         let mut live = BTreeSet::new();
@@ -452,6 +453,14 @@ async fn lead(
                 _ = tick.tick() => {}
             }
             let now = liveness.live();
+            // Linux nodes (where the chart runs agents) and how many of them have one live.
+            let linux: BTreeSet<String> = node_store
+                .state()
+                .iter()
+                .filter(|n| n.labels().get("kubernetes.io/os").is_none_or(|os| os == "linux"))
+                .map(|n| n.name_any())
+                .collect();
+            node_metrics.agents(linux.len(), linux.iter().filter(|n| now.contains(*n)).count());
             if now != live {
                 live = now;
                 let _ = all.send(());
