@@ -467,6 +467,34 @@ pub async fn apply_json(client: &kube::Client, obj: serde_json::Value) -> Result
     Ok(())
 }
 
+/// Waits for Events with `reason` about the object named `name` (Events about
+/// cluster-scoped objects go to `default`) and returns them.
+pub async fn wait_events(
+    client: &kube::Client,
+    reason: &str,
+    name: &str,
+) -> Result<Vec<k8s_openapi::api::events::v1::Event>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    wait_for(
+        &format!("a {reason} Event about {name}"),
+        Duration::from_secs(60),
+        || async {
+            let hits: Vec<_> = events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                })
+                .collect();
+            Ok((!hits.is_empty()).then_some(hits))
+        },
+    )
+    .await
+}
+
 /// Waits until the profile is Ready at its current generation and installed on exactly
 /// `nodes` nodes. (Ready alone can come before a just-started agent is counted.)
 pub async fn wait_installed<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<palisade_crds::ProfileStatus>

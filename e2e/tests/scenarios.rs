@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_condition, wait_installed};
+use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_condition, wait_events, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -120,20 +120,8 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
     );
     assert_eq!(status.ignored_syscalls[0].names, ["mkdirr"]);
     assert_eq!(status.conditions[0].status, "True", "accepted: {:?}", status.conditions);
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
-    wait_for("a DenyFailsOpen Warning Event", Duration::from_secs(30), || async {
-        let list = events.list(&Default::default()).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("DenyFailsOpen")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("typo")
-            })
-            .map(|e| assert_eq!(e.type_.as_deref(), Some("Warning"))))
-    })
-    .await
-    .unwrap();
+    let events = wait_events(&client, "DenyFailsOpen", "typo").await.unwrap();
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
 
     wait_installed(&aap, "fine", 3).await.unwrap();
     for node in NODES {
@@ -398,21 +386,7 @@ async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_fore
         Some("enforce")
     );
     // The agent told the profile's owner, once, with an Event.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
-    let failed = wait_for("an InstallFailed Event", T, || async {
-        let list = events.list(&Default::default()).await?;
-        let hits: Vec<_> = list
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.reason.as_deref() == Some("InstallFailed")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("foreign")
-            })
-            .collect();
-        Ok((!hits.is_empty()).then_some(hits))
-    })
-    .await
-    .unwrap();
+    let failed = wait_events(&client, "InstallFailed", "foreign").await.unwrap();
     assert!(
         failed[0]
             .note
@@ -677,20 +651,8 @@ async fn a_profile_that_targets_no_node_says_so() {
     let status = wait_condition(&sp, "nowhere", "Ready", "False").await.unwrap();
     let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.reason, "NoMatchingNodes", "{ready:?}");
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
-    wait_for("a NoMatchingNodes Warning Event", T, || async {
-        let list = events.list(&Default::default()).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("NoMatchingNodes")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nowhere")
-            })
-            .map(|e| assert_eq!(e.type_.as_deref(), Some("Warning"))))
-    })
-    .await
-    .unwrap();
+    let events = wait_events(&client, "NoMatchingNodes", "nowhere").await.unwrap();
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     label_node(&client, "node-2", json!({"pool": "gpu"})).await;
     wait_installed(&sp, "nowhere", 1).await.unwrap();
 }
