@@ -220,6 +220,14 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
                     object: object.clone(),
                     finding: "has no AppArmor profile (the runtime's default applies on AppArmor nodes)".into(),
                 }),
+                // Palisade's own agent must be: only an unconfined task may load policy.
+                Some((t, _)) if t == "Unconfined" && pod.labels().get("app.kubernetes.io/name").is_some_and(|n| n == "palisade-agent") => {
+                    findings.push(Finding {
+                        severity: Severity::Low,
+                        object: object.clone(),
+                        finding: "runs AppArmor Unconfined, as Palisade's agent must (the kernel lets only an unconfined task load AppArmor policy)".into(),
+                    })
+                }
                 Some((t, _)) if t == "Unconfined" => findings.push(Finding {
                     severity: Severity::High,
                     object: object.clone(),
