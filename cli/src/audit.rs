@@ -74,6 +74,13 @@ fn kind_label(kind: ProfileKind) -> &'static str {
     }
 }
 
+/// A pod of Palisade's agent DaemonSet (the chart's labels).
+fn is_palisade_agent(pod: &Pod) -> bool {
+    let labels = pod.labels();
+    labels.get("app.kubernetes.io/name").is_some_and(|n| n == "palisade")
+        && labels.get("app.kubernetes.io/component").is_some_and(|c| c == "agent")
+}
+
 /// Audits pods (in `namespace`, or all), profiles and nodes.
 pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Finding>> {
     let pods: Api<Pod> = match namespace {
@@ -221,7 +228,7 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
                     finding: "has no AppArmor profile (the runtime's default applies on AppArmor nodes)".into(),
                 }),
                 // Palisade's own agent must be: only an unconfined task may load policy.
-                Some((t, _)) if t == "Unconfined" && pod.labels().get("app.kubernetes.io/name").is_some_and(|n| n == "palisade-agent") => {
+                Some((t, _)) if t == "Unconfined" && is_palisade_agent(pod) => {
                     findings.push(Finding {
                         severity: Severity::Low,
                         object: object.clone(),

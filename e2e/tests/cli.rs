@@ -259,6 +259,23 @@ async fn status_explain_and_audit_read_the_cluster() {
         serde_json::json!({}),
     ))
     .await;
+    // Shaped like the chart's agent pod: AppArmor-unconfined on purpose.
+    let mut agent = pod(
+        "bad",
+        "agent-like",
+        "node-1",
+        serde_json::json!({}),
+        serde_json::json!({"seccompProfile": {"type": "RuntimeDefault"}, "appArmorProfile": {"type": "Unconfined"}}),
+    );
+    agent.metadata.labels = Some(
+        [
+            ("app.kubernetes.io/name", "palisade"),
+            ("app.kubernetes.io/component", "agent"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
+    );
+    create(agent).await;
     // cli-aa cannot be installed on node-2 (no AppArmor).
     create(pod(
         "bad",
@@ -305,6 +322,11 @@ async fn status_explain_and_audit_read_the_cluster() {
             "uses AppArmorProfile cli-aa, which is not installed on its node node-2 (Unsupported)",
         ),
         ("medium", "node node-2", "has no AppArmor"),
+        (
+            "low",
+            "pod bad/agent-like (container app)",
+            "runs AppArmor Unconfined, as Palisade's agent must",
+        ),
     ] {
         assert!(
             has(severity, object, text),
