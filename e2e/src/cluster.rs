@@ -48,6 +48,8 @@ pub struct Options {
     pub os_label: bool,
     /// Extra arguments for every agent.
     pub agent_args: Vec<String>,
+    /// Extra arguments for every operator.
+    pub operator_args: Vec<String>,
     /// The subdirectory of the kubelet's seccomp directory agents write to (and the
     /// operator names in `localhostProfile`): the chart's `agent.seccompSubdir`.
     pub seccomp_subdir: String,
@@ -64,6 +66,7 @@ impl Default for Options {
             chart_installed: false,
             os_label: true,
             agent_args: vec![],
+            operator_args: vec![],
             seccomp_subdir: palisade_crds::SECCOMP_SUBDIR.into(),
         }
     }
@@ -319,7 +322,8 @@ impl Cluster {
             )
             .args(["--namespace", NAMESPACE, "--identity", &format!("operator-{i}")])
             .args(["--seccomp-subdir", &self.options.seccomp_subdir])
-            .args(["--metrics-address", &addr, "--health-address", &addr]);
+            .args(["--metrics-address", &addr, "--health-address", &addr])
+            .args(&self.options.operator_args);
         let log = self.cp.dir.join(format!("operator-{i}.log"));
         self.operators[i] = Some(Proc::spawn(&format!("operator-{i}"), &mut cmd, &log)?);
         Ok(())

@@ -133,7 +133,7 @@ fn the_default_rendering_keeps_the_security_promises() {
     assert_eq!(env(c, "PALISADE_SECCOMP_SUBDIR"), "palisade");
 
     // RBAC: nothing cluster-wide by wildcard; the agent cannot write profiles; the operator
-    // cannot read Secrets (nor anything but what it names).
+    // reads no Secret but its own webhook certificate's.
     for d in all.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
         for rule in d["rules"].as_array().unwrap() {
             for field in ["apiGroups", "resources", "verbs"] {
@@ -143,11 +143,22 @@ fn the_default_rendering_keeps_the_security_promises() {
                     d["metadata"]["name"]
                 );
             }
-            assert!(
-                !strs(&rule["resources"]).contains(&"secrets"),
-                "{} reaches Secrets",
-                d["metadata"]["name"]
-            );
+            // Secrets: only the operator's Role, to create the pod guard's certificate
+            // Secret and read/rotate that one by name; never list, watch or others.
+            if strs(&rule["resources"]).contains(&"secrets") {
+                assert_eq!(
+                    (d["kind"].as_str(), d["metadata"]["name"].as_str()),
+                    (Some("Role"), Some("palisade-operator")),
+                    "{} reaches Secrets",
+                    d["metadata"]["name"]
+                );
+                let verbs = strs(&rule["verbs"]);
+                assert!(
+                    verbs == ["create"]
+                        || (strs(&rule["resourceNames"]) == ["palisade-webhook-tls"] && verbs == ["get", "update"]),
+                    "{rule}"
+                );
+            }
         }
     }
     let agent_role = find(&all, "ClusterRole", "palisade-agent");
@@ -407,7 +418,8 @@ async fn an_agent_may_write_only_its_own_nodes_report_and_heartbeat() {
         "{err}"
     );
 
-    // RBAC: the agent cannot write profiles; the operator cannot read Secrets.
+    // RBAC: the agent cannot write profiles; the operator cannot list Secrets (it may read
+    // only its webhook certificate's, by name).
     let gvk = GroupVersionKind::gvk("palisade.dev", "v1alpha1", "SeccompProfile");
     let profiles: Api<DynamicObject> = Api::all_with(
         agent_a.clone(),

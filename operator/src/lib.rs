@@ -11,6 +11,7 @@ pub mod reports;
 pub mod run;
 pub mod status;
 pub mod validate;
+pub mod webhook;
 
 pub use run::{Args, run};
 

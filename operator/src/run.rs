@@ -60,6 +60,24 @@ pub struct Args {
     #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_crds::SECCOMP_SUBDIR)]
     pub seccomp_subdir: String,
 
+    /// Serve the pod admission guard (HTTPS, `/validate-pods`) on this address; off when
+    /// unset. Every replica serves it.
+    #[arg(long, env = "PALISADE_WEBHOOK_ADDRESS")]
+    pub webhook_address: Option<SocketAddr>,
+    /// `warn`: admit pods naming a missing or rejected profile with a warning; `deny`:
+    /// refuse them. Profiles not Ready on every node always get a warning.
+    #[arg(long, env = "PALISADE_WEBHOOK_MODE", value_enum, default_value_t = crate::webhook::Mode::Warn)]
+    pub webhook_mode: crate::webhook::Mode,
+    /// The Secret (in the operator's namespace) that holds the webhook's CA and certificate.
+    #[arg(long, env = "PALISADE_WEBHOOK_SECRET", default_value = "palisade-webhook-tls")]
+    pub webhook_secret: String,
+    /// The Service in front of the operator: the certificate's DNS names.
+    #[arg(long, env = "PALISADE_WEBHOOK_SERVICE", default_value = "palisade-webhook")]
+    pub webhook_service: String,
+    /// The ValidatingWebhookConfiguration whose caBundle the operator keeps.
+    #[arg(long, env = "PALISADE_WEBHOOK_CONFIGURATION", default_value = "palisade-pod-guard")]
+    pub webhook_configuration: String,
+
     #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9200")]
     pub metrics_address: SocketAddr,
     /// Where /healthz and /readyz are served (may equal the metrics address).
@@ -157,6 +175,37 @@ pub async fn run(args: Args) -> Result<()> {
     let health = Health::default();
     let shutdown = palisade_runtime::shutdown_signal();
     palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown).await?;
+
+    // The pod admission guard: every replica serves it, from profile caches of its own.
+    if let Some(address) = args.webhook_address {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding the webhook address {address}"))?;
+        let (sc_store, _, sc_events) = reflect_profiles::<SeccompProfile>(&client);
+        let (aa_store, _, aa_events) = reflect_profiles::<AppArmorProfile>(&client);
+        tokio::spawn(sc_events.for_each(|_| futures::future::ready(())));
+        tokio::spawn(aa_events.for_each(|_| futures::future::ready(())));
+        let cfg = crate::webhook::Config {
+            address,
+            mode: args.webhook_mode,
+            namespace: args.namespace.clone(),
+            secret: args.webhook_secret.clone(),
+            service: args.webhook_service.clone(),
+            configuration: args.webhook_configuration.clone(),
+        };
+        let guard = crate::webhook::Guard {
+            mode: args.webhook_mode,
+            seccomp: sc_store,
+            apparmor: aa_store,
+        };
+        let (client, alive) = (client.clone(), health.alive("webhook"));
+        tokio::spawn(async move {
+            let _alive = alive;
+            if let Err(e) = crate::webhook::serve(client, cfg, listener, guard).await {
+                tracing::error!(error = %e, "the webhook stopped");
+            }
+        });
+    }
 
     // Leader election: a standby waits here, healthy and ready to take over.
     health.set_ready(true);

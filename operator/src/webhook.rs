@@ -1,0 +1,538 @@
+//! The pod admission guard: a validating webhook for pods that reference Palisade profiles.
+//!
+//! A pod naming a SeccompProfile or AppArmorProfile that does not exist, or was never
+//! accepted, gets an admission warning (`warn` mode) or is denied (`deny` mode); one naming
+//! a profile not yet Ready on every node it targets gets a warning. The operator serves
+//! HTTPS with its own certificate: a CA and a serving certificate kept in a Secret (created
+//! by whichever replica finds it missing, rotated 30 days before expiry, optimistic
+//! concurrency deciding between replicas) and the CA kept in the
+//! ValidatingWebhookConfiguration's `caBundle`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use palisade_crds::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
+
+use crate::pods;
+
+/// What the guard does with a pod naming a missing or rejected profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Admit it with a warning.
+    Warn,
+    /// Refuse it, saying why.
+    Deny,
+}
+
+/// How the webhook runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub address: SocketAddr,
+    pub mode: Mode,
+    pub namespace: String,
+    /// The Secret holding the CA and the serving certificate.
+    pub secret: String,
+    /// The Service in front of the operator (the certificate's DNS names).
+    pub service: String,
+    /// The ValidatingWebhookConfiguration whose `caBundle` the operator keeps.
+    pub configuration: String,
+}
+
+/// What the handler reads.
+#[derive(Clone)]
+pub struct Guard {
+    pub mode: Mode,
+    pub seccomp: Store<SeccompProfile>,
+    pub apparmor: Store<AppArmorProfile>,
+}
+
+/// A certificate is replaced this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a generated certificate is valid.
+const VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How often the Secret and the `caBundle` are checked.
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// The Secret's keys.
+const CA_CRT: &str = "ca.crt";
+const CA_PREVIOUS: &str = "ca-previous.crt";
+const TLS_CRT: &str = "tls.crt";
+const TLS_KEY: &str = "tls.key";
+const NOT_AFTER: &str = "not-after";
+
+/// The serving material, as PEM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Material {
+    pub ca: String,
+    pub previous_ca: Option<String>,
+    pub cert: String,
+    pub key: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+impl Material {
+    /// What the webhook configuration trusts: the current CA and, during a rotation, the
+    /// previous one (replicas still serving the old certificate stay trusted).
+    pub fn ca_bundle(&self) -> String {
+        match &self.previous_ca {
+            Some(previous) => format!("{}{previous}", self.ca),
+            None => self.ca.clone(),
+        }
+    }
+
+    fn from_secret(secret: &Secret) -> Option<Self> {
+        let data = secret.data.as_ref()?;
+        let text = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.0.clone()).ok());
+        Some(Self {
+            ca: text(CA_CRT)?,
+            previous_ca: text(CA_PREVIOUS).filter(|p| !p.is_empty()),
+            cert: text(TLS_CRT)?,
+            key: text(TLS_KEY)?,
+            not_after: text(NOT_AFTER)?.trim().parse().ok()?,
+        })
+    }
+
+    fn to_secret(&self, cfg: &Config, resource_version: Option<String>) -> Secret {
+        let mut data = std::collections::BTreeMap::new();
+        for (k, v) in [
+            (CA_CRT, self.ca.clone()),
+            (CA_PREVIOUS, self.previous_ca.clone().unwrap_or_default()),
+            (TLS_CRT, self.cert.clone()),
+            (TLS_KEY, self.key.clone()),
+            (NOT_AFTER, self.not_after.to_string()),
+        ] {
+            data.insert(k.to_string(), ByteString(v.into_bytes()));
+        }
+        Secret {
+            metadata: kube::core::ObjectMeta {
+                name: Some(cfg.secret.clone()),
+                namespace: Some(cfg.namespace.clone()),
+                resource_version,
+                labels: Some([("app.kubernetes.io/name".to_string(), "palisade".to_string())].into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    fn expiring(&self, now: i64) -> bool {
+        now + RENEW_BEFORE.as_secs() as i64 >= self.not_after
+    }
+}
+
+/// A new CA and a serving certificate for the Service (and 127.0.0.1/localhost), valid
+/// for a year; `previous` is the CA being replaced.
+pub fn generate(cfg: &Config, previous: Option<String>) -> Result<Material> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + VALIDITY;
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name.push(DnType::CommonName, "palisade-webhook-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = now - Duration::from_secs(300);
+    ca.not_after = not_after;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+
+    let (svc, ns) = (&cfg.service, &cfg.namespace);
+    let mut server = CertificateParams::new(vec![
+        svc.clone(),
+        format!("{svc}.{ns}"),
+        format!("{svc}.{ns}.svc"),
+        format!("{svc}.{ns}.svc.cluster.local"),
+        "localhost".to_string(),
+    ])?;
+    server.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse()?));
+    server
+        .distinguished_name
+        .push(DnType::CommonName, format!("{svc}.{ns}.svc"));
+    server.not_before = now - Duration::from_secs(300);
+    server.not_after = not_after;
+    let key = KeyPair::generate()?;
+    let cert = server.signed_by(&key, &issuer)?;
+    Ok(Material {
+        ca: ca_cert.pem(),
+        previous_ca: previous,
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        not_after: not_after.unix_timestamp(),
+    })
+}
+
+/// Reads the Secret, creating or rotating it when needed; returns what to serve.
+pub async fn ensure_material(client: &Client, cfg: &Config) -> Result<Material> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &cfg.namespace);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for _ in 0..3 {
+        match api.get_opt(&cfg.secret).await? {
+            None => {
+                let fresh = generate(cfg, None)?;
+                match api.create(&PostParams::default(), &fresh.to_secret(cfg, None)).await {
+                    Ok(_) => {
+                        tracing::info!(secret = cfg.secret, "created the webhook certificate");
+                        return Ok(fresh);
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue, // another replica did
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(secret) => match Material::from_secret(&secret) {
+                Some(m) if !m.expiring(now) => return Ok(m),
+                current => {
+                    let fresh = generate(cfg, current.map(|c| c.ca))?;
+                    let replaced = api
+                        .replace(
+                            &cfg.secret,
+                            &PostParams::default(),
+                            &fresh.to_secret(cfg, secret.resource_version()),
+                        )
+                        .await;
+                    match replaced {
+                        Ok(_) => {
+                            tracing::info!(secret = cfg.secret, "rotated the webhook certificate");
+                            return Ok(fresh);
+                        }
+                        Err(kube::Error::Api(e)) if e.code == 409 => continue, // another replica did
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            },
+        }
+    }
+    anyhow::bail!("the webhook certificate Secret {} keeps changing", cfg.secret)
+}
+
+/// Puts `bundle` into every webhook of the configuration that lacks it.
+pub async fn ensure_ca_bundle(client: &Client, cfg: &Config, bundle: &str) -> Result<()> {
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let Some(vwc) = api.get_opt(&cfg.configuration).await? else {
+        return Ok(()); // not installed (the chart's value turned it off)
+    };
+    let webhooks = vwc.webhooks.unwrap_or_default();
+    if webhooks
+        .iter()
+        .all(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle.as_bytes()))
+    {
+        return Ok(());
+    }
+    // Strategic merge: webhooks are keyed by name, so only each caBundle changes.
+    let patch = serde_json::json!({"webhooks": webhooks.iter().map(|w| serde_json::json!({
+        "name": w.name,
+        "clientConfig": {"caBundle": k8s_openapi::ByteString(bundle.as_bytes().to_vec())},
+    })).collect::<Vec<_>>()});
+    api.patch(&cfg.configuration, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .context("patching the webhook configuration's caBundle")?;
+    tracing::info!(configuration = cfg.configuration, "updated the webhook caBundle");
+    Ok(())
+}
+
+fn tls_config(m: &Material) -> Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(m.cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(m.key.as_bytes())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(config))
+}
+
+/// Keeps the certificate and the `caBundle` current and serves HTTPS on `listener` until
+/// the process ends, answering once the profile caches have synced.
+pub async fn serve(client: Client, cfg: Config, listener: tokio::net::TcpListener, guard: Guard) -> Result<()> {
+    guard.seccomp.wait_until_ready().await?;
+    guard.apparmor.wait_until_ready().await?;
+    let material = ensure_material(&client, &cfg).await?;
+    ensure_ca_bundle(&client, &cfg, &material.ca_bundle()).await?;
+    let tls = Arc::new(RwLock::new(tls_config(&material)?));
+
+    // Keep the certificate and caBundle current; reload what is served when it changes.
+    let (refresh_client, refresh_cfg, refresh_tls) = (client.clone(), cfg.clone(), tls.clone());
+    tokio::spawn(async move {
+        let mut current = material;
+        loop {
+            tokio::time::sleep(CHECK_EVERY).await;
+            let checked = async {
+                let m = ensure_material(&refresh_client, &refresh_cfg).await?;
+                ensure_ca_bundle(&refresh_client, &refresh_cfg, &m.ca_bundle()).await?;
+                if m != current {
+                    *refresh_tls.write().expect("lock") = tls_config(&m)?;
+                    current = m;
+                }
+                anyhow::Ok(())
+            };
+            if let Err(e) = checked.await {
+                tracing::warn!(error = %e, "checking the webhook certificate");
+            }
+        }
+    });
+
+    let app = Router::new()
+        .route("/validate-pods", post(review))
+        .with_state(Arc::new(guard));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook accept");
+                continue;
+            }
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.read().expect("lock").clone());
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn review(
+    State(guard): State<Arc<Guard>>,
+    Json(review): Json<AdmissionReview<Pod>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<Pod> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(e.to_string()).into_review()),
+    };
+    let response = AdmissionResponse::from(&request);
+    let Some(pod) = &request.object else {
+        return Json(response.into_review());
+    };
+    Json(decide(&guard, pod, response).into_review())
+}
+
+/// The guard's answer for a pod: problems with the profiles it names.
+pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> AdmissionResponse {
+    let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
+    for (kind, name) in pods::references(pod) {
+        let (label, status) = match kind {
+            ProfileKind::SeccompProfile => (
+                "SeccompProfile",
+                guard
+                    .seccomp
+                    .get(&kube::runtime::reflector::ObjectRef::new(&name))
+                    .map(|p| p.status.clone()),
+            ),
+            ProfileKind::AppArmorProfile => (
+                "AppArmorProfile",
+                guard
+                    .apparmor
+                    .get(&kube::runtime::reflector::ObjectRef::new(&name))
+                    .map(|p| p.status.clone()),
+            ),
+        };
+        match status {
+            None => refusals.push(format!(
+                "{label} {name:?} does not exist: the container cannot start where the profile is missing"
+            )),
+            Some(status) => {
+                if let Some(problem) = problem(status.as_ref()) {
+                    match problem {
+                        Problem::Rejected(why) => refusals.push(format!("{label} {name:?} was never accepted: {why}")),
+                        Problem::NotReady(why) => {
+                            warnings.push(format!("{label} {name:?} is not Ready on every node: {why}"))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match guard.mode {
+        Mode::Deny if !refusals.is_empty() => {
+            response = response.deny(format!("Palisade: {}", refusals.join("; ")));
+        }
+        _ => warnings.extend(refusals),
+    }
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings.into_iter().map(|w| format!("Palisade: {w}")).collect());
+    }
+    response
+}
+
+enum Problem {
+    Rejected(String),
+    NotReady(String),
+}
+
+fn problem(status: Option<&ProfileStatus>) -> Option<Problem> {
+    let condition = |t: &str| status.and_then(|s| s.conditions.iter().find(|c| c.type_ == t));
+    if status.and_then(|s| s.accepted.as_ref()).is_none() {
+        let why = condition("Accepted").map_or("not validated yet".to_string(), |c| c.message.clone());
+        return Some(Problem::Rejected(why));
+    }
+    match condition("Ready") {
+        Some(c) if c.status == "True" => None,
+        Some(c) => Some(Problem::NotReady(c.message.clone())),
+        None => Some(Problem::NotReady("not reconciled yet".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+
+    fn profile(name: &str, status: serde_json::Value) -> SeccompProfile {
+        serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+            "metadata": {"name": name}, "spec": {"defaultAction": "SCMP_ACT_ALLOW"}, "status": status}))
+        .unwrap()
+    }
+
+    fn guard(mode: Mode) -> Guard {
+        let (seccomp, mut writer) = reflector::store();
+        for p in [
+            profile(
+                "ready",
+                json!({"accepted": {"generation": 1, "digest": "d"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Installed", "message": "",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+            ),
+            profile(
+                "rejected",
+                json!({"conditions": [{"type": "Accepted", "status": "False", "reason": "Invalid",
+                "message": "spec.syscalls[0]: bad", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+            ),
+            profile(
+                "early",
+                json!({"accepted": {"generation": 1, "digest": "d"},
+                "conditions": [{"type": "Ready", "status": "False", "reason": "Pending",
+                                "message": "installed on 1/3 targeted nodes", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+            ),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(p));
+        }
+        let (apparmor, _) = reflector::store();
+        Guard {
+            mode,
+            seccomp,
+            apparmor,
+        }
+    }
+
+    fn pod(profiles: &[&str]) -> Pod {
+        let containers: Vec<serde_json::Value> = profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| json!({"name": format!("c{i}"), "image": "x",
+                "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{p}.json")}}}))
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"containers": containers}}))
+            .unwrap()
+    }
+
+    /// An allowing response to a pod CREATE, as the handler starts from.
+    fn response() -> AdmissionResponse {
+        let review: AdmissionReview<Pod> = serde_json::from_value(json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "operation": "CREATE", "userInfo": {}, "name": "p", "namespace": "n"}}))
+        .unwrap();
+        let request: AdmissionRequest<Pod> = review.try_into().unwrap();
+        AdmissionResponse::from(&request)
+    }
+
+    #[test]
+    fn warn_mode_admits_with_a_warning_per_problem_and_deny_mode_refuses() {
+        let warned = decide(
+            &guard(Mode::Warn),
+            &pod(&["ready", "missing", "rejected", "early"]),
+            response(),
+        );
+        assert!(warned.allowed, "warn mode admits");
+        let warnings = warned.warnings.clone().unwrap_or_default();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("SeccompProfile \"missing\" does not exist"))
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("\"rejected\" was never accepted: spec.syscalls[0]: bad"))
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("\"early\" is not Ready on every node: installed on 1/3"))
+        );
+
+        let denied = decide(&guard(Mode::Deny), &pod(&["missing", "early"]), response());
+        assert!(!denied.allowed);
+        assert!(
+            denied
+                .result
+                .message
+                .contains("Palisade: SeccompProfile \"missing\" does not exist"),
+            "{:?}",
+            denied.result
+        );
+        assert_eq!(
+            denied.warnings.unwrap().len(),
+            1,
+            "not Ready is a warning in deny mode too"
+        );
+
+        let fine = decide(&guard(Mode::Deny), &pod(&["ready"]), response());
+        assert!(fine.allowed && fine.warnings.is_none());
+    }
+
+    #[test]
+    fn certificates_rotate_before_expiry_and_the_bundle_trusts_both_cas_meanwhile() {
+        let cfg = Config {
+            address: "127.0.0.1:0".parse().unwrap(),
+            mode: Mode::Warn,
+            namespace: "palisade-system".into(),
+            secret: "palisade-webhook-tls".into(),
+            service: "palisade-webhook".into(),
+            configuration: "palisade-pod-guard".into(),
+        };
+        let first = generate(&cfg, None).unwrap();
+        tls_config(&first).expect("the certificate and key make a TLS config");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(!first.expiring(now));
+        assert!(
+            first.expiring(first.not_after - 29 * 24 * 3600),
+            "renewed 30 days ahead"
+        );
+        assert_eq!(first.ca_bundle().matches("BEGIN CERTIFICATE").count(), 1);
+        let second = generate(&cfg, Some(first.ca.clone())).unwrap();
+        assert_ne!(second.ca, first.ca);
+        assert_eq!(second.ca_bundle().matches("BEGIN CERTIFICATE").count(), 2);
+        let stored = Material::from_secret(&second.to_secret(&cfg, None)).unwrap();
+        assert_eq!(stored, second, "the Secret round-trips");
+    }
+}
