@@ -151,6 +151,10 @@ impl Artifacts {
 /// The guest: a running QEMU and its command channel.
 pub struct RealNode {
     pub name: String,
+    /// A port on the host's 127.0.0.1 that QEMU forwards to the node's
+    /// [`WEBHOOK_NODE_PORT`]: the way the host's API server reaches a webhook served in the
+    /// node (through a NodePort Service the test creates).
+    pub webhook_port: u16,
     /// The harness's directory for this node: share/ (the guest's /mnt/share), console.log.
     pub dir: PathBuf,
     qemu: Proc,
@@ -158,6 +162,9 @@ pub struct RealNode {
     ctl: tokio::sync::Mutex<Option<BufReader<UnixStream>>>,
     next_id: AtomicU64,
 }
+
+/// The NodePort the host's [`RealNode::webhook_port`] leads to.
+pub const WEBHOOK_NODE_PORT: u16 = 30443;
 
 /// What a command run on the node returned.
 #[derive(Debug)]
@@ -210,6 +217,7 @@ impl RealNode {
         }
 
         let ctl_socket = dir.join("ctl.sock");
+        let webhook_port = crate::controlplane::free_port()?;
         let console = dir.join("console.log");
         let accel = std::env::var("PALISADE_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
         let mut cmd = Command::new("qemu-system-x86_64");
@@ -257,7 +265,8 @@ impl RealNode {
         ))
         .arg("-netdev")
         .arg(format!(
-            "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port}",
+            "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port},\
+             hostfwd=tcp:127.0.0.1:{webhook_port}-:{WEBHOOK_NODE_PORT}",
             port = cp.api_port
         ))
         .args(["-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"])
@@ -271,6 +280,7 @@ impl RealNode {
         let qemu = Proc::spawn("qemu", &mut cmd, &dir.join("qemu.log"))?;
         Ok(Self {
             name: NODE_NAME.into(),
+            webhook_port,
             dir: dir.to_path_buf(),
             qemu,
             ctl_socket,

@@ -956,6 +956,108 @@ exit 0";
     Ok(())
 }
 
+/// The pod admission guard the chart installs, served by the operator pod on the node and
+/// called by the API server on this machine (reaching it through a NodePort and QEMU's port
+/// forward; a real cluster's API server reaches the chart's Service directly): a pod naming
+/// a profile that does not exist is admitted with the guard's warning (the chart's default
+/// mode), one naming a Ready profile without.
+async fn pod_guard_on_the_real_node(env: &Env) -> Result<()> {
+    let node = env.shell()?;
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "palisade-webhook-nodeport", "namespace": NAMESPACE},
+        "spec": {"type": "NodePort",
+                 "selector": {"app.kubernetes.io/name": "palisade", "app.kubernetes.io/component": "operator"},
+                 "ports": [{"port": 443, "targetPort": "webhook", "nodePort": palisade_e2e::realnode::WEBHOOK_NODE_PORT}]}});
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), service.to_string())?;
+    env.kubectl(&["apply", "-f", &file.path().display().to_string()])?;
+    let to_url = json!([
+        {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/url",
+         "value": format!("https://127.0.0.1:{}/validate-pods", node.webhook_port)},
+    ]);
+    env.kubectl(&[
+        "patch",
+        "validatingwebhookconfiguration",
+        "palisade-pod-guard",
+        "--type",
+        "json",
+        "-p",
+        &to_url.to_string(),
+    ])?;
+    let bundle = env.kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        "palisade-pod-guard",
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+    ])?;
+    ensure!(
+        !bundle.trim().is_empty(),
+        "the operator did not put its CA into the caBundle"
+    );
+
+    env.apply_ready(seccomp_deny_mkdir("rn-guard-ok", 1)).await?;
+    let create = |name: &str, profile: &str| -> Result<String> {
+        let security =
+            json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{profile}.json")}});
+        let pod = pod_manifest(name, &env.node, &env.image, security, json!({}), "exit 0", "Never");
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), pod.to_string())?;
+        let out = Command::new(&env.kubectl)
+            .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
+            .args(["create", "-f"])
+            .arg(file.path())
+            .output()?;
+        let _ = env.kubectl(&["delete", "pod", name, "--ignore-not-found", "--wait=false"]);
+        ensure!(
+            out.status.success(),
+            "creating {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // kube-proxy programs the NodePort shortly after the Service appears: until then the
+    // API server cannot reach the guard and admits without a word (failurePolicy Ignore).
+    let mut attempt = 0;
+    let warning = eventually(
+        "the guard's warning for a missing profile",
+        Duration::from_secs(90),
+        || {
+            attempt += 1;
+            let stderr = create(&format!("rn-guard-missing-{attempt}"), "rn-guard-missing");
+            async move {
+                let stderr = stderr?;
+                Ok(stderr.contains("Palisade: SeccompProfile").then_some(stderr))
+            }
+        },
+    )
+    .await?;
+    ensure!(
+        warning.contains("Warning: Palisade: SeccompProfile \"rn-guard-missing\" does not exist"),
+        "{warning}"
+    );
+    let quiet = create("rn-guard-ok", "rn-guard-ok")?;
+    ensure!(!quiet.contains("Palisade"), "a Ready profile drew a warning: {quiet}");
+
+    let back = json!([
+        {"op": "remove", "path": "/webhooks/0/clientConfig/url"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/service",
+         "value": {"name": "palisade-webhook", "namespace": NAMESPACE, "path": "/validate-pods", "port": 443}},
+    ]);
+    env.kubectl(&[
+        "patch",
+        "validatingwebhookconfiguration",
+        "palisade-pod-guard",
+        "--type",
+        "json",
+        "-p",
+        &back.to_string(),
+    ])?;
+    env.kubectl(&["delete", "service", "palisade-webhook-nodeport", "-n", NAMESPACE])?;
+    env.delete_profile("seccompprofile", "rn-guard-ok").await
+}
+
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
 const TESTS: &[(&str, TestFn)] = &[
@@ -985,6 +1087,7 @@ const TESTS: &[(&str, TestFn)] = &[
     }),
     ("drift_is_repaired", |e| drift_is_repaired(e).boxed()),
     ("corpus_on_the_real_node", |e| corpus_on_the_real_node(e).boxed()),
+    ("pod_guard_on_the_real_node", |e| pod_guard_on_the_real_node(e).boxed()),
     ("agent_restart_and_node_reboot", |e| {
         agent_restart_and_node_reboot(e).boxed()
     }),
