@@ -29,6 +29,19 @@ fn kubectl_runs_palisade_as_a_plugin() {
         format!("palisade {}", env!("CARGO_PKG_VERSION"))
     );
 
+    // Shell completion: a bash script that completes the verbs.
+    let out = Command::new(&kubectl)
+        .env("PATH", &path)
+        .args(["palisade", "completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("complete -F") && script.contains("audit") && script.contains("explain"),
+        "{script}"
+    );
+
     let out = Command::new(&kubectl)
         .env("PATH", &path)
         .args(["palisade", "convert", "--name", "docker-default", "-o", "json"])
