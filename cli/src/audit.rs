@@ -8,7 +8,7 @@ use kube::{Api, Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile};
 use serde::Serialize;
 
-const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
 
 /// How much a finding matters; `--fail-on` compares with it.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]

@@ -280,13 +280,6 @@ pub struct Explained {
     pub accepted: bool,
 }
 
-fn name_of<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// The effective rules of a SeccompProfile (inheritance resolved, each rule's origin), or
 /// the policy text of an AppArmorProfile.
 pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<Explained> {
@@ -301,8 +294,11 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                 sc_render::render(name, &profile.spec, |n| specs.get(n)).map_err(|e| anyhow::anyhow!("{e}"))?;
             let accepted = profile.status.as_ref().and_then(|s| s.accepted.as_ref());
             let default = match rendered.oci.default_errno_ret {
-                Some(errno) => format!("{} (errno {errno})", name_of(rendered.oci.default_action)),
-                None => name_of(rendered.oci.default_action),
+                Some(errno) => format!(
+                    "{} (errno {errno})",
+                    palisade_crds::wire_name(rendered.oci.default_action)
+                ),
+                None => palisade_crds::wire_name(rendered.oci.default_action),
             };
             let rules = rendered
                 .oci
@@ -311,7 +307,7 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                 .zip(&rendered.origins)
                 .map(|(r, origin)| ExplainedRule {
                     names: r.names.clone(),
-                    action: name_of(r.action),
+                    action: palisade_crds::wire_name(r.action),
                     errno_ret: r.errno_ret,
                     args: r
                         .args
@@ -320,7 +316,7 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                             format!(
                                 "arg{} {} {}{}",
                                 a.index,
-                                name_of(a.op),
+                                palisade_crds::wire_name(a.op),
                                 a.value,
                                 if a.value_two != 0 {
                                     format!(" {}", a.value_two)
@@ -337,7 +333,12 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                 kind: ProfileKind::SeccompProfile,
                 name: name.to_string(),
                 default,
-                architectures: rendered.oci.architectures.iter().map(|a| name_of(*a)).collect(),
+                architectures: rendered
+                    .oci
+                    .architectures
+                    .iter()
+                    .map(|a| palisade_crds::wire_name(*a))
+                    .collect(),
                 bases: rendered.bases.clone(),
                 rules,
                 policy: None,

@@ -28,6 +28,18 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "palisade.dev";
 /// API version of every Palisade kind.
 pub const VERSION: &str = "v1alpha1";
+/// Prefix of the legacy per-container AppArmor annotation (`<prefix><container>:
+/// localhost/<profile>`).
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// The string a unit-only enum serializes to (`SCMP_ARCH_X86_64`, `SCMP_ACT_ALLOW`, ...).
+pub fn wire_name<T: serde::Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Subdirectory of the kubelet's seccomp directory that Palisade owns.
 pub const SECCOMP_SUBDIR: &str = "palisade";
 /// Longest profile name: it becomes a kernel profile name and a `<name>.json` file name.

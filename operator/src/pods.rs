@@ -3,8 +3,7 @@
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
 use palisade_crds::ProfileKind;
 
-/// Prefix of the legacy per-container AppArmor annotation.
-pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+pub use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
 
 /// The Palisade profiles a pod references: seccomp `Localhost` profiles under
 /// `palisade/<name>.json`, AppArmor `Localhost` profiles, at pod, container, init- and

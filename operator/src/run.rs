@@ -186,7 +186,6 @@ pub async fn run(args: Args) -> Result<()> {
         tokio::spawn(sc_events.for_each(|_| futures::future::ready(())));
         tokio::spawn(aa_events.for_each(|_| futures::future::ready(())));
         let cfg = crate::webhook::Config {
-            address,
             mode: args.webhook_mode,
             namespace: args.namespace.clone(),
             secret: args.webhook_secret.clone(),

@@ -8,7 +8,6 @@
 //! concurrency deciding between replicas) and the CA kept in the
 //! ValidatingWebhookConfiguration's `caBundle`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -40,7 +39,6 @@ pub enum Mode {
 /// How the webhook runs.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub address: SocketAddr,
     pub mode: Mode,
     pub namespace: String,
     /// The Secret holding the CA and the serving certificate.
@@ -513,7 +511,6 @@ mod tests {
     #[test]
     fn certificates_rotate_before_expiry_and_the_bundle_trusts_both_cas_meanwhile() {
         let cfg = Config {
-            address: "127.0.0.1:0".parse().unwrap(),
             mode: Mode::Warn,
             namespace: "palisade-system".into(),
             secret: "palisade-webhook-tls".into(),

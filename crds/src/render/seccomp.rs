@@ -300,10 +300,7 @@ pub use crate::common::IgnoredSyscalls;
 pub const MAX_IGNORED_NAMES: usize = 256;
 
 pub fn arch_name(arch: SeccompArch) -> String {
-    serde_json::to_value(arch)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    crate::wire_name(arch)
 }
 
 fn scmp_arch(arch: SeccompArch) -> Result<ScmpArch, CompileError> {
