@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
-use k8s_openapi::api::core::v1::{Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Node, Pod, SecurityContext};
 use kube::{Api, Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile};
 use serde::Serialize;
@@ -34,8 +34,8 @@ struct Known {
     /// Subdirectories Palisade's seccomp profiles live in (`palisade`, or `operator`).
     seccomp_dirs: BTreeSet<String>,
     apparmor: HashMap<String, Option<ProfileStatus>>,
-    /// (node, kind, name) → (state, digest).
-    on_nodes: HashMap<(String, ProfileKind, String), (NodeProfileState, String)>,
+    /// (node, kind, name) → where the profile stands there.
+    on_nodes: BTreeMap<(String, ProfileKind, String), crate::cluster::NodeRow>,
 }
 
 impl Known {
@@ -47,20 +47,19 @@ impl Known {
         status: Option<&ProfileStatus>,
         node: Option<&str>,
     ) -> Option<(Severity, String)> {
-        let accepted = status.and_then(|s| s.accepted.as_ref());
-        let Some(accepted) = accepted else {
+        if status.and_then(|s| s.accepted.as_ref()).is_none() {
             let why = status
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"))
                 .map(|c| c.message.clone())
                 .unwrap_or_else(|| "not validated yet".into());
             return Some((Severity::High, format!("was never accepted: {why}")));
-        };
+        }
         let node = node?;
         match self.on_nodes.get(&(node.to_string(), kind, name.to_string())) {
-            Some((NodeProfileState::Installed, digest)) if *digest == accepted.digest => None,
-            Some((state, _)) => Some((
+            Some(on) if on.state == NodeProfileState::Installed && on.current => None,
+            Some(on) => Some((
                 Severity::Medium,
-                format!("is not installed on its node {node} ({state:?})"),
+                format!("is not installed on its node {node} ({:?})", on.state),
             )),
             None => Some((Severity::Medium, format!("is not reported on its node {node}"))),
         }
@@ -96,16 +95,17 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
         .list(&Default::default())
         .await?
         .items;
-    let reports = Api::<NodeProfileStatus>::all(client)
+    let reports = Api::<NodeProfileStatus>::all(client.clone())
         .list(&Default::default())
         .await?
         .items;
+    let nodes = Api::<Node>::all(client).list(&Default::default()).await?.items;
 
     let mut known = Known {
         seccomp: HashMap::new(),
         seccomp_dirs: BTreeSet::from([palisade_crds::SECCOMP_SUBDIR.to_string()]),
         apparmor: apparmor.iter().map(|p| (p.name_any(), p.status.clone())).collect(),
-        on_nodes: HashMap::new(),
+        on_nodes: crate::cluster::on_nodes(&seccomp, &apparmor, &reports, &nodes),
     };
     for p in &seccomp {
         let path = p
@@ -134,11 +134,6 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
                 object: format!("node {node}"),
                 finding: format!("has no AppArmor: pods there run without AppArmor confinement ({why})"),
             });
-        }
-        for e in &status.profiles {
-            known
-                .on_nodes
-                .insert((node.clone(), e.kind, e.name.clone()), (e.state, e.digest.clone()));
         }
     }
 

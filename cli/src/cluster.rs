@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::{
-    AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile,
-    SeccompProfileSpec,
+    AppArmorProfile, Expectation, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus,
+    SeccompProfile, SeccompProfileSpec, Standing, judge,
 };
 use serde::Serialize;
 
@@ -117,24 +118,20 @@ pub async fn status(client: Client, name: Option<&str>, kind: Option<Kind>) -> R
     let apparmor = Api::<AppArmorProfile>::all(client.clone())
         .list(&Default::default())
         .await?;
-    let reports = Api::<NodeProfileStatus>::all(client).list(&Default::default()).await?;
+    let reports = Api::<NodeProfileStatus>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let nodes = Api::<Node>::all(client).list(&Default::default()).await?;
 
     let mut rows = Vec::new();
-    let mut accepted: HashMap<(ProfileKind, String), String> = HashMap::new();
     if kind != Some(Kind::Apparmor) {
         for p in seccomp.items.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
             rows.push(row(ProfileKind::SeccompProfile, &p.name_any(), p.status.as_ref()));
-            if let Some(a) = p.status.as_ref().and_then(|s| s.accepted.as_ref()) {
-                accepted.insert((ProfileKind::SeccompProfile, p.name_any()), a.digest.clone());
-            }
         }
     }
     if kind != Some(Kind::Seccomp) {
         for p in apparmor.items.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
             rows.push(row(ProfileKind::AppArmorProfile, &p.name_any(), p.status.as_ref()));
-            if let Some(a) = p.status.as_ref().and_then(|s| s.accepted.as_ref()) {
-                accepted.insert((ProfileKind::AppArmorProfile, p.name_any()), a.digest.clone());
-            }
         }
     }
     if let Some(name) = name
@@ -143,23 +140,12 @@ pub async fn status(client: Client, name: Option<&str>, kind: Option<Kind>) -> R
         bail!("no AppArmorProfile or SeccompProfile named {name:?}");
     }
     let one = name.is_some();
-    for report in &reports.items {
-        let node = report.name_any();
-        for entry in report.status.iter().flat_map(|s| &s.profiles) {
-            let Some(row) = rows.iter_mut().find(|r| r.kind == entry.kind && r.name == entry.name) else {
-                continue;
-            };
-            let current = accepted
-                .get(&(entry.kind, entry.name.clone()))
-                .is_some_and(|d| *d == entry.digest);
-            if one || entry.state != NodeProfileState::Installed || !current {
-                row.nodes.push(NodeRow {
-                    node: node.clone(),
-                    state: entry.state,
-                    current,
-                    message: entry.message.clone(),
-                });
-            }
+    for ((_, kind, profile), on) in on_nodes(&seccomp.items, &apparmor.items, &reports.items, &nodes.items) {
+        let Some(row) = rows.iter_mut().find(|r| r.kind == kind && r.name == profile) else {
+            continue;
+        };
+        if one || on.state != NodeProfileState::Installed || !on.current {
+            row.nodes.push(on);
         }
     }
     for r in &mut rows {
@@ -167,6 +153,103 @@ pub async fn status(client: Client, name: Option<&str>, kind: Option<Kind>) -> R
     }
     rows.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Ok(rows)
+}
+
+/// Where every profile stands on every node that reported, keyed by (node, kind, name):
+/// the profiles targeting each node, judged from its report (installed, listed with a state
+/// and message, unsupported, or pending while its report has not caught up).
+pub fn on_nodes(
+    seccomp: &[SeccompProfile],
+    apparmor: &[AppArmorProfile],
+    reports: &[NodeProfileStatus],
+    nodes: &[Node],
+) -> BTreeMap<(String, ProfileKind, String), NodeRow> {
+    let expected: Vec<Expectation<'_>> = seccomp
+        .iter()
+        .map(|p| {
+            expect(
+                ProfileKind::SeccompProfile,
+                &p.metadata,
+                p.status.as_ref(),
+                p.spec.state == ProfileState::Enabled,
+                p.spec.node_selector.as_ref(),
+            )
+        })
+        .chain(apparmor.iter().map(|p| {
+            expect(
+                ProfileKind::AppArmorProfile,
+                &p.metadata,
+                p.status.as_ref(),
+                p.spec.state == ProfileState::Enabled,
+                p.spec.node_selector.as_ref(),
+            )
+        }))
+        .collect();
+    let accepted: HashMap<(ProfileKind, &str), u64> = expected
+        .iter()
+        .filter_map(|e| Some(((e.kind, e.name), digest_prefix(e.accepted?))))
+        .collect();
+    let labels: HashMap<String, BTreeMap<String, String>> =
+        nodes.iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+    let mut out = BTreeMap::new();
+    for report in reports {
+        let node = report.name_any();
+        let Some(status) = &report.status else { continue };
+        let none = BTreeMap::new();
+        for (kind, name, standing) in judge(status, labels.get(&node).unwrap_or(&none), &expected) {
+            let (state, current, message) = match standing {
+                Standing::Installed => (NodeProfileState::Installed, true, String::new()),
+                Standing::Listed(e) => (
+                    e.state,
+                    accepted.get(&(kind, name.as_str())) == Some(&digest_prefix(&e.digest)),
+                    e.message.clone(),
+                ),
+                Standing::Unsupported => (
+                    NodeProfileState::Unsupported,
+                    true,
+                    status.capabilities.apparmor_reason.clone().unwrap_or_default(),
+                ),
+                Standing::Unverified => (
+                    NodeProfileState::Pending,
+                    false,
+                    "the node's report has not caught up with the accepted content yet".into(),
+                ),
+            };
+            let row = NodeRow {
+                node: node.clone(),
+                state,
+                current,
+                message,
+            };
+            out.insert((node.clone(), kind, name), row);
+        }
+    }
+    out
+}
+
+fn expect<'a>(
+    kind: ProfileKind,
+    meta: &'a kube::api::ObjectMeta,
+    status: Option<&'a ProfileStatus>,
+    enabled: bool,
+    selector: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> Expectation<'a> {
+    Expectation {
+        kind,
+        name: meta.name.as_deref().unwrap_or_default(),
+        uid: meta.uid.as_deref().unwrap_or_default(),
+        accepted: status.and_then(|s| s.accepted.as_ref()).map(|a| a.digest.as_str()),
+        enabled,
+        selector,
+    }
+}
+
+/// What the operator compares of digests (the first 64 bits).
+fn digest_prefix(digest: &str) -> u64 {
+    digest
+        .get(..16)
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        .unwrap_or(0)
 }
 
 /// `status` as a table.

@@ -17,7 +17,8 @@ pub use common::{
     NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
 };
 pub use nodestatus::{
-    NodeCapabilities, NodeProfile, NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind,
+    Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
+    NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, Standing, installed_key, judge,
 };
 pub use seccomp::{SeccompProfile, SeccompProfileSpec};
 
@@ -85,9 +86,21 @@ pub fn seccomp_crd() -> CustomResourceDefinition {
     with_root_rules(SeccompProfile::crd(), vec![name_rule()])
 }
 
-/// The NodeProfileStatus CRD.
+/// The NodeProfileStatus CRD: v1alpha2, stored and served; v1alpha1 (one entry per
+/// profile) no longer served, listed so objects stored at it are still read.
 pub fn node_profile_status_crd() -> CustomResourceDefinition {
-    NodeProfileStatus::crd()
+    let mut crd = kube::core::crd::merge_crds(
+        vec![NodeProfileStatus::crd(), nodestatus::v1alpha1::NodeProfileStatus::crd()],
+        nodestatus::NODE_STATUS_VERSION,
+    )
+    .expect("both versions describe one kind");
+    for v in &mut crd.spec.versions {
+        if v.name != nodestatus::NODE_STATUS_VERSION {
+            v.served = false;
+            v.additional_printer_columns = None;
+        }
+    }
+    crd
 }
 
 /// Every CRD Palisade installs, with the file name each is generated into.

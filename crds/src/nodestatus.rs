@@ -4,20 +4,26 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Most profiles one node reports (bounded so the object stays well under etcd's limit).
+/// Version of the NodeProfileStatus kind that agents write and the operator reads.
+pub const NODE_STATUS_VERSION: &str = "v1alpha2";
+
+/// Most exceptions one node report lists (bounded so the object stays well under etcd's
+/// limit; a node with more is judged pending for the rest, see [`NodeProfileStatusStatus`]).
 pub const MAX_NODE_PROFILES: usize = 5000;
 
-/// The profiles one node holds, as its agent reports them. Named after the node and owned
-/// by the Node object, so it is garbage-collected with the node.
+/// What one node holds, as its agent reports it: a summary of the profiles installed at
+/// their accepted content, and an entry only for each profile that is not. A report's size
+/// follows what is wrong on the node, not how many profiles it holds. Named after the node
+/// and owned by the Node object, so it is garbage-collected with the node.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "palisade.dev",
-    version = "v1alpha1",
+    version = "v1alpha2",
     kind = "NodeProfileStatus",
     plural = "nodeprofilestatuses",
     shortname = "nps",
     category = "palisade",
-    doc = "The profiles one node holds, as its Palisade agent reports them.",
+    doc = "What one node holds, as its Palisade agent reports it: a summary of the installed profiles and an entry for each one that is not installed.",
     status = "NodeProfileStatusStatus",
     printcolumn(
         name = "AppArmor",
@@ -30,6 +36,18 @@ pub const MAX_NODE_PROFILES: usize = 5000;
         type_ = "boolean",
         json_path = ".status.capabilities.seccomp",
         description = "Seccomp is available on this node"
+    ),
+    printcolumn(
+        name = "AppArmor-Installed",
+        type_ = "integer",
+        json_path = ".status.installed.apparmor.count",
+        description = "AppArmor profiles installed at their accepted content"
+    ),
+    printcolumn(
+        name = "Seccomp-Installed",
+        type_ = "integer",
+        json_path = ".status.installed.seccomp.count",
+        description = "Seccomp profiles installed at their accepted content"
     ),
     printcolumn(
         name = "Agent",
@@ -49,19 +67,181 @@ pub struct NodeProfileStatusStatus {
     /// Version of the agent that wrote this.
     #[serde(default)]
     pub agent_version: String,
-    /// What the node can enforce.
+    /// What the node can enforce. A kind the node cannot enforce has no entries: every
+    /// profile of that kind is unsupported here.
     #[serde(default)]
     pub capabilities: NodeCapabilities,
-    /// Every profile on the node, one entry per kind and name.
+    /// The profiles installed at their accepted content, per kind, as a count and a digest
+    /// of the set: whoever knows which profiles target the node and their accepted content
+    /// can check that every one not listed in `exceptions` is installed.
+    #[serde(default)]
+    pub installed: InstalledSummary,
+    /// Every profile targeting the node that is not installed at its accepted content
+    /// (Pending, Error), and every profile being removed: one entry per kind and name.
     #[serde(default)]
     #[schemars(length(max = 5000))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
-    pub profiles: Vec<NodeProfile>,
-    /// Installed profiles left out of `profiles` to keep the report within its bound of
-    /// 5000 entries (entries that are not Installed are always listed). The operator counts
-    /// a profile without an entry on such a node as pending.
+    pub exceptions: Vec<NodeProfile>,
+    /// Exceptions left out to keep the report within its bound of 5000 entries. The
+    /// installed summary then no longer matches, so the node counts as pending for every
+    /// profile not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub omitted_installed: u32,
+    pub omitted_exceptions: u32,
+}
+
+/// The installed profiles of each kind.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstalledSummary {
+    /// AppArmor profiles installed at their accepted content.
+    #[serde(default)]
+    pub apparmor: KindSummary,
+    /// Seccomp profiles installed at their accepted content.
+    #[serde(default)]
+    pub seccomp: KindSummary,
+}
+
+impl InstalledSummary {
+    pub fn of(&self, kind: ProfileKind) -> &KindSummary {
+        match kind {
+            ProfileKind::AppArmorProfile => &self.apparmor,
+            ProfileKind::SeccompProfile => &self.seccomp,
+        }
+    }
+}
+
+/// A set of installed profiles of one kind.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KindSummary {
+    /// How many.
+    #[serde(default)]
+    pub count: u32,
+    /// The set's digest: the sum modulo 2^64 of each member's key, as 16 hex digits, where a
+    /// member's key is the first 64 bits of SHA-256 over `<kind>/<uid>/<accepted digest>`.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub digest: String,
+}
+
+/// One profile's key in an installed set.
+pub fn installed_key(kind: ProfileKind, uid: &str, digest: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(crate::wire_name(kind).as_bytes());
+    h.update(b"/");
+    h.update(uid.as_bytes());
+    h.update(b"/");
+    h.update(digest.as_bytes());
+    let out = h.finalize();
+    u64::from_be_bytes(out[..8].try_into().expect("8 bytes"))
+}
+
+/// A set of installed profiles as its count and the sum of its members' keys: members can be
+/// added and taken away in any order, so both sides can keep it up to date incrementally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InstalledSet {
+    pub count: u32,
+    pub sum: u64,
+}
+
+impl InstalledSet {
+    pub fn add(&mut self, key: u64) {
+        self.count = self.count.wrapping_add(1);
+        self.sum = self.sum.wrapping_add(key);
+    }
+
+    pub fn remove(&mut self, key: u64) {
+        self.count = self.count.wrapping_sub(1);
+        self.sum = self.sum.wrapping_sub(key);
+    }
+
+    pub fn summary(&self) -> KindSummary {
+        KindSummary {
+            count: self.count,
+            digest: format!("{:016x}", self.sum),
+        }
+    }
+
+    /// The set a summary describes (`None` when its digest is not 16 hex digits).
+    pub fn from_summary(s: &KindSummary) -> Option<Self> {
+        (s.digest.len() == 16)
+            .then(|| u64::from_str_radix(&s.digest, 16).ok())
+            .flatten()
+            .map(|sum| Self { count: s.count, sum })
+    }
+}
+
+/// A profile as nodes must hold it, for [`judge`].
+pub struct Expectation<'a> {
+    pub kind: ProfileKind,
+    pub name: &'a str,
+    pub uid: &'a str,
+    /// The accepted content's digest (`None`: nothing accepted, so nothing to hold).
+    pub accepted: Option<&'a str>,
+    pub enabled: bool,
+    pub selector: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+}
+
+/// Where a profile stands on one node, as its report tells.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Standing<'a> {
+    /// Installed at the accepted content.
+    Installed,
+    /// Listed as an exception.
+    Listed(&'a NodeProfile),
+    /// The node cannot enforce the kind.
+    Unsupported,
+    /// Not listed, but the node's installed set is not the one expected (its agent, or the
+    /// reader, has not caught up): pending.
+    Unverified,
+}
+
+/// Where each expected profile that targets a node stands there, from the node's report and
+/// labels: the batch form of the check the operator keeps incrementally. Profiles that do
+/// not target the node (disabled, not accepted, not selected) are left out.
+pub fn judge<'a>(
+    report: &'a NodeProfileStatusStatus,
+    labels: &std::collections::BTreeMap<String, String>,
+    expected: &[Expectation<'_>],
+) -> Vec<(ProfileKind, String, Standing<'a>)> {
+    let listed: std::collections::HashMap<(ProfileKind, &str), &NodeProfile> = report
+        .exceptions
+        .iter()
+        .map(|e| ((e.kind, e.name.as_str()), e))
+        .collect();
+    let targets: Vec<(&Expectation<'_>, &str)> = expected
+        .iter()
+        .filter(|e| e.enabled && crate::selector::selects(e.selector, labels))
+        .filter_map(|e| Some((e, e.accepted?)))
+        .collect();
+    let mut sets = [InstalledSet::default(), InstalledSet::default()];
+    let slot = |k: ProfileKind| usize::from(k == ProfileKind::SeccompProfile);
+    for (e, digest) in &targets {
+        if !listed.contains_key(&(e.kind, e.name)) {
+            sets[slot(e.kind)].add(installed_key(e.kind, e.uid, digest));
+        }
+    }
+    let verified = |k: ProfileKind| InstalledSet::from_summary(report.installed.of(k)) == Some(sets[slot(k)]);
+    let supported = |k: ProfileKind| match k {
+        ProfileKind::AppArmorProfile => report.capabilities.apparmor,
+        ProfileKind::SeccompProfile => report.capabilities.seccomp,
+    };
+    targets
+        .iter()
+        .map(|(e, _)| {
+            let standing = if !supported(e.kind) {
+                Standing::Unsupported
+            } else if let Some(entry) = listed.get(&(e.kind, e.name)) {
+                Standing::Listed(entry)
+            } else if verified(e.kind) {
+                Standing::Installed
+            } else {
+                Standing::Unverified
+            };
+            (e.kind, e.name.to_string(), standing)
+        })
+        .collect()
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -71,9 +251,9 @@ fn is_zero(n: &u32) -> bool {
 /// Longest message an entry carries (the schema's bound); longer ones are cut.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
-/// Fits entries into the report's bounds: messages cut to [`MAX_MESSAGE_LEN`] bytes, and at
-/// most [`MAX_NODE_PROFILES`] entries, leaving out Installed ones first. Returns the entries
-/// (sorted by kind and name) and how many Installed ones were left out.
+/// Fits exceptions into the report's bounds: messages cut to [`MAX_MESSAGE_LEN`] bytes, and
+/// at most [`MAX_NODE_PROFILES`] entries, keeping failures first. Returns the entries
+/// (sorted by kind and name) and how many were left out.
 pub fn bounded(mut profiles: Vec<NodeProfile>) -> (Vec<NodeProfile>, u32) {
     for p in &mut profiles {
         if p.message.len() > MAX_MESSAGE_LEN {
@@ -84,13 +264,41 @@ pub fn bounded(mut profiles: Vec<NodeProfile>) -> (Vec<NodeProfile>, u32) {
     }
     let mut omitted = 0;
     if profiles.len() > MAX_NODE_PROFILES {
-        // Stable: problems first, then Installed, each group in name order.
-        profiles.sort_by_key(|p| (p.state == NodeProfileState::Installed, p.kind, p.name.clone()));
+        // Stable: failures first, then the rest, each group in name order.
+        profiles.sort_by_key(|p| (p.state != NodeProfileState::Error, p.kind, p.name.clone()));
         omitted = (profiles.len() - MAX_NODE_PROFILES) as u32;
         profiles.truncate(MAX_NODE_PROFILES);
     }
     profiles.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     (profiles, omitted)
+}
+
+/// The first version of the kind, which listed every profile on the node. No longer
+/// served: it stays in the CRD so objects stored at it are read as the current version (the
+/// agent replaces their status on its first report).
+pub mod v1alpha1 {
+    use kube::CustomResource;
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// The NodeProfileStatus of agents before v1alpha2; no longer served.
+    #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+    #[kube(
+        group = "palisade.dev",
+        version = "v1alpha1",
+        kind = "NodeProfileStatus",
+        plural = "nodeprofilestatuses",
+        shortname = "nps",
+        category = "palisade",
+        doc = "The NodeProfileStatus of agents before v1alpha2 (no longer served).",
+        status = "LegacyStatus"
+    )]
+    pub struct NodeProfileStatusSpec {}
+
+    /// The old status (one entry per profile on the node), kept as it was stored.
+    #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+    pub struct LegacyStatus {}
 }
 
 /// What the node can enforce.
@@ -154,7 +362,8 @@ pub enum ProfileKind {
 pub enum NodeProfileState {
     /// Seen, not installed yet.
     Pending,
-    /// Installed and verified at the reported generation.
+    /// Installed and verified at the reported generation (reports count these in their
+    /// installed summary instead of listing them).
     Installed,
     /// Installing failed; `message` says why.
     Error,
@@ -181,14 +390,14 @@ mod tests {
     }
 
     #[test]
-    fn reports_stay_within_their_bounds_and_keep_every_problem() {
+    fn reports_stay_within_their_bounds_and_keep_every_failure() {
         let mut all: Vec<NodeProfile> = (0..MAX_NODE_PROFILES + 10)
-            .map(|i| entry(i, NodeProfileState::Installed, ""))
+            .map(|i| entry(i, NodeProfileState::Pending, ""))
             .collect();
         all.push(entry(99_999, NodeProfileState::Error, &"x".repeat(5000)));
         let (kept, omitted) = bounded(all);
         assert_eq!(kept.len(), MAX_NODE_PROFILES);
-        assert_eq!(omitted, 11, "installed entries make room for the failure");
+        assert_eq!(omitted, 11, "pending entries make room for the failure");
         let failure = kept
             .iter()
             .find(|e| e.state == NodeProfileState::Error)
@@ -196,7 +405,87 @@ mod tests {
         assert!(failure.message.len() <= MAX_MESSAGE_LEN && failure.message.ends_with("..."));
         assert!(kept.windows(2).all(|w| w[0].name < w[1].name), "sorted by name");
 
-        let (few, omitted) = bounded(vec![entry(1, NodeProfileState::Installed, "")]);
+        let (few, omitted) = bounded(vec![entry(1, NodeProfileState::Pending, "")]);
         assert_eq!((few.len(), omitted), (1, 0));
+    }
+
+    #[test]
+    fn an_installed_set_is_the_same_whatever_the_order_and_tells_members_apart() {
+        let k = |uid: &str, digest: &str| installed_key(ProfileKind::SeccompProfile, uid, digest);
+        let (a, b, c) = (k("u1", "d1"), k("u2", "d1"), k("u1", "d2"));
+        assert!(a != b && a != c && b != c, "uid and digest both count");
+        assert_ne!(
+            a,
+            installed_key(ProfileKind::AppArmorProfile, "u1", "d1"),
+            "so does the kind"
+        );
+        let mut one = InstalledSet::default();
+        one.add(a);
+        one.add(b);
+        let mut other = InstalledSet::default();
+        other.add(c);
+        other.add(b);
+        other.add(a);
+        other.remove(c);
+        assert_eq!(one, other);
+        assert_eq!(InstalledSet::from_summary(&one.summary()), Some(one));
+        assert_eq!(one.summary().digest.len(), 16);
+        let mut changed = one;
+        changed.remove(a);
+        changed.add(c);
+        assert_eq!(changed.count, one.count);
+        assert_ne!(changed.summary(), one.summary(), "another digest of one member shows");
+        assert_eq!(
+            InstalledSet::from_summary(&KindSummary {
+                count: 1,
+                digest: "xyz".into()
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn judging_a_report_checks_the_installed_set_against_what_targets_the_node() {
+        let ex = |name: &'static str, uid: &'static str, accepted: Option<&'static str>| Expectation {
+            kind: ProfileKind::SeccompProfile,
+            name,
+            uid,
+            accepted,
+            enabled: true,
+            selector: None,
+        };
+        let expected = [
+            ex("a", "ua", Some("da")),
+            ex("b", "ub", Some("db")),
+            ex("c", "uc", None),
+        ];
+        let mut set = InstalledSet::default();
+        set.add(installed_key(ProfileKind::SeccompProfile, "ua", "da"));
+        let mut failing = entry(2, NodeProfileState::Error, "parser said no");
+        failing.name = "b".into();
+        let mut report = NodeProfileStatusStatus {
+            capabilities: NodeCapabilities {
+                seccomp: true,
+                ..Default::default()
+            },
+            exceptions: vec![failing.clone()],
+            ..Default::default()
+        };
+        report.installed.seccomp = set.summary();
+        let labels = Default::default();
+        let got = judge(&report, &labels, &expected);
+        assert_eq!(
+            got,
+            vec![
+                (ProfileKind::SeccompProfile, "a".into(), Standing::Installed),
+                (ProfileKind::SeccompProfile, "b".into(), Standing::Listed(&failing)),
+            ],
+            "c has nothing accepted: it targets no node"
+        );
+        // The node still holds a's old content: a cannot be vouched for.
+        let stale = [ex("a", "ua", Some("da2")), ex("b", "ub", Some("db"))];
+        assert_eq!(judge(&report, &labels, &stale)[0].2, Standing::Unverified);
+        report.capabilities.seccomp = false;
+        assert_eq!(judge(&report, &labels, &expected)[0].2, Standing::Unsupported);
     }
 }

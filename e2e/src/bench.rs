@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, SeccompProfile};
+use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
 use serde_json::json;
 
 use crate::cluster::{ProfileObject, apply_json};
@@ -360,12 +360,12 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
         let nps = nps.clone();
         async move {
             let s = nps.get("node-0").await?.status.unwrap_or_default();
-            Ok::<usize, anyhow::Error>(
-                s.profiles
-                    .iter()
-                    .filter(|p| p.state == NodeProfileState::Installed && format!("{:?}", p.kind).starts_with(kind))
-                    .count(),
-            )
+            let kind = if kind == "Seccomp" {
+                ProfileKind::SeccompProfile
+            } else {
+                ProfileKind::AppArmorProfile
+            };
+            Ok::<usize, anyhow::Error>(s.installed.of(kind).count as usize)
         }
     };
     // Measured once the agent has started up and written its first report.
@@ -437,7 +437,7 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
         nps.patch_status(
             "node-0",
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"profiles": []}})),
+            &Patch::Merge(json!({"status": {"installed": null, "exceptions": []}})),
         )
         .await
         .ok();
@@ -523,13 +523,16 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
     let nodes_api: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), crate::cluster::NAMESPACE);
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
-    let entries: Vec<_> = objects
-        .iter()
-        .map(|p| {
-            json!({"kind": "SeccompProfile", "name": p.metadata.name, "uid": p.metadata.uid,
-            "generation": p.metadata.generation, "digest": "0".repeat(64), "state": "Installed"})
-        })
-        .collect();
+    // Every profile installed at its accepted content: what an agent reports for that.
+    let mut installed = palisade_crds::InstalledSet::default();
+    for p in &objects {
+        let accepted = palisade_crds::accepted_content(p.status.as_ref()).context("accepted")?;
+        installed.add(palisade_crds::installed_key(
+            ProfileKind::SeccompProfile,
+            p.metadata.uid.as_deref().unwrap_or_default(),
+            &accepted.digest,
+        ));
+    }
     let apply = PatchParams::apply("bench").force();
     for i in 0..nodes {
         let node = format!("sim-{i}");
@@ -546,9 +549,9 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
                 "metadata": {"name": format!("palisade-agent-{node}"), "labels": {"app.kubernetes.io/name": "palisade-agent"}},
                 "spec": {"holderIdentity": node, "leaseDurationSeconds": 3600, "renewTime": now}})))
             .await?;
-        nps.patch(&node, &apply, &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus", "metadata": {"name": node}, "spec": {}}))).await?;
-        nps.patch_status(&node, &apply, &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
-            "metadata": {"name": node}, "status": {"agentVersion": "bench", "capabilities": {"apparmor": true, "seccomp": true}, "profiles": entries}})))
+        nps.patch(&node, &apply, &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus", "metadata": {"name": node}, "spec": {}}))).await?;
+        nps.patch_status(&node, &apply, &Patch::Apply(json!({"apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus",
+            "metadata": {"name": node}, "status": {"agentVersion": "bench", "capabilities": {"apparmor": true, "seccomp": true}, "installed": {"seccomp": installed.summary()}}})))
             .await?;
     }
     let start = Instant::now();

@@ -499,6 +499,30 @@ pub async fn wait_events(
     .await
 }
 
+/// What a node's report vouches for, by (kind, name): where each profile targeting the node
+/// stands there (read as `kubectl palisade status` reads it). An Installed row with
+/// `current` holds the accepted content.
+pub async fn node_standing(
+    client: &kube::Client,
+    node: &str,
+) -> Result<BTreeMap<(palisade_crds::ProfileKind, String), palisade_cli::cluster::NodeRow>> {
+    use palisade_crds::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
+    let seccomp = Api::<SeccompProfile>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let apparmor = Api::<AppArmorProfile>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    let report = Api::<NodeProfileStatus>::all(client.clone()).get(node).await?;
+    let nodes = Api::<Node>::all(client.clone()).list(&Default::default()).await?;
+    Ok(
+        palisade_cli::cluster::on_nodes(&seccomp.items, &apparmor.items, &[report], &nodes.items)
+            .into_iter()
+            .map(|((_, kind, name), row)| ((kind, name), row))
+            .collect(),
+    )
+}
+
 /// Waits until the profile is Ready at its current generation and installed on exactly
 /// `nodes` nodes. (Ready alone can come before a just-started agent is counted.)
 pub async fn wait_installed<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<palisade_crds::ProfileStatus>

@@ -8,7 +8,7 @@ pub mod corpus;
 pub mod process;
 pub mod realnode;
 
-pub use cluster::{Cluster, Options, wait_for};
+pub use cluster::{Cluster, Options, node_standing, wait_for};
 pub use controlplane::ControlPlane;
 
 /// The helm binary: `HELM` if set, else the one e2e/scripts/helm-bin.sh builds (once) from

@@ -15,7 +15,12 @@ fn resource(kind: &str) -> ApiResource {
         "NodeProfileStatus" => "nodeprofilestatuses",
         other => panic!("unknown kind {other}"),
     };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("palisade.dev", "v1alpha1", kind), plural)
+    let version = if kind == "NodeProfileStatus" {
+        palisade_crds::NODE_STATUS_VERSION
+    } else {
+        "v1alpha1"
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("palisade.dev", version, kind), plural)
 }
 
 async fn create(client: &kube::Client, obj: &Value) -> Result<(), kube::Error> {
@@ -45,9 +50,21 @@ async fn crds_install_explain_examples_and_admission() {
     // The three kinds are served, cluster-scoped, with their short names.
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let group = discovery.get("palisade.dev").expect("palisade.dev served");
-    let mut kinds: Vec<String> = group.recommended_resources().into_iter().map(|(r, _)| r.kind).collect();
-    kinds.sort();
-    assert_eq!(kinds, ["AppArmorProfile", "NodeProfileStatus", "SeccompProfile"]);
+    let served = |version: &str| {
+        let mut kinds: Vec<String> = group
+            .versioned_resources(version)
+            .into_iter()
+            .map(|(r, _)| r.kind)
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    assert_eq!(served("v1alpha1"), ["AppArmorProfile", "SeccompProfile"]);
+    assert_eq!(
+        served("v1alpha2"),
+        ["NodeProfileStatus"],
+        "node reports moved to v1alpha2"
+    );
 
     // kubectl explain shows our descriptions (the API server publishes a new CRD's
     // OpenAPI shortly after it is Established, so allow it a few seconds).
@@ -242,4 +259,126 @@ async fn crds_install_explain_examples_and_admission() {
         }
     }
     assert!(failures.is_empty(), "admission table:\n{}", failures.join("\n"));
+}
+
+/// Upgrading from v1alpha1 reports: an object stored at v1alpha1 (one entry per profile) is
+/// read at v1alpha2, v1alpha1 is no longer served, and the agent's first report (a
+/// server-side apply of its status, as the agent writes it) leaves no old field behind.
+#[tokio::test]
+async fn node_reports_stored_at_v1alpha1_are_read_and_rewritten_at_v1alpha2() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    use kube::runtime::{conditions, wait::await_condition};
+
+    let cp = ControlPlane::start_temp().await.expect("control plane starts");
+    let client = cp.client().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let install = |crd: CustomResourceDefinition| {
+        let crds = crds.clone();
+        async move {
+            let name = crd.metadata.name.clone().unwrap();
+            crds.patch(&name, &PatchParams::apply("palisade-e2e").force(), &Patch::Apply(&crd))
+                .await
+                .unwrap();
+            await_condition(crds, &name, conditions::is_crd_established())
+                .await
+                .unwrap();
+        }
+    };
+    // The previous release's CRD: v1alpha1 served and stored.
+    let mut old = palisade_crds::node_profile_status_crd();
+    for v in &mut old.spec.versions {
+        v.served = true;
+        v.storage = v.name == "v1alpha1";
+    }
+    install(old).await;
+    let v1 = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("palisade.dev", "v1alpha1", "NodeProfileStatus"),
+        "nodeprofilestatuses",
+    );
+    let old_api: Api<DynamicObject> = Api::all_with(client.clone(), &v1);
+    let mut created = None;
+    for _ in 0..50 {
+        // The API server serves a just-changed version a moment after it is Established.
+        let obj: DynamicObject = serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1",
+            "kind": "NodeProfileStatus", "metadata": {"name": "node-1"}, "spec": {}}))
+        .unwrap();
+        match old_api.create(&PostParams::default(), &obj).await {
+            Ok(o) => {
+                created = Some(o);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    assert!(created.is_some(), "a v1alpha1 object is created under the old CRD");
+    let old_status = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
+        "metadata": {"name": "node-1"},
+        "status": {"agentVersion": "0.1.0", "capabilities": {"seccomp": true},
+            "profiles": [{"kind": "SeccompProfile", "name": "web", "uid": "u", "generation": 1,
+                          "digest": "d", "state": "Installed"}]}});
+    old_api
+        .patch_status(
+            "node-1",
+            &PatchParams::apply("palisade-agent/node-1").force(),
+            &Patch::Apply(&old_status),
+        )
+        .await
+        .unwrap();
+
+    // Upgrade: the CRD as this release ships it.
+    install(palisade_crds::node_profile_status_crd()).await;
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("NodeProfileStatus"));
+    let mut read = None;
+    for _ in 0..50 {
+        if let Ok(o) = api.get("node-1").await {
+            read = Some(o);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let read = read.expect("the old object is read at v1alpha2");
+    assert_eq!(read.types.as_ref().unwrap().api_version, "palisade.dev/v1alpha2");
+    let typed: palisade_crds::NodeProfileStatus = serde_json::from_value(serde_json::to_value(&read).unwrap()).unwrap();
+    let status = typed.status.unwrap_or_default();
+    assert_eq!(
+        (status.installed.seccomp.count, status.exceptions.len()),
+        (0, 0),
+        "an old report vouches for nothing: its node counts as pending until its agent reports again"
+    );
+    let mut served_old = false;
+    for _ in 0..25 {
+        served_old = old_api.get("node-1").await.is_ok();
+        if !served_old {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(!served_old, "v1alpha1 is no longer served");
+
+    // The upgraded agent's first report replaces the old status.
+    let mut set = palisade_crds::InstalledSet::default();
+    set.add(palisade_crds::installed_key(
+        palisade_crds::ProfileKind::SeccompProfile,
+        "u",
+        "d",
+    ));
+    let new_status = json!({"apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus",
+        "metadata": {"name": "node-1"},
+        "status": {"agentVersion": "0.2.0", "capabilities": {"seccomp": true},
+            "installed": {"seccomp": set.summary()}}});
+    api.patch_status(
+        "node-1",
+        &PatchParams::apply("palisade-agent/node-1").force(),
+        &Patch::Apply(&new_status),
+    )
+    .await
+    .unwrap();
+    let raw = cp
+        .kubectl_ok(&["get", "nodeprofilestatuses.palisade.dev", "node-1", "-o", "json"])
+        .unwrap();
+    let raw: Value = serde_json::from_str(&raw).unwrap();
+    assert!(raw["status"].get("profiles").is_none(), "{raw}");
+    assert_eq!(raw["status"]["installed"]["seccomp"]["count"], 1);
+    assert_eq!(raw["apiVersion"], "palisade.dev/v1alpha2");
 }

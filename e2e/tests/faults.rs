@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kube::Api;
-use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_crds::{AppArmorProfile, NodeProfileState, ProfileKind, SeccompProfile};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -50,7 +50,6 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
     .await
     .unwrap();
     let client = cluster.cp.client().await.unwrap();
-    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
     let seed = std::env::var("PALISADE_FAULT_SEED")
@@ -101,17 +100,17 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
                         accepted.insert(("AppArmorProfile", p.metadata.name.unwrap_or_default()), a.digest);
                     }
                 }
-                let report = nps.get(node).await?.status.unwrap_or_default();
-                let installed = report
-                    .profiles
-                    .iter()
-                    .filter(|p| p.state == NodeProfileState::Installed)
-                    .filter(|p| {
-                        let kind = match p.kind {
+                // What the node's report vouches for: installed at the current accepted content.
+                let installed = palisade_e2e::node_standing(&client, node)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, on)| on.state == NodeProfileState::Installed && on.current)
+                    .filter(|((kind, name), _)| {
+                        let kind = match kind {
                             ProfileKind::SeccompProfile => "SeccompProfile",
                             ProfileKind::AppArmorProfile => "AppArmorProfile",
                         };
-                        accepted.get(&(kind, p.name.clone())) == Some(&p.digest)
+                        accepted.contains_key(&(kind, name.clone()))
                     })
                     .count();
                 let files = cluster.seccomp_files(node);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, SeccompProfile};
+use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile};
 use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_condition, wait_events, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -298,9 +298,17 @@ async fn a_node_without_apparmor_reports_unsupported_and_keeps_serving_seccomp()
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     let report = nps.get("node-2").await.unwrap().status.unwrap();
     assert!(!report.capabilities.apparmor && report.capabilities.seccomp);
-    let entry = report.profiles.iter().find(|p| p.name == "aa").unwrap();
-    assert_eq!(entry.state, NodeProfileState::Unsupported);
-    assert!(entry.message.contains("not enabled"), "{}", entry.message);
+    let why = report.capabilities.apparmor_reason.clone().unwrap_or_default();
+    assert!(why.contains("not enabled"), "{why}");
+    assert!(
+        report.exceptions.iter().all(|e| e.name != "aa"),
+        "a kind the node cannot enforce is told by its capability, not entry by entry"
+    );
+    let standing = palisade_e2e::node_standing(&client, "node-2").await.unwrap();
+    assert_eq!(
+        standing[&(ProfileKind::AppArmorProfile, "aa".to_string())].state,
+        NodeProfileState::Unsupported
+    );
 }
 
 #[tokio::test]
@@ -563,22 +571,17 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
         "the resolved chain is named"
     );
     let on_node = |node: &str| std::fs::read(cluster.seccomp_dir(node).join("gate-child.json")).unwrap_or_default();
-    let entry = |report: &NodeProfileStatus| {
-        report
-            .status
-            .as_ref()
-            .and_then(|s| s.profiles.iter().find(|p| p.name == "gate-child").cloned())
-    };
+    let key = (ProfileKind::SeccompProfile, "gate-child".to_string());
     for node in NODES {
         assert_eq!(
             palisade_crds::digest(&on_node(node)),
             accepted.digest,
             "{node}: the file is the accepted content"
         );
-        let reported = entry(&nps.get(node).await.unwrap()).unwrap();
-        assert_eq!(
-            reported.digest, accepted.digest,
-            "{node}: the agent reports the operator's digest"
+        let reported = palisade_e2e::node_standing(&client, node).await.unwrap()[&key].clone();
+        assert!(
+            reported.state == NodeProfileState::Installed && reported.current,
+            "{node}: the agent's installed set vouches for the operator's digest: {reported:?}"
         );
     }
 
@@ -597,7 +600,9 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
     );
     for node in NODES {
         let why = wait_for(&format!("{node} holds gate-child back"), T, || async {
-            let reported = entry(&nps.get(node).await?);
+            // Not installed at the new content: listed among the node's exceptions.
+            let report = nps.get(node).await?.status.unwrap_or_default();
+            let reported = report.exceptions.into_iter().find(|e| e.name == "gate-child");
             Ok(reported
                 .filter(|e| e.state == NodeProfileState::Pending)
                 .map(|e| e.message))

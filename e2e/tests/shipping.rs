@@ -325,7 +325,7 @@ async fn the_api_server_accepts_the_chart_and_the_manifests() {
 }
 
 fn nps(node: &str) -> Value {
-    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus", "metadata": {"name": node}, "spec": {}})
+    json!({"apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus", "metadata": {"name": node}, "spec": {}})
 }
 
 fn lease(name: &str) -> Value {
@@ -347,7 +347,7 @@ async fn apply(api: &Api<DynamicObject>, obj: Value) -> Result<(), String> {
 }
 
 fn nps_api(client: &kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("palisade.dev", "v1alpha1", "NodeProfileStatus");
+    let gvk = GroupVersionKind::gvk("palisade.dev", palisade_crds::NODE_STATUS_VERSION, "NodeProfileStatus");
     Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(&gvk, "nodeprofilestatuses"),

@@ -7,7 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use palisade_crds::{NodeCapabilities, NodeProfile, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind};
+use palisade_crds::{
+    InstalledSet, InstalledSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile, NodeProfileState,
+    NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, installed_key,
+};
 use serde_json::json;
 
 use crate::sync::Failure;
@@ -22,6 +25,8 @@ pub struct StatusWriter {
     manager: String,
     recorder: Recorder,
     last: Option<NodeProfileStatusStatus>,
+    /// Every entry of the last write, installed ones included (for [`Self::changed_entries`]).
+    last_entries: Option<Vec<NodeProfile>>,
 }
 
 impl StatusWriter {
@@ -40,6 +45,7 @@ impl StatusWriter {
             manager: format!("palisade-agent/{node}"),
             recorder,
             last: None,
+            last_entries: None,
         }
     }
 
@@ -55,7 +61,7 @@ impl StatusWriter {
             o
         });
         let obj = json!({
-            "apiVersion": "palisade.dev/v1alpha1",
+            "apiVersion": format!("palisade.dev/{NODE_STATUS_VERSION}"),
             "kind": "NodeProfileStatus",
             "metadata": {"name": self.node, "ownerReferences": owner.into_iter().collect::<Vec<_>>()},
             "spec": {},
@@ -71,26 +77,21 @@ impl StatusWriter {
 
     /// Writes the status when it differs from the last write (one write per batch).
     /// Returns whether it wrote.
-    pub async fn report(&mut self, capabilities: &NodeCapabilities, profiles: Vec<NodeProfile>) -> kube::Result<bool> {
-        let (profiles, omitted_installed) = palisade_crds::nodestatus::bounded(profiles);
-        if omitted_installed > 0 {
+    pub async fn report(&mut self, capabilities: &NodeCapabilities, entries: Vec<NodeProfile>) -> kube::Result<bool> {
+        let status = status_of(capabilities, &entries);
+        if status.omitted_exceptions > 0 {
             tracing::warn!(
-                omitted_installed,
-                "more profiles than one report may list: Installed entries left out"
+                omitted = status.omitted_exceptions,
+                "more profiles are not installed than one report may list: entries left out"
             );
         }
-        let status = NodeProfileStatusStatus {
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: capabilities.clone(),
-            profiles,
-            omitted_installed,
-        };
         if self.last.as_ref() == Some(&status) {
+            self.last_entries = Some(entries);
             return Ok(false);
         }
         let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
         let patch = json!({
-            "apiVersion": "palisade.dev/v1alpha1",
+            "apiVersion": format!("palisade.dev/{NODE_STATUS_VERSION}"),
             "kind": "NodeProfileStatus",
             "metadata": {"name": self.node},
             "status": status,
@@ -102,18 +103,20 @@ impl StatusWriter {
         )
         .await?;
         self.last = Some(status);
+        self.last_entries = Some(entries);
         Ok(true)
     }
 
     /// How many entries differ from the last write (all of them before the first).
     pub fn changed_entries(&self, profiles: &[NodeProfile]) -> usize {
-        changed_entries(self.last.as_ref().map(|l| l.profiles.as_slice()), profiles)
+        changed_entries(self.last_entries.as_deref(), profiles)
     }
 
     /// Forgets the last write so the next report writes again (after the object was
     /// recreated, say).
     pub fn invalidate(&mut self) {
         self.last = None;
+        self.last_entries = None;
     }
 
     /// This node's heartbeat, valid for `lease_seconds`.
@@ -200,6 +203,38 @@ impl Heartbeat {
     }
 }
 
+/// The report for a node's entries: profiles installed at their accepted content go into
+/// the per-kind summary; every other entry is an exception, listed with its message. A kind
+/// the node cannot enforce is reported by its capability alone.
+pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> NodeProfileStatusStatus {
+    let (mut apparmor, mut seccomp) = (InstalledSet::default(), InstalledSet::default());
+    let mut exceptions = Vec::new();
+    for e in entries {
+        match e.state {
+            NodeProfileState::Installed => {
+                let set = match e.kind {
+                    ProfileKind::AppArmorProfile => &mut apparmor,
+                    ProfileKind::SeccompProfile => &mut seccomp,
+                };
+                set.add(installed_key(e.kind, &e.uid, &e.digest));
+            }
+            NodeProfileState::Unsupported => {}
+            _ => exceptions.push(e.clone()),
+        }
+    }
+    let (exceptions, omitted_exceptions) = palisade_crds::nodestatus::bounded(exceptions);
+    NodeProfileStatusStatus {
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        capabilities: capabilities.clone(),
+        installed: InstalledSummary {
+            apparmor: apparmor.summary(),
+            seccomp: seccomp.summary(),
+        },
+        exceptions,
+        omitted_exceptions,
+    }
+}
+
 /// The heartbeat Lease name for a node.
 pub fn lease_name(node: &str) -> String {
     format!("palisade-agent-{node}")
@@ -241,10 +276,38 @@ mod changed_tests {
             name: name.into(),
             uid: "u".into(),
             generation,
-            digest: String::new(),
+            digest: format!("d{generation}"),
             state: NodeProfileState::Installed,
             message: String::new(),
         }
+    }
+
+    #[test]
+    fn a_report_lists_only_what_is_not_installed() {
+        use palisade_crds::{InstalledSet, NodeCapabilities, installed_key};
+        let mut pending = entry("p", 2);
+        pending.state = NodeProfileState::Pending;
+        let mut unsupported = entry("aa", 1);
+        unsupported.kind = ProfileKind::AppArmorProfile;
+        unsupported.state = NodeProfileState::Unsupported;
+        let entries = vec![entry("a", 1), entry("b", 3), pending.clone(), unsupported];
+        let status = super::status_of(&NodeCapabilities::default(), &entries);
+        assert_eq!(
+            status.exceptions,
+            vec![pending],
+            "installed and unsupported entries are not listed"
+        );
+        let mut want = InstalledSet::default();
+        want.add(installed_key(ProfileKind::SeccompProfile, "u", "d1"));
+        want.add(installed_key(ProfileKind::SeccompProfile, "u", "d3"));
+        assert_eq!(status.installed.seccomp, want.summary());
+        assert_eq!(status.installed.apparmor, InstalledSet::default().summary());
+        // A thousand installed profiles make a report no longer than two do.
+        let many: Vec<NodeProfile> = (0..1000).map(|i| entry(&format!("n{i}"), 1)).collect();
+        let big = serde_json::to_string(&super::status_of(&NodeCapabilities::default(), &many)).unwrap();
+        let small = serde_json::to_string(&super::status_of(&NodeCapabilities::default(), &many[..2])).unwrap();
+        // (only the count's digits differ)
+        assert_eq!(big.len(), small.len() + 3, "{big}");
     }
 
     #[test]

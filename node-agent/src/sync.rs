@@ -173,14 +173,18 @@ impl NodeState {
             }
             let recorded = self.seccomp_installed.get(name).map(String::as_str);
             let rendered = sc_render::render(name, &p.spec, |n| specs.get(n).copied());
+            let accepted = accepted_content(p.status.as_ref());
             let rendered = match gate(
-                accepted_content(p.status.as_ref()),
+                accepted,
                 rendered.as_ref().map(|r| r.digest.as_str()).map_err(|e| e.to_string()),
                 generation,
             ) {
                 // Not accepted (yet): what is installed stays until accepted content replaces it.
+                // A profile never accepted, with nothing here, is nothing the operator counts.
                 Err(why) => {
-                    entries.push(entry(NodeProfileState::Pending, recorded.unwrap_or_default(), why));
+                    if accepted.is_some() || recorded.is_some() {
+                        entries.push(entry(NodeProfileState::Pending, recorded.unwrap_or_default(), why));
+                    }
                     continue;
                 }
                 Ok(()) => rendered.expect("the gate passes only a rendering"),
@@ -326,14 +330,17 @@ impl NodeState {
             }
             let record = self.apparmor_installed.get(name);
             let rendered = aa_render::render(name, &p.spec);
+            let accepted = accepted_content(p.status.as_ref());
             let rendered = match gate(
-                accepted_content(p.status.as_ref()),
+                accepted,
                 rendered.as_ref().map(|r| r.digest.as_str()).map_err(|e| e.to_string()),
                 generation,
             ) {
                 Err(why) => {
                     let installed = record.filter(|r| !r.loading).map(|r| r.digest.as_str());
-                    entries.push(entry(NodeProfileState::Pending, installed.unwrap_or_default(), why));
+                    if accepted.is_some() || installed.is_some() {
+                        entries.push(entry(NodeProfileState::Pending, installed.unwrap_or_default(), why));
+                    }
                     continue;
                 }
                 Ok(()) => rendered.expect("the gate passes only a rendering"),

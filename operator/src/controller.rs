@@ -25,13 +25,12 @@ use serde_json::json;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::pods;
+use crate::reports::Want;
 use crate::status::{self, Acceptance, NodeView, ProfileView, StatusInput};
 use crate::validate::{self, ParserConfig, Verdict, Warnings};
 
 /// Field manager of everything the operator writes.
 pub const MANAGER: &str = "palisade-operator";
-/// How often a profile is looked at again without a change.
-pub const RESYNC: Duration = Duration::from_secs(30);
 /// The finalizer that holds a profile's deletion while pods use it.
 pub const FINALIZER: &str = "palisade.dev/in-use";
 /// Longest wait before retrying a validation that could not run.
@@ -269,6 +268,18 @@ impl Profile for AppArmorProfile {
     }
 }
 
+/// What nodes must hold of a profile as its object says (the accepted content in its
+/// status), for the expected sets.
+pub fn want_of<K: Profile>(p: &K) -> Option<Want> {
+    Want::of(
+        K::KIND,
+        &p.uid().unwrap_or_default(),
+        p.state() == ProfileState::Enabled,
+        palisade_crds::accepted_content(p.profile_status()).map(|a| a.digest.as_str()),
+        p.selector(),
+    )
+}
+
 /// Runs a validation once per (uid, content digest). Only verdicts about the content are
 /// kept (accepted, or Invalid); a validation that could not run is tried again next time.
 async fn cached<K: Profile>(
@@ -385,19 +396,38 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
     };
 
     let live = ctx.liveness.live();
-    let reports = ctx.reports.for_profile(K::KIND, &name);
+    let uid = obj.uid().unwrap_or_default();
     let nodes = ctx.nodes.state();
     let empty = BTreeMap::new();
-    let views: Vec<NodeView<'_>> = nodes
+    let named: Vec<(&str, &BTreeMap<String, String>)> = nodes
         .iter()
-        .map(|n| NodeView {
-            name: n.metadata.name.as_deref().unwrap_or_default(),
-            labels: n.metadata.labels.as_ref().unwrap_or(&empty),
-            live: n.metadata.name.as_ref().is_some_and(|name| live.contains(name)),
-            entry: n.metadata.name.as_ref().and_then(|name| reports.get(name)),
+        .map(|n| {
+            (
+                n.metadata.name.as_deref().unwrap_or_default(),
+                n.metadata.labels.as_ref().unwrap_or(&empty),
+            )
         })
         .collect();
-    let uid = obj.uid().unwrap_or_default();
+    // Where this profile stands on each node, judged against the content just accepted.
+    let want = Want::of(
+        K::KIND,
+        &uid,
+        obj.state() == ProfileState::Enabled,
+        accepted.as_ref().map(|a| a.digest.as_str()),
+        obj.selector(),
+    );
+    let on = ctx
+        .reports
+        .on_nodes(&(K::KIND, name.clone()), want.as_ref(), named.iter().copied());
+    let views: Vec<NodeView<'_>> = named
+        .iter()
+        .map(|(node, labels)| NodeView {
+            name: node,
+            labels,
+            live: live.contains(*node),
+            on: &on[node],
+        })
+        .collect();
     let view = ProfileView {
         uid: &uid,
         accepted: accepted.as_ref(),
@@ -447,7 +477,9 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         Err(Verdict::Transient(message)) => Err(Error::ValidationUnavailable(message)),
         _ => {
             ctx.backoff.lock().expect("lock").remove(&key);
-            Ok(Action::requeue(RESYNC))
+            // Event-driven: the profile, its nodes' reports and expectations, Nodes,
+            // heartbeats and pods all route changes here; nothing is looked at on a timer.
+            Ok(Action::await_change())
         }
     }
 }

@@ -1,60 +1,29 @@
-//! What every node's agent reported, indexed by profile: a slim, incrementally maintained
-//! view of all NodeProfileStatus objects, so aggregating one profile costs O(nodes) and only
-//! the profiles whose entries changed are reconciled again.
+//! What every node's agent reported, and what the operator expects each node to hold.
 //!
-//! Memory is the point of this module: with P profiles on N nodes it holds P × N entries.
-//! Each entry is a few fixed-size fields; names and uids, which repeat on every node, are
-//! interned once; messages (set only on errors) are kept as they are. Of each digest the
-//! first 64 bits are kept: enough to tell whether a node holds the accepted content.
+//! A node's report lists only its exceptions (profiles not installed at their accepted
+//! content) plus, per kind, the count and digest of the set it holds installed. The
+//! operator keeps, per node, the same kind of set for what it expects there: every enabled
+//! profile with accepted content whose selector matches the node's labels. A profile
+//! missing from a node's exceptions is installed there exactly when the node's set equals
+//! the expected one less its exceptions, so one report of a few entries vouches for every
+//! profile on the node. Both sets are sums of per-profile keys, so a change to one profile
+//! or one node updates them in O(nodes) or O(profiles).
+//!
+//! A profile judged pending on a node because the sets disagree (the agent has not caught up,
+//! or the operator has not) waits on that node: it is reconciled again when the node's report
+//! or the node's expected set changes. Every other change routes only the profiles it names.
+//! Memory follows nodes + profiles + exceptions, not nodes × profiles.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::runtime::watcher;
-use palisade_crds::{NodeProfileState, NodeProfileStatus, ProfileKind};
+use palisade_crds::selector::selects;
+use palisade_crds::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKind};
 
-type Key = (ProfileKind, String);
-
-/// Strings that repeat across nodes (profile names, uids), stored once.
-#[derive(Default)]
-struct Interner {
-    ids: HashMap<Arc<str>, u32>,
-    strings: Vec<Arc<str>>,
-}
-
-impl Interner {
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(id) = self.ids.get(s) {
-            return *id;
-        }
-        let id = self.strings.len() as u32;
-        let s: Arc<str> = s.into();
-        self.strings.push(s.clone());
-        self.ids.insert(s, id);
-        id
-    }
-
-    fn get(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
-    }
-
-    fn str(&self, id: u32) -> &str {
-        &self.strings[id as usize]
-    }
-}
-
-/// One node's entry for one profile.
-#[derive(Clone, PartialEq, Eq)]
-struct Entry {
-    kind: ProfileKind,
-    state: NodeProfileState,
-    name: u32,
-    uid: u32,
-    generation: i64,
-    digest: u64,
-    message: Option<Box<str>>,
-}
+pub type Key = (ProfileKind, String);
 
 /// The first 64 bits of a hex digest (0 for none): what reports keep of each digest.
 pub fn digest_key(digest: &str) -> u64 {
@@ -64,7 +33,7 @@ pub fn digest_key(digest: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// One node's entry for one profile, as aggregation reads it.
+/// One node's exception for one profile, as aggregation reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reported {
     pub uid: String,
@@ -75,157 +44,351 @@ pub struct Reported {
     pub message: String,
 }
 
-impl Entry {
-    fn sort_key(&self) -> (ProfileKind, u32) {
-        (self.kind, self.name)
+/// Where one profile stands on one node, as far as the reports tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnNode {
+    /// The node has not reported yet.
+    NoReport,
+    /// The node cannot enforce this kind.
+    Unsupported,
+    /// Installed at the accepted content (vouched for by the node's installed set).
+    Installed,
+    /// Not listed, but the node's installed set disagrees with what is expected there, so
+    /// nothing can be said yet.
+    Unverified,
+    /// Listed as an exception.
+    Entry(Reported),
+}
+
+/// What a node must hold of one profile: its key in installed sets, and where it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Want {
+    pub key: u64,
+    pub selector: Option<LabelSelector>,
+}
+
+impl Want {
+    /// An enabled profile with accepted content; `None` for anything nodes do not hold.
+    pub fn of(
+        kind: ProfileKind,
+        uid: &str,
+        enabled: bool,
+        accepted_digest: Option<&str>,
+        selector: Option<&LabelSelector>,
+    ) -> Option<Self> {
+        let digest = accepted_digest.filter(|_| enabled)?;
+        Some(Self {
+            key: palisade_crds::installed_key(kind, uid, digest),
+            selector: selector.cloned(),
+        })
     }
 }
 
-/// Every node's entries, each node's sorted by (kind, name id).
+fn slot(kind: ProfileKind) -> usize {
+    match kind {
+        ProfileKind::AppArmorProfile => 0,
+        ProfileKind::SeccompProfile => 1,
+    }
+}
+
+/// One node's report, kept small.
+#[derive(Clone, Default, PartialEq)]
+struct Report {
+    /// Per kind (AppArmor, seccomp): whether the node can enforce it.
+    supported: [bool; 2],
+    /// Per kind: the installed set as reported (`None` when the summary does not parse).
+    installed: [Option<InstalledSet>; 2],
+    /// Exceptions by (kind, name).
+    exceptions: BTreeMap<Key, Reported>,
+}
+
+impl Report {
+    fn of(nps: &NodeProfileStatus) -> Self {
+        let Some(s) = nps.status.as_ref() else {
+            return Self::default();
+        };
+        Self {
+            supported: [s.capabilities.apparmor, s.capabilities.seccomp],
+            installed: [
+                InstalledSet::from_summary(&s.installed.apparmor),
+                InstalledSet::from_summary(&s.installed.seccomp),
+            ],
+            exceptions: s
+                .exceptions
+                .iter()
+                .map(|e| {
+                    (
+                        (e.kind, e.name.clone()),
+                        Reported {
+                            uid: e.uid.clone(),
+                            generation: e.generation,
+                            digest: digest_key(&e.digest),
+                            state: e.state,
+                            message: e.message.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A node as expectations see it: its labels and, per kind, the set it should hold.
 #[derive(Default)]
-struct Index {
-    strings: Interner,
-    nodes: HashMap<String, Vec<Entry>>,
+struct Expected {
+    labels: BTreeMap<String, String>,
+    sets: [InstalledSet; 2],
 }
 
-impl Index {
-    fn entries(&mut self, nps: &NodeProfileStatus) -> Vec<Entry> {
-        let mut entries: Vec<Entry> = nps
-            .status
-            .iter()
-            .flat_map(|s| s.profiles.iter())
-            .map(|e| Entry {
-                kind: e.kind,
-                state: e.state,
-                name: self.strings.intern(&e.name),
-                uid: self.strings.intern(&e.uid),
-                generation: e.generation,
-                digest: digest_key(&e.digest),
-                message: (!e.message.is_empty()).then(|| e.message.as_str().into()),
-            })
-            .collect();
-        entries.sort_by_key(Entry::sort_key);
-        entries.dedup_by_key(|e| e.sort_key());
-        entries.shrink_to_fit();
-        entries
+#[derive(Default)]
+struct Inner {
+    reports: HashMap<String, Report>,
+    wants: HashMap<Key, Want>,
+    nodes: HashMap<String, Expected>,
+    /// Profiles judged pending on a node for want of a matching installed set.
+    waiters: HashMap<String, HashSet<Key>>,
+}
+
+impl Inner {
+    fn wake(&mut self, node: &str) -> Vec<Key> {
+        self.waiters
+            .remove(node)
+            .map(|w| w.into_iter().collect())
+            .unwrap_or_default()
     }
 
-    fn key(&self, e: &Entry) -> Key {
-        (e.kind, self.strings.str(e.name).to_string())
-    }
-
-    /// Keys whose entry differs between two versions of one node's report (both sorted).
-    fn changed(&self, old: &[Entry], new: &[Entry]) -> Vec<Key> {
-        let (mut i, mut j, mut keys) = (0, 0, vec![]);
-        while i < old.len() || j < new.len() {
-            let ord = match (old.get(i), new.get(j)) {
-                (Some(a), Some(b)) => a.sort_key().cmp(&b.sort_key()),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                _ => std::cmp::Ordering::Greater,
-            };
-            match ord {
-                std::cmp::Ordering::Less => {
-                    keys.push(self.key(&old[i]));
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    keys.push(self.key(&new[j]));
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    if old[i] != new[j] {
-                        keys.push(self.key(&new[j]));
-                    }
-                    i += 1;
-                    j += 1;
-                }
+    /// The node's expected set of `kind` from scratch.
+    fn expected_set(&self, labels: &BTreeMap<String, String>, kind: ProfileKind) -> InstalledSet {
+        let mut set = InstalledSet::default();
+        for ((k, _), want) in &self.wants {
+            if *k == kind && selects(want.selector.as_ref(), labels) {
+                set.add(want.key);
             }
         }
-        keys
+        set
+    }
+
+    /// Where profile `key` (whose current want is `now`) stands on `node`.
+    fn on_node(&self, node: &str, labels: &BTreeMap<String, String>, key: &Key, now: Option<&Want>) -> OnNode {
+        let Some(report) = self.reports.get(node) else {
+            return OnNode::NoReport;
+        };
+        let kind = key.0;
+        if !report.supported[slot(kind)] {
+            return OnNode::Unsupported;
+        }
+        if let Some(e) = report.exceptions.get(key) {
+            return OnNode::Entry(e.clone());
+        }
+        let (Some(now), Some(reported), Some(node_exp)) = (now, report.installed[slot(kind)], self.nodes.get(node))
+        else {
+            return OnNode::Unverified;
+        };
+        if !selects(now.selector.as_ref(), labels) {
+            return OnNode::Unverified;
+        }
+        // What the node should hold: the expected set with this profile as the caller sees
+        // it now, less every listed exception.
+        let mut expected = node_exp.sets[slot(kind)];
+        if let Some(indexed) = self.wants.get(key)
+            && selects(indexed.selector.as_ref(), &node_exp.labels)
+        {
+            expected.remove(indexed.key);
+        }
+        if selects(now.selector.as_ref(), &node_exp.labels) {
+            expected.add(now.key);
+        }
+        for (k, _) in report.exceptions.iter().filter(|(k, _)| k.0 == kind) {
+            if let Some(w) = self.wants.get(k)
+                && selects(w.selector.as_ref(), &node_exp.labels)
+            {
+                expected.remove(w.key);
+            }
+        }
+        if expected == reported {
+            OnNode::Installed
+        } else {
+            OnNode::Unverified
+        }
     }
 }
 
 #[derive(Default)]
 pub struct NodeReports {
-    index: RwLock<Index>,
-    /// Built during a relist, swapped in at its end (with its own interner, so strings of
-    /// profiles that are gone are dropped then).
-    relist: RwLock<Option<Index>>,
+    inner: Mutex<Inner>,
+    /// Built during a relist, swapped in at its end.
+    relist: Mutex<Option<HashMap<String, Report>>>,
     ready: tokio::sync::Notify,
     synced: std::sync::atomic::AtomicBool,
 }
 
 impl NodeReports {
-    /// Applies one watch event; returns the profiles whose entries changed.
+    /// Applies one watch event; returns the profiles to look at again: those whose exceptions
+    /// changed, and those waiting on a node whose report changed.
     pub fn apply(&self, event: watcher::Event<NodeProfileStatus>) -> Vec<Key> {
         match event {
             watcher::Event::Init => {
-                *self.relist.write().expect("lock") = Some(Index::default());
+                *self.relist.lock().expect("lock") = Some(HashMap::new());
                 vec![]
             }
             watcher::Event::InitApply(nps) => {
-                if let Some(relist) = self.relist.write().expect("lock").as_mut() {
-                    let entries = relist.entries(&nps);
-                    relist.nodes.insert(nps.name_any(), entries);
+                if let Some(relist) = self.relist.lock().expect("lock").as_mut() {
+                    relist.insert(nps.name_any(), Report::of(&nps));
                 }
                 vec![]
             }
             watcher::Event::InitDone => {
-                let fresh = self.relist.write().expect("lock").take().unwrap_or_default();
-                let mut index = self.index.write().expect("lock");
-                // A relist is rare (start-up, a broken watch): every profile either version
-                // mentions is looked at again.
-                let mut keys: Vec<Key> = [&*index, &fresh]
-                    .iter()
-                    .flat_map(|idx| idx.nodes.values().flatten().map(|e| idx.key(e)))
-                    .collect();
+                let fresh = self.relist.lock().expect("lock").take().unwrap_or_default();
+                let mut inner = self.inner.lock().expect("lock");
+                // A relist is rare (start-up, a broken watch): every profile is looked at again.
+                let mut keys: Vec<Key> = inner.wants.keys().cloned().collect();
+                for report in inner.reports.values().chain(fresh.values()) {
+                    keys.extend(report.exceptions.keys().cloned());
+                }
+                keys.extend(inner.waiters.drain().flat_map(|(_, w)| w));
+                inner.reports = fresh;
                 keys.sort();
                 keys.dedup();
-                *index = fresh;
                 self.synced.store(true, std::sync::atomic::Ordering::Release);
                 self.ready.notify_waiters();
                 keys
             }
             watcher::Event::Apply(nps) => {
-                let mut index = self.index.write().expect("lock");
-                let new = index.entries(&nps);
-                let old = index.nodes.get(&nps.name_any()).map(Vec::as_slice).unwrap_or_default();
-                let keys = index.changed(old, &new);
-                index.nodes.insert(nps.name_any(), new);
+                let node = nps.name_any();
+                let new = Report::of(&nps);
+                let mut inner = self.inner.lock().expect("lock");
+                let old = inner.reports.get(&node).cloned().unwrap_or_default();
+                if old == new && inner.reports.contains_key(&node) {
+                    return vec![];
+                }
+                let mut keys = changed(&old, &new);
+                if old.supported != new.supported {
+                    // The node gained or lost a kind: every profile of it may count differently.
+                    for (k, kind) in [(0, ProfileKind::AppArmorProfile), (1, ProfileKind::SeccompProfile)] {
+                        if old.supported[k] != new.supported[k] {
+                            keys.extend(inner.wants.keys().filter(|key| key.0 == kind).cloned());
+                        }
+                    }
+                }
+                keys.extend(inner.wake(&node));
+                inner.reports.insert(node, new);
                 keys
             }
             watcher::Event::Delete(nps) => {
-                let mut index = self.index.write().expect("lock");
-                let old = index.nodes.remove(&nps.name_any()).unwrap_or_default();
-                index.changed(&old, &[])
+                let node = nps.name_any();
+                let mut inner = self.inner.lock().expect("lock");
+                let old = inner.reports.remove(&node).unwrap_or_default();
+                let mut keys = changed(&old, &Report::default());
+                keys.extend(inner.wake(&node));
+                keys
             }
         }
     }
 
-    /// Each node's entry for one profile.
-    pub fn for_profile(&self, kind: ProfileKind, name: &str) -> HashMap<String, Reported> {
-        let index = self.index.read().expect("lock");
-        let Some(id) = index.strings.get(name) else {
-            return HashMap::new();
+    /// Records what nodes must hold of a profile (`None`: nothing, e.g. deleted, disabled or
+    /// never accepted). Returns the profiles waiting on nodes whose expected set changed.
+    pub fn set_want(&self, key: Key, want: Option<Want>) -> Vec<Key> {
+        let mut inner = self.inner.lock().expect("lock");
+        let old = match &want {
+            Some(w) => inner.wants.insert(key.clone(), w.clone()),
+            None => inner.wants.remove(&key),
         };
-        index
+        if old == want {
+            return vec![];
+        }
+        let s = slot(key.0);
+        let mut touched = Vec::new();
+        for (node, exp) in inner.nodes.iter_mut() {
+            let before = exp.sets[s];
+            if let Some(o) = &old
+                && selects(o.selector.as_ref(), &exp.labels)
+            {
+                exp.sets[s].remove(o.key);
+            }
+            if let Some(n) = &want
+                && selects(n.selector.as_ref(), &exp.labels)
+            {
+                exp.sets[s].add(n.key);
+            }
+            if exp.sets[s] != before {
+                touched.push(node.clone());
+            }
+        }
+        dedup(touched.iter().flat_map(|n| inner.wake(n)).collect())
+    }
+
+    /// Drops the wants of `kind` not named (after a relist, which may hide deletions).
+    pub fn retain_wants(&self, kind: ProfileKind, names: &HashSet<String>) -> Vec<Key> {
+        let gone: Vec<Key> = {
+            let inner = self.inner.lock().expect("lock");
+            inner
+                .wants
+                .keys()
+                .filter(|(k, n)| *k == kind && !names.contains(n))
+                .cloned()
+                .collect()
+        };
+        gone.into_iter().flat_map(|k| self.set_want(k, None)).collect()
+    }
+
+    /// Sets every node's labels (the current Node list). Returns the profiles waiting on
+    /// nodes that joined, left or changed labels.
+    pub fn set_nodes(&self, nodes: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Key> {
+        let mut inner = self.inner.lock().expect("lock");
+        let mut touched: Vec<String> = inner
             .nodes
-            .iter()
-            .filter_map(|(node, entries)| {
-                let i = entries.binary_search_by_key(&(kind, id), Entry::sort_key).ok()?;
-                let e = &entries[i];
-                Some((
-                    node.clone(),
-                    Reported {
-                        uid: index.strings.str(e.uid).to_string(),
-                        generation: e.generation,
-                        digest: e.digest,
-                        state: e.state,
-                        message: e.message.as_deref().unwrap_or_default().to_string(),
-                    },
-                ))
-            })
-            .collect()
+            .keys()
+            .filter(|n| !nodes.contains_key(*n))
+            .cloned()
+            .collect();
+        for n in &touched {
+            inner.nodes.remove(n);
+        }
+        for (name, labels) in nodes {
+            if inner.nodes.get(name).is_some_and(|e| &e.labels == labels) {
+                continue;
+            }
+            let sets = [
+                inner.expected_set(labels, ProfileKind::AppArmorProfile),
+                inner.expected_set(labels, ProfileKind::SeccompProfile),
+            ];
+            inner.nodes.insert(
+                name.clone(),
+                Expected {
+                    labels: labels.clone(),
+                    sets,
+                },
+            );
+            touched.push(name.clone());
+        }
+        dedup(touched.iter().flat_map(|n| inner.wake(n)).collect())
+    }
+
+    /// Where profile `key`, as the caller sees it now (`now`), stands on each node named
+    /// (with its labels). A node that cannot tell yet (no report, or sets that disagree)
+    /// gets the profile as a waiter, so its next report or expectation change reconciles
+    /// the profile again.
+    pub fn on_nodes<'a>(
+        &self,
+        key: &Key,
+        now: Option<&Want>,
+        nodes: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+    ) -> HashMap<&'a str, OnNode> {
+        let mut inner = self.inner.lock().expect("lock");
+        let mut out = HashMap::new();
+        let mut waits = Vec::new();
+        for (node, labels) in nodes {
+            let on = inner.on_node(node, labels, key, now);
+            let targeted = now.is_none_or(|w| selects(w.selector.as_ref(), labels));
+            if targeted && matches!(on, OnNode::NoReport | OnNode::Unverified) {
+                waits.push(node);
+            }
+            out.insert(node, on);
+        }
+        for node in waits {
+            inner.waiters.entry(node.to_string()).or_default().insert(key.clone());
+        }
+        out
     }
 
     /// Resolves once the first full list has been applied.
@@ -238,101 +401,220 @@ impl NodeReports {
             notified.await;
         }
     }
+
+    /// (nodes reported, exceptions held, waiters) — for tests and the memory benchmark.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let inner = self.inner.lock().expect("lock");
+        (
+            inner.reports.len(),
+            inner.reports.values().map(|r| r.exceptions.len()).sum(),
+            inner.waiters.values().map(HashSet::len).sum(),
+        )
+    }
+}
+
+fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Profiles whose exception differs between two reports of one node.
+fn changed(old: &Report, new: &Report) -> Vec<Key> {
+    let mut keys: Vec<Key> = old
+        .exceptions
+        .iter()
+        .filter(|(k, v)| new.exceptions.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(
+        new.exceptions
+            .keys()
+            .filter(|k| !old.exceptions.contains_key(*k))
+            .cloned(),
+    );
+    keys
 }
 
 #[cfg(test)]
 mod tests {
+    use palisade_crds::{InstalledSet, installed_key};
     use serde_json::json;
 
     use super::*;
 
-    fn nps(node: &str, profiles: serde_json::Value) -> NodeProfileStatus {
+    const SC: ProfileKind = ProfileKind::SeccompProfile;
+
+    fn key(name: &str) -> Key {
+        (SC, name.into())
+    }
+
+    fn want(uid: &str, digest: &str) -> Want {
+        Want::of(SC, uid, true, Some(digest), None).unwrap()
+    }
+
+    /// A report holding `installed` (uid, digest) pairs and listing `exceptions`.
+    fn nps(node: &str, installed: &[(&str, &str)], exceptions: serde_json::Value) -> NodeProfileStatus {
+        let mut set = InstalledSet::default();
+        for (uid, digest) in installed {
+            set.add(installed_key(SC, uid, digest));
+        }
         serde_json::from_value(
-            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
-            "metadata": {"name": node}, "spec": {}, "status": {"profiles": profiles}}),
+            json!({"apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus",
+            "metadata": {"name": node}, "spec": {},
+            "status": {"capabilities": {"apparmor": false, "seccomp": true},
+                "installed": {"seccomp": set.summary()}, "exceptions": exceptions}}),
         )
         .unwrap()
     }
 
-    fn entry(name: &str, generation: i64, state: &str) -> serde_json::Value {
-        json!({"kind": "SeccompProfile", "name": name, "uid": "u", "generation": generation, "digest": "0000000000000abc0000", "state": state})
+    fn exception(name: &str, state: &str, message: &str) -> serde_json::Value {
+        json!({"kind": "SeccompProfile", "name": name, "uid": "u", "generation": 1,
+            "digest": "0000000000000abc0000", "state": state, "message": message})
+    }
+
+    fn cluster(nodes: &[&str]) -> (NodeReports, BTreeMap<String, BTreeMap<String, String>>) {
+        let r = NodeReports::default();
+        let labels: BTreeMap<String, BTreeMap<String, String>> = nodes
+            .iter()
+            .map(|n| (n.to_string(), BTreeMap::from([("node".to_string(), n.to_string())])))
+            .collect();
+        r.set_nodes(&labels);
+        (r, labels)
+    }
+
+    fn on(
+        r: &NodeReports,
+        labels: &BTreeMap<String, BTreeMap<String, String>>,
+        name: &str,
+        now: Option<&Want>,
+    ) -> BTreeMap<String, OnNode> {
+        r.on_nodes(&key(name), now, labels.iter().map(|(n, l)| (n.as_str(), l)))
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect()
     }
 
     #[test]
-    fn routes_only_the_profiles_whose_entries_changed() {
-        let r = NodeReports::default();
-        r.apply(watcher::Event::Init);
-        r.apply(watcher::Event::InitApply(nps(
-            "n1",
-            json!([entry("a", 1, "Installed"), entry("b", 1, "Pending")]),
+    fn a_profile_not_listed_is_installed_only_where_the_installed_set_vouches_for_it() {
+        let (r, labels) = cluster(&["n1", "n2", "n3"]);
+        for (name, digest) in [("a", "da"), ("b", "db")] {
+            r.set_want(key(name), Some(want(name, digest)));
+        }
+        // n1 holds both; n2 holds a and lists b as failing; n3 still holds b's old content.
+        r.apply(watcher::Event::Apply(nps("n1", &[("a", "da"), ("b", "db")], json!([]))));
+        r.apply(watcher::Event::Apply(nps(
+            "n2",
+            &[("a", "da")],
+            json!([exception("b", "Error", "parser said no")]),
         )));
-        let mut keys = r.apply(watcher::Event::InitDone);
-        keys.sort();
+        r.apply(watcher::Event::Apply(nps(
+            "n3",
+            &[("a", "da"), ("b", "old")],
+            json!([]),
+        )));
+        let a = on(&r, &labels, "a", Some(&want("a", "da")));
+        assert_eq!(a["n1"], OnNode::Installed);
+        assert_eq!(a["n2"], OnNode::Installed, "b's exception does not hide a");
         assert_eq!(
-            keys,
-            vec![
-                (ProfileKind::SeccompProfile, "a".into()),
-                (ProfileKind::SeccompProfile, "b".into())
-            ]
+            a["n3"],
+            OnNode::Unverified,
+            "n3's set disagrees: nothing can be said of a either"
         );
+        let b = on(&r, &labels, "b", Some(&want("b", "db")));
+        assert!(matches!(&b["n2"], OnNode::Entry(e) if e.message == "parser said no"));
+        assert_eq!(b["n3"], OnNode::Unverified);
 
+        // n3's agent installs b's accepted content: its report wakes what waited on it.
+        let mut woken = r.apply(watcher::Event::Apply(nps("n3", &[("a", "da"), ("b", "db")], json!([]))));
+        woken.sort();
+        assert_eq!(woken, vec![key("a"), key("b")]);
+        assert_eq!(on(&r, &labels, "b", Some(&want("b", "db")))["n3"], OnNode::Installed);
+    }
+
+    #[test]
+    fn the_callers_view_of_the_profile_counts_not_the_indexed_one() {
+        let (r, labels) = cluster(&["n1"]);
+        r.set_want(key("a"), Some(want("a", "v1")));
+        r.apply(watcher::Event::Apply(nps("n1", &[("a", "v1")], json!([]))));
+        assert_eq!(on(&r, &labels, "a", Some(&want("a", "v1")))["n1"], OnNode::Installed);
+        // The operator just accepted v2; its own watch has not caught up: the node still
+        // holds v1, which must not count as v2.
+        assert_eq!(on(&r, &labels, "a", Some(&want("a", "v2")))["n1"], OnNode::Unverified);
+        assert_eq!(
+            on(
+                &r,
+                &labels,
+                "a",
+                Some(&Want::of(SC, "other-uid", true, Some("v1"), None).unwrap())
+            )["n1"],
+            OnNode::Unverified,
+            "a recreated object is another profile"
+        );
+        assert_eq!(on(&r, &labels, "a", None)["n1"], OnNode::Unverified, "nothing accepted");
+    }
+
+    #[test]
+    fn expectation_changes_wake_waiters_and_selectors_pick_nodes() {
+        let (r, labels) = cluster(&["n1", "n2"]);
+        let only_n1: LabelSelector = serde_json::from_value(json!({"matchLabels": {"node": "n1"}})).unwrap();
+        let b = Want::of(SC, "b", true, Some("db"), Some(&only_n1)).unwrap();
+        r.set_want(key("a"), Some(want("a", "da")));
+        r.set_want(key("b"), Some(b.clone()));
+        // n2 is not selected by b, so its set holds only a.
+        r.apply(watcher::Event::Apply(nps("n2", &[("a", "da")], json!([]))));
+        // The agent is ahead: it already holds a's next content; the operator's watch lags.
+        r.apply(watcher::Event::Apply(nps(
+            "n1",
+            &[("a", "da2"), ("b", "db")],
+            json!([]),
+        )));
+        assert_eq!(on(&r, &labels, "b", Some(&b))["n1"], OnNode::Unverified);
+        assert_eq!(on(&r, &labels, "a", Some(&want("a", "da")))["n2"], OnNode::Installed);
+        // The operator's watch catches up: a and b, waiting on n1, are woken; b now counts.
+        let woken = r.set_want(key("a"), Some(want("a", "da2")));
+        assert_eq!(woken, vec![key("a"), key("b")]);
+        assert_eq!(on(&r, &labels, "b", Some(&b))["n1"], OnNode::Installed);
+        assert_eq!(
+            on(&r, &labels, "a", Some(&want("a", "da2")))["n2"],
+            OnNode::Unverified,
+            "n2 has not caught up"
+        );
+    }
+
+    #[test]
+    fn unsupported_kinds_missing_reports_and_relists() {
+        let (r, labels) = cluster(&["n1", "n2"]);
+        r.set_want((ProfileKind::AppArmorProfile, "x".into()), None);
+        r.apply(watcher::Event::Apply(nps("n1", &[], json!([]))));
+        let x = r.on_nodes(
+            &(ProfileKind::AppArmorProfile, "x".into()),
+            Want::of(ProfileKind::AppArmorProfile, "x", true, Some("d"), None).as_ref(),
+            labels.iter().map(|(n, l)| (n.as_str(), l)),
+        );
+        assert_eq!(x["n1"], OnNode::Unsupported, "n1 reports no AppArmor");
+        assert_eq!(x["n2"], OnNode::NoReport);
+        // n2's first report wakes x, which waited on it.
+        let woken = r.apply(watcher::Event::Apply(nps("n2", &[], json!([]))));
+        assert_eq!(woken, vec![(ProfileKind::AppArmorProfile, "x".into())]);
+
+        // Exceptions that change route their profile; the same report again routes nothing.
+        let report = nps("n1", &[], json!([exception("e", "Error", "m1")]));
+        assert_eq!(r.apply(watcher::Event::Apply(report.clone())), vec![key("e")]);
+        assert!(r.apply(watcher::Event::Apply(report)).is_empty());
         let keys = r.apply(watcher::Event::Apply(nps(
             "n1",
-            json!([entry("a", 1, "Installed"), entry("b", 1, "Installed")]),
+            &[],
+            json!([exception("e", "Error", "m2")]),
         )));
-        assert_eq!(
-            keys,
-            vec![(ProfileKind::SeccompProfile, "b".into())],
-            "a did not change"
-        );
-        assert_eq!(
-            r.for_profile(ProfileKind::SeccompProfile, "b")["n1"].digest,
-            0xabc,
-            "the digest's first 64 bits are kept"
-        );
-        assert_eq!(digest_key("00000000000000ffee"), 0xff);
-        assert_eq!(digest_key(""), 0);
+        assert_eq!(keys, vec![key("e")], "a new message is a change");
 
-        let keys = r.apply(watcher::Event::Apply(nps("n1", json!([entry("b", 1, "Installed")]))));
-        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())], "a removed");
-        let keys = r.apply(watcher::Event::Delete(nps("n1", json!([]))));
-        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "b".into())]);
-        assert!(r.for_profile(ProfileKind::SeccompProfile, "b").is_empty());
-    }
-
-    #[test]
-    fn entries_come_back_whole_and_a_new_uid_or_message_is_a_change() {
-        let r = NodeReports::default();
-        let mut e = entry("a", 2, "Error");
-        e["message"] = json!("line 3: syntax error");
-        r.apply(watcher::Event::Apply(nps("n1", json!([e.clone()]))));
-        r.apply(watcher::Event::Apply(nps("n2", json!([entry("a", 2, "Installed")]))));
-        let got = r.for_profile(ProfileKind::SeccompProfile, "a");
-        assert_eq!(got["n1"].message, "line 3: syntax error");
-        assert_eq!(got["n1"].uid, "u");
-        assert_eq!(got["n1"].generation, 2);
-        assert_eq!(got["n2"].state, NodeProfileState::Installed);
-        assert!(
-            r.for_profile(ProfileKind::AppArmorProfile, "a").is_empty(),
-            "kinds are apart"
-        );
-
-        e["message"] = json!("line 4: syntax error");
-        let keys = r.apply(watcher::Event::Apply(nps("n1", json!([e.clone()]))));
-        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())]);
-        e["uid"] = json!("u2");
-        let keys = r.apply(watcher::Event::Apply(nps("n1", json!([e]))));
-        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())]);
-        assert_eq!(r.for_profile(ProfileKind::SeccompProfile, "a")["n1"].uid, "u2");
-    }
-
-    #[test]
-    fn a_relist_drops_nodes_that_vanished_meanwhile() {
-        let r = NodeReports::default();
-        r.apply(watcher::Event::Apply(nps("gone", json!([entry("a", 1, "Installed")]))));
+        // A relist drops nodes that vanished meanwhile.
         r.apply(watcher::Event::Init);
+        r.apply(watcher::Event::InitApply(nps("n2", &[], json!([]))));
         let keys = r.apply(watcher::Event::InitDone);
-        assert_eq!(keys, vec![(ProfileKind::SeccompProfile, "a".into())]);
-        assert!(r.for_profile(ProfileKind::SeccompProfile, "a").is_empty());
+        assert!(keys.contains(&key("e")));
+        assert_eq!(r.sizes().0, 1);
+        assert_eq!(on(&r, &labels, "e", Some(&want("e", "d")))["n1"], OnNode::NoReport);
     }
 }

@@ -154,6 +154,22 @@ where
     (store, subscriber, stream)
 }
 
+/// Keeps what nodes are expected to hold of each profile up to date with its watch; returns
+/// the profiles waiting on nodes whose expected set changed.
+fn expect<K: Profile>(ctx: &Context, store: &Store<K>, event: &watcher::Event<K>) -> Vec<(ProfileKind, String)> {
+    match event {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+            ctx.reports.set_want((K::KIND, p.name_any()), controller::want_of(p))
+        }
+        watcher::Event::Delete(p) => ctx.reports.set_want((K::KIND, p.name_any()), None),
+        watcher::Event::InitDone => {
+            let names = store.state().iter().map(|p| p.name_any()).collect();
+            ctx.reports.retain_wants(K::KIND, &names)
+        }
+        watcher::Event::Init => vec![],
+    }
+}
+
 /// Forgets what the operator kept about profiles that are gone, on each delete and after
 /// each relist (which may hide deletes).
 fn forget_gone<K: Profile>(ctx: &Context, store: &Store<K>) {
@@ -285,11 +301,10 @@ async fn lead(
     let (seccomp, seccomp_sub, seccomp_events) = reflect_profiles::<SeccompProfile>(&client);
     let (apparmor, apparmor_sub, apparmor_events) = reflect_profiles::<AppArmorProfile>(&client);
     let reports = Arc::new(crate::reports::NodeReports::default());
-    // Reports are large (an entry per profile): listed a few at a time, so a relist never
-    // holds every node's report in one response.
+    // Reports are small (a summary and the exceptions): listed a hundred at a time.
     let nps_events = watcher(
         Api::<NodeProfileStatus>::all(client.clone()),
-        watcher::Config::default().page_size(5),
+        watcher::Config::default().page_size(100),
     )
     .default_backoff();
     // Nodes: only name and labels are read; a real Node's status (images, conditions) is
@@ -411,12 +426,16 @@ async fn lead(
     let children_of = seccomp.clone();
     let sc = sc_tx.clone();
     let (ctx_sc, store_sc) = (ctx.clone(), seccomp.clone());
+    let r = route.clone();
     spawn_watched(
         &mut tasks,
         health,
         &mut loops,
         "watch/seccompprofiles",
         seccomp_events.for_each(move |event| {
+            for (kind, name) in expect(&ctx_sc, &store_sc, &event) {
+                r(kind, &name);
+            }
             match &event {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => {
                     // A base changed (or went): re-validate everything that inherits from it,
@@ -444,12 +463,16 @@ async fn lead(
         }),
     );
     let (ctx_aa, store_aa) = (ctx.clone(), apparmor.clone());
+    let r = route.clone();
     spawn_watched(
         &mut tasks,
         health,
         &mut loops,
         "watch/apparmorprofiles",
         apparmor_events.for_each(move |event| {
+            for (kind, name) in expect(&ctx_aa, &store_aa, &event) {
+                r(kind, &name);
+            }
             if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
                 forget_gone(&ctx_aa, &store_aa);
             }
@@ -458,7 +481,7 @@ async fn lead(
     );
     let all = all_tx.clone();
     let node_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>> = Arc::default();
-    let node_store = ctx.nodes.clone();
+    let (node_store, expectations) = (ctx.nodes.clone(), ctx.reports.clone());
     spawn_watched(
         &mut tasks,
         health,
@@ -473,6 +496,7 @@ async fn lead(
                 .collect();
             let mut last = node_labels.lock().expect("lock");
             if *last != now {
+                expectations.set_nodes(&now);
                 *last = now;
                 let _ = all.send(());
             }

@@ -10,7 +10,7 @@ use palisade_crds::{
     NodeProfileState, ProfileState, ProfileStatus,
 };
 
-use crate::reports::{Reported, digest_key};
+use crate::reports::{OnNode, Reported, digest_key};
 use crate::validate::Warnings;
 
 /// Condition type shown while deletion waits for pods to stop using the profile.
@@ -22,8 +22,8 @@ pub struct NodeView<'a> {
     pub labels: &'a BTreeMap<String, String>,
     /// Its agent's heartbeat is current.
     pub live: bool,
-    /// Its NodeProfileStatus entry for the profile.
-    pub entry: Option<&'a Reported>,
+    /// Where the profile stands on it, as its NodeProfileStatus tells.
+    pub on: &'a OnNode,
 }
 
 /// What the profile is, for aggregation.
@@ -46,12 +46,14 @@ pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCoun
     let accepted = profile.accepted.map(|a| digest_key(&a.digest)).filter(|d| *d != 0);
     for node in nodes.iter().filter(|n| n.live && selects(profile.selector, n.labels)) {
         counts.targeted += 1;
-        let entry = node.entry.filter(|e| e.uid == profile.uid);
         let at_accepted = |e: &Reported| accepted.is_some_and(|a| e.digest == a);
-        match entry {
-            Some(e) if e.state == NodeProfileState::Unsupported => counts.unsupported += 1,
-            Some(e) if at_accepted(e) && e.state == NodeProfileState::Installed => counts.installed += 1,
-            Some(e) if at_accepted(e) && e.state == NodeProfileState::Error => {
+        match node.on {
+            OnNode::Unsupported => counts.unsupported += 1,
+            OnNode::Installed if accepted.is_some() => counts.installed += 1,
+            OnNode::Entry(e) if e.uid == profile.uid && e.state == NodeProfileState::Unsupported => {
+                counts.unsupported += 1
+            }
+            OnNode::Entry(e) if e.uid == profile.uid && at_accepted(e) && e.state == NodeProfileState::Error => {
                 counts.failed += 1;
                 if failures.len() < MAX_FAILURES {
                     failures.push(NodeFailure {
@@ -273,29 +275,25 @@ mod tests {
     fn counts_follow_the_accepted_digest_on_live_selected_nodes() {
         let web = labels(&[("role", "web")]);
         let db = labels(&[("role", "db")]);
-        let installed = entry(NodeProfileState::Installed, ACCEPTED, "");
-        let stale = entry(NodeProfileState::Installed, OLDER, "");
-        let failed = entry(NodeProfileState::Error, ACCEPTED, "parser said no at line 3");
-        let failed_older = entry(NodeProfileState::Error, OLDER, "an older failure");
-        let unsupported = entry(NodeProfileState::Unsupported, "", "no AppArmor");
-        let mut other_uid = entry(NodeProfileState::Installed, ACCEPTED, "");
-        other_uid.uid = "old-object".into();
-        let view = |name, labels, live, entry| NodeView {
-            name,
-            labels,
-            live,
-            entry,
-        };
+        let installed = OnNode::Installed;
+        let pending = OnNode::Entry(entry(NodeProfileState::Pending, OLDER, "waiting"));
+        let failed = OnNode::Entry(entry(NodeProfileState::Error, ACCEPTED, "parser said no at line 3"));
+        let failed_older = OnNode::Entry(entry(NodeProfileState::Error, OLDER, "an older failure"));
+        let mut other = entry(NodeProfileState::Error, ACCEPTED, "about the old object");
+        other.uid = "old-object".into();
+        let other_uid = OnNode::Entry(other);
+        let view = |name, labels, live, on| NodeView { name, labels, live, on };
         let nodes = vec![
-            view("n0", &web, true, Some(&installed)),
-            view("n1", &web, true, Some(&stale)),
-            view("n2", &web, true, Some(&failed)),
-            view("n3", &web, true, Some(&unsupported)),
-            view("n4", &web, true, None),
-            view("n5", &web, true, Some(&other_uid)),
-            view("n6", &web, false, Some(&installed)),
-            view("n7", &db, true, Some(&installed)),
-            view("n8", &web, true, Some(&failed_older)),
+            view("n0", &web, true, &installed),
+            view("n1", &web, true, &pending),
+            view("n2", &web, true, &failed),
+            view("n3", &web, true, &OnNode::Unsupported),
+            view("n4", &web, true, &OnNode::NoReport),
+            view("n5", &web, true, &other_uid),
+            view("n6", &web, false, &installed),
+            view("n7", &db, true, &installed),
+            view("n8", &web, true, &failed_older),
+            view("n9", &web, true, &OnNode::Unverified),
         ];
         let selector: LabelSelector =
             serde_json::from_value(serde_json::json!({"matchLabels": {"role": "web"}})).unwrap();
@@ -310,10 +308,10 @@ mod tests {
         assert_eq!(
             counts,
             NodeCounts {
-                targeted: 7,
+                targeted: 8,
                 installed: 1,
                 failed: 1,
-                pending: 4,
+                pending: 5,
                 unsupported: 1
             }
         );

@@ -75,14 +75,25 @@ fn cluster_state(pods: Vec<Pod>) -> (Arc<crate::reports::NodeReports>, Store<Nod
             "spec": {"holderIdentity": n, "leaseDurationSeconds": 60, "renewTime": now}}),
         ));
     }
+    let mut installed = palisade_crds::InstalledSet::default();
+    installed.add(palisade_crds::installed_key(
+        palisade_crds::ProfileKind::SeccompProfile,
+        "uid-1",
+        &web_digest("mkdir"),
+    ));
     let nps = vec![obj::<NodeProfileStatus>(
-        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "NodeProfileStatus",
+        json!({"apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus",
         "metadata": {"name": "node-a"}, "spec": {},
         "status": {"agentVersion": "0.1.0", "capabilities": {"apparmor": true, "seccomp": true},
-            "profiles": [{"kind": "SeccompProfile", "name": "web", "uid": "uid-1", "generation": 1,
-                          "digest": web_digest("mkdir"), "state": "Installed"}]}}),
+            "installed": {"seccomp": installed.summary()}}}),
     )];
     let reports = crate::reports::NodeReports::default();
+    reports.set_nodes(
+        &["node-a", "node-b"]
+            .map(|n| (n.to_string(), std::collections::BTreeMap::new()))
+            .into_iter()
+            .collect(),
+    );
     reports.apply(watcher::Event::Init);
     for n in nps {
         reports.apply(watcher::Event::InitApply(n));
