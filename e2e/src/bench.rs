@@ -11,8 +11,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
 use serde_json::json;
 
+use crate::cluster::wait_for_every;
 use crate::cluster::{ProfileObject, apply_json};
 use crate::{Cluster, ControlPlane, Options, wait_for};
+use futures::StreamExt;
 
 /// A `<key>: <n> kB` line of a /proc file, in MiB (0 when absent).
 fn proc_mib(path: &str, key: &str) -> f64 {
@@ -91,6 +93,48 @@ pub async fn api_writes(client: &kube::Client) -> Result<BTreeMap<String, f64>> 
         *out.entry(resource).or_default() += value.parse::<f64>().unwrap_or(0.0);
     }
     Ok(out)
+}
+
+/// Request bytes the API server received, by resource: `apiserver_request_body_size_bytes`
+/// for mutating verbs.
+pub async fn api_bytes(client: &kube::Client) -> Result<BTreeMap<String, f64>> {
+    let text = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await?;
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_body_size_bytes_sum{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(&format!("{k}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        if !matches!(label("verb").as_str(), "create" | "update" | "patch" | "delete") {
+            continue;
+        }
+        *out.entry(label("resource")).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    Ok(out)
+}
+
+/// CPU seconds a process has used (user + system).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
 fn diff(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
@@ -585,4 +629,289 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
         anon_rss_mib(pid)
     );
     Ok(())
+}
+
+/// What `bench-scale` measures.
+#[derive(Debug, Default)]
+pub struct ScaleResults {
+    pub nodes: usize,
+    pub profiles: usize,
+    /// From starting the simulated nodes to every profile Ready on all of them.
+    pub converge_s: f64,
+    /// One profile changed → Ready on every node, per change.
+    pub change_s: Vec<f64>,
+    /// API request bytes per change, by resource (heartbeat Leases left out).
+    pub change_bytes: Vec<BTreeMap<String, f64>>,
+    pub operator_rss: f64,
+    pub operator_heap: f64,
+    /// Over one idle minute.
+    pub idle_cpu_s: f64,
+    pub idle_reconciles: f64,
+    pub idle_writes: BTreeMap<String, f64>,
+}
+
+/// The operator's reconciles so far (both kinds).
+async fn reconciles(port: u16) -> f64 {
+    crate::cluster::scrape_metrics(port)
+        .await
+        .map(|m| crate::cluster::metric_sum(&m, "palisade_reconciles_total"))
+        .unwrap_or(0.0)
+}
+
+/// `palisade-dev bench-scale`: the real operator with `profiles` SeccompProfiles and `nodes`
+/// simulated nodes (see `simnode`): time to converge, one change → Ready everywhere,
+/// bytes written per change, the operator's memory, and an idle minute.
+pub async fn scale(dir: &Path, nodes: usize, profiles: usize, changes: usize) -> Result<ScaleResults> {
+    use k8s_openapi::api::core::v1::Node;
+    let t0 = Instant::now();
+    let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+    raise_open_files();
+    say(&format!(
+        "starting the control plane and the operator; {profiles} SeccompProfiles"
+    ));
+    let cluster = fresh_cluster(dir, 0).await?;
+    let client = cluster.cp.client().await?;
+    let pid = cluster.operators[0].as_ref().context("operator")?.pid();
+    let port = cluster.operator_ports[0];
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let items: Vec<_> = (0..profiles).map(|i| seccomp_obj(&format!("scale-{i}"), i)).collect();
+    let file = dir.join("profiles.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
+    )?;
+    cluster.apply(&file)?;
+    wait_for("every profile accepted", Duration::from_secs(600), || async {
+        let list = sp.list(&ListParams::default()).await?;
+        let accepted = list
+            .items
+            .iter()
+            .filter(|p| palisade_crds::accepted_content(p.status.as_ref()).is_some())
+            .count();
+        Ok((accepted == profiles).then_some(()))
+    })
+    .await?;
+
+    say(&format!("{nodes} Nodes"));
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let names: Vec<String> = (0..nodes).map(|i| format!("sim-{i:04}")).collect();
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = nodes_api.clone();
+            async move {
+                api.patch(
+                    &name,
+                    &PatchParams::apply("bench").force(),
+                    &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+                        "labels": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": name}}})),
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<kube::Result<Vec<_>>>()?;
+
+    say(&format!(
+        "{nodes} simulated nodes: each its own watch, report and heartbeat"
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let (client, name, stop) = (client.clone(), name.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = crate::simnode::run(client, name.clone(), crate::cluster::NAMESPACE.into(), 60, stop).await
+            {
+                eprintln!("simulated node {name}: {e:#}");
+            }
+        });
+        // Started a few at a time, as nodes join a real cluster.
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let all_ready = |generation_of: Option<(String, i64)>| {
+        let sp = sp.clone();
+        async move {
+            let list = sp.list(&ListParams::default()).await?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.nodes)
+                        .is_some_and(|c| c.installed as usize == nodes)
+                })
+                .filter(|p| match &generation_of {
+                    Some((name, g)) => {
+                        p.metadata.name.as_ref() != Some(name)
+                            || p.status.as_ref().and_then(|s| s.observed_generation) == Some(*g)
+                    }
+                    None => true,
+                })
+                .count();
+            Ok::<_, anyhow::Error>(ready)
+        }
+    };
+    wait_for_every(
+        "every profile Ready on every simulated node",
+        Duration::from_secs(1800),
+        Duration::from_secs(2),
+        || async { Ok((all_ready(None).await? == profiles).then_some(())) },
+    )
+    .await?;
+    let mut r = ScaleResults {
+        nodes,
+        profiles,
+        converge_s: start.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    say(&format!("converged in {:.1} s; settling", r.converge_s));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    r.operator_rss = rss_mib(pid);
+    r.operator_heap = anon_rss_mib(pid);
+
+    say("one idle minute: operator CPU, reconciles, API writes");
+    let (cpu0, rec0, w0) = (cpu_seconds(pid), reconciles(port).await, api_writes(&client).await?);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    r.idle_cpu_s = cpu_seconds(pid) - cpu0;
+    r.idle_reconciles = reconciles(port).await - rec0;
+    r.idle_writes = diff(&api_writes(&client).await?, &w0);
+
+    for c in 0..changes {
+        let name = format!("scale-{}", c * 7 % profiles);
+        say(&format!("change {}: {name} → Ready on all {nodes} nodes", c + 1));
+        let before = api_bytes(&client).await?;
+        let start = Instant::now();
+        let changed = sp
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"defaultErrnoRet": 90 + c}})),
+            )
+            .await?;
+        let generation = changed.metadata.generation.unwrap_or_default();
+        let one = || {
+            let sp = sp.clone();
+            let name = name.clone();
+            async move {
+                let p = sp.get(&name).await?;
+                let s = p.status.unwrap_or_default();
+                let done = s.observed_generation == Some(generation)
+                    && s.accepted.as_ref().is_some_and(|a| a.generation == generation)
+                    && s.nodes.is_some_and(|n| n.installed as usize == nodes)
+                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                Ok::<_, anyhow::Error>(done.then_some(()))
+            }
+        };
+        wait_for_every(
+            "the change Ready everywhere",
+            Duration::from_secs(600),
+            Duration::from_millis(50),
+            one,
+        )
+        .await?;
+        r.change_s.push(start.elapsed().as_secs_f64());
+        // Stragglers (the last status write, Events) land; heartbeats are left out.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut bytes = diff(&api_bytes(&client).await?, &before);
+        bytes.remove("leases");
+        r.change_bytes.push(bytes);
+    }
+    say("done; stopping");
+    let _ = stop_tx.send(true);
+    tasks.shutdown().await;
+    Ok(r)
+}
+
+/// Allows one process its many watches (a connection each).
+fn raise_open_files() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+impl ScaleResults {
+    pub fn print(&self) {
+        let change_mib: Vec<f64> = self
+            .change_bytes
+            .iter()
+            .map(|b| b.values().sum::<f64>() / (1024.0 * 1024.0))
+            .collect();
+        println!();
+        println!(
+            "Palisade scale benchmark: {} simulated nodes, {} SeccompProfiles, real etcd + kube-apiserver and operator, {} cores",
+            self.nodes,
+            self.profiles,
+            num_cpus()
+        );
+        let row = |what: &str, value: String| println!("  {what:<52} {value:>14}");
+        row(
+            "simulated nodes started → every profile Ready on all",
+            format!("{:.1} s", self.converge_s),
+        );
+        row(
+            "1 change → Ready on all nodes, median (each)",
+            format!(
+                "{:.2} s ({})",
+                percentile(&self.change_s, 50.0),
+                self.change_s
+                    .iter()
+                    .map(|s| format!("{s:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        row(
+            "API request bytes per change, median",
+            format!("{:.3} MiB", percentile(&change_mib, 50.0)),
+        );
+        if let Some(b) = self.change_bytes.first() {
+            println!("      {b:?}");
+        }
+        row(
+            "operator RSS",
+            format!("{:.1} MiB ({:.1} MiB heap)", self.operator_rss, self.operator_heap),
+        );
+        row("operator CPU in an idle minute", format!("{:.2} s", self.idle_cpu_s));
+        row(
+            "operator reconciles in an idle minute",
+            format!("{:.0}", self.idle_reconciles),
+        );
+        row(
+            "API writes in an idle minute",
+            format!("{:.0}", self.idle_writes.values().sum::<f64>()),
+        );
+        println!("      {:?}", self.idle_writes);
+        println!();
+        println!(
+            "BENCH-SCALE nodes={} profiles={} converge_s={:.1} change_ready_s={:.2} change_mib={:.3} operator_rss_mib={:.1} idle_cpu_s_per_min={:.2} idle_reconciles_per_min={:.0} idle_writes_per_min={:.0} idle_non_lease_writes_per_min={:.0}",
+            self.nodes,
+            self.profiles,
+            self.converge_s,
+            percentile(&self.change_s, 50.0),
+            percentile(&change_mib, 50.0),
+            self.operator_rss,
+            self.idle_cpu_s,
+            self.idle_reconciles,
+            self.idle_writes.values().sum::<f64>(),
+            self.idle_writes
+                .iter()
+                .filter(|(k, _)| *k != "leases")
+                .map(|(_, v)| v)
+                .sum::<f64>(),
+        );
+    }
 }

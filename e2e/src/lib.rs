@@ -7,6 +7,7 @@ pub mod controlplane;
 pub mod corpus;
 pub mod process;
 pub mod realnode;
+pub mod simnode;
 
 pub use cluster::{Cluster, Options, node_standing, wait_for};
 pub use controlplane::ControlPlane;

@@ -60,6 +60,16 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         nodes: usize,
     },
+    /// Scale: PROFILES SeccompProfiles on NODES simulated nodes (`make bench`'s scale part).
+    BenchScale {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        profiles: usize,
+        /// One-profile changes measured.
+        #[arg(long, default_value_t = 5)]
+        changes: usize,
+    },
     /// Measure one agent: install cost per kind, RSS and restart time with COUNT profiles.
     BenchAgent {
         #[arg(long, default_value_t = 1000)]
@@ -281,6 +291,15 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::BenchOperator { profiles, nodes } => palisade_e2e::bench::operator(&cli.dir, profiles, nodes).await,
+        Cmd::BenchScale {
+            nodes,
+            profiles,
+            changes,
+        } => {
+            let results = palisade_e2e::bench::scale(&cli.dir, nodes, profiles, changes).await?;
+            results.print();
+            Ok(())
+        }
         Cmd::BenchAgent { count } => palisade_e2e::bench::agent(&cli.dir, count).await,
     }
 }
