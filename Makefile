@@ -86,7 +86,7 @@ demo: deps bins ## Run Palisade end to end locally (3 nodes), show the result, t
 release-bins: ## Build optimized binaries (what the benchmarks measure)
 	$(CARGO) build --release --bins -q
 
-bench: release-bins ## Measure latency, bulk throughput, memory and API writes (NODES=20 by default)
+bench: release-bins ## Latency, bulk, memory, API writes on NODES=20 real agents, then scale on SCALE_NODES=1000 simulated nodes; RUNS=3 of each, medians
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench --nodes $(if $(filter command line environment,$(origin NODES)),$(NODES),20)
 
 bench-operator: release-bins ## Operator memory with 1000 profiles × 100 NodeProfileStatus objects

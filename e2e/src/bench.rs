@@ -374,7 +374,7 @@ impl Results {
         println!("      {:?}", self.steady_breakdown);
         println!();
         println!(
-            "BENCH nodes={} seccomp_ready_p50_ms={:.0} seccomp_ready_p99_ms={:.0} apparmor_ready_p99_ms={:.0} bulk_1000_ready_s={:.1} agent_rss_mib={:.1} operator_rss_mib={:.1} writes_per_change={:.0} steady_writes_per_min={:.0}",
+            "BENCH-RUN nodes={} seccomp_ready_p50_ms={:.0} seccomp_ready_p99_ms={:.0} apparmor_ready_p99_ms={:.0} bulk_1000_ready_s={:.1} agent_rss_mib={:.1} operator_rss_mib={:.1} writes_per_change={:.0} steady_writes_per_min={:.0}",
             self.nodes,
             self.seccomp_p50,
             self.seccomp_p99,
@@ -897,7 +897,7 @@ impl ScaleResults {
         println!("      {:?}", self.idle_writes);
         println!();
         println!(
-            "BENCH-SCALE nodes={} profiles={} converge_s={:.1} change_ready_s={:.2} change_mib={:.3} operator_rss_mib={:.1} idle_cpu_s_per_min={:.2} idle_reconciles_per_min={:.0} idle_writes_per_min={:.0} idle_non_lease_writes_per_min={:.0}",
+            "BENCH-SCALE-RUN nodes={} profiles={} converge_s={:.1} change_ready_s={:.2} change_mib={:.3} operator_rss_mib={:.1} idle_cpu_s_per_min={:.2} idle_reconciles_per_min={:.0} idle_writes_per_min={:.0} idle_non_lease_writes_per_min={:.0}",
             self.nodes,
             self.profiles,
             self.converge_s,
@@ -914,4 +914,190 @@ impl ScaleResults {
                 .sum::<f64>(),
         );
     }
+}
+
+/// Median, lowest and highest.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (percentile(values, 50.0), lo, hi)
+}
+
+/// The targets table over every run: median with the run-to-run spread, and the closing
+/// BENCH line with every figure (medians).
+pub fn summary(latency: &[Results], scale: &[ScaleResults]) {
+    let mut line = vec![format!("runs={}", latency.len().max(scale.len()))];
+    println!();
+    println!("Summary: median (lowest–highest) over runs, each on a fresh control plane");
+    let mut row = |what: &str, key: &str, values: Vec<f64>, unit: &str, digits: usize, target: &str| {
+        if values.is_empty() {
+            return;
+        }
+        let (m, lo, hi) = spread(&values);
+        println!(
+            "  {what:<58} {:>10} ({lo:.digits$}–{hi:.digits$})   {target}",
+            format!("{m:.digits$} {unit}")
+        );
+        line.push(format!("{key}={m:.digits$}"));
+    };
+    let nodes = latency.first().map_or(0, |r| r.nodes);
+    let of = |f: fn(&Results) -> f64| latency.iter().map(f).collect::<Vec<_>>();
+    row(
+        &format!("seccomp apply → Ready on all {nodes} nodes, p99"),
+        "seccomp_ready_p99_ms",
+        of(|r| r.seccomp_p99),
+        "ms",
+        0,
+        "< 150 ms",
+    );
+    row(
+        "seccomp apply → Ready, p50",
+        "seccomp_ready_p50_ms",
+        of(|r| r.seccomp_p50),
+        "ms",
+        0,
+        "",
+    );
+    row(
+        &format!("AppArmor apply → Ready on all {nodes} nodes, p99"),
+        "apparmor_ready_p99_ms",
+        of(|r| r.apparmor_p99),
+        "ms",
+        0,
+        "< 500 ms",
+    );
+    row(
+        "AppArmor apply → Ready, p50",
+        "apparmor_ready_p50_ms",
+        of(|r| r.apparmor_p50),
+        "ms",
+        0,
+        "",
+    );
+    row(
+        &format!("1000 seccomp at once → all Ready on {nodes} nodes"),
+        "bulk_1000_ready_s",
+        of(|r| r.bulk_1000_s),
+        "s",
+        1,
+        "< 10 s",
+    );
+    row(
+        "agent RSS at 1000+ profiles (max over agents)",
+        "agent_rss_mib",
+        of(|r| r.agent_rss),
+        "MiB",
+        1,
+        "< 12 MiB",
+    );
+    row(
+        &format!("operator RSS at 1000+ profiles × {nodes} nodes"),
+        "operator_rss_mib",
+        of(|r| r.operator_rss),
+        "MiB",
+        1,
+        "",
+    );
+    row(
+        "API writes per profile change",
+        "writes_per_change",
+        of(|r| r.writes_per_change),
+        "",
+        0,
+        "",
+    );
+    row(
+        "API writes per minute at steady state (all heartbeats)",
+        "steady_writes_per_min",
+        of(|r| r.steady_per_min),
+        "",
+        0,
+        "heartbeats only",
+    );
+    let n = scale.first().map_or(0, |r| r.nodes);
+    let p = scale.first().map_or(0, |r| r.profiles);
+    let sc = |f: fn(&ScaleResults) -> f64| scale.iter().map(f).collect::<Vec<_>>();
+    row(
+        &format!("1 change → Ready on all of {n} nodes ({p} profiles present)"),
+        "scale_change_ready_s",
+        sc(|r| percentile(&r.change_s, 50.0)),
+        "s",
+        2,
+        "< 10 s",
+    );
+    row(
+        &format!("API bytes written per profile change, {n} nodes"),
+        "scale_change_mib",
+        sc(|r| {
+            let each: Vec<f64> = r
+                .change_bytes
+                .iter()
+                .map(|b| b.values().sum::<f64>() / 1048576.0)
+                .collect();
+            percentile(&each, 50.0)
+        }),
+        "MiB",
+        3,
+        "< 1 MB in all",
+    );
+    row(
+        &format!("operator RSS at {p} profiles × {n} nodes"),
+        "scale_operator_rss_mib",
+        sc(|r| r.operator_rss),
+        "MiB",
+        1,
+        "< 64 MiB",
+    );
+    row(
+        "operator CPU per idle minute",
+        "idle_cpu_s_per_min",
+        sc(|r| r.idle_cpu_s),
+        "s",
+        2,
+        "~0",
+    );
+    row(
+        "operator reconciles per idle minute",
+        "idle_reconciles_per_min",
+        sc(|r| r.idle_reconciles),
+        "",
+        0,
+        "~0",
+    );
+    row(
+        &format!("API writes per idle minute, {n} nodes, other than heartbeats"),
+        "idle_non_heartbeat_writes_per_min",
+        sc(|r| {
+            r.idle_writes
+                .iter()
+                .filter(|(k, _)| *k != "leases")
+                .map(|(_, v)| v)
+                .sum::<f64>()
+                + 0.0
+        }),
+        "",
+        0,
+        "0 (heartbeats only)",
+    );
+    row(
+        &format!("API writes per idle minute, {n} nodes, heartbeats"),
+        "idle_heartbeat_writes_per_min",
+        sc(|r| r.idle_writes.get("leases").copied().unwrap_or(0.0)),
+        "",
+        0,
+        "",
+    );
+    row(
+        &format!("{n} simulated nodes started → every profile Ready on all"),
+        "scale_converge_s",
+        sc(|r| r.converge_s),
+        "s",
+        1,
+        "",
+    );
+    println!();
+    println!(
+        "BENCH nodes={nodes} scale_nodes={n} scale_profiles={p} {}",
+        line.join(" ")
+    );
 }

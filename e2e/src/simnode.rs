@@ -22,6 +22,7 @@ use palisade_crds::{NodeCapabilities, NodeProfile, NodeProfileState, ProfileKind
 use tokio::sync::watch;
 
 /// What one simulated node keeps of a profile: what an agent installs.
+#[derive(PartialEq)]
 struct Held {
     uid: String,
     generation: i64,
@@ -70,6 +71,9 @@ pub async fn run(
         while let Some(Some(e)) = futures::FutureExt::now_or_never(events.next()) {
             batch.push(e);
         }
+        // Only what an agent acts on counts (uid, generation, accepted content, state): the
+        // operator's count updates in the status change nothing here, as on a real node.
+        let mut dirty = false;
         for event in batch.into_iter().flatten() {
             match event {
                 watcher::Event::Init => relist = Some(HashMap::new()),
@@ -78,16 +82,19 @@ pub async fn run(
                         r.insert(p.name_any(), held_of(&p));
                     }
                 }
-                watcher::Event::InitDone => held = relist.take().unwrap_or_default(),
+                watcher::Event::InitDone => {
+                    held = relist.take().unwrap_or_default();
+                    dirty = true;
+                }
                 watcher::Event::Apply(p) => {
-                    held.insert(p.name_any(), held_of(&p));
+                    let now = held_of(&p);
+                    dirty |= held.get(&p.name_any()) != Some(&now);
+                    held.insert(p.name_any(), now);
                 }
-                watcher::Event::Delete(p) => {
-                    held.remove(&p.name_any());
-                }
+                watcher::Event::Delete(p) => dirty |= held.remove(&p.name_any()).is_some(),
             }
         }
-        if relist.is_some() {
+        if relist.is_some() || !dirty {
             continue;
         }
         let entries: Vec<NodeProfile> = held

@@ -88,18 +88,72 @@ where
     let ar = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let (store, writer) = reflector::store();
+    let mut seen = Seen::default();
+    let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(slim)
-        .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
+        .map_ok(move |event| {
+            let changed = seen.changed(&event);
+            (event, changed)
+        })
+        .try_filter_map(|(event, changed)| {
+            futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event).map(|e| (e, changed))))
+        })
+        .map_ok({
+            let flag = changed.clone();
+            move |(event, changed)| {
+                // Carried past the reflector to the loop below, which handles this event next.
+                flag.fetch_or(changed, std::sync::atomic::Ordering::Relaxed);
+                event
+            }
+        })
         .reflect(writer);
     let alive = health.alive(&format!("watch/{}", K::plural(&())));
     tokio::spawn(stream.for_each(move |_| {
         let _alive = &alive;
-        notify.notify_one();
+        if changed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            notify.notify_one();
+        }
         futures::future::ready(())
     }));
     store
+}
+
+/// A fingerprint per profile of what the agent acts on (the slimmed object: spec, accepted
+/// content, name, uid, generation, deletion), so the operator's status updates (node counts,
+/// conditions), which change only the resourceVersion of the slimmed object, wake no sync.
+#[derive(Default)]
+struct Seen {
+    prints: std::collections::HashMap<String, u64>,
+}
+
+impl Seen {
+    fn changed(&mut self, event: &watcher::Event<DynamicObject>) -> bool {
+        use std::hash::{Hash, Hasher};
+        let print = |o: &DynamicObject| {
+            let mut o = o.clone();
+            o.metadata.resource_version = None;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_vec(&o).unwrap_or_default().hash(&mut h);
+            h.finish()
+        };
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let (name, now) = (o.metadata.name.clone().unwrap_or_default(), print(o));
+                self.prints.insert(name, now) != Some(now)
+            }
+            watcher::Event::Delete(o) => {
+                self.prints.remove(o.metadata.name.as_deref().unwrap_or_default());
+                true
+            }
+            watcher::Event::Init => {
+                self.prints.clear();
+                true
+            }
+            watcher::Event::InitDone => true,
+        }
+    }
 }
 
 /// Keeps only what the agent reads of a profile: metadata name, uid and generation, the
@@ -272,6 +326,34 @@ const FEW_CHANGES: usize = 3;
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn only_changes_the_agent_acts_on_wake_a_sync() {
+        use kube::api::DynamicObject;
+        use kube::runtime::watcher::Event;
+        let obj = |rv: &str, accepted: &str, ready: &str| {
+            let mut o: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+                "metadata": {"name": "p", "uid": "u", "generation": 1, "resourceVersion": rv},
+                "spec": {"defaultAction": "SCMP_ACT_ALLOW"},
+                "status": {"accepted": {"generation": 1, "digest": accepted},
+                           "conditions": [{"type": "Ready", "status": ready}]}}))
+            .unwrap();
+            super::slim(&mut o);
+            o
+        };
+        let mut seen = super::Seen::default();
+        assert!(seen.changed(&Event::Apply(obj("1", "d1", "False"))), "first sight");
+        assert!(
+            !seen.changed(&Event::Apply(obj("2", "d1", "True"))),
+            "the operator's status update (Ready, counts) is nothing to install"
+        );
+        assert!(
+            seen.changed(&Event::Apply(obj("3", "d2", "True"))),
+            "new accepted content"
+        );
+        assert!(seen.changed(&Event::Delete(obj("4", "d2", "True"))));
+    }
 
     #[test]
     fn write_gap_follows_api_latency_and_holds_floods_back() {

@@ -262,8 +262,9 @@ impl NodeReports {
                     return vec![];
                 }
                 let mut keys = changed(&old, &new);
-                if old.supported != new.supported {
+                if old.supported != new.supported && inner.reports.contains_key(&node) {
                     // The node gained or lost a kind: every profile of it may count differently.
+                    // (A first report wakes the profiles waiting on the node instead.)
                     for (k, kind) in [(0, ProfileKind::AppArmorProfile), (1, ProfileKind::SeccompProfile)] {
                         if old.supported[k] != new.supported[k] {
                             keys.extend(inner.wants.keys().filter(|key| key.0 == kind).cloned());

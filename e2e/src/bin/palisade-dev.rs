@@ -52,6 +52,15 @@ enum Cmd {
         trials: usize,
         #[arg(long, default_value_t = 1000)]
         bulk: usize,
+        /// Runs of each part (fresh control plane each); the summary gives medians and spread.
+        #[arg(long, env = "RUNS", default_value_t = 3)]
+        runs: usize,
+        /// Simulated nodes of the scale part (0 skips it).
+        #[arg(long, env = "SCALE_NODES", default_value_t = 1000)]
+        scale_nodes: usize,
+        /// Profiles present in the scale part.
+        #[arg(long, default_value_t = 1000)]
+        scale_profiles: usize,
     },
     /// Measure the operator's memory with PROFILES profiles × NODES NodeProfileStatus objects.
     BenchOperator {
@@ -285,9 +294,32 @@ async fn main() -> Result<()> {
             bail!("pid {pid} did not stop in 30 s")
         }
         Cmd::Demo { nodes, keep } => demo(&cli.dir, nodes, keep).await,
-        Cmd::Bench { nodes, trials, bulk } => {
-            let results = palisade_e2e::bench::run(&cli.dir, nodes, trials, bulk).await?;
-            results.print();
+        Cmd::Bench {
+            nodes,
+            trials,
+            bulk,
+            runs,
+            scale_nodes,
+            scale_profiles,
+        } => {
+            let mut latency = Vec::new();
+            for run in 1..=runs.max(1) {
+                eprintln!("== run {run}/{runs}: {nodes} nodes with real agents");
+                let results = palisade_e2e::bench::run(&cli.dir, nodes, trials, bulk).await?;
+                results.print();
+                latency.push(results);
+            }
+            let mut scale = Vec::new();
+            for run in 1..=runs.max(1) {
+                if scale_nodes == 0 {
+                    break;
+                }
+                eprintln!("== scale run {run}/{runs}: {scale_nodes} simulated nodes, {scale_profiles} profiles");
+                let results = palisade_e2e::bench::scale(&cli.dir, scale_nodes, scale_profiles, 5).await?;
+                results.print();
+                scale.push(results);
+            }
+            palisade_e2e::bench::summary(&latency, &scale);
             Ok(())
         }
         Cmd::BenchOperator { profiles, nodes } => palisade_e2e::bench::operator(&cli.dir, profiles, nodes).await,
