@@ -35,12 +35,15 @@ impl Liveness {
     /// Records a Lease as the watch delivers it. A first sight counts as a change: after a
     /// start-up or failover every node with a heartbeat is live for one lease duration,
     /// and then only if it keeps renewing.
-    pub fn observe(&self, lease: &Lease) {
+    ///
+    /// Returns whether the holder became live by it (it was not before): a renewal of a live
+    /// heartbeat changes nothing about which nodes count.
+    pub fn observe(&self, lease: &Lease) -> bool {
         let Some(spec) = lease.spec.as_ref() else {
-            return;
+            return false;
         };
         let Some(holder) = spec.holder_identity.clone() else {
-            return;
+            return false;
         };
         let record = Record {
             holder,
@@ -48,6 +51,9 @@ impl Liveness {
         };
         let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
         let mut seen = self.seen.lock().expect("lock");
+        let was_live = seen
+            .get(&lease.name_any())
+            .is_some_and(|s| s.observed.elapsed() < s.duration && s.record.holder == record.holder);
         match seen.get_mut(&lease.name_any()) {
             Some(s) if s.record == record => s.duration = duration,
             _ => {
@@ -61,6 +67,8 @@ impl Liveness {
                 );
             }
         }
+        drop(seen);
+        !was_live && self.live_now(&lease.name_any())
     }
 
     /// Forgets a deleted Lease.
@@ -71,6 +79,14 @@ impl Liveness {
     /// Keeps only the Leases named (after a relist).
     pub fn retain(&self, names: &BTreeSet<String>) {
         self.seen.lock().expect("lock").retain(|n, _| names.contains(n));
+    }
+
+    fn live_now(&self, lease: &str) -> bool {
+        self.seen
+            .lock()
+            .expect("lock")
+            .get(lease)
+            .is_some_and(|s| s.observed.elapsed() < s.duration)
     }
 
     /// Holders (node names) whose heartbeat changed within its lease duration.
@@ -105,13 +121,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn clock_skew_neither_drops_nor_keeps_a_node() {
         let live = Liveness::default();
-        live.observe(&lease("behind", "2026-11-22T09:00:00.000000Z"));
+        assert!(
+            live.observe(&lease("behind", "2026-11-22T09:00:00.000000Z")),
+            "first sight: live"
+        );
         live.observe(&lease("ahead", "2026-11-22T11:00:00.000000Z"));
         assert_eq!(live.live().len(), 2, "both are live when first seen");
 
         tokio::time::advance(Duration::from_secs(40)).await;
         // "behind" renews (its clock still an hour behind); "ahead" has stopped.
-        live.observe(&lease("behind", "2026-11-22T09:00:40.000000Z"));
+        assert!(
+            !live.observe(&lease("behind", "2026-11-22T09:00:40.000000Z")),
+            "a renewal of a live heartbeat changes nothing"
+        );
         live.observe(&lease("ahead", "2026-11-22T11:00:00.000000Z"));
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(
@@ -123,7 +145,10 @@ mod tests {
         tokio::time::advance(Duration::from_secs(31)).await;
         assert!(live.live().is_empty(), "no renewal for a lease duration: not live");
         live.forget(&lease("behind", "2026-11-22T09:00:40.000000Z"));
-        live.observe(&lease("behind", "2026-11-22T09:02:00.000000Z"));
+        assert!(
+            live.observe(&lease("behind", "2026-11-22T09:02:00.000000Z")),
+            "back after expiring: live again"
+        );
         assert_eq!(live.live().len(), 1);
         live.retain(&BTreeSet::new());
         assert!(live.live().is_empty());

@@ -512,17 +512,26 @@ async fn lead(
         let mut events = Box::pin(lease_events);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
-            tokio::select! {
+            // Renewals of live heartbeats (most events) change nothing: which nodes are live
+            // is looked at again when one becomes live, one goes, or on the tick (expiry).
+            let look = tokio::select! {
                 e = events.next() => match e {
                     None => break,
                     Some(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => liveness.observe(&l),
-                    Some(watcher::Event::Delete(l)) => liveness.forget(&l),
+                    Some(watcher::Event::Delete(l)) => {
+                        liveness.forget(&l);
+                        true
+                    }
                     Some(watcher::Event::InitDone) => {
                         liveness.retain(&lease_store.state().iter().map(|l| l.name_any()).collect());
+                        true
                     }
-                    Some(watcher::Event::Init) => {}
+                    Some(watcher::Event::Init) => false,
                 },
-                _ = tick.tick() => {}
+                _ = tick.tick() => true,
+            };
+            if !look {
+                continue;
             }
             let now = liveness.live();
             // Linux nodes (where the chart runs agents) and how many of them have one live.
