@@ -10,8 +10,9 @@
 //! or one node updates them in O(nodes) or O(profiles).
 //!
 //! A profile judged pending on a node because the sets disagree (the agent has not caught up,
-//! or the operator has not) waits on that node: it is reconciled again when the node's report
-//! or the node's expected set changes. Every other change routes only the profiles it names.
+//! or the operator has not) waits on that node: it is reconciled again once the node's report
+//! and its expected set agree (after a report or an expectation change), or the node goes or
+//! changes labels. Every other change routes only the profiles it names.
 //! Memory follows nodes + profiles + exceptions, not nodes × profiles.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -150,11 +151,51 @@ struct Inner {
 }
 
 impl Inner {
+    /// Every profile waiting on the node (it went away or changed labels).
     fn wake(&mut self, node: &str) -> Vec<Key> {
         self.waiters
             .remove(node)
             .map(|w| w.into_iter().collect())
             .unwrap_or_default()
+    }
+
+    /// The profiles waiting on the node whose kind the node's report now vouches for (its
+    /// installed set matches), or cannot run. While the sets disagree, waking them would
+    /// only judge them pending again: a flood of reports costs no reconciles until a node
+    /// has caught up.
+    fn wake_settled(&mut self, node: &str) -> Vec<Key> {
+        let settled = [ProfileKind::AppArmorProfile, ProfileKind::SeccompProfile].map(|k| self.settled(node, k));
+        let Some(waiting) = self.waiters.get_mut(node) else {
+            return vec![];
+        };
+        let woken: Vec<Key> = waiting.iter().filter(|k| settled[slot(k.0)]).cloned().collect();
+        for k in &woken {
+            waiting.remove(k);
+        }
+        if waiting.is_empty() {
+            self.waiters.remove(node);
+        }
+        woken
+    }
+
+    /// Whether the node's report of `kind` agrees with what the operator expects there (or
+    /// the node cannot run the kind).
+    fn settled(&self, node: &str, kind: ProfileKind) -> bool {
+        let (Some(report), Some(exp)) = (self.reports.get(node), self.nodes.get(node)) else {
+            return false;
+        };
+        if !report.supported[slot(kind)] {
+            return true;
+        }
+        let mut expected = exp.sets[slot(kind)];
+        for (k, _) in report.exceptions.iter().filter(|(k, _)| k.0 == kind) {
+            if let Some(w) = self.wants.get(k)
+                && selects(w.selector.as_ref(), &exp.labels)
+            {
+                expected.remove(w.key);
+            }
+        }
+        report.installed[slot(kind)] == Some(expected)
     }
 
     /// The node's expected set of `kind` from scratch.
@@ -271,8 +312,8 @@ impl NodeReports {
                         }
                     }
                 }
-                keys.extend(inner.wake(&node));
-                inner.reports.insert(node, new);
+                inner.reports.insert(node.clone(), new);
+                keys.extend(inner.wake_settled(&node));
                 keys
             }
             watcher::Event::Delete(nps) => {
@@ -315,7 +356,7 @@ impl NodeReports {
                 touched.push(node.clone());
             }
         }
-        dedup(touched.iter().flat_map(|n| inner.wake(n)).collect())
+        dedup(touched.iter().flat_map(|n| inner.wake_settled(n)).collect())
     }
 
     /// Drops the wants of `kind` not named (after a relist, which may hide deletions).
@@ -526,10 +567,18 @@ mod tests {
         assert!(matches!(&b["n2"], OnNode::Entry(e) if e.message == "parser said no"));
         assert_eq!(b["n3"], OnNode::Unverified);
 
+        // Another report from n3 that still disagrees (a new exception elsewhere) wakes none
+        // of the profiles waiting on it: they would only be judged pending again.
+        let woken = r.apply(watcher::Event::Apply(nps(
+            "n3",
+            &[("a", "da"), ("b", "old")],
+            json!([exception("c", "Pending", "")]),
+        )));
+        assert_eq!(woken, vec![key("c")], "only the changed entry is routed");
         // n3's agent installs b's accepted content: its report wakes what waited on it.
         let mut woken = r.apply(watcher::Event::Apply(nps("n3", &[("a", "da"), ("b", "db")], json!([]))));
         woken.sort();
-        assert_eq!(woken, vec![key("a"), key("b")]);
+        assert_eq!(woken, vec![key("a"), key("b"), key("c")], "c: its entry went");
         assert_eq!(on(&r, &labels, "b", Some(&want("b", "db")))["n3"], OnNode::Installed);
     }
 
