@@ -921,11 +921,13 @@ impl ScaleResults {
             self.idle_cpu_s,
             self.idle_reconciles,
             self.idle_writes.values().sum::<f64>(),
+            // (+ 0.0: an empty sum is -0.0)
             self.idle_writes
                 .iter()
                 .filter(|(k, _)| *k != "leases")
                 .map(|(_, v)| v)
-                .sum::<f64>(),
+                .sum::<f64>()
+                + 0.0,
         );
     }
 }
