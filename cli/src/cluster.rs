@@ -207,7 +207,11 @@ pub fn on_nodes(
                 Standing::Unsupported => (
                     NodeProfileState::Unsupported,
                     true,
-                    status.capabilities.apparmor_reason.clone().unwrap_or_default(),
+                    match kind {
+                        ProfileKind::AppArmorProfile => status.capabilities.apparmor_reason.clone(),
+                        ProfileKind::SeccompProfile => status.capabilities.seccomp_reason.clone(),
+                    }
+                    .unwrap_or_default(),
                 ),
                 Standing::Unverified => (
                     NodeProfileState::Pending,

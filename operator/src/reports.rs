@@ -104,11 +104,11 @@ struct Report {
 }
 
 impl Report {
-    fn of(nps: &NodeProfileStatus) -> Self {
-        let Some(s) = nps.status.as_ref() else {
-            return Self::default();
-        };
-        Self {
+    /// The report an object carries; `None` before its agent's first status write (an
+    /// object without a status vouches for nothing, and claims nothing unsupported).
+    fn of(nps: &NodeProfileStatus) -> Option<Self> {
+        let s = nps.status.as_ref()?;
+        Some(Self {
             supported: [s.capabilities.apparmor, s.capabilities.seccomp],
             installed: [
                 InstalledSet::from_summary(&s.installed.apparmor),
@@ -130,7 +130,7 @@ impl Report {
                     )
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -225,7 +225,9 @@ impl Inner {
         else {
             return OnNode::Unverified;
         };
-        if !selects(now.selector.as_ref(), labels) {
+        // The expected set was built from the labels the index knows; until it knows the
+        // caller's (a label just changed), nothing can be vouched for.
+        if !selects(now.selector.as_ref(), labels) || &node_exp.labels != labels {
             return OnNode::Unverified;
         }
         // What the node should hold: the expected set with this profile as the caller sees
@@ -273,8 +275,10 @@ impl NodeReports {
                 vec![]
             }
             watcher::Event::InitApply(nps) => {
-                if let Some(relist) = self.relist.lock().expect("lock").as_mut() {
-                    relist.insert(nps.name_any(), Report::of(&nps));
+                if let Some(relist) = self.relist.lock().expect("lock").as_mut()
+                    && let Some(report) = Report::of(&nps)
+                {
+                    relist.insert(nps.name_any(), report);
                 }
                 vec![]
             }
@@ -296,7 +300,9 @@ impl NodeReports {
             }
             watcher::Event::Apply(nps) => {
                 let node = nps.name_any();
-                let new = Report::of(&nps);
+                let Some(new) = Report::of(&nps) else {
+                    return self.forget_report(&node);
+                };
                 let mut inner = self.inner.lock().expect("lock");
                 let old = inner.reports.get(&node).cloned().unwrap_or_default();
                 if old == new && inner.reports.contains_key(&node) {
@@ -316,15 +322,29 @@ impl NodeReports {
                 keys.extend(inner.wake_settled(&node));
                 keys
             }
-            watcher::Event::Delete(nps) => {
-                let node = nps.name_any();
-                let mut inner = self.inner.lock().expect("lock");
-                let old = inner.reports.remove(&node).unwrap_or_default();
-                let mut keys = changed(&old, &Report::default());
-                keys.extend(inner.wake(&node));
-                keys
-            }
+            watcher::Event::Delete(nps) => self.forget_report(&node_name(&nps)),
         }
+    }
+
+    /// The node's report is gone (or has no status yet): every profile that may have
+    /// counted as installed or listed there is looked at again.
+    fn forget_report(&self, node: &str) -> Vec<Key> {
+        let mut inner = self.inner.lock().expect("lock");
+        let Some(old) = inner.reports.remove(node) else {
+            return inner.wake(node);
+        };
+        let mut keys = changed(&old, &Report::default());
+        if let Some(exp) = inner.nodes.get(node) {
+            keys.extend(
+                inner
+                    .wants
+                    .iter()
+                    .filter(|(_, w)| selects(w.selector.as_ref(), &exp.labels))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        keys.extend(inner.wake(node));
+        dedup(keys)
     }
 
     /// Records what nodes must hold of a profile (`None`: nothing, e.g. deleted, disabled or
@@ -421,7 +441,8 @@ impl NodeReports {
         let mut waits = Vec::new();
         for (node, labels) in nodes {
             let on = inner.on_node(node, labels, key, now);
-            let targeted = now.is_none_or(|w| selects(w.selector.as_ref(), labels));
+            // A profile nodes hold nothing of (disabled, never accepted) waits on no node.
+            let targeted = now.is_some_and(|w| selects(w.selector.as_ref(), labels));
             if targeted && matches!(on, OnNode::NoReport | OnNode::Unverified) {
                 waits.push(node);
             }
@@ -459,6 +480,10 @@ fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
     keys.sort();
     keys.dedup();
     keys
+}
+
+fn node_name(nps: &NodeProfileStatus) -> String {
+    nps.name_any()
 }
 
 /// Profiles whose exception differs between two reports of one node.
@@ -666,5 +691,37 @@ mod tests {
         assert!(keys.contains(&key("e")));
         assert_eq!(r.sizes().0, 1);
         assert_eq!(on(&r, &labels, "e", Some(&want("e", "d")))["n1"], OnNode::NoReport);
+    }
+
+    #[test]
+    fn what_cannot_vouch_counts_as_nothing_and_going_away_recounts() {
+        let (r, labels) = cluster(&["n1"]);
+        r.set_want(key("a"), Some(want("a", "da")));
+        // The agent created its object but has not reported: not "unsupported", pending.
+        let empty: NodeProfileStatus = serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha2",
+            "kind": "NodeProfileStatus", "metadata": {"name": "n1"}, "spec": {}}))
+        .unwrap();
+        r.apply(watcher::Event::Apply(empty));
+        assert_eq!(on(&r, &labels, "a", Some(&want("a", "da")))["n1"], OnNode::NoReport);
+
+        // A profile nodes hold nothing of (disabled, never accepted) waits on no node.
+        let waiting = r.sizes().2;
+        on(&r, &labels, "off", None);
+        assert_eq!(r.sizes().2, waiting);
+
+        r.apply(watcher::Event::Apply(nps("n1", &[("a", "da")], json!([]))));
+        assert_eq!(on(&r, &labels, "a", Some(&want("a", "da")))["n1"], OnNode::Installed);
+        // A label the index has not seen yet: nothing can be vouched for.
+        let mut relabelled = labels.clone();
+        relabelled.get_mut("n1").unwrap().insert("new".into(), "label".into());
+        assert_eq!(
+            on(&r, &relabelled, "a", Some(&want("a", "da")))["n1"],
+            OnNode::Unverified
+        );
+
+        // The report goes: what counted as installed there is looked at again.
+        let keys = r.apply(watcher::Event::Delete(nps("n1", &[], json!([]))));
+        assert!(keys.contains(&key("a")), "{keys:?}");
+        assert_eq!(on(&r, &labels, "a", Some(&want("a", "da")))["n1"], OnNode::NoReport);
     }
 }

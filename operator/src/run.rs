@@ -496,7 +496,8 @@ async fn lead(
                 .collect();
             let mut last = node_labels.lock().expect("lock");
             if *last != now {
-                expectations.set_nodes(&now);
+                // Every profile is looked at again just below, waiters included.
+                drop(expectations.set_nodes(&now));
                 *last = now;
                 let _ = all.send(());
             }
@@ -514,10 +515,14 @@ async fn lead(
         loop {
             // Renewals of live heartbeats (most events) change nothing: which nodes are live
             // is looked at again when one becomes live, one goes, or on the tick (expiry).
+            let mut became_live = false;
             let look = tokio::select! {
                 e = events.next() => match e {
                     None => break,
-                    Some(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => liveness.observe(&l),
+                    Some(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => {
+                        became_live = liveness.observe(&l);
+                        became_live
+                    }
                     Some(watcher::Event::Delete(l)) => {
                         liveness.forget(&l);
                         true
@@ -542,7 +547,9 @@ async fn lead(
                 .map(|n| n.name_any())
                 .collect();
             node_metrics.agents(linux.len(), linux.iter().filter(|n| now.contains(*n)).count());
-            if now != live {
+            // A node coming back counts again even if it expired and returned between two
+            // ticks (reconciles read the clock, this copy only changes here).
+            if now != live || became_live {
                 live = now;
                 let _ = all.send(());
             }
