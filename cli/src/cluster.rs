@@ -9,7 +9,7 @@ use kube::{Api, Client, Config, ResourceExt};
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::{
     AppArmorProfile, Expectation, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus,
-    SeccompProfile, SeccompProfileSpec, Standing, judge,
+    SeccompProfile, SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
 };
 use serde::Serialize;
 
@@ -187,7 +187,7 @@ pub fn on_nodes(
         .collect();
     let accepted: HashMap<(ProfileKind, &str), u64> = expected
         .iter()
-        .filter_map(|e| Some(((e.kind, e.name), digest_prefix(e.accepted?))))
+        .filter_map(|e| Some(((e.kind, e.name), digest_key(e.accepted?))))
         .collect();
     let labels: HashMap<String, BTreeMap<String, String>> =
         nodes.iter().map(|n| (n.name_any(), n.labels().clone())).collect();
@@ -201,7 +201,7 @@ pub fn on_nodes(
                 Standing::Installed => (NodeProfileState::Installed, true, String::new()),
                 Standing::Listed(e) => (
                     e.state,
-                    accepted.get(&(kind, name.as_str())) == Some(&digest_prefix(&e.digest)),
+                    accepted.get(&(kind, name.as_str())) == Some(&digest_key(&e.digest)),
                     e.message.clone(),
                 ),
                 Standing::Unsupported => (
@@ -246,14 +246,6 @@ fn expect<'a>(
         enabled,
         selector,
     }
-}
-
-/// What the operator compares of digests (the first 64 bits).
-fn digest_prefix(digest: &str) -> u64 {
-    digest
-        .get(..16)
-        .and_then(|d| u64::from_str_radix(d, 16).ok())
-        .unwrap_or(0)
 }
 
 /// `status` as a table.

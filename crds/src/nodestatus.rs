@@ -124,6 +124,15 @@ pub struct KindSummary {
     pub digest: String,
 }
 
+/// The first 64 bits of a hex digest (0 for none): what readers of reports compare of
+/// each listed digest.
+pub fn digest_key(digest: &str) -> u64 {
+    digest
+        .get(..16)
+        .and_then(|d| u64::from_str_radix(d, 16).ok())
+        .unwrap_or(0)
+}
+
 /// One profile's key in an installed set.
 pub fn installed_key(kind: ProfileKind, uid: &str, digest: &str) -> u64 {
     use sha2::{Digest, Sha256};

@@ -61,25 +61,36 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     s[rank.min(s.len()) - 1]
 }
 
-/// Writes the API server counted, by resource: `apiserver_request_total` for mutating verbs.
-pub async fn api_writes(client: &kube::Client) -> Result<BTreeMap<String, f64>> {
+/// The API server's samples of one metric: each line's labels (as a lookup) and value.
+async fn api_samples(client: &kube::Client, metric: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
     let text = client
         .request_text(http::Request::get("/metrics").body(Vec::new())?)
         .await?;
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
+    let prefix = format!("{metric}{{");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
             continue;
         };
-        let label = |k: &str| {
-            labels
-                .split(&format!("{k}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or_default()
-                .to_string()
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
         };
-        let verb = label("verb");
+        let labels = labels
+            .split("\",")
+            .filter_map(|kv| kv.split_once("=\""))
+            .map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+            .collect();
+        out.push((labels, value.parse::<f64>().unwrap_or(0.0)));
+    }
+    Ok(out)
+}
+
+/// Sums of a metric's mutating requests by resource (`resource/subresource` when `sub`).
+async fn by_resource(client: &kube::Client, metric: &str, sub: bool) -> Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for (labels, value) in api_samples(client, metric).await? {
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        let verb = label("verb").to_uppercase();
         if !matches!(
             verb.as_str(),
             "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY" | "CREATE" | "UPDATE"
@@ -87,42 +98,23 @@ pub async fn api_writes(client: &kube::Client) -> Result<BTreeMap<String, f64>> 
             continue;
         }
         let resource = match label("subresource").as_str() {
-            "" => label("resource"),
-            sub => format!("{}/{sub}", label("resource")),
+            s if s.is_empty() || !sub => label("resource"),
+            s => format!("{}/{s}", label("resource")),
         };
-        *out.entry(resource).or_default() += value.parse::<f64>().unwrap_or(0.0);
+        *out.entry(resource).or_default() += value;
     }
     Ok(out)
+}
+
+/// Writes the API server counted, by resource: `apiserver_request_total` for mutating verbs.
+pub async fn api_writes(client: &kube::Client) -> Result<BTreeMap<String, f64>> {
+    by_resource(client, "apiserver_request_total", true).await
 }
 
 /// Request bytes the API server received, by resource: `apiserver_request_body_size_bytes`
 /// for mutating verbs.
 pub async fn api_bytes(client: &kube::Client) -> Result<BTreeMap<String, f64>> {
-    let text = client
-        .request_text(http::Request::get("/metrics").body(Vec::new())?)
-        .await?;
-    let mut out = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_body_size_bytes_sum{"))
-    {
-        let Some((labels, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(&format!("{k}=\""))
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or_default()
-                .to_string()
-        };
-        if !matches!(label("verb").as_str(), "create" | "update" | "patch" | "delete") {
-            continue;
-        }
-        *out.entry(label("resource")).or_default() += value.parse::<f64>().unwrap_or(0.0);
-    }
-    Ok(out)
+    by_resource(client, "apiserver_request_body_size_bytes_sum", false).await
 }
 
 /// CPU seconds a process has used (user + system).

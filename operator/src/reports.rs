@@ -26,13 +26,7 @@ use palisade_crds::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKi
 
 pub type Key = (ProfileKind, String);
 
-/// The first 64 bits of a hex digest (0 for none): what reports keep of each digest.
-pub fn digest_key(digest: &str) -> u64 {
-    digest
-        .get(..16)
-        .and_then(|d| u64::from_str_radix(d, 16).ok())
-        .unwrap_or(0)
-}
+pub use palisade_crds::nodestatus::digest_key;
 
 /// One node's exception for one profile, as aggregation reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,7 +316,7 @@ impl NodeReports {
                 keys.extend(inner.wake_settled(&node));
                 keys
             }
-            watcher::Event::Delete(nps) => self.forget_report(&node_name(&nps)),
+            watcher::Event::Delete(nps) => self.forget_report(&nps.name_any()),
         }
     }
 
@@ -480,10 +474,6 @@ fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
     keys.sort();
     keys.dedup();
     keys
-}
-
-fn node_name(nps: &NodeProfileStatus) -> String {
-    nps.name_any()
 }
 
 /// Profiles whose exception differs between two reports of one node.
