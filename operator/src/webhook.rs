@@ -63,6 +63,8 @@ const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 const VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How often the Secret and the `caBundle` are checked.
 const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// The longest wait between attempts to set the certificate up.
+const RETRY_MAX: Duration = Duration::from_secs(15);
 
 /// The Secret's keys.
 const CA_CRT: &str = "ca.crt";
@@ -262,8 +264,24 @@ fn tls_config(m: &Material) -> Result<Arc<rustls::ServerConfig>> {
 pub async fn serve(client: Client, cfg: Config, listener: tokio::net::TcpListener, guard: Guard) -> Result<()> {
     guard.seccomp.wait_until_ready().await?;
     guard.apparmor.wait_until_ready().await?;
-    let material = ensure_material(&client, &cfg).await?;
-    ensure_ca_bundle(&client, &cfg, &material.ca_bundle()).await?;
+    // A failure here (an API server that is slow or restarting) is retried: the guard must
+    // not stay down for the rest of the process's life because of one failed request.
+    let mut backoff = Duration::from_millis(500);
+    let material = loop {
+        let ready = async {
+            let m = ensure_material(&client, &cfg).await?;
+            ensure_ca_bundle(&client, &cfg, &m.ca_bundle()).await?;
+            anyhow::Ok(m)
+        };
+        match ready.await {
+            Ok(m) => break m,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "setting up the webhook certificate");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    };
     let tls = Arc::new(RwLock::new(tls_config(&material)?));
 
     // Keep the certificate and caBundle current; reload what is served when it changes.
