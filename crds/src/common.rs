@@ -61,6 +61,12 @@ pub struct ProfileStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 24))]
     pub ignored_syscalls: Vec<IgnoredSyscalls>,
+
+    /// What the nodes learned from the profile's processes while it is in Complain mode
+    /// (AppArmor) or its filter logs (seccomp), for the accepted content, merged over the
+    /// nodes. Nothing changes the profile until `kubectl palisade learn --apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<crate::learn::Learning>,
 }
 
 /// Syscall names left out of the filter for one architecture.

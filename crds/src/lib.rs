@@ -5,6 +5,7 @@
 
 pub mod apparmor;
 pub mod common;
+pub mod learn;
 pub mod nodestatus;
 pub mod seccomp;
 

@@ -87,6 +87,12 @@ pub struct NodeProfileStatusStatus {
     /// profile not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_exceptions: u32,
+    /// What the node learned from audit records, per profile in Complain mode (AppArmor)
+    /// or whose filter logs (seccomp), when the agent learns (`--learn`). Written by the
+    /// agent under a field manager of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub learned: Vec<crate::learn::LearnedProfile>,
 }
 
 /// The installed profiles of each kind.

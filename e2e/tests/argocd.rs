@@ -282,6 +282,7 @@ fn ignored_syscalls_stay_healthy_with_the_warning_in_the_message() {
     let case = Case {
         warnings: palisade_operator::validate::Warnings {
             ignored_syscalls: vec![],
+            learning: None,
             syscalls: Some(("DenyFailsOpen", "1 syscall name(s) left out: stime".into())),
         },
         ..Case::default()

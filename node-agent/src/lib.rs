@@ -3,6 +3,7 @@
 
 pub mod apparmor;
 pub mod files;
+pub mod learn;
 pub mod metrics;
 pub mod report;
 pub mod run;

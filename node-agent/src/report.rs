@@ -232,6 +232,7 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
         },
         exceptions,
         omitted_exceptions,
+        learned: vec![],
     }
 }
 

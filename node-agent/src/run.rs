@@ -74,6 +74,21 @@ pub struct Args {
     #[arg(long, env = "PALISADE_SIMULATE_APPARMOR_KERNEL")]
     pub simulate_apparmor_kernel: Option<PathBuf>,
     /// Log format.
+    /// Learn from audit records: what profiles in Complain mode (AppArmor) and seccomp
+    /// filters that log (`SCMP_ACT_LOG`) let through, reported as rules in this node's
+    /// NodeProfileStatus. Needs CAP_SYSLOG (kernel log) or the audit log mounted, and the
+    /// host's PID namespace for seccomp.
+    #[arg(long, env = "PALISADE_LEARN")]
+    pub learn: bool,
+
+    /// auditd's log; when it is not there, records are read from the kernel log.
+    #[arg(long, env = "PALISADE_AUDIT_LOG", default_value = "/var/log/audit/audit.log")]
+    pub audit_log: PathBuf,
+
+    /// The host's /proc (for the cgroup of a seccomp record's process).
+    #[arg(long, env = "PALISADE_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
     #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
 }
@@ -242,6 +257,26 @@ pub async fn run(args: Args) -> Result<()> {
         let _alive = alive;
         heartbeat.run(stop).await
     });
+    if args.learn {
+        let learner = crate::learn::Learner::new(
+            crate::learn::Config {
+                node: args.node_name.clone(),
+                source: crate::learn::Source::detect(&args.audit_log),
+                proc_root: args.proc_root.clone(),
+                seccomp_subdir: args.seccomp_subdir.clone(),
+                interval: Duration::from_millis(500),
+                write_gap: Duration::from_secs(5),
+            },
+            client.clone(),
+            apparmor_store.clone(),
+            seccomp_store.clone(),
+        );
+        let (alive, stop) = (health.alive("learn"), shutdown.clone());
+        tokio::spawn(async move {
+            let _alive = alive;
+            learner.run(stop).await
+        });
+    }
     let mut drift = tokio::time::interval(Duration::from_secs(args.drift_interval.max(1)));
     let mut object_ready = false;
     let mut shutdown_rx = shutdown.clone();

@@ -437,6 +437,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
     let (counts, failures) = status::aggregate(&view, &views);
     let workloads = workloads(ctx, K::KIND, &name);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let key_of = (K::KIND, name.clone());
     let new = status::build(
         StatusInput {
             old,
@@ -450,6 +451,9 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
             localhost_profile: obj.localhost_profile(),
             workloads: &workloads,
             deleting,
+            learning: accepted
+                .as_ref()
+                .and_then(|a| ctx.reports.learning(&key_of, &uid, &a.digest)),
         },
         &now,
     );

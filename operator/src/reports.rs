@@ -26,6 +26,7 @@ use palisade_crds::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKi
 
 pub type Key = (ProfileKind, String);
 
+use palisade_crds::learn::{LearnedProfile, Learning};
 pub use palisade_crds::nodestatus::digest_key;
 
 /// One node's exception for one profile, as aggregation reads it.
@@ -257,12 +258,62 @@ pub struct NodeReports {
     relist: Mutex<Option<HashMap<String, Report>>>,
     ready: tokio::sync::Notify,
     synced: std::sync::atomic::AtomicBool,
+    /// What each node learned (`status.learned`), by node.
+    learned: Mutex<HashMap<String, Vec<LearnedProfile>>>,
 }
 
 impl NodeReports {
     /// Applies one watch event; returns the profiles to look at again: those whose exceptions
     /// changed, and those waiting on a node whose report changed.
     pub fn apply(&self, event: watcher::Event<NodeProfileStatus>) -> Vec<Key> {
+        let mut keys = self.apply_learned(&event);
+        keys.extend(self.apply_reports(event));
+        dedup(keys)
+    }
+
+    /// Keeps what nodes learned; returns the profiles whose learning changed.
+    fn apply_learned(&self, event: &watcher::Event<NodeProfileStatus>) -> Vec<Key> {
+        let mut learned = self.learned.lock().expect("lock");
+        let (node, new) = match event {
+            watcher::Event::Init | watcher::Event::InitDone => return vec![],
+            watcher::Event::InitApply(nps) | watcher::Event::Apply(nps) => (
+                nps.name_any(),
+                nps.status.as_ref().map(|s| s.learned.clone()).unwrap_or_default(),
+            ),
+            watcher::Event::Delete(nps) => (nps.name_any(), vec![]),
+        };
+        let old = learned.get(&node).cloned().unwrap_or_default();
+        if old == new {
+            return vec![];
+        }
+        let mut keys: Vec<Key> = old
+            .iter()
+            .filter(|o| !new.contains(o))
+            .chain(new.iter().filter(|n| !old.contains(n)))
+            .map(|l| (l.kind, l.name.clone()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if new.is_empty() {
+            learned.remove(&node);
+        } else {
+            learned.insert(node, new);
+        }
+        keys
+    }
+
+    /// What the nodes learned for a profile's accepted content, merged.
+    pub fn learning(&self, key: &Key, uid: &str, digest: &str) -> Option<Learning> {
+        let learned = self.learned.lock().expect("lock");
+        let reports = learned.iter().flat_map(|(node, list)| {
+            list.iter()
+                .filter(|l| l.kind == key.0 && l.name == key.1 && l.uid == uid)
+                .map(move |l| (node.as_str(), l))
+        });
+        palisade_crds::learn::merge(digest, reports)
+    }
+
+    fn apply_reports(&self, event: watcher::Event<NodeProfileStatus>) -> Vec<Key> {
         match event {
             watcher::Event::Init => {
                 *self.relist.lock().expect("lock") = Some(HashMap::new());

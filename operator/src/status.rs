@@ -178,6 +178,8 @@ pub struct StatusInput<'a> {
     pub localhost_profile: Option<String>,
     pub workloads: &'a BTreeSet<String>,
     pub deleting: bool,
+    /// What the nodes learned for the accepted content.
+    pub learning: Option<palisade_crds::learn::Learning>,
 }
 
 /// The status to write. Deterministic: the same inputs give the same status, and times
@@ -237,6 +239,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         active_workloads: input.workloads.len() as u32,
         accepted: input.accepted,
         ignored_syscalls,
+        learning: input.learning,
     }
 }
 
@@ -395,6 +398,7 @@ mod tests {
             localhost_profile: None,
             workloads,
             deleting: false,
+            learning: None,
         }
     }
 

@@ -1,0 +1,747 @@
+//! Learning profiles from what workloads do: the kernel's audit records of a profile in
+//! Complain mode (AppArmor `apparmor="ALLOWED"`) or of a seccomp filter that logs
+//! (`SCMP_ACT_LOG`), turned into rules; what a node learned, and what the operator merges
+//! from every node. Pure: the agent reads the records, the operator merges, the CLI applies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::nodestatus::ProfileKind;
+
+/// Most rules one node reports for one profile; more are counted, not listed.
+pub const MAX_RULES_PER_PROFILE: usize = 256;
+/// Most profiles one node reports learning for.
+pub const MAX_LEARNING_PROFILES: usize = 64;
+/// Most suggestions a profile's status lists.
+pub const MAX_SUGGESTIONS: usize = 256;
+/// Most node names a suggestion lists.
+pub const MAX_SUGGESTION_NODES: usize = 5;
+
+/// What one node learned for one profile, since the node installed its accepted content.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedProfile {
+    pub kind: ProfileKind,
+    #[schemars(length(max = 253))]
+    pub name: String,
+    #[schemars(length(max = 64))]
+    pub uid: String,
+    /// The accepted content the records were made under (its digest).
+    #[schemars(length(max = 64))]
+    pub digest: String,
+    /// The rules, one per permission, sorted.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub rules: Vec<LearnedRule>,
+    /// Rules left out to keep within the bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_rules: u32,
+}
+
+/// One permission a profile's processes used, as a rule of the profile's language.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedRule {
+    /// AppArmor: one rule line (`owner /run/app.pid w,`); seccomp: a syscall name.
+    #[schemars(length(max = 4200))]
+    pub rule: String,
+    /// How many records asked for it.
+    pub count: u64,
+    pub first_seen: Time,
+    pub last_seen: Time,
+}
+
+/// The operator's merge of what every node learned for a profile (its status `learning`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Learning {
+    /// Distinct permissions the profile's processes used that its accepted content does not
+    /// grant (AppArmor, Complain mode) or that its filter logged (seccomp, `SCMP_ACT_LOG`).
+    pub new_permissions: u32,
+    /// When the newest of those permissions was first used: quiet since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_new_at: Option<Time>,
+    /// Nodes that reported learning for the accepted content.
+    pub nodes: u32,
+    /// The suggested rules, sorted; `kubectl palisade learn` shows and applies them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub suggestions: Vec<Suggestion>,
+    /// Suggestions left out to keep within the bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_suggestions: u32,
+}
+
+/// One suggested rule, merged over the nodes that saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Suggestion {
+    #[schemars(length(max = 4200))]
+    pub rule: String,
+    pub count: u64,
+    pub first_seen: Time,
+    pub last_seen: Time,
+    /// Up to 5 of the nodes that saw it.
+    #[schemars(length(max = 5), inner(length(max = 253)))]
+    pub nodes: Vec<String>,
+    /// How many nodes saw it.
+    pub node_count: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Merges what nodes learned for one profile at one accepted digest; reports of an older
+/// content are left out (they were made under other rules).
+pub fn merge<'a>(digest: &str, reports: impl IntoIterator<Item = (&'a str, &'a LearnedProfile)>) -> Option<Learning> {
+    struct Acc {
+        count: u64,
+        first: Time,
+        last: Time,
+        nodes: BTreeSet<String>,
+    }
+    let mut rules: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut nodes = 0u32;
+    let mut omitted = 0u32;
+    for (node, learned) in reports {
+        if learned.digest != digest {
+            continue;
+        }
+        nodes += 1;
+        omitted = omitted.max(learned.omitted_rules);
+        for r in &learned.rules {
+            let acc = rules.entry(r.rule.clone()).or_insert_with(|| Acc {
+                count: 0,
+                first: r.first_seen.clone(),
+                last: r.last_seen.clone(),
+                nodes: BTreeSet::new(),
+            });
+            acc.count += r.count;
+            if r.first_seen.0 < acc.first.0 {
+                acc.first = r.first_seen.clone();
+            }
+            if r.last_seen.0 > acc.last.0 {
+                acc.last = r.last_seen.clone();
+            }
+            acc.nodes.insert(node.to_string());
+        }
+    }
+    if nodes == 0 {
+        return None;
+    }
+    let last_new_at = rules.values().map(|a| a.first.clone()).max_by_key(|t| t.0);
+    let new_permissions = rules.len() as u32;
+    let omitted_suggestions = rules.len().saturating_sub(MAX_SUGGESTIONS) as u32 + omitted;
+    let suggestions = rules
+        .into_iter()
+        .take(MAX_SUGGESTIONS)
+        .map(|(rule, a)| Suggestion {
+            rule,
+            count: a.count,
+            first_seen: a.first,
+            last_seen: a.last,
+            node_count: a.nodes.len() as u32,
+            nodes: a.nodes.into_iter().take(MAX_SUGGESTION_NODES).collect(),
+        })
+        .collect();
+    Some(Learning {
+        new_permissions,
+        last_new_at,
+        nodes,
+        suggestions,
+        omitted_suggestions,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit records.
+
+/// One audit record, from any of the places the kernel's records end up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Seconds since the epoch, with milliseconds, as the kernel stamped it.
+    pub time: f64,
+    /// The kernel's audit serial number (unique within a boot).
+    pub serial: u64,
+    pub kind: RecordKind,
+    /// The record's `key=value` fields (values unquoted, hex-encoded ones decoded).
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Type 1400 (`AVC`) with an `apparmor=` field.
+    AppArmor,
+    /// Type 1326 (`SECCOMP`).
+    Seccomp,
+}
+
+impl Record {
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    /// The record's time as an API time (millisecond precision).
+    pub fn api_time(&self) -> Time {
+        let ms = (self.time * 1000.0).round() as i64;
+        Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms).unwrap_or_default())
+    }
+}
+
+/// Parses one line of the kernel log (`/dev/kmsg`, `dmesg`, `syslog(2)`) or of auditd's
+/// log into an AppArmor or seccomp record; `None` for every other line.
+pub fn parse_line(line: &str) -> Option<Record> {
+    let at = line.find("audit(")?;
+    let head = &line[..at];
+    let ty = head.rsplit("type=").next().filter(|_| head.contains("type="))?;
+    let ty = ty.split_whitespace().next().unwrap_or_default();
+    let kind = match ty {
+        "1400" | "AVC" => RecordKind::AppArmor,
+        "1326" | "SECCOMP" => RecordKind::Seccomp,
+        _ => return None,
+    };
+    let rest = &line[at + "audit(".len()..];
+    let close = rest.find("):")?;
+    let (stamp, serial) = rest[..close].split_once(':')?;
+    let time: f64 = stamp.parse().ok()?;
+    let serial: u64 = serial.parse().ok()?;
+    let fields = parse_fields(&rest[close + 2..]);
+    if kind == RecordKind::AppArmor && !fields.contains_key("apparmor") {
+        return None;
+    }
+    Some(Record {
+        time,
+        serial,
+        kind,
+        fields,
+    })
+}
+
+/// `key=value` pairs; a value is `"quoted"`, or bare (hex-encoded when the kernel had to:
+/// a bare value of a string field such as `name` is decoded when it is even-length hex).
+fn parse_fields(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s.trim();
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim().to_string();
+        let after = &rest[eq + 1..];
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(end) => (q[..end].to_string(), &q[end + 1..]),
+                None => (q.to_string(), ""),
+            }
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            let raw = &after[..end];
+            let decoded = if HEX_FIELDS.contains(&key.as_str()) {
+                decode_hex(raw).unwrap_or_else(|| raw.to_string())
+            } else {
+                raw.to_string()
+            };
+            (decoded, &after[end..])
+        };
+        if !key.is_empty() && !key.contains(char::is_whitespace) {
+            out.insert(key, value);
+        }
+        rest = next.trim_start();
+    }
+    out
+}
+
+/// Fields the kernel hex-encodes when their value has spaces, quotes or control characters.
+const HEX_FIELDS: &[&str] = &["name", "comm", "exe", "profile", "peer", "target", "addr", "peer_addr"];
+
+fn decode_hex(s: &str) -> Option<String> {
+    if s.len() < 2 || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Whether a record was made by the container runtime rather than by the workload: runc's
+/// own processes before they exec the container's program (`runc:[0:PARENT]`,
+/// `runc:[1:CHILD]`, `runc:[2:INIT]`). The workload's profile applies from that exec on.
+pub fn by_runtime(r: &Record) -> bool {
+    r.field("comm").is_some_and(|c| c.starts_with("runc:[") || c == "runc")
+}
+
+// ---------------------------------------------------------------------------------------
+// AppArmor.
+
+/// The top-level profile an AppArmor record's subject belongs to: `p` for `p`, its child
+/// `p//child`, its learning child `p//null-/bin/cat` and its hat `p^hat`.
+pub fn apparmor_root(r: &Record) -> Option<&str> {
+    let profile = r.field("profile")?;
+    let root = profile.split("//").next().unwrap_or(profile);
+    Some(root.split('^').next().unwrap_or(root))
+}
+
+/// The rule an AppArmor `ALLOWED` record asks for, or why none: a record of another kind
+/// than file, capability, network, signal, ptrace or unix, or of a path the rule cannot
+/// name (a disconnected path).
+pub fn apparmor_rule(r: &Record) -> Result<String, String> {
+    if r.field("apparmor") != Some("ALLOWED") {
+        return Err(format!("not an ALLOWED record ({})", r.field("apparmor").unwrap_or("")));
+    }
+    let operation = r.field("operation").unwrap_or_default();
+    let class = r.field("class").unwrap_or_default();
+    let mask = r.field("requested_mask").or(r.field("denied_mask")).unwrap_or_default();
+    if operation == "capable" || class == "cap" {
+        let cap = r.field("capname").ok_or("a capability record without capname")?;
+        return Ok(format!("capability {cap},"));
+    }
+    if operation == "signal" || class == "signal" {
+        let perm = if mask.contains("receive") { "receive" } else { "send" };
+        let set = r.field("signal").ok_or("a signal record without signal")?;
+        let peer = r.field("peer").map(peer_root).unwrap_or("unconfined");
+        return Ok(format!("signal ({perm}) set=({set}) peer={peer},"));
+    }
+    if operation == "ptrace" || class == "ptrace" {
+        let perm = ["tracedby", "trace", "readby", "read"]
+            .into_iter()
+            .find(|p| mask.contains(p))
+            .unwrap_or("read");
+        let peer = r.field("peer").map(peer_root).unwrap_or("unconfined");
+        return Ok(format!("ptrace ({perm}) peer={peer},"));
+    }
+    if class == "unix" {
+        let perm = mask.split_whitespace().next().unwrap_or("create");
+        let ty = r.field("sock_type").unwrap_or("stream");
+        return Ok(format!("unix ({perm}) type={ty},"));
+    }
+    if class == "net" || r.fields.contains_key("family") && !r.fields.contains_key("name") {
+        let family = r.field("family").ok_or("a network record without family")?;
+        return Ok(match r.field("sock_type") {
+            Some(ty) if !ty.is_empty() => format!("network {family} {ty},"),
+            _ => format!("network {family},"),
+        });
+    }
+    if class == "file" || r.fields.contains_key("name") && r.fields.contains_key("requested_mask") {
+        let name = r.field("name").ok_or("a file record without name")?;
+        if !name.starts_with('/') {
+            return Err(format!(
+                "a path the rule cannot name: {name:?} ({})",
+                r.field("info").unwrap_or("")
+            ));
+        }
+        let perms = file_perms(mask, operation == "exec");
+        if perms.is_empty() {
+            return Err(format!("no file permission in {mask:?}"));
+        }
+        let owner = match (r.field("fsuid"), r.field("ouid")) {
+            (Some(f), Some(o)) if f == o => "owner ",
+            _ => "",
+        };
+        let path = generalise(name);
+        return Ok(format!("{owner}{path} {perms},"));
+    }
+    Err(format!("an {operation:?} record of class {class:?} is not learned"))
+}
+
+fn peer_root(peer: &str) -> &str {
+    let root = peer.split("//").next().unwrap_or(peer);
+    let root = root.split('^').next().unwrap_or(root);
+    // A peer in complain mode is written `name (complain)` in some kernels.
+    root.split(" (").next().unwrap_or(root)
+}
+
+/// AppArmor file permissions for a requested mask, in the parser's canonical order: create
+/// and delete need write; an exec inherits this profile (`ix`).
+fn file_perms(mask: &str, exec: bool) -> String {
+    let has = |c: char| mask.contains(c);
+    let mut out = String::new();
+    let write = has('w') || has('c') || has('d');
+    if has('r') {
+        out.push('r');
+    }
+    if write {
+        out.push('w');
+    } else if has('a') {
+        out.push('a');
+    }
+    if has('k') {
+        out.push('k');
+    }
+    if has('l') {
+        out.push('l');
+    }
+    if has('m') {
+        out.push('m');
+    }
+    if exec || has('x') {
+        out.push_str("ix");
+    }
+    out
+}
+
+/// The path a rule should name, generalised as aa-logprof offers: `/proc/<n>` (and
+/// `/proc/<n>/task/<n>`) become `@{PROC}/@{pid}`, other `/proc` paths `@{PROC}`; a
+/// Debian-style multiarch library directory becomes `@{multiarch}`; a shared library's
+/// version suffix and a final component's trailing number become globs. Nothing wider: a
+/// directory is never replaced by `*` or `**`.
+pub fn generalise(path: &str) -> String {
+    let mut parts: Vec<String> = path.split('/').map(str::to_string).collect();
+    // parts[0] is "" (the path is absolute).
+    if parts.get(1).map(String::as_str) == Some("proc") {
+        parts[1] = "@{PROC}".into();
+        if parts.get(2).is_some_and(|p| is_number(p)) {
+            parts[2] = "@{pid}".into();
+            if parts.get(3).map(String::as_str) == Some("task") && parts.get(4).is_some_and(|p| is_number(p)) {
+                parts[4] = "@{pid}".into();
+            }
+        }
+    }
+    for p in parts.iter_mut() {
+        if is_multiarch(p) {
+            *p = "@{multiarch}".into();
+        }
+    }
+    let last = parts.len() - 1;
+    if last > 1 && !parts[last].starts_with('@') {
+        parts[last] = generalise_name(&parts[last]);
+    }
+    // `@{PROC}` already ends in a slash.
+    parts.join("/").replacen("/@{PROC}/", "@{PROC}/", 1)
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `x86_64-linux-gnu`, `aarch64-linux-gnu`, `arm-linux-gnueabihf`, ...
+fn is_multiarch(s: &str) -> bool {
+    let mut it = s.splitn(3, '-');
+    let (Some(cpu), Some(os), Some(abi)) = (it.next(), it.next(), it.next()) else {
+        return false;
+    };
+    os == "linux"
+        && abi.starts_with("gnu")
+        && [
+            "x86_64",
+            "i386",
+            "i686",
+            "aarch64",
+            "arm",
+            "powerpc64le",
+            "s390x",
+            "riscv64",
+            "mips64el",
+            "loongarch64",
+        ]
+        .contains(&cpu)
+}
+
+/// `libssl.so.3` → `libssl.so*`; `worker-17` → `worker-[0-9]*`; `app.pid` unchanged.
+fn generalise_name(name: &str) -> String {
+    if let Some(at) = name.find(".so.")
+        && name[at + 4..].bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        return format!("{}.so*", &name[..at]);
+    }
+    let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && digits == name.len() {
+        return "[0-9]*".into();
+    }
+    if digits > 0 {
+        let stem = &name[..name.len() - digits];
+        if stem.ends_with(['-', '_', '.']) || digits >= 2 {
+            return format!("{stem}[0-9]*");
+        }
+    }
+    name.to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// seccomp.
+
+/// `code=` of a record the filter logged and allowed (`SECCOMP_RET_LOG`).
+const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
+
+/// The syscall name a seccomp record logged, for the record's architecture.
+pub fn seccomp_syscall(r: &Record) -> Result<String, String> {
+    let code = r.field("code").unwrap_or("0x0");
+    let code = u32::from_str_radix(code.trim_start_matches("0x"), 16).map_err(|_| format!("code={code}"))?;
+    if code & 0xffff_0000 != SECCOMP_RET_LOG {
+        return Err(format!("not a logged-and-allowed record (code={code:#x})"));
+    }
+    let arch = r.field("arch").ok_or("a record without arch")?;
+    let nr: i32 = r
+        .field("syscall")
+        .and_then(|s| s.parse().ok())
+        .ok_or("a record without syscall")?;
+    let (arch, nr) = scmp_arch(arch, nr).ok_or_else(|| format!("unknown audit architecture {arch}"))?;
+    libseccomp::ScmpSyscall::from(nr)
+        .get_name_by_arch(arch)
+        .map_err(|_| format!("syscall {nr} unknown on {arch:?}"))
+}
+
+/// libseccomp's architecture for an audit architecture (`AUDIT_ARCH_*`, hex), and the
+/// syscall number within it (x32 numbers carry bit 30).
+fn scmp_arch(audit: &str, nr: i32) -> Option<(libseccomp::ScmpArch, i32)> {
+    use libseccomp::ScmpArch::*;
+    const X32_BIT: i32 = 0x4000_0000;
+    let arch = match audit.to_ascii_lowercase().as_str() {
+        "c000003e" if nr & X32_BIT != 0 => return Some((X32, nr)),
+        "c000003e" => X8664,
+        "40000003" => X86,
+        "c00000b7" => Aarch64,
+        "40000028" => Arm,
+        "c0000015" => Ppc64Le,
+        "80000015" => Ppc64,
+        "80000016" => S390X,
+        "c00000f3" => Riscv64,
+        "c0000102" => Loongarch64,
+        _ => return None,
+    };
+    Some((arch, nr))
+}
+
+// ---------------------------------------------------------------------------------------
+// Applying suggestions.
+
+/// The comment that marks rules added by learning.
+pub const LEARNED_MARK: &str = "# learned by palisade";
+
+/// Whether `rule` is already in `policy` (the same rule line, whitespace aside).
+fn has_rule(policy: &str, rule: &str) -> bool {
+    policy.lines().any(|l| l.split('#').next().unwrap_or("").trim() == rule)
+}
+
+/// Adds `rules` to a raw AppArmor policy: inside the top-level profile block, before its
+/// closing brace, one rule per line under a comment with `stamp` (e.g. the date), and
+/// `include <tunables/global>` before the profile when a rule uses its variables and the
+/// policy has no such include. Rules already present are skipped; with none left the policy
+/// is returned unchanged. Returns the new policy and the rules added.
+pub fn add_to_policy(policy: &str, rules: &[String], stamp: &str) -> Result<(String, Vec<String>), String> {
+    let new: Vec<String> = rules
+        .iter()
+        .filter(|r| !has_rule(policy, r))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if new.is_empty() {
+        return Ok((policy.to_string(), new));
+    }
+    let close = top_level_close(policy).ok_or("the policy has no profile block to add rules to")?;
+    let indent = "  ";
+    let mut block = format!("{indent}{LEARNED_MARK} ({stamp})\n");
+    for r in &new {
+        block.push_str(&format!("{indent}{r}\n"));
+    }
+    let line_start = policy[..close].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let mut out = String::with_capacity(policy.len() + block.len() + 32);
+    if policy[line_start..close].trim().is_empty() {
+        out.push_str(&policy[..line_start]);
+        out.push_str(&block);
+        out.push_str(&policy[line_start..]);
+    } else {
+        out.push_str(&policy[..close]);
+        out.push('\n');
+        out.push_str(&block);
+        out.push_str(&policy[close..]);
+    }
+    let uses_tunables = new.iter().any(|r| r.contains("@{"));
+    let has_tunables = policy.lines().any(|l| {
+        let l = l.trim_start().trim_start_matches('#');
+        (l.starts_with("include") || l.starts_with("include if exists")) && l.contains("tunables/global")
+    });
+    if uses_tunables && !has_tunables {
+        out = format!("include <tunables/global>\n{out}");
+    }
+    Ok((out, new))
+}
+
+/// The offset of the closing brace of the first top-level `{ ... }` block, skipping
+/// comments, quoted strings, variables (`@{pid}`) and alternations (`{a,b}`): a block's
+/// brace stands apart (`profile p {` ... `}`), an alternation's touches its words.
+fn top_level_close(policy: &str) -> Option<usize> {
+    let bytes = policy.as_bytes();
+    let apart = |i: usize| i >= bytes.len() || bytes[i].is_ascii_whitespace();
+    let mut depth = 0i32;
+    let mut in_comment = false;
+    let mut in_quote = false;
+    for (i, c) in policy.char_indices() {
+        match c {
+            '\n' => in_comment = false,
+            _ if in_comment => {}
+            '"' => in_quote = !in_quote,
+            _ if in_quote => {}
+            // `#include` is a directive, not a comment.
+            '#' if !policy[i..].starts_with("#include") => in_comment = true,
+            '{' if apart(i + 1) && (i == 0 || bytes[i - 1] != b'@') => depth += 1,
+            '}' if depth > 0 && (i == 0 || apart(i - 1)) => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One file rule per path: rules for the same path (and `owner`) get the union of their
+/// permissions. Other rules are kept as they are. Sorted, without duplicates.
+pub fn combine(rules: &[String]) -> Vec<String> {
+    let mut files: BTreeMap<(bool, String), BTreeSet<char>> = BTreeMap::new();
+    let mut others = BTreeSet::new();
+    for r in rules {
+        match file_rule(r) {
+            Some((owner, path, perms)) => files
+                .entry((owner, path.to_string()))
+                .or_default()
+                .extend(perms.chars()),
+            None => {
+                others.insert(r.clone());
+            }
+        }
+    }
+    let mut out: Vec<String> = others.into_iter().collect();
+    for ((owner, path), perms) in files {
+        let mask: String = perms.into_iter().collect();
+        let exec = mask.contains('x');
+        out.push(format!(
+            "{}{path} {},",
+            if owner { "owner " } else { "" },
+            file_perms(&mask, exec)
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// `[owner ]<path> <perms>,` → (owner, path, perms).
+fn file_rule(rule: &str) -> Option<(bool, &str, &str)> {
+    let body = rule.strip_suffix(',')?;
+    let (owner, body) = match body.strip_prefix("owner ") {
+        Some(b) => (true, b),
+        None => (false, body),
+    };
+    let (path, perms) = body.rsplit_once(' ')?;
+    (path.starts_with('/') || path.starts_with("@{")).then_some((owner, path, perms))
+}
+
+/// Adds learned AppArmor rules to a structured profile's lists: executables (`ix`),
+/// libraries (`m`), read-only, write-only or read-write paths, capabilities, and TCP, UDP
+/// or raw network. Returns the rules added and the rules the structure cannot express
+/// (signal, ptrace, unix, other network families), which need a raw `policy`. The
+/// structure has no `owner`: such rules are added for every owner.
+pub fn add_to_abstract(abs: &mut crate::apparmor::AppArmorAbstract, rules: &[String]) -> (Vec<String>, Vec<String>) {
+    use crate::apparmor::*;
+    let (mut added, mut unexpressed) = (Vec::new(), Vec::new());
+    for rule in combine(rules) {
+        if let Some(cap) = rule.strip_prefix("capability ").and_then(|r| r.strip_suffix(',')) {
+            match serde_json::from_value::<Capability>(serde_json::Value::String(cap.to_string())) {
+                Ok(c) => {
+                    let caps = abs.capability.get_or_insert_with(Default::default);
+                    if !caps.allowed_capabilities.contains(&c) {
+                        caps.allowed_capabilities.push(c);
+                        added.push(rule);
+                    }
+                }
+                Err(_) => unexpressed.push(rule),
+            }
+            continue;
+        }
+        if let Some(net) = rule.strip_prefix("network ").and_then(|r| r.strip_suffix(',')) {
+            let words: Vec<&str> = net.split_whitespace().collect();
+            let net = abs.network.get_or_insert_with(Default::default);
+            let protocols = net.allowed_protocols.get_or_insert_with(Default::default);
+            let flag = match words.as_slice() {
+                ["inet" | "inet6", "stream"] => &mut protocols.allow_tcp,
+                ["inet" | "inet6", "dgram"] => &mut protocols.allow_udp,
+                ["inet" | "inet6", "raw"] | ["packet", ..] => &mut net.allow_raw,
+                _ => {
+                    unexpressed.push(rule);
+                    continue;
+                }
+            };
+            if *flag != Some(true) {
+                *flag = Some(true);
+                added.push(rule);
+            }
+            continue;
+        }
+        let Some((_, path, perms)) = file_rule(&rule) else {
+            unexpressed.push(rule);
+            continue;
+        };
+        let path = AppArmorPath::from(path);
+        let push = |list: &mut Vec<AppArmorPath>| {
+            if list.contains(&path) {
+                false
+            } else {
+                list.push(path.clone());
+                true
+            }
+        };
+        let mut any = false;
+        if perms.contains('x') {
+            any |= push(&mut abs.executable.get_or_insert_with(Default::default).allowed_executables);
+        } else if perms.contains('m') {
+            any |= push(&mut abs.executable.get_or_insert_with(Default::default).allowed_libraries);
+        }
+        let (r, w) = (perms.contains('r'), perms.contains('w') || perms.contains('a'));
+        if !perms.contains('x') && (r || w) {
+            let fs = abs.filesystem.get_or_insert_with(Default::default);
+            let list = match (r, w) {
+                (true, true) => &mut fs.read_write_paths,
+                (true, false) => &mut fs.read_only_paths,
+                _ => &mut fs.write_only_paths,
+            };
+            any |= push(list);
+        }
+        if any {
+            added.push(rule);
+        }
+    }
+    (added, unexpressed)
+}
+
+/// Allows learned syscalls in a seccomp profile: one `SCMP_ACT_ALLOW` rule with every name
+/// that no argument-free `SCMP_ACT_ALLOW` rule already lists. Returns the names added.
+pub fn add_to_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec, names: &[String]) -> Vec<String> {
+    use crate::seccomp::{SeccompAction, SeccompSyscall};
+    let allowed: BTreeSet<&str> = spec
+        .syscalls
+        .iter()
+        .filter(|r| r.action == SeccompAction::Allow && r.args.is_empty())
+        .flat_map(|r| r.names.iter().map(String::as_str))
+        .collect();
+    let new: Vec<String> = names
+        .iter()
+        .filter(|n| !allowed.contains(n.as_str()))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !new.is_empty() {
+        spec.syscalls.push(SeccompSyscall {
+            names: new.clone(),
+            action: SeccompAction::Allow,
+            errno_ret: None,
+            args: vec![],
+        });
+    }
+    new
+}
+
+/// Whether a seccomp profile logs (its default action or a rule is `SCMP_ACT_LOG`): what
+/// such a filter logs is learned.
+pub fn seccomp_logs(spec: &crate::seccomp::SeccompProfileSpec) -> bool {
+    use crate::seccomp::SeccompAction;
+    spec.default_action == SeccompAction::Log || spec.syscalls.iter().any(|r| r.action == SeccompAction::Log)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+use super::*;
+
+fn rule_of(line: &str) -> String {
+    apparmor_rule(&parse_line(line).expect("a record")).expect("a rule")
+}
+
+#[test]
+fn the_four_log_formats_parse_to_the_same_record() {
+    let fields = r#"apparmor="ALLOWED" operation="open" class="file" profile="web" name="/etc/app.conf" pid=412 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#;
+    let lines = [
+        format!("5,1234,98765432,-;audit: type=1400 audit(1763900000.123:45): {fields}"),
+        format!("[   98.765432] audit: type=1400 audit(1763900000.123:45): {fields}"),
+        format!("<5>[   98.765432] audit: type=1400 audit(1763900000.123:45): {fields}"),
+        format!("type=AVC msg=audit(1763900000.123:45): {fields}"),
+    ];
+    let records: Vec<Record> = lines.iter().map(|l| parse_line(l).expect(l)).collect();
+    for r in &records {
+        assert_eq!(r, &records[0]);
+    }
+    let r = &records[0];
+    assert_eq!((r.serial, r.kind), (45, RecordKind::AppArmor));
+    assert_eq!(r.api_time().0.as_millisecond(), 1_763_900_000_123);
+    assert_eq!(r.field("name"), Some("/etc/app.conf"));
+    assert_eq!(apparmor_rule(r).unwrap(), "owner /etc/app.conf r,");
+    // Other record types and other lines are not records.
+    assert!(parse_line("audit: type=1300 audit(1763900000.123:46): arch=c000003e syscall=257").is_none());
+    assert!(parse_line("[    1.0] eth0: link up").is_none());
+}
+
+#[test]
+fn hex_encoded_values_are_decoded() {
+    // The kernel hex-encodes a name with a space in it.
+    let r = parse_line(
+        "audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" operation=\"open\" class=\"file\" profile=\"p\" name=2F746D702F6120622E747874 pid=1 comm=\"sh\" requested_mask=\"w\" denied_mask=\"w\" fsuid=0 ouid=1000",
+    )
+    .unwrap();
+    assert_eq!(r.field("name"), Some("/tmp/a b.txt"));
+    assert_eq!(apparmor_rule(&r).unwrap(), "/tmp/a b.txt w,", "fsuid != ouid: no owner");
+}
+
+#[test]
+fn rules_for_each_class() {
+    let rec =
+        |f: &str| format!("audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" profile=\"p\" pid=9 comm=\"x\" {f}");
+    assert_eq!(
+        rule_of(&rec(r#"operation="capable" class="cap" capability=0 capname="chown""#)),
+        "capability chown,"
+    );
+    assert_eq!(
+        rule_of(&rec(
+            r#"operation="create" class="net" family="inet" sock_type="stream" protocol=6 requested_mask="create" denied_mask="create""#
+        )),
+        "network inet stream,"
+    );
+    assert_eq!(
+        rule_of(&rec(
+            r#"operation="signal" class="signal" requested_mask="send" denied_mask="send" signal=term peer="p""#
+        )),
+        "signal (send) set=(term) peer=p,"
+    );
+    assert_eq!(
+        rule_of(&rec(
+            r#"operation="ptrace" class="ptrace" requested_mask="read" denied_mask="read" peer="unconfined""#
+        )),
+        "ptrace (read) peer=unconfined,"
+    );
+    assert_eq!(
+        rule_of(&rec(
+            r#"operation="bind" class="unix" family="unix" sock_type="stream" protocol=0 requested_mask="bind" denied_mask="bind" addr=none"#
+        )),
+        "unix (bind) type=stream,"
+    );
+    assert_eq!(
+        rule_of(&rec(
+            r#"operation="exec" class="file" info="no new privs" name="/bin/busybox" requested_mask="x" denied_mask="x" fsuid=0 ouid=0 target="p//null-/bin/busybox""#
+        )),
+        "owner /bin/busybox ix,"
+    );
+    assert_eq!(
+        rule_of(&rec(
+            r#"operation="mknod" class="file" name="/run/app.pid" requested_mask="c" denied_mask="c" fsuid=0 ouid=0"#
+        )),
+        "owner /run/app.pid w,",
+        "creating a file needs write"
+    );
+    let disconnected = parse_line(&rec(
+        r#"operation="open" class="file" info="Failed name lookup - disconnected path" error=-13 name="dev/null" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#,
+    ))
+    .unwrap();
+    assert!(apparmor_rule(&disconnected).unwrap_err().contains("disconnected"));
+    let mount = parse_line(&rec(r#"operation="mount" class="mount" name="/mnt""#)).unwrap();
+    assert!(apparmor_rule(&mount).is_err());
+}
+
+#[test]
+fn children_hats_and_learning_children_belong_to_their_profile() {
+    for (profile, root) in [
+        ("web", "web"),
+        ("web//null-/bin/cat", "web"),
+        ("web//child", "web"),
+        ("web^hat", "web"),
+    ] {
+        let r = parse_line(&format!(
+            "audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" operation=\"open\" profile=\"{profile}\" name=\"/x\" requested_mask=\"r\""
+        ))
+        .unwrap();
+        assert_eq!(apparmor_root(&r), Some(root));
+    }
+    let runc = parse_line(
+        "audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" operation=\"open\" profile=\"web\" name=\"/proc/self/fd\" comm=\"runc:[2:INIT]\" requested_mask=\"r\"",
+    )
+    .unwrap();
+    assert!(by_runtime(&runc));
+}
+
+#[test]
+fn paths_are_generalised_as_aa_logprof_offers_and_no_wider() {
+    for (path, want) in [
+        ("/proc/1234/status", "@{PROC}/@{pid}/status"),
+        ("/proc/1/task/17/comm", "@{PROC}/@{pid}/task/@{pid}/comm"),
+        ("/proc/sys/kernel/ngroups_max", "@{PROC}/sys/kernel/ngroups_max"),
+        ("/proc/self", "@{PROC}/self"),
+        ("/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/@{multiarch}/libc.so*"),
+        ("/lib/aarch64-linux-gnu/libssl.so.3.0.1", "/lib/@{multiarch}/libssl.so*"),
+        ("/dev/pts/3", "/dev/pts/[0-9]*"),
+        ("/var/log/app.log.1", "/var/log/app.log.[0-9]*"),
+        ("/tmp/worker-17", "/tmp/worker-[0-9]*"),
+        ("/etc/app.conf", "/etc/app.conf"),
+        ("/run/app.pid", "/run/app.pid"),
+        ("/usr/bin/python3", "/usr/bin/python3"),
+        ("/", "/"),
+    ] {
+        let got = generalise(path);
+        assert_eq!(got, want, "{path}");
+        assert!(!got.contains("**"), "never a blanket glob: {got}");
+    }
+}
+
+#[test]
+fn combine_gives_one_rule_per_path_with_the_union_of_permissions() {
+    let rules: Vec<String> = [
+        "owner /run/app.pid w,",
+        "owner /run/app.pid r,",
+        "/run/app.pid r,",
+        "capability chown,",
+        "owner /bin/busybox ix,",
+        "owner /bin/busybox r,",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        combine(&rules),
+        [
+            "/run/app.pid r,",
+            "capability chown,",
+            "owner /bin/busybox rix,",
+            "owner /run/app.pid rw,"
+        ]
+    );
+}
+
+#[test]
+fn rules_go_inside_the_profile_block_once() {
+    let policy = "#include <tunables/global>\n\nprofile web flags=(attach_disconnected) {\n  #include <abstractions/base>\n  /etc/{passwd,group} r,\n  @{PROC}/@{pid}/stat r,\n}\n";
+    let rules: Vec<String> = ["owner /run/app.pid w,", "capability chown,", "/etc/{passwd,group} r,"]
+        .map(String::from)
+        .to_vec();
+    let (out, added) = add_to_policy(policy, &rules, "2026-11-23").unwrap();
+    assert_eq!(
+        added,
+        ["capability chown,", "owner /run/app.pid w,"],
+        "the present rule is skipped"
+    );
+    assert_eq!(
+        out,
+        "#include <tunables/global>\n\nprofile web flags=(attach_disconnected) {\n  #include <abstractions/base>\n  /etc/{passwd,group} r,\n  @{PROC}/@{pid}/stat r,\n  # learned by palisade (2026-11-23)\n  capability chown,\n  owner /run/app.pid w,\n}\n"
+    );
+    // Idempotent: applying again adds nothing and changes nothing.
+    let (again, added) = add_to_policy(&out, &rules, "2026-11-24").unwrap();
+    assert!(added.is_empty());
+    assert_eq!(again, out);
+
+    // A profile on one line, without tunables: the include comes first.
+    let (out, _) = add_to_policy("profile p { }", &["@{PROC}/@{pid}/status r,".to_string()], "t").unwrap();
+    assert_eq!(
+        out,
+        "include <tunables/global>\nprofile p { \n  # learned by palisade (t)\n  @{PROC}/@{pid}/status r,\n}"
+    );
+    assert!(add_to_policy("# nothing here\n", &["capability chown,".to_string()], "t").is_err());
+}
+
+#[test]
+fn abstract_lists_take_what_they_can_express() {
+    let mut abs = crate::apparmor::AppArmorAbstract::default();
+    let rules: Vec<String> = [
+        "owner /bin/busybox ix,",
+        "owner /etc/app.conf r,",
+        "owner /run/app.pid w,",
+        "/var/cache/app rw,",
+        "/usr/lib/@{multiarch}/libz.so* m,",
+        "capability net_bind_service,",
+        "network inet stream,",
+        "signal (send) set=(term) peer=web,",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (added, unexpressed) = add_to_abstract(&mut abs, &rules);
+    assert_eq!(unexpressed, ["signal (send) set=(term) peer=web,"]);
+    assert_eq!(added.len(), 7);
+    let v = serde_json::to_value(&abs).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "executable": {"allowedExecutables": ["/bin/busybox"], "allowedLibraries": ["/usr/lib/@{multiarch}/libz.so*"]},
+            "filesystem": {"readOnlyPaths": ["/etc/app.conf"], "writeOnlyPaths": ["/run/app.pid"], "readWritePaths": ["/var/cache/app"]},
+            "network": {"allowedProtocols": {"allowTcp": true}},
+            "capability": {"allowedCapabilities": ["net_bind_service"]},
+        })
+    );
+    let (added, _) = add_to_abstract(&mut abs, &rules);
+    assert!(added.is_empty(), "idempotent: {added:?}");
+}
+
+#[test]
+fn seccomp_records_name_the_syscall_for_their_architecture() {
+    let rec = |arch: &str, nr: u32, code: &str| {
+        parse_line(&format!(
+            "audit: type=1326 audit(1763900000.5:77): auid=4294967295 uid=0 gid=0 ses=4294967295 subj=cri-containerd.apparmor.d pid=812 comm=\"sh\" exe=\"/bin/busybox\" sig=0 arch={arch} syscall={nr} compat=0 ip=0x4a1b2c code={code}"
+        ))
+        .unwrap()
+    };
+    assert_eq!(seccomp_syscall(&rec("c000003e", 257, "0x7ffc0000")).unwrap(), "openat");
+    assert_eq!(seccomp_syscall(&rec("c00000b7", 56, "0x7ffc0000")).unwrap(), "openat");
+    assert_eq!(seccomp_syscall(&rec("40000003", 5, "0x7ffc0000")).unwrap(), "open");
+    assert_eq!(
+        seccomp_syscall(&rec("c000003e", 0x4000_0101, "0x7ffc0000")).unwrap(),
+        "openat",
+        "x32"
+    );
+    assert!(
+        seccomp_syscall(&rec("c000003e", 257, "0x50001")).is_err(),
+        "an errno record is not learned"
+    );
+    assert!(seccomp_syscall(&rec("deadbeef", 1, "0x7ffc0000")).is_err());
+    let auditd = parse_line("type=SECCOMP msg=audit(1763900000.5:78): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=812 comm=\"sh\" exe=\"/bin/busybox\" sig=0 arch=c000003e syscall=49 compat=0 ip=0x4a1b2c code=0x7ffc0000").unwrap();
+    assert_eq!(auditd.kind, RecordKind::Seccomp);
+    assert_eq!(seccomp_syscall(&auditd).unwrap(), "bind");
+}
+
+#[test]
+fn seccomp_suggestions_are_one_allow_rule_added_once() {
+    let mut spec: crate::seccomp::SeccompProfileSpec = serde_json::from_value(serde_json::json!({
+        "defaultAction": "SCMP_ACT_LOG",
+        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}],
+    }))
+    .unwrap();
+    assert!(seccomp_logs(&spec));
+    let names: Vec<String> = ["write", "read", "openat", "write"].map(String::from).to_vec();
+    assert_eq!(add_to_seccomp(&mut spec, &names), ["openat", "write"]);
+    assert_eq!(spec.syscalls.len(), 2);
+    assert!(add_to_seccomp(&mut spec, &names).is_empty());
+    assert_eq!(spec.syscalls.len(), 2);
+}
+
+#[test]
+fn merging_nodes_counts_permissions_and_keeps_first_and_last_seen() {
+    let t = |ms: i64| Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms).unwrap());
+    let rule = |r: &str, count: u64, first: i64, last: i64| LearnedRule {
+        rule: r.into(),
+        count,
+        first_seen: t(first),
+        last_seen: t(last),
+    };
+    let learned = |digest: &str, rules: Vec<LearnedRule>| LearnedProfile {
+        kind: ProfileKind::AppArmorProfile,
+        name: "web".into(),
+        uid: "u".into(),
+        digest: digest.into(),
+        rules,
+        omitted_rules: 0,
+    };
+    let a = learned(
+        "d1",
+        vec![
+            rule("capability chown,", 2, 1000, 5000),
+            rule("network inet stream,", 1, 3000, 3000),
+        ],
+    );
+    let b = learned("d1", vec![rule("capability chown,", 5, 500, 9000)]);
+    let old = learned("d0", vec![rule("capability kill,", 1, 100, 100)]);
+    let m = merge("d1", [("node-a", &a), ("node-b", &b), ("node-c", &old)]).unwrap();
+    assert_eq!(
+        (m.new_permissions, m.nodes),
+        (2, 2),
+        "the old content's report is left out"
+    );
+    assert_eq!(m.last_new_at, Some(t(3000)));
+    let chown = &m.suggestions[0];
+    assert_eq!(chown.rule, "capability chown,");
+    assert_eq!((chown.count, chown.node_count), (7, 2));
+    assert_eq!((chown.first_seen.clone(), chown.last_seen.clone()), (t(500), t(9000)));
+    assert_eq!(chown.nodes, ["node-a", "node-b"]);
+    assert!(merge("d2", [("node-a", &a)]).is_none());
+}

@@ -1,0 +1,542 @@
+//! Learning (`--learn`): the node's audit records of profiles in Complain mode (AppArmor)
+//! and of seccomp filters that log (`SCMP_ACT_LOG`), turned into rules and reported in the
+//! node's NodeProfileStatus as `status.learned`, under a field manager of its own.
+//!
+//! Records come from auditd's log when the node has one (`--audit-log`), otherwise from
+//! the kernel log, read with `syslog(2)` (`SYSLOG_ACTION_READ_ALL`, which needs
+//! CAP_SYSLOG and no device). AppArmor records name their profile. A seccomp record names
+//! a process: the agent (with the host's PID namespace) reads the process's cgroup, finds
+//! its pod and container among the pods on this node, and takes the container's
+//! `Localhost` seccomp profile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+use palisade_crds::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
+use palisade_crds::{
+    AppArmorMode, AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, ProfileState, SeccompProfile,
+};
+use serde_json::json;
+
+/// Where records are read from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// auditd's log file, followed as it grows (and from its start after a rotation).
+    AuditLog(PathBuf),
+    /// The kernel's log buffer.
+    KernelLog,
+}
+
+impl Source {
+    /// auditd's log when the file exists, else the kernel log.
+    pub fn detect(audit_log: &Path) -> Self {
+        if audit_log.is_file() {
+            Source::AuditLog(audit_log.to_path_buf())
+        } else {
+            Source::KernelLog
+        }
+    }
+}
+
+pub struct Config {
+    pub node: String,
+    pub source: Source,
+    /// The host's /proc (the agent shares the host's PID namespace when learning).
+    pub proc_root: PathBuf,
+    /// `<kubelet-root>/seccomp/<this>/<name>.json` is a Palisade seccomp profile.
+    pub seccomp_subdir: String,
+    /// How often records are read.
+    pub interval: Duration,
+    /// Least time between two writes of `status.learned`.
+    pub write_gap: Duration,
+}
+
+/// Reads new lines from the source, remembering where it stopped.
+struct Reader {
+    source: Source,
+    offset: u64,
+    inode: u64,
+}
+
+impl Reader {
+    fn lines(&mut self) -> std::io::Result<String> {
+        match &self.source {
+            Source::AuditLog(path) => {
+                use std::os::unix::fs::MetadataExt;
+                let mut f = std::fs::File::open(path)?;
+                let meta = f.metadata()?;
+                if meta.ino() != self.inode || meta.len() < self.offset {
+                    (self.inode, self.offset) = (meta.ino(), 0);
+                }
+                f.seek(SeekFrom::Start(self.offset))?;
+                let mut buf = String::new();
+                f.take(8 << 20).read_to_string(&mut buf)?;
+                // Keep a partial last line for the next read.
+                let complete = buf.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                buf.truncate(complete);
+                self.offset += complete as u64;
+                Ok(buf)
+            }
+            Source::KernelLog => kernel_log(),
+        }
+    }
+}
+
+/// The whole kernel log buffer, without consuming it.
+fn kernel_log() -> std::io::Result<String> {
+    const SYSLOG_ACTION_READ_ALL: libc::c_int = 3;
+    const SYSLOG_ACTION_SIZE_BUFFER: libc::c_int = 10;
+    // SAFETY: SIZE_BUFFER takes no buffer.
+    let size = unsafe { libc::klogctl(SYSLOG_ACTION_SIZE_BUFFER, std::ptr::null_mut(), 0) };
+    if size < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; size.max(4096) as usize];
+    // SAFETY: the buffer is valid for its length, which is passed.
+    let n = unsafe {
+        libc::klogctl(
+            SYSLOG_ACTION_READ_ALL,
+            buf.as_mut_ptr().cast(),
+            buf.len() as libc::c_int,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// What is being learned for one profile.
+struct Learning {
+    uid: String,
+    digest: String,
+    /// Records older than this (seconds since the epoch) were made under other content.
+    since: f64,
+    rules: BTreeMap<String, (u64, f64, f64)>,
+    omitted: u32,
+}
+
+/// The profiles to learn for: AppArmor in Complain mode, seccomp that logs; enabled and
+/// accepted. Keyed by kind and name, with uid and accepted digest.
+fn learning_set(
+    apparmor: &Store<AppArmorProfile>,
+    seccomp: &Store<SeccompProfile>,
+) -> BTreeMap<(ProfileKind, String), (String, String)> {
+    let mut out = BTreeMap::new();
+    for p in apparmor.state() {
+        if p.spec.mode == AppArmorMode::Complain
+            && p.spec.state == ProfileState::Enabled
+            && let Some(acc) = p.status.as_ref().and_then(|s| s.accepted.as_ref())
+        {
+            out.insert(
+                (ProfileKind::AppArmorProfile, p.name_any()),
+                (p.uid().unwrap_or_default(), acc.digest.clone()),
+            );
+        }
+    }
+    for p in seccomp.state() {
+        if learn::seccomp_logs(&p.spec)
+            && p.spec.state == ProfileState::Enabled
+            && let Some(acc) = p.status.as_ref().and_then(|s| s.accepted.as_ref())
+        {
+            out.insert(
+                (ProfileKind::SeccompProfile, p.name_any()),
+                (p.uid().unwrap_or_default(), acc.digest.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// Pod UID and container ID from a process's `/proc/<pid>/cgroup` (cgroup v2, the
+/// systemd and cgroupfs drivers).
+pub fn pod_of_cgroup(text: &str) -> Option<(String, Option<String>)> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mut pod = None;
+    let mut container = None;
+    for part in path.split('/') {
+        let part = part.trim_end_matches(".slice").trim_end_matches(".scope");
+        if let Some(i) = part
+            .rfind("-pod")
+            .map(|i| i + 4)
+            .or_else(|| part.starts_with("pod").then_some(3))
+        {
+            pod = Some(part[i..].replace('_', "-"));
+        } else if pod.is_some() {
+            let id = part.rsplit('-').next().unwrap_or(part);
+            if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                container = Some(id.to_string());
+            }
+        }
+    }
+    pod.map(|p| (p, container))
+}
+
+/// The Palisade seccomp profile a container runs under, from its pod spec.
+pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let container = container_id.and_then(|id| {
+        let name = statuses
+            .iter()
+            .find(|s| s.container_id.as_deref().is_some_and(|c| c.ends_with(id)))?
+            .name
+            .clone();
+        spec.containers.iter().find(|c| c.name == name)
+    });
+    let candidates: Vec<_> = match container {
+        Some(c) => vec![c],
+        None => spec.containers.iter().collect(),
+    };
+    let pod_level = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
+    let mut found = None;
+    for c in candidates {
+        let profile = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .or(pod_level)?;
+        if profile.type_ != "Localhost" {
+            continue;
+        }
+        let name = profile
+            .localhost_profile
+            .as_deref()?
+            .strip_prefix(&format!("{subdir}/"))?
+            .strip_suffix(".json")?;
+        // Without a container ID, only an unambiguous answer counts.
+        if found.as_deref().is_some_and(|f: &str| f != name) {
+            return None;
+        }
+        found = Some(name.to_string());
+    }
+    found
+}
+
+pub struct Learner {
+    cfg: Config,
+    client: Client,
+    apparmor: Store<AppArmorProfile>,
+    seccomp: Store<SeccompProfile>,
+    profiles: BTreeMap<(ProfileKind, String), Learning>,
+    /// Pods on this node by UID, refreshed when a record names one not known.
+    pods: HashMap<String, Pod>,
+    pods_listed: Option<std::time::Instant>,
+    /// The newest record handled: (time, serial).
+    cursor: (f64, u64),
+    dirty: bool,
+}
+
+impl Learner {
+    pub fn new(cfg: Config, client: Client, apparmor: Store<AppArmorProfile>, seccomp: Store<SeccompProfile>) -> Self {
+        Self {
+            cfg,
+            client,
+            apparmor,
+            seccomp,
+            profiles: BTreeMap::new(),
+            pods: HashMap::new(),
+            pods_listed: None,
+            cursor: (0.0, 0),
+            dirty: false,
+        }
+    }
+
+    /// Starts from what this node reported before (a restarted agent keeps its counts).
+    async fn resume(&mut self) {
+        let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
+        let Ok(Some(nps)) = api.get_opt(&self.cfg.node).await else {
+            return;
+        };
+        for lp in nps.status.map(|s| s.learned).unwrap_or_default() {
+            let secs = |t: &Time| t.0.as_millisecond() as f64 / 1000.0;
+            let rules: BTreeMap<String, (u64, f64, f64)> = lp
+                .rules
+                .iter()
+                .map(|r| (r.rule.clone(), (r.count, secs(&r.first_seen), secs(&r.last_seen))))
+                .collect();
+            let since = rules.values().map(|r| r.2).fold(0.0, f64::max);
+            self.cursor.0 = self.cursor.0.max(since);
+            self.profiles.insert(
+                (lp.kind, lp.name),
+                Learning {
+                    uid: lp.uid,
+                    digest: lp.digest,
+                    since,
+                    rules,
+                    omitted: lp.omitted_rules,
+                },
+            );
+        }
+    }
+
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        tracing::info!(source = ?self.cfg.source, "learning from audit records");
+        self.resume().await;
+        let mut reader = Reader {
+            source: self.cfg.source.clone(),
+            offset: 0,
+            inode: 0,
+        };
+        let mut tick = tokio::time::interval(self.cfg.interval);
+        let mut last_write = tokio::time::Instant::now() - self.cfg.write_gap;
+        let mut warned = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            self.track_profiles();
+            if self.profiles.is_empty() {
+                continue;
+            }
+            let text = match reader.lines() {
+                Ok(t) => t,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, source = ?self.cfg.source, "reading audit records failed");
+                        warned = true;
+                    }
+                    continue;
+                }
+            };
+            for line in text.lines() {
+                if let Some(r) = learn::parse_line(line) {
+                    self.handle(&r).await;
+                } else if line.contains("callbacks suppressed") && line.contains("audit") {
+                    tracing::warn!(
+                        line,
+                        "the kernel dropped audit records (printk rate limit): set kernel.printk_ratelimit=0 or run auditd while learning"
+                    );
+                }
+            }
+            if self.dirty && last_write.elapsed() >= self.cfg.write_gap {
+                match self.write().await {
+                    Ok(()) => {
+                        self.dirty = false;
+                        last_write = tokio::time::Instant::now();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "writing what was learned failed; will retry"),
+                }
+            }
+        }
+    }
+
+    /// Follows which profiles are learning; a new accepted content starts afresh.
+    fn track_profiles(&mut self) {
+        let set = learning_set(&self.apparmor, &self.seccomp);
+        let before = self.profiles.len();
+        self.profiles
+            .retain(|k, l| set.get(k).is_some_and(|(uid, d)| *uid == l.uid && *d == l.digest));
+        if self.profiles.len() != before {
+            self.dirty = true;
+        }
+        let now = now_secs();
+        for (key, (uid, digest)) in set {
+            self.profiles.entry(key).or_insert_with(|| Learning {
+                uid,
+                digest,
+                since: now,
+                rules: BTreeMap::new(),
+                omitted: 0,
+            });
+        }
+    }
+
+    async fn handle(&mut self, r: &Record) {
+        if (r.time, r.serial) <= self.cursor {
+            return;
+        }
+        self.cursor = (r.time, r.serial);
+        if learn::by_runtime(r) {
+            return;
+        }
+        let (key, rule) = match r.kind {
+            RecordKind::AppArmor => {
+                let Some(root) = learn::apparmor_root(r) else { return };
+                let key = (ProfileKind::AppArmorProfile, root.to_string());
+                if !self.profiles.contains_key(&key) {
+                    return;
+                }
+                match learn::apparmor_rule(r) {
+                    Ok(rule) => (key, rule),
+                    Err(why) => {
+                        tracing::debug!(profile = root, %why, "record not learned");
+                        return;
+                    }
+                }
+            }
+            RecordKind::Seccomp => {
+                let Ok(name) = learn::seccomp_syscall(r) else { return };
+                let Some(profile) = self.seccomp_profile_of(r).await else {
+                    return;
+                };
+                ((ProfileKind::SeccompProfile, profile), name)
+            }
+        };
+        let Some(l) = self.profiles.get_mut(&key) else { return };
+        if r.time < l.since {
+            return;
+        }
+        let full = l.rules.len() >= learn::MAX_RULES_PER_PROFILE;
+        match l.rules.get_mut(&rule) {
+            Some(e) => {
+                e.0 += 1;
+                e.2 = e.2.max(r.time);
+            }
+            None if full => l.omitted = l.omitted.saturating_add(1),
+            None => {
+                tracing::info!(kind = ?key.0, profile = key.1, rule, "learned");
+                l.rules.insert(rule, (1, r.time, r.time));
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// The learning seccomp profile of a record's process, if it is still running.
+    async fn seccomp_profile_of(&mut self, r: &Record) -> Option<String> {
+        let pid = r.field("pid")?;
+        let cgroup = std::fs::read_to_string(self.cfg.proc_root.join(pid).join("cgroup")).ok()?;
+        let (pod_uid, container) = pod_of_cgroup(&cgroup)?;
+        if !self.pods.contains_key(&pod_uid) && self.pods_listed.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            self.pods_listed = Some(std::time::Instant::now());
+            let api: Api<Pod> = Api::all(self.client.clone());
+            let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.cfg.node));
+            match api.list(&lp).await {
+                Ok(list) => self.pods = list.items.into_iter().filter_map(|p| Some((p.uid()?, p))).collect(),
+                Err(e) => tracing::warn!(error = %e, "listing this node's pods failed"),
+            }
+        }
+        let pod = self.pods.get(&pod_uid)?;
+        let name = seccomp_profile_of(pod, container.as_deref(), &self.cfg.seccomp_subdir)?;
+        self.profiles
+            .contains_key(&(ProfileKind::SeccompProfile, name.clone()))
+            .then_some(name)
+    }
+
+    /// Writes `status.learned` (only that field, under its own manager).
+    async fn write(&self) -> kube::Result<()> {
+        let learned: Vec<LearnedProfile> = self
+            .profiles
+            .iter()
+            .take(learn::MAX_LEARNING_PROFILES)
+            .map(|((kind, name), l)| LearnedProfile {
+                kind: *kind,
+                name: name.clone(),
+                uid: l.uid.clone(),
+                digest: l.digest.clone(),
+                rules: l
+                    .rules
+                    .iter()
+                    .map(|(rule, (count, first, last))| LearnedRule {
+                        rule: rule.clone(),
+                        count: *count,
+                        first_seen: time_of(*first),
+                        last_seen: time_of(*last),
+                    })
+                    .collect(),
+                omitted_rules: l.omitted,
+            })
+            .collect();
+        let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
+        let patch = json!({
+            "apiVersion": format!("palisade.dev/{NODE_STATUS_VERSION}"),
+            "kind": "NodeProfileStatus",
+            "metadata": {"name": self.cfg.node},
+            "status": {"learned": learned},
+        });
+        api.patch_status(
+            &self.cfg.node,
+            &PatchParams::apply(&format!("palisade-agent/{}/learn", self.cfg.node)).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn time_of(secs: f64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_millisecond((secs * 1000.0).round() as i64).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_and_containers_are_found_in_cgroup_paths() {
+        let systemd = "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0d8f4f3e_6a1b_4c2d_9e8f_0123456789ab.slice/cri-containerd-4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef.scope\n";
+        assert_eq!(
+            pod_of_cgroup(systemd),
+            Some((
+                "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab".into(),
+                Some("4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef".into())
+            ))
+        );
+        let cgroupfs = "0::/kubepods/burstable/pod0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab/4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef\n";
+        assert_eq!(
+            pod_of_cgroup(cgroupfs).unwrap().0,
+            "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab"
+        );
+        assert_eq!(pod_of_cgroup("0::/system.slice/containerd.service\n"), None);
+    }
+
+    #[test]
+    fn a_containers_profile_is_its_own_or_its_pods() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {
+                "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/pod-level.json"}},
+                "containers": [
+                    {"name": "a", "image": "x"},
+                    {"name": "b", "image": "x", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/own.json"}}},
+                    {"name": "c", "image": "x", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+                ],
+            },
+            "status": {"containerStatuses": [
+                {"name": "a", "containerID": "containerd://aaa", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+                {"name": "b", "containerID": "containerd://bbb", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+                {"name": "c", "containerID": "containerd://ccc", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(
+            seccomp_profile_of(&pod, Some("aaa"), "palisade").as_deref(),
+            Some("pod-level")
+        );
+        assert_eq!(
+            seccomp_profile_of(&pod, Some("bbb"), "palisade").as_deref(),
+            Some("own")
+        );
+        assert_eq!(seccomp_profile_of(&pod, Some("ccc"), "palisade"), None);
+        assert_eq!(
+            seccomp_profile_of(&pod, None, "palisade"),
+            None,
+            "ambiguous without the container"
+        );
+        assert_eq!(
+            seccomp_profile_of(&pod, Some("bbb"), "operator"),
+            None,
+            "another directory"
+        );
+    }
+}
