@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cluster;
 pub mod docker;
 pub mod errno;
+pub mod learn;
 pub mod spo;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,6 +88,24 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// What the nodes learned for a profile in Complain mode (AppArmor) or whose filter
+    /// logs (seccomp, SCMP_ACT_LOG): the suggested rules with counts, when and where they
+    /// were seen, and the change to the profile as a diff. `--apply` writes the rules into
+    /// the profile (applying twice adds nothing); `--enforce` also switches it to Enforce
+    /// (AppArmor) or from SCMP_ACT_LOG to SCMP_ACT_ERRNO (seccomp).
+    Learn {
+        profile: String,
+        #[arg(long, value_enum)]
+        kind: Option<cluster::Kind>,
+        /// Write the learned rules into the profile.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: also leave learning mode.
+        #[arg(long, requires = "apply")]
+        enforce: bool,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -139,6 +158,17 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
                 let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
                 print(output, &findings, || audit::table(&findings, colour))?;
                 Ok(i32::from(findings.iter().any(|f| f.severity >= fail_on)))
+            }
+            Command::Learn {
+                profile,
+                kind,
+                apply,
+                enforce,
+                output,
+            } => {
+                let learned = learn::learn(client, &profile, kind, apply, enforce).await?;
+                print(output, &learned, || learn::text(&learned))?;
+                Ok(0)
             }
             _ => unreachable!("only the cluster verbs"),
         }

@@ -299,18 +299,16 @@ impl Learner {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             self.track_profiles();
-            if self.profiles.is_empty() {
-                continue;
-            }
-            let text = match reader.lines() {
-                Ok(t) => t,
-                Err(e) => {
+            let text = if self.profiles.is_empty() {
+                String::new()
+            } else {
+                reader.lines().unwrap_or_else(|e| {
                     if !warned {
                         tracing::warn!(error = %e, source = ?self.cfg.source, "reading audit records failed");
                         warned = true;
                     }
-                    continue;
-                }
+                    String::new()
+                })
             };
             for line in text.lines() {
                 if let Some(r) = learn::parse_line(line) {
@@ -345,6 +343,10 @@ impl Learner {
         }
         let now = now_secs();
         for (key, (uid, digest)) in set {
+            if !self.profiles.contains_key(&key) {
+                // Reported at once, empty: the profile's status says the node is learning.
+                self.dirty = true;
+            }
             self.profiles.entry(key).or_insert_with(|| Learning {
                 uid,
                 digest,

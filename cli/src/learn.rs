@@ -1,0 +1,331 @@
+//! `palisade learn`: what the nodes learned for a profile, as a diff against its policy;
+//! `--apply` writes the rules into the profile, `--enforce` also leaves learning mode.
+
+use anyhow::{Context as _, Result, bail};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use palisade_crds::learn::{self, Learning, Suggestion};
+use palisade_crds::seccomp::SeccompAction;
+use palisade_crds::{AppArmorMode, AppArmorProfile, ProfileKind, SeccompProfile};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cluster::Kind;
+
+/// What `learn` found and did.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Learned {
+    pub kind: ProfileKind,
+    pub name: String,
+    /// `Complain`/`Enforce` for AppArmor; the default action for seccomp.
+    pub mode: String,
+    pub learning: Option<Learning>,
+    /// The rules the profile lacks (AppArmor: combined per path), in the order written.
+    pub missing: Vec<String>,
+    /// Learned rules a structured (`abstract`) AppArmor profile cannot express.
+    pub unexpressed: Vec<String>,
+    /// The profile's text before and after (raw AppArmor policy; seccomp rules as JSON;
+    /// the `abstract` as YAML).
+    pub before: String,
+    pub after: String,
+    /// Whether the profile was changed.
+    pub applied: bool,
+    pub enforced: bool,
+}
+
+/// Finds the profile, computes what learning adds, and applies it when asked.
+pub async fn learn(client: Client, name: &str, kind: Option<Kind>, apply: bool, enforce: bool) -> Result<Learned> {
+    let aa: Api<AppArmorProfile> = Api::all(client.clone());
+    let sc: Api<SeccompProfile> = Api::all(client.clone());
+    let (a, s) = match kind {
+        Some(Kind::Apparmor) => (aa.get_opt(name).await?, None),
+        Some(Kind::Seccomp) => (None, sc.get_opt(name).await?),
+        None => (aa.get_opt(name).await?, sc.get_opt(name).await?),
+    };
+    let stamp = k8s_openapi::jiff::Timestamp::now().to_string()[..10].to_string();
+    match (a, s) {
+        (Some(_), Some(_)) => {
+            bail!("both an AppArmorProfile and a SeccompProfile are named {name}: say which with --kind")
+        }
+        (None, None) => bail!("no AppArmorProfile or SeccompProfile named {name}"),
+        (Some(p), None) => apparmor(&aa, p, &stamp, apply, enforce).await,
+        (None, Some(p)) => seccomp(&sc, p, apply, enforce).await,
+    }
+}
+
+fn rules_of(learning: Option<&Learning>) -> Vec<String> {
+    learning
+        .map(|l| l.suggestions.iter().map(|s| s.rule.clone()).collect())
+        .unwrap_or_default()
+}
+
+async fn apparmor(
+    api: &Api<AppArmorProfile>,
+    p: AppArmorProfile,
+    stamp: &str,
+    apply: bool,
+    enforce: bool,
+) -> Result<Learned> {
+    let name = p.name_any();
+    let learning = p.status.as_ref().and_then(|s| s.learning.clone());
+    let rules = learn::combine(&rules_of(learning.as_ref()));
+    let mut spec = serde_json::Map::new();
+    let (before, after, missing, unexpressed) = if let Some(policy) = &p.spec.policy {
+        let (after, missing) =
+            learn::add_to_policy(policy, &rules, stamp).map_err(|e| anyhow::anyhow!("spec.policy: {e}"))?;
+        if after != *policy {
+            spec.insert("policy".into(), json!(after));
+        }
+        (policy.clone(), after, missing, vec![])
+    } else {
+        let current = p.spec.abstract_.clone().unwrap_or_default();
+        let mut new = current.clone();
+        let (missing, unexpressed) = learn::add_to_abstract(&mut new, &rules);
+        if new != current {
+            spec.insert("abstract".into(), serde_json::to_value(&new)?);
+        }
+        (
+            serde_yaml::to_string(&current)?,
+            serde_yaml::to_string(&new)?,
+            missing,
+            unexpressed,
+        )
+    };
+    let to_enforce = enforce && p.spec.mode != AppArmorMode::Enforce;
+    if to_enforce {
+        spec.insert("mode".into(), json!("Enforce"));
+    }
+    let applied = apply && !spec.is_empty();
+    if applied {
+        patch(api, &p, spec).await?;
+    }
+    Ok(Learned {
+        kind: ProfileKind::AppArmorProfile,
+        mode: if applied && to_enforce {
+            "Enforce"
+        } else {
+            mode_name(p.spec.mode)
+        }
+        .to_string(),
+        name,
+        learning,
+        missing,
+        unexpressed,
+        before,
+        after,
+        applied,
+        enforced: applied && to_enforce,
+    })
+}
+
+fn mode_name(m: AppArmorMode) -> &'static str {
+    match m {
+        AppArmorMode::Enforce => "Enforce",
+        AppArmorMode::Complain => "Complain",
+    }
+}
+
+async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enforce: bool) -> Result<Learned> {
+    let name = p.name_any();
+    let learning = p.status.as_ref().and_then(|s| s.learning.clone());
+    let mut new = p.spec.clone();
+    let missing = learn::add_to_seccomp(&mut new, &rules_of(learning.as_ref()));
+    let mut spec = serde_json::Map::new();
+    if new.syscalls != p.spec.syscalls {
+        spec.insert("syscalls".into(), serde_json::to_value(&new.syscalls)?);
+    }
+    // Enforcing: what the filter logged by default it now refuses (EPERM unless
+    // defaultErrnoRet says otherwise).
+    let to_enforce = enforce && p.spec.default_action == SeccompAction::Log;
+    if to_enforce {
+        new.default_action = SeccompAction::Errno;
+        spec.insert("defaultAction".into(), json!("SCMP_ACT_ERRNO"));
+    }
+    let applied = apply && !spec.is_empty();
+    if applied {
+        patch(api, &p, spec).await?;
+    }
+    let text = |s: &palisade_crds::SeccompProfileSpec| -> Result<String> {
+        Ok(format!(
+            "defaultAction: {}\n{}",
+            palisade_crds::wire_name(s.default_action),
+            serde_yaml::to_string(&json!({"syscalls": s.syscalls}))?
+        ))
+    };
+    Ok(Learned {
+        kind: ProfileKind::SeccompProfile,
+        mode: palisade_crds::wire_name(if applied {
+            new.default_action
+        } else {
+            p.spec.default_action
+        }),
+        name,
+        learning,
+        before: text(&p.spec)?,
+        after: text(&new)?,
+        missing,
+        unexpressed: vec![],
+        applied,
+        enforced: applied && to_enforce,
+    })
+}
+
+/// A merge patch of `spec`, refused if the profile changed since it was read.
+async fn patch<K>(api: &Api<K>, p: &K, spec: serde_json::Map<String, serde_json::Value>) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = json!({"metadata": {"resourceVersion": p.resource_version()}, "spec": spec});
+    api.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .with_context(|| format!("updating {} {}", K::kind(&()), p.name_any()))?;
+    Ok(())
+}
+
+fn ago(s: &Suggestion) -> String {
+    let secs = (k8s_openapi::jiff::Timestamp::now().as_second() - s.last_seen.0.as_second()).max(0);
+    age(secs)
+}
+
+/// `42s`, `5m`, `3h`, `2d`, as kubectl prints ages.
+fn age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// The report: what was learned, then the change as a diff.
+pub fn text(l: &Learned) -> String {
+    let mut out = String::new();
+    let kind = match l.kind {
+        ProfileKind::AppArmorProfile => "AppArmorProfile",
+        ProfileKind::SeccompProfile => "SeccompProfile",
+    };
+    let Some(learning) = &l.learning else {
+        out.push_str(&format!(
+            "{kind} {} ({}): nothing learned. {}\n",
+            l.name,
+            l.mode,
+            match l.kind {
+                ProfileKind::AppArmorProfile => "Nodes learn while the profile is in Complain mode and its pods run.",
+                ProfileKind::SeccompProfile =>
+                    "Nodes learn while the profile's filter logs (SCMP_ACT_LOG) and its pods run.",
+            }
+        ));
+        if l.enforced {
+            out.push_str(&format!("Switched to {}.\n", l.mode));
+        }
+        return out;
+    };
+    let quiet = learning
+        .last_new_at
+        .as_ref()
+        .map(|t| {
+            let secs = (k8s_openapi::jiff::Timestamp::now().as_second() - t.0.as_second()).max(0);
+            format!(", the last new one {} ago", age(secs))
+        })
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "{kind} {} ({}): {} new permission(s) seen on {} node(s){quiet}\n\n",
+        l.name, l.mode, learning.new_permissions, learning.nodes
+    ));
+    let width = learning
+        .suggestions
+        .iter()
+        .map(|s| s.rule.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out.push_str(&format!("{:<width$}  {:>6}  {:<8}  NODES\n", "RULE", "COUNT", "LAST"));
+    for s in &learning.suggestions {
+        let more = s.node_count as usize - s.nodes.len().min(s.node_count as usize);
+        out.push_str(&format!(
+            "{:<width$}  {:>6}  {:<8}  {}{}\n",
+            s.rule,
+            s.count,
+            ago(s),
+            s.nodes.join(","),
+            if more > 0 { format!(" +{more}") } else { String::new() }
+        ));
+    }
+    if learning.omitted_suggestions > 0 {
+        out.push_str(&format!("({} more left out)\n", learning.omitted_suggestions));
+    }
+    out.push('\n');
+    if l.missing.is_empty() {
+        out.push_str("The profile already has every learned rule.\n");
+    } else {
+        out.push_str(&diff(&l.before, &l.after));
+    }
+    for r in &l.unexpressed {
+        out.push_str(&format!(
+            "warning: `{r}` cannot be written into spec.abstract; a raw spec.policy can have it\n"
+        ));
+    }
+    match (l.applied, l.enforced) {
+        (true, true) => out.push_str(&format!("\nApplied, and switched to {}.\n", l.mode)),
+        (true, false) => out.push_str("\nApplied.\n"),
+        (false, _) if !l.missing.is_empty() => {
+            out.push_str("\nNothing changed: --apply writes these rules, --apply --enforce also enforces.\n")
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A line diff (longest common subsequence: the texts are short).
+fn diff(before: &str, after: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut out = String::from("--- current\n+++ with the learned rules\n");
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!("  {}\n", a[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_diff_marks_inserted_lines() {
+        let d = super::diff(
+            "profile p {\n  /a r,\n}\n",
+            "profile p {\n  /a r,\n  # learned\n  /b w,\n}\n",
+        );
+        assert_eq!(
+            d,
+            "--- current\n+++ with the learned rules\n  profile p {\n    /a r,\n+   # learned\n+   /b w,\n  }\n"
+        );
+        let d = super::diff(
+            "defaultAction: SCMP_ACT_LOG\nx\n",
+            "defaultAction: SCMP_ACT_ERRNO\nx\ny\n",
+        );
+        assert_eq!(
+            d,
+            "--- current\n+++ with the learned rules\n+ defaultAction: SCMP_ACT_ERRNO\n- defaultAction: SCMP_ACT_LOG\n  x\n+ y\n"
+        );
+    }
+}
