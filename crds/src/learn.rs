@@ -256,7 +256,8 @@ fn parse_fields(s: &str) -> BTreeMap<String, String> {
 const HEX_FIELDS: &[&str] = &["name", "comm", "exe", "profile", "peer", "target", "addr", "peer_addr"];
 
 fn decode_hex(s: &str) -> Option<String> {
-    if s.len() < 2 || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+    if s.len() < 2 || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+    {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())

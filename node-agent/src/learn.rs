@@ -284,6 +284,16 @@ impl Learner {
 
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         tracing::info!(source = ?self.cfg.source, "learning from audit records");
+        if matches!(self.cfg.source, Source::KernelLog) {
+            let limit = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit").unwrap_or_default();
+            if limit.trim() != "0" {
+                tracing::warn!(
+                    printk_ratelimit = limit.trim(),
+                    "without auditd the kernel prints at most 10 audit records per interval and drops the rest: \
+                     set kernel.printk_ratelimit=0 on this node (or run auditd) while learning"
+                );
+            }
+        }
         self.resume().await;
         let mut reader = Reader {
             source: self.cfg.source.clone(),
@@ -362,10 +372,10 @@ impl Learner {
             return;
         }
         self.cursor = (r.time, r.serial);
-        if learn::by_runtime(r) {
-            return;
-        }
         let (key, rule) = match r.kind {
+            // runc's own records before it execs the container's program are not the
+            // workload's (the profile applies from that exec on).
+            RecordKind::AppArmor if learn::by_runtime(r) => return,
             RecordKind::AppArmor => {
                 let Some(root) = learn::apparmor_root(r) else { return };
                 let key = (ProfileKind::AppArmorProfile, root.to_string());
@@ -380,6 +390,8 @@ impl Learner {
                     }
                 }
             }
+            // runc's own syscalls after it set the filter are kept: the container cannot
+            // start without them once the filter enforces.
             RecordKind::Seccomp => {
                 let Ok(name) = learn::seccomp_syscall(r) else { return };
                 let Some(profile) = self.seccomp_profile_of(r).await else {
@@ -407,25 +419,48 @@ impl Learner {
         self.dirty = true;
     }
 
-    /// The learning seccomp profile of a record's process, if it is still running.
+    /// The learning seccomp profile of a record's process: from its cgroup while it runs;
+    /// once it has exited (a short-lived child), only when a single learning seccomp
+    /// profile is in use by this node's running pods.
     async fn seccomp_profile_of(&mut self, r: &Record) -> Option<String> {
         let pid = r.field("pid")?;
-        let cgroup = std::fs::read_to_string(self.cfg.proc_root.join(pid).join("cgroup")).ok()?;
+        let Ok(cgroup) = std::fs::read_to_string(self.cfg.proc_root.join(pid).join("cgroup")) else {
+            self.refresh_pods(false).await;
+            let in_use: std::collections::BTreeSet<String> = self
+                .pods
+                .values()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter_map(|p| seccomp_profile_of(p, None, &self.cfg.seccomp_subdir))
+                .filter(|n| self.profiles.contains_key(&(ProfileKind::SeccompProfile, n.clone())))
+                .collect();
+            return if in_use.len() == 1 {
+                in_use.into_iter().next()
+            } else {
+                None
+            };
+        };
         let (pod_uid, container) = pod_of_cgroup(&cgroup)?;
-        if !self.pods.contains_key(&pod_uid) && self.pods_listed.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-            self.pods_listed = Some(std::time::Instant::now());
-            let api: Api<Pod> = Api::all(self.client.clone());
-            let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.cfg.node));
-            match api.list(&lp).await {
-                Ok(list) => self.pods = list.items.into_iter().filter_map(|p| Some((p.uid()?, p))).collect(),
-                Err(e) => tracing::warn!(error = %e, "listing this node's pods failed"),
-            }
-        }
+        let known = self.pods.contains_key(&pod_uid);
+        self.refresh_pods(known).await;
         let pod = self.pods.get(&pod_uid)?;
         let name = seccomp_profile_of(pod, container.as_deref(), &self.cfg.seccomp_subdir)?;
         self.profiles
             .contains_key(&(ProfileKind::SeccompProfile, name.clone()))
             .then_some(name)
+    }
+
+    /// Lists this node's pods, unless `known` or listed in the last 2 seconds.
+    async fn refresh_pods(&mut self, known: bool) {
+        if known || self.pods_listed.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+            return;
+        }
+        self.pods_listed = Some(std::time::Instant::now());
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.cfg.node));
+        match api.list(&lp).await {
+            Ok(list) => self.pods = list.items.into_iter().filter_map(|p| Some((p.uid()?, p))).collect(),
+            Err(e) => tracing::warn!(error = %e, "listing this node's pods failed"),
+        }
     }
 
     /// Writes `status.learned` (only that field, under its own manager).

@@ -302,3 +302,103 @@ fn merging_nodes_counts_permissions_and_keeps_first_and_last_seen() {
     assert_eq!(chown.nodes, ["node-a", "node-b"]);
     assert!(merge("d2", [("node-a", &a)]).is_none());
 }
+
+// Fixtures: kernel log records captured on the real node (Debian bookworm kernel
+// 6.1.0-56-amd64, containerd 1.6.20, runc 1.1.5, kubelet v1.37.1, no auditd, 2026-11-23), as
+// /dev/kmsg and dmesg print them. A busybox pod ran under the AppArmor profile
+//   profile learn-demo flags=(attach_disconnected,mediate_deleted) { }
+// in Complain mode, doing: write and read /tmp/app.conf, read /etc/hostname, write
+// /tmp/app.pid and /run/app.pid, listen with nc on TCP 8080 and kill it, chown and chmod a
+// file, read /proc/self/status and /proc/1/cmdline, send SIGTERM to a child. A second pod
+// ran under a seccomp profile `{defaultAction: SCMP_ACT_LOG}` doing cat, echo, nc -l, sleep.
+// `-noratelimit` files were captured with kernel.printk_ratelimit=0; `apparmor-complain.kmsg`
+// with the default rate limit (10 of 44 records printed); `ratelimit-suppressed.kmsg` holds
+// the kernel's notice of the dropped ones.
+
+fn fixture_rules(text: &str) -> Vec<String> {
+    let rules: Vec<String> = text
+        .lines()
+        .filter_map(parse_line)
+        .filter(|r| apparmor_root(r) == Some("learn-demo") && !by_runtime(r))
+        .filter_map(|r| apparmor_rule(&r).ok())
+        .collect();
+    combine(&rules)
+}
+
+#[test]
+fn real_apparmor_records_become_the_workloads_rules() {
+    let kmsg = include_str!("fixtures/apparmor-complain-noratelimit.kmsg");
+    let dmesg = include_str!("fixtures/apparmor-complain-noratelimit.dmesg");
+    assert_eq!(kmsg.lines().count(), 41);
+    assert!(kmsg.lines().all(|l| parse_line(l).is_some()), "every line is a record");
+    let rules = fixture_rules(kmsg);
+    assert_eq!(rules, fixture_rules(dmesg), "both log forms give the same rules");
+    assert_eq!(
+        rules,
+        [
+            // chown of a file owned by another user: no owner qualifier.
+            "/tmp/x w,",
+            "capability fowner,",
+            "capability fsetid,",
+            // The exec of a child, which ran as learn-demo//null-/bin/busybox: it inherits.
+            "owner /bin/busybox rix,",
+            "owner /dev/null rw,",
+            "owner /etc/hostname r,",
+            "owner /run/ w,",
+            "owner /run/app.pid w,",
+            "owner /tmp/app.conf rw,",
+            "owner /tmp/app.pid w,",
+            "owner /tmp/x rw,",
+            "owner @{PROC}/@{pid}/cmdline r,",
+            "owner @{PROC}/@{pid}/status r,",
+            "signal (receive) set=(term) peer=learn-demo,",
+            "signal (send) set=(term) peer=learn-demo,",
+        ]
+    );
+}
+
+#[test]
+fn rate_limited_logs_still_parse_and_say_what_was_dropped() {
+    let text = include_str!("fixtures/apparmor-complain.kmsg");
+    // Status records (profile loads) are records but no rule.
+    let records: Vec<Record> = text.lines().filter_map(parse_line).collect();
+    assert_eq!(records.len(), 16);
+    let allowed = records.iter().filter(|r| apparmor_rule(r).is_ok()).count();
+    assert_eq!(allowed, 10, "printk let 10 of the pod's 44 records through");
+    let suppressed = include_str!("fixtures/ratelimit-suppressed.kmsg");
+    assert!(
+        suppressed
+            .lines()
+            .any(|l| l.contains("kauditd_printk_skb") && l.contains("callbacks suppressed"))
+    );
+}
+
+#[test]
+fn real_seccomp_records_name_the_syscalls_of_workload_and_runtime() {
+    let text = include_str!("fixtures/seccomp-log-noratelimit.kmsg");
+    let records: Vec<Record> = text.lines().filter_map(parse_line).collect();
+    assert_eq!(records.len(), 346);
+    assert!(records.iter().all(|r| r.kind == RecordKind::Seccomp));
+    let names: BTreeSet<String> = records.iter().map(|r| seccomp_syscall(r).unwrap()).collect();
+    // The workload: nc's socket calls, sleep, cat; runc's own after the filter is set
+    // (the runtime needs these too to start the container under the filter).
+    for n in [
+        "socket",
+        "bind",
+        "listen",
+        "accept",
+        "clock_nanosleep",
+        "openat",
+        "execve",
+        "capset",
+        "setuid",
+    ] {
+        assert!(names.contains(n), "{n} in {names:?}");
+    }
+    assert_eq!(names.len(), 48);
+    let serials: Vec<u64> = records.iter().map(|r| r.serial).collect();
+    assert!(
+        serials.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gaps without the rate limit"
+    );
+}
