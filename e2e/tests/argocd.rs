@@ -141,6 +141,7 @@ fn profile(metadata_generation: i64, case: Case) -> Value {
             localhost_profile: Some("palisade/web.json".into()),
             workloads: &workloads,
             deleting: case.deleting,
+            learning: None,
         },
         &now,
     );
@@ -282,7 +283,6 @@ fn ignored_syscalls_stay_healthy_with_the_warning_in_the_message() {
     let case = Case {
         warnings: palisade_operator::validate::Warnings {
             ignored_syscalls: vec![],
-            learning: None,
             syscalls: Some(("DenyFailsOpen", "1 syscall name(s) left out: stime".into())),
         },
         ..Case::default()

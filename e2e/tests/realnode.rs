@@ -1058,6 +1058,183 @@ async fn pod_guard_on_the_real_node(env: &Env) -> Result<()> {
     env.delete_profile("seccompprofile", "rn-guard-ok").await
 }
 
+// ---- learning ----
+
+/// `palisade learn ...` as a user runs it, from this machine.
+fn palisade_cli(env: &Env, args: &[&str]) -> Result<String> {
+    let out = Command::new(palisade_e2e::controlplane::repo_root().join("target/debug/palisade"))
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(out.status.success(), "palisade {}: {text}", args.join(" "));
+    Ok(text)
+}
+
+/// `helm upgrade` with learning on or off, then waits for the agents to roll.
+async fn set_learning(env: &Env, on: bool) -> Result<()> {
+    let out = Command::new(palisade_e2e::helm_binary()?)
+        .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
+        .args(["upgrade", "palisade"])
+        .arg(palisade_e2e::controlplane::repo_root().join("charts/palisade"))
+        .args(["--namespace", NAMESPACE, "--reuse-values", "--set"])
+        .arg(format!("learning.enabled={on}"))
+        .output()?;
+    ensure!(out.status.success(), "helm upgrade: {}", String::from_utf8_lossy(&out.stderr));
+    env.kubectl(&["rollout", "status", "daemonset/palisade-agent", "-n", NAMESPACE, "--timeout=300s"])?;
+    Ok(())
+}
+
+/// The learning section of a profile's status, once `check` holds for it.
+async fn learned_until(
+    env: &Env,
+    kind: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&palisade_crds::learn::Learning) -> bool,
+) -> Result<palisade_crds::learn::Learning> {
+    let check = &check;
+    eventually(what, Duration::from_secs(180), || async move {
+        let v: Value = serde_json::from_str(&env.kubectl(&["get", kind, name, "-o", "json"])?)?;
+        let learning: Option<palisade_crds::learn::Learning> =
+            serde_json::from_value(v["status"]["learning"].clone()).ok();
+        Ok(learning.filter(|l| check(l)))
+    })
+    .await
+}
+
+/// Waits until the profile's current generation is Ready.
+async fn ready_again(env: &Env, kind: &str, name: &str) -> Result<()> {
+    eventually(&format!("{kind} {name} Ready at its generation"), Duration::from_secs(180), || async move {
+        let v: Value = serde_json::from_str(&env.kubectl(&["get", kind, name, "-o", "json"])?)?;
+        let generation = v["metadata"]["generation"].as_i64();
+        let ready = v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True" && c["observedGeneration"].as_i64() == generation);
+        Ok(ready.then_some(()))
+    })
+    .await
+}
+
+/// The workload both learning tests run: reads a config file, writes a pid file, listens
+/// on a TCP port, signals a child, changes a file's owner (CAP_CHOWN), then says "done".
+const LEARN_WORKLOAD: &str = "exec > /dev/termination-log 2>&1
+cat /etc/hostname > /dev/null
+echo $PPID > /tmp/app.pid
+nc -l -p 8080 & P=$!
+sleep 1
+kill $P
+touch /tmp/owned
+chown 1:1 /tmp/owned
+sleep 2
+echo done";
+
+/// From no profile to an enforced, learned AppArmor profile with kubectl and `palisade`
+/// alone: a near-empty profile in Complain mode, the workload runs, the node learns from
+/// the kernel's records, `palisade learn --apply --enforce` writes the rules and enforces;
+/// the same workload then runs, and a write outside what it did is denied.
+async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
+    // Node set-up for learning from the kernel log (no auditd here): no printk rate limit.
+    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
+    set_learning(env, true).await?;
+    let t0 = Instant::now();
+    let name = "rn-learn";
+    env.apply_ready(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+        "metadata": {"name": name},
+        "spec": {"mode": "Complain",
+                 "policy": format!("profile {name} flags=(attach_disconnected,mediate_deleted) {{\n}}\n")},
+    }))
+    .await?;
+    learned_until(env, "apparmorprofile", name, "the node learning", |l| l.nodes == 1).await?;
+    let r = env.run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD).await?;
+    ensure!(r.exit_code == 0 && r.message.contains("done"), "complain run: {r:?}");
+    let learning = learned_until(env, "apparmorprofile", name, "the workload's rules", |l| {
+        let has = |r: &str| l.suggestions.iter().any(|s| s.rule == r);
+        has("capability chown,") && has("owner /tmp/app.pid w,") && has("owner /etc/hostname r,")
+    })
+    .await?;
+    progress(
+        env.start,
+        &format!("learned {} AppArmor rules in {:.1} s", learning.new_permissions, t0.elapsed().as_secs_f64()),
+    );
+    ensure!(
+        learning.suggestions.iter().all(|s| !s.rule.contains("**") && s.nodes == [env.node.clone()]),
+        "{learning:?}"
+    );
+
+    let shown = palisade_cli(env, &["learn", name])?;
+    ensure!(shown.contains("+   capability chown,"), "{shown}");
+    let applied = palisade_cli(env, &["learn", name, "--apply", "--enforce"])?;
+    ensure!(applied.contains("switched to Enforce"), "{applied}");
+    ready_again(env, "apparmorprofile", name).await?;
+    ensure!(
+        env.loaded_profiles().await?.get(name).map(String::as_str) == Some("enforce"),
+        "not enforced on the node: {:?}",
+        env.loaded_profiles().await?.get(name)
+    );
+    // Idempotent.
+    let again = palisade_cli(env, &["learn", name, "--apply", "-o", "json"])?;
+    ensure!(again.contains("\"applied\": false"), "{again}");
+
+    let r = env.run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD).await?;
+    ensure!(r.exit_code == 0 && r.message.contains("done"), "enforced run of the same workload: {r:?}");
+    let outside = "exec > /dev/termination-log 2>&1\nif echo x > /tmp/elsewhere; then echo 'write: ok'; else echo 'write: denied'; fi";
+    let r = env.run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), outside).await?;
+    ensure!(r.message.contains("write: denied"), "a write outside the learned set: {r:?}");
+    let denied = env.kernel_log(&["apparmor=\"DENIED\"", &format!("profile=\"{name}\""), "/tmp/elsewhere"]).await?;
+    ensure!(!denied.is_empty(), "the kernel logged no denial of /tmp/elsewhere");
+    env.delete_profile("apparmorprofile", name).await?;
+    Ok(())
+}
+
+/// The same for seccomp: `defaultAction: SCMP_ACT_LOG`, learn the syscalls (the runtime's
+/// after the filter is set, and the workload's), allow them and refuse the rest.
+async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
+    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
+    set_learning(env, true).await?;
+    let t0 = Instant::now();
+    let name = "rn-learn-sc";
+    env.apply_ready(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+        "metadata": {"name": name},
+        "spec": {"defaultAction": "SCMP_ACT_LOG"},
+    }))
+    .await?;
+    learned_until(env, "seccompprofile", name, "the node learning", |l| l.nodes == 1).await?;
+    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{name}.json")}});
+    let r = env.run_pod("rn-learn-sc", security.clone(), json!({}), LEARN_WORKLOAD).await?;
+    ensure!(r.exit_code == 0 && r.message.contains("done"), "logging run: {r:?}");
+    let learning = learned_until(env, "seccompprofile", name, "the workload's syscalls", |l| {
+        ["execve", "bind", "listen", "fchownat", "kill", "clock_nanosleep"]
+            .iter()
+            .all(|n| l.suggestions.iter().any(|s| s.rule == *n))
+    })
+    .await?;
+    progress(
+        env.start,
+        &format!("learned {} syscalls in {:.1} s", learning.new_permissions, t0.elapsed().as_secs_f64()),
+    );
+    let applied = palisade_cli(env, &["learn", name, "--apply", "--enforce"])?;
+    ensure!(applied.contains("SCMP_ACT_ERRNO"), "{applied}");
+    ready_again(env, "seccompprofile", name).await?;
+    let r = env.run_pod("rn-learn-sc", security.clone(), json!({}), LEARN_WORKLOAD).await?;
+    ensure!(r.exit_code == 0 && r.message.contains("done"), "enforced run of the same workload: {r:?}");
+    let outside = "exec > /dev/termination-log 2>&1\nif mkdir /tmp/d; then echo 'mkdir: ok'; else echo 'mkdir: refused'; fi";
+    let r = env.run_pod("rn-learn-sc", security, json!({}), outside).await?;
+    ensure!(r.message.contains("mkdir: refused") && r.message.contains("Operation not permitted"), "a syscall outside the learned set: {r:?}");
+    env.delete_profile("seccompprofile", name).await?;
+    set_learning(env, false).await?;
+    Ok(())
+}
+
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
 const TESTS: &[(&str, TestFn)] = &[
@@ -1091,6 +1268,9 @@ const TESTS: &[(&str, TestFn)] = &[
     ("agent_restart_and_node_reboot", |e| {
         agent_restart_and_node_reboot(e).boxed()
     }),
+    // Last: they turn learning on (the chart's other defaults are checked above).
+    ("learn_apparmor_then_enforce", |e| learn_apparmor_then_enforce(e).boxed()),
+    ("learn_seccomp_then_enforce", |e| learn_seccomp_then_enforce(e).boxed()),
 ];
 
 async fn environment(start: Instant) -> Result<Env> {
