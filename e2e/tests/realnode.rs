@@ -1085,8 +1085,19 @@ async fn set_learning(env: &Env, on: bool) -> Result<()> {
         .args(["--namespace", NAMESPACE, "--reuse-values", "--set"])
         .arg(format!("learning.enabled={on}"))
         .output()?;
-    ensure!(out.status.success(), "helm upgrade: {}", String::from_utf8_lossy(&out.stderr));
-    env.kubectl(&["rollout", "status", "daemonset/palisade-agent", "-n", NAMESPACE, "--timeout=300s"])?;
+    ensure!(
+        out.status.success(),
+        "helm upgrade: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.kubectl(&[
+        "rollout",
+        "status",
+        "daemonset/palisade-agent",
+        "-n",
+        NAMESPACE,
+        "--timeout=300s",
+    ])?;
     Ok(())
 }
 
@@ -1110,16 +1121,18 @@ async fn learned_until(
 
 /// Waits until the profile's current generation is Ready.
 async fn ready_again(env: &Env, kind: &str, name: &str) -> Result<()> {
-    eventually(&format!("{kind} {name} Ready at its generation"), Duration::from_secs(180), || async move {
-        let v: Value = serde_json::from_str(&env.kubectl(&["get", kind, name, "-o", "json"])?)?;
-        let generation = v["metadata"]["generation"].as_i64();
-        let ready = v["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True" && c["observedGeneration"].as_i64() == generation);
-        Ok(ready.then_some(()))
-    })
+    eventually(
+        &format!("{kind} {name} Ready at its generation"),
+        Duration::from_secs(180),
+        || async move {
+            let v: Value = serde_json::from_str(&env.kubectl(&["get", kind, name, "-o", "json"])?)?;
+            let generation = v["metadata"]["generation"].as_i64();
+            let ready = v["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+                c["type"] == "Ready" && c["status"] == "True" && c["observedGeneration"].as_i64() == generation
+            });
+            Ok(ready.then_some(()))
+        },
+    )
     .await
 }
 
@@ -1154,7 +1167,9 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
     }))
     .await?;
     learned_until(env, "apparmorprofile", name, "the node learning", |l| l.nodes == 1).await?;
-    let r = env.run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD).await?;
+    let r = env
+        .run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD)
+        .await?;
     ensure!(r.exit_code == 0 && r.message.contains("done"), "complain run: {r:?}");
     let learning = learned_until(env, "apparmorprofile", name, "the workload's rules", |l| {
         let has = |r: &str| l.suggestions.iter().any(|s| s.rule == r);
@@ -1163,16 +1178,25 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
     .await?;
     progress(
         env.start,
-        &format!("learned {} AppArmor rules in {:.1} s", learning.new_permissions, t0.elapsed().as_secs_f64()),
+        &format!(
+            "learned {} AppArmor rules in {:.1} s",
+            learning.new_permissions,
+            t0.elapsed().as_secs_f64()
+        ),
     );
     ensure!(
-        learning.suggestions.iter().all(|s| !s.rule.contains("**") && s.nodes == [env.node.clone()]),
+        learning
+            .suggestions
+            .iter()
+            .all(|s| !s.rule.contains("**") && s.nodes == [env.node.clone()]),
         "{learning:?}"
     );
 
     let shown = palisade_cli(env, &["learn", name])?;
+    println!("$ kubectl palisade learn {name}\n{shown}");
     ensure!(shown.contains("+   capability chown,"), "{shown}");
     let applied = palisade_cli(env, &["learn", name, "--apply", "--enforce"])?;
+    println!("$ kubectl palisade learn {name} --apply --enforce\n{applied}");
     ensure!(applied.contains("switched to Enforce"), "{applied}");
     ready_again(env, "apparmorprofile", name).await?;
     ensure!(
@@ -1184,12 +1208,24 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
     let again = palisade_cli(env, &["learn", name, "--apply", "-o", "json"])?;
     ensure!(again.contains("\"applied\": false"), "{again}");
 
-    let r = env.run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD).await?;
-    ensure!(r.exit_code == 0 && r.message.contains("done"), "enforced run of the same workload: {r:?}");
+    let r = env
+        .run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD)
+        .await?;
+    ensure!(
+        r.exit_code == 0 && r.message.contains("done"),
+        "enforced run of the same workload: {r:?}"
+    );
     let outside = "exec > /dev/termination-log 2>&1\nif echo x > /tmp/elsewhere; then echo 'write: ok'; else echo 'write: denied'; fi";
-    let r = env.run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), outside).await?;
-    ensure!(r.message.contains("write: denied"), "a write outside the learned set: {r:?}");
-    let denied = env.kernel_log(&["apparmor=\"DENIED\"", &format!("profile=\"{name}\""), "/tmp/elsewhere"]).await?;
+    let r = env
+        .run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), outside)
+        .await?;
+    ensure!(
+        r.message.contains("write: denied"),
+        "a write outside the learned set: {r:?}"
+    );
+    let denied = env
+        .kernel_log(&["apparmor=\"DENIED\"", &format!("profile=\"{name}\""), "/tmp/elsewhere"])
+        .await?;
     ensure!(!denied.is_empty(), "the kernel logged no denial of /tmp/elsewhere");
     env.delete_profile("apparmorprofile", name).await?;
     Ok(())
@@ -1209,8 +1245,11 @@ async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
     }))
     .await?;
     learned_until(env, "seccompprofile", name, "the node learning", |l| l.nodes == 1).await?;
-    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{name}.json")}});
-    let r = env.run_pod("rn-learn-sc", security.clone(), json!({}), LEARN_WORKLOAD).await?;
+    let security =
+        json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{name}.json")}});
+    let r = env
+        .run_pod("rn-learn-sc", security.clone(), json!({}), LEARN_WORKLOAD)
+        .await?;
     ensure!(r.exit_code == 0 && r.message.contains("done"), "logging run: {r:?}");
     let learning = learned_until(env, "seccompprofile", name, "the workload's syscalls", |l| {
         ["execve", "bind", "listen", "fchownat", "kill", "clock_nanosleep"]
@@ -1220,16 +1259,30 @@ async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
     .await?;
     progress(
         env.start,
-        &format!("learned {} syscalls in {:.1} s", learning.new_permissions, t0.elapsed().as_secs_f64()),
+        &format!(
+            "learned {} syscalls in {:.1} s",
+            learning.new_permissions,
+            t0.elapsed().as_secs_f64()
+        ),
     );
     let applied = palisade_cli(env, &["learn", name, "--apply", "--enforce"])?;
+    println!("$ kubectl palisade learn {name} --apply --enforce\n{applied}");
     ensure!(applied.contains("SCMP_ACT_ERRNO"), "{applied}");
     ready_again(env, "seccompprofile", name).await?;
-    let r = env.run_pod("rn-learn-sc", security.clone(), json!({}), LEARN_WORKLOAD).await?;
-    ensure!(r.exit_code == 0 && r.message.contains("done"), "enforced run of the same workload: {r:?}");
-    let outside = "exec > /dev/termination-log 2>&1\nif mkdir /tmp/d; then echo 'mkdir: ok'; else echo 'mkdir: refused'; fi";
+    let r = env
+        .run_pod("rn-learn-sc", security.clone(), json!({}), LEARN_WORKLOAD)
+        .await?;
+    ensure!(
+        r.exit_code == 0 && r.message.contains("done"),
+        "enforced run of the same workload: {r:?}"
+    );
+    let outside =
+        "exec > /dev/termination-log 2>&1\nif mkdir /tmp/d; then echo 'mkdir: ok'; else echo 'mkdir: refused'; fi";
     let r = env.run_pod("rn-learn-sc", security, json!({}), outside).await?;
-    ensure!(r.message.contains("mkdir: refused") && r.message.contains("Operation not permitted"), "a syscall outside the learned set: {r:?}");
+    ensure!(
+        r.message.contains("mkdir: refused") && r.message.contains("Operation not permitted"),
+        "a syscall outside the learned set: {r:?}"
+    );
     env.delete_profile("seccompprofile", name).await?;
     set_learning(env, false).await?;
     Ok(())
@@ -1269,7 +1322,9 @@ const TESTS: &[(&str, TestFn)] = &[
         agent_restart_and_node_reboot(e).boxed()
     }),
     // Last: they turn learning on (the chart's other defaults are checked above).
-    ("learn_apparmor_then_enforce", |e| learn_apparmor_then_enforce(e).boxed()),
+    ("learn_apparmor_then_enforce", |e| {
+        learn_apparmor_then_enforce(e).boxed()
+    }),
     ("learn_seccomp_then_enforce", |e| learn_seccomp_then_enforce(e).boxed()),
 ];
 

@@ -576,6 +576,52 @@ mod tests {
         .unwrap()
     }
 
+    /// A report with only what the node learned for `learn-me` (digest `d1`): `rules`.
+    fn learned(node: &str, rules: &[(&str, u64)]) -> NodeProfileStatus {
+        let mut nps = nps(node, &[], json!([]));
+        let rules: Vec<serde_json::Value> = rules
+            .iter()
+            .map(|(r, n)| json!({"rule": r, "count": n, "firstSeen": "2026-11-23T01:00:00Z", "lastSeen": "2026-11-23T02:00:00Z"}))
+            .collect();
+        nps.status.as_mut().unwrap().learned = serde_json::from_value(json!([
+            {"kind": "SeccompProfile", "name": "learn-me", "uid": "u", "digest": "d1", "rules": rules}
+        ]))
+        .unwrap();
+        nps
+    }
+
+    #[test]
+    fn what_nodes_learned_is_merged_and_wakes_only_its_profile() {
+        let (r, _) = cluster(&["a", "b"]);
+        r.apply(watcher::Event::InitDone);
+        assert_eq!(
+            r.apply(watcher::Event::Apply(learned("a", &[("read", 3)]))),
+            vec![key("learn-me")]
+        );
+        assert_eq!(
+            r.apply(watcher::Event::Apply(learned("b", &[("read", 2), ("bind", 1)]))),
+            vec![key("learn-me")]
+        );
+        // The same report again wakes nothing.
+        assert!(
+            r.apply(watcher::Event::Apply(learned("b", &[("read", 2), ("bind", 1)])))
+                .is_empty()
+        );
+        let l = r.learning(&key("learn-me"), "u", "d1").unwrap();
+        assert_eq!((l.nodes, l.new_permissions), (2, 2));
+        let read = l.suggestions.iter().find(|s| s.rule == "read").unwrap();
+        assert_eq!((read.count, read.node_count), (5, 2));
+        // Another uid (a recreated profile) or digest (new content) has learned nothing.
+        assert!(r.learning(&key("learn-me"), "u2", "d1").is_none());
+        assert!(r.learning(&key("learn-me"), "u", "d2").is_none());
+        // A node's report going takes its part away.
+        assert_eq!(
+            r.apply(watcher::Event::Delete(learned("a", &[]))),
+            vec![key("learn-me")]
+        );
+        assert_eq!(r.learning(&key("learn-me"), "u", "d1").unwrap().nodes, 1);
+    }
+
     fn exception(name: &str, state: &str, message: &str) -> serde_json::Value {
         json!({"kind": "SeccompProfile", "name": name, "uid": "u", "generation": 1,
             "digest": "0000000000000abc0000", "state": state, "message": message})
