@@ -206,6 +206,55 @@ fn the_default_rendering_keeps_the_security_promises() {
 }
 
 #[test]
+fn learning_adds_exactly_its_privileges_and_only_when_on() {
+    let rules = |all: &[Value]| -> Vec<(String, String)> {
+        find(all, "ClusterRole", "palisade-agent")["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                let verbs = strs(&r["verbs"]).join(",");
+                strs(&r["resources"])
+                    .into_iter()
+                    .map(move |res| (res.to_string(), verbs.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let off = docs(&template(&[]).unwrap());
+    assert!(
+        !rules(&off).iter().any(|(r, _)| r == "pods"),
+        "no pod access without learning"
+    );
+    let on = docs(&template(&["--set", "learning.enabled=true"]).unwrap());
+    let granted = rules(&on);
+    assert!(granted.contains(&("pods".into(), "list".into())));
+    assert!(granted.contains(&("nodeprofilestatuses".into(), "get".into())));
+    assert_eq!(granted.len(), rules(&off).len() + 2, "{granted:?}");
+    let pod = &find(&on, "DaemonSet", "palisade-agent")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], true);
+    assert_ne!(pod["hostNetwork"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(
+        strs(&c["securityContext"]["capabilities"]["add"]),
+        ["MAC_ADMIN", "SYSLOG"]
+    );
+    assert_eq!(c["securityContext"]["privileged"], false);
+    assert_eq!(env(c, "PALISADE_LEARN"), "true");
+    assert_eq!(env(c, "PALISADE_AUDIT_LOG"), "/var/log/audit/audit.log");
+    let audit = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "audit")
+        .unwrap();
+    assert_eq!(
+        (audit["mountPath"].as_str(), audit["readOnly"].as_bool()),
+        (Some("/var/log/audit"), Some(true))
+    );
+}
+
+#[test]
 fn non_default_values_move_paths_ports_and_policies() {
     let all = docs(&template(&["-f", custom_values().to_str().unwrap()]).unwrap());
     let ds = find(&all, "DaemonSet", "palisade-agent");
