@@ -5,7 +5,6 @@ use anyhow::{Context as _, Result, bail};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use palisade_crds::learn::{self, Learning, Suggestion};
-use palisade_crds::seccomp::SeccompAction;
 use palisade_crds::{AppArmorMode, AppArmorProfile, ProfileKind, SeccompProfile};
 use serde::Serialize;
 use serde_json::json;
@@ -131,16 +130,15 @@ async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enfo
     let learning = p.status.as_ref().and_then(|s| s.learning.clone());
     let mut new = p.spec.clone();
     let missing = learn::add_to_seccomp(&mut new, &rules_of(learning.as_ref()));
+    // Enforcing: what the filter logged by default it now refuses (EPERM unless
+    // defaultErrnoRet says otherwise), and its LOG rules go.
+    let to_enforce = enforce && learn::enforce_seccomp(&mut new);
     let mut spec = serde_json::Map::new();
     if new.syscalls != p.spec.syscalls {
         spec.insert("syscalls".into(), serde_json::to_value(&new.syscalls)?);
     }
-    // Enforcing: what the filter logged by default it now refuses (EPERM unless
-    // defaultErrnoRet says otherwise).
-    let to_enforce = enforce && p.spec.default_action == SeccompAction::Log;
-    if to_enforce {
-        new.default_action = SeccompAction::Errno;
-        spec.insert("defaultAction".into(), json!("SCMP_ACT_ERRNO"));
+    if new.default_action != p.spec.default_action {
+        spec.insert("defaultAction".into(), serde_json::to_value(new.default_action)?);
     }
     let applied = apply && !spec.is_empty();
     if applied {

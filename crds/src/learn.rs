@@ -36,7 +36,7 @@ pub struct LearnedProfile {
     #[serde(default)]
     #[schemars(length(max = 256))]
     pub rules: Vec<LearnedRule>,
-    /// Rules left out to keep within the bound.
+    /// Records of rules left out to keep within the bound.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_rules: u32,
 }
@@ -195,6 +195,8 @@ impl Record {
 /// Parses one line of the kernel log (`/dev/kmsg`, `dmesg`, `syslog(2)`) or of auditd's
 /// log into an AppArmor or seccomp record; `None` for every other line.
 pub fn parse_line(line: &str) -> Option<Record> {
+    // auditd's ENRICHED format appends interpreted fields after a 0x1d separator.
+    let line = line.split('\x1d').next().unwrap_or(line);
     let at = line.find("audit(")?;
     let head = &line[..at];
     let ty = head.rsplit("type=").next().filter(|_| head.contains("type="))?;
@@ -283,6 +285,28 @@ pub fn apparmor_root(r: &Record) -> Option<&str> {
     let profile = r.field("profile")?;
     let root = profile.split("//").next().unwrap_or(profile);
     Some(root.split('^').next().unwrap_or(root))
+}
+
+/// Where in its profile a record's rule goes: `None` for the profile itself and for the
+/// learning children complain mode makes for unknown execs (`p//null-/bin/cat`, which run
+/// under the profile once it has `ix` for them); `^hat` or `//child` for a hat or child
+/// profile of the policy (and their own learning children).
+pub fn apparmor_scope(r: &Record) -> Option<String> {
+    let profile = r.field("profile")?;
+    let root = apparmor_root(r)?;
+    let rest = &profile[root.len()..];
+    let rest = rest.find("//null-").map(|i| &rest[..i]).unwrap_or(rest);
+    (!rest.is_empty()).then(|| rest.to_string())
+}
+
+/// [`apparmor_rule`] with its scope: `^hat <rule>` for a hat's, `//child <rule>` for a
+/// child profile's.
+pub fn apparmor_scoped_rule(r: &Record) -> Result<String, String> {
+    let rule = apparmor_rule(r)?;
+    Ok(match apparmor_scope(r) {
+        Some(scope) => format!("{scope} {rule}"),
+        None => rule,
+    })
 }
 
 /// The rule an AppArmor `ALLOWED` record asks for, or why none: a record of another kind
@@ -400,17 +424,39 @@ pub fn generalise(path: &str) -> String {
             }
         }
     }
-    for p in parts.iter_mut() {
+    let last = parts.len() - 1;
+    for (i, p) in parts.iter_mut().enumerate() {
+        if p.starts_with("@{") {
+            continue;
+        }
         if is_multiarch(p) {
             *p = "@{multiarch}".into();
+        } else if i == last && last > 1 {
+            *p = generalise_name(p);
+        } else {
+            *p = escape(p);
         }
     }
-    let last = parts.len() - 1;
-    if last > 1 && !parts[last].starts_with('@') {
-        parts[last] = generalise_name(&parts[last]);
-    }
     // `@{PROC}` already ends in a slash.
-    parts.join("/").replacen("/@{PROC}/", "@{PROC}/", 1)
+    let path = parts.join("/").replacen("/@{PROC}/", "@{PROC}/", 1);
+    // A path with a space, a comma or `#` is quoted, as the parser reads it.
+    if path.contains(|c: char| c.is_whitespace() || c == ',' || c == '#') {
+        format!("\"{path}\"")
+    } else {
+        path
+    }
+}
+
+/// A file name's characters that AppArmor reads as a pattern, escaped to match themselves.
+fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '^' | '\\' | '"' | '@') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn is_number(s: &str) -> bool {
@@ -440,8 +486,21 @@ fn is_multiarch(s: &str) -> bool {
         .contains(&cpu)
 }
 
-/// `libssl.so.3` → `libssl.so*`; `worker-17` → `worker-[0-9]*`; `app.pid` unchanged.
+/// `libssl.so.3` → `libssl.so*`; `worker-17` → `worker-[0-9]*`; `app.pid` unchanged
+/// (characters AppArmor reads as a pattern escaped).
 fn generalise_name(name: &str) -> String {
+    let generalised = generalise_plain(name);
+    if generalised == name {
+        escape(name)
+    } else {
+        // Only the stem is the file's own text.
+        let (stem, glob) =
+            generalised.split_at(generalised.len() - if generalised.ends_with("[0-9]*") { 6 } else { 1 });
+        format!("{}{glob}", escape(stem))
+    }
+}
+
+fn generalise_plain(name: &str) -> String {
     if let Some(at) = name.find(".so.")
         && name[at + 4..].bytes().all(|b| b.is_ascii_digit() || b == b'.')
     {
@@ -516,41 +575,68 @@ fn has_rule(policy: &str, rule: &str) -> bool {
     policy.lines().any(|l| l.split('#').next().unwrap_or("").trim() == rule)
 }
 
-/// Adds `rules` to a raw AppArmor policy: inside the top-level profile block, before its
-/// closing brace, one rule per line under a comment with `stamp` (e.g. the date), and
-/// `include <tunables/global>` before the profile when a rule uses its variables and the
-/// policy has no such include. Rules already present are skipped; with none left the policy
-/// is returned unchanged. Returns the new policy and the rules added.
+/// A learned rule's scope: `None` for the profile itself (and its complain-mode learning
+/// children), `Some("^hat")` or `Some("//child")` for a hat or child profile, whose rules
+/// are written `^hat <rule>` / `//child <rule>`.
+pub fn rule_scope(rule: &str) -> (Option<&str>, &str) {
+    if (rule.starts_with('^') || rule.starts_with("//"))
+        && let Some((scope, rest)) = rule.split_once(' ')
+    {
+        return (Some(scope), rest);
+    }
+    (None, rule)
+}
+
+/// Adds `rules` to a raw AppArmor policy: each inside its block (the top-level profile, or
+/// the hat or child profile its scope names), before the block's closing brace, one rule
+/// per line under a comment with `stamp` (e.g. the date), and `include <tunables/global>`
+/// before the profile when a rule uses its variables and the policy has no such include.
+/// Rules already in their block are skipped; with none left the policy is returned
+/// unchanged. Returns the new policy and the rules added.
 pub fn add_to_policy(policy: &str, rules: &[String], stamp: &str) -> Result<(String, Vec<String>), String> {
-    let new: Vec<String> = rules
+    let blocks = blocks(policy);
+    let top = blocks
         .iter()
-        .filter(|r| !has_rule(policy, r))
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if new.is_empty() {
-        return Ok((policy.to_string(), new));
+        .find(|b| b.depth == 0)
+        .ok_or("the policy has no profile block to add rules to")?;
+    // Per block (by its closing brace), the rules it lacks.
+    let mut by_block: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for rule in rules.iter().collect::<BTreeSet<_>>() {
+        let (scope, body) = rule_scope(rule);
+        let block = match scope {
+            None => top,
+            Some(scope) => blocks
+                .iter()
+                .find(|b| b.depth > 0 && b.is(scope))
+                .ok_or_else(|| format!("the policy has no block for {scope} (rule `{body}`)"))?,
+        };
+        if !has_rule(&policy[block.open + 1..block.close], body) {
+            by_block.entry(block.close).or_default().push(rule.clone());
+        }
     }
-    let close = top_level_close(policy).ok_or("the policy has no profile block to add rules to")?;
-    let indent = "  ";
-    let mut block = format!("{indent}{LEARNED_MARK} ({stamp})\n");
-    for r in &new {
-        block.push_str(&format!("{indent}{r}\n"));
+    let added: Vec<String> = by_block.values().flatten().cloned().collect();
+    if added.is_empty() {
+        return Ok((policy.to_string(), added));
     }
-    let line_start = policy[..close].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let mut out = String::with_capacity(policy.len() + block.len() + 32);
-    if policy[line_start..close].trim().is_empty() {
-        out.push_str(&policy[..line_start]);
-        out.push_str(&block);
-        out.push_str(&policy[line_start..]);
-    } else {
-        out.push_str(&policy[..close]);
-        out.push('\n');
-        out.push_str(&block);
-        out.push_str(&policy[close..]);
+    let mut out = policy.to_string();
+    // From the last block to the first, so earlier offsets stay valid.
+    for (close, rules) in by_block.iter().rev() {
+        let close = *close;
+        let line_start = policy[..close].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let before_brace = &policy[line_start..close];
+        let own_line = before_brace.trim().is_empty();
+        let indent = format!("{}  ", if own_line { before_brace } else { "" });
+        let mut text = format!("{indent}{LEARNED_MARK} ({stamp})\n");
+        for r in rules {
+            text.push_str(&format!("{indent}{}\n", rule_scope(r).1));
+        }
+        if own_line {
+            out.insert_str(line_start, &text);
+        } else {
+            out.insert_str(close, &format!("\n{text}"));
+        }
     }
-    let uses_tunables = new.iter().any(|r| r.contains("@{"));
+    let uses_tunables = added.iter().any(|r| r.contains("@{"));
     let has_tunables = policy.lines().any(|l| {
         let l = l.trim_start().trim_start_matches('#');
         (l.starts_with("include") || l.starts_with("include if exists")) && l.contains("tunables/global")
@@ -558,16 +644,42 @@ pub fn add_to_policy(policy: &str, rules: &[String], stamp: &str) -> Result<(Str
     if uses_tunables && !has_tunables {
         out = format!("include <tunables/global>\n{out}");
     }
-    Ok((out, new))
+    Ok((out, added))
 }
 
-/// The offset of the closing brace of the first top-level `{ ... }` block, skipping
-/// comments, quoted strings, variables (`@{pid}`) and alternations (`{a,b}`): a block's
-/// brace stands apart (`profile p {` ... `}`), an alternation's touches its words.
-fn top_level_close(policy: &str) -> Option<usize> {
+/// A `{ ... }` block of a policy: its header (the text before `{` on its line), its braces
+/// and how deep it is.
+struct Block {
+    header: String,
+    open: usize,
+    close: usize,
+    depth: usize,
+}
+
+impl Block {
+    /// Whether this is the hat (`^hat {`, `hat hat {`) or child (`profile child {`,
+    /// `profile p//child {`) a scope names.
+    fn is(&self, scope: &str) -> bool {
+        let words: Vec<&str> = self.header.split_whitespace().collect();
+        if let Some(hat) = scope.strip_prefix('^') {
+            words.first() == Some(&scope) || words.windows(2).any(|w| w[0] == "hat" && w[1] == hat)
+        } else {
+            let child = scope.trim_start_matches('/');
+            words
+                .windows(2)
+                .any(|w| w[0] == "profile" && (w[1] == child || w[1].ends_with(&format!("//{child}"))))
+        }
+    }
+}
+
+/// The policy's blocks, skipping comments, quoted strings, variables (`@{pid}`) and
+/// alternations (`{a,b}`): a block's brace stands apart (`profile p {` ... `}`, or `{}`),
+/// an alternation's touches its words.
+fn blocks(policy: &str) -> Vec<Block> {
     let bytes = policy.as_bytes();
     let apart = |i: usize| i >= bytes.len() || bytes[i].is_ascii_whitespace();
-    let mut depth = 0i32;
+    let mut stack: Vec<(String, usize)> = vec![];
+    let mut out = vec![];
     let mut in_comment = false;
     let mut in_quote = false;
     for (i, c) in policy.char_indices() {
@@ -576,30 +688,39 @@ fn top_level_close(policy: &str) -> Option<usize> {
             _ if in_comment => {}
             '"' => in_quote = !in_quote,
             _ if in_quote => {}
-            // `#include` is a directive, not a comment.
-            '#' if !policy[i..].starts_with("#include") => in_comment = true,
-            '{' if apart(i + 1) && (i == 0 || bytes[i - 1] != b'@') => depth += 1,
-            '}' if depth > 0 && (i == 0 || apart(i - 1)) => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i);
-                }
+            // `#include <...>` is a directive, not a comment.
+            '#' if !(policy[i..].starts_with("#include ") || policy[i..].starts_with("#include<")) => in_comment = true,
+            '{' if (apart(i + 1) || bytes.get(i + 1) == Some(&b'}')) && (i == 0 || bytes[i - 1] != b'@') => {
+                let line_start = policy[..i].rfind('\n').map(|j| j + 1).unwrap_or(0);
+                stack.push((policy[line_start..i].trim().to_string(), i));
+            }
+            '}' if !stack.is_empty() && (i == 0 || apart(i - 1) || matches!(bytes[i - 1], b'{' | b',')) => {
+                let (header, open) = stack.pop().expect("not empty");
+                out.push(Block {
+                    header,
+                    open,
+                    close: i,
+                    depth: stack.len(),
+                });
             }
             _ => {}
         }
     }
-    None
+    // In the order they open.
+    out.sort_by_key(|b| b.open);
+    out
 }
 
 /// One file rule per path: rules for the same path (and `owner`) get the union of their
 /// permissions. Other rules are kept as they are. Sorted, without duplicates.
 pub fn combine(rules: &[String]) -> Vec<String> {
-    let mut files: BTreeMap<(bool, String), BTreeSet<char>> = BTreeMap::new();
+    let mut files: BTreeMap<(Option<&str>, bool, String), BTreeSet<char>> = BTreeMap::new();
     let mut others = BTreeSet::new();
     for r in rules {
-        match file_rule(r) {
+        let (scope, body) = rule_scope(r);
+        match file_rule(body) {
             Some((owner, path, perms)) => files
-                .entry((owner, path.to_string()))
+                .entry((scope, owner, path.to_string()))
                 .or_default()
                 .extend(perms.chars()),
             None => {
@@ -608,11 +729,12 @@ pub fn combine(rules: &[String]) -> Vec<String> {
         }
     }
     let mut out: Vec<String> = others.into_iter().collect();
-    for ((owner, path), perms) in files {
+    for ((scope, owner, path), perms) in files {
         let mask: String = perms.into_iter().collect();
         let exec = mask.contains('x');
         out.push(format!(
-            "{}{path} {},",
+            "{}{}{path} {},",
+            scope.map(|s| format!("{s} ")).unwrap_or_default(),
             if owner { "owner " } else { "" },
             file_perms(&mask, exec)
         ));
@@ -629,17 +751,21 @@ fn file_rule(rule: &str) -> Option<(bool, &str, &str)> {
         None => (false, body),
     };
     let (path, perms) = body.rsplit_once(' ')?;
-    (path.starts_with('/') || path.starts_with("@{")).then_some((owner, path, perms))
+    (path.starts_with('/') || path.starts_with("@{") || path.starts_with('"')).then_some((owner, path, perms))
 }
 
 /// Adds learned AppArmor rules to a structured profile's lists: executables (`ix`),
 /// libraries (`m`), read-only, write-only or read-write paths, capabilities, and TCP, UDP
 /// or raw network. Returns the rules added and the rules the structure cannot express
 /// (signal, ptrace, unix, other network families), which need a raw `policy`. The
-/// structure has no `owner`: such rules are added for every owner.
+/// structure has no `owner`: such rules are added for every owner. A path is moved to
+/// the one list that grants what it granted and what was learned (the read-only and
+/// write-only lists deny the other access in Enforce mode); a lock or link without write,
+/// and a quoted or escaped name, cannot be expressed.
 pub fn add_to_abstract(abs: &mut crate::apparmor::AppArmorAbstract, rules: &[String]) -> (Vec<String>, Vec<String>) {
     use crate::apparmor::*;
     let (mut added, mut unexpressed) = (Vec::new(), Vec::new());
+    let mut files: BTreeMap<String, (BTreeSet<char>, Vec<String>)> = BTreeMap::new();
     for rule in combine(rules) {
         if let Some(cap) = rule.strip_prefix("capability ").and_then(|r| r.strip_suffix(',')) {
             match serde_json::from_value::<Capability>(serde_json::Value::String(cap.to_string())) {
@@ -677,33 +803,65 @@ pub fn add_to_abstract(abs: &mut crate::apparmor::AppArmorAbstract, rules: &[Str
             unexpressed.push(rule);
             continue;
         };
-        let path = AppArmorPath::from(path);
-        let push = |list: &mut Vec<AppArmorPath>| {
-            if list.contains(&path) {
-                false
+        // The lists have no `owner`: a path's rules are one, whatever the owner.
+        let entry = files
+            .entry(path.to_string())
+            .or_insert_with(|| (BTreeSet::new(), Vec::new()));
+        entry.0.extend(perms.chars());
+        entry.1.push(rule.clone());
+    }
+    for (path, (perms, rules)) in files {
+        let has = |c: char| perms.contains(&c);
+        // Quoted or escaped names cannot go into a list (Palisade quotes list paths itself).
+        if path.starts_with('"') || path.contains('\\') || ((has('k') || has('l')) && !has('w')) {
+            unexpressed.extend(rules);
+            continue;
+        }
+        let path = AppArmorPath::from(path.as_str());
+        let mut changed = false;
+        if has('x') || has('m') {
+            let exe = abs.executable.get_or_insert_with(Default::default);
+            let list = if has('x') {
+                &mut exe.allowed_executables
             } else {
-                list.push(path.clone());
-                true
-            }
-        };
-        let mut any = false;
-        if perms.contains('x') {
-            any |= push(&mut abs.executable.get_or_insert_with(Default::default).allowed_executables);
-        } else if perms.contains('m') {
-            any |= push(&mut abs.executable.get_or_insert_with(Default::default).allowed_libraries);
-        }
-        let (r, w) = (perms.contains('r'), perms.contains('w') || perms.contains('a'));
-        if !perms.contains('x') && (r || w) {
-            let fs = abs.filesystem.get_or_insert_with(Default::default);
-            let list = match (r, w) {
-                (true, true) => &mut fs.read_write_paths,
-                (true, false) => &mut fs.read_only_paths,
-                _ => &mut fs.write_only_paths,
+                &mut exe.allowed_libraries
             };
-            any |= push(list);
+            if !list.contains(&path) {
+                list.push(path.clone());
+                changed = true;
+            }
         }
-        if any {
-            added.push(rule);
+        let (mut r, mut w) = (has('r') && !has('x'), has('w') || has('a'));
+        if r || w {
+            // One list per path: what it grants already, plus what was learned.
+            let fs = abs.filesystem.get_or_insert_with(Default::default);
+            let before = (
+                fs.read_only_paths.contains(&path),
+                fs.write_only_paths.contains(&path),
+                fs.read_write_paths.contains(&path),
+            );
+            r |= before.0 || before.2;
+            w |= before.1 || before.2;
+            let after = (r && !w, w && !r, r && w);
+            if after != before {
+                for list in [
+                    &mut fs.read_only_paths,
+                    &mut fs.write_only_paths,
+                    &mut fs.read_write_paths,
+                ] {
+                    list.retain(|p| *p != path);
+                }
+                let list = match after {
+                    (true, _, _) => &mut fs.read_only_paths,
+                    (_, true, _) => &mut fs.write_only_paths,
+                    _ => &mut fs.read_write_paths,
+                };
+                list.push(path.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            added.extend(rules);
         }
     }
     (added, unexpressed)
@@ -711,6 +869,7 @@ pub fn add_to_abstract(abs: &mut crate::apparmor::AppArmorAbstract, rules: &[Str
 
 /// Allows learned syscalls in a seccomp profile: one `SCMP_ACT_ALLOW` rule with every name
 /// that no argument-free `SCMP_ACT_ALLOW` rule already lists. Returns the names added.
+/// (A name a `SCMP_ACT_LOG` rule lists stays logged until [`enforce_seccomp`].)
 pub fn add_to_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec, names: &[String]) -> Vec<String> {
     use crate::seccomp::{SeccompAction, SeccompSyscall};
     let allowed: BTreeSet<&str> = spec
@@ -735,6 +894,20 @@ pub fn add_to_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec, names: &[St
         });
     }
     new
+}
+
+/// Leaves learning: `SCMP_ACT_LOG` as the default action becomes `SCMP_ACT_ERRNO`, and the
+/// `SCMP_ACT_LOG` rules go (what they logged and the workload used, learning allowed).
+/// Returns whether anything changed.
+pub fn enforce_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec) -> bool {
+    use crate::seccomp::SeccompAction;
+    let before = spec.syscalls.len();
+    spec.syscalls.retain(|r| r.action != SeccompAction::Log);
+    let default = spec.default_action == SeccompAction::Log;
+    if default {
+        spec.default_action = SeccompAction::Errno;
+    }
+    default || spec.syscalls.len() != before
 }
 
 /// Whether a seccomp profile logs (its default action or a rule is `SCMP_ACT_LOG`): what

@@ -58,15 +58,27 @@ pub struct Config {
     pub write_gap: Duration,
 }
 
-/// Reads new lines from the source, remembering where it stopped.
+/// Reads new lines from the source, remembering where it stopped: auditd's log by offset;
+/// the kernel log, read whole each time, by the lines of the previous read (the kernel
+/// gives the records of one syscall the same stamp, so stamps do not tell lines apart).
 struct Reader {
     source: Source,
     offset: u64,
     inode: u64,
+    previous: std::collections::HashSet<u64>,
 }
 
 impl Reader {
-    fn lines(&mut self) -> std::io::Result<String> {
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            offset: 0,
+            inode: 0,
+            previous: Default::default(),
+        }
+    }
+
+    fn lines(&mut self) -> std::io::Result<Vec<String>> {
         match &self.source {
             Source::AuditLog(path) => {
                 use std::os::unix::fs::MetadataExt;
@@ -76,15 +88,29 @@ impl Reader {
                     (self.inode, self.offset) = (meta.ino(), 0);
                 }
                 f.seek(SeekFrom::Start(self.offset))?;
-                let mut buf = String::new();
-                f.take(8 << 20).read_to_string(&mut buf)?;
+                let mut buf = Vec::new();
+                f.take(8 << 20).read_to_end(&mut buf)?;
                 // Keep a partial last line for the next read.
-                let complete = buf.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let complete = buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
                 buf.truncate(complete);
                 self.offset += complete as u64;
-                Ok(buf)
+                Ok(String::from_utf8_lossy(&buf).lines().map(str::to_string).collect())
             }
-            Source::KernelLog => kernel_log(),
+            Source::KernelLog => {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+                let text = kernel_log()?;
+                let mut seen = std::collections::HashSet::new();
+                let mut new = Vec::new();
+                for line in text.lines() {
+                    let h = hasher.hash_one(line);
+                    if seen.insert(h) && !self.previous.contains(&h) {
+                        new.push(line.to_string());
+                    }
+                }
+                self.previous = seen;
+                Ok(new)
+            }
         }
     }
 }
@@ -183,19 +209,27 @@ pub fn pod_of_cgroup(text: &str) -> Option<(String, Option<String>)> {
 /// The Palisade seccomp profile a container runs under, from its pod spec.
 pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
-    let statuses = pod
+    let statuses: Vec<_> = pod
         .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let container = container_id.and_then(|id| {
-        let name = statuses
-            .iter()
-            .find(|s| s.container_id.as_deref().is_some_and(|c| c.ends_with(id)))?
-            .name
-            .clone();
-        spec.containers.iter().find(|c| c.name == name)
-    });
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().chain(&s.init_container_statuses).flatten())
+        .collect();
+    let containers: Vec<_> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let container = match container_id {
+        Some(id) => {
+            // A container of the pod not (yet) in its status: not known, rather than guessed.
+            let name = &statuses
+                .iter()
+                .find(|s| s.container_id.as_deref().is_some_and(|c| c.ends_with(id)))?
+                .name;
+            Some(*containers.iter().find(|c| &c.name == name)?)
+        }
+        None => None,
+    };
     let candidates: Vec<_> = match container {
         Some(c) => vec![c],
         None => spec.containers.iter().collect(),
@@ -234,8 +268,6 @@ pub struct Learner {
     /// Pods on this node by UID, refreshed when a record names one not known.
     pods: HashMap<String, Pod>,
     pods_listed: Option<std::time::Instant>,
-    /// The newest record handled: (time, serial).
-    cursor: (f64, u64),
     dirty: bool,
 }
 
@@ -249,32 +281,44 @@ impl Learner {
             profiles: BTreeMap::new(),
             pods: HashMap::new(),
             pods_listed: None,
-            cursor: (0.0, 0),
             dirty: false,
         }
     }
 
-    /// Starts from what this node reported before (a restarted agent keeps its counts).
+    /// Starts from what this node reported before (a restarted agent keeps its counts;
+    /// records older than now were counted then, or are of no use now). Retries until the
+    /// API server answers: starting empty would overwrite the report with nothing.
     async fn resume(&mut self) {
         let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
-        let Ok(Some(nps)) = api.get_opt(&self.cfg.node).await else {
-            return;
+        let mut backoff = Duration::from_secs(1);
+        let nps = loop {
+            match api.get_opt(&self.cfg.node).await {
+                Ok(nps) => break nps,
+                Err(kube::Error::Api(e)) if e.code == 403 => {
+                    tracing::warn!("may not read this node's report (RBAC): starting from nothing");
+                    break None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading what this node learned before; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
         };
-        for lp in nps.status.map(|s| s.learned).unwrap_or_default() {
+        let now = now_secs();
+        for lp in nps.and_then(|n| n.status).map(|s| s.learned).unwrap_or_default() {
             let secs = |t: &Time| t.0.as_millisecond() as f64 / 1000.0;
             let rules: BTreeMap<String, (u64, f64, f64)> = lp
                 .rules
                 .iter()
                 .map(|r| (r.rule.clone(), (r.count, secs(&r.first_seen), secs(&r.last_seen))))
                 .collect();
-            let since = rules.values().map(|r| r.2).fold(0.0, f64::max);
-            self.cursor.0 = self.cursor.0.max(since);
             self.profiles.insert(
                 (lp.kind, lp.name),
                 Learning {
                     uid: lp.uid,
                     digest: lp.digest,
-                    since,
+                    since: now,
                     rules,
                     omitted: lp.omitted_rules,
                 },
@@ -295,11 +339,7 @@ impl Learner {
             }
         }
         self.resume().await;
-        let mut reader = Reader {
-            source: self.cfg.source.clone(),
-            offset: 0,
-            inode: 0,
-        };
+        let mut reader = Reader::new(self.cfg.source.clone());
         let mut tick = tokio::time::interval(self.cfg.interval);
         let mut last_write = tokio::time::Instant::now() - self.cfg.write_gap;
         let mut warned = false;
@@ -309,23 +349,23 @@ impl Learner {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             self.track_profiles();
-            let text = if self.profiles.is_empty() {
-                String::new()
+            let lines = if self.profiles.is_empty() {
+                Vec::new()
             } else {
                 reader.lines().unwrap_or_else(|e| {
                     if !warned {
                         tracing::warn!(error = %e, source = ?self.cfg.source, "reading audit records failed");
                         warned = true;
                     }
-                    String::new()
+                    Vec::new()
                 })
             };
-            for line in text.lines() {
+            for line in &lines {
                 if let Some(r) = learn::parse_line(line) {
                     self.handle(&r).await;
                 } else if line.contains("callbacks suppressed") && line.contains("audit") {
                     tracing::warn!(
-                        line,
+                        line = line.as_str(),
                         "the kernel dropped audit records (printk rate limit): set kernel.printk_ratelimit=0 or run auditd while learning"
                     );
                 }
@@ -368,10 +408,6 @@ impl Learner {
     }
 
     async fn handle(&mut self, r: &Record) {
-        if (r.time, r.serial) <= self.cursor {
-            return;
-        }
-        self.cursor = (r.time, r.serial);
         let (key, rule) = match r.kind {
             // runc's own records before it execs the container's program are not the
             // workload's (the profile applies from that exec on).
@@ -382,7 +418,7 @@ impl Learner {
                 if !self.profiles.contains_key(&key) {
                     return;
                 }
-                match learn::apparmor_rule(r) {
+                match learn::apparmor_scoped_rule(r) {
                     Ok(rule) => (key, rule),
                     Err(why) => {
                         tracing::debug!(profile = root, %why, "record not learned");
@@ -440,7 +476,19 @@ impl Learner {
             };
         };
         let (pod_uid, container) = pod_of_cgroup(&cgroup)?;
-        let known = self.pods.contains_key(&pod_uid);
+        // Known: the pod, and the container in its status (a new or restarted container
+        // is not there until the kubelet reports it).
+        let known = self.pods.get(&pod_uid).is_some_and(|p| {
+            container.as_deref().is_none_or(|id| {
+                p.status.iter().any(|s| {
+                    s.container_statuses
+                        .iter()
+                        .chain(&s.init_container_statuses)
+                        .flatten()
+                        .any(|c| c.container_id.as_deref().is_some_and(|c| c.ends_with(id)))
+                })
+            })
+        });
         self.refresh_pods(known).await;
         let pod = self.pods.get(&pod_uid)?;
         let name = seccomp_profile_of(pod, container.as_deref(), &self.cfg.seccomp_subdir)?;
@@ -565,6 +613,11 @@ mod tests {
             Some("own")
         );
         assert_eq!(seccomp_profile_of(&pod, Some("ccc"), "palisade"), None);
+        assert_eq!(
+            seccomp_profile_of(&pod, Some("ddd"), "palisade"),
+            None,
+            "a container not in the status"
+        );
         assert_eq!(
             seccomp_profile_of(&pod, None, "palisade"),
             None,

@@ -73,7 +73,6 @@ pub struct Args {
     /// For machines without the AppArmor LSM; never set on a real node.
     #[arg(long, env = "PALISADE_SIMULATE_APPARMOR_KERNEL")]
     pub simulate_apparmor_kernel: Option<PathBuf>,
-    /// Log format.
     /// Learn from audit records: what profiles in Complain mode (AppArmor) and seccomp
     /// filters that log (`SCMP_ACT_LOG`) let through, reported as rules in this node's
     /// NodeProfileStatus. Needs CAP_SYSLOG (kernel log) or the audit log mounted, and the
@@ -89,6 +88,7 @@ pub struct Args {
     #[arg(long, env = "PALISADE_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
 
+    /// Log format.
     #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
 }

@@ -260,6 +260,8 @@ pub struct NodeReports {
     synced: std::sync::atomic::AtomicBool,
     /// What each node learned (`status.learned`), by node.
     learned: Mutex<HashMap<String, Vec<LearnedProfile>>>,
+    /// Built during a relist, swapped in at its end (a report deleted meanwhile goes).
+    relist_learned: Mutex<Option<HashMap<String, Vec<LearnedProfile>>>>,
 }
 
 impl NodeReports {
@@ -273,15 +275,39 @@ impl NodeReports {
 
     /// Keeps what nodes learned; returns the profiles whose learning changed.
     fn apply_learned(&self, event: &watcher::Event<NodeProfileStatus>) -> Vec<Key> {
-        let mut learned = self.learned.lock().expect("lock");
+        let learned_of = |nps: &NodeProfileStatus| nps.status.as_ref().map(|s| s.learned.clone()).unwrap_or_default();
         let (node, new) = match event {
-            watcher::Event::Init | watcher::Event::InitDone => return vec![],
-            watcher::Event::InitApply(nps) | watcher::Event::Apply(nps) => (
-                nps.name_any(),
-                nps.status.as_ref().map(|s| s.learned.clone()).unwrap_or_default(),
-            ),
+            watcher::Event::Init => {
+                *self.relist_learned.lock().expect("lock") = Some(HashMap::new());
+                return vec![];
+            }
+            watcher::Event::InitApply(nps) => {
+                let list = learned_of(nps);
+                if let Some(relist) = self.relist_learned.lock().expect("lock").as_mut()
+                    && !list.is_empty()
+                {
+                    relist.insert(nps.name_any(), list);
+                }
+                return vec![];
+            }
+            watcher::Event::InitDone => {
+                let fresh = self.relist_learned.lock().expect("lock").take().unwrap_or_default();
+                let mut learned = self.learned.lock().expect("lock");
+                let mut keys: Vec<Key> = learned
+                    .values()
+                    .chain(fresh.values())
+                    .flatten()
+                    .map(|l| (l.kind, l.name.clone()))
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                *learned = fresh;
+                return keys;
+            }
+            watcher::Event::Apply(nps) => (nps.name_any(), learned_of(nps)),
             watcher::Event::Delete(nps) => (nps.name_any(), vec![]),
         };
+        let mut learned = self.learned.lock().expect("lock");
         let old = learned.get(&node).cloned().unwrap_or_default();
         if old == new {
             return vec![];
@@ -620,6 +646,12 @@ mod tests {
             vec![key("learn-me")]
         );
         assert_eq!(r.learning(&key("learn-me"), "u", "d1").unwrap().nodes, 1);
+        // A relist without b's report (deleted while the watch was down) drops b's part.
+        r.apply(watcher::Event::Init);
+        r.apply(watcher::Event::InitApply(learned("a", &[("read", 1)])));
+        assert_eq!(r.apply(watcher::Event::InitDone), vec![key("learn-me")]);
+        let l = r.learning(&key("learn-me"), "u", "d1").unwrap();
+        assert_eq!((l.nodes, l.new_permissions), (1, 1));
     }
 
     fn exception(name: &str, state: &str, message: &str) -> serde_json::Value {

@@ -35,7 +35,14 @@ fn hex_encoded_values_are_decoded() {
     )
     .unwrap();
     assert_eq!(r.field("name"), Some("/tmp/a b.txt"));
-    assert_eq!(apparmor_rule(&r).unwrap(), "/tmp/a b.txt w,", "fsuid != ouid: no owner");
+    assert_eq!(
+        apparmor_rule(&r).unwrap(),
+        "\"/tmp/a b.txt\" w,",
+        "quoted; fsuid != ouid: no owner"
+    );
+    // auditd's ENRICHED form: the interpreted fields after 0x1d are not the record's.
+    let enriched = parse_line("type=SECCOMP msg=audit(1.0:2): pid=1 comm=\"sh\" arch=c000003e syscall=0 compat=0 ip=0x1 code=0x7ffc0000\x1dARCH=x86_64 SYSCALL=read AUID=\"unset\"").unwrap();
+    assert_eq!(seccomp_syscall(&enriched).unwrap(), "read");
 }
 
 #[test]
@@ -106,6 +113,20 @@ fn children_hats_and_learning_children_belong_to_their_profile() {
         .unwrap();
         assert_eq!(apparmor_root(&r), Some(root));
     }
+    // Where each one's rules go.
+    for (profile, scope, rule) in [
+        ("web//null-/bin/cat", None, "/x r,"),
+        ("web//child", Some("//child"), "//child /x r,"),
+        ("web^hat", Some("^hat"), "^hat /x r,"),
+        ("web//child//null-/bin/sh", Some("//child"), "//child /x r,"),
+    ] {
+        let r = parse_line(&format!(
+            "audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" operation=\"open\" profile=\"{profile}\" name=\"/x\" requested_mask=\"r\" fsuid=0 ouid=1"
+        ))
+        .unwrap();
+        assert_eq!(apparmor_scope(&r).as_deref(), scope, "{profile}");
+        assert_eq!(apparmor_scoped_rule(&r).unwrap(), rule);
+    }
     let runc = parse_line(
         "audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" operation=\"open\" profile=\"web\" name=\"/proc/self/fd\" comm=\"runc:[2:INIT]\" requested_mask=\"r\"",
     )
@@ -129,6 +150,11 @@ fn paths_are_generalised_as_aa_logprof_offers_and_no_wider() {
         ("/run/app.pid", "/run/app.pid"),
         ("/usr/bin/python3", "/usr/bin/python3"),
         ("/", "/"),
+        // Names with pattern characters match themselves; spaces, commas and # are quoted.
+        ("/data/f[1].txt", "/data/f\\[1\\].txt"),
+        ("/data/a*b/c", "/data/a\\*b/c"),
+        ("/x#y", "\"/x#y\""),
+        ("/srv/my app/run-12", "\"/srv/my app/run-[0-9]*\""),
     ] {
         let got = generalise(path);
         assert_eq!(got, want, "{path}");
@@ -187,6 +213,41 @@ fn rules_go_inside_the_profile_block_once() {
         "include <tunables/global>\nprofile p { \n  # learned by palisade (t)\n  @{PROC}/@{pid}/status r,\n}"
     );
     assert!(add_to_policy("# nothing here\n", &["capability chown,".to_string()], "t").is_err());
+    // A hat's and a child's rules go into their own blocks, at their depth.
+    let policy = "profile web {\n  /a r,\n  ^hat {\n    /b r,\n  }\n  profile child {\n  }\n}\n";
+    let rules: Vec<String> = ["^hat capability chown,", "//child /c r,", "/d r,", "^hat /b r,"]
+        .map(String::from)
+        .to_vec();
+    let (out, added) = add_to_policy(policy, &rules, "t").unwrap();
+    assert_eq!(added.len(), 3, "{added:?}");
+    assert_eq!(
+        out,
+        "profile web {\n  /a r,\n  ^hat {\n    /b r,\n    # learned by palisade (t)\n    capability chown,\n  }\n  profile child {\n    # learned by palisade (t)\n    /c r,\n  }\n  # learned by palisade (t)\n  /d r,\n}\n"
+    );
+    assert!(
+        add_to_policy(policy, &["^other /x r,".to_string()], "t")
+            .unwrap_err()
+            .contains("^other")
+    );
+    // An empty block, a rule against the brace, a hat, a comment after the brace.
+    let r = ["capability chown,".to_string()];
+    for policy in [
+        "profile p {}",
+        "profile p { /a r,}",
+        "profile p { # the app\n  /a r,\n  ^hat {\n    /b r,\n  }\n} # end\n",
+    ] {
+        let (out, _) = add_to_policy(policy, &r, "t").unwrap();
+        let at = out.find("capability chown,").unwrap();
+        let tail = &out[at..];
+        assert!(
+            !tail.contains("^hat") && !tail.contains("/b r,"),
+            "after the hat: {out}"
+        );
+        assert!(
+            tail.trim_end().trim_end_matches("# end").trim_end().ends_with('}'),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -219,6 +280,17 @@ fn abstract_lists_take_what_they_can_express() {
     );
     let (added, _) = add_to_abstract(&mut abs, &rules);
     assert!(added.is_empty(), "idempotent: {added:?}");
+    // A read-only path that was also written moves to read-write (read-only would deny
+    // the write in Enforce mode); a lock without write is not expressible.
+    let (added, unexpressed) = add_to_abstract(
+        &mut abs,
+        &["owner /etc/app.conf w,".to_string(), "/var/lock/app k,".to_string()],
+    );
+    assert_eq!(added, ["owner /etc/app.conf w,"]);
+    assert_eq!(unexpressed, ["/var/lock/app k,"]);
+    let fs = abs.filesystem.as_ref().unwrap();
+    assert!(fs.read_only_paths.is_empty());
+    assert!(fs.read_write_paths.contains(&"/etc/app.conf".into()));
 }
 
 #[test]
@@ -260,6 +332,13 @@ fn seccomp_suggestions_are_one_allow_rule_added_once() {
     assert_eq!(spec.syscalls.len(), 2);
     assert!(add_to_seccomp(&mut spec, &names).is_empty());
     assert_eq!(spec.syscalls.len(), 2);
+    spec.syscalls
+        .push(serde_json::from_value(serde_json::json!({"names": ["openat"], "action": "SCMP_ACT_LOG"})).unwrap());
+    assert!(enforce_seccomp(&mut spec));
+    assert!(!seccomp_logs(&spec), "neither the default nor a rule logs");
+    assert_eq!(spec.default_action, crate::seccomp::SeccompAction::Errno);
+    assert_eq!(spec.syscalls.len(), 2, "the LOG rule went");
+    assert!(!enforce_seccomp(&mut spec));
 }
 
 #[test]
