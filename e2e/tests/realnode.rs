@@ -1252,9 +1252,9 @@ async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
         .await?;
     ensure!(r.exit_code == 0 && r.message.contains("done"), "logging run: {r:?}");
     let learning = learned_until(env, "seccompprofile", name, "the workload's syscalls", |l| {
-        ["execve", "bind", "listen", "fchownat", "kill", "clock_nanosleep"]
-            .iter()
-            .all(|n| l.suggestions.iter().any(|s| s.rule == *n))
+        let has = |n: &str| l.suggestions.iter().any(|s| s.rule == n);
+        ["execve", "bind", "listen", "kill", "clock_nanosleep"].iter().all(|n| has(n))
+            && ["chown", "fchownat", "lchown"].iter().any(|n| has(n))
     })
     .await?;
     progress(
