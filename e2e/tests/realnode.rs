@@ -1253,7 +1253,9 @@ async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
     ensure!(r.exit_code == 0 && r.message.contains("done"), "logging run: {r:?}");
     let learning = learned_until(env, "seccompprofile", name, "the workload's syscalls", |l| {
         let has = |n: &str| l.suggestions.iter().any(|s| s.rule == n);
-        ["execve", "bind", "listen", "kill", "clock_nanosleep"].iter().all(|n| has(n))
+        ["execve", "bind", "listen", "kill", "clock_nanosleep"]
+            .iter()
+            .all(|n| has(n))
             && ["chown", "fchownat", "lchown"].iter().any(|n| has(n))
     })
     .await?;

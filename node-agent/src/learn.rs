@@ -269,6 +269,8 @@ pub struct Learner {
     pods: HashMap<String, Pod>,
     pods_listed: Option<std::time::Instant>,
     dirty: bool,
+    /// seccomp records no learning profile could be found for (logged now and then).
+    unattributed: u64,
 }
 
 impl Learner {
@@ -282,6 +284,7 @@ impl Learner {
             pods: HashMap::new(),
             pods_listed: None,
             dirty: false,
+            unattributed: 0,
         }
     }
 
@@ -343,6 +346,7 @@ impl Learner {
         let mut tick = tokio::time::interval(self.cfg.interval);
         let mut last_write = tokio::time::Instant::now() - self.cfg.write_gap;
         let mut warned = false;
+        let mut last_note = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -369,6 +373,14 @@ impl Learner {
                         "the kernel dropped audit records (printk rate limit): set kernel.printk_ratelimit=0 or run auditd while learning"
                     );
                 }
+            }
+            if self.unattributed > 0 && last_note.elapsed() >= Duration::from_secs(30) {
+                tracing::info!(
+                    records = self.unattributed,
+                    "seccomp records of processes not in a pod with a learning profile (or exited where several learn)"
+                );
+                self.unattributed = 0;
+                last_note = tokio::time::Instant::now();
             }
             if self.dirty && last_write.elapsed() >= self.cfg.write_gap {
                 match self.write().await {
@@ -431,6 +443,7 @@ impl Learner {
             RecordKind::Seccomp => {
                 let Ok(name) = learn::seccomp_syscall(r) else { return };
                 let Some(profile) = self.seccomp_profile_of(r).await else {
+                    self.unattributed += 1;
                     return;
                 };
                 ((ProfileKind::SeccompProfile, profile), name)
@@ -457,7 +470,7 @@ impl Learner {
 
     /// The learning seccomp profile of a record's process: from its cgroup while it runs;
     /// once it has exited (a short-lived child), only when a single learning seccomp
-    /// profile is in use by this node's running pods.
+    /// profile is in use by this node's pods that have not finished.
     async fn seccomp_profile_of(&mut self, r: &Record) -> Option<String> {
         let pid = r.field("pid")?;
         let Ok(cgroup) = std::fs::read_to_string(self.cfg.proc_root.join(pid).join("cgroup")) else {
@@ -465,7 +478,12 @@ impl Learner {
             let in_use: std::collections::BTreeSet<String> = self
                 .pods
                 .values()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .filter(|p| {
+                    !matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    )
+                })
                 .filter_map(|p| seccomp_profile_of(p, None, &self.cfg.seccomp_subdir))
                 .filter(|n| self.profiles.contains_key(&(ProfileKind::SeccompProfile, n.clone())))
                 .collect();
@@ -491,7 +509,10 @@ impl Learner {
         });
         self.refresh_pods(known).await;
         let pod = self.pods.get(&pod_uid)?;
-        let name = seccomp_profile_of(pod, container.as_deref(), &self.cfg.seccomp_subdir)?;
+        // A container the kubelet has not reported yet (runc's records come before it
+        // does): the pod's profile, when all its containers have the same.
+        let name = seccomp_profile_of(pod, container.as_deref(), &self.cfg.seccomp_subdir)
+            .or_else(|| seccomp_profile_of(pod, None, &self.cfg.seccomp_subdir))?;
         self.profiles
             .contains_key(&(ProfileKind::SeccompProfile, name.clone()))
             .then_some(name)
