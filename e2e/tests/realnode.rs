@@ -1119,6 +1119,20 @@ async fn learned_until(
     .await
 }
 
+/// Sets the node up for learning from the kernel log (no auditd here: no printk rate
+/// limit), turns learning on, applies `profile` and waits until the node learns for it.
+/// Returns when it started.
+async fn start_learning(env: &Env, profile: Value) -> Result<Instant> {
+    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
+    set_learning(env, true).await?;
+    let t0 = Instant::now();
+    let kind = profile["kind"].as_str().context("kind")?.to_lowercase();
+    let name = profile["metadata"]["name"].as_str().context("name")?.to_string();
+    env.apply_ready(profile).await?;
+    learned_until(env, &kind, &name, "the node learning", |l| l.nodes == 1).await?;
+    Ok(t0)
+}
+
 /// Waits until the profile's current generation is Ready.
 async fn ready_again(env: &Env, kind: &str, name: &str) -> Result<()> {
     eventually(
@@ -1154,19 +1168,17 @@ echo done";
 /// the kernel's records, `palisade learn --apply --enforce` writes the rules and enforces;
 /// the same workload then runs, and a write outside what it did is denied.
 async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
-    // Node set-up for learning from the kernel log (no auditd here): no printk rate limit.
-    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
-    set_learning(env, true).await?;
-    let t0 = Instant::now();
     let name = "rn-learn";
-    env.apply_ready(json!({
-        "apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
-        "metadata": {"name": name},
-        "spec": {"mode": "Complain",
-                 "policy": format!("profile {name} flags=(attach_disconnected,mediate_deleted) {{\n}}\n")},
-    }))
+    let t0 = start_learning(
+        env,
+        json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+            "metadata": {"name": name},
+            "spec": {"mode": "Complain",
+                     "policy": format!("profile {name} flags=(attach_disconnected,mediate_deleted) {{\n}}\n")},
+        }),
+    )
     .await?;
-    learned_until(env, "apparmorprofile", name, "the node learning", |l| l.nodes == 1).await?;
     let r = env
         .run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD)
         .await?;
@@ -1234,17 +1246,16 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
 /// The same for seccomp: `defaultAction: SCMP_ACT_LOG`, learn the syscalls (the runtime's
 /// after the filter is set, and the workload's), allow them and refuse the rest.
 async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
-    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
-    set_learning(env, true).await?;
-    let t0 = Instant::now();
     let name = "rn-learn-sc";
-    env.apply_ready(json!({
-        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-        "metadata": {"name": name},
-        "spec": {"defaultAction": "SCMP_ACT_LOG"},
-    }))
+    let t0 = start_learning(
+        env,
+        json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+            "metadata": {"name": name},
+            "spec": {"defaultAction": "SCMP_ACT_LOG"},
+        }),
+    )
     .await?;
-    learned_until(env, "seccompprofile", name, "the node learning", |l| l.nodes == 1).await?;
     let security =
         json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{name}.json")}});
     let r = env
