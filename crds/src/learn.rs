@@ -24,9 +24,12 @@ pub const MAX_SUGGESTION_NODES: usize = 5;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LearnedProfile {
+    /// The profile's kind.
     pub kind: ProfileKind,
+    /// The profile's name.
     #[schemars(length(max = 253))]
     pub name: String,
+    /// The profile's uid.
     #[schemars(length(max = 64))]
     pub uid: String,
     /// The accepted content the records were made under (its digest).
@@ -50,7 +53,9 @@ pub struct LearnedRule {
     pub rule: String,
     /// How many records asked for it.
     pub count: u64,
+    /// When the first of them was made.
     pub first_seen: Time,
+    /// When the last of them was made.
     pub last_seen: Time,
 }
 
@@ -79,10 +84,15 @@ pub struct Learning {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Suggestion {
+    /// The rule: an AppArmor rule line (`owner /run/app.pid w,`; `^hat ...` or `//child ...`
+    /// for a hat's or child profile's), or a syscall name.
     #[schemars(length(max = 4200))]
     pub rule: String,
+    /// How many records asked for it, on all nodes.
     pub count: u64,
+    /// When a node first saw it.
     pub first_seen: Time,
+    /// When a node last saw it.
     pub last_seen: Time,
     /// Up to 5 of the nodes that saw it.
     #[schemars(length(max = 5), inner(length(max = 253)))]
