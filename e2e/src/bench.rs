@@ -1117,3 +1117,56 @@ pub fn summary(latency: &[Results], scale: &[ScaleResults]) {
         line.join(" ")
     );
 }
+
+/// The learning agent's cost per read of the kernel log (`make bench-learn`): a 128 KiB
+/// ring (Debian's) filled with the kernel records captured on the real node
+/// (crds/src/learn/fixtures/), read as the agent reads it every 500 ms: once with nothing
+/// new (every line hashed and found in the previous read), once with every line new
+/// (parsed and turned into a rule). Prints a closing `BENCH` line.
+pub fn learn() -> Result<()> {
+    let dir = crate::controlplane::repo_root().join("crds/src/learn/fixtures");
+    let seccomp = std::fs::read_to_string(dir.join("seccomp-log-noratelimit.kmsg"))?;
+    let apparmor = std::fs::read_to_string(dir.join("apparmor-complain-noratelimit.kmsg"))?;
+    let mut ring = String::new();
+    while ring.len() < 128 * 1024 {
+        ring.push_str(&seccomp);
+        ring.push_str(&apparmor);
+    }
+    let cut = ring[..128 * 1024].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    ring.truncate(cut);
+    let runs = 200;
+    let mut previous = Default::default();
+    palisade_agent::learn::new_lines(&mut previous, &ring);
+    let t = Instant::now();
+    for _ in 0..runs {
+        let new = palisade_agent::learn::new_lines(&mut previous, &ring);
+        anyhow::ensure!(new.is_empty(), "a second read of the same ring found new lines");
+    }
+    let idle_ms = t.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    let t = Instant::now();
+    let mut rules = 0;
+    for _ in 0..runs {
+        let mut previous = Default::default();
+        for line in palisade_agent::learn::new_lines(&mut previous, &ring) {
+            rules += palisade_crds::learn::parse_line(&line)
+                .and_then(|r| palisade_agent::learn::rule_of(&r))
+                .is_some() as usize;
+        }
+    }
+    let full_ms = t.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    let lines = ring.lines().count();
+    println!(
+        "kernel log ring: {} KiB, {lines} lines of records; read every 500 ms\n\
+         nothing new: {idle_ms:.3} ms a read ({:.3}% of a core)\n\
+         all new:     {full_ms:.2} ms a read, {} distinct records turned into rules ({:.2}% of a core)",
+        ring.len() / 1024,
+        idle_ms / 5.0,
+        rules / runs,
+        full_ms / 5.0,
+    );
+    println!(
+        "BENCH learn_ring_kib={} learn_idle_read_ms={idle_ms:.3} learn_full_read_ms={full_ms:.2}",
+        ring.len() / 1024
+    );
+    Ok(())
+}

@@ -96,22 +96,33 @@ impl Reader {
                 self.offset += complete as u64;
                 Ok(String::from_utf8_lossy(&buf).lines().map(str::to_string).collect())
             }
-            Source::KernelLog => {
-                use std::hash::{BuildHasher, BuildHasherDefault};
-                let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-                let text = kernel_log()?;
-                let mut seen = std::collections::HashSet::new();
-                let mut new = Vec::new();
-                for line in text.lines() {
-                    let h = hasher.hash_one(line);
-                    if seen.insert(h) && !self.previous.contains(&h) {
-                        new.push(line.to_string());
-                    }
-                }
-                self.previous = seen;
-                Ok(new)
-            }
+            Source::KernelLog => Ok(new_lines(&mut self.previous, &kernel_log()?)),
         }
+    }
+}
+
+/// The lines of a whole read of the kernel log that the previous read (its line hashes in
+/// `previous`, replaced by this read's) did not have.
+pub fn new_lines(previous: &mut std::collections::HashSet<u64>, text: &str) -> Vec<String> {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut new = Vec::new();
+    for line in text.lines() {
+        let h = hasher.hash_one(line);
+        if seen.insert(h) && !previous.contains(&h) {
+            new.push(line.to_string());
+        }
+    }
+    *previous = seen;
+    new
+}
+
+/// The rule a record asks for (AppArmor: scoped to its hat or child), or none.
+pub fn rule_of(r: &Record) -> Option<String> {
+    match r.kind {
+        RecordKind::AppArmor => learn::apparmor_scoped_rule(r).ok(),
+        RecordKind::Seccomp => learn::seccomp_syscall(r).ok(),
     }
 }
 
@@ -587,6 +598,15 @@ fn time_of(secs: f64) -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_yields_only_the_lines_the_previous_did_not_have() {
+        let mut previous = Default::default();
+        assert_eq!(new_lines(&mut previous, "a\nb\n"), ["a", "b"]);
+        // The ring moved on: a fell out, c came in.
+        assert_eq!(new_lines(&mut previous, "b\nc\n"), ["c"]);
+        assert!(new_lines(&mut previous, "b\nc\n").is_empty());
+    }
 
     #[test]
     fn pods_and_containers_are_found_in_cgroup_paths() {

@@ -84,6 +84,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         count: usize,
     },
+    /// Measure what learning costs the agent per read of the kernel log.
+    BenchLearn,
 }
 
 fn step(start: Instant, what: &str) {
@@ -333,5 +335,6 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::BenchAgent { count } => palisade_e2e::bench::agent(&cli.dir, count).await,
+        Cmd::BenchLearn => palisade_e2e::bench::learn(),
     }
 }
