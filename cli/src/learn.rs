@@ -53,9 +53,17 @@ pub async fn learn(client: Client, name: &str, kind: Option<Kind>, apply: bool, 
     }
 }
 
-fn rules_of(learning: Option<&Learning>) -> Vec<String> {
+/// The suggestions to write: only rules of learning's own grammar (the operator already
+/// leaves others out; a status is text anyone with write access to it could have set).
+fn rules_of(learning: Option<&Learning>, kind: palisade_crds::ProfileKind) -> Vec<String> {
     learning
-        .map(|l| l.suggestions.iter().map(|s| s.rule.clone()).collect())
+        .map(|l| {
+            l.suggestions
+                .iter()
+                .filter(|s| learn::is_learnable_rule(kind, &s.rule))
+                .map(|s| s.rule.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -68,7 +76,10 @@ async fn apparmor(
 ) -> Result<Learned> {
     let name = p.name_any();
     let learning = p.status.as_ref().and_then(|s| s.learning.clone());
-    let rules = learn::combine(&rules_of(learning.as_ref()));
+    let rules = learn::combine(&rules_of(
+        learning.as_ref(),
+        palisade_crds::ProfileKind::AppArmorProfile,
+    ));
     let mut spec = serde_json::Map::new();
     let (before, after, missing, unexpressed) = if let Some(policy) = &p.spec.policy {
         let (after, missing) =
@@ -129,7 +140,10 @@ async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enfo
     let name = p.name_any();
     let learning = p.status.as_ref().and_then(|s| s.learning.clone());
     let mut new = p.spec.clone();
-    let missing = learn::add_to_seccomp(&mut new, &rules_of(learning.as_ref()));
+    let missing = learn::add_to_seccomp(
+        &mut new,
+        &rules_of(learning.as_ref(), palisade_crds::ProfileKind::SeccompProfile),
+    );
     // Enforcing: what the filter logged by default it now refuses (EPERM unless
     // defaultErrnoRet says otherwise), and its LOG rules go.
     let to_enforce = enforce && learn::enforce_seccomp(&mut new);
@@ -197,7 +211,17 @@ fn age(secs: i64) -> String {
 }
 
 /// The report: what was learned, then the change as a diff.
+/// The report for a terminal: [`report`] with every control character escaped (rules, node
+/// names and policy text come from the API and may hold anything).
 pub fn text(l: &Learned) -> String {
+    report(l)
+        .lines()
+        .map(learn::printable)
+        .map(|line| line + "\n")
+        .collect()
+}
+
+fn report(l: &Learned) -> String {
     let mut out = String::new();
     let kind = match l.kind {
         ProfileKind::AppArmorProfile => "AppArmorProfile",

@@ -7,6 +7,54 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{ProfileState, ProfileStatus};
 
+/// AppArmor profile names that belong to someone else, never loaded by Palisade: the
+/// container runtimes' default profiles (a runtime loads its default lazily and skips it when
+/// a profile of that name is already loaded, so whoever loads the name first confines every
+/// `RuntimeDefault` container), AppArmor's own `unconfined`, and profiles that Debian's and
+/// Ubuntu's packages ship under plain names. A trailing `*` matches any suffix. Extended by
+/// the chart's `reservedProfileNames` (operator and agents).
+pub const RESERVED_NAMES: &[&str] = &[
+    "unconfined",
+    "docker-default",
+    "cri-containerd.apparmor.d",
+    "crio-default*",
+    "containers-default*",
+    "podman*",
+    "buildah*",
+    "runc",
+    "crun",
+    "containerd*",
+    "lxc-*",
+    "libvirt-*",
+    "snap.*",
+    "snap-update-ns.*",
+    "kubelet*",
+];
+
+/// Why `name` is reserved (built-in list, then `extra`), or `None`.
+pub fn reserved_name(name: &str, extra: &[String]) -> Option<String> {
+    let builtin = RESERVED_NAMES
+        .iter()
+        .map(|s| (*s, "it belongs to a container runtime or the host"));
+    let configured = extra
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| (s, "the cluster's reserved names list it"));
+    for (pattern, why) in builtin.chain(configured) {
+        let hit = match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        if hit {
+            return Some(format!(
+                "metadata.name {name:?} is reserved ({pattern}): {why}; Palisade never loads it"
+            ));
+        }
+    }
+    None
+}
+
 /// Largest raw policy accepted, in bytes.
 pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 

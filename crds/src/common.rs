@@ -136,6 +136,9 @@ pub const CONDITION_READY: &str = "Ready";
 /// Condition type present (True) when the accepted seccomp content names syscalls that
 /// the filter leaves out; a warning, not a failure.
 pub const CONDITION_SYSCALLS_IGNORED: &str = "SyscallsIgnored";
+/// Condition type present (True) when the accepted content does something that weakens
+/// more than it confines (seccomp `errnoRet: 0` on a denial, `SPEC_ALLOW`); a warning.
+pub const CONDITION_WEAKENED: &str = "Weakened";
 
 /// The content the operator accepted, if any: the gate agents install through.
 pub fn accepted_content(status: Option<&ProfileStatus>) -> Option<&AcceptedContent> {

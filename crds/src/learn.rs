@@ -123,7 +123,12 @@ pub fn merge<'a>(digest: &str, reports: impl IntoIterator<Item = (&'a str, &'a L
         }
         nodes += 1;
         omitted = omitted.max(learned.omitted_rules);
-        for r in &learned.rules {
+        // A node reports what it likes: only rules of learning's own grammar are suggested.
+        for r in learned
+            .rules
+            .iter()
+            .filter(|r| is_learnable_rule(learned.kind, &r.rule))
+        {
             let acc = rules.entry(r.rule.clone()).or_insert_with(|| Acc {
                 count: 0,
                 first: r.first_seen.clone(),
@@ -202,26 +207,62 @@ impl Record {
     }
 }
 
-/// Parses one line of the kernel log (`/dev/kmsg`, `dmesg`, `syslog(2)`) or of auditd's
-/// log into an AppArmor or seccomp record; `None` for every other line.
+/// Where a line was read, which decides what proves it is the audit subsystem's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineSource {
+    /// The kernel log as `syslog(2)` gives it (`<5>[  1.234] audit: type=1400 ...`): only
+    /// lines of the kernel facility at notice level whose message *starts* with the audit
+    /// subsystem's `audit: type=N audit(` count. Lines that user space wrote to /dev/kmsg
+    /// carry the user facility, and other kernel messages (which may print a workload's
+    /// strings raw, a crashing program's name for one) start otherwise.
+    KernelLog,
+    /// auditd's log (root's file, written only by auditd): `[node=X ]type=T msg=audit(`.
+    AuditLog,
+    /// Any of the forms above, `/dev/kmsg`'s (`5,seq,usec,-;audit: ...`), `dmesg`'s
+    /// (`[  1.234] audit: ...`) and the bare message: for fixtures and offline tools, never
+    /// for the agent.
+    Any,
+}
+
+/// Parses one line into an AppArmor or seccomp record, as [`parse_from`] with
+/// [`LineSource::Any`].
 pub fn parse_line(line: &str) -> Option<Record> {
+    parse_from(line, LineSource::Any)
+}
+
+/// Parses one line read from `source` into an AppArmor or seccomp record; `None` for every
+/// other line, and for any line whose fields do not follow the kernel's grammar exactly
+/// (`key=value`, a value quoted without quotes inside, or bare without spaces or quotes):
+/// a line that needs guessing is not a record.
+pub fn parse_from(line: &str, source: LineSource) -> Option<Record> {
     // auditd's ENRICHED format appends interpreted fields after a 0x1d separator.
     let line = line.split('\x1d').next().unwrap_or(line);
-    let at = line.find("audit(")?;
-    let head = &line[..at];
-    let ty = head.rsplit("type=").next().filter(|_| head.contains("type="))?;
-    let ty = ty.split_whitespace().next().unwrap_or_default();
+    let body = match source {
+        LineSource::KernelLog => kernel_log_body(line)?,
+        LineSource::AuditLog => audit_log_body(line)?,
+        LineSource::Any => kernel_log_body(line)
+            .or_else(|| audit_log_body(line))
+            .or_else(|| kmsg_body(line))
+            .or_else(|| line.strip_prefix("audit: type="))
+            .or_else(|| {
+                line.strip_prefix('[')
+                    .and_then(|l| skip_stamp(l))
+                    .and_then(|l| l.strip_prefix("audit: type="))
+            })?,
+    };
+    // body: `<type> audit(<stamp>:<serial>): <fields>` (auditd: `<type> msg=audit(...`).
+    let (ty, rest) = body.split_once(' ')?;
     let kind = match ty {
         "1400" | "AVC" => RecordKind::AppArmor,
         "1326" | "SECCOMP" => RecordKind::Seccomp,
         _ => return None,
     };
-    let rest = &line[at + "audit(".len()..];
+    let rest = rest.strip_prefix("msg=").unwrap_or(rest).strip_prefix("audit(")?;
     let close = rest.find("):")?;
     let (stamp, serial) = rest[..close].split_once(':')?;
-    let time: f64 = stamp.parse().ok()?;
+    let time: f64 = stamp.parse().ok().filter(|t: &f64| t.is_finite())?;
     let serial: u64 = serial.parse().ok()?;
-    let fields = parse_fields(&rest[close + 2..]);
+    let fields = parse_fields(&rest[close + 2..])?;
     if kind == RecordKind::AppArmor && !fields.contains_key("apparmor") {
         return None;
     }
@@ -233,35 +274,79 @@ pub fn parse_line(line: &str) -> Option<Record> {
     })
 }
 
-/// `key=value` pairs; a value is `"quoted"`, or bare (hex-encoded when the kernel had to:
-/// a bare value of a string field such as `name` is decoded when it is even-length hex).
-fn parse_fields(s: &str) -> BTreeMap<String, String> {
+/// `syslog(2)`: `<5>`, an optional `[ stamp]`, then `audit: type=`.
+fn kernel_log_body(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("<5>")?;
+    let rest = match rest.strip_prefix('[') {
+        Some(r) => skip_stamp(r)?,
+        None => rest,
+    };
+    rest.strip_prefix("audit: type=")
+}
+
+/// `/dev/kmsg`: priority 5 (kernel facility, notice), then `audit: type=`.
+fn kmsg_body(line: &str) -> Option<&str> {
+    let (head, msg) = line.split_once(';')?;
+    (head.split(',').next() == Some("5")).then_some(())?;
+    msg.strip_prefix("audit: type=")
+}
+
+/// auditd: `type=T msg=audit(`, optionally after `node=<name> `.
+fn audit_log_body(line: &str) -> Option<&str> {
+    let rest = match line.strip_prefix("node=") {
+        Some(r) => r.split_once(' ')?.1,
+        None => line,
+    };
+    let body = rest.strip_prefix("type=")?;
+    body.split_once(' ')?.1.starts_with("msg=audit(").then_some(body)
+}
+
+/// After `[`: a printk stamp (digits, spaces, a dot; or a caller id `T123`) and `] `.
+fn skip_stamp(rest: &str) -> Option<&str> {
+    let end = rest.find("] ")?;
+    rest[..end]
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b' ' || b == b'.' || b == b'T' || b == b'C')
+        .then(|| &rest[end + 2..])
+}
+
+/// `key=value` pairs: a value is `"quoted"` (no quote inside: the kernel hex-encodes such
+/// strings), or bare without spaces or quotes (hex-encoded when the kernel had to: a bare
+/// value of a string field such as `name` is decoded when it is even-length hex). Anything
+/// else and the line is not a record.
+fn parse_fields(s: &str) -> Option<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut rest = s.trim();
-    while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim().to_string();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = &rest[..eq];
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return None;
+        }
         let after = &rest[eq + 1..];
         let (value, next) = if let Some(q) = after.strip_prefix('"') {
-            match q.find('"') {
-                Some(end) => (q[..end].to_string(), &q[end + 1..]),
-                None => (q.to_string(), ""),
-            }
+            let end = q.find('"')?;
+            (q[..end].to_string(), &q[end + 1..])
         } else {
             let end = after.find(char::is_whitespace).unwrap_or(after.len());
             let raw = &after[..end];
-            let decoded = if HEX_FIELDS.contains(&key.as_str()) {
+            if raw.contains('"') {
+                return None;
+            }
+            let decoded = if HEX_FIELDS.contains(&key) {
                 decode_hex(raw).unwrap_or_else(|| raw.to_string())
             } else {
                 raw.to_string()
             };
             (decoded, &after[end..])
         };
-        if !key.is_empty() && !key.contains(char::is_whitespace) {
-            out.insert(key, value);
+        if !next.is_empty() && !next.starts_with(char::is_whitespace) {
+            return None;
         }
+        out.insert(key.to_string(), value);
         rest = next.trim_start();
     }
-    out
+    Some(out)
 }
 
 /// Fields the kernel hex-encodes when their value has spaces, quotes or control characters.
@@ -313,10 +398,219 @@ pub fn apparmor_scope(r: &Record) -> Option<String> {
 /// child profile's.
 pub fn apparmor_scoped_rule(r: &Record) -> Result<String, String> {
     let rule = apparmor_rule(r)?;
-    Ok(match apparmor_scope(r) {
+    let rule = match apparmor_scope(r) {
         Some(scope) => format!("{scope} {rule}"),
         None => rule,
-    })
+    };
+    // What was written from the record's fields is read back with the rule grammar: a
+    // field value that would make anything but one of the templates is refused here.
+    if !is_learnable_rule(ProfileKind::AppArmorProfile, &rule) {
+        return Err(format!(
+            "a record whose fields do not make a learnable rule: {:?}",
+            printable(&rule)
+        ));
+    }
+    Ok(rule)
+}
+
+/// Whether `rule` is one that learning writes, exactly: a syscall name (seccomp), or
+/// (AppArmor), optionally after a `^hat ` or `//child ` scope, one of `capability <cap>,`,
+/// `signal (send|receive) set=(<signal>) peer=<name>,`, `ptrace (<perm>) peer=<name>,`,
+/// `unix (<perm>) type=<type>,`, `network <family>[ <type>],` and `[owner ]<path> <perms>,`
+/// where every AppArmor pattern character of the path is escaped (the only patterns are
+/// the generalisations learning makes: `@{PROC}`, `@{pid}`, `@{multiarch}`, a final
+/// `[0-9]*` or `.so*`). The agent checks what it writes, the operator what a node reports
+/// (a node may be hostile), the CLI what it applies: nothing else, such as `/** rwlkmix,` or
+/// `change_profile -> unconfined,`, can pass as a learned rule.
+pub fn is_learnable_rule(kind: ProfileKind, rule: &str) -> bool {
+    if rule.len() > 4200 || rule.chars().any(char::is_control) {
+        return false;
+    }
+    if kind == ProfileKind::SeccompProfile {
+        return !rule.is_empty()
+            && rule.len() <= 64
+            && rule
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    }
+    let rule = match rule.split_once(' ') {
+        Some((scope, rest)) if scope.starts_with('^') || scope.starts_with("//") => {
+            let name = scope.trim_start_matches('^').trim_start_matches("//");
+            if !is_name(name) {
+                return false;
+            }
+            rest
+        }
+        _ => rule,
+    };
+    let Some(body) = rule.strip_suffix(',') else {
+        return false;
+    };
+    let words: Vec<&str> = body.split(' ').collect();
+    match words.as_slice() {
+        ["capability", cap] => CAPABILITIES.contains(cap),
+        ["signal", perm, set, peer] => {
+            matches!(*perm, "(send)" | "(receive)")
+                && set
+                    .strip_prefix("set=(")
+                    .and_then(|s| s.strip_suffix(')'))
+                    .is_some_and(|sig| SIGNALS.contains(&sig) || is_rt_signal(sig))
+                && peer.strip_prefix("peer=").is_some_and(is_name)
+        }
+        ["ptrace", perm, peer] => {
+            matches!(*perm, "(tracedby)" | "(trace)" | "(readby)" | "(read)")
+                && peer.strip_prefix("peer=").is_some_and(is_name)
+        }
+        ["unix", perm, ty] => {
+            perm.strip_prefix('(')
+                .and_then(|p| p.strip_suffix(')'))
+                .is_some_and(|p| UNIX_PERMS.contains(&p))
+                && ty.strip_prefix("type=").is_some_and(|t| SOCK_TYPES.contains(&t))
+        }
+        ["network", family] => is_family(family),
+        ["network", family, ty] => is_family(family) && SOCK_TYPES.contains(ty),
+        _ => is_file_rule(body),
+    }
+}
+
+/// `[owner ]<path> <perms>` (the rule's body, without its comma).
+fn is_file_rule(body: &str) -> bool {
+    let body = body.strip_prefix("owner ").unwrap_or(body);
+    let Some((path, perms)) = body.rsplit_once(' ') else {
+        return false;
+    };
+    let perms_ok = {
+        let base = perms.strip_suffix("ix").unwrap_or(perms);
+        !perms.is_empty() && base.chars().all(|c| "rwaklm".contains(c))
+    };
+    let path = match path.strip_prefix('"') {
+        Some(p) => match p.strip_suffix('"') {
+            Some(inner) => inner,
+            None => return false,
+        },
+        None if path.contains(|c: char| c.is_whitespace() || c == ',' || c == '#') => return false,
+        None => path,
+    };
+    perms_ok && is_learned_path(path)
+}
+
+/// A path learning writes: absolute (or under `@{PROC}`), every pattern character escaped
+/// but those of its own generalisations.
+fn is_learned_path(path: &str) -> bool {
+    let rest = match path.strip_prefix("@{PROC}") {
+        Some(rest) => rest,
+        None if path.starts_with('/') => path,
+        None => return false,
+    };
+    // Learning's own generalisations, taken out before the rest is checked.
+    let rest = rest.replace("@{pid}", "").replace("@{multiarch}", "");
+    let rest = rest
+        .strip_suffix("[0-9]*")
+        .or_else(|| rest.strip_suffix(".so*"))
+        .unwrap_or(&rest);
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.next().is_none() => return false,
+            '*' | '?' | '[' | ']' | '{' | '}' | '^' | '@' | '"' => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// A profile, hat or peer name as records carry them: no spaces, quotes, commas or
+/// pattern characters.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '+'))
+}
+
+fn is_family(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 16
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn is_rt_signal(s: &str) -> bool {
+    s.strip_prefix("rtmin+")
+        .is_some_and(|n| n.parse::<u8>().is_ok_and(|n| n <= 32))
+}
+
+/// The capability names AppArmor rules take.
+pub const CAPABILITIES: &[&str] = &[
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// The signal names the kernel writes in AppArmor records (and rules take).
+const SIGNALS: &[&str] = &[
+    "hup", "int", "quit", "ill", "trap", "abrt", "bus", "fpe", "kill", "usr1", "segv", "usr2", "pipe", "alrm", "term",
+    "stkflt", "chld", "cont", "stop", "stp", "ttin", "ttou", "urg", "xcpu", "xfsz", "vtalrm", "prof", "winch", "io",
+    "pwr", "sys", "emt", "exists", "lost",
+];
+
+const SOCK_TYPES: &[&str] = &["stream", "dgram", "raw", "rdm", "seqpacket", "dccp", "packet"];
+
+const UNIX_PERMS: &[&str] = &[
+    "create", "bind", "listen", "accept", "connect", "send", "receive", "getattr", "setattr", "getopt", "setopt",
+    "shutdown",
+];
+
+/// `s` with control characters shown as `\u{..}` escapes: what is printed to a terminal of
+/// text a workload or node may have written.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_unicode().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// The rule an AppArmor `ALLOWED` record asks for, or why none: a record of another kind

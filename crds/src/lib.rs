@@ -5,8 +5,10 @@
 
 pub mod apparmor;
 pub mod common;
+pub mod compiled;
 pub mod learn;
 pub mod nodestatus;
+pub mod pods;
 pub mod seccomp;
 
 pub mod render;
@@ -14,8 +16,8 @@ pub mod selector;
 
 pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
 pub use common::{
-    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, IgnoredSyscalls, NodeCounts,
-    NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED,
+    IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
 };
 pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
@@ -74,12 +76,28 @@ fn with_root_rules(mut crd: CustomResourceDefinition, rules: Vec<ValidationRule>
 
 /// The AppArmorProfile CRD, with the rules the derive cannot express.
 pub fn apparmor_crd() -> CustomResourceDefinition {
-    let unconfined = ValidationRule {
-        rule: "self.metadata.name != 'unconfined'".into(),
-        message: Some("metadata.name 'unconfined' is reserved by AppArmor".into()),
+    let quoted = |names: Vec<&str>| names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    let exact: Vec<&str> = apparmor::RESERVED_NAMES
+        .iter()
+        .filter(|n| !n.ends_with('*'))
+        .copied()
+        .collect();
+    let prefixes: Vec<&str> = apparmor::RESERVED_NAMES
+        .iter()
+        .filter_map(|n| n.strip_suffix('*'))
+        .collect();
+    let reserved = ValidationRule {
+        rule: format!(
+            "!(self.metadata.name in [{}]) && ![{}].exists(p, self.metadata.name.startsWith(p))",
+            quoted(exact),
+            quoted(prefixes)
+        ),
+        message: Some(
+            "metadata.name is reserved: it names a container runtime's default profile, AppArmor's 'unconfined' or a host profile (see the README's reserved names)".into(),
+        ),
         ..Default::default()
     };
-    with_root_rules(AppArmorProfile::crd(), vec![name_rule(), unconfined])
+    with_root_rules(AppArmorProfile::crd(), vec![name_rule(), reserved])
 }
 
 /// The SeccompProfile CRD, with the rules the derive cannot express.

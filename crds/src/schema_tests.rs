@@ -116,11 +116,25 @@ fn profile_names_are_apparmor_and_file_safe() {
         assert_rejected(&crd, obj("Upper"), name_msg);
         assert_rejected(&crd, obj("-leading"), name_msg);
     }
-    assert_rejected(
-        &apparmor_crd(),
-        aap("unconfined", json!({"abstract": {}})),
-        "reserved by AppArmor",
-    );
+    // Names of the runtimes' default profiles: whoever loads one first confines every
+    // RuntimeDefault container on the node.
+    for reserved in [
+        "unconfined",
+        "docker-default",
+        "cri-containerd.apparmor.d",
+        "crio-default-1.29",
+        "runc",
+    ] {
+        assert_rejected(
+            &apparmor_crd(),
+            aap(reserved, json!({"abstract": {}})),
+            "metadata.name is reserved",
+        );
+        assert!(crate::apparmor::reserved_name(reserved, &[]).is_some(), "{reserved}");
+    }
+    assert_accepted(&apparmor_crd(), aap("docker-defaults-web", json!({"abstract": {}})));
+    assert!(crate::apparmor::reserved_name("team-a", &["team-*".into()]).is_some());
+    assert!(crate::apparmor::reserved_name("web", &["team-*".into()]).is_none());
     assert_accepted(
         &seccomp_crd(),
         sp("unconfined", json!({"defaultAction": "SCMP_ACT_ALLOW"})),

@@ -284,6 +284,7 @@ fn ignored_syscalls_stay_healthy_with_the_warning_in_the_message() {
         warnings: palisade_operator::validate::Warnings {
             ignored_syscalls: vec![],
             syscalls: Some(("DenyFailsOpen", "1 syscall name(s) left out: stime".into())),
+            weakened: None,
         },
         ..Case::default()
     };

@@ -1,8 +1,16 @@
 //! Loading, verifying and removing AppArmor profiles with the real `apparmor_parser`.
 //!
-//! Each profile Palisade loads has its source and an ownership record under the state
-//! directory; a profile loaded in the kernel without a record is not Palisade's and is never
-//! replaced or removed.
+//! Each profile Palisade loads has its source, its compiled policy and an ownership record
+//! under the state directory, each kind in a directory of its own (`sources/`, `compiled/`,
+//! `records/`), so no profile name can collide with another's file. A profile loaded in the
+//! kernel without a record is not Palisade's and is never replaced or removed.
+//!
+//! A load is two parser runs, each within a CPU, memory and time budget that covers every
+//! process the parser forks, and able to read only the include directory, its input and
+//! what the parser itself needs (Landlock): the first compiles the source to the binary
+//! policy, which is judged ([`palisade_crds::compiled::judge`]: names, namespace,
+//! attachment, mode); only then the second loads exactly those judged bytes
+//! (`--replace --binary`).
 //!
 //! Simulated kernel (tests only, `--simulate-apparmor-kernel`): this machine's kernel has no
 //! AppArmor LSM, so the apparmorfs directory is a plain directory. The real parser still
@@ -17,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use palisade_crds::AppArmorMode;
+use palisade_crds::compiled::{self, CompiledProfile};
+use palisade_runtime::budget::{self, Budget, RunError};
 use serde::{Deserialize, Serialize};
-use tokio::process::Command;
 
 use crate::files;
 
@@ -31,8 +40,63 @@ pub struct AppArmorConfig {
     pub state_dir: PathBuf,
     /// Simulated kernel: the features file the parser is told the kernel has.
     pub simulated_kernel_features: Option<PathBuf>,
-    /// Longest one parser run may take; a hung parser is killed and the load fails.
-    pub parser_timeout: std::time::Duration,
+    /// What one parser run may use; a hung parser is killed and the load fails.
+    pub budget: Budget,
+    /// Names (or `prefix*`) never loaded, beside [`palisade_crds::apparmor::RESERVED_NAMES`].
+    pub reserved: Vec<String>,
+}
+
+/// The agent's default budget for one parser run, with this wall-clock limit (the same CPU
+/// and memory budget as the operator's default).
+pub fn default_budget(wall: std::time::Duration) -> Budget {
+    Budget {
+        cpu: std::time::Duration::from_secs(10),
+        memory: 96 * 1024 * 1024,
+        wall,
+    }
+}
+
+/// Why a profile was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The name is reserved (a runtime's default profile, a host profile): never loaded.
+    #[error("{0}")]
+    Reserved(String),
+    /// The compiled policy affects more than the profile itself.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The parser needed more than its CPU or memory budget: the same content will again,
+    /// so it is not retried until it changes.
+    #[error("{0}")]
+    OverBudget(String),
+    /// The parser refused the policy (its own words).
+    #[error("{0}")]
+    Parser(String),
+    /// The parser could not run, hung or was killed: retried.
+    #[error("{0}")]
+    Run(String),
+    /// Writing the agent's own files failed.
+    #[error("{0}")]
+    Io(String),
+    /// The kernel does not list the profile as loaded in its mode.
+    #[error("{0}")]
+    NotListed(String),
+}
+
+impl LoadError {
+    /// Whether the same content will fail the same way: not worth another parser run.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Reserved(_) | Self::Refused(_) | Self::OverBudget(_))
+    }
+}
+
+impl From<RunError> for LoadError {
+    fn from(e: RunError) -> Self {
+        match e {
+            e @ RunError::OverBudget { .. } => Self::OverBudget(e.to_string()),
+            e => Self::Run(e.to_string()),
+        }
+    }
 }
 
 /// Palisade's record of a profile it loaded: the ownership marker.
@@ -52,6 +116,9 @@ pub struct Record {
 }
 
 const MANAGED_BY: &str = "palisade";
+const SOURCES: &str = "sources";
+const COMPILED: &str = "compiled";
+const RECORDS: &str = "records";
 
 pub struct AppArmor {
     cfg: AppArmorConfig,
@@ -59,21 +126,49 @@ pub struct AppArmor {
 
 impl AppArmor {
     pub fn new(cfg: AppArmorConfig) -> std::io::Result<Self> {
-        std::fs::create_dir_all(cfg.state_dir.join("apparmor"))?;
-        std::fs::create_dir_all(cfg.state_dir.join("apparmor-cache"))?;
-        files::clean_temp_files(&cfg.state_dir.join("apparmor"))?;
-        Ok(Self { cfg })
+        let me = Self { cfg };
+        for dir in [SOURCES, COMPILED, RECORDS] {
+            std::fs::create_dir_all(me.dir(dir))?;
+            files::clean_temp_files(&me.dir(dir))?;
+        }
+        me.migrate_flat_layout()?;
+        Ok(me)
+    }
+
+    fn dir(&self, kind: &str) -> PathBuf {
+        self.cfg.state_dir.join("apparmor").join(kind)
     }
 
     fn source_path(&self, name: &str) -> PathBuf {
-        self.cfg.state_dir.join("apparmor").join(name)
+        self.dir(SOURCES).join(name)
+    }
+
+    fn compiled_path(&self, name: &str) -> PathBuf {
+        self.dir(COMPILED).join(name)
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.cfg
-            .state_dir
-            .join("apparmor")
-            .join(format!("{name}.palisade.json"))
+        self.dir(RECORDS).join(format!("{name}.json"))
+    }
+
+    /// Agents before 0.2 kept `<name>` and `<name>.palisade.json` side by side in
+    /// `apparmor/`; they move to `records/` and `sources/`, so the profiles those agents
+    /// loaded stay Palisade's.
+    fn migrate_flat_layout(&self) -> std::io::Result<()> {
+        let flat = self.cfg.state_dir.join("apparmor");
+        for entry in std::fs::read_dir(&flat)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".palisade.json") {
+                std::fs::rename(entry.path(), self.record_path(name))?;
+            } else if !file.starts_with(files::TEMP_PREFIX) {
+                std::fs::rename(entry.path(), self.source_path(&file))?;
+            }
+        }
+        Ok(())
     }
 
     fn profiles_file(&self) -> PathBuf {
@@ -89,7 +184,7 @@ impl AppArmor {
             ));
         }
         let out = self
-            .run(Command::new(&self.cfg.parser).arg("--version"))
+            .run(vec!["--version".into()], vec![])
             .await
             .map_err(|e| format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display()))?;
         let version = String::from_utf8_lossy(&out.stdout);
@@ -106,9 +201,9 @@ impl AppArmor {
     /// Palisade's records, by profile name.
     pub fn records(&self) -> std::io::Result<BTreeMap<String, Record>> {
         let mut out = BTreeMap::new();
-        for entry in std::fs::read_dir(self.cfg.state_dir.join("apparmor"))? {
+        for entry in std::fs::read_dir(self.dir(RECORDS))? {
             let path = entry?.path();
-            if path.to_string_lossy().ends_with(".palisade.json") {
+            if path.to_string_lossy().ends_with(".json") {
                 let record: Record = match std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
                     Some(r) => r,
                     None => continue,
@@ -121,72 +216,120 @@ impl AppArmor {
         Ok(out)
     }
 
-    /// Runs the parser with the timeout; a run that exceeds it is killed.
-    async fn run(&self, cmd: &mut Command) -> Result<std::process::Output, String> {
-        cmd.kill_on_drop(true).stdin(std::process::Stdio::null());
-        match tokio::time::timeout(self.cfg.parser_timeout, cmd.output()).await {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(e)) => Err(format!("running apparmor_parser: {e}")),
-            Err(_) => Err(format!(
-                "apparmor_parser did not finish within {}s and was killed",
-                self.cfg.parser_timeout.as_secs()
-            )),
+    /// Runs the parser within its budget, able to read only what it needs and `inputs`.
+    async fn run(&self, args: Vec<std::ffi::OsString>, inputs: Vec<PathBuf>) -> Result<std::process::Output, RunError> {
+        let mut readable: Vec<PathBuf> = budget::SYSTEM_READABLE.iter().map(PathBuf::from).collect();
+        readable.push(self.cfg.include_dir.clone());
+        // The kernel's interface: its features, and `.replace` is found through it.
+        readable.push(self.cfg.apparmorfs.clone());
+        readable.extend(self.cfg.simulated_kernel_features.clone());
+        readable.extend(inputs);
+        let mut all: Vec<std::ffi::OsString> = vec!["--subdomainfs".into(), self.cfg.apparmorfs.clone().into()];
+        if let Some(features) = &self.cfg.simulated_kernel_features {
+            all.push("--kernel-features".into());
+            all.push(features.into());
         }
+        all.extend(args);
+        budget::run(&budget::Run {
+            program: self.cfg.parser.clone(),
+            args: all,
+            stdin: None,
+            readable,
+            budget: self.cfg.budget.clone(),
+        })
+        .await
     }
 
-    fn parser(&self) -> Command {
-        let mut cmd = Command::new(&self.cfg.parser);
-        cmd.arg("--subdomainfs").arg(&self.cfg.apparmorfs);
-        if let Some(features) = &self.cfg.simulated_kernel_features {
-            cmd.arg("--kernel-features").arg(features);
+    /// Refuses a name that belongs to someone else, whether or not it is loaded yet: a
+    /// reserved name (runtime defaults, `unconfined`, the chart's list) or one that a file
+    /// of the host's own AppArmor directory is named after (its packaged profiles).
+    pub fn check_name(&self, name: &str) -> Result<(), LoadError> {
+        if let Some(reason) = palisade_crds::apparmor::reserved_name(name, &self.cfg.reserved) {
+            return Err(LoadError::Reserved(reason));
         }
-        cmd
+        if self.cfg.include_dir.join(name).is_file() {
+            return Err(LoadError::Reserved(format!(
+                "the name {name:?} is the host's: {} defines it; never loaded",
+                self.cfg.include_dir.join(name).display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Compiles a source for this kernel and judges the result: the binary policy, only if
+    /// it defines `name` and its children, in `mode`, attached to nothing.
+    async fn compile(
+        &self,
+        name: &str,
+        source: &Path,
+        mode: AppArmorMode,
+    ) -> Result<(Vec<u8>, Vec<CompiledProfile>), LoadError> {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--stdout".into(), "--skip-cache".into(), "--quiet".into(), "-I".into()];
+        args.push(self.cfg.include_dir.clone().into());
+        if mode == AppArmorMode::Complain {
+            args.push("--Complain".into());
+        }
+        args.push(source.into());
+        let out = self.run(args, vec![source.to_path_buf()]).await?;
+        if !out.status.success() {
+            return Err(LoadError::Parser(parser_message(&out.stderr, out.status)));
+        }
+        let profiles = compiled::judge(&out.stdout, name, mode).map_err(|r| LoadError::Refused(r.to_string()))?;
+        Ok((out.stdout, profiles))
     }
 
     /// Loads (or replaces) a profile Palisade owns and verifies the kernel lists it.
     /// Returns the parser's run time. Errors are the parser's own words, trimmed.
-    pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, String> {
+    pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, LoadError> {
+        self.check_name(&record.name)?;
+        let io = |e: String| LoadError::Io(e);
         let source = self.source_path(&record.name);
         files::write_atomic(&source, text.as_bytes(), 0o600)
-            .map_err(|e| format!("writing {}: {e}", source.display()))?;
+            .map_err(|e| io(format!("writing {}: {e}", source.display())))?;
+        let start = Instant::now();
+        let (binary, profiles) = self.compile(&record.name, &source, record.mode).await?;
+        let compiled_path = self.compiled_path(&record.name);
+        files::write_atomic(&compiled_path, &binary, 0o600)
+            .map_err(|e| io(format!("writing {}: {e}", compiled_path.display())))?;
         // Claim the name before the kernel sees the profile, so a crash between the load and
         // the record never leaves a loaded profile without its owner.
         let previous = self.read_record(&record.name);
         self.write_record(&Record {
             loading: true,
             ..record.clone()
-        })?;
+        })
+        .map_err(io)?;
         // A load the parser refuses leaves the kernel as it was: so is the record.
         let undo = || match &previous {
-            Some(p) => self.write_record(p),
-            None => files::remove_durable(&self.record_path(&record.name)).map_err(|e| e.to_string()),
+            Some(p) => self.write_record(p).map_err(io),
+            None => files::remove_durable(&self.record_path(&record.name)).map_err(|e| io(e.to_string())),
         };
-        let mut cmd = self.parser();
-        cmd.args(["--replace", "--write-cache", "--quiet"])
-            .arg("--cache-loc")
-            .arg(self.cfg.state_dir.join("apparmor-cache"))
-            .arg("-I")
-            .arg(&self.cfg.include_dir);
-        if record.mode == AppArmorMode::Complain {
-            cmd.arg("--Complain");
-        }
-        cmd.arg(&source);
-        let start = Instant::now();
-        // Killed or timed out: whether the kernel took it is unknown; the record keeps
-        // saying `loading`, so the next sync loads it again.
-        let out = self.run(&mut cmd).await?;
+        // Exactly the judged bytes go to the kernel. Killed or timed out: whether the
+        // kernel took them is unknown; the record keeps saying `loading`, so the next sync
+        // loads again.
+        let out = self
+            .run(
+                vec![
+                    "--replace".into(),
+                    "--binary".into(),
+                    "--quiet".into(),
+                    compiled_path.clone().into(),
+                ],
+                vec![compiled_path],
+            )
+            .await?;
         let took = start.elapsed();
         if !out.status.success() {
             let message = parser_message(&out.stderr, out.status);
             undo()?;
-            return Err(message);
+            return Err(LoadError::Parser(message));
         }
         if self.cfg.simulated_kernel_features.is_some() {
-            self.simulate_loaded(&source, record.mode == AppArmorMode::Complain)
-                .await?;
+            self.simulate_loaded(&profiles).map_err(io)?;
         }
-        self.verify(&record.name, record.mode)?;
-        self.write_record(record)?;
+        self.verify(&record.name, record.mode).map_err(LoadError::NotListed)?;
+        self.write_record(record).map_err(io)?;
         Ok(took)
     }
 
@@ -210,7 +353,7 @@ impl AppArmor {
         let loaded = self
             .loaded()
             .map_err(|e| format!("reading {}: {e}", self.profiles_file().display()))?;
-        let want = mode_word(mode);
+        let want = compiled::mode_word(mode);
         match loaded.get(name) {
             Some(m) if m == want => Ok(()),
             Some(m) => Err(format!("the kernel lists {name} in {m} mode, not {want}")),
@@ -227,9 +370,10 @@ impl AppArmor {
         }
         let source = self.source_path(name);
         if self.loaded().map(|l| l.contains_key(name)).unwrap_or(false) {
-            let out = self
-                .run(self.parser().args(["--remove", "--quiet"]).arg(&source))
-                .await?;
+            let mut args: Vec<std::ffi::OsString> = vec!["--remove".into(), "--quiet".into(), "-I".into()];
+            args.push(self.cfg.include_dir.clone().into());
+            args.push(source.clone().into());
+            let out = self.run(args, vec![source.clone()]).await.map_err(|e| e.to_string())?;
             if !out.status.success() {
                 return Err(parser_message(&out.stderr, out.status));
             }
@@ -239,33 +383,23 @@ impl AppArmor {
         }
         files::remove_durable(&self.record_path(name)).map_err(|e| e.to_string())?;
         files::remove_durable(&source).map_err(|e| e.to_string())?;
+        files::remove_durable(&self.compiled_path(name)).map_err(|e| e.to_string())?;
         Ok(())
     }
 
-    /// Simulated kernel: lists every profile of the binary policy the parser produces for
-    /// this load (same source, include dir and mode option, `-S` to stdout: the parser writes
-    /// one profile per `.replace` write, which a plain file cannot keep apart), in the mode
-    /// that policy gives it, children included, as a kernel would.
-    async fn simulate_loaded(&self, source: &Path, complain: bool) -> Result<(), String> {
-        let mut cmd = self.parser();
-        cmd.args(["-S", "--quiet", "-I"]).arg(&self.cfg.include_dir);
-        if complain {
-            cmd.arg("--Complain");
-        }
-        let out = self.run(cmd.arg(source)).await?;
-        if !out.status.success() {
-            return Err(parser_message(&out.stderr, out.status));
-        }
-        let profiles = binary_policy_profiles(&out.stdout);
+    /// Simulated kernel: lists every profile of the binary policy just loaded (what the
+    /// parser compiled, children included) in the mode that policy gives it, as a kernel
+    /// would.
+    fn simulate_loaded(&self, profiles: &[CompiledProfile]) -> Result<(), String> {
         if profiles.is_empty() {
             return Err("the parser produced no profile for the (simulated) kernel".into());
         }
         let mut loaded = self.loaded().map_err(|e| e.to_string())?;
-        for (name, _) in &profiles {
-            let top = name.split("//").next().unwrap_or(name);
+        for p in profiles {
+            let top = p.name.split("//").next().unwrap_or(&p.name);
             loaded.retain(|n, _| n != top && !n.starts_with(&format!("{top}//")));
         }
-        loaded.extend(profiles.into_iter().map(|(n, m)| (n, m.to_string())));
+        loaded.extend(profiles.iter().map(|p| (p.name.clone(), p.mode.to_string())));
         self.write_simulated(&loaded)?;
         // The parser appends binary policy to the simulated .replace; keep it from growing.
         let _ = std::fs::write(self.cfg.apparmorfs.join(".replace"), b"");
@@ -284,68 +418,6 @@ impl AppArmor {
     }
 }
 
-/// The profiles a binary policy stream (what `apparmor_parser` writes to the kernel's
-/// `.replace`) defines, each with the mode the kernel would give it: the profile's packed
-/// mode flag, or complain for every profile when the stream's version carries the parser's
-/// force-complain bit (`--Complain`). One blob per profile, each opening with its version.
-pub fn binary_policy_profiles(bytes: &[u8]) -> Vec<(String, &'static str)> {
-    const VERSION: &[u8] = b"\x04\x08\x00version\x00\x02";
-    const PROFILE: &[u8] = b"\x04\x08\x00profile\x00\x07\x05";
-    const FLAGS: &[u8] = b"\x04\x06\x00flags\x00\x07\x02";
-    const FORCE_COMPLAIN: u32 = 0x800;
-    let find = |from: usize, what: &[u8]| {
-        bytes
-            .get(from..)
-            .and_then(|rest| rest.windows(what.len()).position(|w| w == what))
-            .map(|i| from + i)
-    };
-    let u32_at = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?)) };
-    let mut out = vec![];
-    let mut version = 0;
-    let mut pos = 0;
-    while let Some(p) = find(pos, PROFILE) {
-        if let Some(v) = find(pos, VERSION).filter(|&v| v < p) {
-            version = u32_at(v + VERSION.len()).unwrap_or(0);
-        }
-        let name_at = p + PROFILE.len();
-        let Some(len) = bytes
-            .get(name_at..name_at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-        else {
-            break;
-        };
-        let Some(name) = bytes.get(name_at + 2..name_at + 2 + len) else {
-            break;
-        };
-        let name = String::from_utf8_lossy(name.strip_suffix(&[0]).unwrap_or(name)).into_owned();
-        // flags: u32 hat flags, then (after its 0x02 type byte) u32 mode.
-        let mode = find(name_at, FLAGS)
-            .and_then(|f| u32_at(f + FLAGS.len() + 5))
-            .unwrap_or(0);
-        let word = if version & FORCE_COMPLAIN != 0 {
-            "complain"
-        } else {
-            match mode {
-                0 => "enforce",
-                1 => "complain",
-                2 => "kill",
-                3 => "unconfined",
-                _ => "user",
-            }
-        };
-        out.push((name, word));
-        pos = name_at;
-    }
-    out
-}
-
-fn mode_word(mode: AppArmorMode) -> &'static str {
-    match mode {
-        AppArmorMode::Enforce => "enforce",
-        AppArmorMode::Complain => "complain",
-    }
-}
-
 /// Parses the kernel's `profiles` list: one `name (mode)` a line.
 pub fn parse_profiles(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -358,23 +430,9 @@ pub fn parse_profiles(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The parser's error, trimmed: its own lines (line numbers kept), without cache chatter.
+/// The parser's error, trimmed (the one trimming the operator uses too).
 fn parser_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
-        .collect();
-    if lines.is_empty() {
-        return format!("apparmor_parser failed ({status})");
-    }
-    let message = lines.join("; ");
-    if message.len() > 900 {
-        format!("{}…", &message[..message.floor_char_boundary(900)])
-    } else {
-        message
-    }
+    palisade_crds::render::apparmor::parser_message(stderr, status.code())
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Crash-safe file writes and Palisade's seccomp directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Prefix of temporary files; anything with it in a Palisade directory is a crash leftover.
@@ -15,32 +15,14 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent directory"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(
-        "{TEMP_PREFIX}{}-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    // A new file with a random name, created exclusively (O_EXCL: never an existing file,
+    // never through a symlink someone planted): nobody can predict or pre-create it.
+    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+    tmp.write_all(content)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
 }
 
 /// Removes `path` and fsyncs its directory; a missing file is not an error.
@@ -132,6 +114,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["p.json"], "no temp file is left behind");
+    }
+
+    /// A hostile writer in the directory plants symlinks where a predictable temp file
+    /// would go (earlier versions used `<prefix><name>-<pid>`, opened without O_EXCL and
+    /// followed the link): the write never goes through them.
+    #[test]
+    fn planted_symlinks_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let path = dir.path().join("p.json");
+        for guess in [
+            format!("{TEMP_PREFIX}p.json-{}", std::process::id()),
+            format!("{TEMP_PREFIX}p.json"),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(guess)).unwrap();
+        }
+        write_atomic(&path, b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(fs::read(&path).unwrap(), b"new");
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// What proves a line of this source is the audit subsystem's.
+    pub fn line_source(&self) -> learn::LineSource {
+        match self {
+            Source::AuditLog(_) => learn::LineSource::AuditLog,
+            Source::KernelLog => learn::LineSource::KernelLog,
+        }
+    }
+
     /// auditd's log when the file exists, else the kernel log.
     pub fn detect(audit_log: &Path) -> Self {
         if audit_log.is_file() {
@@ -376,7 +384,7 @@ impl Learner {
                 })
             };
             for line in &lines {
-                if let Some(r) = learn::parse_line(line) {
+                if let Some(r) = learn::parse_from(line, self.cfg.source.line_source()) {
                     self.handle(&r).await;
                 } else if line.contains("callbacks suppressed") && line.contains("audit") {
                     tracing::warn!(
@@ -438,7 +446,7 @@ impl Learner {
             RecordKind::AppArmor => {
                 let Some(root) = learn::apparmor_root(r) else { return };
                 let key = (ProfileKind::AppArmorProfile, root.to_string());
-                if !self.profiles.contains_key(&key) {
+                if !self.profiles.contains_key(&key) || !self.used_here(&key).await {
                     return;
                 }
                 match learn::apparmor_scoped_rule(r) {
@@ -527,6 +535,21 @@ impl Learner {
         self.profiles
             .contains_key(&(ProfileKind::SeccompProfile, name.clone()))
             .then_some(name)
+    }
+
+    /// Whether a pod on this node uses the profile: only such a pod's processes can make
+    /// records of it, so a record of any other is not the workload's (a process confined by
+    /// hand on the host, or a forged line) and teaches nothing.
+    async fn used_here(&mut self, key: &(ProfileKind, String)) -> bool {
+        let uses = |pods: &HashMap<String, Pod>, subdir: &str| {
+            pods.values()
+                .any(|p| palisade_crds::pods::references(p, subdir).contains(key))
+        };
+        if uses(&self.pods, &self.cfg.seccomp_subdir) {
+            return true;
+        }
+        self.refresh_pods(false).await;
+        uses(&self.pods, &self.cfg.seccomp_subdir)
     }
 
     /// Lists this node's pods, unless `known` or listed in the last 2 seconds.

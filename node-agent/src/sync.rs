@@ -31,10 +31,6 @@ pub struct Failure {
     pub message: String,
 }
 
-/// The Security Profiles Operator's seccomp subdirectory (pods migrated from SPO keep
-/// `localhostProfile: operator/<name>.json`).
-pub const SPO_SECCOMP_SUBDIR: &str = "operator";
-
 pub struct NodeState {
     pub apparmor: AppArmor,
     /// `Ok(parser version)` or why AppArmor cannot be used here.
@@ -49,6 +45,8 @@ pub struct NodeState {
     seccomp_owned: BTreeSet<String>,
     /// AppArmor profiles Palisade loaded: name → record.
     apparmor_installed: BTreeMap<String, Record>,
+    /// AppArmor contents that failed for good (refused, over budget): name → (digest, why).
+    apparmor_final: HashMap<String, (String, String)>,
     /// Failures already announced, so Events fire on transitions only.
     announced: HashMap<(ProfileKind, String), String>,
     pub metrics: Metrics,
@@ -76,21 +74,12 @@ impl NodeState {
             seccomp_owned = match files::read_owned(&seccomp_dir)? {
                 Some(owned) => owned,
                 None => {
-                    // No record yet: versions before the record wrote this directory, and
-                    // only Palisade did, so its files are adopted. SPO's `operator/`
-                    // directory holds SPO's files: none is adopted there.
-                    let own_dir = seccomp_dir.file_name().is_none_or(|n| n != SPO_SECCOMP_SUBDIR);
-                    let mut adopted = BTreeSet::new();
-                    if own_dir {
-                        for entry in std::fs::read_dir(&seccomp_dir)? {
-                            let name = entry?.file_name().to_string_lossy().into_owned();
-                            if let Some(name) = name.strip_suffix(".json") {
-                                adopted.insert(name.to_string());
-                            }
-                        }
-                    }
-                    files::write_owned(&seccomp_dir, &adopted)?;
-                    adopted
+                    // No record: nothing here is known to be Palisade's. A file is adopted
+                    // later only if its content is exactly what Palisade would write for an
+                    // accepted profile; no other file is ever replaced or deleted.
+                    let none = BTreeSet::new();
+                    files::write_owned(&seccomp_dir, &none)?;
+                    none
                 }
             };
             for name in &seccomp_owned {
@@ -112,6 +101,7 @@ impl NodeState {
             seccomp_installed,
             seccomp_owned,
             apparmor_installed,
+            apparmor_final: HashMap::new(),
             announced: HashMap::new(),
             metrics,
         })
@@ -192,7 +182,10 @@ impl NodeState {
             let (bytes, want) = (rendered.bytes, rendered.digest);
             let path = files::seccomp_path(&self.seccomp_dir, name);
             if !self.seccomp_owned.contains(name) {
-                if path.exists() {
+                // A file identical to what Palisade writes (its own, from before the record
+                // was lost) is adopted; any other is another tool's.
+                let identical = files::file_digest(&path).ok().flatten().as_deref() == Some(want.as_str());
+                if path.exists() && !identical {
                     let message = format!(
                         "{} is another tool's file (not in {}): Palisade does not replace it; remove it or the profile that wrote it (e.g. SPO's) and Palisade installs this one",
                         path.display(),
@@ -346,6 +339,18 @@ impl NodeState {
                 Ok(()) => rendered.expect("the gate passes only a rendering"),
             };
             let (text, want) = (rendered.text, rendered.digest);
+            if let Err(e) = self.apparmor.check_name(name) {
+                entries.push(entry(NodeProfileState::Error, &want, e.to_string()));
+                continue;
+            }
+            // A content that failed for good (refused, over its budget) is not compiled again
+            // until it changes: one hostile profile costs its budget once, not every sync.
+            if let Some((digest, message)) = self.apparmor_final.get(name)
+                && *digest == want
+            {
+                entries.push(entry(NodeProfileState::Error, &want, message.clone()));
+                continue;
+            }
             let in_kernel = loaded.as_ref().and_then(|l| l.get(name));
             if record.is_none() && in_kernel.is_some() {
                 entries.push(entry(
@@ -386,8 +391,13 @@ impl NodeState {
                     self.apparmor_installed.insert(name.to_string(), record);
                     entries.push(entry(NodeProfileState::Installed, &want, String::new()));
                 }
-                Err(message) => {
+                Err(error) => {
                     self.metrics.op("apparmor", "install", false);
+                    let message = error.to_string();
+                    if error.is_final() {
+                        self.apparmor_final
+                            .insert(name.to_string(), (want.clone(), message.clone()));
+                    }
                     // The record now says a load is unfinished: the next sync loads again.
                     match self.apparmor.read_record(name) {
                         Some(r) => self.apparmor_installed.insert(name.to_string(), r),

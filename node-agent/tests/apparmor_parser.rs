@@ -21,7 +21,8 @@ fn setup(root: &Path) -> AppArmor {
         include_dir: "/etc/apparmor.d".into(),
         state_dir: root.join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
-        parser_timeout: std::time::Duration::from_secs(60),
+        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
+        reserved: vec![],
     })
     .unwrap()
 }
@@ -57,9 +58,14 @@ async fn loads_verifies_and_removes_with_the_real_parser() {
         Some("enforce"),
         "children are listed too"
     );
-    // The parser really wrote compiled policy, and a cache entry for fast reloads.
-    let cache = root.path().join("state/apparmor-cache");
-    assert!(std::fs::read_dir(&cache).unwrap().next().is_some(), "write-cache on");
+    // The judged binary policy is kept: what went to the kernel is exactly what was judged.
+    let compiled = std::fs::read(root.path().join("state/apparmor/compiled/web")).unwrap();
+    let names: Vec<String> = palisade_crds::compiled::decode(&compiled)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["web", "web//helper"]);
     assert_eq!(aa.records().unwrap()["web"].mode, AppArmorMode::Enforce);
 
     // Complain mode uses the parser's force-complain flag and is verified as such.
@@ -83,7 +89,8 @@ async fn parser_errors_keep_the_line_number_and_leave_no_record() {
             "profile bad {\n  /a r,\n  /b rwx,\n}\n",
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 3") && err.contains("Invalid mode"), "{err}");
     assert!(
         aa.records().unwrap().is_empty(),
@@ -96,7 +103,8 @@ async fn parser_errors_keep_the_line_number_and_leave_no_record() {
             "profile inc {\n  include <abstractions/does-not-exist>\n}\n",
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("does-not-exist"),
         "includes resolve in the include dir: {err}"
@@ -122,7 +130,8 @@ async fn detects_a_node_without_apparmor() {
         include_dir: "/etc/apparmor.d".into(),
         state_dir: root.path().join("state"),
         simulated_kernel_features: None,
-        parser_timeout: std::time::Duration::from_secs(60),
+        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
+        reserved: vec![],
     })
     .unwrap();
     assert!(aa.detect().await.unwrap_err().contains("not enabled"));
@@ -141,7 +150,12 @@ async fn simulated_kernel_lists_the_mode_the_binary_policy_carries() {
         .load(&record("sneaky", AppArmorMode::Enforce), contradicting)
         .await
         .unwrap_err();
-    assert_eq!(err, "the kernel lists sneaky in complain mode, not enforce");
+    assert_eq!(
+        err.to_string(),
+        "refused: the profile \"sneaky\" would load in complain mode, not enforce (spec.mode)",
+        "judged from the compiled policy, before the kernel sees it"
+    );
+    assert!(aa.records().unwrap().is_empty(), "a refused profile is not claimed");
 
     // --Complain marks the whole stream; children get the mode too.
     aa.load(&record("web", AppArmorMode::Complain), POLICY).await.unwrap();
@@ -169,7 +183,11 @@ fn binary_policy_profiles_reads_names_and_modes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut profiles = palisade_agent::apparmor::binary_policy_profiles(&out.stdout);
+    let mut profiles: Vec<(String, &str)> = palisade_crds::compiled::decode(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name, p.mode))
+        .collect();
     profiles.sort();
     assert_eq!(
         profiles,
@@ -188,7 +206,12 @@ async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
     use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();
     let hang = root.path().join("hang");
-    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    // Compiles as the real parser does, then hangs while loading.
+    std::fs::write(
+        &hang,
+        "#!/bin/sh\ncase \" $* \" in *\" --replace \"*) exec sleep 600;; esac\nexec apparmor_parser \"$@\"\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
     let fs = root.path().join("apparmorfs");
     std::fs::create_dir_all(&fs).unwrap();
@@ -199,7 +222,8 @@ async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
         include_dir: "/etc/apparmor.d".into(),
         state_dir: root.path().join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
-        parser_timeout: std::time::Duration::from_millis(300),
+        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_millis(300)),
+        reserved: vec![],
     })
     .unwrap();
     let started = std::time::Instant::now();
@@ -207,7 +231,7 @@ async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
         .load(&record("web", AppArmorMode::Enforce), "profile web {\n}\n")
         .await
         .unwrap_err();
-    assert!(err.contains("did not finish within"), "{err}");
+    assert!(err.to_string().contains("did not finish within"), "{err}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(30),
         "the timeout ended the run"

@@ -33,7 +33,8 @@ fn state(root: &Path, dir: &Path) -> NodeState {
         include_dir: "/etc/apparmor.d".into(),
         state_dir: root.join("state"),
         simulated_kernel_features: None,
-        parser_timeout: std::time::Duration::from_secs(60),
+        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
+        reserved: vec![],
     })
     .unwrap();
     let metrics = Metrics::register(&mut Default::default());
@@ -98,20 +99,38 @@ async fn a_shared_directory_keeps_other_tools_files_untouched() {
     assert!(files::read_owned(&dir).unwrap().unwrap().is_empty());
 }
 
+/// Without an ownership record (lost, or a directory shared with another tool), a file is
+/// adopted only if its content is exactly what Palisade would write; any other file is
+/// never replaced or deleted. (Before: every `*.json` was adopted, then deleted as stale.)
 #[tokio::test]
-async fn a_directory_earlier_versions_wrote_is_adopted() {
-    // The default directory and a custom agent.seccompSubdir alike (not SPO's operator/).
+async fn without_a_record_only_identical_files_are_adopted_and_nothing_else_is_deleted() {
     for subdir in [palisade_crds::SECCOMP_SUBDIR, "profiles"] {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("seccomp").join(subdir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("old.json"), b"{}").unwrap();
+        std::fs::write(dir.join("other.json"), b"{}").unwrap();
+        let web = accepted("web", "mkdir");
+        let bytes = palisade_crds::render::seccomp::render("web", &web.spec, |_| None)
+            .unwrap()
+            .bytes;
+        std::fs::write(dir.join("web.json"), &bytes).unwrap();
         let mut node = state(root.path(), &dir);
-        assert_eq!(files::read_owned(&dir).unwrap().unwrap(), ["old".to_string()].into());
+        assert!(
+            files::read_owned(&dir).unwrap().unwrap().is_empty(),
+            "nothing adopted by name"
+        );
+        let (entries, _) = node.sync(&[web], &[], &BTreeMap::new(), true).await;
+        assert_eq!(entries[0].state, NodeProfileState::Installed, "{entries:?}");
+        assert_eq!(files::read_owned(&dir).unwrap().unwrap(), ["web".to_string()].into());
         node.sync(&[], &[], &BTreeMap::new(), true).await;
         assert!(
-            !dir.join("old.json").exists(),
-            "{subdir}: an orphan of an earlier version is cleaned up"
+            !dir.join("web.json").exists(),
+            "{subdir}: the adopted file is Palisade's to remove"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("other.json")).unwrap(),
+            b"{}",
+            "{subdir}: a file Palisade did not write is never deleted"
         );
     }
 }

@@ -217,16 +217,19 @@ impl Profile for SeccompProfile {
             .map(|p| (p.name_any(), p.spec.clone()))
             .collect();
         // Rendered once: its digest keys the cache and is what gets accepted.
-        let rendered = validate::render_seccomp(&self.name_any(), &self.spec, &all)?;
-        let warnings = cached(ctx, self, &rendered.digest, async {
-            validate::compile_seccomp(&rendered)
-        })
+        let rendered = Arc::new(validate::render_seccomp(&self.name_any(), &self.spec, &all)?);
+        let warnings = cached(
+            ctx,
+            self,
+            &rendered.digest,
+            validate::compile_seccomp_blocking(rendered.clone(), ctx.parser.listener_dirs.clone()),
+        )
         .await?;
         Ok((
             AcceptedContent {
                 generation: self.meta().generation.unwrap_or_default(),
-                digest: rendered.digest,
-                bases: rendered.bases,
+                digest: rendered.digest.clone(),
+                bases: rendered.bases.clone(),
             },
             warnings,
         ))

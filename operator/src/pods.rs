@@ -5,58 +5,10 @@ use palisade_crds::ProfileKind;
 
 pub use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
 
-/// The Palisade profiles a pod references: seccomp `Localhost` profiles under
-/// `palisade/<name>.json`, AppArmor `Localhost` profiles, at pod, container, init- and
-/// ephemeral-container level, and the legacy AppArmor annotation `localhost/<name>`.
+/// The Palisade profiles a pod references ([`palisade_crds::pods::references`] with the
+/// agents' seccomp subdirectory).
 pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
-    let mut refs = Vec::new();
-    if let Some(spec) = &pod.spec {
-        if let Some(sc) = &spec.security_context {
-            push_seccomp(
-                &mut refs,
-                sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-            push_apparmor(
-                &mut refs,
-                sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-        }
-        for sc in container_contexts(spec) {
-            push_seccomp(
-                &mut refs,
-                sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-            push_apparmor(
-                &mut refs,
-                sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-        }
-    }
-    for (key, value) in pod.metadata.annotations.iter().flatten() {
-        if key.starts_with(APPARMOR_ANNOTATION_PREFIX)
-            && let Some(name) = value.strip_prefix("localhost/")
-        {
-            refs.push((ProfileKind::AppArmorProfile, name.to_string()));
-        }
-    }
-    refs.sort();
-    refs.dedup();
-    refs
-}
-
-fn container_contexts(spec: &PodSpec) -> impl Iterator<Item = &SecurityContext> {
-    let containers = spec.containers.iter().filter_map(|c| c.security_context.as_ref());
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .filter_map(|c| c.security_context.as_ref());
-    let ephemeral = spec
-        .ephemeral_containers
-        .iter()
-        .flatten()
-        .filter_map(|c| c.security_context.as_ref());
-    containers.chain(init).chain(ephemeral)
+    palisade_crds::pods::references(pod, seccomp_subdir())
 }
 
 static SECCOMP_SUBDIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -77,25 +29,6 @@ pub fn seccomp_subdir() -> &'static str {
 /// `localhostProfile` for a SeccompProfile.
 pub fn seccomp_localhost_profile(name: &str) -> String {
     format!("{}/{name}.json", seccomp_subdir())
-}
-
-fn push_seccomp(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
-    if let Some((ty, Some(path))) = profile
-        && ty == "Localhost"
-        && let Some(name) = path
-            .strip_prefix(&format!("{}/", seccomp_subdir()))
-            .and_then(|p| p.strip_suffix(".json"))
-    {
-        refs.push((ProfileKind::SeccompProfile, name.to_string()));
-    }
-}
-
-fn push_apparmor(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String, &Option<String>)>) {
-    if let Some((ty, Some(name))) = profile
-        && ty == "Localhost"
-    {
-        refs.push((ProfileKind::AppArmorProfile, name.clone()));
-    }
 }
 
 /// Keeps only what [`references`] reads (and the name), so a cluster's pods cost little

@@ -328,14 +328,29 @@ impl NodeReports {
         keys
     }
 
-    /// What the nodes learned for a profile's accepted content, merged.
+    /// What the nodes learned for a profile's accepted content, merged. Only nodes the
+    /// profile targets count: a node reports in its own object whatever it likes (it may be
+    /// hostile), and one that does not run the profile has nothing to teach it.
     pub fn learning(&self, key: &Key, uid: &str, digest: &str) -> Option<Learning> {
+        let targeted: HashSet<String> = {
+            let inner = self.inner.lock().expect("lock");
+            let selector = inner.wants.get(key).map(|w| w.selector.clone());
+            inner
+                .nodes
+                .iter()
+                .filter(|(_, exp)| selector.as_ref().is_some_and(|s| selects(s.as_ref(), &exp.labels)))
+                .map(|(node, _)| node.clone())
+                .collect()
+        };
         let learned = self.learned.lock().expect("lock");
-        let reports = learned.iter().flat_map(|(node, list)| {
-            list.iter()
-                .filter(|l| l.kind == key.0 && l.name == key.1 && l.uid == uid)
-                .map(move |l| (node.as_str(), l))
-        });
+        let reports = learned
+            .iter()
+            .filter(|(node, _)| targeted.contains(*node))
+            .flat_map(|(node, list)| {
+                list.iter()
+                    .filter(|l| l.kind == key.0 && l.name == key.1 && l.uid == uid)
+                    .map(move |l| (node.as_str(), l))
+            });
         palisade_crds::learn::merge(digest, reports)
     }
 
@@ -619,6 +634,7 @@ mod tests {
     #[test]
     fn what_nodes_learned_is_merged_and_wakes_only_its_profile() {
         let (r, _) = cluster(&["a", "b"]);
+        r.set_want(key("learn-me"), Some(want("u", "d1")));
         r.apply(watcher::Event::InitDone);
         assert_eq!(
             r.apply(watcher::Event::Apply(learned("a", &[("read", 3)]))),
@@ -652,6 +668,39 @@ mod tests {
         assert_eq!(r.apply(watcher::Event::InitDone), vec![key("learn-me")]);
         let l = r.learning(&key("learn-me"), "u", "d1").unwrap();
         assert_eq!((l.nodes, l.new_permissions), (1, 1));
+    }
+
+    /// A node reports what it likes in its own object (it may be hostile): what a node the
+    /// profile does not target reports, and any rule outside learning's grammar, is left out.
+    #[test]
+    fn learning_counts_only_targeted_nodes_and_learnable_rules() {
+        let (r, _) = cluster(&["a", "b"]);
+        let only_a = Want::of(
+            SC,
+            "u",
+            true,
+            Some("d1"),
+            Some(&serde_json::from_value(json!({"matchLabels": {"node": "a"}})).unwrap()),
+        )
+        .unwrap();
+        r.set_want(key("learn-me"), Some(only_a));
+        r.apply(watcher::Event::InitDone);
+        r.apply(watcher::Event::Apply(learned(
+            "a",
+            &[("read", 1), ("read; rm -rf /", 1)],
+        )));
+        r.apply(watcher::Event::Apply(learned("b", &[("ptrace", 9)])));
+        let l = r.learning(&key("learn-me"), "u", "d1").unwrap();
+        let rules: Vec<&str> = l.suggestions.iter().map(|s| s.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            ["read"],
+            "b is not targeted; the second rule is not a syscall name"
+        );
+        assert_eq!(l.nodes, 1);
+        // Without the profile's want (not accepted, deleted), no node counts.
+        r.set_want(key("learn-me"), None);
+        assert!(r.learning(&key("learn-me"), "u", "d1").is_none());
     }
 
     fn exception(name: &str, state: &str, message: &str) -> serde_json::Value {

@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use palisade_crds::common::MAX_FAILURES;
 use palisade_crds::selector::selects;
 use palisade_crds::{
-    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, NodeCounts, NodeFailure,
-    NodeProfileState, ProfileState, ProfileStatus,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED, NodeCounts,
+    NodeFailure, NodeProfileState, ProfileState, ProfileStatus,
 };
 
 use crate::reports::{OnNode, Reported, digest_key};
@@ -210,15 +210,33 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         );
         conditions.push(condition(old, CONDITION_DELETING, "True", "InUse", message, g, now));
     }
-    let (ignored_syscalls, warning) = match input.warnings {
-        Some(w) => (w.ignored_syscalls, w.syscalls.map(|(r, m)| (r.to_string(), m))),
+    let (ignored_syscalls, warning, weakened) = match input.warnings {
+        Some(w) => (
+            w.ignored_syscalls,
+            w.syscalls.map(|(r, m)| (r.to_string(), m)),
+            w.weakened,
+        ),
         None => (
             input.old.map(|s| s.ignored_syscalls.clone()).unwrap_or_default(),
             old.iter()
                 .find(|c| c.type_ == CONDITION_SYSCALLS_IGNORED)
                 .map(|c| (c.reason.clone(), c.message.clone())),
+            old.iter()
+                .find(|c| c.type_ == CONDITION_WEAKENED)
+                .map(|c| c.message.clone()),
         ),
     };
+    if let Some(message) = weakened {
+        conditions.push(condition(
+            old,
+            CONDITION_WEAKENED,
+            "True",
+            "WeakensConfinement",
+            message,
+            g,
+            now,
+        ));
+    }
     if let Some((reason, message)) = warning {
         conditions.push(condition(
             old,
@@ -414,8 +432,18 @@ mod tests {
         with.warnings = Some(Warnings {
             ignored_syscalls: ignored.clone(),
             syscalls: Some(("SyscallsIgnored", "1 syscall name(s) left out".into())),
+            weakened: Some("SECCOMP_FILTER_FLAG_SPEC_ALLOW turns off a mitigation".into()),
         });
         let warned = build(with, &t);
+        let weakened = warned
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_WEAKENED)
+            .unwrap();
+        assert_eq!(
+            (weakened.status.as_str(), weakened.reason.as_str()),
+            ("True", "WeakensConfinement")
+        );
         let c = warned
             .conditions
             .iter()

@@ -127,11 +127,7 @@ fn context_with(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>, pa
 }
 
 fn context(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>) -> Arc<Context> {
-    let parser = ParserConfig {
-        parser: "apparmor_parser".into(),
-        include_dir: "/etc/apparmor.d".into(),
-        timeout: Duration::from_secs(30),
-    };
+    let parser = ParserConfig::with_defaults("apparmor_parser", "/etc/apparmor.d");
     context_with(client, pods, seccomp, parser)
 }
 
@@ -469,11 +465,8 @@ async fn a_hung_parser_is_transient_retried_and_never_cached() {
     std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let parser = ParserConfig {
-        parser: hang,
-        include_dir: "/etc/apparmor.d".into(),
-        timeout: Duration::from_millis(200),
-    };
+    let mut parser = ParserConfig::with_defaults(hang, "/etc/apparmor.d");
+    parser.budget.wall = Duration::from_millis(200);
     let ctx = context_with(Client::new(service, "default"), vec![], vec![], parser);
     let p = aa_profile();
     let reply = serde_json::to_value(&p).unwrap();

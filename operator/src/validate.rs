@@ -2,24 +2,54 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use std::time::Duration;
 
+use palisade_crds::compiled;
 use palisade_crds::render::apparmor::RenderedPolicy;
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::{AcceptedContent, AppArmorProfile, IgnoredSyscalls, SeccompProfileSpec};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use palisade_runtime::budget::{self, Budget, RunError};
 
 /// How the operator runs the parser: compile only, never load.
 #[derive(Clone, Debug)]
 pub struct ParserConfig {
     pub parser: PathBuf,
     pub include_dir: PathBuf,
-    /// Longest one parser run may take; a hung parser is killed and the validation is
-    /// retried later (it is not the profile's fault).
-    pub timeout: Duration,
+    /// What one parser run may use. Over its CPU or memory budget, the profile is Invalid
+    /// (the same content would do it again); past the wall-clock time without using up
+    /// the CPU budget, the parser is killed and the validation retried later (a hung or
+    /// starved parser is not the profile's fault).
+    pub budget: Budget,
+    /// AppArmor names refused beside the built-in reserved ones (the chart's list).
+    pub reserved: Vec<String>,
+    /// Directories a SeccompProfile's `listenerPath` may name (the chart's
+    /// `seccomp.allowedListenerDirs`); empty: no listener, no `SCMP_ACT_NOTIFY`.
+    pub listener_dirs: Vec<String>,
+}
+
+impl ParserConfig {
+    /// The default budget with this parser and include directory (tests).
+    pub fn with_defaults(parser: impl Into<PathBuf>, include_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            parser: parser.into(),
+            include_dir: include_dir.into(),
+            budget: default_budget(),
+            reserved: vec![],
+            listener_dirs: vec![],
+        }
+    }
+}
+
+/// One parser run's budget unless configured: far above what real profiles take (the
+/// heaviest in the corpus compile in under a second and 10 MiB), far below what a policy
+/// written to make the parser's automaton explode would take.
+pub fn default_budget() -> Budget {
+    Budget {
+        cpu: Duration::from_secs(10),
+        memory: 96 * 1024 * 1024,
+        wall: Duration::from_secs(30),
+    }
 }
 
 /// Why a generation is not accepted.
@@ -41,6 +71,9 @@ pub struct Warnings {
     pub ignored_syscalls: Vec<IgnoredSyscalls>,
     /// `(reason, message)` for the `SyscallsIgnored` condition; `None` when nothing is ignored.
     pub syscalls: Option<(&'static str, String)>,
+    /// The `Weakened` condition's message: what the profile does that weakens more than it
+    /// confines (`errnoRet: 0` on a denial, `SECCOMP_FILTER_FLAG_SPEC_ALLOW`).
+    pub weakened: Option<String>,
 }
 
 /// Validates a SeccompProfile: its `baseProfileName` chain resolves (no missing base, no
@@ -52,9 +85,10 @@ pub fn validate_seccomp(
     spec: &SeccompProfileSpec,
     generation: i64,
     all: &HashMap<String, SeccompProfileSpec>,
+    listener_dirs: &[String],
 ) -> Result<(AcceptedContent, Warnings), Verdict> {
     let rendered = render_seccomp(name, spec, all)?;
-    let warnings = compile_seccomp(&rendered)?;
+    let warnings = compile_seccomp(&rendered, listener_dirs)?;
     Ok((
         AcceptedContent {
             generation,
@@ -74,11 +108,30 @@ pub fn render_seccomp(
     sc_render::render(name, spec, |n| all.get(n)).map_err(|e| Verdict::Invalid(e.to_string()))
 }
 
-/// Compiles a rendering with libseccomp (the expensive half). Names that no listed
-/// architecture has are skipped as the runtimes skip them, and reported as warnings.
-pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp) -> Result<Warnings, Verdict> {
+/// Checks what a rendering hands out beyond confinement, then compiles it with libseccomp
+/// (the expensive half). Names that no listed architecture has are skipped as the runtimes
+/// skip them, and reported as warnings; so is what weakens more than it confines.
+pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp, listener_dirs: &[String]) -> Result<Warnings, Verdict> {
+    sc_render::check_listener(rendered, listener_dirs).map_err(Verdict::Invalid)?;
     let compiled = sc_render::compile_rendered(rendered).map_err(|e| Verdict::Invalid(e.to_string()))?;
-    Ok(seccomp_warnings(&compiled))
+    let mut warnings = seccomp_warnings(&compiled);
+    let weakened = sc_render::weakening(rendered);
+    if !weakened.is_empty() {
+        warnings.weakened = Some(weakened.join("; "));
+    }
+    Ok(warnings)
+}
+
+/// [`compile_seccomp`] on a blocking thread: a large profile's compile never holds up the
+/// async runtime (every other reconcile, the watches, the webhook). Its cost is bounded by
+/// the schema's size limits (measured in docs/benchmarks.md).
+pub async fn compile_seccomp_blocking(
+    rendered: std::sync::Arc<sc_render::RenderedSeccomp>,
+    listener_dirs: Vec<String>,
+) -> Result<Warnings, Verdict> {
+    tokio::task::spawn_blocking(move || compile_seccomp(&rendered, &listener_dirs))
+        .await
+        .map_err(|e| Verdict::Transient(format!("the seccomp compile did not finish: {e}")))?
 }
 
 /// At most 20 of `total` names, then how many more (a condition message stays small).
@@ -125,14 +178,18 @@ pub fn seccomp_warnings(compiled: &sc_render::Compiled) -> Warnings {
     Warnings {
         ignored_syscalls: compiled.ignored.clone(),
         syscalls: Some((reason, message)),
+        weakened: None,
     }
 }
 
-/// Validates an AppArmorProfile: Palisade's own checks, then a compile with the real
-/// `apparmor_parser` (skip-kernel-load), then `--names` must list only the profile itself
-/// and its children. Returns what was accepted.
+/// Validates an AppArmorProfile: Palisade's own checks (friendly first errors), then a
+/// compile with the real `apparmor_parser` (never loaded), and the judgement of what it
+/// compiled ([`compiled::judge`]). Returns what was accepted.
 pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig) -> Result<AcceptedContent, Verdict> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
+    if let Some(reason) = palisade_crds::apparmor::reserved_name(name, &parser.reserved) {
+        return Err(Verdict::Invalid(reason));
+    }
     let rendered = aa_render::render(name, &profile.spec).map_err(|e| Verdict::Invalid(e.to_string()))?;
     compile_apparmor(name, &rendered, parser).await?;
     Ok(AcceptedContent {
@@ -142,75 +199,62 @@ pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig)
     })
 }
 
-/// The parser half of [`validate_apparmor`].
+/// The parser half of [`validate_apparmor`]: compiles in the mode the agents load with and
+/// judges the binary policy the parser produced, not the text.
 pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &ParserConfig) -> Result<(), Verdict> {
-    let names = run_parser(&rendered.text, parser).await?;
-    let foreign: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| *n != name && !n.starts_with(&format!("{name}//")))
-        .collect();
-    if !foreign.is_empty() {
-        return Err(Verdict::Invalid(format!(
-            "spec.policy: defines profiles other than {name:?} and its children: {}",
-            foreign.join(", ")
-        )));
-    }
-    if !names.iter().any(|n| n == name) {
-        return Err(Verdict::Invalid(format!(
-            "spec.policy: does not define the profile {name:?}"
-        )));
-    }
+    let binary = run_parser(&rendered.text, rendered.mode, parser).await?;
+    compiled::judge(&binary, name, rendered.mode).map_err(|r| Verdict::Invalid(format!("spec.policy: {r}")))?;
     Ok(())
 }
 
-async fn run_parser(text: &str, parser: &ParserConfig) -> Result<Vec<String>, Verdict> {
-    let mut child = Command::new(&parser.parser)
-        .args(["--skip-kernel-load", "--skip-cache", "--quiet", "--names", "-I"])
-        .arg(&parser.include_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Verdict::Transient(format!("cannot run apparmor_parser ({}): {e}", parser.parser.display())))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = text.to_string();
-    let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(input.as_bytes()).await;
-    });
-    // Dropping the child on timeout kills it (kill_on_drop).
-    let out = match tokio::time::timeout(parser.timeout, child.wait_with_output()).await {
-        Ok(out) => out.map_err(|e| Verdict::Transient(format!("apparmor_parser: {e}")))?,
-        Err(_) => {
-            writer.abort();
+/// The parser's arguments to compile `mode` from stdin to a binary policy on stdout.
+pub fn compile_args(include_dir: &std::path::Path, mode: palisade_crds::AppArmorMode) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["--skip-kernel-load", "--skip-cache", "--quiet", "--stdout", "-I"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.push(include_dir.into());
+    if mode == palisade_crds::AppArmorMode::Complain {
+        args.push("--Complain".into());
+    }
+    args
+}
+
+async fn run_parser(text: &str, mode: palisade_crds::AppArmorMode, parser: &ParserConfig) -> Result<Vec<u8>, Verdict> {
+    let mut readable: Vec<PathBuf> = budget::SYSTEM_READABLE.iter().map(PathBuf::from).collect();
+    readable.push(parser.include_dir.clone());
+    let run = budget::Run {
+        program: parser.parser.clone(),
+        args: compile_args(&parser.include_dir, mode),
+        stdin: Some(text.as_bytes().to_vec()),
+        readable,
+        budget: parser.budget.clone(),
+    };
+    let out = match budget::run(&run).await {
+        Ok(out) => out,
+        Err(e @ RunError::OverBudget { .. }) => {
+            return Err(Verdict::Invalid(format!("spec.policy: {e}: simplify the policy")));
+        }
+        Err(RunError::Start { reason, .. }) => {
             return Err(Verdict::Transient(format!(
-                "apparmor_parser did not finish within {}s and was killed",
-                parser.timeout.as_secs()
+                "cannot run apparmor_parser ({}): {reason}",
+                parser.parser.display()
             )));
         }
+        Err(RunError::TimedOut { secs, .. }) => {
+            return Err(Verdict::Transient(format!(
+                "apparmor_parser did not finish within {secs}s and was killed"
+            )));
+        }
+        Err(RunError::Killed { status, .. }) => {
+            return Err(Verdict::Transient(format!("apparmor_parser was killed ({status})")));
+        }
     };
-    let _ = writer.await;
-    if out.status.code().is_none() {
-        return Err(Verdict::Transient(format!(
-            "apparmor_parser was killed ({})",
-            out.status
-        )));
-    }
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let message: Vec<&str> = stderr
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
-            .collect();
-        let message = message.join("; ").replace("AppArmor parser error at line", "line");
+        let message = palisade_crds::render::apparmor::parser_message(&out.stderr, out.status.code());
         return Err(Verdict::Invalid(format!("spec.policy: apparmor_parser: {message}")));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect())
+    Ok(out.stdout)
 }
 
 #[cfg(test)]
@@ -223,11 +267,7 @@ mod tests {
     use super::*;
 
     fn parser() -> ParserConfig {
-        ParserConfig {
-            parser: "apparmor_parser".into(),
-            include_dir: "/etc/apparmor.d".into(),
-            timeout: Duration::from_secs(30),
-        }
+        ParserConfig::with_defaults("apparmor_parser", "/etc/apparmor.d")
     }
 
     fn aap(name: &str, spec: serde_json::Value) -> AppArmorProfile {
@@ -297,9 +337,11 @@ mod tests {
         };
         let profile = aap("p", json!({"policy": "profile p {\n}\n"}));
         let with = |parser: PathBuf, timeout: Duration| ParserConfig {
-            parser,
-            include_dir: "/etc/apparmor.d".into(),
-            timeout,
+            budget: Budget {
+                wall: timeout,
+                ..default_budget()
+            },
+            ..ParserConfig::with_defaults(parser, "/etc/apparmor.d")
         };
 
         let hung = with(script("hang", "exec sleep 600"), Duration::from_millis(300));
@@ -340,7 +382,7 @@ mod tests {
             "child",
             json!({"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "base"}),
         );
-        let err = invalid(validate_seccomp("child", &child.spec, 1, &HashMap::new()));
+        let err = invalid(validate_seccomp("child", &child.spec, 1, &HashMap::new(), &[]));
         assert!(err.contains("\"base\" (base of \"child\") does not exist"), "{err}");
         let mut all = HashMap::from([(
             "base".to_string(),
@@ -353,7 +395,7 @@ mod tests {
         )]);
         // An unknown name is accepted as the runtimes accept it, with a warning that names
         // it (here inherited from the base; a deny under an allowing default fails open).
-        let (_, warnings) = validate_seccomp("child", &child.spec, 1, &all).unwrap();
+        let (_, warnings) = validate_seccomp("child", &child.spec, 1, &all, &[]).unwrap();
         let (reason, message) = warnings.syscalls.expect("a warning");
         assert_eq!(reason, "SyscallsIgnored");
         assert!(
@@ -364,7 +406,7 @@ mod tests {
         all.get_mut("base").unwrap().syscalls[0].action = palisade_crds::seccomp::SeccompAction::KillProcess;
         let mut logging_child = child.spec.clone();
         logging_child.default_action = palisade_crds::seccomp::SeccompAction::Log;
-        let (_, warnings) = validate_seccomp("child", &logging_child, 1, &all).unwrap();
+        let (_, warnings) = validate_seccomp("child", &logging_child, 1, &all, &[]).unwrap();
         let (reason, message) = warnings.syscalls.expect("a warning");
         assert_eq!(reason, "DenyFailsOpen");
         assert!(
@@ -373,7 +415,7 @@ mod tests {
         );
 
         all.get_mut("base").unwrap().syscalls[0].names = vec!["getpid".into()];
-        let (accepted, warnings) = validate_seccomp("child", &child.spec, 3, &all).unwrap();
+        let (accepted, warnings) = validate_seccomp("child", &child.spec, 3, &all, &[]).unwrap();
         assert_eq!(warnings, Warnings::default(), "nothing ignored, nothing said");
         assert_eq!(accepted.generation, 3);
         assert_eq!(accepted.bases, vec!["base".to_string()]);
@@ -389,7 +431,7 @@ mod tests {
         let spec: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]}))
         .unwrap();
-        let (_, warnings) = validate_seccomp("many", &spec, 1, &HashMap::new()).unwrap();
+        let (_, warnings) = validate_seccomp("many", &spec, 1, &HashMap::new(), &[]).unwrap();
         let (_, message) = warnings.syscalls.unwrap();
         assert!(message.starts_with("300 syscall name(s) left out"), "{message}");
         assert!(message.contains("made_up_019 and 280 more"), "{message}");

@@ -527,6 +527,25 @@ mod tests {
     }
 
     #[test]
+    fn ephemeral_containers_are_guarded_like_the_others() {
+        let debugged: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "n"},
+            "spec": {"containers": [{"name": "app", "image": "x"}],
+                     "ephemeralContainers": [{"name": "debugger", "image": "x", "securityContext":
+                        {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/missing.json"}}}]}}))
+        .unwrap();
+        let denied = decide(&guard(Mode::Deny), &debugged, response());
+        assert!(
+            !denied.allowed,
+            "an ephemeral container naming a missing profile is refused"
+        );
+        assert!(
+            denied.result.message.contains("\"missing\" does not exist"),
+            "{:?}",
+            denied.result
+        );
+    }
+
+    #[test]
     fn certificates_rotate_before_expiry_and_the_bundle_trusts_both_cas_meanwhile() {
         let cfg = Config {
             mode: Mode::Warn,

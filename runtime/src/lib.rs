@@ -1,5 +1,8 @@
 //! palisade-runtime: logging, the metrics and health HTTP server, and shutdown handling
-//! shared by the operator and the agent.
+//! shared by the operator and the agent, and [`budget`]: running a tool on input a profile
+//! author wrote within a CPU, memory and time budget, in a file-read sandbox.
+
+pub mod budget;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -481,3 +481,113 @@ fn real_seccomp_records_name_the_syscalls_of_workload_and_runtime() {
         "no gaps without the rate limit"
     );
 }
+
+/// Hostile input: text a workload can make appear in the kernel log, or fields shaped to
+/// write something other than a learned rule. None of it may become a suggestion.
+#[test]
+fn only_the_audit_subsystem_speaks_for_the_kernel_log() {
+    let fields = r#"apparmor="ALLOWED" operation="open" class="file" profile="web" name="/etc/app.conf" pid=412 comm="cat" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#;
+    let real = format!("<5>[   98.765432] audit: type=1400 audit(1763900000.123:45): {fields}");
+    assert!(parse_from(&real, LineSource::KernelLog).is_some());
+    for forged in [
+        // Written to /dev/kmsg by user space: the user facility (1 << 3 | 5).
+        format!("<13>[   98.765432] audit: type=1400 audit(1763900000.123:45): {fields}"),
+        // Another kernel message that printed a workload's string (a program name) first.
+        format!("<5>[   98.765432] evil[123]: audit: type=1400 audit(1763900000.123:45): {fields}"),
+        format!("<4>[   98.765432] audit: type=1400 audit(1763900000.123:45): {fields}"),
+        format!("<5>[   98.765432] x type=1400 audit(1763900000.123:45): {fields}"),
+    ] {
+        assert!(parse_from(&forged, LineSource::KernelLog).is_none(), "{forged}");
+    }
+    // auditd's file takes only auditd's own line shape.
+    assert!(parse_from(&format!("type=AVC msg=audit(1.0:2): {fields}"), LineSource::AuditLog).is_some());
+    assert!(
+        parse_from(
+            &format!("junk type=AVC msg=audit(1.0:2): {fields}"),
+            LineSource::AuditLog
+        )
+        .is_none()
+    );
+}
+
+#[test]
+fn fields_that_would_write_other_rules_are_refused() {
+    let rec = |f: &str| {
+        format!("<5>[ 1.0] audit: type=1400 audit(1.0:1): apparmor=\"ALLOWED\" profile=\"p\" pid=9 comm=\"x\" {f}")
+    };
+    // A value that closes its quote early leaves text the grammar does not take.
+    assert!(
+        parse_from(
+            &rec(r#"operation="open" class="file" name="/x" /** rwlkmix," requested_mask="r""#),
+            LineSource::KernelLog
+        )
+        .is_none()
+    );
+    // Each field shaped to smuggle a rule in: the record gives no rule.
+    for f in [
+        r#"operation="capable" class="cap" capability=0 capname="chown, /** rwlkmix""#,
+        r#"operation="signal" class="signal" signal=kill peer="x, change_profile -> unconfined" requested_mask="send""#,
+        r#"operation="create" class="net" family="inet, /** rwlkmix" sock_type="stream""#,
+        r#"operation="create" class="unix" sock_type="stream, /** w" requested_mask="create""#,
+    ] {
+        let r = parse_from(&rec(f), LineSource::KernelLog).expect(f);
+        assert!(apparmor_scoped_rule(&r).is_err(), "{f}: {:?}", apparmor_scoped_rule(&r));
+    }
+    // A file whose name is a glob is learned as that one file, its pattern escaped.
+    let r = parse_from(
+        &rec(r#"operation="open" class="file" name="/**" requested_mask="r" fsuid=0 ouid=0"#),
+        LineSource::KernelLog,
+    )
+    .unwrap();
+    assert_eq!(apparmor_scoped_rule(&r).unwrap(), "owner /\\*\\* r,");
+    // A child profile name that is not a name.
+    let r = parse_from(
+        &rec(r#"operation="open" class="file" name="/x" requested_mask="r""#)
+            .replace("profile=\"p\"", "profile=\"p//a,b\""),
+        LineSource::KernelLog,
+    )
+    .unwrap();
+    assert!(apparmor_scoped_rule(&r).is_err());
+}
+
+#[test]
+fn the_rule_grammar_takes_learned_rules_and_nothing_else() {
+    use crate::nodestatus::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
+    for ok in [
+        "capability chown,",
+        "owner /etc/app.conf r,",
+        "\"/tmp/a b.txt\" w,",
+        "@{PROC}/@{pid}/stat r,",
+        "/usr/lib/@{multiarch}/libssl.so* mr,",
+        "/var/log/worker-[0-9]* w,",
+        "/bin/busybox rix,",
+        "//child /x r,",
+        "^hat network inet stream,",
+        "signal (send) set=(term) peer=unconfined,",
+        "ptrace (read) peer=web,",
+        "unix (connect) type=stream,",
+        "/\\*\\* r,",
+    ] {
+        assert!(is_learnable_rule(AA, ok), "{ok}");
+    }
+    for bad in [
+        "/** rwlkmix,",
+        "change_profile -> unconfined,",
+        "/x r, /** w,",
+        "owner /x rw",
+        "/x rwx,",
+        "/x Ux,",
+        "capability chown,\n/** w,",
+        "network inet, /** w,",
+        "deny /x r,",
+        "\"/x\" r, \"/y\" w,",
+        "/tmp/{a,b} r,",
+        "@{HOME}/** r,",
+        "x r,",
+    ] {
+        assert!(!is_learnable_rule(AA, bad), "{bad}");
+    }
+    assert!(is_learnable_rule(SC, "openat"));
+    assert!(!is_learnable_rule(SC, "openat,read"));
+    assert_eq!(printable("a\x1b[2Jb\n"), "a\\u{1b}[2Jb\\u{a}");
+}

@@ -35,6 +35,82 @@ pub struct OciSeccomp {
     pub syscalls: Vec<SeccompSyscall>,
 }
 
+/// Refuses what hands out more than confinement unless the cluster allows it: a listener
+/// (`listenerPath`, or any `SCMP_ACT_NOTIFY`, whose notify fd runc, as root on the node,
+/// hands to whoever owns the socket: that process then decides the containers' syscalls).
+/// Allowed only with a `listenerPath` inside one of `allowed_dirs` (the chart's
+/// `seccomp.allowedListenerDirs`); a listener inherited from a base counts as the child's
+/// own, since this is checked on the resolved profile.
+pub fn check_listener(rendered: &RenderedSeccomp, allowed_dirs: &[String]) -> Result<(), String> {
+    let oci = &rendered.oci;
+    let notify =
+        oci.default_action == SeccompAction::Notify || oci.syscalls.iter().any(|r| r.action == SeccompAction::Notify);
+    if !notify && oci.listener_path.is_none() {
+        return Ok(());
+    }
+    let what = if notify {
+        "SCMP_ACT_NOTIFY hands every container using this profile to a seccomp agent (runc, as root, passes the agent the notify fd: the agent decides their syscalls)"
+    } else {
+        "spec.listenerPath makes runc, as root, connect to that socket for every container using this profile"
+    };
+    let Some(path) = oci.listener_path.as_deref() else {
+        return Err(format!("{what}; it needs spec.listenerPath"));
+    };
+    let inside = |dir: &String| {
+        let dir = dir.trim_end_matches('/');
+        !dir.is_empty()
+            && path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+            && !path.split('/').any(|part| part == ".." || part == ".")
+    };
+    if allowed_dirs.iter().any(inside) {
+        return Ok(());
+    }
+    let allowed = if allowed_dirs.is_empty() {
+        "none is allowed (the chart's seccomp.allowedListenerDirs is empty)".to_string()
+    } else {
+        format!("allowed only under {}", allowed_dirs.join(", "))
+    };
+    Err(format!("spec.listenerPath {path:?}: {what}; {allowed}"))
+}
+
+/// What an accepted profile does that weakens more than it confines, in words, for the
+/// `Weakened` condition: a denying action that returns 0 (the process is told the syscall
+/// succeeded) and `SECCOMP_FILTER_FLAG_SPEC_ALLOW` (the kernel's speculative-store-bypass
+/// mitigation is off for the containers).
+pub fn weakening(rendered: &RenderedSeccomp) -> Vec<String> {
+    let oci = &rendered.oci;
+    let mut out = Vec::new();
+    if oci.default_action == SeccompAction::Errno && oci.default_errno_ret == Some(0) {
+        out.push("defaultErrnoRet 0: every syscall the default action denies reports success".to_string());
+    }
+    let zero: Vec<String> = oci
+        .syscalls
+        .iter()
+        .filter(|r| r.action == SeccompAction::Errno && r.errno_ret == Some(0))
+        .flat_map(|r| r.names.iter().cloned())
+        .collect();
+    if !zero.is_empty() {
+        let shown: Vec<&str> = zero.iter().take(10).map(String::as_str).collect();
+        let more = zero.len().saturating_sub(shown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "errnoRet 0 on SCMP_ACT_ERRNO: {}{more} are denied but report success",
+            shown.join(", ")
+        ));
+    }
+    if oci.flags.contains(&SeccompFlag::SpecAllow) {
+        out.push(
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW turns off the speculative store bypass mitigation for these containers"
+                .to_string(),
+        );
+    }
+    out
+}
+
 /// Why a profile's `baseProfileName` chain cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InheritanceError {
