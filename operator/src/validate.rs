@@ -371,6 +371,142 @@ mod tests {
         );
     }
 
+    /// The compiled judgement, fed policies straight past Palisade's own source checks (as a
+    /// policy exploiting a difference between those checks' grammar and the parser's would
+    /// get past them): whatever the text looks like, what the parser compiled decides.
+    #[tokio::test]
+    async fn the_compiled_policy_decides_whatever_the_text_looks_like() {
+        use palisade_crds::AppArmorMode::{Complain, Enforce};
+        let judge = |text: &str, mode| {
+            let rendered = RenderedPolicy {
+                text: text.to_string(),
+                mode,
+                digest: String::new(),
+            };
+            async move { compile_apparmor("p", &rendered, &parser()).await }
+        };
+        for (text, mode, want) in [
+            // An attachment: the kernel would confine every program the glob matches.
+            ("profile p /** {\n}\n", Enforce, "has an attachment"),
+            ("profile p /usr/bin/runc {\n}\n", Complain, "has an attachment"),
+            // A name the text scanner and the parser read differently.
+            ("profile \"p\\\" /**\" {\n}\n", Enforce, "which is not \"p\""),
+            // Modes other than spec.mode, at the top or in a child.
+            ("profile p flags=(complain) {\n}\n", Enforce, "would load in complain mode, not enforce"),
+            ("profile p flags=(unconfined) {\n}\n", Enforce, "would load in unconfined mode"),
+            ("profile p {\n  profile c flags=(kill) {\n  }\n}\n", Enforce, "\"p//c\" would load in kill mode"),
+            // Another profile beside it, or the profile in another namespace.
+            ("profile p {\n}\nprofile docker-default {\n}\n", Enforce, "\"docker-default\", which is not"),
+            ("profile :other:p {\n}\n", Enforce, "policy namespace \"other\""),
+        ] {
+            let err = invalid(judge(text, mode).await);
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        // The same shapes without the trick are accepted: the judgement is not a blanket no.
+        judge("profile p {\n  profile c {\n  }\n}\n", Enforce).await.unwrap();
+        judge("profile p flags=(complain) {\n}\n", Complain).await.unwrap();
+        judge("profile p {\n  /usr/bin/x cx,\n  profile /usr/bin/x {\n  }\n}\n", Enforce)
+            .await
+            .unwrap();
+    }
+
+    /// `include` of any file: the parser, in its sandbox, cannot open anything outside the
+    /// include directory (Landlock), so no file of the operator's container is read.
+    #[tokio::test]
+    async fn the_parser_cannot_read_outside_the_include_directory() {
+        if !budget::landlock_available() {
+            eprintln!("this kernel has no Landlock: the sandbox cannot be tested here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("token");
+        std::fs::write(&secret, "supersecrettoken\n").unwrap();
+        let text = format!("profile p {{\n  include \"{}\"\n}}\n", secret.display());
+        let rendered = RenderedPolicy {
+            text: text.clone(),
+            mode: palisade_crds::AppArmorMode::Enforce,
+            digest: String::new(),
+        };
+        let err = invalid(compile_apparmor("p", &rendered, &parser()).await);
+        assert!(err.contains("Could not open"), "{err}");
+        assert!(!err.contains("supersecret"), "{err}");
+        // Without the sandbox the same parser reads the file (the test can fail).
+        let mut child = std::process::Command::new("apparmor_parser")
+            .args(["-Q", "-S", "-I", "/etc/apparmor.d"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("Could not open"));
+    }
+
+    /// A few hundred bytes that make the parser's automaton explode: over its budget, the
+    /// profile is Invalid with the numbers (cached like any verdict on the content, never
+    /// retried as "could not run"), within the budget's time, and nothing keeps running.
+    #[tokio::test]
+    async fn a_policy_that_explodes_the_parser_is_invalid_within_its_budget() {
+        let rules: String = (0..4)
+            .map(|i| format!("  /**/x{i}*/**/y{i}*/** r,\n  deny /**z{i}*/**[^a]{i}* w,\n"))
+            .collect();
+        let text = format!("profile p {{\n{rules}}}\n");
+        assert!(text.len() < 400, "{} bytes", text.len());
+        let started = std::time::Instant::now();
+        let err = invalid(validate_apparmor(&aap("p", json!({"policy": text})), &parser()).await);
+        assert!(
+            err.contains("exceeded its") && err.contains("budget") && err.contains("MiB"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn reserved_names_are_invalid_and_the_list_extends() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let profile = aap("docker-default", json!({"policy": "profile docker-default {\n}\n"}));
+        let err = invalid(rt.block_on(validate_apparmor(&profile, &parser())));
+        assert!(err.contains("reserved"), "{err}");
+        let mut cfg = parser();
+        cfg.reserved = vec!["team-*".into()];
+        let err = invalid(rt.block_on(validate_apparmor(&aap("team-a", json!({"policy": "profile team-a {\n}\n"})), &cfg)));
+        assert!(err.contains("the cluster's reserved names list it"), "{err}");
+    }
+
+    #[test]
+    fn listeners_are_refused_unless_their_directory_is_allowed() {
+        let sp = |spec: serde_json::Value| -> SeccompProfileSpec { serde_json::from_value(spec).unwrap() };
+        let notify = sp(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent/sock",
+            "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_NOTIFY"}]}));
+        let err = invalid(validate_seccomp("n", &notify, 1, &HashMap::new(), &[]));
+        assert!(err.contains("SCMP_ACT_NOTIFY") && err.contains("none is allowed"), "{err}");
+        validate_seccomp("n", &notify, 1, &HashMap::new(), &["/run/agent".into()]).unwrap();
+        let err = invalid(validate_seccomp("n", &notify, 1, &HashMap::new(), &["/run/agen".into()]));
+        assert!(err.contains("allowed only under /run/agen"), "{err}");
+        let sneaky = sp(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent/../../tmp/sock"}));
+        invalid(validate_seccomp("s", &sneaky, 1, &HashMap::new(), &["/run/agent".into()]));
+        // A child inherits its base's listener: the child is refused too.
+        let all = HashMap::from([("base".to_string(), notify.clone())]);
+        let child = sp(json!({"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "base"}));
+        let err = invalid(validate_seccomp("child", &child, 1, &all, &[]));
+        assert!(err.contains("listenerPath"), "{err}");
+    }
+
+    #[test]
+    fn errno_zero_and_spec_allow_are_accepted_with_a_warning() {
+        let spec: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+            "syscalls": [{"names": ["unlink"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0}]}))
+        .unwrap();
+        let (_, warnings) = validate_seccomp("w", &spec, 1, &HashMap::new(), &[]).unwrap();
+        let weakened = warnings.weakened.expect("a warning");
+        assert!(weakened.contains("unlink are denied but report success"), "{weakened}");
+        assert!(weakened.contains("SPEC_ALLOW"), "{weakened}");
+        let plain: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO"})).unwrap();
+        assert_eq!(validate_seccomp("p", &plain, 1, &HashMap::new(), &[]).unwrap().1.weakened, None);
+    }
+
     #[test]
     fn seccomp_errors_name_the_problem_and_acceptance_names_the_chain() {
         let sp = |name: &str, spec: serde_json::Value| -> SeccompProfile {
