@@ -146,7 +146,7 @@ async fn crds_install_explain_examples_and_admission() {
             ),
             "spec.abstract.executable.allowedExecutables[0]",
         ),
-        (aap("unconfined", json!({"abstract": {}})), "reserved by AppArmor"),
+        (aap("unconfined", json!({"abstract": {}})), "metadata.name is reserved"),
         (
             aap("mode", json!({"abstract": {}, "mode": "Audit"})),
             "spec.mode: Unsupported value: \"Audit\"",
