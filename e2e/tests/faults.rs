@@ -121,7 +121,7 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
                 let loaded = cluster.apparmor_loaded(node);
                 let aa_current = (0..APPARMOR).all(|i| loaded.contains_key(&format!("aa-{i}")));
                 let aa_sources = (0..APPARMOR).all(|i| {
-                    std::fs::read_to_string(cluster.node_dir(node).join(format!("state/apparmor/aa-{i}")))
+                    std::fs::read_to_string(cluster.node_dir(node).join(format!("state/apparmor/sources/aa-{i}")))
                         .is_ok_and(|t| t.contains(&format!("/srv/round-{round}/**")))
                 });
                 let ok = installed == SECCOMP + APPARMOR
@@ -136,7 +136,13 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
         .unwrap();
 
         // No temporary or partial file anywhere Palisade writes.
-        for dir in [cluster.seccomp_dir(node), cluster.node_dir(node).join("state/apparmor")] {
+        let state = cluster.node_dir(node).join("state/apparmor");
+        for dir in [
+            cluster.seccomp_dir(node),
+            state.join("sources"),
+            state.join("compiled"),
+            state.join("records"),
+        ] {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let name = entry.unwrap().file_name().to_string_lossy().into_owned();
                 assert!(

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::selector::selects;
@@ -299,6 +300,7 @@ impl NodeState {
         entries: &mut Vec<NodeProfile>,
     ) {
         let mut wanted = BTreeSet::new();
+        let mut jobs = Vec::new();
         let loaded = if self.apparmor_support.is_ok() {
             self.apparmor.loaded().ok()
         } else {
@@ -366,17 +368,41 @@ impl NodeState {
                 entries.push(entry(NodeProfileState::Installed, &want, String::new()));
                 continue;
             }
-            let repair = current;
-            let record = Record {
-                managed_by: "palisade".into(),
-                name: name.to_string(),
-                uid: uid.clone(),
-                generation: generation.unwrap_or_default(),
-                digest: want.clone(),
-                mode: p.spec.mode,
-                loading: false,
-            };
-            match self.apparmor.load(&record, &text).await {
+            jobs.push(Load {
+                entry: entry(NodeProfileState::Installed, &want, String::new()),
+                record: Record {
+                    managed_by: "palisade".into(),
+                    name: name.to_string(),
+                    uid: uid.clone(),
+                    generation: generation.unwrap_or_default(),
+                    digest: want.clone(),
+                    mode: p.spec.mode,
+                    loading: false,
+                },
+                text,
+                repair: current,
+            });
+        }
+        // Loads run side by side (as many as the parser runner allows at once): a profile
+        // that takes its whole budget holds up no other profile's load.
+        let apparmor = &self.apparmor;
+        let done: Vec<(Load, Result<std::time::Duration, crate::apparmor::LoadError>)> =
+            futures::stream::iter(jobs.into_iter().map(|job| async move {
+                let result = apparmor.load(&job.record, &job.text).await;
+                (job, result)
+            }))
+            .buffer_unordered(palisade_runtime::budget::RUNS_AT_ONCE)
+            .collect()
+            .await;
+        for (job, result) in done {
+            let Load {
+                mut entry,
+                record,
+                repair,
+                ..
+            } = job;
+            let name = record.name.clone();
+            match result {
                 Ok(took) => {
                     self.metrics.parser_seconds.observe(took.as_secs_f64());
                     self.metrics
@@ -388,24 +414,25 @@ impl NodeState {
                             .inc();
                         tracing::info!(profile = name, "reloaded an AppArmor profile that was unloaded");
                     }
-                    self.apparmor_installed.insert(name.to_string(), record);
-                    entries.push(entry(NodeProfileState::Installed, &want, String::new()));
+                    self.apparmor_installed.insert(name, record);
                 }
                 Err(error) => {
                     self.metrics.op("apparmor", "install", false);
                     let message = error.to_string();
                     if error.is_final() {
                         self.apparmor_final
-                            .insert(name.to_string(), (want.clone(), message.clone()));
+                            .insert(name.clone(), (record.digest.clone(), message.clone()));
                     }
                     // The record now says a load is unfinished: the next sync loads again.
-                    match self.apparmor.read_record(name) {
-                        Some(r) => self.apparmor_installed.insert(name.to_string(), r),
-                        None => self.apparmor_installed.remove(name),
+                    match self.apparmor.read_record(&name) {
+                        Some(r) => self.apparmor_installed.insert(name, r),
+                        None => self.apparmor_installed.remove(&name),
                     };
-                    entries.push(entry(NodeProfileState::Error, &want, message));
+                    entry.state = NodeProfileState::Error;
+                    entry.message = message;
                 }
             }
+            entries.push(entry);
         }
         let stale: Vec<String> = self
             .apparmor_installed
@@ -468,6 +495,14 @@ impl NodeState {
 
 /// Whether the agent may install what it rendered: only content whose digest the operator
 /// accepted. `Err` says why it waits (the entry's Pending message).
+/// One AppArmor load to run: the entry to report, the record to claim, the text.
+struct Load {
+    entry: NodeProfile,
+    record: Record,
+    text: String,
+    repair: bool,
+}
+
 fn gate(
     accepted: Option<&AcceptedContent>,
     rendered: Result<&str, String>,

@@ -209,10 +209,19 @@ pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &Pa
 
 /// The parser's arguments to compile `mode` from stdin to a binary policy on stdout.
 pub fn compile_args(include_dir: &std::path::Path, mode: palisade_crds::AppArmorMode) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = ["--skip-kernel-load", "--skip-cache", "--quiet", "--stdout", "-I"]
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    // One compile worker at a time: each process the parser forks has the whole budget.
+    let mut args: Vec<std::ffi::OsString> = [
+        "--skip-kernel-load",
+        "--skip-cache",
+        "--quiet",
+        "--stdout",
+        "--jobs=1",
+        "--max-jobs=1",
+        "-I",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
     args.push(include_dir.into());
     if mode == palisade_crds::AppArmorMode::Complain {
         args.push("--Complain".into());
@@ -392,11 +401,27 @@ mod tests {
             // A name the text scanner and the parser read differently.
             ("profile \"p\\\" /**\" {\n}\n", Enforce, "which is not \"p\""),
             // Modes other than spec.mode, at the top or in a child.
-            ("profile p flags=(complain) {\n}\n", Enforce, "would load in complain mode, not enforce"),
-            ("profile p flags=(unconfined) {\n}\n", Enforce, "would load in unconfined mode"),
-            ("profile p {\n  profile c flags=(kill) {\n  }\n}\n", Enforce, "\"p//c\" would load in kill mode"),
+            (
+                "profile p flags=(complain) {\n}\n",
+                Enforce,
+                "would load in complain mode, not enforce",
+            ),
+            (
+                "profile p flags=(unconfined) {\n}\n",
+                Enforce,
+                "would load in unconfined mode",
+            ),
+            (
+                "profile p {\n  profile c flags=(kill) {\n  }\n}\n",
+                Enforce,
+                "\"p//c\" would load in kill mode",
+            ),
             // Another profile beside it, or the profile in another namespace.
-            ("profile p {\n}\nprofile docker-default {\n}\n", Enforce, "\"docker-default\", which is not"),
+            (
+                "profile p {\n}\nprofile docker-default {\n}\n",
+                Enforce,
+                "\"docker-default\", which is not",
+            ),
             ("profile :other:p {\n}\n", Enforce, "policy namespace \"other\""),
         ] {
             let err = invalid(judge(text, mode).await);
@@ -405,9 +430,12 @@ mod tests {
         // The same shapes without the trick are accepted: the judgement is not a blanket no.
         judge("profile p {\n  profile c {\n  }\n}\n", Enforce).await.unwrap();
         judge("profile p flags=(complain) {\n}\n", Complain).await.unwrap();
-        judge("profile p {\n  /usr/bin/x cx,\n  profile /usr/bin/x {\n  }\n}\n", Enforce)
-            .await
-            .unwrap();
+        judge(
+            "profile p {\n  /usr/bin/x cx,\n  profile /usr/bin/x {\n  }\n}\n",
+            Enforce,
+        )
+        .await
+        .unwrap();
     }
 
     /// `include` of any file: the parser, in its sandbox, cannot open anything outside the
@@ -464,28 +492,51 @@ mod tests {
 
     #[test]
     fn reserved_names_are_invalid_and_the_list_extends() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let profile = aap("docker-default", json!({"policy": "profile docker-default {\n}\n"}));
         let err = invalid(rt.block_on(validate_apparmor(&profile, &parser())));
         assert!(err.contains("reserved"), "{err}");
         let mut cfg = parser();
         cfg.reserved = vec!["team-*".into()];
-        let err = invalid(rt.block_on(validate_apparmor(&aap("team-a", json!({"policy": "profile team-a {\n}\n"})), &cfg)));
+        let err = invalid(rt.block_on(validate_apparmor(
+            &aap("team-a", json!({"policy": "profile team-a {\n}\n"})),
+            &cfg,
+        )));
         assert!(err.contains("the cluster's reserved names list it"), "{err}");
     }
 
     #[test]
     fn listeners_are_refused_unless_their_directory_is_allowed() {
         let sp = |spec: serde_json::Value| -> SeccompProfileSpec { serde_json::from_value(spec).unwrap() };
-        let notify = sp(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent/sock",
-            "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_NOTIFY"}]}));
+        let notify = sp(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent/sock",
+            "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_NOTIFY"}]}),
+        );
         let err = invalid(validate_seccomp("n", &notify, 1, &HashMap::new(), &[]));
-        assert!(err.contains("SCMP_ACT_NOTIFY") && err.contains("none is allowed"), "{err}");
+        assert!(
+            err.contains("SCMP_ACT_NOTIFY") && err.contains("none is allowed"),
+            "{err}"
+        );
         validate_seccomp("n", &notify, 1, &HashMap::new(), &["/run/agent".into()]).unwrap();
-        let err = invalid(validate_seccomp("n", &notify, 1, &HashMap::new(), &["/run/agen".into()]));
+        let err = invalid(validate_seccomp(
+            "n",
+            &notify,
+            1,
+            &HashMap::new(),
+            &["/run/agen".into()],
+        ));
         assert!(err.contains("allowed only under /run/agen"), "{err}");
         let sneaky = sp(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent/../../tmp/sock"}));
-        invalid(validate_seccomp("s", &sneaky, 1, &HashMap::new(), &["/run/agent".into()]));
+        invalid(validate_seccomp(
+            "s",
+            &sneaky,
+            1,
+            &HashMap::new(),
+            &["/run/agent".into()],
+        ));
         // A child inherits its base's listener: the child is refused too.
         let all = HashMap::from([("base".to_string(), notify.clone())]);
         let child = sp(json!({"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "base"}));
@@ -504,7 +555,13 @@ mod tests {
         assert!(weakened.contains("unlink are denied but report success"), "{weakened}");
         assert!(weakened.contains("SPEC_ALLOW"), "{weakened}");
         let plain: SeccompProfileSpec = serde_json::from_value(json!({"defaultAction": "SCMP_ACT_ERRNO"})).unwrap();
-        assert_eq!(validate_seccomp("p", &plain, 1, &HashMap::new(), &[]).unwrap().1.weakened, None);
+        assert_eq!(
+            validate_seccomp("p", &plain, 1, &HashMap::new(), &[])
+                .unwrap()
+                .1
+                .weakened,
+            None
+        );
     }
 
     #[test]

@@ -47,7 +47,12 @@ const RULES: &[&str] = &[
     "deny /etc/shadow r,",
 ];
 
-const PREFIXES: &[&str] = &["", "abi <abi/3.0>,\n", "include <tunables/global>\n", "#include <tunables/global>\n"];
+const PREFIXES: &[&str] = &[
+    "",
+    "abi <abi/3.0>,\n",
+    "include <tunables/global>\n",
+    "#include <tunables/global>\n",
+];
 const SUFFIXES: &[&str] = &["", "profile q {\n}\n", "profile docker-default {\n}\n", "# trailing\n"];
 
 fn policy() -> impl Strategy<Value = (String, AppArmorMode)> {
@@ -60,7 +65,11 @@ fn policy() -> impl Strategy<Value = (String, AppArmorMode)> {
     )
         .prop_map(|(prefix, header, rules, suffix, complain)| {
             let body: String = rules.iter().map(|r| format!("  {r}\n")).collect();
-            let mode = if complain { AppArmorMode::Complain } else { AppArmorMode::Enforce };
+            let mode = if complain {
+                AppArmorMode::Complain
+            } else {
+                AppArmorMode::Enforce
+            };
             (format!("{prefix}{header} {{\n{body}}}\n{suffix}"), mode)
         })
 }
@@ -93,7 +102,10 @@ fn compile(text: &str, mode: AppArmorMode) -> Vec<u8> {
 
 #[test]
 fn whatever_palisade_accepts_compiles_to_only_its_own_confinement() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let parser = ParserConfig::with_defaults("apparmor_parser", "/etc/apparmor.d");
     let mut runner = TestRunner::new(Config {
         cases: cases(),
@@ -129,7 +141,10 @@ fn whatever_palisade_accepts_compiles_to_only_its_own_confinement() {
         cases(),
         accepted.get()
     );
-    assert!(accepted.get() > 0, "no random policy was accepted: the property was never checked");
+    assert!(
+        accepted.get() > 0,
+        "no random policy was accepted: the property was never checked"
+    );
 }
 
 #[test]

@@ -92,6 +92,12 @@ pub const SYSTEM_READABLE: &[&str] = &[
     "/sys/devices/system/cpu",
 ];
 
+/// Runs at once per process: each may use its whole memory budget, so the process's memory
+/// limit must hold this many budgets (the chart's limits do: 2 × 96 MiB beside the binary).
+pub const RUNS_AT_ONCE: usize = 2;
+
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RUNS_AT_ONCE);
+
 /// Whether Landlock restricts file access on this kernel (checked once).
 pub fn landlock_available() -> bool {
     use landlock::{ABI, AccessFs, Compatible, Ruleset, RulesetAttr};
@@ -183,6 +189,7 @@ struct Usage {
 /// (the caller reads the tool's own verdict), or why there is none. The tool runs on a
 /// blocking thread, never on the async runtime's.
 pub async fn run(run: &Run) -> Result<std::process::Output, RunError> {
+    let _slot = SLOTS.acquire().await.expect("the semaphore is never closed");
     let tool = run
         .program
         .file_name()
@@ -311,9 +318,16 @@ fn classify(
             usage.peak_rss_kib / 1024
         ),
     };
+    // A tool may do its work in a child it forks and waits for (apparmor_parser does), and
+    // exit with an error when that child dies: what the child used counts (wait4 adds the
+    // usage of the children it waited for).
+    let cpu_spent = usage.cpu + Duration::from_millis(200) >= budget.cpu;
     match out.status.signal() {
         None => {
             let stderr = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
+            if !out.status.success() && cpu_spent {
+                return Err(over("CPU"));
+            }
             if !out.status.success() && (stderr.contains("memory") || stderr.contains("bad_alloc")) {
                 return Err(over("memory"));
             }
@@ -321,7 +335,7 @@ fn classify(
         }
         // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one.
         Some(libc::SIGXCPU) => Err(over("CPU")),
-        Some(libc::SIGKILL) if usage.cpu + Duration::from_millis(100) >= budget.cpu => Err(over("CPU")),
+        Some(libc::SIGKILL) if cpu_spent => Err(over("CPU")),
         // An allocation the address-space limit refused: C++ aborts, C may crash.
         Some(libc::SIGABRT) | Some(libc::SIGSEGV) | Some(libc::SIGBUS) => Err(over("memory")),
         Some(_) => Err(RunError::Killed {
