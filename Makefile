@@ -72,6 +72,7 @@ bins: ## Build the operator, agent and palisade-dev binaries
 
 up: deps bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1: plus a real node)
 	@if [[ "$${REAL_NODES:-0}" != 0 ]]; then \
+	  e2e/scripts/system-deps.sh --test; \
 	  HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" NODES=$(NODES) REAL_NODES=$$REAL_NODES target/debug/palisade-dev up; \
 	else \
 	  KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) target/debug/palisade-dev up; \

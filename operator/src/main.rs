@@ -2,14 +2,15 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = palisade_operator::Args::parse();
     palisade_runtime::init_logging(args.log_format);
     // Two arenas for a handful of mostly idle threads: each arena keeps its own free memory.
     palisade_runtime::limit_malloc_arenas(2);
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?
-        .block_on(palisade_operator::run(args))
+        .build()
+        .expect("a tokio runtime");
+    palisade_runtime::exit_on_error(runtime.block_on(palisade_operator::run(args)));
 }

@@ -37,6 +37,16 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// Ends the process for a failed run: the error and its causes on one line (logged and on
+/// stderr), exit code 1; never a backtrace, whatever `RUST_BACKTRACE` says.
+pub fn exit_on_error(result: Result<()>) {
+    if let Err(e) = result {
+        tracing::error!(error = format!("{e:#}"), "stopping");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
 /// Resolves when SIGTERM or SIGINT arrives; every clone of the receiver sees it.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);

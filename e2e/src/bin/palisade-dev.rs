@@ -263,8 +263,16 @@ fn is_ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i6
     })
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// A user's or a machine's error is printed as its chain of causes, never as a backtrace.
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    if let Err(e) = runtime.block_on(run()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Up { nodes, real_nodes } if real_nodes > 0 => up_real(&cli.dir, nodes, real_nodes).await,
