@@ -59,21 +59,8 @@ pub struct Args {
     /// Where /healthz and /readyz are served (may equal the metrics address).
     #[arg(long, env = "PALISADE_HEALTH_ADDRESS", default_value = "127.0.0.1:9101")]
     pub health_address: SocketAddr,
-    /// Longest one apparmor_parser run may take, in seconds; a hung parser is killed (with
-    /// every process it forked) and the load retried at the next sync.
-    #[arg(long, env = "PALISADE_PARSER_TIMEOUT", default_value_t = 60)]
-    pub parser_timeout: u64,
-    /// CPU seconds one apparmor_parser run may use; a profile that needs more is reported
-    /// Error and not compiled again until its content changes. Same as the operator's.
-    #[arg(long, env = "PALISADE_PARSER_CPU_SECONDS", default_value_t = 10)]
-    pub parser_cpu_seconds: u64,
-    /// Address space one apparmor_parser process may use, in MiB. Same as the operator's.
-    #[arg(long, env = "PALISADE_PARSER_MEMORY_MIB", default_value_t = 96)]
-    pub parser_memory_mib: u64,
-    /// AppArmor profile names (or `prefix*`) never loaded, beside the built-in list of
-    /// runtime defaults and host profiles; comma-separated.
-    #[arg(long, env = "PALISADE_RESERVED_PROFILE_NAMES", value_delimiter = ',')]
-    pub reserved_profile_names: Vec<String>,
+    #[command(flatten)]
+    pub parser: palisade_runtime::budget::ParserArgs,
     /// Seconds the heartbeat Lease stays valid; renewed every third of it.
     #[arg(long, env = "PALISADE_LEASE_DURATION", default_value_t = crate::report::LEASE_SECONDS)]
     pub lease_duration: u32,
@@ -216,12 +203,8 @@ pub async fn run(args: Args) -> Result<()> {
         include_dir: args.apparmor_include_dir.clone(),
         state_dir: args.state_dir.clone(),
         simulated_kernel_features: args.simulate_apparmor_kernel.clone(),
-        budget: palisade_runtime::budget::Budget {
-            cpu: Duration::from_secs(args.parser_cpu_seconds.max(1)),
-            memory: args.parser_memory_mib.max(16) * 1024 * 1024,
-            wall: Duration::from_secs(args.parser_timeout.max(1)),
-        },
-        reserved: args.reserved_profile_names.clone(),
+        budget: args.parser.budget(),
+        reserved: args.parser.reserved_profile_names.clone(),
     })?;
     if args.simulate_apparmor_kernel.is_some() {
         tracing::warn!(apparmorfs = %args.apparmorfs.display(), "SIMULATED AppArmor kernel interface: for tests only");

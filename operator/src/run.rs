@@ -47,23 +47,8 @@ pub struct Args {
     /// apparmor_parser used to compile (never load) AppArmor profiles.
     #[arg(long, env = "PALISADE_APPARMOR_PARSER", default_value = "apparmor_parser")]
     pub apparmor_parser: PathBuf,
-    /// Longest one apparmor_parser run may take, in seconds; a parser that has not used
-    /// up its CPU budget by then (hung, starved) is killed and the validation retried with
-    /// backoff.
-    #[arg(long, env = "PALISADE_PARSER_TIMEOUT", default_value_t = 30)]
-    pub parser_timeout: u64,
-    /// CPU seconds one apparmor_parser run may use (every process it forks); a policy that
-    /// needs more is Invalid ("exceeded its CPU budget"). Same value as the agents'.
-    #[arg(long, env = "PALISADE_PARSER_CPU_SECONDS", default_value_t = 10)]
-    pub parser_cpu_seconds: u64,
-    /// Address space one apparmor_parser process may use, in MiB; a policy that needs more
-    /// is Invalid ("exceeded its memory budget"). Same value as the agents'.
-    #[arg(long, env = "PALISADE_PARSER_MEMORY_MIB", default_value_t = 96)]
-    pub parser_memory_mib: u64,
-    /// AppArmor profile names (or `prefix*`) refused beside the built-in reserved list;
-    /// comma-separated. Same list as the agents'.
-    #[arg(long, env = "PALISADE_RESERVED_PROFILE_NAMES", value_delimiter = ',')]
-    pub reserved_profile_names: Vec<String>,
+    #[command(flatten)]
+    pub parser: palisade_runtime::budget::ParserArgs,
     /// Directories a SeccompProfile's `listenerPath` may name; comma-separated. Empty (the
     /// default): `listenerPath` and `SCMP_ACT_NOTIFY` are refused.
     #[arg(long, env = "PALISADE_SECCOMP_LISTENER_DIRS", value_delimiter = ',')]
@@ -355,12 +340,8 @@ async fn lead(
         ParserConfig {
             parser: args.apparmor_parser.clone(),
             include_dir: args.apparmor_include_dir.clone(),
-            budget: palisade_runtime::budget::Budget {
-                cpu: Duration::from_secs(args.parser_cpu_seconds.max(1)),
-                memory: args.parser_memory_mib.max(16) * 1024 * 1024,
-                wall: Duration::from_secs(args.parser_timeout.max(1)),
-            },
-            reserved: args.reserved_profile_names.clone(),
+            budget: args.parser.budget(),
+            reserved: args.parser.reserved_profile_names.clone(),
             listener_dirs: args.seccomp_listener_dirs.clone(),
         },
         Caches {

@@ -15,6 +15,41 @@ use std::time::Duration;
 
 use std::os::unix::process::CommandExt;
 
+/// The flags of the parser's budget and of reserved names, the same in the operator and the
+/// agents (`#[command(flatten)]`): both must judge a profile by the same limits.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ParserArgs {
+    /// Longest one apparmor_parser run may take, in seconds; a parser that has not used up
+    /// its CPU budget by then (hung, starved) is killed, with every process it forked, and
+    /// the run retried later.
+    #[arg(long, env = "PALISADE_PARSER_TIMEOUT", default_value_t = 60)]
+    pub parser_timeout: u64,
+    /// CPU seconds one apparmor_parser run may use (every process it forks); a profile that
+    /// needs more is refused ("exceeded its CPU budget") and not compiled again until it
+    /// changes.
+    #[arg(long, env = "PALISADE_PARSER_CPU_SECONDS", default_value_t = 10)]
+    pub parser_cpu_seconds: u64,
+    /// Address space one apparmor_parser process may use, in MiB; a profile that needs more
+    /// is refused ("exceeded its memory budget").
+    #[arg(long, env = "PALISADE_PARSER_MEMORY_MIB", default_value_t = 96)]
+    pub parser_memory_mib: u64,
+    /// AppArmor profile names (or `prefix*`) refused beside the built-in reserved list;
+    /// comma-separated.
+    #[arg(long, env = "PALISADE_RESERVED_PROFILE_NAMES", value_delimiter = ',')]
+    pub reserved_profile_names: Vec<String>,
+}
+
+impl ParserArgs {
+    /// One parser run's budget.
+    pub fn budget(&self) -> Budget {
+        Budget {
+            cpu: Duration::from_secs(self.parser_cpu_seconds.max(1)),
+            memory: self.parser_memory_mib.max(16) * 1024 * 1024,
+            wall: Duration::from_secs(self.parser_timeout.max(1)),
+        }
+    }
+}
+
 /// What one run may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Budget {
