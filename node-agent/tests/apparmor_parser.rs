@@ -242,3 +242,70 @@ async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
         "an unfinished load stays claimed and marked: {records:?}"
     );
 }
+
+/// Names that belong to someone else are never loaded, whether or not such a profile is
+/// loaded yet (a runtime loads its default lazily and skips it when the name is taken):
+/// the built-in list, the configured list, and the host's own profiles.
+#[tokio::test]
+async fn reserved_and_host_names_are_never_loaded() {
+    let root = tempfile::tempdir().unwrap();
+    let include = root.path().join("apparmor.d");
+    std::fs::create_dir_all(include.join("tunables")).unwrap();
+    std::fs::write(include.join("host-tool"), "profile host-tool {\n}\n").unwrap();
+    let fs = root.path().join("apparmorfs");
+    std::fs::create_dir_all(&fs).unwrap();
+    for f in ["profiles", ".replace", ".remove", ".load"] {
+        std::fs::write(fs.join(f), b"").unwrap();
+    }
+    let aa = AppArmor::new(AppArmorConfig {
+        parser: "apparmor_parser".into(),
+        apparmorfs: fs,
+        include_dir: include,
+        state_dir: root.path().join("state"),
+        simulated_kernel_features: Some(FEATURES.into()),
+        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
+        reserved: vec!["team-*".into()],
+    })
+    .unwrap();
+    for name in [
+        "cri-containerd.apparmor.d",
+        "docker-default",
+        "crio-default-1.2",
+        "team-a",
+        "host-tool",
+    ] {
+        let err = aa
+            .load(
+                &record(name, AppArmorMode::Enforce),
+                &format!("profile {name} {{\n}}\n"),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, palisade_agent::apparmor::LoadError::Reserved(_)),
+            "{name}: {err}"
+        );
+        assert!(err.is_final());
+    }
+    assert!(aa.loaded().unwrap().is_empty(), "nothing reached the kernel");
+    assert!(aa.records().unwrap().is_empty(), "nothing was claimed");
+    aa.load(&record("web", AppArmorMode::Enforce), "profile web {\n}\n")
+        .await
+        .unwrap();
+}
+
+/// Agents before the split layout kept `<name>` and `<name>.palisade.json` side by side:
+/// their records and sources move, so what they loaded stays Palisade's.
+#[tokio::test]
+async fn the_flat_layout_of_earlier_agents_is_migrated() {
+    let root = tempfile::tempdir().unwrap();
+    let flat = root.path().join("state/apparmor");
+    std::fs::create_dir_all(&flat).unwrap();
+    let old = serde_json::to_vec(&record("web", AppArmorMode::Enforce)).unwrap();
+    std::fs::write(flat.join("web.palisade.json"), old).unwrap();
+    std::fs::write(flat.join("web"), "profile web {\n}\n").unwrap();
+    let aa = setup(root.path());
+    assert_eq!(aa.records().unwrap()["web"].name, "web");
+    assert!(flat.join("sources/web").is_file());
+    assert!(!flat.join("web").exists() && !flat.join("web.palisade.json").exists());
+}
