@@ -222,7 +222,7 @@ impl Profile for SeccompProfile {
             ctx,
             self,
             &rendered.digest,
-            validate::compile_seccomp_blocking(rendered.clone(), ctx.parser.listener_dirs.clone()),
+            validate::compile_seccomp_isolated(rendered.clone(), &ctx.parser),
         )
         .await?;
         Ok((

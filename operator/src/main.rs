@@ -3,6 +3,10 @@
 use clap::Parser;
 
 fn main() {
+    // The operator runs itself to compile one seccomp profile within a budget.
+    if std::env::args().nth(1).as_deref() == Some(palisade_operator::validate::SECCOMP_HELPER_ARG) {
+        std::process::exit(palisade_operator::validate::seccomp_helper_main());
+    }
     let args = palisade_operator::Args::parse();
     palisade_runtime::init_logging(args.log_format);
     // Two arenas for a handful of mostly idle threads: each arena keeps its own free memory.

@@ -343,6 +343,7 @@ async fn lead(
             budget: args.parser.budget(),
             reserved: args.parser.reserved_profile_names.clone(),
             listener_dirs: args.seccomp_listener_dirs.clone(),
+            seccomp_helper: std::env::current_exe().ok(),
         },
         Caches {
             seccomp: seccomp.clone(),

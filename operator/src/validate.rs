@@ -26,6 +26,9 @@ pub struct ParserConfig {
     /// Directories a SeccompProfile's `listenerPath` may name (the chart's
     /// `seccomp.allowedListenerDirs`); empty: no listener, no `SCMP_ACT_NOTIFY`.
     pub listener_dirs: Vec<String>,
+    /// The program that compiles one seccomp profile in a child process within `budget`
+    /// (the operator's own binary); `None`: compile on a blocking thread (unit tests).
+    pub seccomp_helper: Option<PathBuf>,
 }
 
 impl ParserConfig {
@@ -37,6 +40,7 @@ impl ParserConfig {
             budget: default_budget(),
             reserved: vec![],
             listener_dirs: vec![],
+            seccomp_helper: None,
         }
     }
 }
@@ -109,29 +113,86 @@ pub fn render_seccomp(
 }
 
 /// Checks what a rendering hands out beyond confinement, then compiles it with libseccomp
-/// (the expensive half). Names that no listed architecture has are skipped as the runtimes
-/// skip them, and reported as warnings; so is what weakens more than it confines.
+/// (the expensive half), here, in this process. Names that no listed architecture has are
+/// skipped as the runtimes skip them, and reported as warnings; so is what weakens more
+/// than it confines.
 pub fn compile_seccomp(rendered: &sc_render::RenderedSeccomp, listener_dirs: &[String]) -> Result<Warnings, Verdict> {
     sc_render::check_listener(rendered, listener_dirs).map_err(Verdict::Invalid)?;
     let compiled = sc_render::compile_rendered(rendered).map_err(|e| Verdict::Invalid(e.to_string()))?;
-    let mut warnings = seccomp_warnings(&compiled);
+    Ok(warnings_of(rendered, &compiled.summary))
+}
+
+fn warnings_of(rendered: &sc_render::RenderedSeccomp, summary: &sc_render::CompiledSummary) -> Warnings {
+    let mut warnings = seccomp_warnings(summary);
     let weakened = sc_render::weakening(rendered);
     if !weakened.is_empty() {
         warnings.weakened = Some(weakened.join("; "));
     }
-    Ok(warnings)
+    warnings
 }
 
-/// [`compile_seccomp`] on a blocking thread: a large profile's compile never holds up the
-/// async runtime (every other reconcile, the watches, the webhook). Its cost is bounded by
-/// the schema's size limits (measured in docs/benchmarks.md).
-pub async fn compile_seccomp_blocking(
+/// The argument that makes the operator's binary compile one seccomp profile and exit
+/// ([`seccomp_helper_main`]): how the operator runs libseccomp within a budget.
+pub const SECCOMP_HELPER_ARG: &str = "compile-seccomp";
+
+/// The helper process: a rendered profile as JSON on stdin, its compile summary (or the
+/// error) as JSON on stdout. Returns the exit code.
+pub fn seccomp_helper_main() -> i32 {
+    let mut input = Vec::new();
+    if std::io::Read::read_to_end(&mut std::io::stdin(), &mut input).is_err() {
+        return 2;
+    }
+    let rendered = match serde_json::from_slice::<sc_render::RenderedSeccomp>(&input) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("compile-seccomp: the input is not a rendered profile: {e}");
+            return 2;
+        }
+    };
+    let result: Result<sc_render::CompiledSummary, String> = sc_render::compile_rendered(&rendered)
+        .map(|c| c.summary)
+        .map_err(|e| e.to_string());
+    println!("{}", serde_json::to_string(&result).expect("serializes"));
+    0
+}
+
+/// [`compile_seccomp`] off the async runtime. With a `helper` (the operator's own binary,
+/// [`SECCOMP_HELPER_ARG`]) the compile runs in a child process within `budget`, like a
+/// parser run: a profile that needs more is Invalid with the numbers. Without one (unit
+/// tests), on a blocking thread of this process.
+pub async fn compile_seccomp_isolated(
     rendered: std::sync::Arc<sc_render::RenderedSeccomp>,
-    listener_dirs: Vec<String>,
+    cfg: &ParserConfig,
 ) -> Result<Warnings, Verdict> {
-    tokio::task::spawn_blocking(move || compile_seccomp(&rendered, &listener_dirs))
-        .await
-        .map_err(|e| Verdict::Transient(format!("the seccomp compile did not finish: {e}")))?
+    let Some(helper) = cfg.seccomp_helper.clone() else {
+        let listener_dirs = cfg.listener_dirs.clone();
+        return tokio::task::spawn_blocking(move || compile_seccomp(&rendered, &listener_dirs))
+            .await
+            .map_err(|e| Verdict::Transient(format!("the seccomp compile did not finish: {e}")))?;
+    };
+    sc_render::check_listener(&rendered, &cfg.listener_dirs).map_err(Verdict::Invalid)?;
+    let run = budget::Run {
+        program: helper,
+        args: vec![SECCOMP_HELPER_ARG.into()],
+        stdin: Some(serde_json::to_vec(&*rendered).expect("serializes")),
+        readable: vec![],
+        budget: cfg.budget.clone(),
+    };
+    let out = match budget::run(&run).await {
+        Ok(out) => out,
+        Err(e @ RunError::OverBudget { .. }) => {
+            return Err(Verdict::Invalid(format!("spec: libseccomp: {e}: simplify the profile")));
+        }
+        Err(e) => return Err(Verdict::Transient(e.to_string())),
+    };
+    let result: Result<sc_render::CompiledSummary, String> = serde_json::from_slice(&out.stdout).map_err(|e| {
+        Verdict::Transient(format!(
+            "the seccomp compile gave no answer ({e}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })?;
+    let summary = result.map_err(Verdict::Invalid)?;
+    Ok(warnings_of(&rendered, &summary))
 }
 
 /// At most 20 of `total` names, then how many more (a condition message stays small).
@@ -146,7 +207,7 @@ fn few(names: &[String], total: usize) -> String {
 }
 
 /// The `SyscallsIgnored` condition's reason and message for a compiled profile.
-pub fn seccomp_warnings(compiled: &sc_render::Compiled) -> Warnings {
+pub fn seccomp_warnings(compiled: &sc_render::CompiledSummary) -> Warnings {
     let Some(first) = compiled.ignored.first() else {
         return Warnings::default();
     };

@@ -23,15 +23,15 @@ pub struct OciSeccomp {
     pub default_action: SeccompAction,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<SeccompArch>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<SeccompFlag>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listener_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listener_metadata: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub syscalls: Vec<SeccompSyscall>,
 }
 
@@ -187,7 +187,7 @@ where
 /// bytes, their digest, and the base chain it was resolved through (nearest first). The
 /// one place the digest is computed: the operator publishes it as the accepted content and
 /// agents write only bytes whose digest equals it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RenderedSeccomp {
     pub oci: OciSeccomp,
     pub bytes: Vec<u8>,
@@ -199,7 +199,7 @@ pub struct RenderedSeccomp {
 }
 
 /// The profile and `spec.syscalls` index a rendered rule was taken from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RuleOrigin {
     /// The SeccompProfile's name; empty for the profile being rendered itself.
     pub profile: String,
@@ -356,6 +356,12 @@ pub enum CompileError {
 /// A compiled filter and the syscall names it could not include.
 pub struct Compiled {
     pub filter: ScmpFilterContext,
+    pub summary: CompiledSummary,
+}
+
+/// What a compile found besides the filter: what the validation reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompiledSummary {
     /// Per filter architecture, the names that architecture does not get a rule for and
     /// that no other architecture of the profile has either (the runtimes skip them the
     /// same way). Empty when every name compiled somewhere.
@@ -587,10 +593,12 @@ fn compile_traced(profile: &OciSeccomp, origins: &[RuleOrigin]) -> Result<Compil
     };
     Ok(Compiled {
         filter: ctx,
-        ignored,
-        fails_open: fails_open.into_iter().map(str::to_string).collect(),
-        unknown,
-        ignored_count,
+        summary: CompiledSummary {
+            ignored,
+            fails_open: fails_open.into_iter().map(str::to_string).collect(),
+            unknown,
+            ignored_count,
+        },
     })
 }
 
@@ -830,7 +838,7 @@ mod tests {
         // compiled where they exist, silently, as runc does. vm86 is x86's too.
         let names = vec!["not_a_syscall".to_string(), "riscv_flush_icache".to_string()];
         assert_eq!(
-            compiled.ignored,
+            compiled.summary.ignored,
             vec![
                 IgnoredSyscalls {
                     architecture: "SCMP_ARCH_X86".into(),
@@ -843,11 +851,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            compiled.unknown,
+            compiled.summary.unknown,
             vec!["not_a_syscall".to_string()],
             "riscv_flush_icache is known, on riscv64"
         );
-        assert!(compiled.fails_open.is_empty(), "the default denies: nothing fails open");
+        assert!(
+            compiled.summary.fails_open.is_empty(),
+            "the default denies: nothing fails open"
+        );
         // The rules that exist are in the filter, on the architecture that has them.
         let f = &compiled.filter;
         for arch in [ScmpArch::X8664, ScmpArch::X86] {
@@ -867,9 +878,12 @@ mod tests {
             ],
         }));
         let compiled = compile(&render_chain(&s, &[])).unwrap();
-        assert_eq!(compiled.fails_open, ["made_up", "stime", "vm86"]);
-        assert_eq!(compiled.ignored[0].names, ["made_up", "other_made_up", "stime", "vm86"]);
-        assert_eq!(compiled.unknown, ["made_up", "other_made_up"]);
+        assert_eq!(compiled.summary.fails_open, ["made_up", "stime", "vm86"]);
+        assert_eq!(
+            compiled.summary.ignored[0].names,
+            ["made_up", "other_made_up", "stime", "vm86"]
+        );
+        assert_eq!(compiled.summary.unknown, ["made_up", "other_made_up"]);
     }
 
     #[test]
@@ -880,15 +894,19 @@ mod tests {
             "architectures": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_X86_64"],
             "syscalls": [{"names": ["open"], "action": "SCMP_ACT_ERRNO"}],
         }));
-        assert!(compile(&render_chain(&s, &[])).unwrap().ignored.is_empty());
+        assert!(compile(&render_chain(&s, &[])).unwrap().summary.ignored.is_empty());
         let only_arm = SeccompProfileSpec {
             architectures: vec![SeccompArch::Aarch64],
             ..s
         };
         let compiled = compile(&render_chain(&only_arm, &[])).unwrap();
-        assert_eq!(compiled.ignored[0].architecture, "SCMP_ARCH_AARCH64");
-        assert_eq!(compiled.ignored[0].names, ["open"]);
-        assert_eq!(compiled.fails_open, ["open"], "a deny under an allowing default");
+        assert_eq!(compiled.summary.ignored[0].architecture, "SCMP_ARCH_AARCH64");
+        assert_eq!(compiled.summary.ignored[0].names, ["open"]);
+        assert_eq!(
+            compiled.summary.fails_open,
+            ["open"],
+            "a deny under an allowing default"
+        );
     }
 
     #[test]
