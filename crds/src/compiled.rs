@@ -256,6 +256,8 @@ pub enum Refusal {
     Missing(String),
     #[error("the policy defines the profile {found:?}, which is not {name:?} or one of its children")]
     Foreign { name: String, found: String },
+    #[error("the profile name {0:?} has a control character: the kernel prints names raw in its profiles list")]
+    ControlCharacter(String),
     #[error("the profile {0:?} would load into the policy namespace {1:?}; profiles load only into the root namespace")]
     Namespace(String, String),
     #[error("the profile {0:?} would replace the profile {1:?} (rename)")]
@@ -289,6 +291,9 @@ pub fn judge(bytes: &[u8], name: &str, mode: AppArmorMode) -> Result<Vec<Compile
     let child_prefix = format!("{name}//");
     let want = mode_word(mode);
     for p in &profiles {
+        if p.name.chars().any(char::is_control) {
+            return Err(Refusal::ControlCharacter(p.name.clone()));
+        }
         if p.name != name && !p.name.starts_with(&child_prefix) {
             return Err(Refusal::Foreign {
                 name: name.to_string(),
@@ -452,6 +457,19 @@ mod tests {
             judge(&p.0, "web", AppArmorMode::Enforce),
             Err(Refusal::Missing("web".into()))
         );
+    }
+
+    /// The kernel prints profile names raw in its `profiles` list, which runtimes (and the
+    /// agent) read line by line: a newline in a child's name would forge a line there.
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        let mut p = Packer::default();
+        p.profile(5, "web", 0, false)
+            .profile(5, "web//x (enforce)\ncri-containerd.apparmor.d", 0, false);
+        assert!(matches!(
+            judge(&p.0, "web", AppArmorMode::Enforce),
+            Err(Refusal::ControlCharacter(_))
+        ));
     }
 
     #[test]

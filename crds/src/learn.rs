@@ -274,14 +274,37 @@ pub fn parse_from(line: &str, source: LineSource) -> Option<Record> {
     })
 }
 
-/// `syslog(2)`: `<5>`, an optional `[ stamp]`, then `audit: type=`.
+/// `syslog(2)`: `<5>`, the record's `[stamp] `, then `audit: type=`.
 fn kernel_log_body(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("<5>")?;
-    let rest = match rest.strip_prefix('[') {
-        Some(r) => skip_stamp(r)?,
-        None => rest,
-    };
-    rest.strip_prefix("audit: type=")
+    let rest = line.strip_prefix("<5>[")?;
+    skip_stamp(rest)?.strip_prefix("audit: type=")
+}
+
+/// The lines of a `syslog(2)` read that begin a record. The kernel prints every line of a
+/// multi-line record with that record's own prefix (`<level>[stamp] `), so a line with the
+/// same prefix as the line before it continues that record: its text is whatever the
+/// record's writer put after a newline (a container with CAP_AUDIT_WRITE can send a
+/// user-space audit message with newlines and a forged `audit: type=1400 ...` line; the
+/// kernel prints it at notice level when no auditd runs) and it is never a record of its
+/// own. A line without a stamp cannot be told apart from a continuation: none counts.
+pub fn kernel_log_records(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut previous: Option<&str> = None;
+    for line in text.lines() {
+        let prefix = line
+            .strip_prefix('<')
+            .and_then(|r| r.find("] ").map(|end| &line[..end + 3]))
+            .filter(|p| p.contains(">["));
+        let Some(prefix) = prefix else {
+            previous = None;
+            continue;
+        };
+        if previous != Some(prefix) {
+            out.push(line);
+        }
+        previous = Some(prefix);
+    }
+    out
 }
 
 /// `/dev/kmsg`: priority 5 (kernel facility, notice), then `audit: type=`.
@@ -483,36 +506,53 @@ fn is_file_rule(body: &str) -> bool {
         let base = perms.strip_suffix("ix").unwrap_or(perms);
         !perms.is_empty() && base.chars().all(|c| "rwaklm".contains(c))
     };
-    let path = match path.strip_prefix('"') {
+    let (path, quoted) = match path.strip_prefix('"') {
         Some(p) => match p.strip_suffix('"') {
-            Some(inner) => inner,
+            Some(inner) => (inner, true),
             None => return false,
         },
         None if path.contains(|c: char| c.is_whitespace() || c == ',' || c == '#') => return false,
-        None => path,
+        None => (path, false),
     };
-    perms_ok && is_learned_path(path)
+    perms_ok && is_learned_path(path, quoted)
 }
 
 /// A path learning writes: absolute (or under `@{PROC}`), every pattern character escaped
-/// but those of its own generalisations.
-fn is_learned_path(path: &str) -> bool {
+/// but those of its own generalisations, read left to right as the parser reads it: a
+/// backslash takes the next character literally; `@{pid}` and `@{multiarch}` are the only
+/// variables; `[0-9]*` or `.so*` only at the end.
+fn is_learned_path(path: &str, quoted: bool) -> bool {
     let rest = match path.strip_prefix("@{PROC}") {
         Some(rest) => rest,
         None if path.starts_with('/') => path,
         None => return false,
     };
-    // Learning's own generalisations, taken out before the rest is checked.
-    let rest = rest.replace("@{pid}", "").replace("@{multiarch}", "");
     let rest = rest
         .strip_suffix("[0-9]*")
         .or_else(|| rest.strip_suffix(".so*"))
-        .unwrap_or(&rest);
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
+        .unwrap_or(rest);
+    // Inside quotes the parser's lexer takes `\"` as an escaped quote: a quoted path may
+    // not end in a backslash.
+    if quoted && rest.ends_with('\\') {
+        return false;
+    }
+    let mut chars = rest.char_indices();
+    while let Some((at, c)) = chars.next() {
         match c {
+            // An escape takes the next character, whatever it is (consumed by the guard).
             '\\' if chars.next().is_none() => return false,
-            '*' | '?' | '[' | ']' | '{' | '}' | '^' | '@' | '"' => return false,
+            '\\' => {}
+            '@' => {
+                let var = ["@{pid}", "@{multiarch}"]
+                    .into_iter()
+                    .find(|v| rest[at..].starts_with(v));
+                let Some(var) = var else { return false };
+                // Skip the variable's other characters.
+                for _ in 1..var.len() {
+                    chars.next();
+                }
+            }
+            '*' | '?' | '[' | ']' | '{' | '}' | '^' | '"' => return false,
             _ => {}
         }
     }

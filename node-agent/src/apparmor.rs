@@ -127,11 +127,11 @@ pub struct AppArmor {
 impl AppArmor {
     pub fn new(cfg: AppArmorConfig) -> std::io::Result<Self> {
         let me = Self { cfg };
+        me.migrate_flat_layout()?;
         for dir in [SOURCES, COMPILED, RECORDS] {
             std::fs::create_dir_all(me.dir(dir))?;
             files::clean_temp_files(&me.dir(dir))?;
         }
-        me.migrate_flat_layout()?;
         Ok(me)
     }
 
@@ -156,19 +156,36 @@ impl AppArmor {
     /// loaded stay Palisade's.
     fn migrate_flat_layout(&self) -> std::io::Result<()> {
         let flat = self.cfg.state_dir.join("apparmor");
-        for entry in std::fs::read_dir(&flat)? {
+        let Ok(entries) = std::fs::read_dir(&flat) else {
+            return Ok(());
+        };
+        let mut old = Vec::new();
+        for entry in entries {
             let entry = entry?;
-            if !entry.file_type()?.is_file() {
-                continue;
-            }
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if let Some(name) = file.strip_suffix(".palisade.json") {
-                std::fs::rename(entry.path(), self.record_path(name))?;
-            } else if !file.starts_with(files::TEMP_PREFIX) {
-                std::fs::rename(entry.path(), self.source_path(&file))?;
+            if entry.file_type()?.is_file() {
+                old.push(entry.file_name().to_string_lossy().into_owned());
             }
         }
-        Ok(())
+        if old.is_empty() {
+            return Ok(());
+        }
+        // Aside first: a profile of the old layout may be named like a new directory.
+        let aside = self.cfg.state_dir.join("apparmor.flat");
+        std::fs::create_dir_all(&aside)?;
+        for file in &old {
+            std::fs::rename(flat.join(file), aside.join(file))?;
+        }
+        for dir in [SOURCES, RECORDS] {
+            std::fs::create_dir_all(self.dir(dir))?;
+        }
+        for file in &old {
+            if let Some(name) = file.strip_suffix(".palisade.json") {
+                std::fs::rename(aside.join(file), self.record_path(name))?;
+            } else if !file.starts_with(files::TEMP_PREFIX) {
+                std::fs::rename(aside.join(file), self.source_path(file))?;
+            }
+        }
+        std::fs::remove_dir_all(&aside)
     }
 
     fn profiles_file(&self) -> PathBuf {
@@ -368,21 +385,23 @@ impl AppArmor {
                 "{name} is not managed by Palisade on this node; not removing it"
             ));
         }
-        let source = self.source_path(name);
         if self.loaded().map(|l| l.contains_key(name)).unwrap_or(false) {
-            let mut args: Vec<std::ffi::OsString> = vec!["--remove".into(), "--quiet".into(), "-I".into()];
-            args.push(self.cfg.include_dir.clone().into());
-            args.push(source.clone().into());
-            let out = self.run(args, vec![source.clone()]).await.map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(parser_message(&out.stderr, out.status));
-            }
+            // By name, through the kernel's interface: the kernel removes the profile and
+            // its children, and nothing is parsed (a source re-parsed with the host's
+            // includes could name the host's own profiles).
+            use std::io::Write as _;
+            let remove = self.cfg.apparmorfs.join(".remove");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&remove)
+                .and_then(|mut f| f.write_all(format!("{name}\0").as_bytes()))
+                .map_err(|e| format!("writing {name} to {}: {e}", remove.display()))?;
             if self.cfg.simulated_kernel_features.is_some() {
                 self.simulate_removed(name)?;
             }
         }
         files::remove_durable(&self.record_path(name)).map_err(|e| e.to_string())?;
-        files::remove_durable(&source).map_err(|e| e.to_string())?;
+        files::remove_durable(&self.source_path(name)).map_err(|e| e.to_string())?;
         files::remove_durable(&self.compiled_path(name)).map_err(|e| e.to_string())?;
         Ok(())
     }

@@ -104,7 +104,11 @@ impl Reader {
                 self.offset += complete as u64;
                 Ok(String::from_utf8_lossy(&buf).lines().map(str::to_string).collect())
             }
-            Source::KernelLog => Ok(new_lines(&mut self.previous, &kernel_log()?)),
+            Source::KernelLog => {
+                let text = kernel_log()?;
+                let records = learn::kernel_log_records(&text).join("\n");
+                Ok(new_lines(&mut self.previous, &records))
+            }
         }
     }
 }
@@ -350,6 +354,14 @@ impl Learner {
 
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         tracing::info!(source = ?self.cfg.source, "learning from audit records");
+        if matches!(self.cfg.source, Source::KernelLog)
+            && std::fs::read_to_string("/sys/module/printk/parameters/time").is_ok_and(|t| t.trim() == "N")
+        {
+            tracing::warn!(
+                "the kernel log has no timestamps (printk.time=N): a record cannot be told from a line another \
+                 record printed, so nothing is learned from it; set printk.time=Y on this node, or run auditd"
+            );
+        }
         if matches!(self.cfg.source, Source::KernelLog) {
             let limit = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit").unwrap_or_default();
             if limit.trim() != "0" {

@@ -48,6 +48,9 @@ pub struct NodeState {
     apparmor_installed: BTreeMap<String, Record>,
     /// AppArmor contents that failed for good (refused, over budget): name → (digest, why).
     apparmor_final: HashMap<String, (String, String)>,
+    /// AppArmor contents whose load failed for another reason (the parser hung, was killed,
+    /// or refused the host's includes): tried again after a backoff, not at every sync.
+    apparmor_retry: HashMap<String, Retry>,
     /// Failures already announced, so Events fire on transitions only.
     announced: HashMap<(ProfileKind, String), String>,
     pub metrics: Metrics,
@@ -103,6 +106,7 @@ impl NodeState {
             seccomp_owned,
             apparmor_installed,
             apparmor_final: HashMap::new(),
+            apparmor_retry: HashMap::new(),
             announced: HashMap::new(),
             metrics,
         })
@@ -353,6 +357,13 @@ impl NodeState {
                 entries.push(entry(NodeProfileState::Error, &want, message.clone()));
                 continue;
             }
+            if let Some(retry) = self.apparmor_retry.get(name)
+                && retry.digest == want
+                && Instant::now() < retry.next
+            {
+                entries.push(entry(NodeProfileState::Error, &want, retry.message.clone()));
+                continue;
+            }
             let in_kernel = loaded.as_ref().and_then(|l| l.get(name));
             if record.is_none() && in_kernel.is_some() {
                 entries.push(entry(
@@ -414,6 +425,7 @@ impl NodeState {
                             .inc();
                         tracing::info!(profile = name, "reloaded an AppArmor profile that was unloaded");
                     }
+                    self.apparmor_retry.remove(&name);
                     self.apparmor_installed.insert(name, record);
                 }
                 Err(error) => {
@@ -422,6 +434,21 @@ impl NodeState {
                     if error.is_final() {
                         self.apparmor_final
                             .insert(name.clone(), (record.digest.clone(), message.clone()));
+                    } else {
+                        let delay = self
+                            .apparmor_retry
+                            .get(&name)
+                            .filter(|r| r.digest == record.digest)
+                            .map_or(RETRY_FIRST, |r| (r.delay * 2).min(RETRY_MAX));
+                        self.apparmor_retry.insert(
+                            name.clone(),
+                            Retry {
+                                digest: record.digest.clone(),
+                                next: Instant::now() + delay,
+                                delay,
+                                message: message.clone(),
+                            },
+                        );
                     }
                     // The record now says a load is unfinished: the next sync loads again.
                     match self.apparmor.read_record(&name) {
@@ -495,6 +522,19 @@ impl NodeState {
 
 /// Whether the agent may install what it rendered: only content whose digest the operator
 /// accepted. `Err` says why it waits (the entry's Pending message).
+/// First wait before a failed load (not a final failure) is tried again; it doubles up to
+/// [`RETRY_MAX`] while the same content keeps failing.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(10);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// When a failed load of one content is tried again.
+struct Retry {
+    digest: String,
+    next: Instant,
+    delay: std::time::Duration,
+    message: String,
+}
+
 /// One AppArmor load to run: the entry to report, the record to claim, the text.
 struct Load {
     entry: NodeProfile,

@@ -309,3 +309,53 @@ async fn the_flat_layout_of_earlier_agents_is_migrated() {
     assert!(flat.join("sources/web").is_file());
     assert!(!flat.join("web").exists() && !flat.join("web.palisade.json").exists());
 }
+
+/// Removal goes by name through the kernel's `.remove`, never by re-parsing a source: a
+/// refused update left its text in `sources/`, and re-parsing it (with the host's includes)
+/// would name other profiles, which the kernel would then unload.
+#[tokio::test]
+async fn removal_unloads_only_the_profile_and_never_reparses_its_source() {
+    let root = tempfile::tempdir().unwrap();
+    let aa = setup(root.path());
+    aa.load(&record("p", AppArmorMode::Enforce), "profile p {\n}\n")
+        .await
+        .unwrap();
+    std::fs::write(
+        root.path().join("apparmorfs/profiles"),
+        b"p (enforce)\nvictim (enforce)\n",
+    )
+    .unwrap();
+    let refused = aa
+        .load(
+            &record("p", AppArmorMode::Enforce),
+            "profile p {\n}\nprofile victim {\n}\n",
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.is_final(), "{refused}");
+    aa.remove("p").await.unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("apparmorfs/.remove")).unwrap(),
+        b"p\0",
+        "only p was named to the kernel"
+    );
+    assert!(aa.loaded().unwrap().contains_key("victim"));
+}
+
+/// An earlier agent's profile named like one of the new directories does not stop the
+/// migration (the agent would crash-loop on every node that held it).
+#[tokio::test]
+async fn a_profile_named_like_a_new_directory_migrates() {
+    let root = tempfile::tempdir().unwrap();
+    let flat = root.path().join("state/apparmor");
+    std::fs::create_dir_all(&flat).unwrap();
+    for name in ["records", "sources", "compiled"] {
+        let old = serde_json::to_vec(&record(name, AppArmorMode::Enforce)).unwrap();
+        std::fs::write(flat.join(format!("{name}.palisade.json")), old).unwrap();
+        std::fs::write(flat.join(name), format!("profile {name} {{\n}}\n")).unwrap();
+    }
+    let aa = setup(root.path());
+    let records = aa.records().unwrap();
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert!(flat.join("sources/records").is_file());
+}

@@ -484,6 +484,12 @@ mod tests {
                 "\"docker-default\", which is not",
             ),
             ("profile :other:p {\n}\n", Enforce, "policy namespace \"other\""),
+            // A child whose name forges a line in the kernel's profiles list.
+            (
+                "profile p {\n  profile \"x (enforce)\\ncri-containerd.apparmor.d\" {\n  }\n}\n",
+                Enforce,
+                "has a control character",
+            ),
         ] {
             let err = invalid(judge(text, mode).await);
             assert!(err.contains(want), "{text:?}: {err}");

@@ -591,3 +591,47 @@ fn the_rule_grammar_takes_learned_rules_and_nothing_else() {
     assert!(!is_learnable_rule(SC, "openat,read"));
     assert_eq!(printable("a\x1b[2Jb\n"), "a\\u{1b}[2Jb\\u{a}");
 }
+
+/// Captured on this machine's kernel (6.18): a container with only CAP_AUDIT_WRITE sent a
+/// user-space audit message (type 1107) with newlines; without auditd the kernel prints it
+/// at notice level, and `syslog(2)` gives each of its lines the record's own prefix. The
+/// second line looks like an AppArmor record; it is a continuation and never one.
+#[test]
+fn a_user_space_audit_message_cannot_forge_a_kernel_record() {
+    let read = "<6>[ 3742.700001] eth0: link up\n\
+<5>[ 3742.704529] audit: type=1107 audit(1796587924.521:2): pid=12980 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='palisade-review-test-ns\n\
+<5>[ 3742.704529] audit: type=1400 audit(1765000000.123:4242): apparmor=\"ALLOWED\" operation=\"open\" class=\"file\" profile=\"victim\" name=\"/etc/shadow\" pid=1 comm=\"x\" requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0\n\
+<5>[ 3742.704529] end'\n\
+<5>[ 3743.100000] audit: type=1400 audit(1796587925.000:3): apparmor=\"ALLOWED\" operation=\"open\" class=\"file\" profile=\"web\" name=\"/etc/app.conf\" pid=7 comm=\"cat\" requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0\n\
+[ 3743.2] no level\n";
+    let forged = read.lines().nth(2).unwrap();
+    assert!(
+        parse_from(forged, LineSource::KernelLog).is_some(),
+        "alone, the forged line looks like a record: the test can fail"
+    );
+    let records: Vec<Record> = kernel_log_records(read)
+        .into_iter()
+        .filter_map(|l| parse_from(l, LineSource::KernelLog))
+        .collect();
+    let profiles: Vec<&str> = records.iter().filter_map(|r| r.field("profile")).collect();
+    assert_eq!(profiles, ["web"], "only the real record, never the continuation");
+}
+
+#[test]
+fn rules_that_read_one_way_here_and_another_way_in_the_parser_are_refused() {
+    use crate::nodestatus::ProfileKind::AppArmorProfile as AA;
+    for bad in [
+        "\"/a\\@{pid}\" r, file, capability, network, change_profile -> unconfined, #\" r,",
+        "/x\\@{pid}* rwlkmix,",
+        "\"/a\\@{multi@{pid}arch}\" r, file, #\" r,",
+        "\"/tmp/a \\\\\" r,",
+        "/x@{HOME} r,",
+    ] {
+        assert!(!is_learnable_rule(AA, bad), "{bad}");
+    }
+    assert!(is_learnable_rule(AA, "@{PROC}/@{pid}/task/@{pid}/stat r,"));
+    assert!(
+        is_learnable_rule(AA, "/x/\\@\\{pid\\} r,"),
+        "a file really named @{{pid}}, escaped"
+    );
+}

@@ -214,6 +214,10 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
         if let Some(header) = scanner.feed_line(line_no, raw_line)? {
             top_level.push(header);
         }
+        for (line, depth, text) in std::mem::take(&mut scanner.inline_includes) {
+            let target = include_target(&text).expect("kept only includes");
+            check_include(line, target, depth == 0)?;
+        }
     }
     if scanner.depth != 0 {
         return Err(policy_err(
@@ -354,6 +358,9 @@ struct Scanner {
     /// Text since the last top-level statement ended: the header of a block opened next.
     pending: String,
     pending_line: usize,
+    /// Includes found inside a line (after a comma, or a `#include` where a comment would
+    /// start): `(line, depth, the text from the include on)`.
+    inline_includes: Vec<(usize, usize, String)>,
 }
 
 impl Scanner {
@@ -375,7 +382,14 @@ impl Scanner {
             match c {
                 '"' => in_quote = !in_quote,
                 _ if in_quote => {}
-                '#' => break,
+                // The parser reads `#include` as an include wherever it stands.
+                '#' => {
+                    let rest: String = chars[i..].iter().collect();
+                    if include_target(&rest).is_some() {
+                        self.inline_includes.push((line_no, self.depth, rest));
+                    }
+                    break;
+                }
                 '{' if (prev.is_whitespace() || prev == ')') && (next.is_whitespace() || next == '}') => {
                     if self.depth == 0 {
                         let header = self.pending.trim().to_string();
@@ -397,7 +411,16 @@ impl Scanner {
                 }
                 '(' => self.parens += 1,
                 ')' => self.parens = self.parens.saturating_sub(1),
-                ',' if self.ends_statement() => self.pending.clear(),
+                ',' => {
+                    let rest: String = chars[i + 1..].iter().collect();
+                    let rest = rest.trim_start();
+                    if include_target(rest).is_some() {
+                        self.inline_includes.push((line_no, self.depth, rest.to_string()));
+                    }
+                    if self.ends_statement() {
+                        self.pending.clear();
+                    }
+                }
                 _ => {}
             }
             if self.depth == 0 && c != '}' && !(c == ',' && self.ends_statement()) {
@@ -733,6 +756,11 @@ profile my-app flags=(complain) {
             ("include </etc/passwd>", "must stay inside"),
             ("include <abstractions/../../../etc/shadow>", "must stay inside"),
             ("include if exists \"local/x\"", "only <...> includes"),
+            // Where the parser still reads an include: after a comma, or a `#include` in
+            // the middle of a line (which a comment scanner would skip).
+            ("/x r, #include \"/etc/shadow\"", "only <...> includes"),
+            ("/y r, include \"/etc/shadow\"", "only <...> includes"),
+            ("/z r, #include if exists </etc/passwd>", "must stay inside"),
         ] {
             let policy = format!("profile p {{\n  {line}\n}}\n");
             let err = check_policy("p", &policy).unwrap_err();
@@ -741,6 +769,12 @@ profile my-app flags=(complain) {
                 "{line}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_mid_line_include_at_the_top_is_a_top_level_include() {
+        let err = check_policy("p", "abi <abi/3.0>, #include if exists <usr.bin.man>\nprofile p {\n}\n").unwrap_err();
+        assert!(err.to_string().contains("outside the profile"), "{err}");
     }
 
     #[test]
