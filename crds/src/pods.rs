@@ -11,27 +11,22 @@ use crate::{APPARMOR_ANNOTATION_PREFIX, ProfileKind};
 pub fn references(pod: &Pod, seccomp_subdir: &str) -> Vec<(ProfileKind, String)> {
     let mut refs = Vec::new();
     if let Some(spec) = &pod.spec {
-        if let Some(sc) = &spec.security_context {
-            push_seccomp(
-                &mut refs,
-                seccomp_subdir,
+        // (seccomp, AppArmor) `(type, localhostProfile)` at pod level, then per container.
+        let pod_level = spec.security_context.iter().map(|sc| {
+            (
                 sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-            push_apparmor(
-                &mut refs,
                 sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-        }
-        for sc in container_contexts(spec) {
-            push_seccomp(
-                &mut refs,
-                seccomp_subdir,
+            )
+        });
+        let containers = container_contexts(spec).map(|sc| {
+            (
                 sc.seccomp_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
-            push_apparmor(
-                &mut refs,
                 sc.app_armor_profile.as_ref().map(|p| (&p.type_, &p.localhost_profile)),
-            );
+            )
+        });
+        for (seccomp, apparmor) in pod_level.chain(containers) {
+            push_seccomp(&mut refs, seccomp_subdir, seccomp);
+            push_apparmor(&mut refs, apparmor);
         }
     }
     for (key, value) in pod.metadata.annotations.iter().flatten() {
