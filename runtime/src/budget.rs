@@ -204,12 +204,37 @@ fn kill_group(pgid: u32) {
     }
 }
 
-/// Kills a process group when dropped (the run finished, timed out or was cancelled).
-struct GroupGuard(u32);
+/// Kills a process group when dropped (the run timed out or was cancelled), unless the
+/// waiting thread already did and is about to reap the leader (`done`): a group id is
+/// killed only while its leader is not reaped, so it can never be another group's.
+struct GroupGuard {
+    pgid: u32,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        kill_group(self.0);
+        if !self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            kill_group(self.pgid);
+        }
+    }
+}
+
+/// Waits until `pid` has exited, without reaping it: while it is a zombie its pid (the
+/// group's id) cannot be reused.
+fn wait_exited(pid: u32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child with a valid pointer.
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
@@ -270,7 +295,11 @@ pub async fn run(run: &Run) -> Result<std::process::Output, RunError> {
     let pid = child.id();
     // From here on, however this function ends (done, timeout, cancelled), the whole group
     // is killed: no worker the tool forked outlives the run.
-    let _group = GroupGuard(pid);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _group = GroupGuard {
+        pgid: pid,
+        done: done.clone(),
+    };
     let stdin = run.stdin.clone();
     let waiter = tokio::task::spawn_blocking(move || {
         let writer = child.stdin.take().zip(stdin).map(|(mut pipe, input)| {
@@ -294,6 +323,10 @@ pub async fn run(run: &Run) -> Result<std::process::Output, RunError> {
         if let Some(w) = writer {
             let _ = w.join();
         }
+        // The leader has exited: end what it forked, then reap it.
+        wait_exited(pid)?;
+        kill_group(pid);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
         let (status, usage) = wait_with_usage(pid)?;
         Ok::<_, std::io::Error>((std::process::Output { status, stdout, stderr }, usage))
     });
