@@ -760,6 +760,78 @@ async fn contradicting_flags_are_refused(env: &Env) -> Result<()> {
     env.delete_profile("apparmorprofile", "rn-aa-flags").await
 }
 
+/// Hostile profiles on the real node: the container runtime's default profile name is
+/// refused at admission (whoever loads that name first would confine every RuntimeDefault
+/// container), and a RuntimeDefault pod still runs under containerd's own profile; a policy
+/// whose profile attaches to host programs is refused and never reaches the kernel, nor
+/// does anything it names.
+async fn hostile_profiles_are_refused(env: &Env) -> Result<()> {
+    let taken = apply_json(
+        &env.client,
+        json!({
+            "apiVersion": "palisade.dev/v1alpha1",
+            "kind": "AppArmorProfile",
+            "metadata": {"name": "cri-containerd.apparmor.d"},
+            "spec": {"mode": "Complain", "policy": "profile cri-containerd.apparmor.d flags=(complain) {\n}\n"}
+        }),
+    )
+    .await;
+    match taken {
+        Err(e) => ensure!(
+            format!("{e:#}").contains("metadata.name is reserved"),
+            "refused for another reason: {e:#}"
+        ),
+        Ok(_) => bail!("an AppArmorProfile named like containerd's default profile was admitted"),
+    }
+    let r = env
+        .run_pod(
+            "rn-runtime-default",
+            json!({"appArmorProfile": {"type": "RuntimeDefault"}}),
+            json!({}),
+            APPARMOR_PROBE,
+        )
+        .await?;
+    ensure!(
+        label_of(&r.message) == "cri-containerd.apparmor.d (enforce)",
+        "a RuntimeDefault container runs under {:?}",
+        label_of(&r.message)
+    );
+
+    // An attachment spelled so that a text scanner reads another name than the parser does.
+    let policy = "profile rn-aa-attach /usr/bin/** {\n}\n";
+    apply_json(
+        &env.client,
+        json!({
+            "apiVersion": "palisade.dev/v1alpha1",
+            "kind": "AppArmorProfile",
+            "metadata": {"name": "rn-aa-attach"},
+            "spec": {"mode": "Enforce", "policy": policy}
+        }),
+    )
+    .await?;
+    let message = eventually("rn-aa-attach rejected", Duration::from_secs(60), || async {
+        let out = env.kubectl(&[
+            "get",
+            "apparmorprofile",
+            "rn-aa-attach",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}|{.status.conditions[?(@.type==\"Accepted\")].message}",
+        ])?;
+        let (status, message) = out.split_once('|').unwrap_or(("", ""));
+        Ok((status == "False").then(|| message.to_string()))
+    })
+    .await?;
+    ensure!(message.contains("attachment"), "refused for another reason: {message}");
+    if env.shell().is_ok() {
+        let loaded = env.loaded_profiles().await?;
+        ensure!(
+            !loaded.contains_key("rn-aa-attach"),
+            "a refused profile reached the kernel"
+        );
+    }
+    env.delete_profile("apparmorprofile", "rn-aa-attach").await
+}
+
 /// The chart's security promises hold for the processes really running on the node: the
 /// agent is root with exactly CAP_MAC_ADMIN effective, no-new-privileges and a seccomp
 /// filter (RuntimeDefault), and AppArmor-unconfined; the operator runs as 65532 with no
@@ -1324,6 +1396,9 @@ const TESTS: &[(&str, TestFn)] = &[
     }),
     ("contradicting_flags_are_refused", |e| {
         contradicting_flags_are_refused(e).boxed()
+    }),
+    ("hostile_profiles_are_refused", |e| {
+        hostile_profiles_are_refused(e).boxed()
     }),
     ("delete_is_held_while_in_use", |e| {
         delete_is_held_while_in_use(e).boxed()
