@@ -82,6 +82,32 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     .await
     .unwrap();
 
+    // An agent learns a profile only from records of pods on its node that use it: a pod on
+    // each node (no kubelet runs them; their spec is what counts), and the agents' learning
+    // RBAC (the chart's `learning.enabled` adds `list pods`).
+    let mut objects = vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "palisade-agent-learning-e2e"},
+               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "palisade-agent-learning-e2e"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-learning-e2e"},
+               "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": palisade_e2e::cluster::NAMESPACE}]}),
+    ];
+    for node in ["node-0", "node-1"] {
+        objects.push(json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": format!("app-{node}"), "namespace": "default"},
+               "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app:1",
+                   "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "learn-e2e"}}}]}}));
+    }
+    let file = dir.path().join("learning-pods.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": objects})).unwrap(),
+    )
+    .unwrap();
+    cluster.apply(&file).unwrap();
+
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     let p = r#"profile="learn-e2e" pid=4242 comm="app""#;
     for (serial, fields) in [
