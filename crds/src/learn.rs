@@ -280,16 +280,19 @@ fn kernel_log_body(line: &str) -> Option<&str> {
     skip_stamp(rest)?.strip_prefix("audit: type=")
 }
 
-/// The lines of a `syslog(2)` read that begin a record. The kernel prints every line of a
-/// multi-line record with that record's own prefix (`<level>[stamp] `), so a line with the
-/// same prefix as the line before it continues that record: its text is whatever the
-/// record's writer put after a newline (a container with CAP_AUDIT_WRITE can send a
-/// user-space audit message with newlines and a forged `audit: type=1400 ...` line; the
-/// kernel prints it at notice level when no auditd runs) and it is never a record of its
-/// own. A line without a stamp cannot be told apart from a continuation: none counts.
+/// The lines of a `syslog(2)` read that can be records. The kernel prints every line of a
+/// multi-line record with that record's own prefix (`<level>[stamp] `): a container with
+/// CAP_AUDIT_WRITE can send a user-space audit message with newlines and a forged
+/// `audit: type=1400 ...` line in it, which the kernel prints at notice level when no auditd
+/// runs. Distinct records may share a prefix too (a burst, a coarse clock), so a line with
+/// the same prefix as the line before it counts only if that line was itself a kept record
+/// of a kind that cannot hold a newline: an audit record the kernel writes (it escapes what
+/// others give it), not a user-space message (types 1100-1199 and 2100-2999) nor any other
+/// kernel message. A line without a stamp cannot be told apart: none counts.
 pub fn kernel_log_records(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut previous: Option<&str> = None;
+    let mut previous_single_line = false;
     for line in text.lines() {
         let prefix = line
             .strip_prefix('<')
@@ -297,14 +300,30 @@ pub fn kernel_log_records(text: &str) -> Vec<&str> {
             .filter(|p| p.contains(">["));
         let Some(prefix) = prefix else {
             previous = None;
+            previous_single_line = false;
             continue;
         };
-        if previous != Some(prefix) {
+        let keep = previous != Some(prefix) || previous_single_line;
+        if keep {
             out.push(line);
         }
         previous = Some(prefix);
+        previous_single_line = keep && kernel_written_record(&line[prefix.len()..]);
     }
     out
+}
+
+/// Whether a kernel-log message is an audit record the kernel itself writes (one line).
+fn kernel_written_record(message: &str) -> bool {
+    let Some(ty) = message
+        .strip_prefix("audit: type=")
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(ty, rest)| rest.starts_with("audit(").then_some(ty))
+        .and_then(|ty| ty.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    !(1100..=1199).contains(&ty) && !(2100..=2999).contains(&ty)
 }
 
 /// `/dev/kmsg`: priority 5 (kernel facility, notice), then `audit: type=`.

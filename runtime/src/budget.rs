@@ -285,6 +285,10 @@ pub async fn run(run: &Run) -> Result<std::process::Output, RunError> {
             set_limit(libc::RLIMIT_CPU, cpu, cpu + 1)?;
             set_limit(libc::RLIMIT_AS, memory, memory)?;
             set_limit(libc::RLIMIT_CORE, 0, 0)?;
+            // Dies with the process that started it (a crashed agent leaves no parser).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             if let Some(rs) = ruleset.take() {
                 rs.restrict_self().map_err(|e| std::io::Error::other(e.to_string()))?;
             }

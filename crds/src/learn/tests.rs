@@ -635,3 +635,31 @@ fn rules_that_read_one_way_here_and_another_way_in_the_parser_are_refused() {
         "a file really named @{{pid}}, escaped"
     );
 }
+
+/// Captured on the real node (QEMU, kernel 6.1): a burst of seccomp records printed with one
+/// stamp. Distinct kernel records sharing a prefix all count; what follows a user-space
+/// message with the same prefix does not.
+#[test]
+fn a_burst_of_records_with_one_stamp_all_count() {
+    let rec = |nr: u32| {
+        format!(
+            "<5>[  268.423198] audit: type=1326 audit(1796591340.732:{nr}): auid=4294967295 uid=0 gid=0 ses=4294967295 subj=cri-containerd.apparmor.d pid=3460 comm=\"sh\" exe=\"/bin/busybox\" sig=0 arch=c000003e syscall={nr} compat=0 ip=0x460a63 code=0x7ffc0000"
+        )
+    };
+    let burst: Vec<String> = (0..16).map(rec).collect();
+    let read = burst.join("\n");
+    assert_eq!(kernel_log_records(&read).len(), 16);
+    // A user-space message in the middle of the burst: what follows it with the same
+    // prefix may be its own lines, and counts no more.
+    let mut mixed = burst[..3].to_vec();
+    mixed.push("<5>[  268.423198] audit: type=1107 audit(1796591340.732:99): pid=1 uid=0 msg='x".into());
+    mixed.push(rec(40));
+    mixed.push("<5>[  268.500000] audit: type=1326 audit(1796591340.800:41): auid=0 uid=0 gid=0 ses=1 pid=3 comm=\"sh\" exe=\"/bin/sh\" sig=0 arch=c000003e syscall=41 compat=0 ip=0x1 code=0x7ffc0000".into());
+    let mixed = mixed.join("\n");
+    let kept: Vec<&str> = kernel_log_records(&mixed)
+        .into_iter()
+        .filter(|l| parse_from(l, LineSource::KernelLog).is_some())
+        .collect();
+    assert_eq!(kept.len(), 4, "{kept:#?}");
+    assert!(!kept.iter().any(|l| l.contains("syscall=40 ")));
+}
