@@ -722,24 +722,24 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
 /// A raw policy whose `flags=(complain)` contradicts `spec.mode: Enforce` is refused with a
 /// message naming the line (on a real kernel it would load in complain mode and never
 /// enforce), and never reaches the node.
-async fn contradicting_flags_are_refused(env: &Env) -> Result<()> {
-    let policy =
-        "include <tunables/global>\nprofile rn-aa-flags flags=(complain) {\n  include <abstractions/base>\n}\n";
+/// Applies a raw AppArmor policy as `name` in `mode`, waits until the operator refuses it,
+/// checks it never reached the kernel, deletes it, and returns the refusal.
+async fn refused_policy(env: &Env, name: &str, mode: &str, policy: &str) -> Result<String> {
     apply_json(
         &env.client,
         json!({
             "apiVersion": "palisade.dev/v1alpha1",
             "kind": "AppArmorProfile",
-            "metadata": {"name": "rn-aa-flags"},
-            "spec": {"mode": "Enforce", "policy": policy}
+            "metadata": {"name": name},
+            "spec": {"mode": mode, "policy": policy}
         }),
     )
     .await?;
-    let message = eventually("rn-aa-flags rejected", Duration::from_secs(60), || async {
+    let message = eventually(&format!("{name} rejected"), Duration::from_secs(60), || async {
         let out = env.kubectl(&[
             "get",
             "apparmorprofile",
-            "rn-aa-flags",
+            name,
             "-o",
             "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}|{.status.conditions[?(@.type==\"Accepted\")].message}",
         ])?;
@@ -747,17 +747,25 @@ async fn contradicting_flags_are_refused(env: &Env) -> Result<()> {
         Ok((status == "False").then(|| message.to_string()))
     })
     .await?;
+    if env.shell().is_ok() {
+        ensure!(
+            !env.loaded_profiles().await?.contains_key(name),
+            "a refused profile reached the kernel"
+        );
+    }
+    env.delete_profile("apparmorprofile", name).await?;
+    Ok(message)
+}
+
+async fn contradicting_flags_are_refused(env: &Env) -> Result<()> {
+    let policy =
+        "include <tunables/global>\nprofile rn-aa-flags flags=(complain) {\n  include <abstractions/base>\n}\n";
+    let message = refused_policy(env, "rn-aa-flags", "Enforce", policy).await?;
     ensure!(
         message.contains("line 2") && message.contains("complain"),
         "the refusal does not name the line and the flag: {message}"
     );
-    if env.shell().is_ok() {
-        ensure!(
-            !env.loaded_profiles().await?.contains_key("rn-aa-flags"),
-            "a refused profile reached the kernel"
-        );
-    }
-    env.delete_profile("apparmorprofile", "rn-aa-flags").await
+    Ok(())
 }
 
 /// Hostile profiles on the real node: the container runtime's default profile name is
@@ -797,39 +805,16 @@ async fn hostile_profiles_are_refused(env: &Env) -> Result<()> {
         label_of(&r.message)
     );
 
-    // An attachment spelled so that a text scanner reads another name than the parser does.
-    let policy = "profile rn-aa-attach /usr/bin/** {\n}\n";
-    apply_json(
-        &env.client,
-        json!({
-            "apiVersion": "palisade.dev/v1alpha1",
-            "kind": "AppArmorProfile",
-            "metadata": {"name": "rn-aa-attach"},
-            "spec": {"mode": "Enforce", "policy": policy}
-        }),
+    // An attachment: the kernel would confine every program it matches, host ones included.
+    let message = refused_policy(
+        env,
+        "rn-aa-attach",
+        "Enforce",
+        "profile rn-aa-attach /usr/bin/** {\n}\n",
     )
     .await?;
-    let message = eventually("rn-aa-attach rejected", Duration::from_secs(60), || async {
-        let out = env.kubectl(&[
-            "get",
-            "apparmorprofile",
-            "rn-aa-attach",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}|{.status.conditions[?(@.type==\"Accepted\")].message}",
-        ])?;
-        let (status, message) = out.split_once('|').unwrap_or(("", ""));
-        Ok((status == "False").then(|| message.to_string()))
-    })
-    .await?;
     ensure!(message.contains("attachment"), "refused for another reason: {message}");
-    if env.shell().is_ok() {
-        let loaded = env.loaded_profiles().await?;
-        ensure!(
-            !loaded.contains_key("rn-aa-attach"),
-            "a refused profile reached the kernel"
-        );
-    }
-    env.delete_profile("apparmorprofile", "rn-aa-attach").await
+    Ok(())
 }
 
 /// The chart's security promises hold for the processes really running on the node: the
