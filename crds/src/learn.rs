@@ -1273,6 +1273,22 @@ pub fn enforce_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec) -> bool {
     default || spec.syscalls.len() != before
 }
 
+/// Whether a profile is learning: enabled, accepted, and in Complain mode (AppArmor) or
+/// logging (seccomp). The operator publishes the pods that use such a profile to their
+/// nodes, and the agents learn for it: one judgement for both.
+pub fn apparmor_learning(p: &crate::AppArmorProfile) -> bool {
+    p.spec.mode == crate::AppArmorMode::Complain
+        && p.spec.state == crate::ProfileState::Enabled
+        && p.status.as_ref().is_some_and(|s| s.accepted.is_some())
+}
+
+/// [`apparmor_learning`] for a SeccompProfile.
+pub fn seccomp_learning(p: &crate::SeccompProfile) -> bool {
+    seccomp_logs(&p.spec)
+        && p.spec.state == crate::ProfileState::Enabled
+        && p.status.as_ref().is_some_and(|s| s.accepted.is_some())
+}
+
 /// Whether a seccomp profile logs (its default action or a rule is `SCMP_ACT_LOG`): what
 /// such a filter logs is learned.
 pub fn seccomp_logs(spec: &crate::seccomp::SeccompProfileSpec) -> bool {

@@ -1,4 +1,5 @@
-//! The `NodeProfileStatus` kind: one object per node, written only by that node's agent.
+//! The `NodeProfileStatus` kind: one object per node. Its status is written only by that
+//! node's agent; its spec only by the operator (the node's pods that use learning profiles).
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -58,7 +59,15 @@ pub const MAX_NODE_PROFILES: usize = 5000;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
-pub struct NodeProfileStatusSpec {}
+pub struct NodeProfileStatusSpec {
+    /// Written by the operator, not the agent: the pods bound to this node that use a
+    /// learning profile, and what of each the agent needs to attribute an audit record
+    /// (UID, container IDs, the learning profiles). The agent learns only from these pods'
+    /// records, and reads this instead of listing pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub learning_pods: Vec<crate::pods::LearningPod>,
+}
 
 /// What the node's agent reports.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -2,8 +2,172 @@
 //! operator (in-use protection, the pod guard), the agent (learning) and the CLI share.
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{APPARMOR_ANNOTATION_PREFIX, ProfileKind};
+
+/// Most pods one node's `spec.learningPods` lists (a node runs at most a few hundred).
+pub const MAX_LEARNING_PODS: usize = 1000;
+
+/// A pod that uses a learning profile, as the operator publishes it in its node's
+/// NodeProfileStatus (`spec.learningPods`): what that node's agent needs to tell a
+/// workload's audit records from anyone else's, and nothing more of the pod. Agents read
+/// this instead of listing pods, which RBAC could not narrow to their own node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearningPod {
+    /// The pod's UID (its cgroup path names it).
+    pub uid: String,
+    /// `namespace/name`.
+    pub name: String,
+    /// The pod has finished (phase Succeeded or Failed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
+    /// The learning AppArmor profiles the pod references.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apparmor: Vec<String>,
+    /// The learning seccomp profile of a container not reported yet: the one every
+    /// container of the pod runs under, when they all run under the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
+    /// The containers the kubelet has reported, with the learning seccomp profile of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<LearningContainer>,
+}
+
+/// A container of a [`LearningPod`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LearningContainer {
+    /// The runtime's container ID, without its `<runtime>://` prefix (its cgroup path names it).
+    pub id: String,
+    /// The learning seccomp profile it runs under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
+}
+
+/// The [`LearningPod`] of a pod and the node it is bound to, when it references a profile
+/// for which `learning` says yes.
+pub fn learning_pod(
+    pod: &Pod,
+    seccomp_subdir: &str,
+    learning: impl Fn(ProfileKind, &str) -> bool,
+) -> Option<(String, LearningPod)> {
+    let node = pod.spec.as_ref()?.node_name.clone()?;
+    let refs: Vec<_> = references(pod, seccomp_subdir)
+        .into_iter()
+        .filter(|(kind, name)| learning(*kind, name))
+        .collect();
+    if refs.is_empty() {
+        return None;
+    }
+    let learning_seccomp = |name: Option<String>| name.filter(|n| learning(ProfileKind::SeccompProfile, n));
+    let containers = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .chain(&s.init_container_statuses)
+                .chain(&s.ephemeral_container_statuses)
+                .flatten()
+        })
+        .filter_map(|s| {
+            let id = s.container_id.as_deref()?;
+            let id = id.split_once("://").map_or(id, |(_, id)| id).to_string();
+            let seccomp = learning_seccomp(seccomp_profile_of(pod, Some(&id), seccomp_subdir));
+            Some(LearningContainer { id, seccomp })
+        })
+        .collect();
+    Some((
+        node,
+        LearningPod {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            name: format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            ),
+            finished: matches!(
+                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            ),
+            apparmor: refs
+                .iter()
+                .filter(|(kind, _)| *kind == ProfileKind::AppArmorProfile)
+                .map(|(_, name)| name.clone())
+                .collect(),
+            seccomp: learning_seccomp(seccomp_profile_of(pod, None, seccomp_subdir)),
+            containers,
+        },
+    ))
+}
+
+/// The Palisade seccomp profile a container runs under (by the runtime's container ID,
+/// which the pod's status maps to a container), or without an ID, the one every container
+/// of the pod runs under.
+pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let statuses: Vec<_> = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .chain(&s.init_container_statuses)
+                .chain(&s.ephemeral_container_statuses)
+                .flatten()
+        })
+        .collect();
+    let container = match container_id {
+        Some(id) => {
+            // A container of the pod not (yet) in its status: not known, rather than guessed.
+            let name = &statuses
+                .iter()
+                .find(|s| s.container_id.as_deref().is_some_and(|c| c.ends_with(id)))?
+                .name;
+            let context = spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .find(|c| &c.name == name)
+                .map(|c| c.security_context.as_ref())
+                .or_else(|| {
+                    spec.ephemeral_containers
+                        .iter()
+                        .flatten()
+                        .find(|c| &c.name == name)
+                        .map(|c| c.security_context.as_ref())
+                })?;
+            Some(context)
+        }
+        None => None,
+    };
+    let candidates: Vec<Option<&SecurityContext>> = match container {
+        Some(c) => vec![c],
+        None => spec.containers.iter().map(|c| c.security_context.as_ref()).collect(),
+    };
+    let pod_level = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
+    let mut found = None;
+    for c in candidates {
+        let profile = c.and_then(|s| s.seccomp_profile.as_ref()).or(pod_level)?;
+        if profile.type_ != "Localhost" {
+            continue;
+        }
+        let name = profile
+            .localhost_profile
+            .as_deref()?
+            .strip_prefix(&format!("{subdir}/"))?
+            .strip_suffix(".json")?;
+        // Without a container ID, only an unambiguous answer counts.
+        if found.as_deref().is_some_and(|f: &str| f != name) {
+            return None;
+        }
+        found = Some(name.to_string());
+    }
+    found
+}
 
 /// The Palisade profiles a pod references: seccomp `Localhost` profiles under
 /// `<seccomp_subdir>/<name>.json`, AppArmor `Localhost` profiles, at pod, container, init- and
@@ -72,5 +236,110 @@ fn push_apparmor(refs: &mut Vec<(ProfileKind, String)>, profile: Option<(&String
         && ty == "Localhost"
     {
         refs.push((ProfileKind::AppArmorProfile, name.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "team", "uid": "u",
+                         "annotations": {"container.apparmor.security.beta.kubernetes.io/a": "localhost/aa-learning"}},
+            "spec": {
+                "nodeName": "node-1",
+                "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/pod-level.json"}},
+                "containers": [
+                    {"name": "a", "image": "x"},
+                    {"name": "b", "image": "x", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/own.json"}}},
+                    {"name": "c", "image": "x", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+                ],
+                "ephemeralContainers": [
+                    {"name": "e", "image": "x", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/debug.json"}}},
+                ],
+            },
+            "status": {"phase": "Running",
+                "containerStatuses": [
+                    {"name": "a", "containerID": "containerd://aaa", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+                    {"name": "b", "containerID": "containerd://bbb", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+                    {"name": "c", "containerID": "containerd://ccc", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+                ],
+                "ephemeralContainerStatuses": [
+                    {"name": "e", "containerID": "containerd://eee", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
+                ]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_containers_profile_is_its_own_or_its_pods() {
+        let pod = pod();
+        let of = |id: Option<&str>, subdir: &str| seccomp_profile_of(&pod, id, subdir);
+        assert_eq!(of(Some("aaa"), "palisade").as_deref(), Some("pod-level"));
+        assert_eq!(of(Some("bbb"), "palisade").as_deref(), Some("own"));
+        assert_eq!(of(Some("ccc"), "palisade"), None, "RuntimeDefault");
+        assert_eq!(
+            of(Some("eee"), "palisade").as_deref(),
+            Some("debug"),
+            "an ephemeral container"
+        );
+        assert_eq!(of(Some("ddd"), "palisade"), None, "a container not in the status");
+        assert_eq!(of(None, "palisade"), None, "ambiguous without the container");
+        assert_eq!(of(Some("bbb"), "operator"), None, "another directory");
+    }
+
+    #[test]
+    fn a_learning_pod_holds_only_the_learning_profiles_and_its_containers() {
+        let learning = |kind: ProfileKind, name: &str| match kind {
+            ProfileKind::AppArmorProfile => name == "aa-learning",
+            ProfileKind::SeccompProfile => name == "own" || name == "pod-level",
+        };
+        let (node, lp) = learning_pod(&pod(), "palisade", learning).unwrap();
+        assert_eq!(node, "node-1");
+        assert_eq!(
+            lp,
+            LearningPod {
+                uid: "u".into(),
+                name: "team/p".into(),
+                finished: false,
+                apparmor: vec!["aa-learning".into()],
+                seccomp: None,
+                containers: vec![
+                    LearningContainer {
+                        id: "aaa".into(),
+                        seccomp: Some("pod-level".into())
+                    },
+                    LearningContainer {
+                        id: "bbb".into(),
+                        seccomp: Some("own".into())
+                    },
+                    LearningContainer {
+                        id: "ccc".into(),
+                        seccomp: None
+                    },
+                    // `debug` is not learning.
+                    LearningContainer {
+                        id: "eee".into(),
+                        seccomp: None
+                    },
+                ],
+            }
+        );
+        assert!(
+            learning_pod(&pod(), "palisade", |_, _| false).is_none(),
+            "no learning profile"
+        );
+        let mut unbound = pod();
+        unbound.spec.as_mut().unwrap().node_name = None;
+        assert!(
+            learning_pod(&unbound, "palisade", learning).is_none(),
+            "not on a node yet"
+        );
+        let mut done = pod();
+        done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        assert!(learning_pod(&done, "palisade", learning).unwrap().1.finished);
     }
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kube::Api;
-use palisade_crds::AppArmorProfile;
+use palisade_crds::{AppArmorProfile, NodeProfileStatus};
 use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed};
 use palisade_e2e::controlplane::repo_root;
 use palisade_e2e::{Cluster, Options, wait_for};
@@ -83,12 +83,13 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     .unwrap();
 
     // An agent learns a profile only from records of pods on its node that use it: a pod on
-    // each node (no kubelet runs them; their spec is what counts), and the agents' learning
-    // RBAC (the chart's `learning.enabled` adds `list pods`).
+    // each node (no kubelet runs them; their spec is what counts). The agents list no pods:
+    // the operator publishes each node's in its report, which the agents read with the
+    // chart's learning RBAC (`learning.enabled` adds `get` on reports, and nothing on pods).
     let mut objects = vec![
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                "metadata": {"name": "palisade-agent-learning-e2e"},
-               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]}),
+               "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "palisade-agent-learning-e2e"},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-learning-e2e"},
@@ -107,6 +108,23 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     )
     .unwrap();
     cluster.apply(&file).unwrap();
+    // Each node's report lists its own pod, and only that.
+    let reports: Api<NodeProfileStatus> = Api::all(client.clone());
+    for node in ["node-0", "node-1"] {
+        let pods = wait_for(
+            "the operator to publish the node's learning pods",
+            Duration::from_secs(60),
+            || async {
+                let pods = reports.get(node).await?.spec.learning_pods;
+                Ok((!pods.is_empty()).then_some(pods))
+            },
+        )
+        .await
+        .unwrap();
+        let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, [format!("default/app-{node}")], "{node}");
+        assert_eq!(pods[0].apparmor, ["learn-e2e"]);
+    }
 
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     let p = r#"profile="learn-e2e" pid=4242 comm="app""#;

@@ -6,23 +6,21 @@
 //! the kernel log, read with `syslog(2)` (`SYSLOG_ACTION_READ_ALL`, which needs
 //! CAP_SYSLOG and no device). AppArmor records name their profile. A seccomp record names
 //! a process: the agent (with the host's PID namespace) reads the process's cgroup, finds
-//! its pod and container among the pods on this node, and takes the container's
-//! `Localhost` seccomp profile.
+//! its pod and container among the pods that the operator publishes for this node
+//! (`spec.learningPods` of its report), and takes the container's learning seccomp profile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use palisade_crds::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
-use palisade_crds::{
-    AppArmorMode, AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, ProfileState, SeccompProfile,
-};
+use palisade_crds::pods::LearningPod;
+use palisade_crds::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, SeccompProfile};
 use serde_json::json;
 
 /// Where records are read from.
@@ -179,30 +177,24 @@ fn learning_set(
     apparmor: &Store<AppArmorProfile>,
     seccomp: &Store<SeccompProfile>,
 ) -> BTreeMap<(ProfileKind, String), (String, String)> {
-    let mut out = BTreeMap::new();
-    for p in apparmor.state() {
-        if p.spec.mode == AppArmorMode::Complain
-            && p.spec.state == ProfileState::Enabled
-            && let Some(acc) = p.status.as_ref().and_then(|s| s.accepted.as_ref())
-        {
-            out.insert(
-                (ProfileKind::AppArmorProfile, p.name_any()),
-                (p.uid().unwrap_or_default(), acc.digest.clone()),
-            );
-        }
-    }
-    for p in seccomp.state() {
-        if learn::seccomp_logs(&p.spec)
-            && p.spec.state == ProfileState::Enabled
-            && let Some(acc) = p.status.as_ref().and_then(|s| s.accepted.as_ref())
-        {
-            out.insert(
-                (ProfileKind::SeccompProfile, p.name_any()),
-                (p.uid().unwrap_or_default(), acc.digest.clone()),
-            );
-        }
-    }
-    out
+    let entry = |kind, name: String, uid: Option<String>, status: Option<&palisade_crds::ProfileStatus>| {
+        let digest = status
+            .and_then(|s| s.accepted.as_ref())
+            .map(|a| a.digest.clone())
+            .unwrap_or_default();
+        ((kind, name), (uid.unwrap_or_default(), digest))
+    };
+    let apparmor = apparmor
+        .state()
+        .into_iter()
+        .filter(|p| learn::apparmor_learning(p))
+        .map(|p| entry(ProfileKind::AppArmorProfile, p.name_any(), p.uid(), p.status.as_ref()));
+    let seccomp = seccomp
+        .state()
+        .into_iter()
+        .filter(|p| learn::seccomp_learning(p))
+        .map(|p| entry(ProfileKind::SeccompProfile, p.name_any(), p.uid(), p.status.as_ref()));
+    apparmor.chain(seccomp).collect()
 }
 
 /// Pod UID and container ID from a process's `/proc/<pid>/cgroup` (cgroup v2, the
@@ -229,67 +221,15 @@ pub fn pod_of_cgroup(text: &str) -> Option<(String, Option<String>)> {
     pod.map(|p| (p, container))
 }
 
-/// The Palisade seccomp profile a container runs under, from its pod spec.
-pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -> Option<String> {
-    let spec = pod.spec.as_ref()?;
-    let statuses: Vec<_> = pod
-        .status
-        .iter()
-        .flat_map(|s| s.container_statuses.iter().chain(&s.init_container_statuses).flatten())
-        .collect();
-    let containers: Vec<_> = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .collect();
-    let container = match container_id {
-        Some(id) => {
-            // A container of the pod not (yet) in its status: not known, rather than guessed.
-            let name = &statuses
-                .iter()
-                .find(|s| s.container_id.as_deref().is_some_and(|c| c.ends_with(id)))?
-                .name;
-            Some(*containers.iter().find(|c| &c.name == name)?)
-        }
-        None => None,
-    };
-    let candidates: Vec<_> = match container {
-        Some(c) => vec![c],
-        None => spec.containers.iter().collect(),
-    };
-    let pod_level = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
-    let mut found = None;
-    for c in candidates {
-        let profile = c
-            .security_context
-            .as_ref()
-            .and_then(|s| s.seccomp_profile.as_ref())
-            .or(pod_level)?;
-        if profile.type_ != "Localhost" {
-            continue;
-        }
-        let name = profile
-            .localhost_profile
-            .as_deref()?
-            .strip_prefix(&format!("{subdir}/"))?
-            .strip_suffix(".json")?;
-        // Without a container ID, only an unambiguous answer counts.
-        if found.as_deref().is_some_and(|f: &str| f != name) {
-            return None;
-        }
-        found = Some(name.to_string());
-    }
-    found
-}
-
 pub struct Learner {
     cfg: Config,
     client: Client,
     apparmor: Store<AppArmorProfile>,
     seccomp: Store<SeccompProfile>,
     profiles: BTreeMap<(ProfileKind, String), Learning>,
-    /// Pods on this node by UID, refreshed when a record names one not known.
-    pods: HashMap<String, Pod>,
+    /// This node's pods that use a learning profile, by UID, as the operator publishes them
+    /// in the node's report; read again when a record names one not known.
+    pods: HashMap<String, LearningPod>,
     pods_listed: Option<std::time::Instant>,
     dirty: bool,
     /// seccomp records no learning profile could be found for (logged now and then).
@@ -509,13 +449,8 @@ impl Learner {
             let in_use: std::collections::BTreeSet<String> = self
                 .pods
                 .values()
-                .filter(|p| {
-                    !matches!(
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                        Some("Succeeded" | "Failed")
-                    )
-                })
-                .filter_map(|p| seccomp_profile_of(p, None, &self.cfg.seccomp_subdir))
+                .filter(|p| !p.finished)
+                .filter_map(|p| p.seccomp.clone())
                 .filter(|n| self.profiles.contains_key(&(ProfileKind::SeccompProfile, n.clone())))
                 .collect();
             return if in_use.len() == 1 {
@@ -525,25 +460,24 @@ impl Learner {
             };
         };
         let (pod_uid, container) = pod_of_cgroup(&cgroup)?;
-        // Known: the pod, and the container in its status (a new or restarted container
-        // is not there until the kubelet reports it).
+        // Known: the pod, and the container (a new or restarted container is not there
+        // until the kubelet reports it and the operator publishes it).
         let known = self.pods.get(&pod_uid).is_some_and(|p| {
-            container.as_deref().is_none_or(|id| {
-                p.status.iter().any(|s| {
-                    s.container_statuses
-                        .iter()
-                        .chain(&s.init_container_statuses)
-                        .flatten()
-                        .any(|c| c.container_id.as_deref().is_some_and(|c| c.ends_with(id)))
-                })
-            })
+            container
+                .as_deref()
+                .is_none_or(|id| p.containers.iter().any(|c| c.id == id))
         });
         self.refresh_pods(known).await;
         let pod = self.pods.get(&pod_uid)?;
-        // A container the kubelet has not reported yet (runc's records come before it
-        // does): the pod's profile, when all its containers have the same.
-        let name = seccomp_profile_of(pod, container.as_deref(), &self.cfg.seccomp_subdir)
-            .or_else(|| seccomp_profile_of(pod, None, &self.cfg.seccomp_subdir))?;
+        // A container not reported yet (runc's records come before the kubelet's report):
+        // the pod's profile, when all its containers have the same.
+        let name = match container
+            .as_deref()
+            .and_then(|id| pod.containers.iter().find(|c| c.id == id))
+        {
+            Some(c) => c.seccomp.clone(),
+            None => pod.seccomp.clone(),
+        }?;
         self.profiles
             .contains_key(&(ProfileKind::SeccompProfile, name.clone()))
             .then_some(name)
@@ -553,28 +487,37 @@ impl Learner {
     /// records of it, so a record of any other is not the workload's (a process confined by
     /// hand on the host, or a forged line) and teaches nothing.
     async fn used_here(&mut self, key: &(ProfileKind, String)) -> bool {
-        let uses = |pods: &HashMap<String, Pod>, subdir: &str| {
-            pods.values()
-                .any(|p| palisade_crds::pods::references(p, subdir).contains(key))
+        let uses = |pods: &HashMap<String, LearningPod>| match key.0 {
+            ProfileKind::AppArmorProfile => pods.values().any(|p| p.apparmor.contains(&key.1)),
+            ProfileKind::SeccompProfile => pods.values().any(|p| {
+                p.seccomp.as_ref() == Some(&key.1) || p.containers.iter().any(|c| c.seccomp.as_ref() == Some(&key.1))
+            }),
         };
-        if uses(&self.pods, &self.cfg.seccomp_subdir) {
+        if uses(&self.pods) {
             return true;
         }
         self.refresh_pods(false).await;
-        uses(&self.pods, &self.cfg.seccomp_subdir)
+        uses(&self.pods)
     }
 
-    /// Lists this node's pods, unless `known` or listed in the last 2 seconds.
+    /// Reads the pods the operator published for this node (`spec.learningPods` of its
+    /// report), unless `known` or read in the last 2 seconds. The agent lists no pods:
+    /// RBAC cannot narrow a list to one node, the operator's view can.
     async fn refresh_pods(&mut self, known: bool) {
         if known || self.pods_listed.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
             return;
         }
         self.pods_listed = Some(std::time::Instant::now());
-        let api: Api<Pod> = Api::all(self.client.clone());
-        let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.cfg.node));
-        match api.list(&lp).await {
-            Ok(list) => self.pods = list.items.into_iter().filter_map(|p| Some((p.uid()?, p))).collect(),
-            Err(e) => tracing::warn!(error = %e, "listing this node's pods failed"),
+        let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
+        match api.get_opt(&self.cfg.node).await {
+            Ok(nps) => {
+                self.pods = nps
+                    .into_iter()
+                    .flat_map(|n| n.spec.learning_pods)
+                    .map(|p| (p.uid.clone(), p))
+                    .collect()
+            }
+            Err(e) => tracing::warn!(error = %e, "reading this node's learning pods failed"),
         }
     }
 
@@ -659,50 +602,5 @@ mod tests {
             "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab"
         );
         assert_eq!(pod_of_cgroup("0::/system.slice/containerd.service\n"), None);
-    }
-
-    #[test]
-    fn a_containers_profile_is_its_own_or_its_pods() {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "uid": "u"},
-            "spec": {
-                "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/pod-level.json"}},
-                "containers": [
-                    {"name": "a", "image": "x"},
-                    {"name": "b", "image": "x", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/own.json"}}},
-                    {"name": "c", "image": "x", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
-                ],
-            },
-            "status": {"containerStatuses": [
-                {"name": "a", "containerID": "containerd://aaa", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
-                {"name": "b", "containerID": "containerd://bbb", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
-                {"name": "c", "containerID": "containerd://ccc", "image": "x", "imageID": "", "ready": true, "restartCount": 0},
-            ]},
-        }))
-        .unwrap();
-        assert_eq!(
-            seccomp_profile_of(&pod, Some("aaa"), "palisade").as_deref(),
-            Some("pod-level")
-        );
-        assert_eq!(
-            seccomp_profile_of(&pod, Some("bbb"), "palisade").as_deref(),
-            Some("own")
-        );
-        assert_eq!(seccomp_profile_of(&pod, Some("ccc"), "palisade"), None);
-        assert_eq!(
-            seccomp_profile_of(&pod, Some("ddd"), "palisade"),
-            None,
-            "a container not in the status"
-        );
-        assert_eq!(
-            seccomp_profile_of(&pod, None, "palisade"),
-            None,
-            "ambiguous without the container"
-        );
-        assert_eq!(
-            seccomp_profile_of(&pod, Some("bbb"), "operator"),
-            None,
-            "another directory"
-        );
     }
 }

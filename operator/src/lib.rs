@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod leader;
+pub mod learning_pods;
 pub mod liveness;
 pub mod metrics;
 pub mod pods;

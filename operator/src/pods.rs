@@ -1,6 +1,8 @@
 //! Which profiles a pod references, and the slim projection of pods the operator keeps.
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStatus, EphemeralContainer, Pod, PodSecurityContext, PodSpec, PodStatus, SecurityContext,
+};
 use palisade_crds::ProfileKind;
 
 pub use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
@@ -31,41 +33,83 @@ pub fn seccomp_localhost_profile(name: &str) -> String {
     format!("{}/{name}.json", seccomp_subdir())
 }
 
-/// Keeps only what [`references`] reads (and the name), so a cluster's pods cost little
-/// memory: no managed fields, status, volumes, env, images or other containers' fields.
+/// Keeps only what [`references`] and [`palisade_crds::pods::learning_pod`] read, so a
+/// cluster's pods cost little memory: a pod that references no Palisade profile keeps its
+/// name and UID; one that does keeps its node, phase, the profile fields of its pod- and
+/// container-level security contexts, its AppArmor annotations and its containers' names
+/// and IDs. No managed fields, labels, images, env, volumes or other status.
 pub fn slim(pod: &mut Pod) {
-    let refs = references(pod);
+    let refs = !references(pod).is_empty();
     pod.metadata.managed_fields = None;
     pod.metadata.labels = None;
     pod.metadata.owner_references = None;
-    pod.metadata.annotations = None;
-    pod.status = None;
-    pod.spec = None;
-    if refs.is_empty() {
+    if !refs {
+        pod.metadata.annotations = None;
+        pod.status = None;
+        pod.spec = None;
         return;
     }
-    // Re-encode the references in the cheapest form `references` still reads.
-    let mut annotations = std::collections::BTreeMap::new();
-    let mut spec = PodSpec::default();
-    for (i, (kind, name)) in refs.into_iter().enumerate() {
-        match kind {
-            ProfileKind::AppArmorProfile => {
-                annotations.insert(format!("{APPARMOR_ANNOTATION_PREFIX}{i}"), format!("localhost/{name}"));
-            }
-            ProfileKind::SeccompProfile => spec.containers.push(k8s_openapi::api::core::v1::Container {
-                security_context: Some(SecurityContext {
-                    seccomp_profile: Some(k8s_openapi::api::core::v1::SeccompProfile {
-                        type_: "Localhost".into(),
-                        localhost_profile: Some(seccomp_localhost_profile(&name)),
-                    }),
+    if let Some(a) = pod.metadata.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(APPARMOR_ANNOTATION_PREFIX));
+    }
+    let profiles_only = |sc: &Option<SecurityContext>| {
+        sc.as_ref().map(|sc| SecurityContext {
+            seccomp_profile: sc.seccomp_profile.clone(),
+            app_armor_profile: sc.app_armor_profile.clone(),
+            ..Default::default()
+        })
+    };
+    if let Some(spec) = pod.spec.take() {
+        let containers = |cs: &[Container]| -> Vec<Container> {
+            cs.iter()
+                .map(|c| Container {
+                    name: c.name.clone(),
+                    security_context: profiles_only(&c.security_context),
                     ..Default::default()
-                }),
+                })
+                .collect()
+        };
+        pod.spec = Some(PodSpec {
+            node_name: spec.node_name,
+            security_context: spec.security_context.map(|sc| PodSecurityContext {
+                seccomp_profile: sc.seccomp_profile,
+                app_armor_profile: sc.app_armor_profile,
                 ..Default::default()
             }),
-        }
+            containers: containers(&spec.containers),
+            init_containers: spec.init_containers.as_deref().map(containers),
+            ephemeral_containers: spec.ephemeral_containers.map(|cs| {
+                cs.into_iter()
+                    .map(|c| EphemeralContainer {
+                        name: c.name,
+                        security_context: profiles_only(&c.security_context),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        });
     }
-    pod.metadata.annotations = Some(annotations);
-    pod.spec = Some(spec);
+    if let Some(status) = pod.status.take() {
+        let ids = |cs: Option<Vec<ContainerStatus>>| {
+            cs.map(|cs| {
+                cs.into_iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        container_id: c.container_id,
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+        };
+        pod.status = Some(PodStatus {
+            phase: status.phase,
+            container_statuses: ids(status.container_statuses),
+            init_container_statuses: ids(status.init_container_statuses),
+            ephemeral_container_statuses: ids(status.ephemeral_container_statuses),
+            ..Default::default()
+        });
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +167,40 @@ mod tests {
             pod(json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}));
         slim(&mut plain);
         assert!(plain.spec.is_none() && references(&plain).is_empty());
+    }
+
+    #[test]
+    fn slim_pods_publish_as_the_full_pod_would() {
+        let full = pod(json!({
+            "metadata": {"name": "p", "namespace": "team", "uid": "u", "labels": {"tier": "web"},
+                         "annotations": {"container.apparmor.security.beta.kubernetes.io/a": "localhost/aa", "big": "x"}},
+            "spec": {
+                "nodeName": "node-1",
+                "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/sc.json"}},
+                "containers": [
+                    {"name": "a", "image": "nginx", "env": [{"name": "SECRET", "value": "s"}]},
+                    {"name": "b", "image": "nginx", "securityContext": {"privileged": false,
+                        "seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/other.json"}}},
+                ],
+                "initContainers": [{"name": "i", "image": "busybox"}],
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "containerStatuses": [
+                {"name": "a", "containerID": "containerd://aaa", "image": "nginx", "imageID": "sha256:1", "ready": true, "restartCount": 2},
+                {"name": "b", "containerID": "containerd://bbb", "image": "nginx", "imageID": "sha256:1", "ready": true, "restartCount": 0},
+            ]},
+        }));
+        let learning = |_: ProfileKind, _: &str| true;
+        let mut slimmed = full.clone();
+        slim(&mut slimmed);
+        let published = palisade_crds::pods::learning_pod(&full, "palisade", learning);
+        assert!(published.as_ref().is_some_and(|(_, p)| p.containers.len() == 2));
+        assert_eq!(
+            palisade_crds::pods::learning_pod(&slimmed, "palisade", learning),
+            published
+        );
+        let text = serde_json::to_string(&slimmed).unwrap();
+        for gone in ["SECRET", "nginx", "10.0.0.1", "runAsUser", "privileged", "big", "tier"] {
+            assert!(!text.contains(gone), "{gone} kept: {text}");
+        }
     }
 }

@@ -369,6 +369,9 @@ async fn lead(
             }
         }
     };
+    // Each node's pods that use a learning profile, published in its report for its agent.
+    let published = Arc::new(crate::learning_pods::Published::default());
+    let published_nps = published.clone();
     let r = route.clone();
     spawn_watched(
         &mut tasks,
@@ -378,6 +381,7 @@ async fn lead(
         nps_events.for_each(move |event| {
             // Only the profiles whose entries changed on that node are looked at again.
             if let Ok(event) = event {
+                published_nps.observe(&event);
                 for (kind, name) in reports.apply(event) {
                     r(kind, &name);
                 }
@@ -388,6 +392,7 @@ async fn lead(
     let r = route.clone();
     let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
     let pods_now = pod_store.clone();
+    let published_pods = published.clone();
     spawn_watched(
         &mut tasks,
         health,
@@ -422,12 +427,16 @@ async fn lead(
                 watcher::Event::Init => {}
             }
             drop(refs);
+            if !touched.is_empty() {
+                published_pods.wake();
+            }
             for (kind, name) in touched {
                 r(kind, &name);
             }
             futures::future::ready(())
         }),
     );
+    let published_sc = published.clone();
     let children_of = seccomp.clone();
     let sc = sc_tx.clone();
     let (ctx_sc, store_sc) = (ctx.clone(), seccomp.clone());
@@ -438,6 +447,7 @@ async fn lead(
         &mut loops,
         "watch/seccompprofiles",
         seccomp_events.for_each(move |event| {
+            published_sc.wake();
             for (kind, name) in expect(&ctx_sc, &store_sc, &event) {
                 r(kind, &name);
             }
@@ -467,6 +477,7 @@ async fn lead(
             futures::future::ready(())
         }),
     );
+    let published_aa = published.clone();
     let (ctx_aa, store_aa) = (ctx.clone(), apparmor.clone());
     let r = route.clone();
     spawn_watched(
@@ -475,6 +486,7 @@ async fn lead(
         &mut loops,
         "watch/apparmorprofiles",
         apparmor_events.for_each(move |event| {
+            published_aa.wake();
             for (kind, name) in expect(&ctx_aa, &store_aa, &event) {
                 r(kind, &name);
             }
@@ -569,6 +581,20 @@ async fn lead(
     ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
     leases.wait_until_ready().await.context("initial watch sync")?;
     ctx.pods.wait_until_ready().await.context("initial watch sync")?;
+
+    spawn_watched(
+        &mut tasks,
+        health,
+        &mut loops,
+        "publish/learning-pods",
+        crate::learning_pods::run(
+            client.clone(),
+            published,
+            ctx.pods.clone(),
+            apparmor.clone(),
+            ctx.seccomp.clone(),
+        ),
+    );
 
     let stop = {
         let mut shutdown = shutdown.clone();

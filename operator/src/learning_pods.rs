@@ -1,0 +1,206 @@
+//! Publishes each node's pods that use a learning profile in that node's NodeProfileStatus
+//! (`spec.learningPods`). A learning agent needs its own node's pods to tell a workload's
+//! audit records from anyone else's; RBAC cannot narrow a pod list to one node, so the
+//! agents list no pods and the operator, which watches them anyway, hands each node what it
+//! needs: UIDs, container IDs and the learning profiles, nothing else of the pod.
+//!
+//! Level-triggered: a change of a pod, a profile or a report wakes the publisher, which
+//! compares what every node should have with what its report holds (as watched) and writes
+//! only the nodes that differ. A node without a report yet is written when its agent
+//! creates one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use palisade_crds::pods::{LearningPod, MAX_LEARNING_PODS, learning_pod};
+use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile, learn};
+use tokio::sync::Notify;
+
+/// What each node's report holds (by the watch), and the bell that wakes the publisher.
+#[derive(Default)]
+pub struct Published {
+    observed: Mutex<HashMap<String, Vec<LearningPod>>>,
+    bell: Notify,
+}
+
+impl Published {
+    /// Follows the reports' watch.
+    pub fn observe(&self, event: &watcher::Event<NodeProfileStatus>) {
+        let mut observed = self.observed.lock().expect("lock");
+        match event {
+            watcher::Event::Init => observed.clear(),
+            watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                observed.insert(n.name_any(), n.spec.learning_pods.clone());
+            }
+            watcher::Event::Delete(n) => {
+                observed.remove(&n.name_any());
+            }
+            watcher::Event::InitDone => {}
+        }
+        drop(observed);
+        self.wake();
+    }
+
+    /// Something the publication depends on changed.
+    pub fn wake(&self) {
+        self.bell.notify_one();
+    }
+}
+
+/// Every node's learning pods: the pods bound to it that reference a learning profile
+/// ([`learn::apparmor_learning`], [`learn::seccomp_learning`]), sorted by UID, at most
+/// [`MAX_LEARNING_PODS`] per node.
+pub fn desired(
+    pods: &[Arc<Pod>],
+    apparmor: &[Arc<AppArmorProfile>],
+    seccomp: &[Arc<SeccompProfile>],
+    seccomp_subdir: &str,
+) -> BTreeMap<String, Vec<LearningPod>> {
+    let names = |names: Vec<String>| names.into_iter().collect::<BTreeSet<String>>();
+    let apparmor = names(
+        apparmor
+            .iter()
+            .filter(|p| learn::apparmor_learning(p))
+            .map(|p| p.name_any())
+            .collect(),
+    );
+    let seccomp = names(
+        seccomp
+            .iter()
+            .filter(|p| learn::seccomp_learning(p))
+            .map(|p| p.name_any())
+            .collect(),
+    );
+    let mut out: BTreeMap<String, Vec<LearningPod>> = BTreeMap::new();
+    if apparmor.is_empty() && seccomp.is_empty() {
+        return out;
+    }
+    let learning = |kind: ProfileKind, name: &str| match kind {
+        ProfileKind::AppArmorProfile => apparmor.contains(name),
+        ProfileKind::SeccompProfile => seccomp.contains(name),
+    };
+    for pod in pods {
+        if let Some((node, p)) = learning_pod(pod, seccomp_subdir, learning) {
+            out.entry(node).or_default().push(p);
+        }
+    }
+    for list in out.values_mut() {
+        list.sort();
+        list.truncate(MAX_LEARNING_PODS);
+    }
+    out
+}
+
+/// Publishes until the leader's term ends.
+pub async fn run(
+    client: Client,
+    published: Arc<Published>,
+    pods: Store<Pod>,
+    apparmor: Store<AppArmorProfile>,
+    seccomp: Store<SeccompProfile>,
+) {
+    let api: Api<NodeProfileStatus> = Api::all(client);
+    let mut failed = false;
+    loop {
+        if failed {
+            // A failed write is tried again on the next change or in a few seconds.
+            let _ = tokio::time::timeout(Duration::from_secs(5), published.bell.notified()).await;
+        } else {
+            published.bell.notified().await;
+        }
+        failed = false;
+        let want = desired(
+            &pods.state(),
+            &apparmor.state(),
+            &seccomp.state(),
+            crate::pods::seccomp_subdir(),
+        );
+        let stale: Vec<(String, Vec<LearningPod>)> = {
+            let observed = published.observed.lock().expect("lock");
+            observed
+                .iter()
+                .filter_map(|(node, has)| {
+                    let should = want.get(node).cloned().unwrap_or_default();
+                    (*has != should).then(|| (node.clone(), should))
+                })
+                .collect()
+        };
+        for (node, list) in stale {
+            // A merge patch of the spec only: the agent's status is another subresource,
+            // and a report that does not exist (yet) is not created here.
+            let patch = serde_json::json!({"spec": {"learningPods": list}});
+            match api.patch(&node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => tracing::debug!(node, pods = list.len(), "published the node's learning pods"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(node, error = %e, "publishing the node's learning pods failed; will retry");
+                    failed = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn apparmor(name: &str, mode: &str, accepted: bool) -> Arc<AppArmorProfile> {
+        let mut v = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+            "metadata": {"name": name}, "spec": {"mode": mode, "policy": "x"}});
+        if accepted {
+            v["status"] = json!({"accepted": {"generation": 1, "digest": "d", "content": "x"}});
+        }
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn pod(name: &str, node: Option<&str>, profile: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "securityContext":
+                    {"appArmorProfile": {"type": "Localhost", "localhostProfile": profile}}}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn only_pods_of_learning_profiles_reach_their_own_node() {
+        let profiles = [
+            apparmor("learning", "Complain", true),
+            apparmor("enforced", "Enforce", true),
+            apparmor("not-accepted", "Complain", false),
+        ];
+        let pods = [
+            pod("a", Some("node-0"), "learning"),
+            pod("b", Some("node-1"), "learning"),
+            pod("c", Some("node-1"), "enforced"),
+            pod("d", Some("node-2"), "not-accepted"),
+            pod("e", None, "learning"),
+        ];
+        let want = desired(&pods, &profiles, &[], "palisade");
+        let uids = |node: &str| {
+            want.get(node)
+                .map(|l| l.iter().map(|p| p.uid.clone()).collect::<Vec<_>>())
+        };
+        assert_eq!(uids("node-0"), Some(vec!["uid-a".to_string()]));
+        assert_eq!(
+            uids("node-1"),
+            Some(vec!["uid-b".to_string()]),
+            "c uses an enforcing profile"
+        );
+        assert_eq!(uids("node-2"), None, "d's profile is not accepted");
+        assert_eq!(want.len(), 2, "e is not bound to a node");
+        assert_eq!(want["node-0"][0].apparmor, ["learning"]);
+        assert!(desired(&pods, &profiles[1..], &[], "palisade").is_empty());
+    }
+}
