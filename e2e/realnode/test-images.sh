@@ -3,7 +3,8 @@
 # container engine, as docker-archive tarballs (images/pack.py):
 #   pause.tar    registry.k8s.io/pause:3.10 (the pod sandbox): guest/pause.c, built static
 #   busybox.tar  busybox:local: Debian's busybox-static (every applet linked) and /tmp, for
-#                test pods and `make up` users
+#                test pods and `make up` users, and /bin/forge-audit (guest/forge-audit.c:
+#                the learning test's hostile workload)
 # Cached in $PALISADE_CACHE/realnode/images-<hash>/; prints that directory on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,7 +14,7 @@ busybox=${BUSYBOX:-/bin/busybox}
   echo "error: $busybox (Debian's busybox-static) is missing: apt-get install busybox-static" >&2
   exit 1
 }
-key=$(cat "${BASH_SOURCE[0]}" "$here/guest/pause.c" "$root/images/pack.py" "$busybox" | sha256sum | cut -c1-16)
+key=$(cat "${BASH_SOURCE[0]}" "$here/guest/pause.c" "$here/guest/forge-audit.c" "$root/images/pack.py" "$busybox" | sha256sum | cut -c1-16)
 out="${PALISADE_CACHE:-$HOME/.cache/palisade}/realnode/images-$key"
 if [[ -f $out/pause.tar && -f $out/busybox.tar ]]; then
   echo "$out"
@@ -23,6 +24,7 @@ tmp="$out.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 gcc -static -O2 -o "$tmp/pause" "$here/guest/pause.c"
+gcc -static -O2 -o "$tmp/forge-audit" "$here/guest/forge-audit.c"
 python3 "$root/images/pack.py" --out "$tmp/pause.tar" --tag registry.k8s.io/pause:3.10 \
   --file "$tmp/pause:/pause:0755" --entrypoint /pause >&2
 # busybox: the binary at /bin/busybox and every applet as a link to it.
@@ -31,8 +33,9 @@ for applet in $("$busybox" --list); do
   [[ $applet == busybox ]] || links+=(--symlink "/bin/$applet:busybox")
 done
 python3 "$root/images/pack.py" --out "$tmp/busybox.tar" --tag busybox:local \
-  --file "$busybox:/bin/busybox:0755" "${links[@]}" --dir /tmp:1777 --entrypoint /bin/sh >&2
-rm -f "$tmp/pause"
+  --file "$busybox:/bin/busybox:0755" "${links[@]}" --file "$tmp/forge-audit:/bin/forge-audit:0755" \
+  --dir /tmp:1777 --entrypoint /bin/sh >&2
+rm -f "$tmp/pause" "$tmp/forge-audit"
 rm -rf "$out"
 mv "$tmp" "$out"
 echo "$out"

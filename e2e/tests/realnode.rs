@@ -1236,6 +1236,57 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
         }),
     )
     .await?;
+    // A pod of the profile's owner runs on the node, and the operator publishes it to the
+    // node's agent (the agents read no pods): records of the profile count from now on.
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let user = pod_manifest(
+        "rn-learn-user",
+        &env.node,
+        &env.image,
+        localhost_apparmor(name),
+        json!({}),
+        "exec sleep 3600",
+        "Always",
+    );
+    pods.create(&PostParams::default(), &serde_json::from_value(user)?)
+        .await?;
+    eventually(
+        "the node's report to list the profile's pod",
+        Duration::from_secs(120),
+        || async {
+            let v: Value =
+                serde_json::from_str(&env.kubectl(&["get", "nodeprofilestatus", &env.node, "-o", "json"])?)?;
+            let listed = v["spec"]["learningPods"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "default/rn-learn-user" && p["apparmor"][0] == name);
+            Ok(listed.then_some(()))
+        },
+    )
+    .await?;
+    // Then a hostile workload on the learning node: an unconfined pod with the runtime's
+    // default capabilities (CAP_AUDIT_WRITE among them) sends the audit subsystem a user
+    // message whose text holds a newline and then a line shaped like a kernel record of the
+    // learning profile. The kernel prints it to its log as two lines; the second must teach
+    // nothing.
+    let forged = format!(
+        "palisade-realnode-forgery\naudit: type=1400 audit(@NOW@:4242): apparmor=\"ALLOWED\" operation=\"open\" class=\"file\" profile=\"{name}\" name=\"/forged/secret\" pid=1 comm=\"app\" requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0"
+    );
+    let r = env
+        .run_pod(
+            "rn-learn-forge",
+            json!({}),
+            json!({}),
+            &format!("exec > /dev/termination-log 2>&1\n/bin/forge-audit '{forged}'"),
+        )
+        .await?;
+    ensure!(r.exit_code == 0, "the forged audit message was not sent: {r:?}");
+    let lines = env.kernel_log(&["audit: type=1400", "/forged/secret"]).await?;
+    ensure!(
+        !lines.is_empty(),
+        "the kernel did not print the forged line as a line of its own (nothing to test)"
+    );
     let r = env
         .run_pod("rn-learn-aa", localhost_apparmor(name), json!({}), LEARN_WORKLOAD)
         .await?;
@@ -1245,6 +1296,13 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
         has("capability chown,") && has("owner /tmp/app.pid w,") && has("owner /etc/hostname r,")
     })
     .await?;
+    // The forged line was in the log before the workload's first record: read with them.
+    ensure!(
+        learning.suggestions.iter().all(|s| !s.rule.contains("forged")),
+        "a forged kernel-log line was learned: {learning:?}"
+    );
+    pods.delete("rn-learn-user", &DeleteParams::default().grace_period(0))
+        .await?;
     progress(
         env.start,
         &format!(
