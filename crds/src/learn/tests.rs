@@ -508,6 +508,12 @@ fn only_the_audit_subsystem_speaks_for_the_kernel_log() {
         )
         .is_none()
     );
+    // A user-space audit message (CAP_AUDIT_WRITE, which containers have by default) whose
+    // text held a newline and then a record: auditd 3.0.9 (Debian 12) wrote the newline as
+    // a space, so the forged record is the middle of a USER_AVC line. Captured from auditd.
+    let captured = "type=USER_AVC msg=audit(1796595894.890:2): pid=8545 uid=0 auid=4294967295 ses=4294967295 msg='palisade-auditd-forge type=AVC msg=audit(1796595894.892:4242): apparmor=\"ALLOWED\" operation=\"open\" profile=\"x\" name=\"/forged/secret\"'\u{1d}UID=\"root\" AUID=\"unset\"";
+    assert!(parse_from(captured, LineSource::AuditLog).is_none());
+    assert!(parse_from(captured, LineSource::Any).is_none());
 }
 
 #[test]
