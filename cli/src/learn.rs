@@ -33,8 +33,24 @@ pub struct Learned {
     pub enforced: bool,
 }
 
-/// Finds the profile, computes what learning adds, and applies it when asked.
+/// Finds the profile, computes what learning adds, and applies it when asked. The write
+/// is conditional on the profile being as read; when it changed in between (the operator
+/// writes its status often while nodes learn), it is read and computed again.
 pub async fn learn(client: Client, name: &str, kind: Option<Kind>, apply: bool, enforce: bool) -> Result<Learned> {
+    let mut attempt = 1;
+    loop {
+        match learn_once(client.clone(), name, kind, apply, enforce).await {
+            Err(e) if attempt < 5 && is_conflict(&e) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 409)
+}
+
+async fn learn_once(client: Client, name: &str, kind: Option<Kind>, apply: bool, enforce: bool) -> Result<Learned> {
     let aa: Api<AppArmorProfile> = Api::all(client.clone());
     let sc: Api<SeccompProfile> = Api::all(client.clone());
     let (a, s) = match kind {
