@@ -7,8 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{APPARMOR_ANNOTATION_PREFIX, ProfileKind};
 
-/// Most pods one node's `spec.learningPods` lists (a node runs at most a few hundred).
+/// Most pods one node's `spec.learningPods` lists (a kubelet runs at most a few hundred).
 pub const MAX_LEARNING_PODS: usize = 1000;
+
+/// Most containers one [`LearningPod`] lists.
+pub const MAX_LEARNING_CONTAINERS: usize = 64;
+
+/// Most bytes (as JSON) of one node's `spec.learningPods`: the report shares etcd's object
+/// size limit with the agent's status.
+pub const MAX_LEARNING_PODS_BYTES: usize = 256 * 1024;
 
 /// A pod that uses a learning profile, as the operator publishes it in its node's
 /// NodeProfileStatus (`spec.learningPods`): what that node's agent needs to tell a
@@ -18,21 +25,23 @@ pub const MAX_LEARNING_PODS: usize = 1000;
 #[serde(rename_all = "camelCase")]
 pub struct LearningPod {
     /// The pod's UID (its cgroup path names it).
+    #[schemars(length(max = 128))]
     pub uid: String,
-    /// `namespace/name`.
+    /// `namespace/name`, for whoever reads the report.
+    #[schemars(length(max = 512))]
     pub name: String,
-    /// The pod has finished (phase Succeeded or Failed).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub finished: bool,
     /// The learning AppArmor profiles the pod references.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub apparmor: Vec<String>,
     /// The learning seccomp profile of a container not reported yet: the one every
-    /// container of the pod runs under, when they all run under the same.
+    /// container of the pod (init containers included) runs under, when they all run under
+    /// the same Palisade profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<String>,
     /// The containers the kubelet has reported, with the learning seccomp profile of each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub containers: Vec<LearningContainer>,
 }
 
@@ -41,6 +50,7 @@ pub struct LearningPod {
 #[serde(rename_all = "camelCase")]
 pub struct LearningContainer {
     /// The runtime's container ID, without its `<runtime>://` prefix (its cgroup path names it).
+    #[schemars(length(max = 128))]
     pub id: String,
     /// The learning seccomp profile it runs under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,13 +58,20 @@ pub struct LearningContainer {
 }
 
 /// The [`LearningPod`] of a pod and the node it is bound to, when it references a profile
-/// for which `learning` says yes.
+/// for which `learning` says yes and has not finished (a finished pod makes no records; a
+/// kubelet fails the pods it does not admit, so what a node lists is what it runs).
 pub fn learning_pod(
     pod: &Pod,
     seccomp_subdir: &str,
     learning: impl Fn(ProfileKind, &str) -> bool,
 ) -> Option<(String, LearningPod)> {
     let node = pod.spec.as_ref()?.node_name.clone()?;
+    if matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    ) {
+        return None;
+    }
     let refs: Vec<_> = references(pod, seccomp_subdir)
         .into_iter()
         .filter(|(kind, name)| learning(*kind, name))
@@ -79,6 +96,7 @@ pub fn learning_pod(
             let seccomp = learning_seccomp(seccomp_profile_of(pod, Some(&id), seccomp_subdir));
             Some(LearningContainer { id, seccomp })
         })
+        .take(MAX_LEARNING_CONTAINERS)
         .collect();
     Some((
         node,
@@ -88,10 +106,6 @@ pub fn learning_pod(
                 "{}/{}",
                 pod.metadata.namespace.as_deref().unwrap_or_default(),
                 pod.metadata.name.as_deref().unwrap_or_default()
-            ),
-            finished: matches!(
-                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
             ),
             apparmor: refs
                 .iter()
@@ -146,13 +160,24 @@ pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -
     };
     let candidates: Vec<Option<&SecurityContext>> = match container {
         Some(c) => vec![c],
-        None => spec.containers.iter().map(|c| c.security_context.as_ref()).collect(),
+        // Init containers run first, before any container is reported.
+        None => spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .map(|c| c.security_context.as_ref())
+            .collect(),
     };
+    let ambiguous = container.is_none();
     let pod_level = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
     let mut found = None;
     for c in candidates {
         let profile = c.and_then(|s| s.seccomp_profile.as_ref()).or(pod_level)?;
         if profile.type_ != "Localhost" {
+            // Without a container ID, a container under another profile makes it ambiguous.
+            if ambiguous {
+                return None;
+            }
             continue;
         }
         let name = profile
@@ -304,7 +329,6 @@ mod tests {
             LearningPod {
                 uid: "u".into(),
                 name: "team/p".into(),
-                finished: false,
                 apparmor: vec!["aa-learning".into()],
                 seccomp: None,
                 containers: vec![
@@ -332,6 +356,31 @@ mod tests {
             learning_pod(&pod(), "palisade", |_, _| false).is_none(),
             "no learning profile"
         );
+        let mut shared: Pod = pod();
+        for c in &mut shared.spec.as_mut().unwrap().containers {
+            c.security_context = None;
+        }
+        assert_eq!(
+            learning_pod(&shared, "palisade", learning)
+                .unwrap()
+                .1
+                .seccomp
+                .as_deref(),
+            Some("pod-level"),
+            "every container under the pod's profile"
+        );
+        let mut with_init = shared.clone();
+        with_init.spec.as_mut().unwrap().init_containers = Some(vec![
+            serde_json::from_value(
+                json!({"name": "i", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}),
+            )
+            .unwrap(),
+        ]);
+        assert_eq!(
+            learning_pod(&with_init, "palisade", learning).unwrap().1.seccomp,
+            None,
+            "an init container under another profile makes the pod's ambiguous"
+        );
         let mut unbound = pod();
         unbound.spec.as_mut().unwrap().node_name = None;
         assert!(
@@ -339,7 +388,7 @@ mod tests {
             "not on a node yet"
         );
         let mut done = pod();
-        done.status.as_mut().unwrap().phase = Some("Succeeded".into());
-        assert!(learning_pod(&done, "palisade", learning).unwrap().1.finished);
+        done.status.as_mut().unwrap().phase = Some("Failed".into());
+        assert!(learning_pod(&done, "palisade", learning).is_none(), "finished");
     }
 }

@@ -449,7 +449,6 @@ impl Learner {
             let in_use: std::collections::BTreeSet<String> = self
                 .pods
                 .values()
-                .filter(|p| !p.finished)
                 .filter_map(|p| p.seccomp.clone())
                 .filter(|n| self.profiles.contains_key(&(ProfileKind::SeccompProfile, n.clone())))
                 .collect();
@@ -493,18 +492,18 @@ impl Learner {
                 p.seccomp.as_ref() == Some(&key.1) || p.containers.iter().any(|c| c.seccomp.as_ref() == Some(&key.1))
             }),
         };
-        if uses(&self.pods) {
-            return true;
-        }
-        self.refresh_pods(false).await;
+        let known = uses(&self.pods);
+        self.refresh_pods(known).await;
         uses(&self.pods)
     }
 
     /// Reads the pods the operator published for this node (`spec.learningPods` of its
-    /// report), unless `known` or read in the last 2 seconds. The agent lists no pods:
-    /// RBAC cannot narrow a list to one node, the operator's view can.
+    /// report): when a record names one not `known`, at most every 2 seconds, and every 30
+    /// seconds regardless (a pod that went stops counting). The agent lists no pods: RBAC
+    /// cannot narrow a list to one node, the operator's view can.
     async fn refresh_pods(&mut self, known: bool) {
-        if known || self.pods_listed.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+        let gap = Duration::from_secs(if known { 30 } else { 2 });
+        if self.pods_listed.is_some_and(|t| t.elapsed() < gap) {
             return;
         }
         self.pods_listed = Some(std::time::Instant::now());

@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use palisade_crds::pods::{LearningPod, MAX_LEARNING_PODS, learning_pod};
+use palisade_crds::pods::{LearningPod, MAX_LEARNING_PODS, MAX_LEARNING_PODS_BYTES, learning_pod};
 use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile, learn};
 use tokio::sync::Notify;
 
@@ -90,9 +90,27 @@ pub fn desired(
             out.entry(node).or_default().push(p);
         }
     }
-    for list in out.values_mut() {
+    for (node, list) in out.iter_mut() {
         list.sort();
+        let before = list.len();
         list.truncate(MAX_LEARNING_PODS);
+        let mut bytes = 0;
+        let fits = list
+            .iter()
+            .take_while(|p| {
+                bytes += serde_json::to_vec(p).map_or(0, |v| v.len() + 1);
+                bytes <= MAX_LEARNING_PODS_BYTES
+            })
+            .count();
+        list.truncate(fits);
+        if list.len() < before {
+            tracing::warn!(
+                node,
+                pods = before,
+                published = list.len(),
+                "too many learning pods on one node: some are left out"
+            );
+        }
     }
     out
 }
@@ -136,6 +154,15 @@ pub async fn run(
             // and a report that does not exist (yet) is not created here.
             let patch = serde_json::json!({"spec": {"learningPods": list}});
             match api.patch(&node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                // An API server that drops the field has the CRD of an older release
+                // (helm does not upgrade CRDs): say so rather than write in vain.
+                Ok(nps) if nps.spec.learning_pods != list => {
+                    tracing::warn!(
+                        node,
+                        "the API server dropped spec.learningPods: the NodeProfileStatus CRD is older than this operator (apply the chart's crds/)"
+                    );
+                    failed = true;
+                }
                 Ok(_) => tracing::debug!(node, pods = list.len(), "published the node's learning pods"),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {

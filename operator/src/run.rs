@@ -402,6 +402,7 @@ async fn lead(
             let key = |p: &Pod| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
             let mut refs = pod_refs.lock().expect("lock");
             let mut touched = Vec::new();
+            let relisted = matches!(event, watcher::Event::InitDone);
             match event {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
                     let now = pods::references(&p);
@@ -427,7 +428,8 @@ async fn lead(
                 watcher::Event::Init => {}
             }
             drop(refs);
-            if !touched.is_empty() {
+            // A relist's store is complete only at InitDone: look again then.
+            if !touched.is_empty() || relisted {
                 published_pods.wake();
             }
             for (kind, name) in touched {
