@@ -447,6 +447,12 @@ async fn an_agent_may_write_only_its_own_nodes_report_and_heartbeat() {
         err.contains("the agent on node node-a may write only NodeProfileStatus node-a, not node-b"),
         "{err}"
     );
+    // Its own report's spec (the pods the operator publishes for its learning): denied.
+    let mut claimed = nps("node-a");
+    claimed["spec"] = json!({"learningPods": [{"uid": "u", "name": "ns/pod", "apparmor": ["other-team"]}]});
+    let err = apply(&nps_api(&agent_a), claimed).await.unwrap_err();
+    assert!(err.contains("spec.learningPods is written by the operator"), "{err}");
+    apply(&nps_api(&agent_a), nps("node-a")).await.unwrap();
     let err = apply(&lease_api(&agent_a, NAMESPACE), lease("palisade-agent-node-b"))
         .await
         .unwrap_err();
