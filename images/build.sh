@@ -29,6 +29,10 @@ cargo build --release --locked -q -p palisade-operator -p palisade-agent >&2
 base_pkgs=apparmor,libseccomp2
 key=$( (cat "${BASH_SOURCE[0]}"; echo "trixie $base_pkgs") | sha256sum | cut -c1-16)
 base="$cache/base-$key.tar"
+# Two builds at once (CI and a test run) build the base once: the second waits.
+mkdir -p "$cache"
+exec 8>"$base.lock"
+flock 8
 if [[ ! -f "$base" ]]; then
   [[ $(id -u) == 0 ]] || { echo "error: building the image base needs root (mmdebstrap --mode=root)" >&2; exit 1; }
   command -v mmdebstrap >/dev/null || { echo "error: mmdebstrap is missing: apt-get install mmdebstrap" >&2; exit 1; }
