@@ -80,16 +80,7 @@ pub fn learning_pod(
         return None;
     }
     let learning_seccomp = |name: Option<String>| name.filter(|n| learning(ProfileKind::SeccompProfile, n));
-    let containers = pod
-        .status
-        .iter()
-        .flat_map(|s| {
-            s.container_statuses
-                .iter()
-                .chain(&s.init_container_statuses)
-                .chain(&s.ephemeral_container_statuses)
-                .flatten()
-        })
+    let containers = container_statuses(pod)
         .filter_map(|s| {
             let id = s.container_id.as_deref()?;
             let id = id.split_once("://").map_or(id, |(_, id)| id).to_string();
@@ -118,22 +109,23 @@ pub fn learning_pod(
     ))
 }
 
+/// The statuses of a pod's containers, init and ephemeral containers included.
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &k8s_openapi::api::core::v1::ContainerStatus> {
+    pod.status.iter().flat_map(|s| {
+        s.container_statuses
+            .iter()
+            .chain(&s.init_container_statuses)
+            .chain(&s.ephemeral_container_statuses)
+            .flatten()
+    })
+}
+
 /// The Palisade seccomp profile a container runs under (by the runtime's container ID,
 /// which the pod's status maps to a container), or without an ID, the one every container
 /// of the pod runs under.
 pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
-    let statuses: Vec<_> = pod
-        .status
-        .iter()
-        .flat_map(|s| {
-            s.container_statuses
-                .iter()
-                .chain(&s.init_container_statuses)
-                .chain(&s.ephemeral_container_statuses)
-                .flatten()
-        })
-        .collect();
+    let statuses: Vec<_> = container_statuses(pod).collect();
     let container = match container_id {
         Some(id) => {
             // A container of the pod not (yet) in its status: not known, rather than guessed.
