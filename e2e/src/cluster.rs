@@ -280,6 +280,11 @@ impl Cluster {
         let drift = self.options.drift_interval;
         let bin = self.bin_dir.join("palisade-agent");
         let agent = self.agents.get_mut(node).context("unknown node")?;
+        // While the agent was down another process may have taken its port (free ports
+        // are handed out to every test running beside this one): then it gets a new one.
+        if std::net::TcpListener::bind(("127.0.0.1", agent.metrics_port)).is_err() {
+            agent.metrics_port = free_port()?;
+        }
         let kubeconfig = agent.kubeconfig.clone();
         let addr = format!("127.0.0.1:{}", agent.metrics_port);
         let mut cmd = Command::new(bin);
@@ -313,6 +318,9 @@ impl Cluster {
 
     /// Starts operator replica `i`.
     pub fn start_operator(&mut self, i: usize) -> Result<()> {
+        if std::net::TcpListener::bind(("127.0.0.1", self.operator_ports[i])).is_err() {
+            self.operator_ports[i] = free_port()?;
+        }
         let addr = format!("127.0.0.1:{}", self.operator_ports[i]);
         let mut cmd = Command::new(self.bin_dir.join("palisade-operator"));
         cmd.env("KUBECONFIG", &self.operator_kubeconfig)
