@@ -892,4 +892,149 @@ mod tests {
         assert!(keys.contains(&key("a")), "{keys:?}");
         assert_eq!(on(&r, &labels, "a", Some(&want("a", "da")))["n1"], OnNode::NoReport);
     }
+
+    /// The operator's incremental index and the batch judgement (`palisade status`) say the
+    /// same of every profile on every node, after any sequence of profile changes, label
+    /// changes, reports and reports going away.
+    mod agrees_with_the_batch_judgement {
+        use palisade_crds::nodestatus::{Expectation, Standing, judge};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const NODES: [&str; 3] = ["n1", "n2", "n3"];
+        const PROFILES: [(ProfileKind, &str); 3] = [
+            (ProfileKind::AppArmorProfile, "a"),
+            (ProfileKind::SeccompProfile, "a"),
+            (ProfileKind::SeccompProfile, "b"),
+        ];
+        const DIGESTS: [&str; 2] = ["d1", "d2"];
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            /// Profile i: nothing to hold, or content DIGESTS[d] for nodes of a tier (or all).
+            Want(usize, Option<(usize, Option<bool>)>),
+            /// Node i's labels: tier=front or tier=back.
+            Labels(usize, bool),
+            /// Node i reports: per profile installed at a digest, listed, or absent; per
+            /// kind, supported.
+            Report(usize, [Option<Result<usize, ()>>; 3], [bool; 2]),
+            /// Node i's report goes.
+            Gone(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (
+                    0..3usize,
+                    proptest::option::of((0..2usize, proptest::option::of(any::<bool>())))
+                )
+                    .prop_map(|(i, w)| Op::Want(i, w)),
+                (0..3usize, any::<bool>()).prop_map(|(i, t)| Op::Labels(i, t)),
+                (
+                    0..3usize,
+                    proptest::array::uniform3(proptest::option::of(prop_oneof![
+                        (0..2usize).prop_map(Ok),
+                        Just(Err(()))
+                    ])),
+                    proptest::array::uniform2(any::<bool>()),
+                )
+                    .prop_map(|(i, p, s)| Op::Report(i, p, s)),
+                (0..3usize).prop_map(Op::Gone),
+            ]
+        }
+
+        fn tier(front: bool) -> BTreeMap<String, String> {
+            BTreeMap::from([("tier".to_string(), if front { "front" } else { "back" }.to_string())])
+        }
+
+        fn selector(front: Option<bool>) -> Option<LabelSelector> {
+            front.map(|f| serde_json::from_value(json!({"matchLabels": tier(f)})).unwrap())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            #[test]
+            fn on_every_node(ops in proptest::collection::vec(op(), 1..40)) {
+                let r = NodeReports::default();
+                let mut labels: BTreeMap<String, BTreeMap<String, String>> =
+                    NODES.iter().map(|n| (n.to_string(), tier(true))).collect();
+                r.set_nodes(&labels);
+                r.apply(watcher::Event::InitDone);
+                let mut wants: [Option<(usize, Option<bool>)>; 3] = [None; 3];
+                let mut reports: BTreeMap<String, NodeProfileStatus> = BTreeMap::new();
+                for op in ops {
+                    match op {
+                        Op::Want(i, w) => {
+                            wants[i] = w;
+                            let (kind, name) = PROFILES[i];
+                            let sel = w.and_then(|(_, t)| selector(t));
+                            let want = w.and_then(|(d, _)| Want::of(kind, name, true, Some(DIGESTS[d]), sel.as_ref()));
+                            r.set_want((kind, name.to_string()), want);
+                        }
+                        Op::Labels(i, front) => {
+                            labels.insert(NODES[i].to_string(), tier(front));
+                            r.set_nodes(&labels);
+                        }
+                        Op::Report(i, held, supported) => {
+                            let mut sets = [InstalledSet::default(), InstalledSet::default()];
+                            let mut exceptions = vec![];
+                            for (j, h) in held.iter().enumerate() {
+                                let (kind, name) = PROFILES[j];
+                                match h {
+                                    Some(Ok(d)) => sets[usize::from(kind == SC)].add(installed_key(kind, name, DIGESTS[*d])),
+                                    Some(Err(())) => exceptions.push(json!({"kind": kind, "name": name, "uid": name,
+                                        "generation": 1, "digest": "00", "state": "Error", "message": "no"})),
+                                    None => {}
+                                }
+                            }
+                            let nps: NodeProfileStatus = serde_json::from_value(json!({
+                                "apiVersion": "palisade.dev/v1alpha2", "kind": "NodeProfileStatus",
+                                "metadata": {"name": NODES[i]}, "spec": {},
+                                "status": {"capabilities": {"apparmor": supported[0], "seccomp": supported[1]},
+                                    "installed": {"apparmor": sets[0].summary(), "seccomp": sets[1].summary()},
+                                    "exceptions": exceptions}})).unwrap();
+                            r.apply(watcher::Event::Apply(nps.clone()));
+                            reports.insert(NODES[i].to_string(), nps);
+                        }
+                        Op::Gone(i) => {
+                            if let Some(nps) = reports.remove(NODES[i]) {
+                                r.apply(watcher::Event::Delete(nps));
+                            }
+                        }
+                    }
+                }
+                let selectors: Vec<Option<LabelSelector>> = wants.iter().map(|w| w.and_then(|(_, t)| selector(t))).collect();
+                let expected: Vec<Expectation<'_>> = PROFILES
+                    .iter()
+                    .zip(&wants)
+                    .zip(&selectors)
+                    .map(|(((kind, name), w), sel)| Expectation {
+                        kind: *kind,
+                        name,
+                        uid: name,
+                        accepted: w.map(|(d, _)| DIGESTS[d]),
+                        enabled: true,
+                        selector: sel.as_ref(),
+                    })
+                    .collect();
+                for (node, nps) in &reports {
+                    let batch = judge(nps.status.as_ref().unwrap(), &labels[node], &expected);
+                    for (kind, name, standing) in batch {
+                        let i = PROFILES.iter().position(|p| *p == (kind, name.as_str())).unwrap();
+                        let now = wants[i].and_then(|(d, _)| Want::of(kind, &name, true, Some(DIGESTS[d]), selectors[i].as_ref()));
+                        let on = r.on_nodes(&(kind, name.clone()), now.as_ref(), [(node.as_str(), &labels[node])]);
+                        let agree = matches!(
+                            (&on[node.as_str()], &standing),
+                            (OnNode::Installed, Standing::Installed)
+                                | (OnNode::Unsupported, Standing::Unsupported)
+                                | (OnNode::Unverified, Standing::Unverified)
+                                | (OnNode::Entry(_), Standing::Listed(_))
+                        );
+                        prop_assert!(agree, "{kind:?} {name} on {node}: operator {:?}, batch {standing:?}", on[node.as_str()]);
+                    }
+                }
+            }
+        }
+    }
 }
