@@ -62,21 +62,16 @@ pub fn desired(
     seccomp: &[Arc<SeccompProfile>],
     seccomp_subdir: &str,
 ) -> BTreeMap<String, Vec<LearningPod>> {
-    let names = |names: Vec<String>| names.into_iter().collect::<BTreeSet<String>>();
-    let apparmor = names(
-        apparmor
-            .iter()
-            .filter(|p| learn::apparmor_learning(p))
-            .map(|p| p.name_any())
-            .collect(),
-    );
-    let seccomp = names(
-        seccomp
-            .iter()
-            .filter(|p| learn::seccomp_learning(p))
-            .map(|p| p.name_any())
-            .collect(),
-    );
+    let apparmor: BTreeSet<String> = apparmor
+        .iter()
+        .filter(|p| learn::apparmor_learning(p))
+        .map(|p| p.name_any())
+        .collect();
+    let seccomp: BTreeSet<String> = seccomp
+        .iter()
+        .filter(|p| learn::seccomp_learning(p))
+        .map(|p| p.name_any())
+        .collect();
     let mut out: BTreeMap<String, Vec<LearningPod>> = BTreeMap::new();
     if apparmor.is_empty() && seccomp.is_empty() {
         return out;
@@ -91,18 +86,8 @@ pub fn desired(
         }
     }
     for (node, list) in out.iter_mut() {
-        list.sort();
         let before = list.len();
-        list.truncate(MAX_LEARNING_PODS);
-        let mut bytes = 0;
-        let fits = list
-            .iter()
-            .take_while(|p| {
-                bytes += serde_json::to_vec(p).map_or(0, |v| v.len() + 1);
-                bytes <= MAX_LEARNING_PODS_BYTES
-            })
-            .count();
-        list.truncate(fits);
+        bound(list);
         if list.len() < before {
             tracing::warn!(
                 node,
@@ -113,6 +98,22 @@ pub fn desired(
         }
     }
     out
+}
+
+/// Sorts one node's list and keeps it within [`MAX_LEARNING_PODS`] and
+/// [`MAX_LEARNING_PODS_BYTES`] (as JSON).
+fn bound(list: &mut Vec<LearningPod>) {
+    list.sort();
+    list.truncate(MAX_LEARNING_PODS);
+    let mut bytes = 0;
+    let fits = list
+        .iter()
+        .take_while(|p| {
+            bytes += serde_json::to_vec(p).map_or(0, |v| v.len() + 1);
+            bytes <= MAX_LEARNING_PODS_BYTES
+        })
+        .count();
+    list.truncate(fits);
 }
 
 /// Publishes until the leader's term ends.
@@ -229,5 +230,31 @@ mod tests {
         assert_eq!(want.len(), 2, "e is not bound to a node");
         assert_eq!(want["node-0"][0].apparmor, ["learning"]);
         assert!(desired(&pods, &profiles[1..], &[], "palisade").is_empty());
+    }
+
+    #[test]
+    fn a_nodes_list_stays_within_its_count_and_bytes() {
+        let pod = |i: usize, containers: usize| LearningPod {
+            uid: format!("{i:08}"),
+            name: "ns/p".into(),
+            apparmor: vec!["learning".into()],
+            seccomp: None,
+            containers: (0..containers)
+                .map(|c| palisade_crds::pods::LearningContainer {
+                    id: format!("{c:064}"),
+                    seccomp: None,
+                })
+                .collect(),
+        };
+        let mut many: Vec<LearningPod> = (0..MAX_LEARNING_PODS + 10).rev().map(|i| pod(i, 0)).collect();
+        bound(&mut many);
+        assert_eq!(many.len(), MAX_LEARNING_PODS);
+        assert_eq!(many[0].uid, "00000000", "sorted first");
+        // Pods with many containers (a workload owner can bind pods to any node): the list
+        // stops before the byte budget, whatever the count.
+        let mut heavy: Vec<LearningPod> = (0..200).map(|i| pod(i, 64)).collect();
+        bound(&mut heavy);
+        assert!(!heavy.is_empty() && heavy.len() < 200, "{}", heavy.len());
+        assert!(serde_json::to_vec(&heavy).unwrap().len() <= MAX_LEARNING_PODS_BYTES);
     }
 }
