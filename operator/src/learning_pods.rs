@@ -30,21 +30,25 @@ pub struct Published {
 }
 
 impl Published {
-    /// Follows the reports' watch.
+    /// Follows the reports' watch. Only a report that appears, goes, or whose list changed
+    /// wakes the publisher: the agents' status writes (most events) change nothing here.
     pub fn observe(&self, event: &watcher::Event<NodeProfileStatus>) {
         let mut observed = self.observed.lock().expect("lock");
-        match event {
-            watcher::Event::Init => observed.clear(),
+        let changed = match event {
+            watcher::Event::Init => {
+                observed.clear();
+                false
+            }
             watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                observed.insert(n.name_any(), n.spec.learning_pods.clone());
+                observed.insert(n.name_any(), n.spec.learning_pods.clone()).as_ref() != Some(&n.spec.learning_pods)
             }
-            watcher::Event::Delete(n) => {
-                observed.remove(&n.name_any());
-            }
-            watcher::Event::InitDone => {}
-        }
+            watcher::Event::Delete(n) => observed.remove(&n.name_any()).is_some(),
+            watcher::Event::InitDone => true,
+        };
         drop(observed);
-        self.wake();
+        if changed {
+            self.wake();
+        }
     }
 
     /// Something the publication depends on changed.
@@ -256,5 +260,30 @@ mod tests {
         bound(&mut heavy);
         assert!(!heavy.is_empty() && heavy.len() < 200, "{}", heavy.len());
         assert!(serde_json::to_vec(&heavy).unwrap().len() <= MAX_LEARNING_PODS_BYTES);
+    }
+
+    #[test]
+    fn only_a_report_whose_list_changed_wakes_the_publisher() {
+        use futures::FutureExt as _;
+        let published = Published::default();
+        let woken = |p: &Published| p.bell.notified().now_or_never().is_some();
+        let nps: NodeProfileStatus = serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha2",
+            "kind": "NodeProfileStatus", "metadata": {"name": "n1"}, "spec": {}}))
+        .unwrap();
+        published.observe(&watcher::Event::Apply(nps.clone()));
+        assert!(woken(&published), "a new report");
+        let mut status_write = nps.clone();
+        status_write.status = Some(Default::default());
+        published.observe(&watcher::Event::Apply(status_write));
+        assert!(!woken(&published), "the agent's status write");
+        let mut listed = nps.clone();
+        listed.spec.learning_pods = vec![LearningPod {
+            uid: "u".into(),
+            ..Default::default()
+        }];
+        published.observe(&watcher::Event::Apply(listed));
+        assert!(woken(&published), "the list changed");
+        published.observe(&watcher::Event::Delete(nps));
+        assert!(woken(&published), "the report went");
     }
 }
