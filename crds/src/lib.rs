@@ -9,6 +9,7 @@ pub mod compiled;
 pub mod learn;
 pub mod nodestatus;
 pub mod pods;
+pub mod profile;
 pub mod seccomp;
 
 pub mod render;
@@ -23,6 +24,7 @@ pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
     NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, Standing, installed_key, judge,
 };
+pub use profile::{ProfileObject, api_version};
 pub use seccomp::{SeccompProfile, SeccompProfileSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, ValidationRule};

@@ -21,14 +21,16 @@
 //! flags), never from what the agent meant to load, so `verify` checks the parser's output.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use palisade_crds::AppArmorMode;
 use palisade_crds::compiled::{self, CompiledProfile};
-use palisade_runtime::budget::{self, Budget, RunError};
+use palisade_runtime::budget::Budget;
+use palisade_runtime::parser::{Kernel, Parser};
 use serde::{Deserialize, Serialize};
 
+use crate::error::InstallError;
 use crate::files;
 
 /// What the agent needs to drive the parser.
@@ -56,49 +58,6 @@ pub fn default_budget(wall: std::time::Duration) -> Budget {
     }
 }
 
-/// Why a profile was not loaded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadError {
-    /// The name is reserved (a runtime's default profile, a host profile): never loaded.
-    #[error("{0}")]
-    Reserved(String),
-    /// The compiled policy affects more than the profile itself.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The parser needed more than its CPU or memory budget: the same content will again,
-    /// so it is not retried until it changes.
-    #[error("{0}")]
-    OverBudget(String),
-    /// The parser refused the policy (its own words).
-    #[error("{0}")]
-    Parser(String),
-    /// The parser could not run, hung or was killed: retried.
-    #[error("{0}")]
-    Run(String),
-    /// Writing the agent's own files failed.
-    #[error("{0}")]
-    Io(String),
-    /// The kernel does not list the profile as loaded in its mode.
-    #[error("{0}")]
-    NotListed(String),
-}
-
-impl LoadError {
-    /// Whether the same content will fail the same way: not worth another parser run.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Self::Reserved(_) | Self::Refused(_) | Self::OverBudget(_))
-    }
-}
-
-impl From<RunError> for LoadError {
-    fn from(e: RunError) -> Self {
-        match e {
-            e @ RunError::OverBudget { .. } => Self::OverBudget(e.to_string()),
-            e => Self::Run(e.to_string()),
-        }
-    }
-}
-
 /// Palisade's record of a profile it loaded: the ownership marker.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -122,11 +81,21 @@ const RECORDS: &str = "records";
 
 pub struct AppArmor {
     cfg: AppArmorConfig,
+    parser: Parser,
 }
 
 impl AppArmor {
     pub fn new(cfg: AppArmorConfig) -> std::io::Result<Self> {
-        let me = Self { cfg };
+        let parser = Parser {
+            program: cfg.parser.clone(),
+            include_dir: cfg.include_dir.clone(),
+            budget: cfg.budget.clone(),
+            kernel: Some(Kernel {
+                apparmorfs: cfg.apparmorfs.clone(),
+                features: cfg.simulated_kernel_features.clone(),
+            }),
+        };
+        let me = Self { cfg, parser };
         me.migrate_flat_layout()?;
         for dir in [SOURCES, COMPILED, RECORDS] {
             std::fs::create_dir_all(me.dir(dir))?;
@@ -200,13 +169,10 @@ impl AppArmor {
                 self.profiles_file().display()
             ));
         }
-        let out = self
-            .run(vec!["--version".into()], vec![])
+        self.parser
+            .version()
             .await
-            .map_err(|e| format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display()))?;
-        let version = String::from_utf8_lossy(&out.stdout);
-        let first = version.lines().next().unwrap_or_default();
-        Ok(first.rsplit(' ').next().unwrap_or(first).to_string())
+            .map_err(|e| format!("apparmor_parser ({}) cannot run: {e}", self.cfg.parser.display()))
     }
 
     /// Profiles the kernel has loaded: name → mode.
@@ -233,39 +199,15 @@ impl AppArmor {
         Ok(out)
     }
 
-    /// Runs the parser within its budget, able to read only what it needs and `inputs`.
-    async fn run(&self, args: Vec<std::ffi::OsString>, inputs: Vec<PathBuf>) -> Result<std::process::Output, RunError> {
-        let mut readable: Vec<PathBuf> = budget::SYSTEM_READABLE.iter().map(PathBuf::from).collect();
-        readable.push(self.cfg.include_dir.clone());
-        // The kernel's interface: its features, and `.replace` is found through it.
-        readable.push(self.cfg.apparmorfs.clone());
-        readable.extend(self.cfg.simulated_kernel_features.clone());
-        readable.extend(inputs);
-        let mut all: Vec<std::ffi::OsString> = vec!["--subdomainfs".into(), self.cfg.apparmorfs.clone().into()];
-        if let Some(features) = &self.cfg.simulated_kernel_features {
-            all.push("--kernel-features".into());
-            all.push(features.into());
-        }
-        all.extend(args);
-        budget::run(&budget::Run {
-            program: self.cfg.parser.clone(),
-            args: all,
-            stdin: None,
-            readable,
-            budget: self.cfg.budget.clone(),
-        })
-        .await
-    }
-
     /// Refuses a name that belongs to someone else, whether or not it is loaded yet: a
     /// reserved name (runtime defaults, `unconfined`, the chart's list) or one that a file
     /// of the host's own AppArmor directory is named after (its packaged profiles).
-    pub fn check_name(&self, name: &str) -> Result<(), LoadError> {
+    pub fn check_name(&self, name: &str) -> Result<(), InstallError> {
         if let Some(reason) = palisade_crds::apparmor::reserved_name(name, &self.cfg.reserved) {
-            return Err(LoadError::Reserved(reason));
+            return Err(InstallError::Reserved(reason));
         }
         if self.cfg.include_dir.join(name).is_file() {
-            return Err(LoadError::Reserved(format!(
+            return Err(InstallError::Reserved(format!(
                 "the name {name:?} is the host's: {} defines it; never loaded",
                 self.cfg.include_dir.join(name).display()
             )));
@@ -278,75 +220,56 @@ impl AppArmor {
     async fn compile(
         &self,
         name: &str,
-        source: &Path,
+        text: &str,
         mode: AppArmorMode,
-    ) -> Result<(Vec<u8>, Vec<CompiledProfile>), LoadError> {
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["--stdout".into(), "--skip-cache".into(), "--quiet".into(), "-I".into()];
-        args.push(self.cfg.include_dir.clone().into());
-        if mode == AppArmorMode::Complain {
-            args.push("--Complain".into());
-        }
-        args.push(source.into());
-        let out = self.run(args, vec![source.to_path_buf()]).await?;
-        if !out.status.success() {
-            return Err(LoadError::Parser(parser_message(&out.stderr, out.status)));
-        }
-        let profiles = compiled::judge(&out.stdout, name, mode).map_err(|r| LoadError::Refused(r.to_string()))?;
-        Ok((out.stdout, profiles))
+    ) -> Result<(Vec<u8>, Vec<CompiledProfile>), InstallError> {
+        let binary = self.parser.compile(text, mode == AppArmorMode::Complain).await?;
+        let profiles = compiled::judge(&binary, name, mode).map_err(|r| InstallError::Refused(r.to_string()))?;
+        Ok((binary, profiles))
     }
 
     /// Loads (or replaces) a profile Palisade owns and verifies the kernel lists it.
     /// Returns the parser's run time. Errors are the parser's own words, trimmed.
-    pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, LoadError> {
+    pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, InstallError> {
         self.check_name(&record.name)?;
-        let io = |e: String| LoadError::Io(e);
         let source = self.source_path(&record.name);
-        files::write_atomic(&source, text.as_bytes(), 0o600)
-            .map_err(|e| io(format!("writing {}: {e}", source.display())))?;
+        files::write_atomic(&source, text.as_bytes(), 0o600).map_err(|e| InstallError::write(&source, e))?;
         let start = Instant::now();
-        let (binary, profiles) = self.compile(&record.name, &source, record.mode).await?;
+        let (binary, profiles) = self.compile(&record.name, text, record.mode).await?;
         let compiled_path = self.compiled_path(&record.name);
-        files::write_atomic(&compiled_path, &binary, 0o600)
-            .map_err(|e| io(format!("writing {}: {e}", compiled_path.display())))?;
+        files::write_atomic(&compiled_path, &binary, 0o600).map_err(|e| InstallError::write(&compiled_path, e))?;
         // Claim the name before the kernel sees the profile, so a crash between the load and
         // the record never leaves a loaded profile without its owner.
         let previous = self.read_record(&record.name);
         self.write_record(&Record {
             loading: true,
             ..record.clone()
-        })
-        .map_err(io)?;
-        // A load the parser refuses leaves the kernel as it was: so is the record.
-        let undo = || match &previous {
-            Some(p) => self.write_record(p).map_err(io),
-            None => files::remove_durable(&self.record_path(&record.name)).map_err(|e| io(e.to_string())),
-        };
+        })?;
         // Exactly the judged bytes go to the kernel. Killed or timed out: whether the
         // kernel took them is unknown; the record keeps saying `loading`, so the next sync
         // loads again.
-        let out = self
-            .run(
-                vec![
-                    "--replace".into(),
-                    "--binary".into(),
-                    "--quiet".into(),
-                    compiled_path.clone().into(),
-                ],
-                vec![compiled_path],
-            )
-            .await?;
+        match self.parser.load_binary(&compiled_path).await {
+            Ok(()) => {}
+            Err(palisade_runtime::parser::ParserError::Refused(message)) => {
+                // A load the parser refuses leaves the kernel as it was: so is the record.
+                match &previous {
+                    Some(p) => self.write_record(p)?,
+                    None => {
+                        let path = self.record_path(&record.name);
+                        files::remove_durable(&path).map_err(|e| InstallError::write(&path, e))?
+                    }
+                }
+                return Err(InstallError::Parser(message));
+            }
+            Err(e) => return Err(e.into()),
+        }
         let took = start.elapsed();
-        if !out.status.success() {
-            let message = parser_message(&out.stderr, out.status);
-            undo()?;
-            return Err(LoadError::Parser(message));
-        }
         if self.cfg.simulated_kernel_features.is_some() {
-            self.simulate_loaded(&profiles).map_err(io)?;
+            self.simulate_loaded(&profiles)?;
         }
-        self.verify(&record.name, record.mode).map_err(LoadError::NotListed)?;
-        self.write_record(record).map_err(io)?;
+        self.verify(&record.name, record.mode)
+            .map_err(InstallError::NotListed)?;
+        self.write_record(record)?;
         Ok(took)
     }
 
@@ -358,10 +281,10 @@ impl AppArmor {
             .filter(|r| r.managed_by == MANAGED_BY)
     }
 
-    fn write_record(&self, record: &Record) -> Result<(), String> {
+    fn write_record(&self, record: &Record) -> Result<(), InstallError> {
         let bytes = serde_json::to_vec_pretty(record).expect("record serializes");
-        files::write_atomic(&self.record_path(&record.name), &bytes, 0o600)
-            .map_err(|e| format!("writing the ownership record: {e}"))
+        let path = self.record_path(&record.name);
+        files::write_atomic(&path, &bytes, 0o600).map_err(|e| InstallError::write(&path, e))
     }
 
     /// Checks that the kernel lists `name` in `mode` (what runtimes check before starting a
@@ -379,11 +302,9 @@ impl AppArmor {
     }
 
     /// Unloads a profile Palisade owns and forgets it. Refuses one it does not own.
-    pub async fn remove(&self, name: &str) -> Result<(), String> {
+    pub async fn remove(&self, name: &str) -> Result<(), InstallError> {
         if !self.record_path(name).exists() {
-            return Err(format!(
-                "{name} is not managed by Palisade on this node; not removing it"
-            ));
+            return Err(InstallError::NotOwned(name.to_string()));
         }
         if self.loaded().map(|l| l.contains_key(name)).unwrap_or(false) {
             // By name, through the kernel's interface: the kernel removes the profile and
@@ -395,25 +316,27 @@ impl AppArmor {
                 .write(true)
                 .open(&remove)
                 .and_then(|mut f| f.write_all(format!("{name}\0").as_bytes()))
-                .map_err(|e| format!("writing {name} to {}: {e}", remove.display()))?;
+                .map_err(|e| InstallError::Kernel(format!("writing {name} to {}: {e}", remove.display())))?;
             if self.cfg.simulated_kernel_features.is_some() {
                 self.simulate_removed(name)?;
             }
         }
-        files::remove_durable(&self.record_path(name)).map_err(|e| e.to_string())?;
-        files::remove_durable(&self.source_path(name)).map_err(|e| e.to_string())?;
-        files::remove_durable(&self.compiled_path(name)).map_err(|e| e.to_string())?;
+        for path in [self.record_path(name), self.source_path(name), self.compiled_path(name)] {
+            files::remove_durable(&path).map_err(|e| InstallError::write(&path, e))?;
+        }
         Ok(())
     }
 
     /// Simulated kernel: lists every profile of the binary policy just loaded (what the
     /// parser compiled, children included) in the mode that policy gives it, as a kernel
     /// would.
-    fn simulate_loaded(&self, profiles: &[CompiledProfile]) -> Result<(), String> {
+    fn simulate_loaded(&self, profiles: &[CompiledProfile]) -> Result<(), InstallError> {
         if profiles.is_empty() {
-            return Err("the parser produced no profile for the (simulated) kernel".into());
+            return Err(InstallError::Kernel(
+                "the parser produced no profile for the (simulated) kernel".into(),
+            ));
         }
-        let mut loaded = self.loaded().map_err(|e| e.to_string())?;
+        let mut loaded = self.loaded().map_err(|e| InstallError::Kernel(e.to_string()))?;
         for p in profiles {
             let top = p.name.split("//").next().unwrap_or(&p.name);
             loaded.retain(|n, _| n != top && !n.starts_with(&format!("{top}//")));
@@ -425,15 +348,16 @@ impl AppArmor {
         Ok(())
     }
 
-    fn simulate_removed(&self, name: &str) -> Result<(), String> {
-        let mut loaded = self.loaded().map_err(|e| e.to_string())?;
+    fn simulate_removed(&self, name: &str) -> Result<(), InstallError> {
+        let mut loaded = self.loaded().map_err(|e| InstallError::Kernel(e.to_string()))?;
         loaded.retain(|n, _| n != name && !n.starts_with(&format!("{name}//")));
         self.write_simulated(&loaded)
     }
 
-    fn write_simulated(&self, loaded: &BTreeMap<String, String>) -> Result<(), String> {
+    fn write_simulated(&self, loaded: &BTreeMap<String, String>) -> Result<(), InstallError> {
         let text: String = loaded.iter().map(|(n, m)| format!("{n} ({m})\n")).collect();
-        files::write_atomic(&self.profiles_file(), text.as_bytes(), 0o644).map_err(|e| e.to_string())
+        let path = self.profiles_file();
+        files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| InstallError::write(&path, e))
     }
 }
 
@@ -449,11 +373,6 @@ pub fn parse_profiles(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The parser's error, trimmed (the one trimming the operator uses too).
-fn parser_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
-    palisade_crds::render::apparmor::parser_message(stderr, status.code())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,16 +385,5 @@ mod tests {
         assert_eq!(parsed["web//child"], "enforce");
         assert_eq!(parsed["/usr/bin/man"], "complain");
         assert_eq!(parsed["odd name (x)"], "kill");
-    }
-
-    #[test]
-    fn parser_messages_keep_the_line_and_drop_chatter() {
-        let stderr = b"Cache read/write disabled: interface file missing.\nAppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode\n";
-        let status = std::process::Command::new("false").status().unwrap();
-        assert_eq!(
-            parser_message(stderr, status),
-            "AppArmor parser error for /s/p in profile /s/p at line 2: Invalid mode"
-        );
-        assert!(parser_message(b"", status).starts_with("apparmor_parser failed"));
     }
 }

@@ -2,6 +2,7 @@
 //! and seccomp profiles, and reports them in its node's NodeProfileStatus.
 
 pub mod apparmor;
+pub mod error;
 pub mod files;
 pub mod learn;
 pub mod metrics;

@@ -216,11 +216,11 @@ pub async fn run(args: Args) -> Result<()> {
     let seccomp_dir = args.kubelet_root.join("seccomp").join(&args.seccomp_subdir);
     let mut state = NodeState::new(apparmor, apparmor_support, seccomp_dir, metrics.clone())?;
     let capabilities = NodeCapabilities {
-        apparmor: state.apparmor_support.is_ok(),
-        apparmor_parser_version: state.apparmor_support.clone().ok(),
-        apparmor_reason: state.apparmor_support.clone().err(),
-        seccomp: state.seccomp_support.is_ok(),
-        seccomp_reason: state.seccomp_support.clone().err(),
+        apparmor: state.apparmor_support().is_ok(),
+        apparmor_parser_version: state.apparmor_support().clone().ok(),
+        apparmor_reason: state.apparmor_support().clone().err(),
+        seccomp: state.seccomp_support().is_ok(),
+        seccomp_reason: state.seccomp_support().clone().err(),
     };
 
     let notify = Arc::new(Notify::new());

@@ -116,7 +116,7 @@ async fn refuses_to_remove_what_palisade_does_not_own() {
     let root = tempfile::tempdir().unwrap();
     let aa = setup(root.path());
     std::fs::write(root.path().join("apparmorfs/profiles"), b"docker-default (enforce)\n").unwrap();
-    let err = aa.remove("docker-default").await.unwrap_err();
+    let err = aa.remove("docker-default").await.unwrap_err().to_string();
     assert!(err.contains("not managed by Palisade"), "{err}");
     assert!(aa.loaded().unwrap().contains_key("docker-default"));
 }
@@ -282,7 +282,7 @@ async fn reserved_and_host_names_are_never_loaded() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, palisade_agent::apparmor::LoadError::Reserved(_)),
+            matches!(err, palisade_agent::error::InstallError::Reserved(_)),
             "{name}: {err}"
         );
         assert!(err.is_final());

@@ -10,6 +10,7 @@ use palisade_crds::render::apparmor::RenderedPolicy;
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::{AcceptedContent, AppArmorProfile, IgnoredSyscalls, SeccompProfileSpec};
 use palisade_runtime::budget::{self, Budget, RunError};
+use palisade_runtime::parser::{Parser, ParserError};
 
 /// How the operator runs the parser: compile only, never load.
 #[derive(Clone, Debug)]
@@ -32,6 +33,16 @@ pub struct ParserConfig {
 }
 
 impl ParserConfig {
+    /// `apparmor_parser` as validation runs it: compile only, within the budget.
+    pub fn apparmor(&self) -> Parser {
+        Parser {
+            program: self.parser.clone(),
+            include_dir: self.include_dir.clone(),
+            budget: self.budget.clone(),
+            kernel: None,
+        }
+    }
+
     /// The default budget with this parser and include directory (tests).
     pub fn with_defaults(parser: impl Into<PathBuf>, include_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -263,68 +274,32 @@ pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig)
 /// The parser half of [`validate_apparmor`]: compiles in the mode the agents load with and
 /// judges the binary policy the parser produced, not the text.
 pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &ParserConfig) -> Result<(), Verdict> {
-    let binary = run_parser(&rendered.text, rendered.mode, parser).await?;
-    compiled::judge(&binary, name, rendered.mode).map_err(|r| Verdict::Invalid(format!("spec.policy: {r}")))?;
-    Ok(())
-}
-
-/// The parser's arguments to compile `mode` from stdin to a binary policy on stdout.
-pub fn compile_args(include_dir: &std::path::Path, mode: palisade_crds::AppArmorMode) -> Vec<std::ffi::OsString> {
-    // One compile worker at a time: each process the parser forks has the whole budget.
-    let mut args: Vec<std::ffi::OsString> = [
-        "--skip-kernel-load",
-        "--skip-cache",
-        "--quiet",
-        "--stdout",
-        "--jobs=1",
-        "--max-jobs=1",
-        "-I",
-    ]
-    .into_iter()
-    .map(Into::into)
-    .collect();
-    args.push(include_dir.into());
-    if mode == palisade_crds::AppArmorMode::Complain {
-        args.push("--Complain".into());
-    }
-    args
-}
-
-async fn run_parser(text: &str, mode: palisade_crds::AppArmorMode, parser: &ParserConfig) -> Result<Vec<u8>, Verdict> {
-    let mut readable: Vec<PathBuf> = budget::SYSTEM_READABLE.iter().map(PathBuf::from).collect();
-    readable.push(parser.include_dir.clone());
-    let run = budget::Run {
-        program: parser.parser.clone(),
-        args: compile_args(&parser.include_dir, mode),
-        stdin: Some(text.as_bytes().to_vec()),
-        readable,
-        budget: parser.budget.clone(),
-    };
-    let out = match budget::run(&run).await {
-        Ok(out) => out,
-        Err(e @ RunError::OverBudget { .. }) => {
+    let complain = rendered.mode == palisade_crds::AppArmorMode::Complain;
+    let binary = match parser.apparmor().compile(&rendered.text, complain).await {
+        Ok(binary) => binary,
+        Err(ParserError::Refused(message)) => {
+            return Err(Verdict::Invalid(format!("spec.policy: apparmor_parser: {message}")));
+        }
+        Err(ParserError::Run(e @ RunError::OverBudget { .. })) => {
             return Err(Verdict::Invalid(format!("spec.policy: {e}: simplify the policy")));
         }
-        Err(RunError::Start { reason, .. }) => {
+        Err(ParserError::Run(RunError::Start { reason, .. })) => {
             return Err(Verdict::Transient(format!(
                 "cannot run apparmor_parser ({}): {reason}",
                 parser.parser.display()
             )));
         }
-        Err(RunError::TimedOut { secs, .. }) => {
+        Err(ParserError::Run(RunError::TimedOut { secs, .. })) => {
             return Err(Verdict::Transient(format!(
                 "apparmor_parser did not finish within {secs}s and was killed"
             )));
         }
-        Err(RunError::Killed { status, .. }) => {
+        Err(ParserError::Run(RunError::Killed { status, .. })) => {
             return Err(Verdict::Transient(format!("apparmor_parser was killed ({status})")));
         }
     };
-    if !out.status.success() {
-        let message = palisade_crds::render::apparmor::parser_message(&out.stderr, out.status.code());
-        return Err(Verdict::Invalid(format!("spec.policy: apparmor_parser: {message}")));
-    }
-    Ok(out.stdout)
+    compiled::judge(&binary, name, rendered.mode).map_err(|r| Verdict::Invalid(format!("spec.policy: {r}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -154,32 +154,6 @@ pub fn render_abstract(name: &str, abs: &AppArmorAbstract, mode: AppArmorMode) -
     ))
 }
 
-/// `apparmor_parser`'s error for a status message: its own lines (line numbers kept)
-/// joined, without cache chatter, control characters shown as `?`, at most 900 bytes.
-/// `code` is its exit code (`None`: killed). The one place the parser's words are trimmed,
-/// for the operator's validation and the agent's loads alike.
-pub fn parser_message(stderr: &[u8], code: Option<i32>) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
-        .map(|l| l.chars().map(|c| if c.is_control() { '?' } else { c }).collect())
-        .collect();
-    if lines.is_empty() {
-        return match code {
-            Some(code) => format!("apparmor_parser failed (exit status {code})"),
-            None => "apparmor_parser failed (killed)".to_string(),
-        };
-    }
-    let message = lines.join("; ").replace("AppArmor parser error at line", "line");
-    if message.len() > 900 {
-        format!("{}…", &message[..message.floor_char_boundary(900)])
-    } else {
-        message
-    }
-}
-
 /// Re-checks a path the schema already validated, so rendering never depends on the
 /// API server having enforced it.
 fn checked_path<'a>(field: &str, path: &'a AppArmorPath) -> Result<&'a str, PolicyError> {

@@ -1,0 +1,372 @@
+//! One whole-node sync: from the profiles the agent watches and its Node's labels, work out
+//! what this node should hold, make it so, and say where each profile stands.
+//!
+//! Level-triggered: every sync looks at everything, so a missed event, a restart or a crash
+//! mid-batch is repaired by the next one. Cheap when nothing changed: content is compared
+//! by digest in memory; files and the kernel list are re-read only on drift checks.
+//!
+//! One loop ([`sync_kind`]) does the gate (only accepted content), the foreign-name,
+//! drift and removal logic for both kinds, over a [`Backend`]: the seccomp directory
+//! ([`seccomp::SeccompDir`]) or the kernel's AppArmor policy ([`apparmor::AppArmorNode`]).
+
+mod apparmor;
+mod seccomp;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use palisade_crds::selector::selects;
+use palisade_crds::{
+    AcceptedContent, AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileObject, ProfileState,
+    SeccompProfile, accepted_content,
+};
+
+use crate::apparmor::AppArmor;
+use crate::error::InstallError;
+use crate::metrics::{KindLabels, Metrics, StateLabels};
+
+/// A profile that failed on this node, for an Event on the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ProfileKind,
+    pub name: String,
+    pub uid: String,
+    pub message: String,
+}
+
+/// What one kind of profile needs from the node. The loop decides what is wanted and when;
+/// a backend knows how its kind is held, installed and removed.
+pub(crate) trait Backend {
+    type Profile: ProfileObject;
+    /// What the profiles of one sync are rendered against (seccomp: the other profiles, for
+    /// inheritance).
+    type Index<'a>
+    where
+        Self::Profile: 'a;
+    /// The rendered content of one profile.
+    type Rendered;
+    /// One install to run.
+    type Job;
+
+    /// Why profiles of this kind cannot be installed here, if they cannot.
+    fn unsupported(&self) -> Option<&str>;
+    /// Called once a sync, before any profile is planned.
+    fn begin(&mut self) {}
+    fn index<'a>(profiles: &'a [Arc<Self::Profile>]) -> Self::Index<'a>;
+    /// Renders a profile exactly as the operator did (its digest is what was accepted).
+    fn render(&self, name: &str, profile: &Self::Profile, index: &Self::Index<'_>) -> Result<Self::Rendered, String>;
+    fn digest(rendered: &Self::Rendered) -> &str;
+    /// The digest of the content Palisade holds of `name` here, if it holds one.
+    fn held(&self, name: &str) -> Option<&str>;
+    /// What to do for a profile whose accepted content is `rendered`. `drift`: re-read the
+    /// node (files, the kernel's list) rather than trust what the agent remembers.
+    fn plan(
+        &self,
+        target: &Target<'_>,
+        profile: &Self::Profile,
+        rendered: Self::Rendered,
+        drift: bool,
+    ) -> Plan<Self::Job>;
+    /// Runs the installs; `Ok(true)` for an install that repaired drift.
+    async fn install(
+        &mut self,
+        jobs: Vec<(NodeProfile, Self::Job)>,
+        metrics: &Metrics,
+    ) -> Vec<(NodeProfile, Result<bool, InstallError>)>;
+    /// Names Palisade holds here.
+    fn names(&self) -> Vec<String>;
+    async fn remove(&mut self, name: &str) -> Result<(), InstallError>;
+    /// After removals: forget what is no longer wanted nor held.
+    fn release(&mut self, _wanted: &BTreeSet<String>) {}
+}
+
+/// A backend's decision for one profile.
+pub(crate) enum Plan<J> {
+    /// Installed and current.
+    Current,
+    /// Not installed, for this reason (another tool holds the name, a final failure, ...).
+    Refuse(InstallError),
+    Install(J),
+}
+
+pub struct NodeState {
+    seccomp: seccomp::SeccompDir,
+    apparmor: apparmor::AppArmorNode,
+    /// Failures already announced, so Events fire on transitions only.
+    announced: HashMap<(ProfileKind, String), String>,
+    pub metrics: Metrics,
+}
+
+impl NodeState {
+    /// Takes stock of what Palisade already holds on this node (files in its seccomp
+    /// directory, AppArmor ownership records) and removes crash leftovers.
+    /// `apparmor_support` is `Ok(parser version)` or why AppArmor cannot be used here.
+    pub fn new(
+        apparmor: AppArmor,
+        apparmor_support: Result<String, String>,
+        seccomp_dir: PathBuf,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            seccomp: seccomp::SeccompDir::open(seccomp_dir)?,
+            apparmor: apparmor::AppArmorNode::open(apparmor, apparmor_support)?,
+            announced: HashMap::new(),
+            metrics,
+        })
+    }
+
+    /// `Ok(parser version)` or why AppArmor cannot be used on this node.
+    pub fn apparmor_support(&self) -> &Result<String, String> {
+        self.apparmor.support()
+    }
+
+    /// `Ok` or why seccomp profiles cannot be written on this node.
+    pub fn seccomp_support(&self) -> &Result<(), String> {
+        self.seccomp.support()
+    }
+
+    /// Brings the node in line with the profiles. `drift` also re-reads files and the
+    /// kernel's list to find what changed behind the agent's back. Returns every profile's
+    /// entry for the NodeProfileStatus (sorted) and the new failures.
+    #[tracing::instrument(name = "sync", skip_all, fields(seccomp = seccomp.len(), apparmor = apparmor.len(), drift))]
+    pub async fn sync(
+        &mut self,
+        seccomp: &[Arc<SeccompProfile>],
+        apparmor: &[Arc<AppArmorProfile>],
+        node_labels: &BTreeMap<String, String>,
+        drift: bool,
+    ) -> (Vec<NodeProfile>, Vec<Failure>) {
+        let start = Instant::now();
+        let mut entries = Vec::new();
+        sync_kind(
+            &mut self.seccomp,
+            &self.metrics,
+            seccomp,
+            node_labels,
+            drift,
+            &mut entries,
+        )
+        .await;
+        sync_kind(
+            &mut self.apparmor,
+            &self.metrics,
+            apparmor,
+            node_labels,
+            drift,
+            &mut entries,
+        )
+        .await;
+        entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        let failures = self.new_failures(&entries);
+        self.count_states(&entries);
+        self.metrics.sync_seconds.observe(start.elapsed().as_secs_f64());
+        (entries, failures)
+    }
+
+    fn new_failures(&mut self, entries: &[NodeProfile]) -> Vec<Failure> {
+        let mut failures = Vec::new();
+        let mut now = HashMap::new();
+        for e in entries.iter().filter(|e| e.state == NodeProfileState::Error) {
+            let key = (e.kind, e.name.clone());
+            if self.announced.get(&key) != Some(&e.message) {
+                failures.push(Failure {
+                    kind: e.kind,
+                    name: e.name.clone(),
+                    uid: e.uid.clone(),
+                    message: e.message.clone(),
+                });
+            }
+            now.insert(key, e.message.clone());
+        }
+        self.announced = now;
+        failures
+    }
+
+    fn count_states(&self, entries: &[NodeProfile]) {
+        self.metrics.profiles.clear();
+        for e in entries {
+            let state = match e.state {
+                NodeProfileState::Pending => "Pending",
+                NodeProfileState::Installed => "Installed",
+                NodeProfileState::Error => "Error",
+                NodeProfileState::Unsupported => "Unsupported",
+                NodeProfileState::Removing => "Removing",
+            };
+            let labels = StateLabels {
+                kind: e.kind.slug(),
+                state,
+            };
+            self.metrics.profiles.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// The one loop over a kind's profiles: target, gate, plan, install, remove.
+async fn sync_kind<B: Backend>(
+    backend: &mut B,
+    metrics: &Metrics,
+    profiles: &[Arc<B::Profile>],
+    labels: &BTreeMap<String, String>,
+    drift: bool,
+    entries: &mut Vec<NodeProfile>,
+) {
+    let kind = <B::Profile as ProfileObject>::KIND;
+    let mut wanted = BTreeSet::new();
+    let mut jobs = Vec::new();
+    backend.begin();
+    let index = B::index(profiles);
+    for p in profiles {
+        let Some(target) = Target::of(p.as_ref(), labels) else {
+            continue;
+        };
+        wanted.insert(target.name.to_string());
+        if let Some(reason) = backend.unsupported() {
+            entries.push(target.entry(NodeProfileState::Unsupported, "", reason.to_string()));
+            continue;
+        }
+        let held = backend.held(target.name);
+        let accepted = accepted_content(p.profile_status());
+        let rendered = backend.render(target.name, p, &index);
+        let digest = rendered.as_ref().map(B::digest).map_err(String::clone);
+        if let Err(why) = gate(accepted, digest, target.generation) {
+            // Not accepted (yet): what is installed stays until accepted content replaces
+            // it. A profile never accepted, with nothing here, is nothing the operator counts.
+            if accepted.is_some() || held.is_some() {
+                entries.push(target.entry(NodeProfileState::Pending, held.unwrap_or_default(), why));
+            }
+            continue;
+        }
+        let rendered = rendered.expect("the gate passes only a rendering");
+        let want = B::digest(&rendered).to_string();
+        match backend.plan(&target, p, rendered, drift) {
+            Plan::Current => entries.push(target.entry(NodeProfileState::Installed, &want, String::new())),
+            Plan::Refuse(e) => entries.push(target.entry(NodeProfileState::Error, &want, e.to_string())),
+            Plan::Install(job) => jobs.push((target.entry(NodeProfileState::Installed, &want, String::new()), job)),
+        }
+    }
+    for (mut entry, result) in backend.install(jobs, metrics).await {
+        match result {
+            Ok(repair) => {
+                metrics.op(kind.slug(), if repair { "repair" } else { "install" }, true);
+                if repair {
+                    metrics
+                        .drift_repairs
+                        .get_or_create(&KindLabels { kind: kind.slug() })
+                        .inc();
+                    tracing::info!(
+                        profile = entry.name,
+                        kind = kind.slug(),
+                        "repaired drift: reinstalled a profile that was changed, deleted or unloaded"
+                    );
+                }
+            }
+            Err(e) => {
+                metrics.op(kind.slug(), "install", false);
+                entry.state = NodeProfileState::Error;
+                entry.message = e.to_string();
+            }
+        }
+        entries.push(entry);
+    }
+    for name in backend.names().into_iter().filter(|n| !wanted.contains(n)) {
+        let result = backend.remove(&name).await;
+        metrics.op(kind.slug(), "remove", result.is_ok());
+        match result {
+            Ok(()) => tracing::info!(profile = name, kind = kind.slug(), "removed profile"),
+            Err(e) => tracing::warn!(profile = name, kind = kind.slug(), error = %e, "removing failed; will retry"),
+        }
+    }
+    backend.release(&wanted);
+}
+
+/// Whether the agent may install what it rendered: only content whose digest the operator
+/// accepted. `Err` says why it waits (the entry's Pending message).
+fn gate(accepted: Option<&AcceptedContent>, rendered: Result<&str, String>, generation: i64) -> Result<(), String> {
+    let Some(accepted) = accepted else {
+        return Err("waiting for the operator to accept the profile".into());
+    };
+    match rendered {
+        Ok(digest) if digest == accepted.digest => Ok(()),
+        Ok(digest) => Err(format!(
+            "waiting for the operator to accept this content (generation {generation}, digest {}); keeping the accepted content (generation {}, digest {})",
+            short(digest),
+            accepted.generation,
+            short(&accepted.digest)
+        )),
+        Err(e) => Err(format!(
+            "cannot render the profile here ({e}); keeping the accepted content (generation {}, digest {})",
+            accepted.generation,
+            short(&accepted.digest)
+        )),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// A profile this node should hold, with what its status entry needs.
+pub(crate) struct Target<'a> {
+    kind: ProfileKind,
+    pub name: &'a str,
+    pub uid: String,
+    pub generation: i64,
+}
+
+impl<'a> Target<'a> {
+    /// The profile as a target of this node: `None` when it is unnamed, disabled, or does not
+    /// select the node (then whatever Palisade holds of it is removed).
+    fn of<P: ProfileObject>(profile: &'a P, labels: &BTreeMap<String, String>) -> Option<Self> {
+        let meta = profile.meta();
+        let name = meta.name.as_deref()?;
+        (profile.state() == ProfileState::Enabled && selects(profile.selector(), labels)).then(|| Self {
+            kind: P::KIND,
+            name,
+            uid: meta.uid.clone().unwrap_or_default(),
+            generation: meta.generation.unwrap_or_default(),
+        })
+    }
+
+    fn entry(&self, state: NodeProfileState, digest: &str, message: String) -> NodeProfile {
+        NodeProfile {
+            kind: self.kind,
+            name: self.name.to_string(),
+            uid: self.uid.clone(),
+            generation: self.generation,
+            digest: digest.to_string(),
+            state,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_accepted_content_passes_the_gate() {
+        let accepted = AcceptedContent {
+            generation: 3,
+            digest: "aaaaaaaaaaaaaaaa".into(),
+            bases: vec!["base".into()],
+        };
+        assert!(gate(Some(&accepted), Ok("aaaaaaaaaaaaaaaa"), 3).is_ok());
+        let why = gate(None, Ok("aaaaaaaaaaaaaaaa"), 1).unwrap_err();
+        assert_eq!(why, "waiting for the operator to accept the profile");
+        // A base changed and the operator has not re-validated: wait, keep what is there.
+        let why = gate(Some(&accepted), Ok("bbbbbbbbbbbbbbbbbbbb"), 3).unwrap_err();
+        assert_eq!(
+            why,
+            "waiting for the operator to accept this content (generation 3, digest bbbbbbbbbbbb); \
+             keeping the accepted content (generation 3, digest aaaaaaaaaaaa)"
+        );
+        let why = gate(Some(&accepted), Err("spec.baseProfileName: gone".into()), 3).unwrap_err();
+        assert!(
+            why.starts_with("cannot render the profile here (spec.baseProfileName: gone)"),
+            "{why}"
+        );
+    }
+}
