@@ -137,6 +137,17 @@ pub enum AppArmorMode {
     Complain,
 }
 
+impl AppArmorMode {
+    /// The kernel's word for the mode: in `/sys/kernel/security/apparmor/profiles`, in a
+    /// profile's flags, in the compiled policy.
+    pub fn kernel_word(self) -> &'static str {
+        match self {
+            AppArmorMode::Enforce => "enforce",
+            AppArmorMode::Complain => "complain",
+        }
+    }
+}
+
 /// A structured AppArmor profile: SPO's `abstract` fields with the rules SPO writes for
 /// them, plus `denyPaths`. In Enforce mode the profile also denies writes to /proc outside
 /// the process's own entries and /proc/sys/kernel/shm*, any access to /proc/{sysrq-trigger,

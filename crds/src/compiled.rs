@@ -274,14 +274,6 @@ pub enum Refusal {
     },
 }
 
-/// The kernel's word for a mode.
-pub fn mode_word(mode: AppArmorMode) -> &'static str {
-    match mode {
-        AppArmorMode::Enforce => "enforce",
-        AppArmorMode::Complain => "complain",
-    }
-}
-
 /// Judges what the parser compiled for the AppArmorProfile `name` in `mode`: it defines the
 /// profile `name` and otherwise only its children (`name//...`), all in the root namespace,
 /// replacing nothing by rename, every one in `mode`, and the top-level profile attaches to no
@@ -289,7 +281,7 @@ pub fn mode_word(mode: AppArmorMode) -> &'static str {
 pub fn judge(bytes: &[u8], name: &str, mode: AppArmorMode) -> Result<Vec<CompiledProfile>, Refusal> {
     let profiles = decode(bytes)?;
     let child_prefix = format!("{name}//");
-    let want = mode_word(mode);
+    let want = mode.kernel_word();
     for p in &profiles {
         if p.name.chars().any(char::is_control) {
             return Err(Refusal::ControlCharacter(p.name.clone()));

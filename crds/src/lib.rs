@@ -7,6 +7,7 @@ pub mod apparmor;
 pub mod common;
 pub mod compiled;
 pub mod learn;
+pub mod names;
 pub mod nodestatus;
 pub mod pods;
 pub mod profile;
@@ -20,11 +21,12 @@ pub use common::{
     AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED,
     IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
 };
+pub use names::api_version;
 pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
     NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, Standing, installed_key, judge,
 };
-pub use profile::{ProfileObject, api_version};
+pub use profile::ProfileObject;
 pub use seccomp::{SeccompProfile, SeccompProfileSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, ValidationRule};

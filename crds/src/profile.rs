@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::{AppArmorProfile, GROUP, ProfileKind, ProfileState, ProfileStatus, SeccompProfile, VERSION};
+use crate::{AppArmorProfile, ProfileKind, ProfileState, ProfileStatus, SeccompProfile};
 
 impl ProfileKind {
     /// Both kinds, in the order reports list them.
@@ -29,11 +29,6 @@ impl ProfileKind {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
-}
-
-/// `apiVersion` of every Palisade object.
-pub fn api_version() -> String {
-    format!("{GROUP}/{VERSION}")
 }
 
 /// What is read of a profile object whatever its kind.
@@ -84,6 +79,5 @@ mod tests {
         assert_eq!(ProfileKind::from_name("Pod"), None);
         assert_eq!(ProfileKind::SeccompProfile.slug(), "seccomp");
         assert_eq!(ProfileKind::AppArmorProfile.slug(), "apparmor");
-        assert_eq!(api_version(), "palisade.dev/v1alpha1");
     }
 }

@@ -108,7 +108,7 @@ async fn every_metric_the_alerts_and_the_dashboard_query_is_exported() {
     for sample in [
         "palisade_operator_nodes{agent=\"missing\"} 0",
         "palisade_operator_nodes{agent=\"live\"} 3",
-        "palisade_operator_profiles{kind=\"SeccompProfile\",state=\"Ready\"} 1",
+        "palisade_operator_profiles{kind=\"seccomp\",state=\"Ready\"} 1",
     ] {
         assert!(exported.contains(sample), "{sample} not in:\n{exported}");
     }

@@ -228,7 +228,7 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
         let mut total = 0.0;
         for port in &cluster.operator_ports {
             if let Ok(text) = scrape_metrics(*port).await {
-                total += metric_sum(&text, "palisade_operator_reconciles_total{kind=\"SeccompProfile\"}");
+                total += metric_sum(&text, "palisade_operator_reconciles_total{kind=\"seccomp\"}");
             }
         }
         total

@@ -293,7 +293,7 @@ impl AppArmor {
         let loaded = self
             .loaded()
             .map_err(|e| format!("reading {}: {e}", self.profiles_file().display()))?;
-        let want = compiled::mode_word(mode);
+        let want = mode.kernel_word();
         match loaded.get(name) {
             Some(m) if m == want => Ok(()),
             Some(m) => Err(format!("the kernel lists {name} in {m} mode, not {want}")),

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
+use palisade_crds::names::{AGENT_LEASE_LABEL, agent_lease_name};
 use palisade_crds::{
     InstalledSet, InstalledSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile, NodeProfileState,
     NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, installed_key,
@@ -132,13 +133,9 @@ impl StatusWriter {
     /// An Event on the profile for each new install failure on this node.
     pub async fn announce(&self, failures: &[Failure]) {
         for f in failures {
-            let kind = match f.kind {
-                ProfileKind::AppArmorProfile => "AppArmorProfile",
-                ProfileKind::SeccompProfile => "SeccompProfile",
-            };
             let reference = ObjectReference {
-                api_version: Some("palisade.dev/v1alpha1".into()),
-                kind: Some(kind.into()),
+                api_version: Some(palisade_crds::api_version()),
+                kind: Some(f.kind.name().into()),
                 name: Some(f.name.clone()),
                 uid: Some(f.uid.clone()),
                 ..Default::default()
@@ -172,12 +169,12 @@ pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 impl Heartbeat {
     /// One renewal.
     pub async fn renew(&self) -> Result<(), String> {
-        let name = lease_name(&self.node);
+        let name = agent_lease_name(&self.node);
         let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
         let lease = json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "palisade-agent"}},
+            "metadata": {"name": name, "labels": {AGENT_LEASE_LABEL.0: AGENT_LEASE_LABEL.1}},
             "spec": {"holderIdentity": self.node, "leaseDurationSeconds": self.lease_seconds, "renewTime": now},
         });
         let params = PatchParams::apply(&self.manager).force();
@@ -234,11 +231,6 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
         omitted_exceptions,
         learned: vec![],
     }
-}
-
-/// The heartbeat Lease name for a node.
-pub fn lease_name(node: &str) -> String {
-    format!("palisade-agent-{node}")
 }
 
 fn truncate(s: &str, max: usize) -> &str {

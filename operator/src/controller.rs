@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -16,7 +16,8 @@ use kube::{Client, Resource, ResourceExt};
 use palisade_crds::render::apparmor as aa_render;
 use palisade_crds::selector::node_selector;
 use palisade_crds::{
-    AcceptedContent, AppArmorProfile, ProfileKind, ProfileState, ProfileStatus, SeccompProfile, SeccompProfileSpec,
+    AcceptedContent, AppArmorProfile, ProfileKind, ProfileObject, ProfileState, ProfileStatus, SeccompProfile,
+    SeccompProfileSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -155,7 +156,7 @@ impl Context {
             .lock()
             .expect("lock")
             .retain(|(k, n), _| *k != kind || names.contains(n));
-        self.metrics.retain(kind_name(kind), names);
+        self.metrics.retain(kind.slug(), names);
     }
 
     /// How many entries the per-profile maps hold (for tests and the memory benchmark).
@@ -166,16 +167,10 @@ impl Context {
     }
 }
 
-pub fn kind_name(kind: ProfileKind) -> &'static str {
-    match kind {
-        ProfileKind::AppArmorProfile => "AppArmorProfile",
-        ProfileKind::SeccompProfile => "SeccompProfile",
-    }
-}
-
 /// What the generic reconciler needs from each profile kind.
 pub trait Profile:
-    Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+    ProfileObject
+    + Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
     + Clone
     + Serialize
     + DeserializeOwned
@@ -184,28 +179,12 @@ pub trait Profile:
     + Sync
     + 'static
 {
-    const KIND: ProfileKind;
-    const KIND_NAME: &'static str;
-    fn profile_status(&self) -> Option<&ProfileStatus>;
-    fn selector(&self) -> Option<&LabelSelector>;
-    fn state(&self) -> ProfileState;
     fn localhost_profile(&self) -> Option<String>;
     /// Validates the current content: what was accepted, or why not.
     fn validate(&self, ctx: &Context) -> impl Future<Output = Result<(AcceptedContent, Warnings), Verdict>> + Send;
 }
 
 impl Profile for SeccompProfile {
-    const KIND: ProfileKind = ProfileKind::SeccompProfile;
-    const KIND_NAME: &'static str = "SeccompProfile";
-    fn profile_status(&self) -> Option<&ProfileStatus> {
-        self.status.as_ref()
-    }
-    fn selector(&self) -> Option<&LabelSelector> {
-        self.spec.node_selector.as_ref()
-    }
-    fn state(&self) -> ProfileState {
-        self.spec.state
-    }
     fn localhost_profile(&self) -> Option<String> {
         Some(crate::pods::seccomp_localhost_profile(&self.name_any()))
     }
@@ -237,17 +216,6 @@ impl Profile for SeccompProfile {
 }
 
 impl Profile for AppArmorProfile {
-    const KIND: ProfileKind = ProfileKind::AppArmorProfile;
-    const KIND_NAME: &'static str = "AppArmorProfile";
-    fn profile_status(&self) -> Option<&ProfileStatus> {
-        self.status.as_ref()
-    }
-    fn selector(&self) -> Option<&LabelSelector> {
-        self.spec.node_selector.as_ref()
-    }
-    fn state(&self) -> ProfileState {
-        self.spec.state
-    }
     fn localhost_profile(&self) -> Option<String> {
         None
     }
@@ -332,8 +300,8 @@ pub fn progress_only(old: &ProfileStatus, new: &ProfileStatus) -> bool {
 
 /// The entry point kube-runtime calls for each profile.
 pub async fn reconcile<K: Profile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_timer(K::KIND_NAME);
-    ctx.metrics.reconciled(K::KIND_NAME);
+    let _timer = ctx.metrics.reconcile_timer(K::KIND.slug());
+    ctx.metrics.reconciled(K::KIND.slug());
     if obj.finalizers().contains(&legacy_finalizer::<K>()) {
         return migrate_finalizer(obj, &ctx).await;
     }
@@ -368,7 +336,7 @@ async fn migrate_finalizer<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Act
         .await
         .map_err(Error::Kube)?;
     tracing::info!(
-        kind = K::KIND_NAME,
+        kind = K::KIND.name(),
         name = obj.name_any(),
         from = legacy,
         to = FINALIZER,
@@ -460,7 +428,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         },
         &now,
     );
-    ctx.metrics.profile_state(K::KIND_NAME, &name, &new);
+    ctx.metrics.profile_state(K::KIND.slug(), &name, &new);
     let key = (K::KIND, name.clone());
     if old != Some(&new) {
         if old.is_some_and(|o| progress_only(o, &new)) {
@@ -544,7 +512,7 @@ pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
     if error.is_held_deletion() {
         return Action::requeue(Duration::from_secs(5));
     }
-    ctx.metrics.failed(K::KIND_NAME, error.metric_label());
+    ctx.metrics.failed(K::KIND.slug(), error.metric_label());
     let key = (K::KIND, obj.name_any());
     let attempts = {
         let mut backoff = ctx.backoff.lock().expect("lock");
@@ -553,7 +521,7 @@ pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
         *n
     };
     let delay = backoff_delay(attempts);
-    tracing::warn!(kind = K::KIND_NAME, name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    tracing::warn!(kind = K::KIND.name(), name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 

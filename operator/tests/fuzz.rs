@@ -124,7 +124,7 @@ fn whatever_palisade_accepts_compiles_to_only_its_own_confinement() {
                 return Ok(());
             }
             accepted.set(accepted.get() + 1);
-            let want = palisade_crds::compiled::mode_word(mode);
+            let want = mode.kernel_word();
             let profiles = decode(&compile(&text, mode)).unwrap();
             prop_assert!(profiles.iter().any(|p| p.name == "p"), "{text}");
             for p in &profiles {

@@ -240,10 +240,7 @@ pub fn check_mode_flags(policy: &str, mode: AppArmorMode) -> Result<(), PolicyEr
         let Some(flags) = header_flags(&header) else {
             continue;
         };
-        let want = match mode {
-            AppArmorMode::Enforce => "enforce",
-            AppArmorMode::Complain => "complain",
-        };
+        let want = mode.kernel_word();
         for flag in flags {
             if MODE_FLAGS.contains(&flag.as_str()) && flag != want {
                 let spec_mode = serde_json::to_value(mode).expect("mode serializes");
