@@ -209,11 +209,11 @@ pub struct Expectation<'a> {
 
 /// Where a profile stands on one node, as its report tells.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Standing<'a> {
+pub enum Standing<E> {
     /// Installed at the accepted content.
     Installed,
-    /// Listed as an exception.
-    Listed(&'a NodeProfile),
+    /// Listed as an exception (`E`: the entry, as the caller holds it).
+    Listed(E),
     /// The node cannot enforce the kind.
     Unsupported,
     /// Not listed, but the node's installed set is not the one expected (its agent, or the
@@ -228,7 +228,7 @@ pub fn judge<'a>(
     report: &'a NodeProfileStatusStatus,
     labels: &std::collections::BTreeMap<String, String>,
     expected: &[Expectation<'_>],
-) -> Vec<(ProfileKind, String, Standing<'a>)> {
+) -> Vec<(ProfileKind, String, Standing<&'a NodeProfile>)> {
     let listed: std::collections::HashMap<(ProfileKind, &str), &NodeProfile> = report
         .exceptions
         .iter()
@@ -246,7 +246,6 @@ pub fn judge<'a>(
             sets[slot(e.kind)].add(installed_key(e.kind, e.uid, digest));
         }
     }
-    let verified = |k: ProfileKind| InstalledSet::from_summary(report.installed.of(k)) == Some(sets[slot(k)]);
     let supported = |k: ProfileKind| match k {
         ProfileKind::AppArmorProfile => report.capabilities.apparmor,
         ProfileKind::SeccompProfile => report.capabilities.seccomp,
@@ -254,18 +253,37 @@ pub fn judge<'a>(
     targets
         .iter()
         .map(|(e, _)| {
-            let standing = if !supported(e.kind) {
-                Standing::Unsupported
-            } else if let Some(entry) = listed.get(&(e.kind, e.name)) {
-                Standing::Listed(entry)
-            } else if verified(e.kind) {
-                Standing::Installed
-            } else {
-                Standing::Unverified
-            };
+            let standing = standing(
+                supported(e.kind),
+                listed.get(&(e.kind, e.name)).copied(),
+                || Some(sets[slot(e.kind)]),
+                InstalledSet::from_summary(report.installed.of(e.kind)),
+            );
             (e.kind, e.name.to_string(), standing)
         })
         .collect()
+}
+
+/// The one rule of where a profile that targets a node stands there, for the CLI's batch
+/// [`judge`] and the operator's incremental index alike: the node cannot enforce the kind;
+/// else the node lists the profile (an exception: pending, failed); else the node's
+/// installed set vouches for it if it equals the set the node should hold (`expected`,
+/// `None` when the caller cannot tell yet); else nothing can be said yet.
+pub fn standing<E>(
+    supported: bool,
+    listed: Option<E>,
+    expected: impl FnOnce() -> Option<InstalledSet>,
+    reported: Option<InstalledSet>,
+) -> Standing<E> {
+    if !supported {
+        Standing::Unsupported
+    } else if let Some(entry) = listed {
+        Standing::Listed(entry)
+    } else if reported.is_some() && expected() == reported {
+        Standing::Installed
+    } else {
+        Standing::Unverified
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

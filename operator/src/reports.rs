@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::runtime::watcher;
+use palisade_crds::nodestatus::{Standing, standing};
 use palisade_crds::selector::selects;
 use palisade_crds::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKind};
 
@@ -210,23 +211,38 @@ impl Inner {
             return OnNode::NoReport;
         };
         let kind = key.0;
-        if !report.supported[slot(kind)] {
-            return OnNode::Unsupported;
+        let standing = standing(
+            report.supported[slot(kind)],
+            report.exceptions.get(key),
+            || self.expected(node, labels, key, now, report),
+            report.installed[slot(kind)],
+        );
+        match standing {
+            Standing::Unsupported => OnNode::Unsupported,
+            Standing::Listed(e) => OnNode::Entry(e.clone()),
+            Standing::Installed => OnNode::Installed,
+            Standing::Unverified => OnNode::Unverified,
         }
-        if let Some(e) = report.exceptions.get(key) {
-            return OnNode::Entry(e.clone());
-        }
-        let (Some(now), Some(reported), Some(node_exp)) = (now, report.installed[slot(kind)], self.nodes.get(node))
-        else {
-            return OnNode::Unverified;
-        };
+    }
+
+    /// The set of `key`'s kind that `node` should hold, with this profile as the caller sees
+    /// it now (`now`), less every listed exception: from the sets the index keeps, not built
+    /// again. `None` while the index cannot tell (the caller knows labels the index does not).
+    fn expected(
+        &self,
+        node: &str,
+        labels: &BTreeMap<String, String>,
+        key: &Key,
+        now: Option<&Want>,
+        report: &Report,
+    ) -> Option<InstalledSet> {
+        let kind = key.0;
+        let (now, node_exp) = (now?, self.nodes.get(node)?);
         // The expected set was built from the labels the index knows; until it knows the
         // caller's (a label just changed), nothing can be vouched for.
         if !selects(now.selector.as_ref(), labels) || &node_exp.labels != labels {
-            return OnNode::Unverified;
+            return None;
         }
-        // What the node should hold: the expected set with this profile as the caller sees
-        // it now, less every listed exception.
         let mut expected = node_exp.sets[slot(kind)];
         if let Some(indexed) = self.wants.get(key)
             && selects(indexed.selector.as_ref(), &node_exp.labels)
@@ -243,11 +259,7 @@ impl Inner {
                 expected.remove(w.key);
             }
         }
-        if expected == reported {
-            OnNode::Installed
-        } else {
-            OnNode::Unverified
-        }
+        Some(expected)
     }
 }
 
@@ -897,7 +909,7 @@ mod tests {
     /// same of every profile on every node, after any sequence of profile changes, label
     /// changes, reports and reports going away.
     mod agrees_with_the_batch_judgement {
-        use palisade_crds::nodestatus::{Expectation, Standing, judge};
+        use palisade_crds::nodestatus::{Expectation, judge};
         use proptest::prelude::*;
 
         use super::*;
