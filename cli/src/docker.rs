@@ -218,10 +218,6 @@ pub fn looks_like_docker(v: &Value) -> bool {
 /// Evaluates a Docker/Podman profile for `target`. Returns the spec and what was evaluated
 /// and dropped, one line each.
 pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec<String>), ConvertError> {
-    let invalid = |field: &str, message: String| ConvertError::Field {
-        field: field.to_string(),
-        message,
-    };
     // Docker writes absent lists as `null`.
     let profile: Profile = serde_json::from_value(without_nulls(json.clone()))
         .map_err(|e| invalid("(document)", format!("not a seccomp profile: {e}")))?;
@@ -229,66 +225,17 @@ pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec
     for key in profile.other.keys() {
         notes.push(format!("ignored unknown field {key:?}"));
     }
-
-    let default_errno_ret = match (profile.default_errno_ret, &profile.default_errno) {
-        (Some(n), _) => Some(n),
-        (None, Some(name)) => Some(
-            crate::errno::number(name)
-                .ok_or_else(|| invalid("defaultErrno", format!("unknown errno name {name:?}")))?,
-        ),
-        (None, None) => None,
-    };
-
-    let native = target.arch;
-    let native_name = docker_arch_name(native);
-    let architectures = if !profile.arch_map.is_empty() {
-        if !profile.architectures.is_empty() {
-            return Err(invalid(
-                "architectures",
-                "set together with archMap (Docker refuses this too)".into(),
-            ));
-        }
-        match profile.arch_map.iter().find(|m| m.architecture == native) {
-            Some(m) => {
-                let mut arches = vec![m.architecture];
-                arches.extend(m.sub_architectures.iter().copied());
-                notes.push(format!(
-                    "archMap: {} -> architectures {}",
-                    arch(native),
-                    arches.iter().map(|a| arch(*a)).collect::<Vec<_>>().join(", ")
-                ));
-                arches
-            }
-            None => {
-                notes.push(format!(
-                    "archMap has no entry for {}: no architectures listed (the node's native one is used)",
-                    arch(native)
-                ));
-                vec![]
-            }
-        }
-    } else {
-        profile.architectures.clone()
-    };
-
-    let kernel_note = match target.kernel {
-        Some((a, b)) => format!("kernel {a}.{b}"),
-        None => "a kernel newer than every minKernel (give --kernel to choose)".to_string(),
-    };
-    let caps_note = if target.caps.is_empty() {
-        "no capabilities".to_string()
-    } else {
-        format!("{} capabilities", target.caps.len())
-    };
-    notes.push(format!(
-        "evaluated includes/excludes for {native_name} ({}), {caps_note}, {kernel_note}",
-        arch(native)
-    ));
+    let default_errno_ret = errno_ret(
+        "defaultErrno",
+        profile.default_errno_ret,
+        profile.default_errno.as_deref(),
+    )?;
+    let architectures = architectures(&profile, target.arch, &mut notes)?;
+    notes.push(evaluated_for(target));
 
     let mut syscalls = Vec::new();
     let mut comments = 0;
     for (i, call) in profile.syscalls.iter().enumerate() {
-        let field = |f: &str| format!("syscalls[{i}].{f}");
         for key in call.other.keys() {
             if key == "comment" {
                 comments += 1;
@@ -296,58 +243,7 @@ pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec
                 notes.push(format!("syscalls[{i}]: ignored unknown field {key:?}"));
             }
         }
-        let mut names = call.names.clone();
-        if let Some(name) = &call.name {
-            if !names.is_empty() {
-                return Err(invalid(
-                    &field("name"),
-                    "set together with names (Docker refuses this too)".into(),
-                ));
-            }
-            names.push(name.clone());
-        }
-        for (which, filter) in [("includes", &call.includes), ("excludes", &call.excludes)] {
-            if let Some(k) = filter.as_ref().and_then(|f| f.min_kernel.as_deref())
-                && !k.is_empty()
-                && strict_kernel(k).is_none()
-            {
-                return Err(invalid(
-                    &field(&format!("{which}.minKernel")),
-                    format!("{k:?} is not MAJOR.MINOR (Docker refuses it too)"),
-                ));
-            }
-        }
-        if let Some(why) = excluded(call, native_name, target) {
-            notes.push(format!("dropped syscalls[{i}] ({}): {why}", short(&names)));
-            continue;
-        }
-        if names.is_empty() {
-            continue;
-        }
-        let errno_ret = match (call.errno_ret, &call.errno) {
-            (Some(n), _) => Some(n),
-            (None, Some(name)) => Some(
-                crate::errno::number(name)
-                    .ok_or_else(|| invalid(&field("errno"), format!("unknown errno name {name:?}")))?,
-            ),
-            (None, None) => None,
-        };
-        syscalls.push(SeccompSyscall {
-            names,
-            action: call.action,
-            errno_ret,
-            args: call
-                .args
-                .iter()
-                .flatten()
-                .map(|a| SeccompArg {
-                    index: a.index,
-                    value: a.value,
-                    value_two: a.value_two,
-                    op: a.op,
-                })
-                .collect(),
-        });
+        syscalls.extend(syscall(i, call, target, &mut notes)?);
     }
     if comments > 0 {
         notes.push(format!("dropped {comments} comment field(s)"));
@@ -368,6 +264,133 @@ pub fn convert(json: &Value, target: &Target) -> Result<(SeccompProfileSpec, Vec
         },
         notes,
     ))
+}
+
+fn invalid(field: &str, message: String) -> ConvertError {
+    ConvertError::Field {
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// An errno given as a number or by name (the number wins, as in Docker).
+fn errno_ret(field: &str, number: Option<u32>, name: Option<&str>) -> Result<Option<u32>, ConvertError> {
+    match (number, name) {
+        (Some(n), _) => Ok(Some(n)),
+        (None, Some(name)) => crate::errno::number(name)
+            .map(Some)
+            .ok_or_else(|| invalid(field, format!("unknown errno name {name:?}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The architectures for the target's native one: `architectures`, or its `archMap` entry.
+fn architectures(
+    profile: &Profile,
+    native: SeccompArch,
+    notes: &mut Vec<String>,
+) -> Result<Vec<SeccompArch>, ConvertError> {
+    if profile.arch_map.is_empty() {
+        return Ok(profile.architectures.clone());
+    }
+    if !profile.architectures.is_empty() {
+        return Err(invalid(
+            "architectures",
+            "set together with archMap (Docker refuses this too)".into(),
+        ));
+    }
+    Ok(match profile.arch_map.iter().find(|m| m.architecture == native) {
+        Some(m) => {
+            let mut arches = vec![m.architecture];
+            arches.extend(m.sub_architectures.iter().copied());
+            notes.push(format!(
+                "archMap: {} -> architectures {}",
+                arch(native),
+                arches.iter().map(|a| arch(*a)).collect::<Vec<_>>().join(", ")
+            ));
+            arches
+        }
+        None => {
+            notes.push(format!(
+                "archMap has no entry for {}: no architectures listed (the node's native one is used)",
+                arch(native)
+            ));
+            vec![]
+        }
+    })
+}
+
+/// The note saying what the includes and excludes were evaluated for.
+fn evaluated_for(target: &Target) -> String {
+    let kernel_note = match target.kernel {
+        Some((a, b)) => format!("kernel {a}.{b}"),
+        None => "a kernel newer than every minKernel (give --kernel to choose)".to_string(),
+    };
+    let caps_note = if target.caps.is_empty() {
+        "no capabilities".to_string()
+    } else {
+        format!("{} capabilities", target.caps.len())
+    };
+    format!(
+        "evaluated includes/excludes for {} ({}), {caps_note}, {kernel_note}",
+        docker_arch_name(target.arch),
+        arch(target.arch)
+    )
+}
+
+/// One `syscalls[i]` entry for the target: `None` when its filters exclude it or it names
+/// no syscall.
+fn syscall(
+    i: usize,
+    call: &Syscall,
+    target: &Target,
+    notes: &mut Vec<String>,
+) -> Result<Option<SeccompSyscall>, ConvertError> {
+    let field = |f: &str| format!("syscalls[{i}].{f}");
+    let mut names = call.names.clone();
+    if let Some(name) = &call.name {
+        if !names.is_empty() {
+            return Err(invalid(
+                &field("name"),
+                "set together with names (Docker refuses this too)".into(),
+            ));
+        }
+        names.push(name.clone());
+    }
+    for (which, filter) in [("includes", &call.includes), ("excludes", &call.excludes)] {
+        if let Some(k) = filter.as_ref().and_then(|f| f.min_kernel.as_deref())
+            && !k.is_empty()
+            && strict_kernel(k).is_none()
+        {
+            return Err(invalid(
+                &field(&format!("{which}.minKernel")),
+                format!("{k:?} is not MAJOR.MINOR (Docker refuses it too)"),
+            ));
+        }
+    }
+    if let Some(why) = excluded(call, docker_arch_name(target.arch), target) {
+        notes.push(format!("dropped syscalls[{i}] ({}): {why}", short(&names)));
+        return Ok(None);
+    }
+    if names.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SeccompSyscall {
+        names,
+        action: call.action,
+        errno_ret: errno_ret(&field("errno"), call.errno_ret, call.errno.as_deref())?,
+        args: call
+            .args
+            .iter()
+            .flatten()
+            .map(|a| SeccompArg {
+                index: a.index,
+                value: a.value,
+                value_two: a.value_two,
+                op: a.op,
+            })
+            .collect(),
+    }))
 }
 
 fn without_nulls(v: Value) -> Value {

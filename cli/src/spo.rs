@@ -32,86 +32,12 @@ pub fn convert(doc: &Value, bases: &BTreeMap<String, Value>) -> Result<(Vec<Valu
     let mut notes = Vec::new();
     let metadata = metadata(doc, &mut notes);
     let spec = doc.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let Value::Object(mut spec) = spec else {
+    let Value::Object(spec) = spec else {
         return Err(field("spec", "must be an object"));
     };
     match kind {
-        "SeccompProfile" => {
-            let mut objects = Vec::new();
-            if let Some(Value::Bool(true)) = spec.remove("disabled") {
-                spec.insert("state".into(), json!("Disabled"));
-            }
-            if let Some(base) = spec.get("baseProfileName").and_then(Value::as_str).map(str::to_string) {
-                if let Some(reference) = base.strip_prefix("oci://") {
-                    let Some(base_doc) = bases.get(&base) else {
-                        return Err(field(
-                            "spec.baseProfileName",
-                            &format!(
-                                "{base:?} is an OCI artifact that SPO pulls from a registry; pass its profile.yaml with --base {base}=FILE"
-                            ),
-                        ));
-                    };
-                    let base_name = oci_name(reference);
-                    let mut renamed = base_doc.clone();
-                    renamed["metadata"] = json!({"name": base_name});
-                    let (mut converted, base_notes) =
-                        convert(&renamed, bases).map_err(|e| e.within(&format!("base {base}")))?;
-                    notes.extend(base_notes.into_iter().map(|n| format!("base {base}: {n}")));
-                    objects.append(&mut converted);
-                    spec.insert("baseProfileName".into(), json!(base_name));
-                    notes.push(format!(
-                        "spec.baseProfileName: {base:?} is the SeccompProfile {base_name:?} converted from the given file"
-                    ));
-                }
-                notes.push(
-                    "spec.baseProfileName: SPO merges a base per syscall name keeping the less restrictive action; \
-                     Palisade lets the child's rules for a name replace the base's (review rules both name)"
-                        .into(),
-                );
-            }
-            let spec = keep_known(spec, &SECCOMP_FIELDS, "spec", &mut notes);
-            // SPO writes `<name>` as the file name when it already ends in .json; Palisade
-            // always appends .json: the object drops the suffix so the path stays the same.
-            let mut metadata = metadata;
-            let name = match name.strip_suffix(".json") {
-                Some(stem) => {
-                    notes.push(format!(
-                        "metadata.name {name:?} becomes {stem:?}: Palisade adds .json itself, so the file stays operator/{name}"
-                    ));
-                    metadata["name"] = json!(stem);
-                    stem.to_string()
-                }
-                None => name,
-            };
-            let typed: SeccompProfileSpec = serde_json::from_value(Value::Object(spec.clone()))
-                .map_err(|e| field("spec", &format!("not a valid SeccompProfile spec: {e}")))?;
-            let _ = typed;
-            objects.push(object("SeccompProfile", metadata, spec));
-            notes.push(format!(
-                "SeccompProfile {name}: pods keep working with localhostProfile operator/{name}.json when the chart sets agent.seccompSubdir=operator"
-            ));
-            Ok((objects, notes))
-        }
-        "AppArmorProfile" => {
-            if let Some(complain) = spec.remove("complainMode") {
-                if complain == json!(true) {
-                    spec.insert("mode".into(), json!("Complain"));
-                }
-                notes.push("spec.complainMode (v1alpha1) is spec.mode".into());
-            }
-            if let Some(Value::Bool(true)) = spec.remove("disabled") {
-                spec.insert("state".into(), json!("Disabled"));
-            }
-            let spec = keep_known(spec, &APPARMOR_FIELDS, "spec", &mut notes);
-            let typed: AppArmorProfileSpec = serde_json::from_value(Value::Object(spec.clone()))
-                .map_err(|e| field("spec", &format!("not a valid AppArmorProfile spec: {e}")))?;
-            if typed.abstract_.is_some() {
-                notes.push(format!(
-                    "AppArmorProfile {name}: spec.abstract renders the rules SPO's does (see the README's abstract table)"
-                ));
-            }
-            Ok((vec![object("AppArmorProfile", metadata, spec)], notes))
-        }
+        "SeccompProfile" => seccomp(name, metadata, spec, bases, notes),
+        "AppArmorProfile" => apparmor(&name, metadata, spec, notes),
         other => {
             let hint = match other {
                 "ProfileBinding" => "reference the profile in the pod spec (securityContext) instead",
@@ -126,6 +52,103 @@ pub fn convert(doc: &Value, bases: &BTreeMap<String, Value>) -> Result<(Vec<Valu
             Ok((vec![], notes))
         }
     }
+}
+
+type Spec = serde_json::Map<String, Value>;
+type Converted = Result<(Vec<Value>, Vec<String>), ConvertError>;
+
+/// An SPO SeccompProfile, and its base when that is an OCI artifact given as a file.
+fn seccomp(
+    name: String,
+    metadata: Value,
+    mut spec: Spec,
+    bases: &BTreeMap<String, Value>,
+    mut notes: Vec<String>,
+) -> Converted {
+    let mut objects = Vec::new();
+    if let Some(Value::Bool(true)) = spec.remove("disabled") {
+        spec.insert("state".into(), json!("Disabled"));
+    }
+    if let Some(base) = spec.get("baseProfileName").and_then(Value::as_str).map(str::to_string) {
+        if let Some(reference) = base.strip_prefix("oci://") {
+            let base_name = oci_name(reference);
+            objects.append(&mut oci_base(&base, &base_name, bases, &mut notes)?);
+            spec.insert("baseProfileName".into(), json!(base_name));
+        }
+        notes.push(
+            "spec.baseProfileName: SPO merges a base per syscall name keeping the less restrictive action; \
+             Palisade lets the child's rules for a name replace the base's (review rules both name)"
+                .into(),
+        );
+    }
+    let spec = keep_known(spec, &SECCOMP_FIELDS, "spec", &mut notes);
+    // SPO writes `<name>` as the file name when it already ends in .json; Palisade always
+    // appends .json: the object drops the suffix so the path stays the same.
+    let mut metadata = metadata;
+    let name = match name.strip_suffix(".json") {
+        Some(stem) => {
+            notes.push(format!(
+                "metadata.name {name:?} becomes {stem:?}: Palisade adds .json itself, so the file stays operator/{name}"
+            ));
+            metadata["name"] = json!(stem);
+            stem.to_string()
+        }
+        None => name,
+    };
+    let _typed: SeccompProfileSpec = serde_json::from_value(Value::Object(spec.clone()))
+        .map_err(|e| field("spec", &format!("not a valid SeccompProfile spec: {e}")))?;
+    objects.push(object("SeccompProfile", metadata, spec));
+    notes.push(format!(
+        "SeccompProfile {name}: pods keep working with localhostProfile operator/{name}.json when the chart sets agent.seccompSubdir=operator"
+    ));
+    Ok((objects, notes))
+}
+
+/// The base `base` (an OCI artifact SPO pulls), converted from the file given for it.
+fn oci_base(
+    base: &str,
+    base_name: &str,
+    bases: &BTreeMap<String, Value>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Value>, ConvertError> {
+    let Some(base_doc) = bases.get(base) else {
+        return Err(field(
+            "spec.baseProfileName",
+            &format!(
+                "{base:?} is an OCI artifact that SPO pulls from a registry; pass its profile.yaml with --base {base}=FILE"
+            ),
+        ));
+    };
+    let mut renamed = base_doc.clone();
+    renamed["metadata"] = json!({"name": base_name});
+    let (converted, base_notes) = convert(&renamed, bases).map_err(|e| e.within(&format!("base {base}")))?;
+    notes.extend(base_notes.into_iter().map(|n| format!("base {base}: {n}")));
+    notes.push(format!(
+        "spec.baseProfileName: {base:?} is the SeccompProfile {base_name:?} converted from the given file"
+    ));
+    Ok(converted)
+}
+
+/// An SPO AppArmorProfile.
+fn apparmor(name: &str, metadata: Value, mut spec: Spec, mut notes: Vec<String>) -> Converted {
+    if let Some(complain) = spec.remove("complainMode") {
+        if complain == json!(true) {
+            spec.insert("mode".into(), json!("Complain"));
+        }
+        notes.push("spec.complainMode (v1alpha1) is spec.mode".into());
+    }
+    if let Some(Value::Bool(true)) = spec.remove("disabled") {
+        spec.insert("state".into(), json!("Disabled"));
+    }
+    let spec = keep_known(spec, &APPARMOR_FIELDS, "spec", &mut notes);
+    let typed: AppArmorProfileSpec = serde_json::from_value(Value::Object(spec.clone()))
+        .map_err(|e| field("spec", &format!("not a valid AppArmorProfile spec: {e}")))?;
+    if typed.abstract_.is_some() {
+        notes.push(format!(
+            "AppArmorProfile {name}: spec.abstract renders the rules SPO's does (see the README's abstract table)"
+        ));
+    }
+    Ok((vec![object("AppArmorProfile", metadata, spec)], notes))
 }
 
 const SECCOMP_FIELDS: [&str; 10] = [
