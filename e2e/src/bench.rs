@@ -949,6 +949,21 @@ pub fn summary(latency: &[Results], scale: &[ScaleResults]) {
         line.push(format!("{key}={m:.digits$}"));
     };
     let nodes = latency.first().map_or(0, |r| r.nodes);
+    latency_rows(&mut row, latency);
+    let (n, p) = scale.first().map_or((0, 0), |r| (r.nodes, r.profiles));
+    scale_rows(&mut row, scale);
+    println!();
+    println!(
+        "BENCH nodes={nodes} scale_nodes={n} scale_profiles={p} {}",
+        line.join(" ")
+    );
+}
+
+/// One summary row: what, its key in the `BENCH` line, the values over runs, unit, digits, target.
+type Row<'a> = dyn FnMut(&str, &str, Vec<f64>, &str, usize, &str) + 'a;
+
+fn latency_rows(row: &mut Row<'_>, latency: &[Results]) {
+    let nodes = latency.first().map_or(0, |r| r.nodes);
     let of = |f: fn(&Results) -> f64| latency.iter().map(f).collect::<Vec<_>>();
     row(
         &format!("seccomp apply → Ready on all {nodes} nodes, p99"),
@@ -1030,6 +1045,9 @@ pub fn summary(latency: &[Results], scale: &[ScaleResults]) {
         0,
         "heartbeats only",
     );
+}
+
+fn scale_rows(row: &mut Row<'_>, scale: &[ScaleResults]) {
     let n = scale.first().map_or(0, |r| r.nodes);
     let p = scale.first().map_or(0, |r| r.profiles);
     let sc = |f: fn(&ScaleResults) -> f64| scale.iter().map(f).collect::<Vec<_>>();
@@ -1110,11 +1128,6 @@ pub fn summary(latency: &[Results], scale: &[ScaleResults]) {
         "s",
         1,
         "",
-    );
-    println!();
-    println!(
-        "BENCH nodes={nodes} scale_nodes={n} scale_profiles={p} {}",
-        line.join(" ")
     );
 }
 
