@@ -8,8 +8,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_crds::{
-    AppArmorProfile, Expectation, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileState, ProfileStatus,
-    SeccompProfile, SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
+    AppArmorProfile, Expectation, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile,
+    SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
 };
 use serde::Serialize;
 
@@ -166,24 +166,8 @@ pub fn on_nodes(
 ) -> BTreeMap<(String, ProfileKind, String), NodeRow> {
     let expected: Vec<Expectation<'_>> = seccomp
         .iter()
-        .map(|p| {
-            expect(
-                ProfileKind::SeccompProfile,
-                &p.metadata,
-                p.status.as_ref(),
-                p.spec.state == ProfileState::Enabled,
-                p.spec.node_selector.as_ref(),
-            )
-        })
-        .chain(apparmor.iter().map(|p| {
-            expect(
-                ProfileKind::AppArmorProfile,
-                &p.metadata,
-                p.status.as_ref(),
-                p.spec.state == ProfileState::Enabled,
-                p.spec.node_selector.as_ref(),
-            )
-        }))
+        .map(Expectation::of)
+        .chain(apparmor.iter().map(Expectation::of))
         .collect();
     let accepted: HashMap<(ProfileKind, &str), u64> = expected
         .iter()
@@ -229,23 +213,6 @@ pub fn on_nodes(
         }
     }
     out
-}
-
-fn expect<'a>(
-    kind: ProfileKind,
-    meta: &'a kube::api::ObjectMeta,
-    status: Option<&'a ProfileStatus>,
-    enabled: bool,
-    selector: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-) -> Expectation<'a> {
-    Expectation {
-        kind,
-        name: meta.name.as_deref().unwrap_or_default(),
-        uid: meta.uid.as_deref().unwrap_or_default(),
-        accepted: status.and_then(|s| s.accepted.as_ref()).map(|a| a.digest.as_str()),
-        enabled,
-        selector,
-    }
 }
 
 /// `status` as a table.

@@ -207,6 +207,21 @@ pub struct Expectation<'a> {
     pub selector: Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
+impl<'a> Expectation<'a> {
+    /// What nodes must hold of a profile as its object says.
+    pub fn of<P: crate::ProfileObject>(profile: &'a P) -> Self {
+        let meta = profile.meta();
+        Self {
+            kind: P::KIND,
+            name: meta.name.as_deref().unwrap_or_default(),
+            uid: meta.uid.as_deref().unwrap_or_default(),
+            accepted: crate::accepted_content(profile.profile_status()).map(|a| a.digest.as_str()),
+            enabled: profile.state() == crate::ProfileState::Enabled,
+            selector: profile.selector(),
+        }
+    }
+}
+
 /// Where a profile stands on one node, as its report tells.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Standing<E> {

@@ -40,31 +40,25 @@ pub trait ProfileObject: kube::Resource<DynamicType = ()> {
     fn state(&self) -> ProfileState;
 }
 
-impl ProfileObject for SeccompProfile {
-    const KIND: ProfileKind = ProfileKind::SeccompProfile;
-    fn profile_status(&self) -> Option<&ProfileStatus> {
-        self.status.as_ref()
-    }
-    fn selector(&self) -> Option<&LabelSelector> {
-        self.spec.node_selector.as_ref()
-    }
-    fn state(&self) -> ProfileState {
-        self.spec.state
-    }
+/// Both kinds keep these in the same fields.
+macro_rules! profile_object {
+    ($($ty:ident),*) => {$(
+        impl ProfileObject for $ty {
+            const KIND: ProfileKind = ProfileKind::$ty;
+            fn profile_status(&self) -> Option<&ProfileStatus> {
+                self.status.as_ref()
+            }
+            fn selector(&self) -> Option<&LabelSelector> {
+                self.spec.node_selector.as_ref()
+            }
+            fn state(&self) -> ProfileState {
+                self.spec.state
+            }
+        }
+    )*};
 }
 
-impl ProfileObject for AppArmorProfile {
-    const KIND: ProfileKind = ProfileKind::AppArmorProfile;
-    fn profile_status(&self) -> Option<&ProfileStatus> {
-        self.status.as_ref()
-    }
-    fn selector(&self) -> Option<&LabelSelector> {
-        self.spec.node_selector.as_ref()
-    }
-    fn state(&self) -> ProfileState {
-        self.spec.state
-    }
-}
+profile_object!(SeccompProfile, AppArmorProfile);
 
 #[cfg(test)]
 mod tests {
