@@ -8,7 +8,7 @@ use kube::{Api, Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile};
 use serde::Serialize;
 
-use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
+use palisade_crds::pods::{Effective, effective_apparmor, effective_seccomp};
 
 /// How much a finding matters; `--fail-on` compares with it.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -66,18 +66,20 @@ impl Known {
     }
 }
 
-fn kind_label(kind: ProfileKind) -> &'static str {
-    match kind {
-        ProfileKind::SeccompProfile => "SeccompProfile",
-        ProfileKind::AppArmorProfile => "AppArmorProfile",
-    }
-}
-
 /// A pod of Palisade's agent DaemonSet (the chart's labels).
 fn is_palisade_agent(pod: &Pod) -> bool {
     let labels = pod.labels();
     labels.get("app.kubernetes.io/name").is_some_and(|n| n == "palisade")
         && labels.get("app.kubernetes.io/component").is_some_and(|c| c == "agent")
+}
+
+/// What an audit reads from the API.
+pub struct Cluster {
+    pub pods: Vec<Pod>,
+    pub seccomp: Vec<SeccompProfile>,
+    pub apparmor: Vec<AppArmorProfile>,
+    pub reports: Vec<NodeProfileStatus>,
+    pub nodes: Vec<Node>,
 }
 
 /// Audits pods (in `namespace`, or all), profiles and nodes.
@@ -86,45 +88,72 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let pods = pods.list(&Default::default()).await?.items;
-    let seccomp = Api::<SeccompProfile>::all(client.clone())
-        .list(&Default::default())
-        .await?
-        .items;
-    let apparmor = Api::<AppArmorProfile>::all(client.clone())
-        .list(&Default::default())
-        .await?
-        .items;
-    let reports = Api::<NodeProfileStatus>::all(client.clone())
-        .list(&Default::default())
-        .await?
-        .items;
-    let nodes = Api::<Node>::all(client).list(&Default::default()).await?.items;
-
-    let mut known = Known {
-        seccomp: HashMap::new(),
-        seccomp_dirs: BTreeSet::from([palisade_crds::SECCOMP_SUBDIR.to_string()]),
-        apparmor: apparmor.iter().map(|p| (p.name_any(), p.status.clone())).collect(),
-        on_nodes: crate::cluster::on_nodes(&seccomp, &apparmor, &reports, &nodes),
+    let all = Default::default();
+    let cluster = Cluster {
+        pods: pods.list(&all).await?.items,
+        seccomp: Api::<SeccompProfile>::all(client.clone()).list(&all).await?.items,
+        apparmor: Api::<AppArmorProfile>::all(client.clone()).list(&all).await?.items,
+        reports: Api::<NodeProfileStatus>::all(client.clone()).list(&all).await?.items,
+        nodes: Api::<Node>::all(client).list(&all).await?.items,
     };
-    for p in &seccomp {
-        let path = p
-            .status
-            .as_ref()
-            .and_then(|s| s.localhost_profile.clone())
-            .unwrap_or_else(|| SeccompProfile::localhost_profile(&p.name_any()));
-        if let Some((dir, _)) = path.split_once('/') {
-            known.seccomp_dirs.insert(dir.to_string());
-        }
-        known.seccomp.insert(path, (p.name_any(), p.status.clone()));
+    Ok(findings(&cluster, namespace))
+}
+
+/// The findings of an audit, most severe first.
+pub fn findings(cluster: &Cluster, namespace: Option<&str>) -> Vec<Finding> {
+    let known = Known::of(cluster);
+    let mut findings = node_findings(cluster, namespace);
+    let mut used = BTreeSet::new();
+    for pod in &cluster.pods {
+        findings.extend(pod_findings(pod, &known, &mut used));
     }
-    let mut findings = Vec::new();
-    // A namespace's audit looks at the nodes its pods run on; a cluster's at every node.
-    let pod_nodes: BTreeSet<String> = pods
+    findings.extend(unused_findings(cluster, &used, namespace));
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.object.cmp(&b.object))
+            .then(a.finding.cmp(&b.finding))
+    });
+    findings
+}
+
+impl Known {
+    fn of(cluster: &Cluster) -> Self {
+        let mut known = Known {
+            seccomp: HashMap::new(),
+            seccomp_dirs: BTreeSet::from([palisade_crds::SECCOMP_SUBDIR.to_string()]),
+            apparmor: cluster
+                .apparmor
+                .iter()
+                .map(|p| (p.name_any(), p.status.clone()))
+                .collect(),
+            on_nodes: crate::cluster::on_nodes(&cluster.seccomp, &cluster.apparmor, &cluster.reports, &cluster.nodes),
+        };
+        for p in &cluster.seccomp {
+            let path = p
+                .status
+                .as_ref()
+                .and_then(|s| s.localhost_profile.clone())
+                .unwrap_or_else(|| SeccompProfile::localhost_profile(&p.name_any()));
+            if let Some((dir, _)) = path.split_once('/') {
+                known.seccomp_dirs.insert(dir.to_string());
+            }
+            known.seccomp.insert(path, (p.name_any(), p.status.clone()));
+        }
+        known
+    }
+}
+
+/// Nodes without AppArmor (a namespace's audit looks at the nodes its pods run on; a
+/// cluster's at every node).
+fn node_findings(cluster: &Cluster, namespace: Option<&str>) -> Vec<Finding> {
+    let pod_nodes: BTreeSet<String> = cluster
+        .pods
         .iter()
         .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
         .collect();
-    for report in &reports {
+    let mut findings = Vec::new();
+    for report in &cluster.reports {
         let node = report.name_any();
         let Some(status) = &report.status else { continue };
         if !status.capabilities.apparmor && (namespace.is_none() || pod_nodes.contains(&node)) {
@@ -136,163 +165,154 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
             });
         }
     }
+    findings
+}
 
-    let mut used: BTreeSet<(ProfileKind, String)> = BTreeSet::new();
-    for pod in &pods {
-        let id = format!("pod {}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-        let Some(spec) = &pod.spec else { continue };
-        let node = spec.node_name.as_deref();
-        let pod_sc = spec.security_context.as_ref();
-        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-        let containers = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers)
-            .map(|c| (c.name.clone(), c.security_context.clone()));
-        for (container, sc) in containers {
-            let object = format!("{id} (container {container})");
-            let sc: Option<&SecurityContext> = sc.as_ref();
-            if sc.and_then(|s| s.privileged) == Some(true) {
-                findings.push(Finding {
-                    severity: Severity::High,
-                    object: object.clone(),
-                    finding: "is privileged: no seccomp or AppArmor profile confines it".into(),
-                });
-                continue;
-            }
-            // seccomp: the container's, else the pod's.
-            let profile = sc
-                .and_then(|s| s.seccomp_profile.as_ref())
-                .or(pod_sc.and_then(|s| s.seccomp_profile.as_ref()));
-            match profile.map(|p| (p.type_.as_str(), p.localhost_profile.as_deref())) {
-                None => findings.push(Finding {
-                    severity: Severity::Medium,
-                    object: object.clone(),
-                    finding: "has no seccomp profile (Unconfined unless the kubelet runs with --seccomp-default)".into(),
-                }),
-                Some(("Unconfined", _)) => findings.push(Finding {
-                    severity: Severity::High,
-                    object: object.clone(),
-                    finding: "runs seccomp Unconfined".into(),
-                }),
-                Some(("Localhost", Some(path))) => match known.seccomp.get(path) {
-                    Some((name, status)) => {
-                        used.insert((ProfileKind::SeccompProfile, name.clone()));
-                        if let Some((severity, problem)) =
-                            known.problem(ProfileKind::SeccompProfile, name, status.as_ref(), node)
-                        {
-                            findings.push(Finding {
-                                severity,
-                                object: object.clone(),
-                                finding: format!("uses SeccompProfile {name}, which {problem}"),
-                            });
-                        }
-                    }
-                    None if path.split_once('/').is_some_and(|(d, _)| known.seccomp_dirs.contains(d)) => {
-                        findings.push(Finding {
-                            severity: Severity::High,
-                            object: object.clone(),
-                            finding: format!(
-                                "names seccomp profile {path}, which no SeccompProfile provides: the container cannot start"
-                            ),
-                        })
-                    }
-                    None => {}
-                },
-                Some(_) => {}
-            }
-            // AppArmor: the container's field, else its annotation, else the pod's field.
-            let field = sc
-                .and_then(|s| s.app_armor_profile.as_ref())
-                .map(|p| (p.type_.clone(), p.localhost_profile.clone()));
-            let annotation = annotations
-                .get(&format!("{APPARMOR_ANNOTATION_PREFIX}{container}"))
-                .map(|v| match v.strip_prefix("localhost/") {
-                    Some(name) => ("Localhost".to_string(), Some(name.to_string())),
-                    None if v == "unconfined" => ("Unconfined".to_string(), None),
-                    None => ("RuntimeDefault".to_string(), None),
-                });
-            let pod_field = pod_sc
-                .and_then(|s| s.app_armor_profile.as_ref())
-                .map(|p| (p.type_.clone(), p.localhost_profile.clone()));
-            match field.or(annotation).or(pod_field) {
-                None => findings.push(Finding {
-                    severity: Severity::Low,
-                    object: object.clone(),
-                    finding: "has no AppArmor profile (the runtime's default applies on AppArmor nodes)".into(),
-                }),
-                // Palisade's own agent must be: only an unconfined task may load policy.
-                Some((t, _)) if t == "Unconfined" && is_palisade_agent(pod) => {
-                    findings.push(Finding {
-                        severity: Severity::Low,
-                        object: object.clone(),
-                        finding: "runs AppArmor Unconfined, as Palisade's agent must (the kernel lets only an unconfined task load AppArmor policy)".into(),
-                    })
-                }
-                Some((t, _)) if t == "Unconfined" => findings.push(Finding {
-                    severity: Severity::High,
-                    object: object.clone(),
-                    finding: "runs AppArmor Unconfined".into(),
-                }),
-                Some((t, Some(name))) if t == "Localhost" => match known.apparmor.get(&name) {
-                    Some(status) => {
-                        used.insert((ProfileKind::AppArmorProfile, name.clone()));
-                        if let Some((severity, problem)) =
-                            known.problem(ProfileKind::AppArmorProfile, &name, status.as_ref(), node)
-                        {
-                            findings.push(Finding {
-                                severity,
-                                object: object.clone(),
-                                finding: format!("uses AppArmorProfile {name}, which {problem}"),
-                            });
-                        }
-                    }
-                    None => findings.push(Finding {
-                        severity: Severity::High,
-                        object: object.clone(),
-                        finding: format!(
-                            "names AppArmor profile {name}, which no AppArmorProfile provides: the container cannot start unless the node has it loaded"
-                        ),
-                    }),
-                },
-                Some(_) => {}
-            }
+/// Each container of a pod (init containers first): privileged, its seccomp profile, its
+/// AppArmor profile. Records the profiles it uses in `used`.
+fn pod_findings(pod: &Pod, known: &Known, used: &mut BTreeSet<(ProfileKind, String)>) -> Vec<Finding> {
+    let id = format!("pod {}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+    let Some(spec) = &pod.spec else { return vec![] };
+    let node = spec.node_name.as_deref();
+    let mut findings = Vec::new();
+    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+        let object = format!("{id} (container {})", c.name);
+        let sc: Option<&SecurityContext> = c.security_context.as_ref();
+        let mut found = |severity, finding: String| {
+            findings.push(Finding {
+                severity,
+                object: object.clone(),
+                finding,
+            })
+        };
+        if sc.and_then(|s| s.privileged) == Some(true) {
+            found(
+                Severity::High,
+                "is privileged: no seccomp or AppArmor profile confines it".into(),
+            );
+            continue;
+        }
+        let seccomp = effective_seccomp(spec, sc).map(|p| Effective {
+            type_: p.type_.clone(),
+            localhost: p.localhost_profile.clone(),
+        });
+        if let Some((severity, finding)) = seccomp_finding(seccomp, known, node, used) {
+            found(severity, finding);
+        }
+        let apparmor = effective_apparmor(pod, &c.name, sc);
+        if let Some((severity, finding)) = apparmor_finding(apparmor, pod, known, node, used) {
+            found(severity, finding);
         }
     }
+    findings
+}
 
-    let mut profiles: BTreeMap<(ProfileKind, String), ()> = BTreeMap::new();
-    for p in &seccomp {
-        profiles.insert((ProfileKind::SeccompProfile, p.name_any()), ());
+fn seccomp_finding(
+    profile: Option<Effective>,
+    known: &Known,
+    node: Option<&str>,
+    used: &mut BTreeSet<(ProfileKind, String)>,
+) -> Option<(Severity, String)> {
+    let Some(profile) = profile else {
+        return Some((
+            Severity::Medium,
+            "has no seccomp profile (Unconfined unless the kubelet runs with --seccomp-default)".into(),
+        ));
+    };
+    match (profile.type_.as_str(), profile.localhost.as_deref()) {
+        ("Unconfined", _) => Some((Severity::High, "runs seccomp Unconfined".into())),
+        ("Localhost", Some(path)) => match known.seccomp.get(path) {
+            Some((name, status)) => {
+                used.insert((ProfileKind::SeccompProfile, name.clone()));
+                let (severity, problem) = known.problem(ProfileKind::SeccompProfile, name, status.as_ref(), node)?;
+                Some((severity, format!("uses SeccompProfile {name}, which {problem}")))
+            }
+            None if path
+                .split_once('/')
+                .is_some_and(|(d, _)| known.seccomp_dirs.contains(d)) =>
+            {
+                Some((
+                    Severity::High,
+                    format!(
+                        "names seccomp profile {path}, which no SeccompProfile provides: the container cannot start"
+                    ),
+                ))
+            }
+            None => None,
+        },
+        _ => None,
     }
-    for p in &apparmor {
-        profiles.insert((ProfileKind::AppArmorProfile, p.name_any()), ());
+}
+
+fn apparmor_finding(
+    profile: Option<Effective>,
+    pod: &Pod,
+    known: &Known,
+    node: Option<&str>,
+    used: &mut BTreeSet<(ProfileKind, String)>,
+) -> Option<(Severity, String)> {
+    let Some(profile) = profile else {
+        return Some((
+            Severity::Low,
+            "has no AppArmor profile (the runtime's default applies on AppArmor nodes)".into(),
+        ));
+    };
+    match (profile.type_.as_str(), profile.localhost) {
+        // Palisade's own agent must be: only an unconfined task may load policy.
+        ("Unconfined", _) if is_palisade_agent(pod) => Some((
+            Severity::Low,
+            "runs AppArmor Unconfined, as Palisade's agent must (the kernel lets only an unconfined task load AppArmor policy)".into(),
+        )),
+        ("Unconfined", _) => Some((Severity::High, "runs AppArmor Unconfined".into())),
+        ("Localhost", Some(name)) => match known.apparmor.get(&name) {
+            Some(status) => {
+                used.insert((ProfileKind::AppArmorProfile, name.clone()));
+                let (severity, problem) =
+                    known.problem(ProfileKind::AppArmorProfile, &name, status.as_ref(), node)?;
+                Some((severity, format!("uses AppArmorProfile {name}, which {problem}")))
+            }
+            None => Some((
+                Severity::High,
+                format!(
+                    "names AppArmor profile {name}, which no AppArmorProfile provides: the container cannot start unless the node has it loaded"
+                ),
+            )),
+        },
+        _ => None,
     }
-    let bases: BTreeSet<String> = seccomp
+}
+
+/// Profiles no pod uses (a seccomp base is used by its children).
+fn unused_findings(cluster: &Cluster, used: &BTreeSet<(ProfileKind, String)>, namespace: Option<&str>) -> Vec<Finding> {
+    let bases: BTreeSet<String> = cluster
+        .seccomp
         .iter()
         .filter_map(|p| p.spec.base_profile_name.clone())
         .collect();
-    for (kind, name) in profiles.keys() {
-        let is_base = *kind == ProfileKind::SeccompProfile && bases.contains(name);
-        if !used.contains(&(*kind, name.clone())) && !is_base {
-            findings.push(Finding {
-                severity: Severity::Low,
-                object: format!("{} {name}", kind_label(*kind)),
-                finding: if namespace.is_some() {
-                    "no pod in this namespace uses it".into()
-                } else {
-                    "no pod uses it".into()
-                },
-            });
-        }
-    }
-    findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.object.cmp(&b.object))
-            .then(a.finding.cmp(&b.finding))
-    });
-    Ok(findings)
+    let profiles: BTreeSet<(ProfileKind, String)> = cluster
+        .seccomp
+        .iter()
+        .map(|p| (ProfileKind::SeccompProfile, p.name_any()))
+        .filter(|(_, name)| !bases.contains(name))
+        .chain(
+            cluster
+                .apparmor
+                .iter()
+                .map(|p| (ProfileKind::AppArmorProfile, p.name_any())),
+        )
+        .collect();
+    profiles
+        .difference(used)
+        .map(|(kind, name)| Finding {
+            severity: Severity::Low,
+            object: format!("{} {name}", kind.name()),
+            finding: if namespace.is_some() {
+                "no pod in this namespace uses it".into()
+            } else {
+                "no pod uses it".into()
+            },
+        })
+        .collect()
 }
 
 /// Findings as a table.
@@ -312,4 +332,66 @@ pub fn table(findings: &[Finding], colour: bool) -> String {
         out.push_str(&format!("{severity}{:<width$}  {}\n", f.object, f.finding));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn cluster(pods: Vec<serde_json::Value>) -> Cluster {
+        Cluster {
+            pods: pods.into_iter().map(|p| serde_json::from_value(p).unwrap()).collect(),
+            seccomp: vec![],
+            apparmor: vec![],
+            reports: vec![],
+            nodes: vec![],
+        }
+    }
+
+    fn of<'a>(findings: &'a [Finding], container: &str) -> Vec<&'a str> {
+        findings
+            .iter()
+            .filter(|f| f.object.ends_with(&format!("(container {container})")))
+            .map(|f| f.finding.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn each_container_is_judged_by_the_profiles_kubernetes_applies_to_it() {
+        let pod = json!({
+            "metadata": {"name": "p", "namespace": "ns", "annotations": {
+                "container.apparmor.security.beta.kubernetes.io/annotated": "unconfined",
+                "container.apparmor.security.beta.kubernetes.io/own": "unconfined",
+            }},
+            "spec": {
+                "securityContext": {
+                    "seccompProfile": {"type": "Unconfined"},
+                    "appArmorProfile": {"type": "RuntimeDefault"},
+                },
+                "initContainers": [{"name": "init", "image": "i"}],
+                "containers": [
+                    // Its own fields win over the annotation and the pod's.
+                    {"name": "own", "image": "i", "securityContext": {
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                        "appArmorProfile": {"type": "RuntimeDefault"}}},
+                    // The annotation wins over the pod's field.
+                    {"name": "annotated", "image": "i"},
+                    {"name": "privileged", "image": "i", "securityContext": {"privileged": true}},
+                ],
+            },
+        });
+        let findings = findings(&cluster(vec![pod]), None);
+        assert!(of(&findings, "own").is_empty(), "{findings:?}");
+        assert_eq!(
+            of(&findings, "annotated"),
+            ["runs AppArmor Unconfined", "runs seccomp Unconfined"]
+        );
+        assert_eq!(of(&findings, "init"), ["runs seccomp Unconfined"]);
+        assert_eq!(
+            of(&findings, "privileged"),
+            ["is privileged: no seccomp or AppArmor profile confines it"]
+        );
+    }
 }

@@ -416,11 +416,7 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
 /// `explain` as text.
 pub fn explain_text(e: &Explained) -> String {
     let mut out = String::new();
-    let kind = match e.kind {
-        ProfileKind::SeccompProfile => "SeccompProfile",
-        ProfileKind::AppArmorProfile => "AppArmorProfile",
-    };
-    out.push_str(&format!("{kind} {}\n", e.name));
+    out.push_str(&format!("{} {}\n", e.kind.name(), e.name));
     let accepted = if e.accepted {
         "the content the operator accepted"
     } else {

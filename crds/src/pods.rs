@@ -161,10 +161,9 @@ pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -
             .collect(),
     };
     let ambiguous = container.is_none();
-    let pod_level = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
     let mut found = None;
     for c in candidates {
-        let profile = c.and_then(|s| s.seccomp_profile.as_ref()).or(pod_level)?;
+        let profile = effective_seccomp(spec, c)?;
         if profile.type_ != "Localhost" {
             // Without a container ID, a container under another profile makes it ambiguous.
             if ambiguous {
@@ -184,6 +183,69 @@ pub fn seccomp_profile_of(pod: &Pod, container_id: Option<&str>, subdir: &str) -
         found = Some(name.to_string());
     }
     found
+}
+
+/// A profile as a container runs under it: its `type` and, for `Localhost`, its name or path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effective {
+    pub type_: String,
+    pub localhost: Option<String>,
+}
+
+/// The seccomp profile a container runs under: its own, else its pod's (Kubernetes'
+/// precedence).
+pub fn effective_seccomp<'a>(
+    pod: &'a PodSpec,
+    container: Option<&'a SecurityContext>,
+) -> Option<&'a k8s_openapi::api::core::v1::SeccompProfile> {
+    container
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .or_else(|| pod.security_context.as_ref()?.seccomp_profile.as_ref())
+}
+
+/// The AppArmor profile a container runs under: its own field, else its legacy annotation
+/// (`localhost/<name>`, `unconfined`, anything else the runtime's default), else its pod's
+/// field (Kubernetes' precedence).
+pub fn effective_apparmor(pod: &Pod, container: &str, context: Option<&SecurityContext>) -> Option<Effective> {
+    let field = |p: &k8s_openapi::api::core::v1::AppArmorProfile| Effective {
+        type_: p.type_.clone(),
+        localhost: p.localhost_profile.clone(),
+    };
+    let annotation = || {
+        let value = pod
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(&format!("{APPARMOR_ANNOTATION_PREFIX}{container}"))?;
+        Some(match value.strip_prefix("localhost/") {
+            Some(name) => Effective {
+                type_: "Localhost".into(),
+                localhost: Some(name.to_string()),
+            },
+            None if value == "unconfined" => Effective {
+                type_: "Unconfined".into(),
+                localhost: None,
+            },
+            None => Effective {
+                type_: "RuntimeDefault".into(),
+                localhost: None,
+            },
+        })
+    };
+    let pod_field = || {
+        pod.spec
+            .as_ref()?
+            .security_context
+            .as_ref()?
+            .app_armor_profile
+            .as_ref()
+            .map(field)
+    };
+    context
+        .and_then(|s| s.app_armor_profile.as_ref())
+        .map(field)
+        .or_else(annotation)
+        .or_else(pod_field)
 }
 
 /// The Palisade profiles a pod references: seccomp `Localhost` profiles under
