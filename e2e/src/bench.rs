@@ -668,7 +668,6 @@ async fn reconciles(port: u16) -> f64 {
 /// simulated nodes (see `simnode`): time to converge, one change → Ready everywhere,
 /// bytes written per change, the operator's memory, and an idle minute.
 pub async fn scale(dir: &Path, nodes: usize, profiles: usize, changes: usize) -> Result<ScaleResults> {
-    use k8s_openapi::api::core::v1::Node;
     let t0 = Instant::now();
     let say = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
     raise_open_files();
@@ -699,27 +698,8 @@ pub async fn scale(dir: &Path, nodes: usize, profiles: usize, changes: usize) ->
     .await?;
 
     say(&format!("{nodes} Nodes"));
-    let nodes_api: Api<Node> = Api::all(client.clone());
     let names: Vec<String> = (0..nodes).map(|i| format!("sim-{i:04}")).collect();
-    futures::stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = nodes_api.clone();
-            async move {
-                api.patch(
-                    &name,
-                    &PatchParams::apply("bench").force(),
-                    &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
-                        "labels": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": name}}})),
-                )
-                .await
-                .map(|_| ())
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<kube::Result<Vec<_>>>()?;
+    create_nodes(&client, &names).await?;
 
     say(&format!(
         "{nodes} simulated nodes: each its own watch, report and heartbeat"
@@ -792,47 +772,82 @@ pub async fn scale(dir: &Path, nodes: usize, profiles: usize, changes: usize) ->
     for c in 0..changes {
         let name = format!("scale-{}", c * 7 % profiles);
         say(&format!("change {}: {name} → Ready on all {nodes} nodes", c + 1));
-        let before = api_bytes(&client).await?;
-        let start = Instant::now();
-        let changed = sp
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"defaultErrnoRet": 90 + c}})),
-            )
-            .await?;
-        let generation = changed.metadata.generation.unwrap_or_default();
-        let one = || {
-            let sp = sp.clone();
-            let name = name.clone();
-            async move {
-                let p = sp.get(&name).await?;
-                let s = p.status.unwrap_or_default();
-                let done = s.observed_generation == Some(generation)
-                    && s.accepted.as_ref().is_some_and(|a| a.generation == generation)
-                    && s.nodes.is_some_and(|n| n.installed as usize == nodes)
-                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-                Ok::<_, anyhow::Error>(done.then_some(()))
-            }
-        };
-        wait_for_every(
-            "the change Ready everywhere",
-            Duration::from_secs(600),
-            Duration::from_millis(50),
-            one,
-        )
-        .await?;
-        r.change_s.push(start.elapsed().as_secs_f64());
-        // Stragglers (the last status write, Events) land; heartbeats are left out.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut bytes = diff(&api_bytes(&client).await?, &before);
-        bytes.remove("leases");
+        let (took, bytes) = one_change(&client, &name, c, nodes).await?;
+        r.change_s.push(took);
         r.change_bytes.push(bytes);
     }
     say("done; stopping");
     let _ = stop_tx.send(true);
     tasks.shutdown().await;
     Ok(r)
+}
+
+/// Creates the Node objects the simulated nodes stand for (16 at a time).
+async fn create_nodes(client: &kube::Client, names: &[String]) -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = nodes_api.clone();
+            async move {
+                api.patch(
+                    &name,
+                    &PatchParams::apply("bench").force(),
+                    &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+                        "labels": {"kubernetes.io/os": "linux", "kubernetes.io/hostname": name}}})),
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<kube::Result<Vec<_>>>()?;
+    Ok(())
+}
+
+/// Changes one profile (the `c`th change) and waits until it is Ready on all `nodes` at
+/// the new generation: the time that took, and the API bytes written for it (heartbeats
+/// left out).
+async fn one_change(client: &kube::Client, name: &str, c: usize, nodes: usize) -> Result<(f64, BTreeMap<String, f64>)> {
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let before = api_bytes(client).await?;
+    let start = Instant::now();
+    let changed = sp
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"defaultErrnoRet": 90 + c}})),
+        )
+        .await?;
+    let generation = changed.metadata.generation.unwrap_or_default();
+    let one = || {
+        let sp = sp.clone();
+        async move {
+            let p = sp.get(name).await?;
+            let s = p.status.unwrap_or_default();
+            let done = s.observed_generation == Some(generation)
+                && s.accepted.as_ref().is_some_and(|a| a.generation == generation)
+                && s.nodes.is_some_and(|n| n.installed as usize == nodes)
+                && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            Ok::<_, anyhow::Error>(done.then_some(()))
+        }
+    };
+    wait_for_every(
+        "the change Ready everywhere",
+        Duration::from_secs(600),
+        Duration::from_millis(50),
+        one,
+    )
+    .await?;
+    let took = start.elapsed().as_secs_f64();
+    // Stragglers (the last status write, Events) land; heartbeats are left out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut bytes = diff(&api_bytes(client).await?, &before);
+    bytes.remove("leases");
+    Ok((took, bytes))
 }
 
 /// Allows one process its many watches (a connection each).
