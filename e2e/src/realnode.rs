@@ -173,110 +173,130 @@ pub struct Exec {
     pub output: String,
 }
 
+/// The directory the guest mounts: its scripts, configuration, identities, the node
+/// binaries and the images to import.
+fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result<PathBuf> {
+    let share = dir.join("share");
+    let config = share.join("config");
+    for d in [&config, &share.join("bin"), &share.join("images"), &share.join("out")] {
+        std::fs::create_dir_all(d)?;
+    }
+    let guest_src = repo_root().join("e2e/realnode/guest");
+    for f in ["boot.sh", "ctl.sh"] {
+        std::fs::copy(guest_src.join(f), share.join(f))?;
+    }
+    std::fs::copy(guest_src.join("containerd.toml"), config.join("containerd.toml"))?;
+    std::fs::write(
+        share.join("node.env"),
+        format!("NODE_NAME={NODE_NAME}\nNODE_IP={NODE_IP}\nPOD_CIDR={CLUSTER_CIDR}\n"),
+    )?;
+
+    // Identities: the kubelet as system:node:<name>, kube-proxy as system:kube-proxy.
+    std::fs::copy(&cp.pki.ca_cert, config.join("ca.crt"))?;
+    cp.pki.client_cert(
+        &config,
+        "kubelet",
+        &format!("system:node:{NODE_NAME}"),
+        Some("system:nodes"),
+    )?;
+    cp.pki.client_cert(&config, "kube-proxy", "system:kube-proxy", None)?;
+    let server = format!("https://{GUEST_APISERVER_IP}:{}", cp.api_port);
+    for who in ["kubelet", "kube-proxy"] {
+        std::fs::write(config.join(format!("{who}.kubeconfig")), guest_kubeconfig(&server, who))?;
+    }
+    std::fs::write(config.join("kubelet.yaml"), KUBELET_CONFIG)?;
+    std::fs::write(config.join("10-bridge.conflist"), bridge_conflist())?;
+
+    for bin in ["kubelet", "kube-proxy"] {
+        link_or_copy(&artifacts.k8s_bin.join(bin), &share.join("bin").join(bin))?;
+    }
+    for image in &artifacts.images {
+        let name = image.file_name().context("image file name")?;
+        link_or_copy(image, &share.join("images").join(name))?;
+    }
+    Ok(share)
+}
+
+/// QEMU running the guest under software emulation (KVM only when asked for), its disk a
+/// snapshot, `share` mounted, the API server forwarded in and the webhook port out.
+fn qemu_command(
+    guest: &Path,
+    dir: &Path,
+    share: &Path,
+    ctl_socket: &Path,
+    webhook_port: u16,
+    api_port: u16,
+) -> Command {
+    let console = dir.join("console.log");
+    let accel = std::env::var("PALISADE_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let mut cmd = Command::new("qemu-system-x86_64");
+    match accel.as_str() {
+        // /dev/kvm may exist and still be unable to run a stock kernel (a paravirtual
+        // KVM): software emulation is the default, KVM only when asked for.
+        "kvm" => cmd.args(["-enable-kvm", "-cpu", "host"]),
+        _ => cmd.args(["-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max"]),
+    };
+    let g = guest;
+    cmd.args([
+        "-smp",
+        "2",
+        "-m",
+        "3072",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-monitor",
+        "none",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", console.display()))
+    .arg("-kernel")
+    .arg(g.join("vmlinuz"))
+    .arg("-initrd")
+    .arg(g.join("initrd"))
+    .arg("-append")
+    .arg(
+        "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor \
+             systemd.unified_cgroup_hierarchy=1 net.ifnames=0 panic=-1 mitigations=off",
+    )
+    // -snapshot: the image stays pristine; the guest's writes live as long as QEMU
+    // (a guest reboot keeps them, like a real node's disk).
+    .arg("-drive")
+    .arg(format!(
+        "file={},if=virtio,format=raw,cache=unsafe",
+        g.join("disk.img").display()
+    ))
+    .arg("-snapshot")
+    .arg("-virtfs")
+    .arg(format!(
+        "local,path={},mount_tag=share,security_model=none,id=share",
+        share.display()
+    ))
+    .arg("-netdev")
+    .arg(format!(
+        "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port},\
+         hostfwd=tcp:127.0.0.1:{webhook_port}-:{WEBHOOK_NODE_PORT}",
+        port = api_port
+    ))
+    .args(["-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"])
+    .arg("-chardev")
+    .arg(format!(
+        "socket,id=ctl,path={},server=on,wait=off",
+        ctl_socket.display()
+    ))
+    .args(["-device", "virtio-serial-pci", "-device"])
+    .arg(format!("virtserialport,chardev=ctl,name={CTL_PORT}"));
+    cmd
+}
+
 impl RealNode {
     /// Lays out the share (scripts, configuration, certificates, binaries, images) and starts
     /// QEMU. Returns at once; [`RealCluster::start`] waits for the Node to be Ready.
     pub fn boot(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result<Self> {
-        let share = dir.join("share");
-        let config = share.join("config");
-        for d in [&config, &share.join("bin"), &share.join("images"), &share.join("out")] {
-            std::fs::create_dir_all(d)?;
-        }
-        let guest_src = repo_root().join("e2e/realnode/guest");
-        for f in ["boot.sh", "ctl.sh"] {
-            std::fs::copy(guest_src.join(f), share.join(f))?;
-        }
-        std::fs::copy(guest_src.join("containerd.toml"), config.join("containerd.toml"))?;
-        std::fs::write(
-            share.join("node.env"),
-            format!("NODE_NAME={NODE_NAME}\nNODE_IP={NODE_IP}\nPOD_CIDR={CLUSTER_CIDR}\n"),
-        )?;
-
-        // Identities: the kubelet as system:node:<name>, kube-proxy as system:kube-proxy.
-        std::fs::copy(&cp.pki.ca_cert, config.join("ca.crt"))?;
-        cp.pki.client_cert(
-            &config,
-            "kubelet",
-            &format!("system:node:{NODE_NAME}"),
-            Some("system:nodes"),
-        )?;
-        cp.pki.client_cert(&config, "kube-proxy", "system:kube-proxy", None)?;
-        let server = format!("https://{GUEST_APISERVER_IP}:{}", cp.api_port);
-        for who in ["kubelet", "kube-proxy"] {
-            std::fs::write(config.join(format!("{who}.kubeconfig")), guest_kubeconfig(&server, who))?;
-        }
-        std::fs::write(config.join("kubelet.yaml"), KUBELET_CONFIG)?;
-        std::fs::write(config.join("10-bridge.conflist"), bridge_conflist())?;
-
-        for bin in ["kubelet", "kube-proxy"] {
-            link_or_copy(&artifacts.k8s_bin.join(bin), &share.join("bin").join(bin))?;
-        }
-        for image in &artifacts.images {
-            let name = image.file_name().context("image file name")?;
-            link_or_copy(image, &share.join("images").join(name))?;
-        }
-
+        let share = prepare_share(cp, artifacts, dir)?;
         let ctl_socket = dir.join("ctl.sock");
         let webhook_port = crate::controlplane::free_port()?;
-        let console = dir.join("console.log");
-        let accel = std::env::var("PALISADE_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        let mut cmd = Command::new("qemu-system-x86_64");
-        match accel.as_str() {
-            // /dev/kvm may exist and still be unable to run a stock kernel (a paravirtual
-            // KVM): software emulation is the default, KVM only when asked for.
-            "kvm" => cmd.args(["-enable-kvm", "-cpu", "host"]),
-            _ => cmd.args(["-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max"]),
-        };
-        let g = &artifacts.guest;
-        cmd.args([
-            "-smp",
-            "2",
-            "-m",
-            "3072",
-            "-display",
-            "none",
-            "-nodefaults",
-            "-monitor",
-            "none",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-kernel")
-        .arg(g.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(g.join("initrd"))
-        .arg("-append")
-        .arg(
-            "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor \
-                 systemd.unified_cgroup_hierarchy=1 net.ifnames=0 panic=-1 mitigations=off",
-        )
-        // -snapshot: the image stays pristine; the guest's writes live as long as QEMU
-        // (a guest reboot keeps them, like a real node's disk).
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=virtio,format=raw,cache=unsafe",
-            g.join("disk.img").display()
-        ))
-        .arg("-snapshot")
-        .arg("-virtfs")
-        .arg(format!(
-            "local,path={},mount_tag=share,security_model=none,id=share",
-            share.display()
-        ))
-        .arg("-netdev")
-        .arg(format!(
-            "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port},\
-             hostfwd=tcp:127.0.0.1:{webhook_port}-:{WEBHOOK_NODE_PORT}",
-            port = cp.api_port
-        ))
-        .args(["-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=ctl,path={},server=on,wait=off",
-            ctl_socket.display()
-        ))
-        .args(["-device", "virtio-serial-pci", "-device"])
-        .arg(format!("virtserialport,chardev=ctl,name={CTL_PORT}"));
+        let mut cmd = qemu_command(&artifacts.guest, dir, &share, &ctl_socket, webhook_port, cp.api_port);
         let qemu = Proc::spawn("qemu", &mut cmd, &dir.join("qemu.log"))?;
         Ok(Self {
             name: NODE_NAME.into(),
