@@ -2,12 +2,12 @@
 //! and seccomp profiles, and reports them in its node's NodeProfileStatus.
 
 pub mod apparmor;
-pub mod error;
 pub mod files;
 pub mod learn;
 pub mod metrics;
 pub mod report;
 pub mod run;
+pub mod seccomp;
 pub mod sync;
 
 pub use run::{Args, run};

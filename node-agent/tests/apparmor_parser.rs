@@ -282,7 +282,7 @@ async fn reserved_and_host_names_are_never_loaded() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, palisade_agent::error::InstallError::Reserved(_)),
+            matches!(err, palisade_agent::sync::InstallError::Reserved(_)),
             "{name}: {err}"
         );
         assert!(err.is_final());

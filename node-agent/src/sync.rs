@@ -7,10 +7,7 @@
 //!
 //! One loop ([`sync_kind`]) does the gate (only accepted content), the foreign-name,
 //! drift and removal logic for both kinds, over a [`Backend`]: the seccomp directory
-//! ([`seccomp::SeccompDir`]) or the kernel's AppArmor policy ([`apparmor::AppArmorNode`]).
-
-mod apparmor;
-mod seccomp;
+//! ([`SeccompDir`]) or the kernel's AppArmor policy ([`AppArmorNode`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -23,9 +20,12 @@ use palisade_crds::{
     SeccompProfile, accepted_content,
 };
 
-use crate::apparmor::AppArmor;
-use crate::error::InstallError;
+use palisade_runtime::budget::RunError;
+use palisade_runtime::parser::ParserError;
+
+use crate::apparmor::{AppArmor, AppArmorNode};
 use crate::metrics::{KindLabels, Metrics, StateLabels};
+use crate::seccomp::SeccompDir;
 
 /// A profile that failed on this node, for an Event on the profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,9 +91,90 @@ pub(crate) enum Plan<J> {
     Install(J),
 }
 
+/// Why a profile is not installed (or not removed) on this node: one error for both kinds,
+/// whose text is what the profile's node entry and Event say.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// The name is reserved (a runtime's default profile, a host profile): never loaded.
+    #[error("{0}")]
+    Reserved(String),
+    /// The compiled policy affects more than the profile itself.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The parser needed more than its CPU or memory budget: the same content will again.
+    #[error(transparent)]
+    OverBudget(RunError),
+    /// The parser refused the policy (its own words).
+    #[error("{0}")]
+    Parser(String),
+    /// The parser could not run, hung or was killed: tried again later.
+    #[error(transparent)]
+    Run(RunError),
+    /// A file of the agent's could not be written or removed.
+    #[error("writing {}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
+    /// The name could not be recorded as Palisade's before its first write.
+    #[error("recording {name} in {record}: {reason}")]
+    Record {
+        name: String,
+        record: &'static str,
+        reason: String,
+    },
+    /// Another tool's file holds the name in the seccomp directory.
+    #[error(
+        "{} is another tool's file (not in {record}): Palisade does not replace it; remove it or the profile that wrote it (e.g. SPO's) and Palisade installs this one",
+        path.display()
+    )]
+    ForeignFile { path: PathBuf, record: &'static str },
+    /// A profile of that name is in the kernel and Palisade did not load it.
+    #[error("a profile named {0} is loaded on this node but not managed by Palisade; refusing to replace it")]
+    ForeignProfile(String),
+    /// Removal of something Palisade has no record of.
+    #[error("{0} is not managed by Palisade on this node; not removing it")]
+    NotOwned(String),
+    /// The kernel's interface could not be read or written.
+    #[error("{0}")]
+    Kernel(String),
+    /// The kernel does not list the profile as loaded in its mode after the load.
+    #[error("{0}")]
+    NotListed(String),
+}
+
+impl InstallError {
+    /// Whether the same content will fail the same way: not worth another parser run.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Reserved(_) | Self::Refused(_) | Self::OverBudget(_))
+    }
+
+    pub fn write(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Self::Write {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<RunError> for InstallError {
+    fn from(e: RunError) -> Self {
+        match e {
+            e @ RunError::OverBudget { .. } => Self::OverBudget(e),
+            e => Self::Run(e),
+        }
+    }
+}
+
+impl From<ParserError> for InstallError {
+    fn from(e: ParserError) -> Self {
+        match e {
+            ParserError::Run(e) => e.into(),
+            ParserError::Refused(message) => Self::Parser(message),
+        }
+    }
+}
+
 pub struct NodeState {
-    seccomp: seccomp::SeccompDir,
-    apparmor: apparmor::AppArmorNode,
+    seccomp: SeccompDir,
+    apparmor: AppArmorNode,
     /// Failures already announced, so Events fire on transitions only.
     announced: HashMap<(ProfileKind, String), String>,
     pub metrics: Metrics,
@@ -110,8 +191,8 @@ impl NodeState {
         metrics: Metrics,
     ) -> std::io::Result<Self> {
         Ok(Self {
-            seccomp: seccomp::SeccompDir::open(seccomp_dir)?,
-            apparmor: apparmor::AppArmorNode::open(apparmor, apparmor_support)?,
+            seccomp: SeccompDir::open(seccomp_dir)?,
+            apparmor: AppArmorNode::open(apparmor, apparmor_support)?,
             announced: HashMap::new(),
             metrics,
         })

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use palisade_crds::render::seccomp::{self as render, RenderedSeccomp};
 use palisade_crds::{NodeProfile, SeccompProfile, SeccompProfileSpec};
 
-use super::{Backend, Plan, Target};
-use crate::error::InstallError;
 use crate::files;
 use crate::metrics::Metrics;
+use crate::sync::{Backend, InstallError, Plan, Target};
 
-pub(crate) struct SeccompDir {
+pub struct SeccompDir {
     dir: PathBuf,
     /// `Ok` or why seccomp profiles cannot be written here.
     support: Result<(), String>,
@@ -25,7 +24,7 @@ pub(crate) struct SeccompDir {
 }
 
 /// One file to write.
-pub(crate) struct Write {
+pub struct Write {
     path: PathBuf,
     bytes: Vec<u8>,
     /// The name is not recorded as Palisade's yet.
