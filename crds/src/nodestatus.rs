@@ -5,6 +5,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kind::ProfileKind;
+
 /// Version of the NodeProfileStatus kind that agents write and the operator reads.
 pub const NODE_STATUS_VERSION: &str = "v1alpha2";
 
@@ -372,13 +374,6 @@ pub struct NodeProfile {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1024))]
     pub message: String,
-}
-
-/// The two profile kinds.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-pub enum ProfileKind {
-    AppArmorProfile,
-    SeccompProfile,
 }
 
 /// A profile's state on one node.

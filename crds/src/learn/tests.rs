@@ -558,7 +558,7 @@ fn fields_that_would_write_other_rules_are_refused() {
 
 #[test]
 fn the_rule_grammar_takes_learned_rules_and_nothing_else() {
-    use crate::nodestatus::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
+    use crate::kind::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
     for ok in [
         "capability chown,",
         "owner /etc/app.conf r,",
@@ -625,7 +625,7 @@ fn a_user_space_audit_message_cannot_forge_a_kernel_record() {
 
 #[test]
 fn rules_that_read_one_way_here_and_another_way_in_the_parser_are_refused() {
-    use crate::nodestatus::ProfileKind::AppArmorProfile as AA;
+    use crate::kind::ProfileKind::AppArmorProfile as AA;
     for bad in [
         "\"/a\\@{pid}\" r, file, capability, network, change_profile -> unconfined, #\" r,",
         "/x\\@{pid}* rwlkmix,",
