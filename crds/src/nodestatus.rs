@@ -103,7 +103,7 @@ pub struct NodeProfileStatusStatus {
     /// agent under a field manager of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
-    pub learned: Vec<crate::learn::LearnedProfile>,
+    pub learned: Vec<crate::learn::types::LearnedProfile>,
 }
 
 /// The installed profiles of each kind.

@@ -1,4 +1,9 @@
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::*;
+use crate::kind::ProfileKind;
 
 fn rule_of(line: &str) -> String {
     apparmor_rule(&parse_line(line).expect("a record")).expect("a rule")
