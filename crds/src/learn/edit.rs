@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::grammar::file_perms;
+use crate::apparmor::{AppArmorAbstract, AppArmorPath, Capability};
+use crate::seccomp::{SeccompAction, SeccompProfileSpec, SeccompSyscall};
 
 /// The comment that marks rules added by learning.
 pub const LEARNED_MARK: &str = "# learned by palisade";
@@ -201,116 +203,153 @@ fn file_rule(rule: &str) -> Option<(bool, &str, &str)> {
 /// the one list that grants what it granted and what was learned (the read-only and
 /// write-only lists deny the other access in Enforce mode); a lock or link without write,
 /// and a quoted or escaped name, cannot be expressed.
-pub fn add_to_abstract(abs: &mut crate::apparmor::AppArmorAbstract, rules: &[String]) -> (Vec<String>, Vec<String>) {
-    use crate::apparmor::*;
+pub fn add_to_abstract(abs: &mut AppArmorAbstract, rules: &[String]) -> (Vec<String>, Vec<String>) {
     let (mut added, mut unexpressed) = (Vec::new(), Vec::new());
+    // Per path, the permissions learned and the rules that asked for them: the lists have
+    // no `owner`, so a path's rules are one, whatever the owner.
     let mut files: BTreeMap<String, (BTreeSet<char>, Vec<String>)> = BTreeMap::new();
     for rule in combine(rules) {
-        if let Some(cap) = rule.strip_prefix("capability ").and_then(|r| r.strip_suffix(',')) {
-            match serde_json::from_value::<Capability>(serde_json::Value::String(cap.to_string())) {
-                Ok(c) => {
-                    let caps = abs.capability.get_or_insert_with(Default::default);
-                    if !caps.allowed_capabilities.contains(&c) {
-                        caps.allowed_capabilities.push(c);
-                        added.push(rule);
-                    }
-                }
-                Err(_) => unexpressed.push(rule),
-            }
+        let outcome = if let Some(cap) = rule.strip_prefix("capability ").and_then(|r| r.strip_suffix(',')) {
+            add_capability(abs, cap)
+        } else if let Some(net) = rule.strip_prefix("network ").and_then(|r| r.strip_suffix(',')) {
+            add_network(abs, net)
+        } else if let Some((_, path, perms)) = file_rule(&rule) {
+            let entry = files.entry(path.to_string()).or_default();
+            entry.0.extend(perms.chars());
+            entry.1.push(rule.clone());
             continue;
-        }
-        if let Some(net) = rule.strip_prefix("network ").and_then(|r| r.strip_suffix(',')) {
-            let words: Vec<&str> = net.split_whitespace().collect();
-            let net = abs.network.get_or_insert_with(Default::default);
-            let protocols = net.allowed_protocols.get_or_insert_with(Default::default);
-            let flag = match words.as_slice() {
-                ["inet" | "inet6", "stream"] => &mut protocols.allow_tcp,
-                ["inet" | "inet6", "dgram"] => &mut protocols.allow_udp,
-                ["inet" | "inet6", "raw"] | ["packet", ..] => &mut net.allow_raw,
-                _ => {
-                    unexpressed.push(rule);
-                    continue;
-                }
-            };
-            if *flag != Some(true) {
-                *flag = Some(true);
-                added.push(rule);
-            }
-            continue;
-        }
-        let Some((_, path, perms)) = file_rule(&rule) else {
-            unexpressed.push(rule);
-            continue;
+        } else {
+            Outcome::Unexpressed
         };
-        // The lists have no `owner`: a path's rules are one, whatever the owner.
-        let entry = files
-            .entry(path.to_string())
-            .or_insert_with(|| (BTreeSet::new(), Vec::new()));
-        entry.0.extend(perms.chars());
-        entry.1.push(rule.clone());
+        match outcome {
+            Outcome::Added => added.push(rule),
+            Outcome::Present => {}
+            Outcome::Unexpressed => unexpressed.push(rule),
+        }
     }
     for (path, (perms, rules)) in files {
-        let has = |c: char| perms.contains(&c);
-        // Quoted or escaped names cannot go into a list (Palisade quotes list paths itself).
-        if path.starts_with('"') || path.contains('\\') || ((has('k') || has('l')) && !has('w')) {
-            unexpressed.extend(rules);
-            continue;
-        }
-        let path = AppArmorPath::from(path.as_str());
-        let mut changed = false;
-        if has('x') || has('m') {
-            let exe = abs.executable.get_or_insert_with(Default::default);
-            let list = if has('x') {
-                &mut exe.allowed_executables
-            } else {
-                &mut exe.allowed_libraries
-            };
-            if !list.contains(&path) {
-                list.push(path.clone());
-                changed = true;
-            }
-        }
-        let (mut r, mut w) = (has('r') && !has('x'), has('w') || has('a'));
-        if r || w {
-            // One list per path: what it grants already, plus what was learned.
-            let fs = abs.filesystem.get_or_insert_with(Default::default);
-            let before = (
-                fs.read_only_paths.contains(&path),
-                fs.write_only_paths.contains(&path),
-                fs.read_write_paths.contains(&path),
-            );
-            r |= before.0 || before.2;
-            w |= before.1 || before.2;
-            let after = (r && !w, w && !r, r && w);
-            if after != before {
-                for list in [
-                    &mut fs.read_only_paths,
-                    &mut fs.write_only_paths,
-                    &mut fs.read_write_paths,
-                ] {
-                    list.retain(|p| *p != path);
-                }
-                let list = match after {
-                    (true, _, _) => &mut fs.read_only_paths,
-                    (_, true, _) => &mut fs.write_only_paths,
-                    _ => &mut fs.read_write_paths,
-                };
-                list.push(path.clone());
-                changed = true;
-            }
-        }
-        if changed {
-            added.extend(rules);
+        match add_path(abs, &path, &perms) {
+            Outcome::Added => added.extend(rules),
+            Outcome::Present => {}
+            Outcome::Unexpressed => unexpressed.extend(rules),
         }
     }
     (added, unexpressed)
 }
 
+/// What became of a learned rule in an `abstract`'s lists.
+enum Outcome {
+    /// The lists grant it now; they did not before.
+    Added,
+    /// The lists granted it already.
+    Present,
+    /// The lists cannot express it.
+    Unexpressed,
+}
+
+/// `capability <cap>,`: the capability in the allowed list.
+fn add_capability(abs: &mut AppArmorAbstract, cap: &str) -> Outcome {
+    let Ok(cap) = serde_json::from_value::<Capability>(serde_json::Value::String(cap.to_string())) else {
+        return Outcome::Unexpressed;
+    };
+    let caps = abs.capability.get_or_insert_with(Default::default);
+    if caps.allowed_capabilities.contains(&cap) {
+        return Outcome::Present;
+    }
+    caps.allowed_capabilities.push(cap);
+    Outcome::Added
+}
+
+/// `network <family> <type>,`: TCP, UDP or raw network; other families and types cannot
+/// be expressed.
+fn add_network(abs: &mut AppArmorAbstract, rule: &str) -> Outcome {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    let net = abs.network.get_or_insert_with(Default::default);
+    let protocols = net.allowed_protocols.get_or_insert_with(Default::default);
+    let flag = match words.as_slice() {
+        ["inet" | "inet6", "stream"] => &mut protocols.allow_tcp,
+        ["inet" | "inet6", "dgram"] => &mut protocols.allow_udp,
+        ["inet" | "inet6", "raw"] | ["packet", ..] => &mut net.allow_raw,
+        _ => return Outcome::Unexpressed,
+    };
+    if *flag == Some(true) {
+        return Outcome::Present;
+    }
+    *flag = Some(true);
+    Outcome::Added
+}
+
+/// A path with the permissions its rules learned: executable or library, and the one
+/// filesystem list that grants its reads and writes.
+fn add_path(abs: &mut AppArmorAbstract, path: &str, perms: &BTreeSet<char>) -> Outcome {
+    let has = |c: char| perms.contains(&c);
+    // Quoted or escaped names cannot go into a list (Palisade quotes list paths itself).
+    if path.starts_with('"') || path.contains('\\') || ((has('k') || has('l')) && !has('w')) {
+        return Outcome::Unexpressed;
+    }
+    let path = AppArmorPath::from(path);
+    let mut changed = false;
+    if has('x') || has('m') {
+        changed |= add_executable(abs, &path, has('x'));
+    }
+    let (read, write) = (has('r') && !has('x'), has('w') || has('a'));
+    if read || write {
+        changed |= add_file_access(abs, &path, read, write);
+    }
+    if changed { Outcome::Added } else { Outcome::Present }
+}
+
+/// The path in the executables (`exec`) or the libraries; whether it was not there.
+fn add_executable(abs: &mut AppArmorAbstract, path: &AppArmorPath, exec: bool) -> bool {
+    let exe = abs.executable.get_or_insert_with(Default::default);
+    let list = if exec {
+        &mut exe.allowed_executables
+    } else {
+        &mut exe.allowed_libraries
+    };
+    if list.contains(path) {
+        return false;
+    }
+    list.push(path.clone());
+    true
+}
+
+/// The path in the one filesystem list that grants what it granted already plus what was
+/// learned (the read-only and write-only lists deny the other access in Enforce mode), and
+/// in no other; whether that moved it.
+fn add_file_access(abs: &mut AppArmorAbstract, path: &AppArmorPath, read: bool, write: bool) -> bool {
+    let fs = abs.filesystem.get_or_insert_with(Default::default);
+    let before = (
+        fs.read_only_paths.contains(path),
+        fs.write_only_paths.contains(path),
+        fs.read_write_paths.contains(path),
+    );
+    let read = read || before.0 || before.2;
+    let write = write || before.1 || before.2;
+    let after = (read && !write, write && !read, read && write);
+    if after == before {
+        return false;
+    }
+    for list in [
+        &mut fs.read_only_paths,
+        &mut fs.write_only_paths,
+        &mut fs.read_write_paths,
+    ] {
+        list.retain(|p| p != path);
+    }
+    let list = match after {
+        (true, _, _) => &mut fs.read_only_paths,
+        (_, true, _) => &mut fs.write_only_paths,
+        _ => &mut fs.read_write_paths,
+    };
+    list.push(path.clone());
+    true
+}
+
 /// Allows learned syscalls in a seccomp profile: one `SCMP_ACT_ALLOW` rule with every name
 /// that no argument-free `SCMP_ACT_ALLOW` rule already lists. Returns the names added.
 /// (A name a `SCMP_ACT_LOG` rule lists stays logged until [`enforce_seccomp`].)
-pub fn add_to_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec, names: &[String]) -> Vec<String> {
-    use crate::seccomp::{SeccompAction, SeccompSyscall};
+pub fn add_to_seccomp(spec: &mut SeccompProfileSpec, names: &[String]) -> Vec<String> {
     let allowed: BTreeSet<&str> = spec
         .syscalls
         .iter()
@@ -338,8 +377,7 @@ pub fn add_to_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec, names: &[St
 /// Leaves learning: `SCMP_ACT_LOG` as the default action becomes `SCMP_ACT_ERRNO`, and the
 /// `SCMP_ACT_LOG` rules go (what they logged and the workload used, learning allowed).
 /// Returns whether anything changed.
-pub fn enforce_seccomp(spec: &mut crate::seccomp::SeccompProfileSpec) -> bool {
-    use crate::seccomp::SeccompAction;
+pub fn enforce_seccomp(spec: &mut SeccompProfileSpec) -> bool {
     let before = spec.syscalls.len();
     spec.syscalls.retain(|r| r.action != SeccompAction::Log);
     let default = spec.default_action == SeccompAction::Log;
