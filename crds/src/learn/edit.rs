@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::grammar::file_perms;
 use crate::apparmor::{AppArmorAbstract, AppArmorPath, Capability};
+use crate::render::apparmor::{PolicyError, policy_blocks};
 use crate::seccomp::{SeccompAction, SeccompProfileSpec, SeccompSyscall};
 
 /// The comment that marks rules added by learning.
@@ -33,9 +34,10 @@ pub fn rule_scope(rule: &str) -> (Option<&str>, &str) {
 /// per line under a comment with `stamp` (e.g. the date), and `include <tunables/global>`
 /// before the profile when a rule uses its variables and the policy has no such include.
 /// Rules already in their block are skipped; with none left the policy is returned
-/// unchanged. Returns the new policy and the rules added.
+/// unchanged. Returns the new policy and the rules added, or why none can be: no profile
+/// block, no block for a scope, or braces the policy checks refuse.
 pub fn add_to_policy(policy: &str, rules: &[String], stamp: &str) -> Result<(String, Vec<String>), String> {
-    let blocks = blocks(policy);
+    let blocks = blocks(policy)?;
     let top = blocks
         .iter()
         .find(|b| b.depth == 0)
@@ -113,43 +115,25 @@ impl Block {
     }
 }
 
-/// The policy's blocks, skipping comments, quoted strings, variables (`@{pid}`) and
-/// alternations (`{a,b}`): a block's brace stands apart (`profile p {` ... `}`, or `{}`),
-/// an alternation's touches its words.
-fn blocks(policy: &str) -> Vec<Block> {
-    let bytes = policy.as_bytes();
-    let apart = |i: usize| i >= bytes.len() || bytes[i].is_ascii_whitespace();
-    let mut stack: Vec<(String, usize)> = vec![];
-    let mut out = vec![];
-    let mut in_comment = false;
-    let mut in_quote = false;
-    for (i, c) in policy.char_indices() {
-        match c {
-            '\n' => in_comment = false,
-            _ if in_comment => {}
-            '"' => in_quote = !in_quote,
-            _ if in_quote => {}
-            // `#include <...>` is a directive, not a comment.
-            '#' if !(policy[i..].starts_with("#include ") || policy[i..].starts_with("#include<")) => in_comment = true,
-            '{' if (apart(i + 1) || bytes.get(i + 1) == Some(&b'}')) && (i == 0 || bytes[i - 1] != b'@') => {
-                let line_start = policy[..i].rfind('\n').map(|j| j + 1).unwrap_or(0);
-                stack.push((policy[line_start..i].trim().to_string(), i));
+/// The policy's blocks in the order they open, found as the policy checks find them; a
+/// policy whose braces they refuse is refused (naming the line).
+fn blocks(policy: &str) -> Result<Vec<Block>, String> {
+    let spans = policy_blocks(policy).map_err(|e| match e {
+        PolicyError::Policy { line, message } => format!("line {line}: {message}"),
+        other => other.to_string(),
+    })?;
+    Ok(spans
+        .into_iter()
+        .map(|b| {
+            let line_start = policy[..b.open].rfind('\n').map(|j| j + 1).unwrap_or(0);
+            Block {
+                header: policy[line_start..b.open].trim().to_string(),
+                open: b.open,
+                close: b.close,
+                depth: b.depth,
             }
-            '}' if !stack.is_empty() && (i == 0 || apart(i - 1) || matches!(bytes[i - 1], b'{' | b',')) => {
-                let (header, open) = stack.pop().expect("not empty");
-                out.push(Block {
-                    header,
-                    open,
-                    close: i,
-                    depth: stack.len(),
-                });
-            }
-            _ => {}
-        }
-    }
-    // In the order they open.
-    out.sort_by_key(|b| b.open);
-    out
+        })
+        .collect())
 }
 
 /// One file rule per path: rules for the same path (and `owner`) get the union of their

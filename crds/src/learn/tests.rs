@@ -256,6 +256,29 @@ fn rules_go_inside_the_profile_block_once() {
 }
 
 #[test]
+fn the_editor_finds_the_blocks_the_policy_checks_find() {
+    use crate::render::apparmor::check_policy;
+    let chown = ["capability chown,".to_string()];
+    // `{app,}` is an alternation with an empty branch: its closing brace, after a comma,
+    // closes no block.
+    let policy = "profile p {\n  /etc/{app,} r,\n}\n";
+    check_policy("p", policy).unwrap();
+    let (out, added) = add_to_policy(policy, &chown, "t").unwrap();
+    assert_eq!(added, chown);
+    assert_eq!(
+        out,
+        "profile p {\n  /etc/{app,} r,\n  # learned by palisade (t)\n  capability chown,\n}\n"
+    );
+    check_policy("p", &out).unwrap();
+    // A brace that touches its word opens no block, and braces must balance: what the
+    // checks refuse, the editor does not guess at.
+    for policy in ["profile p{\n}\n", "profile p {\n  /a r,\n"] {
+        assert!(check_policy("p", policy).is_err(), "{policy:?}");
+        assert!(add_to_policy(policy, &chown, "t").is_err(), "{policy:?}");
+    }
+}
+
+#[test]
 fn abstract_lists_take_what_they_can_express() {
     let mut abs = crate::apparmor::AppArmorAbstract::default();
     let rules: Vec<String> = [
