@@ -66,7 +66,7 @@ pub struct ProfileStatus {
     /// (AppArmor) or its filter logs (seccomp), for the accepted content, merged over the
     /// nodes. Nothing changes the profile until `kubectl palisade learn --apply`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learning: Option<crate::learn::Learning>,
+    pub learning: Option<crate::learn::types::Learning>,
 }
 
 /// Syscall names left out of the filter for one architecture.

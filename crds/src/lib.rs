@@ -6,6 +6,7 @@
 pub mod apparmor;
 pub mod common;
 pub mod compiled;
+pub mod kind;
 pub mod learn;
 pub mod names;
 pub mod nodestatus;
@@ -21,10 +22,11 @@ pub use common::{
     AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED,
     IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
 };
+pub use kind::ProfileKind;
 pub use names::api_version;
 pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
-    NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, Standing, installed_key, judge,
+    NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, Standing, installed_key, judge,
 };
 pub use profile::ProfileObject;
 pub use seccomp::{SeccompProfile, SeccompProfileSpec};

@@ -5,6 +5,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kind::ProfileKind;
+
 /// Version of the NodeProfileStatus kind that agents write and the operator reads.
 pub const NODE_STATUS_VERSION: &str = "v1alpha2";
 
@@ -101,7 +103,7 @@ pub struct NodeProfileStatusStatus {
     /// agent under a field manager of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
-    pub learned: Vec<crate::learn::LearnedProfile>,
+    pub learned: Vec<crate::learn::types::LearnedProfile>,
 }
 
 /// The installed profiles of each kind.
@@ -405,13 +407,6 @@ pub struct NodeProfile {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1024))]
     pub message: String,
-}
-
-/// The two profile kinds.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-pub enum ProfileKind {
-    AppArmorProfile,
-    SeccompProfile,
 }
 
 /// A profile's state on one node.

@@ -5,7 +5,8 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{APPARMOR_ANNOTATION_PREFIX, ProfileKind};
+use crate::APPARMOR_ANNOTATION_PREFIX;
+use crate::kind::ProfileKind;
 
 /// Most pods one node's `spec.learningPods` lists (a kubelet runs at most a few hundred).
 pub const MAX_LEARNING_PODS: usize = 1000;

@@ -1,35 +1,8 @@
-//! The vocabulary both profile kinds share: what a kind is called on the wire, in metrics
-//! and in paths, and what every consumer (operator, agent, CLI) reads of a profile object.
+//! What every consumer (operator, agent, CLI) reads of a profile object, whatever its kind.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::{AppArmorProfile, ProfileKind, ProfileState, ProfileStatus, SeccompProfile};
-
-impl ProfileKind {
-    /// Both kinds, in the order reports list them.
-    pub const ALL: [ProfileKind; 2] = [ProfileKind::AppArmorProfile, ProfileKind::SeccompProfile];
-
-    /// The kind's name in the API (`kind:`), in Events and in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProfileKind::AppArmorProfile => "AppArmorProfile",
-            ProfileKind::SeccompProfile => "SeccompProfile",
-        }
-    }
-
-    /// The kind's short word: metric labels (`kind="apparmor"`), the CLI's columns.
-    pub fn slug(self) -> &'static str {
-        match self {
-            ProfileKind::AppArmorProfile => "apparmor",
-            ProfileKind::SeccompProfile => "seccomp",
-        }
-    }
-
-    /// The kind named by [`ProfileKind::name`].
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
 
 /// What is read of a profile object whatever its kind.
 pub trait ProfileObject: kube::Resource<DynamicType = ()> {

@@ -1,4 +1,9 @@
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::*;
+use crate::kind::ProfileKind;
 
 fn rule_of(line: &str) -> String {
     apparmor_rule(&parse_line(line).expect("a record")).expect("a rule")
@@ -247,6 +252,29 @@ fn rules_go_inside_the_profile_block_once() {
             tail.trim_end().trim_end_matches("# end").trim_end().ends_with('}'),
             "{out}"
         );
+    }
+}
+
+#[test]
+fn the_editor_finds_the_blocks_the_policy_checks_find() {
+    use crate::render::apparmor::check_policy;
+    let chown = ["capability chown,".to_string()];
+    // `{app,}` is an alternation with an empty branch: its closing brace, after a comma,
+    // closes no block.
+    let policy = "profile p {\n  /etc/{app,} r,\n}\n";
+    check_policy("p", policy).unwrap();
+    let (out, added) = add_to_policy(policy, &chown, "t").unwrap();
+    assert_eq!(added, chown);
+    assert_eq!(
+        out,
+        "profile p {\n  /etc/{app,} r,\n  # learned by palisade (t)\n  capability chown,\n}\n"
+    );
+    check_policy("p", &out).unwrap();
+    // A brace that touches its word opens no block, and braces must balance: what the
+    // checks refuse, the editor does not guess at.
+    for policy in ["profile p{\n}\n", "profile p {\n  /a r,\n"] {
+        assert!(check_policy("p", policy).is_err(), "{policy:?}");
+        assert!(add_to_policy(policy, &chown, "t").is_err(), "{policy:?}");
     }
 }
 
@@ -558,7 +586,7 @@ fn fields_that_would_write_other_rules_are_refused() {
 
 #[test]
 fn the_rule_grammar_takes_learned_rules_and_nothing_else() {
-    use crate::nodestatus::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
+    use crate::kind::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
     for ok in [
         "capability chown,",
         "owner /etc/app.conf r,",
@@ -625,7 +653,7 @@ fn a_user_space_audit_message_cannot_forge_a_kernel_record() {
 
 #[test]
 fn rules_that_read_one_way_here_and_another_way_in_the_parser_are_refused() {
-    use crate::nodestatus::ProfileKind::AppArmorProfile as AA;
+    use crate::kind::ProfileKind::AppArmorProfile as AA;
     for bad in [
         "\"/a\\@{pid}\" r, file, capability, network, change_profile -> unconfined, #\" r,",
         "/x\\@{pid}* rwlkmix,",

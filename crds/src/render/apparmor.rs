@@ -178,14 +178,13 @@ fn checked_path<'a>(field: &str, path: &'a AppArmorPath) -> Result<&'a str, Poli
 pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
     let mut scanner = Scanner::default();
     let mut top_level: Vec<(usize, String)> = Vec::new();
-    for (idx, raw_line) in policy.lines().enumerate() {
-        let line_no = idx + 1;
+    for (line_no, start, raw_line) in numbered_lines(policy) {
         let trimmed = raw_line.trim();
         if let Some(target) = include_target(trimmed) {
-            check_include(line_no, target, scanner.depth == 0)?;
+            check_include(line_no, target, scanner.depth() == 0)?;
             continue;
         }
-        if let Some(header) = scanner.feed_line(line_no, raw_line)? {
+        if let Some(header) = scanner.feed_line(line_no, start, raw_line)? {
             top_level.push(header);
         }
         for (line, depth, text) in std::mem::take(&mut scanner.inline_includes) {
@@ -193,12 +192,7 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
             check_include(line, target, depth == 0)?;
         }
     }
-    if scanner.depth != 0 {
-        return Err(policy_err(
-            policy.lines().count().max(1),
-            "unbalanced braces: a profile block is not closed",
-        ));
-    }
+    scanner.check_closed(policy)?;
     match top_level.as_slice() {
         [] => Err(policy_err(
             1,
@@ -230,11 +224,11 @@ pub fn check_policy(name: &str, policy: &str) -> Result<(), PolicyError> {
 /// naming its line. A flag that agrees is accepted.
 pub fn check_mode_flags(policy: &str, mode: AppArmorMode) -> Result<(), PolicyError> {
     let mut scanner = Scanner::default();
-    for (idx, raw_line) in policy.lines().enumerate() {
+    for (line_no, start, raw_line) in numbered_lines(policy) {
         if include_target(raw_line.trim()).is_some() {
             continue;
         }
-        let Some((line, header)) = scanner.feed_line(idx + 1, raw_line)? else {
+        let Some((line, header)) = scanner.feed_line(line_no, start, raw_line)? else {
             continue;
         };
         let Some(flags) = header_flags(&header) else {
@@ -320,10 +314,10 @@ fn check_include(line: usize, target: &str, top_level: bool) -> Result<(), Polic
 }
 
 /// Follows block braces across lines, ignoring comments, quoted strings, variables
-/// (`@{X}`) and glob alternations (`/{a,b}`).
+/// (`@{X}`) and glob alternations (`/{a,b}`): the one reading of where a block starts and
+/// ends, for the checks and for the learning editor ([`policy_blocks`]).
 #[derive(Default)]
 struct Scanner {
-    depth: usize,
     globs: usize,
     parens: usize,
     /// Text since the last top-level statement ended: the header of a block opened next.
@@ -332,37 +326,58 @@ struct Scanner {
     /// Includes found inside a line (after a comma, or a `#include` where a comment would
     /// start): `(line, depth, the text from the include on)`.
     inline_includes: Vec<(usize, usize, String)>,
+    /// Where the blocks still open start in the policy, the innermost last.
+    open_blocks: Vec<usize>,
+    /// The blocks closed so far, in the order they close.
+    blocks: Vec<Block>,
 }
 
 impl Scanner {
-    /// A comma outside blocks, globs and flag lists ends a top-level statement.
-    fn ends_statement(&self) -> bool {
-        self.depth == 0 && self.globs == 0 && self.parens == 0
+    /// How many blocks are open.
+    fn depth(&self) -> usize {
+        self.open_blocks.len()
     }
 
-    /// Scans one line; returns the header of a top-level block it opens.
-    fn feed_line(&mut self, line_no: usize, line: &str) -> Result<Option<(usize, String)>, PolicyError> {
-        let chars: Vec<char> = line.chars().collect();
+    /// A comma outside blocks, globs and flag lists ends a top-level statement.
+    fn ends_statement(&self) -> bool {
+        self.depth() == 0 && self.globs == 0 && self.parens == 0
+    }
+
+    /// Whether every block opened was closed, or the error naming the last line.
+    fn check_closed(&self, policy: &str) -> Result<(), PolicyError> {
+        if self.depth() == 0 {
+            return Ok(());
+        }
+        Err(policy_err(
+            policy.lines().count().max(1),
+            "unbalanced braces: a profile block is not closed",
+        ))
+    }
+
+    /// Scans one line, which starts at byte `start` of the policy; returns the header of a
+    /// top-level block it opens.
+    fn feed_line(&mut self, line_no: usize, start: usize, line: &str) -> Result<Option<(usize, String)>, PolicyError> {
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
         let mut opened = None;
         let mut in_quote = false;
         let mut i = 0;
         while i < chars.len() {
-            let c = chars[i];
-            let prev = if i == 0 { ' ' } else { chars[i - 1] };
-            let next = chars.get(i + 1).copied().unwrap_or(' ');
+            let (at, c) = chars[i];
+            let prev = if i == 0 { ' ' } else { chars[i - 1].1 };
+            let next = chars.get(i + 1).map_or(' ', |&(_, c)| c);
             match c {
                 '"' => in_quote = !in_quote,
                 _ if in_quote => {}
                 // The parser reads `#include` as an include wherever it stands.
                 '#' => {
-                    let rest: String = chars[i..].iter().collect();
-                    if include_target(&rest).is_some() {
-                        self.inline_includes.push((line_no, self.depth, rest));
+                    let rest = &line[at..];
+                    if include_target(rest).is_some() {
+                        self.inline_includes.push((line_no, self.depth(), rest.to_string()));
                     }
                     break;
                 }
                 '{' if (prev.is_whitespace() || prev == ')') && (next.is_whitespace() || next == '}') => {
-                    if self.depth == 0 {
+                    if self.depth() == 0 {
                         let header = self.pending.trim().to_string();
                         if header.is_empty() {
                             return Err(policy_err(line_no, "a block opens without a profile name"));
@@ -370,23 +385,26 @@ impl Scanner {
                         opened = Some((self.pending_line, header));
                         self.pending.clear();
                     }
-                    self.depth += 1;
+                    self.open_blocks.push(start + at);
                 }
                 '{' => self.globs += 1,
                 '}' if self.globs > 0 => self.globs -= 1,
                 '}' => {
-                    if self.depth == 0 {
+                    let Some(open) = self.open_blocks.pop() else {
                         return Err(policy_err(line_no, "'}' closes a block that was never opened"));
-                    }
-                    self.depth -= 1;
+                    };
+                    self.blocks.push(Block {
+                        open,
+                        close: start + at,
+                        depth: self.depth(),
+                    });
                 }
                 '(' => self.parens += 1,
                 ')' => self.parens = self.parens.saturating_sub(1),
                 ',' => {
-                    let rest: String = chars[i + 1..].iter().collect();
-                    let rest = rest.trim_start();
+                    let rest = line[at + 1..].trim_start();
                     if include_target(rest).is_some() {
-                        self.inline_includes.push((line_no, self.depth, rest.to_string()));
+                        self.inline_includes.push((line_no, self.depth(), rest.to_string()));
                     }
                     if self.ends_statement() {
                         self.pending.clear();
@@ -394,7 +412,7 @@ impl Scanner {
                 }
                 _ => {}
             }
-            if self.depth == 0 && c != '}' && !(c == ',' && self.ends_statement()) {
+            if self.depth() == 0 && c != '}' && !(c == ',' && self.ends_statement()) {
                 if self.pending.trim().is_empty() {
                     self.pending_line = line_no;
                 }
@@ -405,14 +423,58 @@ impl Scanner {
         if in_quote {
             return Err(policy_err(line_no, "unterminated quoted string"));
         }
-        if self.depth == 0 && self.pending.trim_start().starts_with("@{") {
+        if self.depth() == 0 && self.pending.trim_start().starts_with("@{") {
             self.pending.clear(); // a variable assignment ends at the end of its line
         }
-        if self.depth == 0 && !self.pending.is_empty() {
+        if self.depth() == 0 && !self.pending.is_empty() {
             self.pending.push(' ');
         }
         Ok(opened)
     }
+}
+
+/// A `{ ... }` block of a policy: where its braces stand (byte offsets into the policy) and
+/// how many blocks enclose it (0: a top-level profile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub open: usize,
+    pub close: usize,
+    pub depth: usize,
+}
+
+/// The blocks of a policy, in the order they open, found as [`check_policy`] finds them:
+/// comments, quoted strings, variables (`@{X}`) and glob alternations (`/{a,b}`) skipped.
+/// A block's brace stands apart (`profile p {`, `{}`); an alternation's touches its words.
+pub(crate) fn policy_blocks(policy: &str) -> Result<Vec<Block>, PolicyError> {
+    let mut scanner = Scanner::default();
+    for (line_no, start, raw_line) in numbered_lines(policy) {
+        if include_target(raw_line.trim()).is_none() {
+            scanner.feed_line(line_no, start, raw_line)?;
+        }
+    }
+    scanner.check_closed(policy)?;
+    let mut blocks = scanner.blocks;
+    blocks.sort_by_key(|b| b.open);
+    Ok(blocks)
+}
+
+/// The lines of a policy as [`str::lines`] gives them, each with its number and the byte
+/// offset where it starts.
+fn numbered_lines(policy: &str) -> impl Iterator<Item = (usize, usize, &str)> {
+    policy
+        .split_inclusive('\n')
+        .scan(0, |start, piece| {
+            let at = *start;
+            *start += piece.len();
+            Some((at, piece))
+        })
+        .enumerate()
+        .map(|(idx, (at, piece))| {
+            let line = piece
+                .strip_suffix('\n')
+                .map_or(piece, |l| l.strip_suffix('\r').unwrap_or(l));
+            (idx + 1, at, line)
+        })
 }
 
 /// Refuses an attachment on the top-level profile (`profile p /usr/bin/** {`, or an
@@ -526,6 +588,27 @@ profile web flags=(attach_disconnected,mediate_deleted) {
 ";
         assert_eq!(text, expected);
         check_policy("web", &text).expect("rendered text passes the raw-policy checks");
+    }
+
+    #[test]
+    fn blocks_are_found_where_their_braces_stand() {
+        let policy = "include <tunables/global>\r\nprofile p {\r\n  /{a,b} r,\r\n  ^hat {}\r\n}\r\n";
+        let hat = policy.find("{}").unwrap();
+        assert_eq!(
+            policy_blocks(policy).unwrap(),
+            [
+                Block {
+                    open: policy.find("{\r").unwrap(),
+                    close: policy.rfind('}').unwrap(),
+                    depth: 0
+                },
+                Block {
+                    open: hat,
+                    close: hat + 1,
+                    depth: 1
+                },
+            ]
+        );
     }
 
     #[test]
