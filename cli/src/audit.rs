@@ -3,12 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
-use k8s_openapi::api::core::v1::{Node, Pod, SecurityContext};
+use k8s_openapi::api::core::v1::{Pod, SecurityContext};
 use kube::{Api, Client, ResourceExt};
-use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile};
+use palisade_crds::{NodeProfileState, ProfileKind, ProfileStatus, SeccompProfile};
 use serde::Serialize;
 
 use palisade_crds::pods::{Effective, effective_apparmor, effective_seccomp};
+
+use crate::cluster::Listed;
 
 /// How much a finding matters; `--fail-on` compares with it.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -73,13 +75,11 @@ fn is_palisade_agent(pod: &Pod) -> bool {
         && labels.get("app.kubernetes.io/component").is_some_and(|c| c == "agent")
 }
 
-/// What an audit reads from the API.
+/// What an audit reads from the API: the pods (of a namespace, or all), and the profiles,
+/// reports and nodes.
 pub struct Cluster {
     pub pods: Vec<Pod>,
-    pub seccomp: Vec<SeccompProfile>,
-    pub apparmor: Vec<AppArmorProfile>,
-    pub reports: Vec<NodeProfileStatus>,
-    pub nodes: Vec<Node>,
+    pub listed: Listed,
 }
 
 /// Audits pods (in `namespace`, or all), profiles and nodes.
@@ -88,13 +88,9 @@ pub async fn audit(client: Client, namespace: Option<&str>) -> Result<Vec<Findin
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let all = Default::default();
     let cluster = Cluster {
-        pods: pods.list(&all).await?.items,
-        seccomp: Api::<SeccompProfile>::all(client.clone()).list(&all).await?.items,
-        apparmor: Api::<AppArmorProfile>::all(client.clone()).list(&all).await?.items,
-        reports: Api::<NodeProfileStatus>::all(client.clone()).list(&all).await?.items,
-        nodes: Api::<Node>::all(client).list(&all).await?.items,
+        pods: pods.list(&Default::default()).await?.items,
+        listed: Listed::fetch(&client).await?,
     };
     Ok(findings(&cluster, namespace))
 }
@@ -118,18 +114,34 @@ pub fn findings(cluster: &Cluster, namespace: Option<&str>) -> Vec<Finding> {
 }
 
 impl Known {
+    /// A container uses this profile: counted as used, and a finding if it cannot confine
+    /// the container on its node.
+    fn uses(
+        &self,
+        kind: ProfileKind,
+        name: &str,
+        status: Option<&ProfileStatus>,
+        node: Option<&str>,
+        used: &mut BTreeSet<(ProfileKind, String)>,
+    ) -> Option<(Severity, String)> {
+        used.insert((kind, name.to_string()));
+        let (severity, problem) = self.problem(kind, name, status, node)?;
+        Some((severity, format!("uses {} {name}, which {problem}", kind.name())))
+    }
+
     fn of(cluster: &Cluster) -> Self {
         let mut known = Known {
             seccomp: HashMap::new(),
             seccomp_dirs: BTreeSet::from([palisade_crds::SECCOMP_SUBDIR.to_string()]),
             apparmor: cluster
+                .listed
                 .apparmor
                 .iter()
                 .map(|p| (p.name_any(), p.status.clone()))
                 .collect(),
-            on_nodes: crate::cluster::on_nodes(&cluster.seccomp, &cluster.apparmor, &cluster.reports, &cluster.nodes),
+            on_nodes: cluster.listed.on_nodes(),
         };
-        for p in &cluster.seccomp {
+        for p in &cluster.listed.seccomp {
             let path = p
                 .status
                 .as_ref()
@@ -153,7 +165,7 @@ fn node_findings(cluster: &Cluster, namespace: Option<&str>) -> Vec<Finding> {
         .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
         .collect();
     let mut findings = Vec::new();
-    for report in &cluster.reports {
+    for report in &cluster.listed.reports {
         let node = report.name_any();
         let Some(status) = &report.status else { continue };
         if !status.capabilities.apparmor && (namespace.is_none() || pod_nodes.contains(&node)) {
@@ -222,11 +234,7 @@ fn seccomp_finding(
     match (profile.type_.as_str(), profile.localhost.as_deref()) {
         ("Unconfined", _) => Some((Severity::High, "runs seccomp Unconfined".into())),
         ("Localhost", Some(path)) => match known.seccomp.get(path) {
-            Some((name, status)) => {
-                used.insert((ProfileKind::SeccompProfile, name.clone()));
-                let (severity, problem) = known.problem(ProfileKind::SeccompProfile, name, status.as_ref(), node)?;
-                Some((severity, format!("uses SeccompProfile {name}, which {problem}")))
-            }
+            Some((name, status)) => known.uses(ProfileKind::SeccompProfile, name, status.as_ref(), node, used),
             None if path
                 .split_once('/')
                 .is_some_and(|(d, _)| known.seccomp_dirs.contains(d)) =>
@@ -265,12 +273,7 @@ fn apparmor_finding(
         )),
         ("Unconfined", _) => Some((Severity::High, "runs AppArmor Unconfined".into())),
         ("Localhost", Some(name)) => match known.apparmor.get(&name) {
-            Some(status) => {
-                used.insert((ProfileKind::AppArmorProfile, name.clone()));
-                let (severity, problem) =
-                    known.problem(ProfileKind::AppArmorProfile, &name, status.as_ref(), node)?;
-                Some((severity, format!("uses AppArmorProfile {name}, which {problem}")))
-            }
+            Some(status) => known.uses(ProfileKind::AppArmorProfile, &name, status.as_ref(), node, used),
             None => Some((
                 Severity::High,
                 format!(
@@ -285,17 +288,20 @@ fn apparmor_finding(
 /// Profiles no pod uses (a seccomp base is used by its children).
 fn unused_findings(cluster: &Cluster, used: &BTreeSet<(ProfileKind, String)>, namespace: Option<&str>) -> Vec<Finding> {
     let bases: BTreeSet<String> = cluster
+        .listed
         .seccomp
         .iter()
         .filter_map(|p| p.spec.base_profile_name.clone())
         .collect();
     let profiles: BTreeSet<(ProfileKind, String)> = cluster
+        .listed
         .seccomp
         .iter()
         .map(|p| (ProfileKind::SeccompProfile, p.name_any()))
         .filter(|(_, name)| !bases.contains(name))
         .chain(
             cluster
+                .listed
                 .apparmor
                 .iter()
                 .map(|p| (ProfileKind::AppArmorProfile, p.name_any())),
@@ -343,10 +349,7 @@ mod tests {
     fn cluster(pods: Vec<serde_json::Value>) -> Cluster {
         Cluster {
             pods: pods.into_iter().map(|p| serde_json::from_value(p).unwrap()).collect(),
-            seccomp: vec![],
-            apparmor: vec![],
-            reports: vec![],
-            nodes: vec![],
+            listed: Listed::default(),
         }
     }
 

@@ -109,28 +109,45 @@ fn row(kind: ProfileKind, name: &str, status: Option<&ProfileStatus>) -> Profile
     }
 }
 
+/// The profiles, node reports and nodes, as listed from the API.
+#[derive(Default)]
+pub struct Listed {
+    pub seccomp: Vec<SeccompProfile>,
+    pub apparmor: Vec<AppArmorProfile>,
+    pub reports: Vec<NodeProfileStatus>,
+    pub nodes: Vec<Node>,
+}
+
+impl Listed {
+    pub async fn fetch(client: &Client) -> Result<Self> {
+        let all = Default::default();
+        Ok(Self {
+            seccomp: Api::<SeccompProfile>::all(client.clone()).list(&all).await?.items,
+            apparmor: Api::<AppArmorProfile>::all(client.clone()).list(&all).await?.items,
+            reports: Api::<NodeProfileStatus>::all(client.clone()).list(&all).await?.items,
+            nodes: Api::<Node>::all(client.clone()).list(&all).await?.items,
+        })
+    }
+
+    /// Where every profile stands on every node that reported ([`on_nodes`]).
+    pub fn on_nodes(&self) -> BTreeMap<(String, ProfileKind, String), NodeRow> {
+        on_nodes(&self.seccomp, &self.apparmor, &self.reports, &self.nodes)
+    }
+}
+
 /// Profiles × nodes: every profile (or the one named) with its counts, and per node where it
 /// stands (for all profiles: only the nodes where it is not installed, with the messages).
 pub async fn status(client: Client, name: Option<&str>, kind: Option<Kind>) -> Result<Vec<ProfileRow>> {
-    let seccomp = Api::<SeccompProfile>::all(client.clone())
-        .list(&Default::default())
-        .await?;
-    let apparmor = Api::<AppArmorProfile>::all(client.clone())
-        .list(&Default::default())
-        .await?;
-    let reports = Api::<NodeProfileStatus>::all(client.clone())
-        .list(&Default::default())
-        .await?;
-    let nodes = Api::<Node>::all(client).list(&Default::default()).await?;
-
+    let listed = Listed::fetch(&client).await?;
+    let (seccomp, apparmor) = (&listed.seccomp, &listed.apparmor);
     let mut rows = Vec::new();
     if kind != Some(Kind::Apparmor) {
-        for p in seccomp.items.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
+        for p in seccomp.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
             rows.push(row(ProfileKind::SeccompProfile, &p.name_any(), p.status.as_ref()));
         }
     }
     if kind != Some(Kind::Seccomp) {
-        for p in apparmor.items.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
+        for p in apparmor.iter().filter(|p| name.is_none_or(|n| p.name_any() == n)) {
             rows.push(row(ProfileKind::AppArmorProfile, &p.name_any(), p.status.as_ref()));
         }
     }
@@ -140,7 +157,7 @@ pub async fn status(client: Client, name: Option<&str>, kind: Option<Kind>) -> R
         bail!("no AppArmorProfile or SeccompProfile named {name:?}");
     }
     let one = name.is_some();
-    for ((_, kind, profile), on) in on_nodes(&seccomp.items, &apparmor.items, &reports.items, &nodes.items) {
+    for ((_, kind, profile), on) in listed.on_nodes() {
         let Some(row) = rows.iter_mut().find(|r| r.kind == kind && r.name == profile) else {
             continue;
         };

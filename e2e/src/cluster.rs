@@ -514,21 +514,13 @@ pub async fn node_standing(
     client: &kube::Client,
     node: &str,
 ) -> Result<BTreeMap<(palisade_crds::ProfileKind, String), palisade_cli::cluster::NodeRow>> {
-    use palisade_crds::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
-    let seccomp = Api::<SeccompProfile>::all(client.clone())
-        .list(&Default::default())
-        .await?;
-    let apparmor = Api::<AppArmorProfile>::all(client.clone())
-        .list(&Default::default())
-        .await?;
-    let report = Api::<NodeProfileStatus>::all(client.clone()).get(node).await?;
-    let nodes = Api::<Node>::all(client.clone()).list(&Default::default()).await?;
-    Ok(
-        palisade_cli::cluster::on_nodes(&seccomp.items, &apparmor.items, &[report], &nodes.items)
-            .into_iter()
-            .map(|((_, kind, name), row)| ((kind, name), row))
-            .collect(),
-    )
+    let listed = palisade_cli::cluster::Listed::fetch(client).await?;
+    Ok(listed
+        .on_nodes()
+        .into_iter()
+        .filter(|((n, _, _), _)| n == node)
+        .map(|((_, kind, name), row)| ((kind, name), row))
+        .collect())
 }
 
 /// Waits until the profile is Ready at its current generation and installed on exactly
