@@ -112,8 +112,8 @@ async fn apparmor(
             spec.insert("abstract".into(), serde_json::to_value(&new)?);
         }
         (
-            serde_yaml::to_string(&current)?,
-            serde_yaml::to_string(&new)?,
+            yaml_serde::to_string(&current)?,
+            yaml_serde::to_string(&new)?,
             missing,
             unexpressed,
         )
@@ -178,7 +178,7 @@ async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enfo
         Ok(format!(
             "defaultAction: {}\n{}",
             palisade_crds::wire_name(s.default_action),
-            serde_yaml::to_string(&json!({"syscalls": s.syscalls}))?
+            yaml_serde::to_string(&json!({"syscalls": s.syscalls}))?
         ))
     };
     Ok(Learned {
