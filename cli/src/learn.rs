@@ -315,32 +315,22 @@ fn report(l: &Learned) -> String {
     out
 }
 
-/// A line diff (longest common subsequence: the texts are short).
+/// The whole text with each line marked: unchanged `  `, removed `- `, added `+ `. Myers'
+/// diff (`similar`): time grows with the size times the number of changes, memory with the
+/// size, and past a second the diff is still correct, only perhaps not the shortest.
 fn diff(before: &str, after: &str) -> String {
     let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
+    let lines = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(1))
+        .diff_slices(&a, &b);
     let mut out = String::from("--- current\n+++ with the learned rules\n");
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push_str(&format!("  {}\n", a[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("- {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        }
+    for change in lines.iter_all_changes() {
+        let mark = match change.tag() {
+            similar::ChangeTag::Equal => ' ',
+            similar::ChangeTag::Delete => '-',
+            similar::ChangeTag::Insert => '+',
+        };
+        out.push_str(&format!("{mark} {}\n", change.value()));
     }
     out
 }
@@ -365,5 +355,30 @@ mod tests {
             d,
             "--- current\n+++ with the learned rules\n- defaultAction: SCMP_ACT_LOG\n+ defaultAction: SCMP_ACT_ERRNO\n  x\n+ y\n"
         );
+    }
+
+    /// A policy at the size limit (256 KiB) with a few lines changed: a table of every line
+    /// against every line would take hundreds of MB here; the diff takes the size of the texts.
+    #[test]
+    fn the_diff_of_large_texts_with_few_changes_is_exact() {
+        let line = |i: usize| format!("  owner /var/lib/app/data/{i:06}/** rw,");
+        let before: Vec<String> = (0..8_000).map(line).collect();
+        assert!(before.join("\n").len() >= 256 * 1024);
+        let mut after = before.clone();
+        after[10] = "  # learned".into();
+        after.insert(4_000, "  capability chown,".into());
+        after.remove(7_000);
+        let d = super::diff(&(before.join("\n") + "\n"), &(after.join("\n") + "\n"));
+        let changed: Vec<&str> = d.lines().skip(2).filter(|l| !l.starts_with("  ")).collect();
+        assert_eq!(
+            changed,
+            [
+                format!("- {}", line(10)),
+                "+   # learned".into(),
+                "+   capability chown,".into(),
+                format!("- {}", line(6_999)),
+            ]
+        );
+        assert_eq!(d.lines().count(), 2 + 8_000 + 2);
     }
 }
