@@ -271,24 +271,17 @@ fn report(l: &Learned) -> String {
         "{kind} {} ({}): {} new permission(s) seen on {} node(s){quiet}\n\n",
         l.name, l.mode, learning.new_permissions, learning.nodes
     ));
-    let width = learning
-        .suggestions
-        .iter()
-        .map(|s| s.rule.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    out.push_str(&format!("{:<width$}  {:>6}  {:<8}  NODES\n", "RULE", "COUNT", "LAST"));
+    let mut table = crate::table::new(&["RULE", "COUNT", "LAST", "NODES"], false);
+    crate::table::widen(&mut table, 1, 6, true);
+    crate::table::widen(&mut table, 2, 8, false);
     for s in &learning.suggestions {
         let more = s.node_count as usize - s.nodes.len().min(s.node_count as usize);
-        out.push_str(&format!(
-            "{:<width$}  {:>6}  {:<8}  {}{}\n",
-            s.rule,
-            s.count,
-            ago(s),
-            s.nodes.join(","),
-            if more > 0 { format!(" +{more}") } else { String::new() }
-        ));
+        let nodes = s.nodes.join(",") + &if more > 0 { format!(" +{more}") } else { String::new() };
+        table.add_row([s.rule.as_str(), &s.count.to_string(), &ago(s), &nodes].map(|t| crate::table::cell(t, None)));
+    }
+    for line in crate::table::lines(&table) {
+        out.push_str(&line);
+        out.push('\n');
     }
     if learning.omitted_suggestions > 0 {
         out.push_str(&format!("({} more left out)\n", learning.omitted_suggestions));
@@ -354,6 +347,54 @@ mod tests {
         assert_eq!(
             d,
             "--- current\n+++ with the learned rules\n- defaultAction: SCMP_ACT_LOG\n+ defaultAction: SCMP_ACT_ERRNO\n  x\n+ y\n"
+        );
+    }
+
+    #[test]
+    fn the_learned_rules_table_lines_up_its_columns() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let three_days_ago =
+            Time(k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(73));
+        let suggestion = |rule: &str, count, nodes: &[&str], node_count| super::Suggestion {
+            rule: rule.into(),
+            count,
+            first_seen: three_days_ago.clone(),
+            last_seen: three_days_ago.clone(),
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            node_count,
+        };
+        let learned = super::Learned {
+            kind: super::ProfileKind::AppArmorProfile,
+            name: "rn-learn".into(),
+            mode: "Complain".into(),
+            learning: Some(super::Learning {
+                new_permissions: 2,
+                last_new_at: None,
+                nodes: 7,
+                suggestions: vec![
+                    suggestion("capability chown,", 1, &["node-1"], 1),
+                    suggestion("owner /tmp/app.pid w,", 12345, &["node-1", "node-2"], 7),
+                ],
+                omitted_suggestions: 0,
+            }),
+            missing: vec![],
+            unexpressed: vec![],
+            before: String::new(),
+            after: String::new(),
+            applied: false,
+            enforced: false,
+        };
+        assert_eq!(
+            super::text(&learned),
+            "\
+AppArmorProfile rn-learn (Complain): 2 new permission(s) seen on 7 node(s)
+
+RULE                    COUNT  LAST      NODES
+capability chown,           1  3d        node-1
+owner /tmp/app.pid w,   12345  3d        node-1,node-2 +5
+
+The profile already has every learned rule.
+"
         );
     }
 

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod errno;
 pub mod learn;
 pub mod spo;
+mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
