@@ -1,7 +1,9 @@
 //! palisade-runtime: logging, the metrics and health HTTP server, and shutdown handling
-//! shared by the operator and the agent, and [`budget`]: running a tool on input a profile
-//! author wrote within a CPU, memory and time budget, in a file-read sandbox.
+//! shared by the operator and the agent, [`backoff`]: their retry delays, and [`budget`]:
+//! running a tool on input a profile author wrote within a CPU, memory and time budget, in a
+//! file-read sandbox.
 
+pub mod backoff;
 pub mod budget;
 
 use std::collections::BTreeMap;
