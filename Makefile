@@ -57,13 +57,13 @@ test-cluster: ## The real-node suite against an existing cluster (KUBECONFIG=...
 	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" PALISADE_E2E_EXISTING_CLUSTER=1 \
 	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture
 
-realnode-artifacts: ## Build (once, cached) what a real node needs: Kubernetes node binaries, guest image, images
+realnode-artifacts: test-deps ## Build (once, cached) what a real node needs: Kubernetes node binaries, guest image, images
 	e2e/scripts/control-plane-bin.sh --real-node >/dev/null
 	e2e/realnode/build-guest.sh >/dev/null
 	e2e/realnode/test-images.sh >/dev/null
 	images/build.sh
 
-realnode-test: bins ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real
+realnode-test: test-deps bins ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real
 	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" \
 	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture
 

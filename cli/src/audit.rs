@@ -326,25 +326,64 @@ pub fn table(findings: &[Finding], colour: bool) -> String {
     if findings.is_empty() {
         return "no findings\n".into();
     }
-    let width = findings.iter().map(|f| f.object.len()).max().unwrap_or(0);
-    let mut out = format!("{:<10}{:<width$}  FINDING\n", "SEVERITY", "OBJECT");
+    let mut table = crate::table::new(&["SEVERITY", "OBJECT", "FINDING"], colour);
     for f in findings {
-        let severity = format!("{:?}", f.severity).to_lowercase();
-        let severity = match (colour, f.severity) {
-            (true, Severity::High) => format!("\x1b[31m{severity:<10}\x1b[0m"),
-            (true, Severity::Medium) => format!("\x1b[33m{severity:<10}\x1b[0m"),
-            _ => format!("{severity:<10}"),
+        let paint = match f.severity {
+            Severity::High => Some(comfy_table::Color::DarkRed),
+            Severity::Medium => Some(comfy_table::Color::DarkYellow),
+            Severity::Low => None,
         };
-        out.push_str(&format!("{severity}{:<width$}  {}\n", f.object, f.finding));
+        let severity = format!("{:?}", f.severity).to_lowercase();
+        table.add_row([
+            crate::table::cell(&severity, paint),
+            crate::table::cell(&f.object, None),
+            crate::table::cell(&f.finding, None),
+        ]);
     }
-    out
+    crate::table::lines(&table).map(|line| line + "\n").collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+
+    #[test]
+    fn the_findings_table_lines_up_its_columns_and_paints_the_severe() {
+        let finding = |severity, object: &str, finding: &str| Finding {
+            severity,
+            object: object.into(),
+            finding: finding.into(),
+        };
+        let findings = [
+            finding(
+                Severity::High,
+                "pod bad/unconfined (container app)",
+                "runs seccomp Unconfined",
+            ),
+            finding(Severity::Medium, "node node-2", "has no AppArmor"),
+            finding(Severity::Low, "pod bad/bare (container app)", "has no AppArmor profile"),
+        ];
+        assert_eq!(
+            table(&findings, false),
+            "\
+SEVERITY  OBJECT                              FINDING
+high      pod bad/unconfined (container app)  runs seccomp Unconfined
+medium    node node-2                         has no AppArmor
+low       pod bad/bare (container app)        has no AppArmor profile
+"
+        );
+        let painted = table(&findings, true);
+        let lines: Vec<&str> = painted.lines().collect();
+        assert!(
+            lines[1].starts_with('\x1b') && lines[2].starts_with('\x1b'),
+            "{painted:?}"
+        );
+        assert!(lines[1].contains("high") && lines[2].contains("medium"));
+        assert!(!lines[0].contains('\x1b') && !lines[3].contains('\x1b'), "{painted:?}");
+        assert_eq!(table(&[], true), "no findings\n");
+    }
+
+    use serde_json::json;
 
     fn cluster(pods: Vec<serde_json::Value>) -> Cluster {
         Cluster {

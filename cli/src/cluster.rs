@@ -234,56 +234,40 @@ pub fn on_nodes(
 
 /// `status` as a table.
 pub fn status_table(rows: &[ProfileRow], colour: bool) -> String {
-    let paint = |text: &str, code: &str| {
-        if colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    };
-    let mut table = vec![vec![
-        "KIND".to_string(),
-        "NAME".into(),
-        "READY".into(),
-        "REASON".into(),
-        "INSTALLED".into(),
-        "PENDING".into(),
-        "FAILED".into(),
-        "UNSUPPORTED".into(),
-        "WARNING".into(),
-    ]];
+    let mut table = crate::table::new(
+        &[
+            "KIND",
+            "NAME",
+            "READY",
+            "REASON",
+            "INSTALLED",
+            "PENDING",
+            "FAILED",
+            "UNSUPPORTED",
+            "WARNING",
+        ],
+        colour,
+    );
     for r in rows {
-        table.push(vec![
-            match r.kind {
-                ProfileKind::SeccompProfile => "seccomp".into(),
-                ProfileKind::AppArmorProfile => "apparmor".into(),
-            },
-            r.name.clone(),
-            r.ready.clone(),
-            r.reason.clone(),
-            format!("{}/{}", r.installed, r.targeted),
-            r.pending.to_string(),
-            r.failed.to_string(),
-            r.unsupported.to_string(),
-            r.warning.clone().unwrap_or_default(),
-        ]);
+        let paint = (r.ready != "True").then_some(comfy_table::Color::DarkRed);
+        let kind = r.kind.slug();
+        table.add_row(
+            [
+                kind,
+                &r.name,
+                &r.ready,
+                &r.reason,
+                &format!("{}/{}", r.installed, r.targeted),
+                &r.pending.to_string(),
+                &r.failed.to_string(),
+                &r.unsupported.to_string(),
+                r.warning.as_deref().unwrap_or_default(),
+            ]
+            .map(|text| crate::table::cell(text, paint)),
+        );
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
-        .collect();
     let mut out = String::new();
-    for (i, cells) in table.iter().enumerate() {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let line = line.join("  ").trim_end().to_string();
-        let line = match rows.get(i.wrapping_sub(1)).map(|r| r.ready.as_str()) {
-            _ if i == 0 => line,
-            Some("True") => line,
-            _ => paint(&line, "31"),
-        };
+    for (i, line) in crate::table::lines(&table).enumerate() {
         out.push_str(&line);
         out.push('\n');
         if i == 0 {
@@ -474,4 +458,84 @@ pub fn explain_text(e: &Explained) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<ProfileRow> {
+        let mut rows = [
+            (
+                ProfileKind::AppArmorProfile,
+                "cli-aa",
+                "True",
+                "Installed",
+                [3, 2, 0, 0, 1],
+            ),
+            (
+                ProfileKind::SeccompProfile,
+                "cli-child",
+                "False",
+                "Pending",
+                [3, 1, 2, 0, 0],
+            ),
+        ]
+        .map(|(kind, name, ready, reason, counts)| ProfileRow {
+            kind,
+            name: name.into(),
+            ready: ready.into(),
+            reason: reason.into(),
+            targeted: counts[0],
+            installed: counts[1],
+            pending: counts[2],
+            failed: counts[3],
+            unsupported: counts[4],
+            warning: None,
+            nodes: vec![],
+        });
+        rows[0].nodes.push(NodeRow {
+            node: "node-2".into(),
+            state: NodeProfileState::Unsupported,
+            current: false,
+            message: "AppArmor is not enabled on this node".into(),
+        });
+        rows[1].warning = Some("SyscallsIgnored: x".into());
+        rows.into()
+    }
+
+    #[test]
+    fn the_status_table_lines_up_its_columns_with_each_nodes_line_under_its_profile() {
+        assert_eq!(
+            status_table(&rows(), false),
+            "\
+KIND      NAME       READY  REASON     INSTALLED  PENDING  FAILED  UNSUPPORTED  WARNING
+apparmor  cli-aa     True   Installed  2/3        0        0       1
+  node-2 Unsupported: AppArmor is not enabled on this node
+seccomp   cli-child  False  Pending    1/3        2        0       0            SyscallsIgnored: x
+"
+        );
+    }
+
+    #[test]
+    fn the_status_table_paints_only_profiles_that_are_not_ready() {
+        let painted = status_table(&rows(), true);
+        let lines: Vec<&str> = painted.lines().collect();
+        assert!(!lines[0].contains('\x1b') && !lines[1].contains('\x1b') && !lines[2].contains('\x1b'));
+        assert!(lines[3].starts_with('\x1b'), "{painted:?}");
+        assert_eq!(strip_ansi(&painted), status_table(&rows(), false));
+    }
+
+    fn strip_ansi(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars.by_ref().find(|c| *c == 'm');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
 }

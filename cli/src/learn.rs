@@ -112,8 +112,8 @@ async fn apparmor(
             spec.insert("abstract".into(), serde_json::to_value(&new)?);
         }
         (
-            serde_yaml::to_string(&current)?,
-            serde_yaml::to_string(&new)?,
+            yaml_serde::to_string(&current)?,
+            yaml_serde::to_string(&new)?,
             missing,
             unexpressed,
         )
@@ -178,7 +178,7 @@ async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enfo
         Ok(format!(
             "defaultAction: {}\n{}",
             palisade_crds::wire_name(s.default_action),
-            serde_yaml::to_string(&json!({"syscalls": s.syscalls}))?
+            yaml_serde::to_string(&json!({"syscalls": s.syscalls}))?
         ))
     };
     Ok(Learned {
@@ -239,10 +239,7 @@ pub fn text(l: &Learned) -> String {
 
 fn report(l: &Learned) -> String {
     let mut out = String::new();
-    let kind = match l.kind {
-        ProfileKind::AppArmorProfile => "AppArmorProfile",
-        ProfileKind::SeccompProfile => "SeccompProfile",
-    };
+    let kind = l.kind.name();
     let Some(learning) = &l.learning else {
         out.push_str(&format!(
             "{kind} {} ({}): nothing learned. {}\n",
@@ -271,24 +268,17 @@ fn report(l: &Learned) -> String {
         "{kind} {} ({}): {} new permission(s) seen on {} node(s){quiet}\n\n",
         l.name, l.mode, learning.new_permissions, learning.nodes
     ));
-    let width = learning
-        .suggestions
-        .iter()
-        .map(|s| s.rule.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    out.push_str(&format!("{:<width$}  {:>6}  {:<8}  NODES\n", "RULE", "COUNT", "LAST"));
+    let mut table = crate::table::new(&["RULE", "COUNT", "LAST", "NODES"], false);
+    crate::table::widen(&mut table, 1, 6, true);
+    crate::table::widen(&mut table, 2, 8, false);
     for s in &learning.suggestions {
         let more = s.node_count as usize - s.nodes.len().min(s.node_count as usize);
-        out.push_str(&format!(
-            "{:<width$}  {:>6}  {:<8}  {}{}\n",
-            s.rule,
-            s.count,
-            ago(s),
-            s.nodes.join(","),
-            if more > 0 { format!(" +{more}") } else { String::new() }
-        ));
+        let nodes = s.nodes.join(",") + &if more > 0 { format!(" +{more}") } else { String::new() };
+        table.add_row([s.rule.as_str(), &s.count.to_string(), &ago(s), &nodes].map(|t| crate::table::cell(t, None)));
+    }
+    for line in crate::table::lines(&table) {
+        out.push_str(&line);
+        out.push('\n');
     }
     if learning.omitted_suggestions > 0 {
         out.push_str(&format!("({} more left out)\n", learning.omitted_suggestions));
@@ -315,32 +305,22 @@ fn report(l: &Learned) -> String {
     out
 }
 
-/// A line diff (longest common subsequence: the texts are short).
+/// The whole text with each line marked: unchanged `  `, removed `- `, added `+ `. Myers'
+/// diff (`similar`): time grows with the size times the number of changes, memory with the
+/// size, and past a second the diff is still correct, only perhaps not the shortest.
 fn diff(before: &str, after: &str) -> String {
     let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
+    let lines = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(1))
+        .diff_slices(&a, &b);
     let mut out = String::from("--- current\n+++ with the learned rules\n");
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push_str(&format!("  {}\n", a[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("- {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        }
+    for change in lines.iter_all_changes() {
+        let mark = match change.tag() {
+            similar::ChangeTag::Equal => ' ',
+            similar::ChangeTag::Delete => '-',
+            similar::ChangeTag::Insert => '+',
+        };
+        out.push_str(&format!("{mark} {}\n", change.value()));
     }
     out
 }
@@ -365,5 +345,78 @@ mod tests {
             d,
             "--- current\n+++ with the learned rules\n- defaultAction: SCMP_ACT_LOG\n+ defaultAction: SCMP_ACT_ERRNO\n  x\n+ y\n"
         );
+    }
+
+    #[test]
+    fn the_learned_rules_table_lines_up_its_columns() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let three_days_ago =
+            Time(k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(73));
+        let suggestion = |rule: &str, count, nodes: &[&str], node_count| super::Suggestion {
+            rule: rule.into(),
+            count,
+            first_seen: three_days_ago.clone(),
+            last_seen: three_days_ago.clone(),
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            node_count,
+        };
+        let learned = super::Learned {
+            kind: super::ProfileKind::AppArmorProfile,
+            name: "rn-learn".into(),
+            mode: "Complain".into(),
+            learning: Some(super::Learning {
+                new_permissions: 2,
+                last_new_at: None,
+                nodes: 7,
+                suggestions: vec![
+                    suggestion("capability chown,", 1, &["node-1"], 1),
+                    suggestion("owner /tmp/app.pid w,", 12345, &["node-1", "node-2"], 7),
+                ],
+                omitted_suggestions: 0,
+            }),
+            missing: vec![],
+            unexpressed: vec![],
+            before: String::new(),
+            after: String::new(),
+            applied: false,
+            enforced: false,
+        };
+        assert_eq!(
+            super::text(&learned),
+            "\
+AppArmorProfile rn-learn (Complain): 2 new permission(s) seen on 7 node(s)
+
+RULE                    COUNT  LAST      NODES
+capability chown,           1  3d        node-1
+owner /tmp/app.pid w,   12345  3d        node-1,node-2 +5
+
+The profile already has every learned rule.
+"
+        );
+    }
+
+    /// A policy at the size limit (256 KiB) with a few lines changed: a table of every line
+    /// against every line would take hundreds of MB here; the diff takes the size of the texts.
+    #[test]
+    fn the_diff_of_large_texts_with_few_changes_is_exact() {
+        let line = |i: usize| format!("  owner /var/lib/app/data/{i:06}/** rw,");
+        let before: Vec<String> = (0..8_000).map(line).collect();
+        assert!(before.join("\n").len() >= 256 * 1024);
+        let mut after = before.clone();
+        after[10] = "  # learned".into();
+        after.insert(4_000, "  capability chown,".into());
+        after.remove(7_000);
+        let d = super::diff(&(before.join("\n") + "\n"), &(after.join("\n") + "\n"));
+        let changed: Vec<&str> = d.lines().skip(2).filter(|l| !l.starts_with("  ")).collect();
+        assert_eq!(
+            changed,
+            [
+                format!("- {}", line(10)),
+                "+   # learned".into(),
+                "+   capability chown,".into(),
+                format!("- {}", line(6_999)),
+            ]
+        );
+        assert_eq!(d.lines().count(), 2 + 8_000 + 2);
     }
 }

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod errno;
 pub mod learn;
 pub mod spo;
+mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -126,7 +127,7 @@ pub enum Format {
 fn print<T: serde::Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
     match format {
         Format::Table => print!("{}", table()),
-        Format::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Format::Yaml => print!("{}", yaml_serde::to_string(value)?),
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
     }
     Ok(())
@@ -258,7 +259,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--base {spec:?}: expected oci://REF=FILE"))?;
         let text = read(Path::new(file))?;
-        let doc: Value = serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let doc: Value = yaml_serde::from_str(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         bases.insert(reference.to_string(), doc);
     }
     let options = Options {
@@ -284,7 +285,7 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<()> {
         }
         Output::Yaml => {
             for object in &objects {
-                write!(out, "---\n{}", serde_yaml::to_string(object)?)?;
+                write!(out, "---\n{}", yaml_serde::to_string(object)?)?;
             }
         }
     }
@@ -367,7 +368,7 @@ pub fn convert(text: &str, source: &str, options: &Options) -> Result<(Vec<Value
     }
     let mut objects = Vec::new();
     let mut notes = Vec::new();
-    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, document) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let doc = <Value as serde::Deserialize>::deserialize(document).map_err(|e| ConvertError::Field {
             field: format!("document {}", i + 1),
             message: format!("not YAML or JSON: {e}"),

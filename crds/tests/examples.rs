@@ -19,7 +19,7 @@ fn example_documents() -> Vec<Value> {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
+            for doc in yaml_serde::Deserializer::from_str(&text) {
                 docs.push(Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
             }
         }

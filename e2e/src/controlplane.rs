@@ -430,7 +430,7 @@ pub fn crd_files() -> Result<Vec<CustomResourceDefinition>> {
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f)?;
-            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", f.display()))
+            yaml_serde::from_str(&text).with_context(|| format!("parsing {}", f.display()))
         })
         .collect()
 }

@@ -75,16 +75,27 @@ pub fn progress(start: Instant, what: &str) {
 
 /// Runs a build script that prints a directory on stdout (progress on stderr).
 fn script_dir(script: &Path, args: &[&str]) -> Result<PathBuf> {
+    let out = run_script(script, args, std::process::Stdio::piped())?;
+    Ok(PathBuf::from(String::from_utf8(out)?.trim()))
+}
+
+/// Runs one of the project's scripts, its stderr (progress, and what went wrong) shown as it
+/// comes; returns its stdout when `stdout` is piped. A failure names the script: the
+/// script's own error is the line above.
+fn run_script(script: &Path, args: &[&str], stdout: std::process::Stdio) -> Result<Vec<u8>> {
     let out = Command::new("bash")
         .arg(script)
         .args(args)
+        .stdout(stdout)
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
-        bail!("{} {} failed", script.display(), args.join(" "));
+        let relative = script.strip_prefix(repo_root()).unwrap_or(script).display().to_string();
+        let command: Vec<&str> = std::iter::once(relative.as_str()).chain(args.iter().copied()).collect();
+        bail!("{} failed", command.join(" "));
     }
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+    Ok(out.stdout)
 }
 
 /// Everything a real node is made of, built (once) or found in the cache.
@@ -103,6 +114,13 @@ impl Artifacts {
     /// and Palisade's images with the project's own image build (`make image`).
     pub fn build(start: Instant) -> Result<Self> {
         let root = repo_root();
+        // QEMU, mmdebstrap, socat...: installed when missing (as root), as `make test` does.
+        progress(start, "Debian packages (e2e/scripts/system-deps.sh --test)");
+        run_script(
+            &root.join("e2e/scripts/system-deps.sh"),
+            &["--test"],
+            std::process::Stdio::inherit(),
+        )?;
         progress(start, "Kubernetes binaries (control-plane-bin.sh --real-node)");
         let k8s_bin = script_dir(&root.join("e2e/scripts/control-plane-bin.sh"), &["--real-node"])?;
         progress(start, "guest image (e2e/realnode/build-guest.sh)");
@@ -110,13 +128,7 @@ impl Artifacts {
         progress(start, "pause and busybox:local images");
         let test_images = script_dir(&root.join("e2e/realnode/test-images.sh"), &[])?;
         progress(start, "Palisade's images (images/build.sh, as make image)");
-        let status = Command::new("bash")
-            .arg(root.join("images/build.sh"))
-            .status()
-            .context("running images/build.sh")?;
-        if !status.success() {
-            bail!("images/build.sh failed");
-        }
+        run_script(&root.join("images/build.sh"), &[], std::process::Stdio::inherit())?;
         let palisade_images = root.join("target/images");
         let images = vec![
             test_images.join("pause.tar"),

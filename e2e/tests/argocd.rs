@@ -300,7 +300,7 @@ fn ignored_syscalls_stay_healthy_with_the_warning_in_the_message() {
 fn argocd_cm_carries_health_lua_verbatim_for_both_kinds() {
     let dir = repo_root().join("examples/argocd");
     let script = std::fs::read_to_string(dir.join("health.lua")).unwrap();
-    let cm: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("argocd-cm.yaml")).unwrap()).unwrap();
+    let cm: Value = yaml_serde::from_str(&std::fs::read_to_string(dir.join("argocd-cm.yaml")).unwrap()).unwrap();
     for kind in ["AppArmorProfile", "SeccompProfile"] {
         let key = format!("resource.customizations.health.palisade.dev_{kind}");
         assert_eq!(cm["data"][&key].as_str(), Some(script.as_str()), "{key}");

@@ -115,7 +115,7 @@ fn convert_corpus(dir: &Path) -> Converted {
         let (objects, _) =
             convert(&text, &rel.display().to_string(), &options).unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
         let sources: Vec<Value> = if rel.extension().is_some_and(|e| e == "yaml") {
-            serde_yaml::Deserializer::from_str(&text)
+            yaml_serde::Deserializer::from_str(&text)
                 .map(|d| serde::Deserialize::deserialize(d).unwrap())
                 .filter(|d: &Value| !d.is_null())
                 .collect()

@@ -27,7 +27,7 @@ fn rendered() -> Vec<Value> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+    yaml_serde::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .filter(|d: &Value| !d.is_null())
         .collect()

@@ -42,7 +42,7 @@ fn template(args: &[&str]) -> Result<String, String> {
 }
 
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    yaml_serde::Deserializer::from_str(yaml)
         .filter_map(|d| Option::<Value>::deserialize(d).unwrap())
         .collect()
 }

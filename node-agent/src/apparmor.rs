@@ -403,7 +403,8 @@ pub struct AppArmorNode {
 struct Retry {
     digest: String,
     next: Instant,
-    delay: Duration,
+    /// Failures in a row of this content.
+    failures: u32,
     error: InstallError,
 }
 
@@ -450,15 +451,16 @@ impl AppArmorNode {
                 self.reread_record(&name);
             }
             Err(error) => {
-                let delay = self
+                let failures = self
                     .retry
                     .get(&name)
                     .filter(|r| r.digest == record.digest)
-                    .map_or(RETRY_FIRST, |r| (r.delay * 2).min(RETRY_MAX));
+                    .map_or(1, |r| r.failures + 1);
+                let delay = palisade_runtime::backoff::delay(RETRY_FIRST, RETRY_MAX, failures);
                 let retry = Retry {
                     digest: record.digest.clone(),
                     next: Instant::now() + delay,
-                    delay,
+                    failures,
                     error: error.clone(),
                 };
                 self.retry.insert(name.clone(), retry);

@@ -21,6 +21,7 @@ use kube::{Client, ResourceExt};
 use palisade_crds::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
 use palisade_crds::pods::LearningPod;
 use palisade_crds::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_runtime::backoff::{self, Retryable as _};
 use serde_json::json;
 
 /// Where records are read from.
@@ -256,21 +257,17 @@ impl Learner {
     /// API server answers: starting empty would overwrite the report with nothing.
     async fn resume(&mut self) {
         let api: Api<NodeProfileStatus> = Api::all(self.client.clone());
-        let mut backoff = Duration::from_secs(1);
-        let nps = loop {
-            match api.get_opt(&self.cfg.node).await {
-                Ok(nps) => break nps,
-                Err(kube::Error::Api(e)) if e.code == 403 => {
-                    tracing::warn!("may not read this node's report (RBAC): starting from nothing");
-                    break None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading what this node learned before; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        };
+        let forbidden = |e: &kube::Error| matches!(e, kube::Error::Api(e) if e.code == 403);
+        let read = (|| api.get_opt(&self.cfg.node))
+            .retry(backoff::exponential(Duration::from_secs(1), Duration::from_secs(30)))
+            .when(|e| !forbidden(e))
+            .notify(|e, _| tracing::warn!(error = %e, "reading what this node learned before; retrying"))
+            .await;
+        // Only a refusal ends the retries.
+        let nps = read.unwrap_or_else(|_| {
+            tracing::warn!("may not read this node's report (RBAC): starting from nothing");
+            None
+        });
         let now = now_secs();
         for lp in nps.and_then(|n| n.status).map(|s| s.learned).unwrap_or_default() {
             let secs = |t: &Time| t.0.as_millisecond() as f64 / 1000.0;

@@ -520,12 +520,7 @@ pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -
         *n = n.saturating_add(1);
         *n
     };
-    let delay = backoff_delay(attempts);
+    let delay = palisade_runtime::backoff::delay(Duration::from_secs(1), MAX_BACKOFF, attempts);
     tracing::warn!(kind = K::KIND.name(), name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-/// 1 s, 2 s, 4 s, ... up to [`MAX_BACKOFF`].
-pub fn backoff_delay(attempts: u32) -> Duration {
-    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF)
 }

@@ -24,6 +24,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
+use palisade_runtime::backoff::{self, Retryable as _};
 
 use crate::pods;
 
@@ -266,22 +267,14 @@ pub async fn serve(client: Client, cfg: Config, listener: tokio::net::TcpListene
     guard.apparmor.wait_until_ready().await?;
     // A failure here (an API server that is slow or restarting) is retried: the guard must
     // not stay down for the rest of the process's life because of one failed request.
-    let mut backoff = Duration::from_millis(500);
-    let material = loop {
-        let ready = async {
-            let m = ensure_material(&client, &cfg).await?;
-            ensure_ca_bundle(&client, &cfg, &m.ca_bundle()).await?;
-            anyhow::Ok(m)
-        };
-        match ready.await {
-            Ok(m) => break m,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "setting up the webhook certificate");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_MAX);
-            }
-        }
-    };
+    let material = (|| async {
+        let m = ensure_material(&client, &cfg).await?;
+        ensure_ca_bundle(&client, &cfg, &m.ca_bundle()).await?;
+        anyhow::Ok(m)
+    })
+    .retry(backoff::exponential(Duration::from_millis(500), RETRY_MAX))
+    .notify(|e, retry_in| tracing::warn!(error = %format!("{e:#}"), ?retry_in, "setting up the webhook certificate"))
+    .await?;
     let tls = Arc::new(RwLock::new(tls_config(&material)?));
 
     // Keep the certificate and caBundle current; reload what is served when it changes.

@@ -1,8 +1,10 @@
 //! palisade-runtime: logging, the metrics and health HTTP server, and shutdown handling
-//! shared by the operator and the agent, and [`budget`]: running a tool on input a profile
-//! author wrote within a CPU, memory and time budget, in a file-read sandbox, and [`parser`]:
-//! `apparmor_parser` run that way, the same in the operator and the agents.
+//! shared by the operator and the agent, [`backoff`]: their retry delays, [`budget`]:
+//! running a tool on input a profile author wrote within a CPU, memory and time budget, in a
+//! file-read sandbox, and [`parser`]: `apparmor_parser` run that way, the same in the
+//! operator and the agents.
 
+pub mod backoff;
 pub mod budget;
 pub mod parser;
 

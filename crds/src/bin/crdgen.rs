@@ -2,17 +2,22 @@
 
 use std::{fs, path::PathBuf};
 
-fn main() -> std::io::Result<()> {
+fn main() {
     let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if dirs.is_empty() {
         eprintln!("usage: crdgen DIR [DIR...]");
         std::process::exit(2);
     }
     for dir in &dirs {
-        fs::create_dir_all(dir)?;
-        for (file, crd) in palisade_crds::all_crds() {
-            fs::write(dir.join(&file), palisade_crds::crd_yaml(&crd))?;
+        let written = fs::create_dir_all(dir).and_then(|()| {
+            for (file, crd) in palisade_crds::all_crds() {
+                fs::write(dir.join(&file), palisade_crds::crd_yaml(&crd))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            eprintln!("crdgen: writing into {}: {e}", dir.display());
+            std::process::exit(1);
         }
     }
-    Ok(())
 }
