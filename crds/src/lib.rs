@@ -8,10 +8,8 @@ pub mod common;
 pub mod compiled;
 pub mod kind;
 pub mod learn;
-pub mod names;
 pub mod nodestatus;
 pub mod pods;
-pub mod profile;
 pub mod seccomp;
 
 pub mod render;
@@ -23,12 +21,11 @@ pub use common::{
     IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
 };
 pub use kind::ProfileKind;
-pub use names::api_version;
+pub use kind::ProfileObject;
 pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
     NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, Standing, installed_key, judge,
 };
-pub use profile::ProfileObject;
 pub use seccomp::{SeccompProfile, SeccompProfileSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, ValidationRule};
@@ -38,6 +35,24 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "palisade.dev";
 /// API version of every Palisade kind.
 pub const VERSION: &str = "v1alpha1";
+
+/// `apiVersion` of every Palisade object.
+pub fn api_version() -> String {
+    format!("{GROUP}/{VERSION}")
+}
+
+/// The label every agent heartbeat Lease carries (key, value).
+pub const AGENT_LEASE_LABEL: (&str, &str) = ("app.kubernetes.io/name", "palisade-agent");
+
+/// The heartbeat Lease of the agent on `node`.
+pub fn agent_lease_name(node: &str) -> String {
+    format!("palisade-agent-{node}")
+}
+
+/// The label selector of the agents' heartbeat Leases.
+pub fn agent_lease_selector() -> String {
+    format!("{}={}", AGENT_LEASE_LABEL.0, AGENT_LEASE_LABEL.1)
+}
 /// Prefix of the legacy per-container AppArmor annotation (`<prefix><container>:
 /// localhost/<profile>`).
 pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use palisade_crds::names::{AGENT_LEASE_LABEL, agent_lease_name};
+use palisade_crds::{AGENT_LEASE_LABEL, agent_lease_name};
 use palisade_crds::{
     InstalledSet, InstalledSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile, NodeProfileState,
     NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, installed_key,

@@ -318,7 +318,7 @@ async fn lead(
     });
     let (leases, lease_events) = reflect(
         Api::<Lease>::namespaced(client.clone(), &args.namespace),
-        watcher::Config::default().labels(&palisade_crds::names::agent_lease_selector()),
+        watcher::Config::default().labels(&palisade_crds::agent_lease_selector()),
         slim_meta,
     );
     let (pod_store, pod_events) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default(), |p| {
