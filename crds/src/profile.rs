@@ -35,6 +35,7 @@ impl ProfileKind {
 pub trait ProfileObject: kube::Resource<DynamicType = ()> {
     const KIND: ProfileKind;
     fn profile_status(&self) -> Option<&ProfileStatus>;
+    fn profile_status_mut(&mut self) -> Option<&mut ProfileStatus>;
     /// The nodes it targets (`spec.nodeSelector`; none: every node).
     fn selector(&self) -> Option<&LabelSelector>;
     fn state(&self) -> ProfileState;
@@ -44,6 +45,9 @@ impl ProfileObject for SeccompProfile {
     const KIND: ProfileKind = ProfileKind::SeccompProfile;
     fn profile_status(&self) -> Option<&ProfileStatus> {
         self.status.as_ref()
+    }
+    fn profile_status_mut(&mut self) -> Option<&mut ProfileStatus> {
+        self.status.as_mut()
     }
     fn selector(&self) -> Option<&LabelSelector> {
         self.spec.node_selector.as_ref()
@@ -57,6 +61,9 @@ impl ProfileObject for AppArmorProfile {
     const KIND: ProfileKind = ProfileKind::AppArmorProfile;
     fn profile_status(&self) -> Option<&ProfileStatus> {
         self.status.as_ref()
+    }
+    fn profile_status_mut(&mut self) -> Option<&mut ProfileStatus> {
+        self.status.as_mut()
     }
     fn selector(&self) -> Option<&LabelSelector> {
         self.spec.node_selector.as_ref()
