@@ -2,7 +2,6 @@
 //! ([`crate::apparmor::AppArmor`]), each with Palisade's ownership record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -129,7 +128,7 @@ impl Backend for AppArmorNode {
         };
     }
 
-    fn index(_: &[Arc<AppArmorProfile>]) {}
+    fn index(_: &[&AppArmorProfile]) {}
 
     fn render(&self, name: &str, profile: &AppArmorProfile, _: &()) -> Result<RenderedPolicy, String> {
         render::render(name, &profile.spec).map_err(|e| e.to_string())
