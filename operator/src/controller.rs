@@ -94,6 +94,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub parser: ParserConfig,
+    /// The subdirectory of the kubelet's seccomp directory the agents write to: pods name
+    /// `<subdir>/<name>.json`.
+    pub seccomp_subdir: String,
     pub seccomp: Store<SeccompProfile>,
     pub reports: Arc<crate::reports::NodeReports>,
     pub nodes: Store<Node>,
@@ -117,7 +120,14 @@ pub struct Caches {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Metrics, parser: ParserConfig, caches: Caches) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        parser: ParserConfig,
+        seccomp_subdir: String,
+        caches: Caches,
+    ) -> Self {
         let Caches {
             seccomp,
             reports,
@@ -130,6 +140,7 @@ impl Context {
             recorder,
             metrics,
             parser,
+            seccomp_subdir,
             seccomp,
             reports,
             nodes,
@@ -179,14 +190,16 @@ pub trait Profile:
     + Sync
     + 'static
 {
-    fn localhost_profile(&self) -> Option<String>;
+    /// What pods put in `localhostProfile` for the profile `name` (seccomp: under the agents'
+    /// subdirectory).
+    fn localhost_profile(name: &str, seccomp_subdir: &str) -> Option<String>;
     /// Validates the current content: what was accepted, or why not.
     fn validate(&self, ctx: &Context) -> impl Future<Output = Result<(AcceptedContent, Warnings), Verdict>> + Send;
 }
 
 impl Profile for SeccompProfile {
-    fn localhost_profile(&self) -> Option<String> {
-        Some(crate::pods::seccomp_localhost_profile(&self.name_any()))
+    fn localhost_profile(name: &str, seccomp_subdir: &str) -> Option<String> {
+        Some(pods::seccomp_localhost_profile(seccomp_subdir, name))
     }
     async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
         let all: HashMap<String, SeccompProfileSpec> = ctx
@@ -216,7 +229,7 @@ impl Profile for SeccompProfile {
 }
 
 impl Profile for AppArmorProfile {
-    fn localhost_profile(&self) -> Option<String> {
+    fn localhost_profile(_: &str, _: &str) -> Option<String> {
         None
     }
     async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
@@ -278,7 +291,11 @@ pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<Strin
     ctx.pods
         .state()
         .iter()
-        .filter(|p| pods::references(p).iter().any(|(k, n)| *k == kind && n == name))
+        .filter(|p| {
+            pods::references(p, &ctx.seccomp_subdir)
+                .iter()
+                .any(|(k, n)| *k == kind && n == name)
+        })
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
         .collect()
 }
@@ -419,7 +436,7 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
             state: obj.state(),
             counts,
             failures,
-            localhost_profile: obj.localhost_profile(),
+            localhost_profile: K::localhost_profile(&name, &ctx.seccomp_subdir),
             workloads: &workloads,
             deleting,
             learning: accepted

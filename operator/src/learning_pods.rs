@@ -127,6 +127,7 @@ pub async fn run(
     pods: Store<Pod>,
     apparmor: Store<AppArmorProfile>,
     seccomp: Store<SeccompProfile>,
+    seccomp_subdir: String,
 ) {
     let api: Api<NodeProfileStatus> = Api::all(client);
     let mut failed = false;
@@ -138,12 +139,7 @@ pub async fn run(
             published.bell.notified().await;
         }
         failed = false;
-        let want = desired(
-            &pods.state(),
-            &apparmor.state(),
-            &seccomp.state(),
-            crate::pods::seccomp_subdir(),
-        );
+        let want = desired(&pods.state(), &apparmor.state(), &seccomp.state(), &seccomp_subdir);
         let stale: Vec<(String, Vec<LearningPod>)> = {
             let observed = published.observed.lock().expect("lock");
             observed

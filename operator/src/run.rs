@@ -112,7 +112,7 @@ fn slim_meta<K: kube::Resource>(o: &mut K) {
 fn reflect<K>(
     api: Api<K>,
     cfg: watcher::Config,
-    slim: fn(&mut K),
+    slim: impl FnMut(&mut K) + Send + 'static,
 ) -> (Store<K>, impl Stream<Item = watcher::Event<K>> + Send)
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -182,7 +182,6 @@ fn forget_gone<K: Profile>(ctx: &Context, store: &Store<K>) {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    crate::pods::set_seccomp_subdir(&args.seccomp_subdir);
     let client = palisade_runtime::connect().await?;
     // Relists and report bursts allocate and free a lot at once; keep RSS at what is held.
     palisade_runtime::spawn_memory_release(Duration::from_secs(10));
@@ -212,6 +211,7 @@ pub async fn run(args: Args) -> Result<()> {
         };
         let guard = crate::webhook::Guard {
             mode: args.webhook_mode,
+            seccomp_subdir: args.seccomp_subdir.clone(),
             seccomp: sc_store,
             apparmor: aa_store,
         };
@@ -321,8 +321,9 @@ async fn lead(
         watcher::Config::default().labels(&palisade_crds::names::agent_lease_selector()),
         slim_meta,
     );
-    let (pod_store, pod_events) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default(), |p| {
-        pods::slim(p);
+    let subdir = args.seccomp_subdir.clone();
+    let (pod_store, pod_events) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default(), move |p| {
+        pods::slim(p, &subdir);
         p.managed_fields_mut().clear();
     });
     let liveness = Arc::new(Liveness::default());
@@ -345,6 +346,7 @@ async fn lead(
             listener_dirs: args.seccomp_listener_dirs.clone(),
             seccomp_helper: std::env::current_exe().ok(),
         },
+        args.seccomp_subdir.clone(),
         Caches {
             seccomp: seccomp.clone(),
             reports: reports.clone(),
@@ -393,6 +395,7 @@ async fn lead(
     let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
     let pods_now = pod_store.clone();
     let published_pods = published.clone();
+    let subdir = args.seccomp_subdir.clone();
     spawn_watched(
         &mut tasks,
         health,
@@ -405,7 +408,7 @@ async fn lead(
             let relisted = matches!(event, watcher::Event::InitDone);
             match event {
                 watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    let now = pods::references(&p);
+                    let now = pods::references(&p, &subdir);
                     let before = if now.is_empty() {
                         refs.remove(&key(&p))
                     } else {
@@ -595,6 +598,7 @@ async fn lead(
             ctx.pods.clone(),
             apparmor.clone(),
             ctx.seccomp.clone(),
+            args.seccomp_subdir.clone(),
         ),
     );
 

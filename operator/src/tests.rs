@@ -116,6 +116,7 @@ fn context_with(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>, pa
         ),
         Metrics::register(&mut registry),
         parser,
+        palisade_crds::SECCOMP_SUBDIR.into(),
         Caches {
             seccomp: store(seccomp),
             reports,

@@ -53,6 +53,8 @@ pub struct Config {
 #[derive(Clone)]
 pub struct Guard {
     pub mode: Mode,
+    /// The agents' seccomp subdirectory: pods name `<subdir>/<name>.json`.
+    pub seccomp_subdir: String,
     pub seccomp: Store<SeccompProfile>,
     pub apparmor: Store<AppArmorProfile>,
 }
@@ -349,7 +351,7 @@ async fn review(
 pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> AdmissionResponse {
     let mut refusals = Vec::new();
     let mut warnings = Vec::new();
-    for (kind, name) in pods::references(pod) {
+    for (kind, name) in pods::references(pod, &guard.seccomp_subdir) {
         let (label, status) = match kind {
             ProfileKind::SeccompProfile => (
                 "SeccompProfile",
@@ -452,6 +454,7 @@ mod tests {
         let (apparmor, _) = reflector::store();
         Guard {
             mode,
+            seccomp_subdir: palisade_crds::SECCOMP_SUBDIR.into(),
             seccomp,
             apparmor,
         }
