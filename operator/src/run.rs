@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DynamicObject};
-use kube::core::ApiResource;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
@@ -126,43 +126,47 @@ where
     (store, stream)
 }
 
-/// The one watch of a profile kind: lenient (objects arrive as JSON and are parsed one by
-/// one, so an object that does not parse is logged and skipped instead of stalling the
-/// list or the watch), cached in a shared store that the controller and the other
-/// reconciles read. Returns the store, a subscription for the controller, and the event
-/// stream (which must be polled).
+/// The one watch of a profile kind, through `DeserializeGuard`: an object that does not
+/// parse stays in the watch and its cache (and is reconciled, to say so in its status)
+/// instead of failing the list or the watch. Cached in a shared store that the controller
+/// and the other reconciles read. Returns the store, a subscription for the controller, and
+/// the event stream (which must be polled).
+#[allow(clippy::type_complexity)]
 fn reflect_profiles<K>(
     client: &Client,
 ) -> (
-    Store<K>,
-    ReflectHandle<K>,
-    impl Stream<Item = watcher::Event<K>> + Send + use<K>,
+    Store<DeserializeGuard<K>>,
+    ReflectHandle<DeserializeGuard<K>>,
+    impl Stream<Item = watcher::Event<DeserializeGuard<K>>> + Send + use<K>,
 )
 where
     K: Profile,
 {
     let (store, writer) = reflector::store_shared(1024);
     let subscriber = writer.subscribe().expect("a shared store has subscribers");
-    let ar = ApiResource::erase::<K>(&());
     let stream = watcher(
-        Api::<DynamicObject>::all_with(client.clone(), &ar),
+        Api::<DeserializeGuard<K>>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .modify(slim_meta)
-    .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
     .reflect_shared(writer)
     .filter_map(|r| futures::future::ready(r.ok()));
     (store, subscriber, stream)
 }
 
-/// Keeps what nodes are expected to hold of each profile up to date with its watch; returns
-/// the profiles waiting on nodes whose expected set changed.
-fn expect<K: Profile>(ctx: &Context, store: &Store<K>, event: &watcher::Event<K>) -> Vec<(ProfileKind, String)> {
+/// Keeps what nodes are expected to hold of each profile up to date with its watch (an
+/// object that does not parse is held nowhere); returns the profiles waiting on nodes whose
+/// expected set changed.
+fn expect<K: Profile>(
+    ctx: &Context,
+    store: &Store<DeserializeGuard<K>>,
+    event: &watcher::Event<DeserializeGuard<K>>,
+) -> Vec<(ProfileKind, String)> {
     match event {
-        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-            ctx.reports.set_want((K::KIND, p.name_any()), controller::want_of(p))
-        }
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => ctx
+            .reports
+            .set_want((K::KIND, p.name_any()), p.0.as_ref().ok().and_then(controller::want_of)),
         watcher::Event::Delete(p) => ctx.reports.set_want((K::KIND, p.name_any()), None),
         watcher::Event::InitDone => {
             let names = store.state().iter().map(|p| p.name_any()).collect();
@@ -174,7 +178,7 @@ fn expect<K: Profile>(ctx: &Context, store: &Store<K>, event: &watcher::Event<K>
 
 /// Forgets what the operator kept about profiles that are gone, on each delete and after
 /// each relist (which may hide deletes).
-fn forget_gone<K: Profile>(ctx: &Context, store: &Store<K>) {
+fn forget_gone<K: Profile>(ctx: &Context, store: &Store<DeserializeGuard<K>>) {
     let objects = store.state();
     let names = objects.iter().map(|p| p.name_any()).collect();
     let uids = objects.iter().filter_map(|p| p.uid()).collect();
@@ -357,8 +361,8 @@ async fn lead(
     ));
 
     // Triggers: route each change to the profiles it affects.
-    let (sc_tx, sc_rx) = mpsc::unbounded_channel::<ObjectRef<SeccompProfile>>();
-    let (aa_tx, aa_rx) = mpsc::unbounded_channel::<ObjectRef<AppArmorProfile>>();
+    let (sc_tx, sc_rx) = mpsc::unbounded_channel::<ObjectRef<DeserializeGuard<SeccompProfile>>>();
+    let (aa_tx, aa_rx) = mpsc::unbounded_channel::<ObjectRef<DeserializeGuard<AppArmorProfile>>>();
     let (all_tx, _) = broadcast::channel::<()>(16);
     let route = {
         let (sc_tx, aa_tx) = (sc_tx.clone(), aa_tx.clone());
@@ -466,8 +470,10 @@ async fn lead(
                         if !seen.insert(base.clone()) {
                             continue;
                         }
+                        // An object that does not parse names no base.
                         for child in children_of.state() {
-                            if child.spec.base_profile_name.as_deref() == Some(base.as_str()) {
+                            let parent = child.0.as_ref().ok().and_then(|c| c.spec.base_profile_name.as_deref());
+                            if parent == Some(base.as_str()) {
                                 let _ = sc.send(ObjectRef::new(&child.name_any()));
                                 queue.push(child.name_any());
                             }
@@ -638,9 +644,9 @@ async fn lead(
 
 async fn run_controller<K>(
     ctx: Arc<Context>,
-    store: Store<K>,
-    objects: ReflectHandle<K>,
-    refs: impl Stream<Item = ObjectRef<K>> + Send + 'static,
+    store: Store<DeserializeGuard<K>>,
+    objects: ReflectHandle<DeserializeGuard<K>>,
+    refs: impl Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
     all: &broadcast::Sender<()>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) where

@@ -19,8 +19,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
@@ -55,8 +55,9 @@ pub struct Guard {
     pub mode: Mode,
     /// The agents' seccomp subdirectory: pods name `<subdir>/<name>.json`.
     pub seccomp_subdir: String,
-    pub seccomp: Store<SeccompProfile>,
-    pub apparmor: Store<AppArmorProfile>,
+    /// Profiles that do not parse count as missing.
+    pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
+    pub apparmor: Store<DeserializeGuard<AppArmorProfile>>,
 }
 
 /// A certificate is replaced this long before it expires.
@@ -358,14 +359,14 @@ pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> Admi
                 guard
                     .seccomp
                     .get(&kube::runtime::reflector::ObjectRef::new(&name))
-                    .map(|p| p.status.clone()),
+                    .and_then(|p| p.0.as_ref().ok().map(|p| p.status.clone())),
             ),
             ProfileKind::AppArmorProfile => (
                 "AppArmorProfile",
                 guard
                     .apparmor
                     .get(&kube::runtime::reflector::ObjectRef::new(&name))
-                    .map(|p| p.status.clone()),
+                    .and_then(|p| p.0.as_ref().ok().map(|p| p.status.clone())),
             ),
         };
         match status {
@@ -422,7 +423,7 @@ mod tests {
 
     use super::*;
 
-    fn profile(name: &str, status: serde_json::Value) -> SeccompProfile {
+    fn profile(name: &str, status: serde_json::Value) -> DeserializeGuard<SeccompProfile> {
         serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
             "metadata": {"name": name}, "spec": {"defaultAction": "SCMP_ACT_ALLOW"}, "status": status}))
         .unwrap()
