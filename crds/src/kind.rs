@@ -44,6 +44,7 @@ impl ProfileKind {
 pub trait ProfileObject: kube::Resource<DynamicType = ()> {
     const KIND: ProfileKind;
     fn profile_status(&self) -> Option<&ProfileStatus>;
+    fn profile_status_mut(&mut self) -> Option<&mut ProfileStatus>;
     /// The nodes it targets (`spec.nodeSelector`; none: every node).
     fn selector(&self) -> Option<&LabelSelector>;
     fn state(&self) -> ProfileState;
@@ -56,6 +57,9 @@ macro_rules! profile_object {
             const KIND: ProfileKind = ProfileKind::$ty;
             fn profile_status(&self) -> Option<&ProfileStatus> {
                 self.status.as_ref()
+            }
+            fn profile_status_mut(&mut self) -> Option<&mut ProfileStatus> {
+                self.status.as_mut()
             }
             fn selector(&self) -> Option<&LabelSelector> {
                 self.spec.node_selector.as_ref()

@@ -1,6 +1,6 @@
 //! Lifecycle scenarios on the local control plane (operator + 3 simulated nodes): modes,
-//! disable and re-enable, a hundred profiles at once, and an operator restart. Each test
-//! names what it proves and fails if that breaks.
+//! disable and re-enable, a hundred profiles at once, an operator restart, and an object the
+//! operator cannot read. Each test names what it proves and fails if that breaks.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use palisade_crds::{AppArmorProfile, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_installed};
+use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_events, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -172,6 +172,65 @@ async fn agent_operations(cluster: &Cluster) -> f64 {
         total += metric_sum(&text, "palisade_agent_operations_total");
     }
     total
+}
+
+/// An object that does not parse as this version reads its kind (a `defaultAction` only a
+/// newer CRD allows: the test loosens the installed CRD, as an upgrade that applies the CRDs
+/// before the operator would) reaches the reconciler: it gets Accepted=False with reason
+/// InvalidObject and a Warning Event, and it stalls nothing: a profile created after it is
+/// installed everywhere, no node holds anything of it, and once fixed it is installed too.
+#[tokio::test]
+async fn an_object_that_does_not_parse_gets_a_status_and_stalls_nothing() {
+    use kube::api::DynamicObject;
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    apply_json(&client, seccomp("before")).await.unwrap();
+    wait_installed(&sp, "before", 3).await.unwrap();
+
+    let loosen = json!([{"op": "remove",
+        "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/defaultAction/enum"}]);
+    cluster
+        .cp
+        .kubectl_ok(&[
+            "patch",
+            "crd",
+            "seccompprofiles.palisade.dev",
+            "--type=json",
+            "-p",
+            &loosen.to_string(),
+        ])
+        .unwrap();
+    let mut future = seccomp("future");
+    future["spec"]["defaultAction"] = json!("SCMP_ACT_FUTURE");
+    wait_for("the API server to take the loosened schema", T, || async {
+        Ok(apply_json(&client, future.clone()).await.ok())
+    })
+    .await
+    .unwrap();
+
+    let raw: Api<DynamicObject> = Api::all_with(client.clone(), &kube::core::ApiResource::erase::<SeccompProfile>(&()));
+    let accepted = wait_for("future: Accepted=False, InvalidObject", T, || async {
+        let o = raw.get("future").await?;
+        let conditions = o.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        Ok(conditions
+            .into_iter()
+            .find(|c| c["type"] == "Accepted" && c["status"] == "False" && c["reason"] == "InvalidObject"))
+    })
+    .await
+    .unwrap();
+    let message = accepted["message"].as_str().unwrap();
+    assert!(message.contains("SCMP_ACT_FUTURE"), "{message}");
+    let events = wait_events(&client, "InvalidObject", "future").await.unwrap();
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+
+    apply_json(&client, seccomp("after")).await.unwrap();
+    wait_installed(&sp, "after", 3).await.unwrap();
+    for n in NODES {
+        assert_eq!(cluster.seccomp_files(n), ["after.json", "before.json"], "{n}");
+    }
+    apply_json(&client, seccomp("future")).await.unwrap();
+    wait_installed(&sp, "future", 3).await.unwrap();
 }
 
 #[tokio::test]

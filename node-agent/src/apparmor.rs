@@ -22,7 +22,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -496,7 +495,7 @@ impl Backend for AppArmorNode {
         };
     }
 
-    fn index(_: &[Arc<AppArmorProfile>]) {}
+    fn index(_: &[&AppArmorProfile]) {}
 
     fn render(&self, name: &str, profile: &AppArmorProfile, _: &()) -> Result<RenderedPolicy, String> {
         render::render(name, &profile.spec).map_err(|e| e.to_string())

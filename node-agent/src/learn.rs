@@ -16,12 +16,14 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use palisade_crds::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
 use palisade_crds::pods::LearningPod;
 use palisade_crds::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
+use palisade_runtime::parsed;
 use serde_json::json;
 
 /// Where records are read from.
@@ -175,8 +177,8 @@ struct Learning {
 /// The profiles to learn for: AppArmor in Complain mode, seccomp that logs; enabled and
 /// accepted. Keyed by kind and name, with uid and accepted digest.
 fn learning_set(
-    apparmor: &Store<AppArmorProfile>,
-    seccomp: &Store<SeccompProfile>,
+    apparmor: &Store<DeserializeGuard<AppArmorProfile>>,
+    seccomp: &Store<DeserializeGuard<SeccompProfile>>,
 ) -> BTreeMap<(ProfileKind, String), (String, String)> {
     let entry = |kind, name: String, uid: Option<String>, status: Option<&palisade_crds::ProfileStatus>| {
         let digest = status
@@ -185,14 +187,12 @@ fn learning_set(
             .unwrap_or_default();
         ((kind, name), (uid.unwrap_or_default(), digest))
     };
-    let apparmor = apparmor
-        .state()
-        .into_iter()
+    // Profiles that do not parse are skipped.
+    let (apparmor, seccomp) = (apparmor.state(), seccomp.state());
+    let apparmor = parsed(&apparmor)
         .filter(|p| learn::apparmor_learning(p))
         .map(|p| entry(ProfileKind::AppArmorProfile, p.name_any(), p.uid(), p.status.as_ref()));
-    let seccomp = seccomp
-        .state()
-        .into_iter()
+    let seccomp = parsed(&seccomp)
         .filter(|p| learn::seccomp_learning(p))
         .map(|p| entry(ProfileKind::SeccompProfile, p.name_any(), p.uid(), p.status.as_ref()));
     apparmor.chain(seccomp).collect()
@@ -225,8 +225,8 @@ pub fn pod_of_cgroup(text: &str) -> Option<(String, Option<String>)> {
 pub struct Learner {
     cfg: Config,
     client: Client,
-    apparmor: Store<AppArmorProfile>,
-    seccomp: Store<SeccompProfile>,
+    apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+    seccomp: Store<DeserializeGuard<SeccompProfile>>,
     profiles: BTreeMap<(ProfileKind, String), Learning>,
     /// This node's pods that use a learning profile, by UID, as the operator publishes them
     /// in the node's report; read again when a record names one not known.
@@ -238,7 +238,12 @@ pub struct Learner {
 }
 
 impl Learner {
-    pub fn new(cfg: Config, client: Client, apparmor: Store<AppArmorProfile>, seccomp: Store<SeccompProfile>) -> Self {
+    pub fn new(
+        cfg: Config,
+        client: Client,
+        apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+        seccomp: Store<DeserializeGuard<SeccompProfile>>,
+    ) -> Self {
         Self {
             cfg,
             client,

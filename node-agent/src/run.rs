@@ -4,21 +4,23 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DynamicObject};
-use kube::core::ApiResource;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use palisade_crds::{AppArmorProfile, NodeCapabilities, SeccompProfile};
+use palisade_crds::{AppArmorProfile, NodeCapabilities, NodeProfile, ProfileObject, ProfileStatus, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::apparmor::{AppArmor, AppArmorConfig};
 use crate::metrics::Metrics;
@@ -92,41 +94,32 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// Watches a kind leniently: objects arrive as JSON and are parsed one by one, so one that
-/// does not parse is skipped with a warning instead of stalling the watch. The cache holds
-/// the parsed objects without managedFields, which the agent never reads.
-fn watch_kind<K>(client: &Client, notify: Arc<Notify>, health: &Health) -> Store<K>
+/// Watches a profile kind through `DeserializeGuard`: an object that does not parse stays
+/// in the cache as such (the sync skips it; the operator reports it) instead of stalling the
+/// watch. The cache holds only what the agent reads ([`slim`]); a change the agent acts on
+/// wakes a sync.
+fn watch_kind<K>(client: &Client, notify: Arc<Notify>, health: &Health) -> Store<DeserializeGuard<K>>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: ProfileObject + Clone + Serialize + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    let ar = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
     let (store, writer) = reflector::store();
     let mut seen = Seen::default();
-    let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let changed = Arc::new(AtomicBool::new(false));
+    let flag = changed.clone();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(slim)
         .map_ok(move |event| {
-            let changed = seen.changed(&event);
-            (event, changed)
-        })
-        .try_filter_map(|(event, changed)| {
-            futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event).map(|e| (e, changed))))
-        })
-        .map_ok({
-            let flag = changed.clone();
-            move |(event, changed)| {
-                // Carried past the reflector to the loop below, which handles this event next.
-                flag.fetch_or(changed, std::sync::atomic::Ordering::Relaxed);
-                event
-            }
+            // Carried past the reflector to the loop below, which handles this event next.
+            flag.fetch_or(seen.changed(&event), Ordering::Relaxed);
+            event
         })
         .reflect(writer);
     let alive = health.alive(&format!("watch/{}", K::plural(&())));
     tokio::spawn(stream.for_each(move |_| {
         let _alive = &alive;
-        if changed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if changed.swap(false, Ordering::Relaxed) {
             notify.notify_one();
         }
         futures::future::ready(())
@@ -135,30 +128,35 @@ where
 }
 
 /// A fingerprint per profile of what the agent acts on (the slimmed object: spec, accepted
-/// content, name, uid, generation, deletion), so the operator's status updates (node counts,
-/// conditions), which change only the resourceVersion of the slimmed object, wake no sync.
+/// content, name, uid, generation, deletion; or, for an object that does not parse, its
+/// metadata and the error), so the operator's status updates (node counts, conditions),
+/// which change only the resourceVersion of the slimmed object, wake no sync.
 #[derive(Default)]
 struct Seen {
     prints: std::collections::HashMap<String, u64>,
 }
 
 impl Seen {
-    fn changed(&mut self, event: &watcher::Event<DynamicObject>) -> bool {
+    fn changed<K: Resource + Serialize + Clone>(&mut self, event: &watcher::Event<DeserializeGuard<K>>) -> bool {
         use std::hash::{Hash, Hasher};
-        let print = |o: &DynamicObject| {
+        let print = |o: &DeserializeGuard<K>| {
             let mut o = o.clone();
-            o.metadata.resource_version = None;
+            o.meta_mut().resource_version = None;
+            let bytes = match &o.0 {
+                Ok(p) => serde_json::to_vec(p),
+                Err(invalid) => serde_json::to_vec(&(&invalid.metadata, &invalid.error)),
+            };
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            serde_json::to_vec(&o).unwrap_or_default().hash(&mut h);
+            bytes.unwrap_or_default().hash(&mut h);
             h.finish()
         };
         match event {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                let (name, now) = (o.metadata.name.clone().unwrap_or_default(), print(o));
+                let (name, now) = (o.meta().name.clone().unwrap_or_default(), print(o));
                 self.prints.insert(name, now) != Some(now)
             }
             watcher::Event::Delete(o) => {
-                self.prints.remove(o.metadata.name.as_deref().unwrap_or_default());
+                self.prints.remove(o.meta().name.as_deref().unwrap_or_default());
                 true
             }
             watcher::Event::Init => {
@@ -175,28 +173,44 @@ impl Seen {
 /// last-applied-configuration is a second copy of the whole object), labels, managedFields
 /// and the rest of the status (conditions, node counts, failures) would otherwise be cached
 /// for every profile in the cluster on every node.
-fn slim(o: &mut DynamicObject) {
-    let meta = &mut o.metadata;
+fn slim<K: ProfileObject>(o: &mut DeserializeGuard<K>) {
+    let meta = o.meta_mut();
     meta.managed_fields = None;
     meta.annotations = None;
     meta.labels = None;
     meta.owner_references = None;
-    if let Some(status) = o.data.get_mut("status").and_then(|s| s.as_object_mut()) {
-        status.retain(|k, _| k == "accepted");
+    if let Ok(p) = &mut o.0
+        && let Some(status) = p.profile_status_mut()
+    {
+        *status = ProfileStatus {
+            accepted: status.accepted.take(),
+            ..Default::default()
+        };
     }
 }
 
-pub async fn run(args: Args) -> Result<()> {
-    let client = palisade_runtime::connect().await?;
+/// This node's Node object (its labels select profiles); any change wakes a sync.
+fn watch_node(client: &Client, name: &str, notify: Arc<Notify>, health: &Health) -> Store<Node> {
+    let (store, writer) = reflector::store();
+    let watch = reflector::reflector(
+        writer,
+        watcher(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .default_backoff(),
+    );
+    let alive = health.alive("watch/node");
+    tokio::spawn(watch.for_each(move |_| {
+        let _alive = &alive;
+        notify.notify_one();
+        futures::future::ready(())
+    }));
+    store
+}
 
-    let mut registry = Registry::with_prefix("palisade");
-    let metrics = Metrics::register(&mut registry);
-    let registry = Arc::new(registry);
-    let health = Health::default();
-    let shutdown = palisade_runtime::shutdown_signal();
-    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown).await?;
-    let _sync_loop = health.alive("sync");
-
+/// What Palisade holds on this node, and whether AppArmor and seccomp can be used here.
+async fn node_state(args: &Args, metrics: Metrics) -> Result<NodeState> {
     let apparmor = AppArmor::new(AppArmorConfig {
         parser: args.apparmor_parser.clone(),
         apparmorfs: args.apparmorfs.clone(),
@@ -214,45 +228,45 @@ pub async fn run(args: Args) -> Result<()> {
         tracing::warn!(%reason, "AppArmor profiles will be reported Unsupported on this node");
     }
     let seccomp_dir = args.kubelet_root.join("seccomp").join(&args.seccomp_subdir);
-    let mut state = NodeState::new(apparmor, apparmor_support, seccomp_dir, metrics.clone())?;
-    let capabilities = NodeCapabilities {
+    Ok(NodeState::new(apparmor, apparmor_support, seccomp_dir, metrics)?)
+}
+
+/// What the node can enforce, for its report.
+fn capabilities(state: &NodeState) -> NodeCapabilities {
+    NodeCapabilities {
         apparmor: state.apparmor_support().is_ok(),
         apparmor_parser_version: state.apparmor_support().clone().ok(),
         apparmor_reason: state.apparmor_support().clone().err(),
         seccomp: state.seccomp_support().is_ok(),
         seccomp_reason: state.seccomp_support().clone().err(),
-    };
+    }
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let client = palisade_runtime::connect().await?;
+
+    let mut registry = Registry::with_prefix("palisade");
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let health = Health::default();
+    let shutdown = palisade_runtime::shutdown_signal();
+    palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown).await?;
+    let _sync_loop = health.alive("sync");
+    let state = node_state(&args, metrics.clone()).await?;
 
     let notify = Arc::new(Notify::new());
-    let seccomp_store = watch_kind::<SeccompProfile>(&client, notify.clone(), &health);
-    let apparmor_store = watch_kind::<AppArmorProfile>(&client, notify.clone(), &health);
-    let nodes: Api<Node> = Api::all(client.clone());
-    let (node_store, node_writer) = reflector::store();
-    let node_watch = reflector::reflector(
-        node_writer,
-        watcher(
-            nodes,
-            watcher::Config::default().fields(&format!("metadata.name={}", args.node_name)),
-        )
-        .default_backoff(),
-    );
-    let n = notify.clone();
-    let alive = health.alive("watch/node");
-    tokio::spawn(node_watch.for_each(move |_| {
-        let _alive = &alive;
-        n.notify_one();
-        futures::future::ready(())
-    }));
-    seccomp_store.wait_until_ready().await.context("watching profiles")?;
-    apparmor_store.wait_until_ready().await.context("watching profiles")?;
-    node_store.wait_until_ready().await.context("watching the Node")?;
+    let seccomp = watch_kind::<SeccompProfile>(&client, notify.clone(), &health);
+    let apparmor = watch_kind::<AppArmorProfile>(&client, notify.clone(), &health);
+    let node = watch_node(&client, &args.node_name, notify.clone(), &health);
+    seccomp.wait_until_ready().await.context("watching profiles")?;
+    apparmor.wait_until_ready().await.context("watching profiles")?;
+    node.wait_until_ready().await.context("watching the Node")?;
 
-    let mut writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);
+    let writer = StatusWriter::new(client.clone(), &args.node_name, &args.namespace);
     // The heartbeat has its own task: a long sync (a thousand parser runs) never makes a
     // live node look dead.
     let heartbeat = writer.heartbeat(args.lease_duration);
-    let alive = health.alive("heartbeat");
-    let stop = shutdown.clone();
+    let (alive, stop) = (health.alive("heartbeat"), shutdown.clone());
     tokio::spawn(async move {
         let _alive = alive;
         heartbeat.run(stop).await
@@ -268,8 +282,8 @@ pub async fn run(args: Args) -> Result<()> {
                 write_gap: Duration::from_secs(5),
             },
             client.clone(),
-            apparmor_store.clone(),
-            seccomp_store.clone(),
+            apparmor.clone(),
+            seccomp.clone(),
         );
         let (alive, stop) = (health.alive("learn"), shutdown.clone());
         tokio::spawn(async move {
@@ -277,69 +291,120 @@ pub async fn run(args: Args) -> Result<()> {
             learner.run(stop).await
         });
     }
-    let mut drift = tokio::time::interval(Duration::from_secs(args.drift_interval.max(1)));
-    let mut object_ready = false;
-    let mut shutdown_rx = shutdown.clone();
-    let mut first = true;
-    let mut next_write = tokio::time::Instant::now();
-    loop {
-        let drift_check = tokio::select! {
-            _ = notify.notified() => {
-                // Let a burst of events land, so a batch costs one sync and one write; and
-                // keep writes apart in proportion to how slowly the API server answers them,
-                // so a flood of changes is coalesced instead of flooding it back.
-                tokio::time::sleep(Duration::from_millis(15)).await;
-                tokio::time::sleep_until(next_write).await;
-                false
+    let syncer = Syncer {
+        node_name: args.node_name.clone(),
+        capabilities: capabilities(&state),
+        state,
+        writer,
+        metrics,
+        notify,
+        seccomp,
+        apparmor,
+        node,
+        object_ready: false,
+        next_write: tokio::time::Instant::now(),
+    };
+    syncer
+        .run(Duration::from_secs(args.drift_interval.max(1)), &health, shutdown)
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The sync loop: what it syncs from, what it reports to, and how its writes are paced.
+struct Syncer {
+    node_name: String,
+    state: NodeState,
+    writer: StatusWriter,
+    capabilities: NodeCapabilities,
+    metrics: Metrics,
+    /// Rung by the watches when something the agent acts on changed.
+    notify: Arc<Notify>,
+    seccomp: Store<DeserializeGuard<SeccompProfile>>,
+    apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+    node: Store<Node>,
+    /// The node's NodeProfileStatus exists.
+    object_ready: bool,
+    /// No report is written before this.
+    next_write: tokio::time::Instant,
+}
+
+impl Syncer {
+    /// Syncs on every change and every `drift_interval` (then also looking for drift), until
+    /// shutdown.
+    async fn run(mut self, drift_interval: Duration, health: &Health, mut shutdown: watch::Receiver<bool>) {
+        let mut drift = tokio::time::interval(drift_interval);
+        let mut first = true;
+        loop {
+            let drift_check = tokio::select! {
+                _ = self.notify.notified() => {
+                    // Let a burst of events land, so a batch costs one sync and one write; and
+                    // keep writes apart in proportion to how slowly the API server answers them,
+                    // so a flood of changes is coalesced instead of flooding it back.
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    tokio::time::sleep_until(self.next_write).await;
+                    false
+                }
+                _ = drift.tick() => true,
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            if self.round(drift_check || first, health).await {
+                first = false;
             }
-            _ = drift.tick() => true,
-            _ = shutdown_rx.wait_for(|s| *s) => break,
-        };
-        let Some(node) = node_store.state().into_iter().next() else {
-            tracing::warn!(node = args.node_name, "Node not found; waiting for it");
-            continue;
+        }
+    }
+
+    /// One sync and its report; `false` while the Node is not known.
+    async fn round(&mut self, drift: bool, health: &Health) -> bool {
+        let Some(node) = self.node.state().into_iter().next() else {
+            tracing::warn!(node = self.node_name, "Node not found; waiting for it");
+            return false;
         };
         let labels: BTreeMap<String, String> = node.metadata.labels.clone().unwrap_or_default();
-        let seccomp = seccomp_store.state();
-        let apparmor = apparmor_store.state();
-        let (entries, failures) = state.sync(&seccomp, &apparmor, &labels, drift_check || first).await;
-        first = false;
-        if !object_ready {
-            match writer.ensure_object(&node).await {
-                Ok(()) => object_ready = true,
+        let seccomp = self.seccomp.state();
+        let apparmor = self.apparmor.state();
+        let (entries, failures) = self.state.sync(&seccomp, &apparmor, &labels, drift).await;
+        drop((seccomp, apparmor));
+        self.report(&node, entries, health).await;
+        self.writer.announce(&failures).await;
+        // Hand back what the sync freed (request bodies, rendered profiles).
+        palisade_runtime::release_free_memory();
+        true
+    }
+
+    /// Writes the node's report, creating its object first if need be; a failed write is
+    /// tried again a second later.
+    async fn report(&mut self, node: &Node, entries: Vec<NodeProfile>, health: &Health) {
+        if !self.object_ready {
+            match self.writer.ensure_object(node).await {
+                Ok(()) => self.object_ready = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "creating the NodeProfileStatus failed; will retry")
                 }
             }
         }
         let started = tokio::time::Instant::now();
-        let changed = writer.changed_entries(&entries);
-        match writer.report(&capabilities, entries).await {
+        let changed = self.writer.changed_entries(&entries);
+        match self.writer.report(&self.capabilities, entries).await {
             Ok(wrote) => {
                 if wrote {
-                    metrics.status_writes.inc();
-                    next_write = tokio::time::Instant::now() + write_gap(started.elapsed(), changed);
+                    self.metrics.status_writes.inc();
+                    self.next_write = tokio::time::Instant::now() + write_gap(started.elapsed(), changed);
                 }
                 health.set_ready(true);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "writing the NodeProfileStatus failed; will retry");
-                writer.invalidate();
-                object_ready = false;
-                let n = notify.clone();
+                self.writer.invalidate();
+                self.object_ready = false;
+                let n = self.notify.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     n.notify_one();
                 });
             }
         }
-        writer.announce(&failures).await;
-        drop((seccomp, apparmor));
-        // Hand back what the sync freed (request bodies, rendered profiles).
-        palisade_runtime::release_free_memory();
     }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The pause after a status write before the next. A write that carried a change or two
@@ -364,15 +429,17 @@ mod tests {
 
     #[test]
     fn only_changes_the_agent_acts_on_wake_a_sync() {
-        use kube::api::DynamicObject;
+        use kube::core::DeserializeGuard;
         use kube::runtime::watcher::Event;
+        use palisade_crds::SeccompProfile;
         let obj = |rv: &str, accepted: &str, ready: &str| {
-            let mut o: DynamicObject = serde_json::from_value(serde_json::json!({
+            let mut o: DeserializeGuard<SeccompProfile> = serde_json::from_value(serde_json::json!({
                 "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
                 "metadata": {"name": "p", "uid": "u", "generation": 1, "resourceVersion": rv},
                 "spec": {"defaultAction": "SCMP_ACT_ALLOW"},
                 "status": {"accepted": {"generation": 1, "digest": accepted},
-                           "conditions": [{"type": "Ready", "status": ready}]}}))
+                           "conditions": [{"type": "Ready", "status": ready, "reason": "R", "message": "",
+                                           "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
             .unwrap();
             super::slim(&mut o);
             o
@@ -388,6 +455,17 @@ mod tests {
             "new accepted content"
         );
         assert!(seen.changed(&Event::Delete(obj("4", "d2", "True"))));
+        // An object that does not parse: a change of it wakes a sync (which skips it), its
+        // status being written does not.
+        let broken = |rv: &str| -> DeserializeGuard<SeccompProfile> {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+                "metadata": {"name": "p", "uid": "u", "generation": 2, "resourceVersion": rv},
+                "spec": {"defaultAction": "SCMP_ACT_NEW"}}))
+            .unwrap()
+        };
+        assert!(seen.changed(&Event::Apply(broken("5"))));
+        assert!(!seen.changed(&Event::Apply(broken("6"))));
     }
 
     #[test]
@@ -413,9 +491,9 @@ mod tests {
 
     #[test]
     fn slim_keeps_what_the_agent_reads_and_drops_the_rest() {
-        use kube::api::DynamicObject;
+        use kube::core::DeserializeGuard;
         use palisade_crds::SeccompProfile;
-        let mut o: DynamicObject = serde_json::from_value(serde_json::json!({
+        let mut o: DeserializeGuard<SeccompProfile> = serde_json::from_value(serde_json::json!({
             "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
             "metadata": {"name": "web", "uid": "u1", "generation": 3,
                          "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
@@ -433,7 +511,7 @@ mod tests {
         }))
         .unwrap();
         super::slim(&mut o);
-        let p: SeccompProfile = serde_json::from_value(serde_json::to_value(&o).unwrap()).unwrap();
+        let p: SeccompProfile = o.0.unwrap();
         assert_eq!(
             palisade_crds::accepted_content(p.status.as_ref()).map(|a| a.digest.as_str()),
             Some("abc"),

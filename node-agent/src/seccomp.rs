@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use palisade_crds::render::seccomp::{self as render, RenderedSeccomp};
 use palisade_crds::{NodeProfile, SeccompProfile, SeccompProfileSpec};
@@ -92,10 +91,10 @@ impl Backend for SeccompDir {
         self.support.as_ref().err().map(String::as_str)
     }
 
-    fn index<'a>(profiles: &'a [Arc<SeccompProfile>]) -> Self::Index<'a> {
+    fn index<'a>(profiles: &[&'a SeccompProfile]) -> Self::Index<'a> {
         profiles
             .iter()
-            .filter_map(|p| Some((p.metadata.name.as_deref()?, &p.spec)))
+            .filter_map(|&p| Some((p.metadata.name.as_deref()?, &p.spec)))
             .collect()
     }
 

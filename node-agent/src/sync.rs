@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use kube::core::DeserializeGuard;
 use palisade_crds::selector::selects;
 use palisade_crds::{
     AcceptedContent, AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileObject, ProfileState,
@@ -26,6 +27,7 @@ use palisade_runtime::parser::ParserError;
 use crate::apparmor::{AppArmor, AppArmorNode};
 use crate::metrics::{KindLabels, Metrics, StateLabels};
 use crate::seccomp::SeccompDir;
+use palisade_runtime::parsed;
 
 /// A profile that failed on this node, for an Event on the profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub(crate) trait Backend {
     fn unsupported(&self) -> Option<&str>;
     /// Called once a sync, before any profile is planned.
     fn begin(&mut self) {}
-    fn index<'a>(profiles: &'a [Arc<Self::Profile>]) -> Self::Index<'a>;
+    fn index<'a>(profiles: &[&'a Self::Profile]) -> Self::Index<'a>;
     /// Renders a profile exactly as the operator did (its digest is what was accepted).
     fn render(&self, name: &str, profile: &Self::Profile, index: &Self::Index<'_>) -> Result<Self::Rendered, String>;
     fn digest(rendered: &Self::Rendered) -> &str;
@@ -208,23 +210,27 @@ impl NodeState {
         self.seccomp.support()
     }
 
-    /// Brings the node in line with the profiles. `drift` also re-reads files and the
-    /// kernel's list to find what changed behind the agent's back. Returns every profile's
-    /// entry for the NodeProfileStatus (sorted) and the new failures.
+    /// Brings the node in line with the profiles, as the watches cached them: an object
+    /// that does not parse is skipped (the operator reports it), so nothing of it is held.
+    /// `drift` also re-reads files and the kernel's list to find what changed behind the
+    /// agent's back. Returns every profile's entry for the NodeProfileStatus (sorted) and
+    /// the new failures.
     #[tracing::instrument(name = "sync", skip_all, fields(seccomp = seccomp.len(), apparmor = apparmor.len(), drift))]
     pub async fn sync(
         &mut self,
-        seccomp: &[Arc<SeccompProfile>],
-        apparmor: &[Arc<AppArmorProfile>],
+        seccomp: &[Arc<DeserializeGuard<SeccompProfile>>],
+        apparmor: &[Arc<DeserializeGuard<AppArmorProfile>>],
         node_labels: &BTreeMap<String, String>,
         drift: bool,
     ) -> (Vec<NodeProfile>, Vec<Failure>) {
         let start = Instant::now();
+        let seccomp: Vec<&SeccompProfile> = parsed(seccomp).collect();
+        let apparmor: Vec<&AppArmorProfile> = parsed(apparmor).collect();
         let mut entries = Vec::new();
         sync_kind(
             &mut self.seccomp,
             &self.metrics,
-            seccomp,
+            &seccomp,
             node_labels,
             drift,
             &mut entries,
@@ -233,7 +239,7 @@ impl NodeState {
         sync_kind(
             &mut self.apparmor,
             &self.metrics,
-            apparmor,
+            &apparmor,
             node_labels,
             drift,
             &mut entries,
@@ -288,7 +294,7 @@ impl NodeState {
 async fn sync_kind<B: Backend>(
     backend: &mut B,
     metrics: &Metrics,
-    profiles: &[Arc<B::Profile>],
+    profiles: &[&B::Profile],
     labels: &BTreeMap<String, String>,
     drift: bool,
     entries: &mut Vec<NodeProfile>,
@@ -298,8 +304,8 @@ async fn sync_kind<B: Backend>(
     let mut jobs = Vec::new();
     backend.begin();
     let index = B::index(profiles);
-    for p in profiles {
-        let Some(target) = Target::of(p.as_ref(), labels) else {
+    for &p in profiles {
+        let Some(target) = Target::of(p, labels) else {
             continue;
         };
         wanted.insert(target.name.to_string());

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kube::core::DeserializeGuard;
 use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
 use palisade_agent::metrics::Metrics;
 use palisade_agent::sync::NodeState;
@@ -17,7 +18,7 @@ use serde_json::json;
 
 const FEATURES: &str = "/usr/share/apparmor-features/features";
 
-fn accepted(name: &str, policy: &str) -> Arc<AppArmorProfile> {
+fn accepted(name: &str, policy: &str) -> Arc<DeserializeGuard<AppArmorProfile>> {
     let mut p: AppArmorProfile = serde_json::from_value(json!({
         "apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
         "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
@@ -25,7 +26,7 @@ fn accepted(name: &str, policy: &str) -> Arc<AppArmorProfile> {
     .unwrap();
     let digest = palisade_crds::render::apparmor::render(name, &p.spec).unwrap().digest;
     p.status = Some(serde_json::from_value(json!({"accepted": {"generation": 1, "digest": digest}})).unwrap());
-    Arc::new(p)
+    Arc::new(DeserializeGuard(Ok(p)))
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use kube::core::DeserializeGuard;
 use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
 use palisade_agent::files;
 use palisade_agent::metrics::Metrics;
@@ -12,8 +13,13 @@ use palisade_agent::sync::NodeState;
 use palisade_crds::{NodeProfileState, SeccompProfile};
 use serde_json::json;
 
-/// An accepted SeccompProfile (status.accepted carries its rendered digest).
-fn accepted(name: &str, syscall: &str) -> Arc<SeccompProfile> {
+/// An accepted SeccompProfile (status.accepted carries its rendered digest), as the
+/// agent's guarded watch delivers it.
+fn accepted(name: &str, syscall: &str) -> Arc<DeserializeGuard<SeccompProfile>> {
+    Arc::new(DeserializeGuard(Ok(profile(name, syscall))))
+}
+
+fn profile(name: &str, syscall: &str) -> SeccompProfile {
     let mut p: SeccompProfile = serde_json::from_value(json!({
         "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
         "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
@@ -23,7 +29,7 @@ fn accepted(name: &str, syscall: &str) -> Arc<SeccompProfile> {
         .unwrap()
         .digest;
     p.status = Some(serde_json::from_value(json!({"accepted": {"generation": 1, "digest": digest}})).unwrap());
-    Arc::new(p)
+    p
 }
 
 fn state(root: &Path, dir: &Path) -> NodeState {
@@ -110,7 +116,7 @@ async fn without_a_record_only_identical_files_are_adopted_and_nothing_else_is_d
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("other.json"), b"{}").unwrap();
         let web = accepted("web", "mkdir");
-        let bytes = palisade_crds::render::seccomp::render("web", &web.spec, |_| None)
+        let bytes = palisade_crds::render::seccomp::render("web", &profile("web", "mkdir").spec, |_| None)
             .unwrap()
             .bytes;
         std::fs::write(dir.join("web.json"), &bytes).unwrap();
@@ -141,9 +147,11 @@ async fn content_not_yet_accepted_claims_no_name() {
     let dir = root.path().join("seccomp/operator");
     std::fs::create_dir_all(&dir).unwrap();
     let mut node = state(root.path(), &dir);
-    let mut pending = (*accepted("web", "mkdir")).clone();
+    let mut pending = profile("web", "mkdir");
     pending.status = None;
-    let (entries, _) = node.sync(&[Arc::new(pending)], &[], &BTreeMap::new(), false).await;
+    let (entries, _) = node
+        .sync(&[Arc::new(DeserializeGuard(Ok(pending)))], &[], &BTreeMap::new(), false)
+        .await;
     assert!(
         entries.is_empty(),
         "a profile never accepted, with nothing installed, is not reported: {entries:?}"
@@ -159,4 +167,35 @@ async fn content_not_yet_accepted_claims_no_name() {
         .await;
     assert_eq!(entries[0].state, NodeProfileState::Error);
     assert_eq!(std::fs::read(dir.join("web.json")).unwrap(), b"{}");
+}
+
+#[tokio::test]
+async fn an_object_that_does_not_parse_is_skipped() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("seccomp/palisade");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut node = state(root.path(), &dir);
+    // A value only a newer CRD allows: this agent cannot read the object.
+    let broken: DeserializeGuard<SeccompProfile> = serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+        "metadata": {"name": "api", "uid": "uid-api", "generation": 2},
+        "spec": {"defaultAction": "SCMP_ACT_NEW"}}))
+    .unwrap();
+    assert!(broken.0.is_err());
+    let (entries, _) = node
+        .sync(
+            &[accepted("web", "mkdir"), Arc::new(broken)],
+            &[],
+            &BTreeMap::new(),
+            false,
+        )
+        .await;
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["web"], "{entries:?}");
+    assert_eq!(entries[0].state, NodeProfileState::Installed);
+    assert_eq!(
+        files::read_owned(&dir).unwrap().unwrap(),
+        ["web".to_string()].into(),
+        "nothing is written for the object that does not parse"
+    );
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -16,8 +18,8 @@ use kube::{Client, Resource, ResourceExt};
 use palisade_crds::render::apparmor as aa_render;
 use palisade_crds::selector::node_selector;
 use palisade_crds::{
-    AcceptedContent, AppArmorProfile, ProfileKind, ProfileObject, ProfileState, ProfileStatus, SeccompProfile,
-    SeccompProfileSpec,
+    AcceptedContent, AppArmorProfile, NodeCounts, NodeFailure, ProfileKind, ProfileObject, ProfileState, ProfileStatus,
+    SeccompProfile, SeccompProfileSpec,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -94,7 +96,10 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub parser: ParserConfig,
-    pub seccomp: Store<SeccompProfile>,
+    /// The subdirectory of the kubelet's seccomp directory the agents write to: pods name
+    /// `<subdir>/<name>.json`.
+    pub seccomp_subdir: String,
+    pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
     pub reports: Arc<crate::reports::NodeReports>,
     pub nodes: Store<Node>,
     pub liveness: Arc<Liveness>,
@@ -105,11 +110,24 @@ pub struct Context {
     pub last_write: Mutex<HashMap<ProfileKey, std::time::Instant>>,
     /// Validations in a row that could not run, per profile (for the retry backoff).
     pub backoff: Mutex<HashMap<ProfileKey, u32>>,
+    /// What was last reported about each object that does not parse, so its status and
+    /// Event are written once, not on every event about it.
+    pub unreadable: Mutex<HashMap<ProfileKey, Unreadable>>,
+}
+
+/// An object that does not parse, as last reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    uid: String,
+    generation: i64,
+    error: String,
+    /// Being deleted: for how many pods its deletion waits.
+    held_for: Option<usize>,
 }
 
 /// The caches reconciles read (filled by the watches in `run`).
 pub struct Caches {
-    pub seccomp: Store<SeccompProfile>,
+    pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
     pub reports: Arc<crate::reports::NodeReports>,
     pub nodes: Store<Node>,
     pub liveness: Arc<Liveness>,
@@ -117,7 +135,14 @@ pub struct Caches {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Metrics, parser: ParserConfig, caches: Caches) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        parser: ParserConfig,
+        seccomp_subdir: String,
+        caches: Caches,
+    ) -> Self {
         let Caches {
             seccomp,
             reports,
@@ -130,6 +155,7 @@ impl Context {
             recorder,
             metrics,
             parser,
+            seccomp_subdir,
             seccomp,
             reports,
             nodes,
@@ -138,11 +164,12 @@ impl Context {
             validated: Mutex::default(),
             last_write: Mutex::default(),
             backoff: Mutex::default(),
+            unreadable: Mutex::default(),
         }
     }
 
     /// Drops everything kept about profiles of `kind` that are not in `names` (deleted):
-    /// cached verdicts, write times, backoff, metrics.
+    /// cached verdicts, write times, backoff, what was said of unreadable ones, metrics.
     pub fn retain(&self, kind: ProfileKind, names: &BTreeSet<String>, uids: &BTreeSet<String>) {
         self.validated
             .lock()
@@ -156,6 +183,10 @@ impl Context {
             .lock()
             .expect("lock")
             .retain(|(k, n), _| *k != kind || names.contains(n));
+        self.unreadable
+            .lock()
+            .expect("lock")
+            .retain(|(k, n), _| *k != kind || names.contains(n));
         self.metrics.retain(kind.slug(), names);
     }
 
@@ -164,6 +195,7 @@ impl Context {
         self.validated.lock().expect("lock").len()
             + self.last_write.lock().expect("lock").len()
             + self.backoff.lock().expect("lock").len()
+            + self.unreadable.lock().expect("lock").len()
     }
 }
 
@@ -179,20 +211,20 @@ pub trait Profile:
     + Sync
     + 'static
 {
-    fn localhost_profile(&self) -> Option<String>;
+    /// What pods put in `localhostProfile` for the profile `name` (seccomp: under the agents'
+    /// subdirectory).
+    fn localhost_profile(name: &str, seccomp_subdir: &str) -> Option<String>;
     /// Validates the current content: what was accepted, or why not.
     fn validate(&self, ctx: &Context) -> impl Future<Output = Result<(AcceptedContent, Warnings), Verdict>> + Send;
 }
 
 impl Profile for SeccompProfile {
-    fn localhost_profile(&self) -> Option<String> {
-        Some(crate::pods::seccomp_localhost_profile(&self.name_any()))
+    fn localhost_profile(name: &str, seccomp_subdir: &str) -> Option<String> {
+        Some(pods::seccomp_localhost_profile(seccomp_subdir, name))
     }
     async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
-        let all: HashMap<String, SeccompProfileSpec> = ctx
-            .seccomp
-            .state()
-            .iter()
+        // Bases that do not parse are as good as missing.
+        let all: HashMap<String, SeccompProfileSpec> = palisade_runtime::parsed(&ctx.seccomp.state())
             .map(|p| (p.name_any(), p.spec.clone()))
             .collect();
         // Rendered once: its digest keys the cache and is what gets accepted.
@@ -216,7 +248,7 @@ impl Profile for SeccompProfile {
 }
 
 impl Profile for AppArmorProfile {
-    fn localhost_profile(&self) -> Option<String> {
+    fn localhost_profile(_: &str, _: &str) -> Option<String> {
         None
     }
     async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
@@ -278,7 +310,11 @@ pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<Strin
     ctx.pods
         .state()
         .iter()
-        .filter(|p| pods::references(p).iter().any(|(k, n)| *k == kind && n == name))
+        .filter(|p| {
+            pods::references(p, &ctx.seccomp_subdir)
+                .iter()
+                .any(|(k, n)| *k == kind && n == name)
+        })
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
         .collect()
 }
@@ -298,22 +334,97 @@ pub fn progress_only(old: &ProfileStatus, new: &ProfileStatus) -> bool {
     old.observed_generation == new.observed_generation && key(old) == key(new)
 }
 
-/// The entry point kube-runtime calls for each profile.
-pub async fn reconcile<K: Profile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+/// The entry point kube-runtime calls for each profile, whether it parsed or not: one that
+/// did not gets a status and an Event saying why ([`reconcile_unreadable`]).
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = K::KIND.slug(), name = %obj.name_any()))]
+pub async fn reconcile<K: Profile>(obj: Arc<DeserializeGuard<K>>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer(K::KIND.slug());
     ctx.metrics.reconciled(K::KIND.slug());
+    match &obj.0 {
+        Ok(profile) => {
+            ctx.unreadable.lock().expect("lock").remove(&(K::KIND, obj.name_any()));
+            reconcile_profile(Arc::new(profile.clone()), &ctx).await
+        }
+        Err(invalid) => reconcile_unreadable::<K>(&obj, invalid, &ctx).await,
+    }
+}
+
+/// A profile that parsed: the finalizer, then validation, aggregation and status.
+async fn reconcile_profile<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
     if obj.finalizers().contains(&legacy_finalizer::<K>()) {
-        return migrate_finalizer(obj, &ctx).await;
+        return migrate_finalizer(obj, ctx).await;
     }
     let api: Api<K> = Api::all(ctx.client.clone());
     finalizer(&api, FINALIZER, obj, |event| async {
         match event {
-            Finalizer::Apply(p) => apply(p, &ctx, false).await,
-            Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
+            Finalizer::Apply(p) => apply(p.as_ref(), ctx, false).await,
+            Finalizer::Cleanup(p) => cleanup(p.as_ref(), ctx).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// An object that does not parse as this version reads its kind (a value only a newer CRD
+/// allows, say): Accepted=False with reason `InvalidObject` and the parse error, by the
+/// same status write as any invalid profile, and a Warning Event, once per generation and
+/// error. Its deletion waits, as any profile's, while pods use it, and is then let go. It
+/// waits for a change: nothing else can be done with it.
+async fn reconcile_unreadable<K: Profile>(
+    obj: &DeserializeGuard<K>,
+    invalid: &InvalidObject,
+    ctx: &Context,
+) -> Result<Action> {
+    let name = obj.name_any();
+    let ours = [FINALIZER.to_string(), legacy_finalizer::<K>()];
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    if deleting && !obj.finalizers().iter().any(|f| ours.contains(f)) {
+        return Ok(Action::await_change());
+    }
+    let users = if deleting {
+        workloads(ctx, K::KIND, &name)
+    } else {
+        BTreeSet::new()
+    };
+    if deleting && users.is_empty() {
+        let rest = obj.finalizers().iter().filter(|f| !ours.contains(f)).cloned().collect();
+        patch_finalizers::<K>(ctx, obj, rest).await?;
+        return Ok(Action::await_change());
+    }
+    let key = (K::KIND, name.clone());
+    let generation = obj.meta().generation.unwrap_or_default();
+    let seen = Unreadable {
+        uid: obj.uid().unwrap_or_default(),
+        generation,
+        error: invalid.error.clone(),
+        held_for: deleting.then_some(users.len()),
+    };
+    if ctx.unreadable.lock().expect("lock").get(&key) != Some(&seen) {
+        let new = status::build(
+            StatusInput {
+                old: None,
+                generation,
+                acceptance: Acceptance::Unreadable(&invalid.error),
+                accepted: None,
+                warnings: None,
+                state: ProfileState::Enabled,
+                counts: NodeCounts::default(),
+                failures: vec![],
+                localhost_profile: K::localhost_profile(&name, &ctx.seccomp_subdir),
+                workloads: &users,
+                deleting,
+                learning: None,
+            },
+            &Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        tracing::warn!(error = invalid.error, "the object does not parse");
+        write_status::<K>(ctx, obj, None, &new).await?;
+        ctx.unreadable.lock().expect("lock").insert(key, seen);
+    }
+    if deleting {
+        return Err(Error::InUse(users.len()));
+    }
+    Ok(Action::await_change())
 }
 
 /// Replaces the finalizer name earlier versions used with [`FINALIZER`]. A profile already
@@ -324,31 +435,30 @@ async fn migrate_finalizer<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Act
     let legacy = legacy_finalizer::<K>();
     let deleting = obj.meta().deletion_timestamp.is_some();
     if deleting {
-        cleanup(obj.clone(), ctx).await?;
+        cleanup(obj.as_ref(), ctx).await?;
     }
     let mut finalizers: Vec<String> = obj.finalizers().iter().filter(|f| **f != legacy).cloned().collect();
     if !deleting && !finalizers.iter().any(|f| f == FINALIZER) {
         finalizers.push(FINALIZER.to_string());
     }
-    let patch = json!({"metadata": {"resourceVersion": obj.resource_version(), "finalizers": finalizers}});
-    Api::<K>::all(ctx.client.clone())
-        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(Error::Kube)?;
-    tracing::info!(
-        kind = K::KIND.name(),
-        name = obj.name_any(),
-        from = legacy,
-        to = FINALIZER,
-        "migrated the finalizer"
-    );
+    patch_finalizers::<K>(ctx, obj.as_ref(), finalizers).await?;
+    tracing::info!(from = legacy, to = FINALIZER, "migrated the finalizer");
     Ok(Action::await_change())
 }
 
+/// Sets an object's finalizers, guarded by the resourceVersion read.
+async fn patch_finalizers<K: Profile>(ctx: &Context, obj: &impl Resource, finalizers: Vec<String>) -> Result<()> {
+    let patch = json!({"metadata": {"resourceVersion": obj.resource_version(), "finalizers": finalizers}});
+    Api::<DeserializeGuard<K>>::all(ctx.client.clone())
+        .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(())
+}
+
 /// Validate, aggregate, write status when it changed.
-async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result<Action> {
+async fn apply<K: Profile>(obj: &K, ctx: &Context, deleting: bool) -> Result<Action> {
     let name = obj.name_any();
-    let generation = obj.meta().generation.unwrap_or_default();
     let verdict = match node_selector(obj.selector()) {
         Err(message) => Err(Verdict::Invalid(message)),
         Ok(_) => obj.validate(ctx).await,
@@ -365,7 +475,50 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         Err(Verdict::Invalid(m)) => Acceptance::Invalid(m),
         Err(Verdict::Transient(m)) => Acceptance::Transient(m),
     };
+    let (counts, failures) = on_nodes(obj, ctx, accepted.as_ref());
+    let workloads = workloads(ctx, K::KIND, &name);
+    let key = (K::KIND, name.clone());
+    let uid = obj.uid().unwrap_or_default();
+    let new = status::build(
+        StatusInput {
+            old,
+            generation: obj.meta().generation.unwrap_or_default(),
+            acceptance,
+            accepted: accepted.clone(),
+            warnings,
+            state: obj.state(),
+            counts,
+            failures,
+            localhost_profile: K::localhost_profile(&name, &ctx.seccomp_subdir),
+            workloads: &workloads,
+            deleting,
+            learning: accepted
+                .as_ref()
+                .and_then(|a| ctx.reports.learning(&key, &uid, &a.digest)),
+        },
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    ctx.metrics.profile_state(K::KIND.slug(), &name, &new);
+    if old != Some(&new) {
+        if let Some(wait) = progress_wait(ctx, &key, old, &new) {
+            return Ok(Action::requeue(wait));
+        }
+        write_status::<K>(ctx, obj, old, &new).await?;
+    }
+    match verdict {
+        Err(Verdict::Transient(message)) => Err(Error::ValidationUnavailable(message)),
+        _ => {
+            ctx.backoff.lock().expect("lock").remove(&key);
+            // Event-driven: the profile, its nodes' reports and expectations, Nodes,
+            // heartbeats and pods all route changes here; nothing is looked at on a timer.
+            Ok(Action::await_change())
+        }
+    }
+}
 
+/// Counts the nodes by where the profile stands on each (judged against `accepted`, the
+/// content the reconcile just accepted or the last accepted), with the failures.
+fn on_nodes<K: Profile>(obj: &K, ctx: &Context, accepted: Option<&AcceptedContent>) -> (NodeCounts, Vec<NodeFailure>) {
     let live = ctx.liveness.live();
     let uid = obj.uid().unwrap_or_default();
     let nodes = ctx.nodes.state();
@@ -379,17 +532,16 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
             )
         })
         .collect();
-    // Where this profile stands on each node, judged against the content just accepted.
     let want = Want::of(
         K::KIND,
         &uid,
         obj.state() == ProfileState::Enabled,
-        accepted.as_ref().map(|a| a.digest.as_str()),
+        accepted.map(|a| a.digest.as_str()),
         obj.selector(),
     );
     let on = ctx
         .reports
-        .on_nodes(&(K::KIND, name.clone()), want.as_ref(), named.iter().copied());
+        .on_nodes(&(K::KIND, obj.name_any()), want.as_ref(), named.iter().copied());
     let views: Vec<NodeView<'_>> = named
         .iter()
         .map(|(node, labels)| NodeView {
@@ -401,67 +553,54 @@ async fn apply<K: Profile>(obj: Arc<K>, ctx: &Context, deleting: bool) -> Result
         .collect();
     let view = ProfileView {
         uid: &uid,
-        accepted: accepted.as_ref(),
+        accepted,
         selector: obj.selector(),
         state: obj.state(),
     };
-    let (counts, failures) = status::aggregate(&view, &views);
-    let workloads = workloads(ctx, K::KIND, &name);
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let key_of = (K::KIND, name.clone());
-    let new = status::build(
-        StatusInput {
-            old,
-            generation,
-            acceptance,
-            accepted: accepted.clone(),
-            warnings,
-            state: obj.state(),
-            counts,
-            failures,
-            localhost_profile: obj.localhost_profile(),
-            workloads: &workloads,
-            deleting,
-            learning: accepted
-                .as_ref()
-                .and_then(|a| ctx.reports.learning(&key_of, &uid, &a.digest)),
-        },
-        &now,
-    );
-    ctx.metrics.profile_state(K::KIND.slug(), &name, &new);
-    let key = (K::KIND, name.clone());
-    if old != Some(&new) {
-        if old.is_some_and(|o| progress_only(o, &new)) {
-            let since = ctx.last_write.lock().expect("lock").get(&key).map(|t| t.elapsed());
-            if let Some(since) = since.filter(|s| *s < PROGRESS_GAP) {
-                return Ok(Action::requeue(PROGRESS_GAP - since));
-            }
-        }
-        let api: Api<K> = Api::all(ctx.client.clone());
-        let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new});
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-            .await
-            .map_err(Error::Kube)?;
-        ctx.last_write
-            .lock()
-            .expect("lock")
-            .insert(key.clone(), std::time::Instant::now());
-        publish_transitions(ctx, obj.as_ref(), old, &new).await;
+    status::aggregate(&view, &views)
+}
+
+/// How long a status write that only moves counts waits, to keep [`PROGRESS_GAP`] since
+/// the profile's last write; `None`: write now.
+fn progress_wait(
+    ctx: &Context,
+    key: &ProfileKey,
+    old: Option<&ProfileStatus>,
+    new: &ProfileStatus,
+) -> Option<Duration> {
+    if !old.is_some_and(|o| progress_only(o, new)) {
+        return None;
     }
-    match verdict {
-        Err(Verdict::Transient(message)) => Err(Error::ValidationUnavailable(message)),
-        _ => {
-            ctx.backoff.lock().expect("lock").remove(&key);
-            // Event-driven: the profile, its nodes' reports and expectations, Nodes,
-            // heartbeats and pods all route changes here; nothing is looked at on a timer.
-            Ok(Action::await_change())
-        }
-    }
+    let since = ctx.last_write.lock().expect("lock").get(key).map(|t| t.elapsed());
+    since.filter(|s| *s < PROGRESS_GAP).map(|s| PROGRESS_GAP - s)
+}
+
+/// Writes a profile's status (server-side apply, the operator's field manager) and
+/// publishes an Event for each condition that changed.
+async fn write_status<K: Profile>(
+    ctx: &Context,
+    obj: &impl Resource<DynamicType = ()>,
+    old: Option<&ProfileStatus>,
+    new: &ProfileStatus,
+) -> Result<()> {
+    let name = obj.name_any();
+    // Read back leniently: the object itself may be one that does not parse.
+    let api: Api<DeserializeGuard<K>> = Api::all(ctx.client.clone());
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new});
+    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
+        .await
+        .map_err(Error::Kube)?;
+    ctx.last_write
+        .lock()
+        .expect("lock")
+        .insert((K::KIND, name), std::time::Instant::now());
+    publish_transitions(ctx, obj, old, new).await;
+    Ok(())
 }
 
 /// Deletion: hold while pods use the profile (saying so in the status); then let go, and
 /// agents remove it from their nodes.
-async fn cleanup<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
+async fn cleanup<K: Profile>(obj: &K, ctx: &Context) -> Result<Action> {
     let users = workloads(ctx, K::KIND, &obj.name_any());
     if users.is_empty() {
         return Ok(Action::await_change());
@@ -470,7 +609,12 @@ async fn cleanup<K: Profile>(obj: Arc<K>, ctx: &Context) -> Result<Action> {
     Err(Error::InUse(users.len()))
 }
 
-async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&ProfileStatus>, new: &ProfileStatus) {
+async fn publish_transitions(
+    ctx: &Context,
+    obj: &impl Resource<DynamicType = ()>,
+    old: Option<&ProfileStatus>,
+    new: &ProfileStatus,
+) {
     let was = |type_: &str| {
         old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
             .map(|c| (c.status.clone(), c.reason.clone()))
@@ -483,6 +627,7 @@ async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&Pr
         let (type_, reason) = match (c.type_.as_str(), c.status.as_str(), c.reason.as_str()) {
             ("Accepted", "True", _) => (EventType::Normal, "Accepted"),
             ("Accepted", "Unknown", _) => (EventType::Warning, "ValidationError"),
+            ("Accepted", _, status::REASON_INVALID_OBJECT) => (EventType::Warning, status::REASON_INVALID_OBJECT),
             ("Accepted", _, _) => (EventType::Warning, "Rejected"),
             ("Ready", "False", "NoMatchingNodes") => (EventType::Warning, "NoMatchingNodes"),
             ("Ready", "True", _) => (EventType::Normal, "Ready"),
@@ -508,7 +653,7 @@ async fn publish_transitions<K: Profile>(ctx: &Context, obj: &K, old: Option<&Pr
 
 /// Logs, counts, and retries with a delay; a held deletion is checked again soon and is
 /// not a failure; a validation that could not run is retried with exponential backoff.
-pub fn error_policy<K: Profile>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: Profile>(obj: Arc<DeserializeGuard<K>>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_held_deletion() {
         return Action::requeue(Duration::from_secs(5));
     }

@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use palisade_crds::pods::{LearningPod, MAX_LEARNING_PODS, MAX_LEARNING_PODS_BYTES, learning_pod};
 use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile, learn};
+use palisade_runtime::parsed;
 use tokio::sync::Notify;
 
 /// What each node's report holds (by the watch), and the bell that wakes the publisher.
@@ -59,20 +61,18 @@ impl Published {
 
 /// Every node's learning pods: the pods bound to it that reference a learning profile
 /// ([`learn::apparmor_learning`], [`learn::seccomp_learning`]), sorted by UID, at most
-/// [`MAX_LEARNING_PODS`] per node.
+/// [`MAX_LEARNING_PODS`] per node. Profiles that do not parse are skipped.
 pub fn desired(
     pods: &[Arc<Pod>],
-    apparmor: &[Arc<AppArmorProfile>],
-    seccomp: &[Arc<SeccompProfile>],
+    apparmor: &[Arc<DeserializeGuard<AppArmorProfile>>],
+    seccomp: &[Arc<DeserializeGuard<SeccompProfile>>],
     seccomp_subdir: &str,
 ) -> BTreeMap<String, Vec<LearningPod>> {
-    let apparmor: BTreeSet<String> = apparmor
-        .iter()
+    let apparmor: BTreeSet<String> = parsed(apparmor)
         .filter(|p| learn::apparmor_learning(p))
         .map(|p| p.name_any())
         .collect();
-    let seccomp: BTreeSet<String> = seccomp
-        .iter()
+    let seccomp: BTreeSet<String> = parsed(seccomp)
         .filter(|p| learn::seccomp_learning(p))
         .map(|p| p.name_any())
         .collect();
@@ -125,8 +125,9 @@ pub async fn run(
     client: Client,
     published: Arc<Published>,
     pods: Store<Pod>,
-    apparmor: Store<AppArmorProfile>,
-    seccomp: Store<SeccompProfile>,
+    apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+    seccomp: Store<DeserializeGuard<SeccompProfile>>,
+    seccomp_subdir: String,
 ) {
     let api: Api<NodeProfileStatus> = Api::all(client);
     let mut failed = false;
@@ -138,12 +139,7 @@ pub async fn run(
             published.bell.notified().await;
         }
         failed = false;
-        let want = desired(
-            &pods.state(),
-            &apparmor.state(),
-            &seccomp.state(),
-            crate::pods::seccomp_subdir(),
-        );
+        let want = desired(&pods.state(), &apparmor.state(), &seccomp.state(), &seccomp_subdir);
         let stale: Vec<(String, Vec<LearningPod>)> = {
             let observed = published.observed.lock().expect("lock");
             observed
@@ -185,7 +181,7 @@ mod tests {
 
     use super::*;
 
-    fn apparmor(name: &str, mode: &str, accepted: bool) -> Arc<AppArmorProfile> {
+    fn apparmor(name: &str, mode: &str, accepted: bool) -> Arc<DeserializeGuard<AppArmorProfile>> {
         let mut v = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
             "metadata": {"name": name}, "spec": {"mode": mode, "policy": "x"}});
         if accepted {

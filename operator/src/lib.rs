@@ -11,7 +11,9 @@ pub mod pods;
 pub mod reports;
 pub mod run;
 pub mod status;
+pub mod triggers;
 pub mod validate;
+pub mod watches;
 pub mod webhook;
 
 pub use run::{Args, run};

@@ -3,43 +3,24 @@
 use k8s_openapi::api::core::v1::{
     Container, ContainerStatus, EphemeralContainer, Pod, PodSecurityContext, PodSpec, PodStatus, SecurityContext,
 };
-use palisade_crds::ProfileKind;
 
 pub use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
+/// The Palisade profiles a pod references, given the agents' seccomp subdirectory.
+pub use palisade_crds::pods::references;
 
-/// The Palisade profiles a pod references ([`palisade_crds::pods::references`] with the
-/// agents' seccomp subdirectory).
-pub fn references(pod: &Pod) -> Vec<(ProfileKind, String)> {
-    palisade_crds::pods::references(pod, seccomp_subdir())
+/// `localhostProfile` for a SeccompProfile, with the agents' seccomp subdirectory (the
+/// chart's `agent.seccompSubdir`; `operator` for pods migrated from SPO).
+pub fn seccomp_localhost_profile(seccomp_subdir: &str, name: &str) -> String {
+    format!("{seccomp_subdir}/{name}.json")
 }
 
-static SECCOMP_SUBDIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Sets the subdirectory of the kubelet's seccomp directory the agents write to (the chart's
-/// `agent.seccompSubdir`; `operator` for pods migrated from SPO). Once, at start-up.
-pub fn set_seccomp_subdir(subdir: &str) {
-    let _ = SECCOMP_SUBDIR.set(subdir.to_string());
-}
-
-/// The subdirectory pods name in `localhostProfile: <subdir>/<name>.json`.
-pub fn seccomp_subdir() -> &'static str {
-    SECCOMP_SUBDIR
-        .get()
-        .map_or(palisade_crds::SECCOMP_SUBDIR, String::as_str)
-}
-
-/// `localhostProfile` for a SeccompProfile.
-pub fn seccomp_localhost_profile(name: &str) -> String {
-    format!("{}/{name}.json", seccomp_subdir())
-}
-
-/// Keeps only what [`references`] and [`palisade_crds::pods::learning_pod`] read, so a
-/// cluster's pods cost little memory: a pod that references no Palisade profile keeps its
-/// name and UID; one that does keeps its node, phase, the profile fields of its pod- and
+/// Keeps only what [`references`] and [`palisade_crds::pods::learning_pod`] read (with
+/// the agents' seccomp subdirectory), so a cluster's pods cost little memory: a pod that
+/// references no Palisade profile keeps its name and UID; one that does keeps its node, phase, the profile fields of its pod- and
 /// container-level security contexts, its AppArmor annotations and its containers' names
 /// and IDs. No managed fields, labels, images, env, volumes or other status.
-pub fn slim(pod: &mut Pod) {
-    let refs = !references(pod).is_empty();
+pub fn slim(pod: &mut Pod, seccomp_subdir: &str) {
+    let refs = !references(pod, seccomp_subdir).is_empty();
     pod.metadata.managed_fields = None;
     pod.metadata.labels = None;
     pod.metadata.owner_references = None;
@@ -114,9 +95,12 @@ pub fn slim(pod: &mut Pod) {
 
 #[cfg(test)]
 mod tests {
+    use palisade_crds::ProfileKind;
     use serde_json::json;
 
     use super::*;
+
+    const SUBDIR: &str = palisade_crds::SECCOMP_SUBDIR;
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()
@@ -144,7 +128,7 @@ mod tests {
 
     #[test]
     fn finds_references_at_every_level() {
-        let refs = references(&everywhere());
+        let refs = references(&everywhere(), SUBDIR);
         let expected: Vec<(ProfileKind, String)> = vec![
             (ProfileKind::AppArmorProfile, "init-aa".into()),
             (ProfileKind::AppArmorProfile, "legacy-aa".into()),
@@ -159,14 +143,14 @@ mod tests {
     #[test]
     fn slim_pods_keep_their_references_and_little_else() {
         let mut p = everywhere();
-        let before = references(&p);
-        slim(&mut p);
-        assert_eq!(references(&p), before);
+        let before = references(&p, SUBDIR);
+        slim(&mut p, SUBDIR);
+        assert_eq!(references(&p, SUBDIR), before);
         assert!(serde_json::to_string(&p).unwrap().len() < serde_json::to_string(&everywhere()).unwrap().len());
         let mut plain =
             pod(json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "x", "image": "nginx"}]}}));
-        slim(&mut plain);
-        assert!(plain.spec.is_none() && references(&plain).is_empty());
+        slim(&mut plain, SUBDIR);
+        assert!(plain.spec.is_none() && references(&plain, SUBDIR).is_empty());
     }
 
     #[test]
@@ -191,7 +175,7 @@ mod tests {
         }));
         let learning = |_: ProfileKind, _: &str| true;
         let mut slimmed = full.clone();
-        slim(&mut slimmed);
+        slim(&mut slimmed, SUBDIR);
         let published = palisade_crds::pods::learning_pod(&full, "palisade", learning);
         assert!(published.as_ref().is_some_and(|(_, p)| p.containers.len() == 2));
         assert_eq!(

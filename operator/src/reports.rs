@@ -574,7 +574,7 @@ impl NodeReports {
     }
 }
 
-fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
+pub(crate) fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
     keys.sort();
     keys.dedup();
     keys

@@ -1,35 +1,33 @@
-//! Wiring: flags, leader election, watches and the triggers that route changes to the
-//! profiles they affect, the two controllers, and the HTTP endpoints.
+//! Wiring: flags, the pod admission guard, leader election, and each term as leader: the
+//! watches, the triggers that route changes to the profiles they affect ([`crate::triggers`]),
+//! the two controllers, and the HTTP endpoints.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DynamicObject};
-use kube::core::ApiResource;
+use kube::Client;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
-use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
+use kube::runtime::reflector::{ObjectRef, Store};
+use palisade_crds::{AppArmorProfile, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
+use tokio::sync::watch;
 
 use crate::controller::{self, Caches, Context, Profile};
 use crate::leader::Elector;
+use crate::learning_pods::Published;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
-use crate::pods;
+use crate::triggers::{self, Router};
 use crate::validate::ParserConfig;
+use crate::watches::{Profiles, WatchEvents, Watches, drain, reflect_profiles};
 
 /// palisade-operator: validates profiles, aggregates node status, protects profiles in use.
 #[derive(clap::Parser, Debug, Clone)]
@@ -90,99 +88,13 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// The profiles each pod (`namespace/name`) referenced when last seen.
-type PodRefs = HashMap<String, Vec<(ProfileKind, String)>>;
-
 /// Name of the leader-election Lease.
 pub const LEADER_LEASE: &str = "palisade-operator";
 
 /// Reconciles in flight at once, per kind.
 const RECONCILE_CONCURRENCY: u16 = 8;
 
-/// Drops what no reconcile reads: managedFields, and annotations (kubectl's
-/// last-applied-configuration is a second copy of the object).
-fn slim_meta<K: kube::Resource>(o: &mut K) {
-    let meta = o.meta_mut();
-    meta.managed_fields = None;
-    meta.annotations = None;
-}
-
-/// A shared cache of a built-in kind and the stream of its watch events (which must be
-/// polled for the cache to fill).
-fn reflect<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    slim: fn(&mut K),
-) -> (Store<K>, impl Stream<Item = watcher::Event<K>> + Send)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = watcher(api, cfg)
-        .default_backoff()
-        .modify(slim)
-        .reflect(writer)
-        .filter_map(|r| futures::future::ready(r.ok()));
-    (store, stream)
-}
-
-/// The one watch of a profile kind: lenient (objects arrive as JSON and are parsed one by
-/// one, so an object that does not parse is logged and skipped instead of stalling the
-/// list or the watch), cached in a shared store that the controller and the other
-/// reconciles read. Returns the store, a subscription for the controller, and the event
-/// stream (which must be polled).
-fn reflect_profiles<K>(
-    client: &Client,
-) -> (
-    Store<K>,
-    ReflectHandle<K>,
-    impl Stream<Item = watcher::Event<K>> + Send + use<K>,
-)
-where
-    K: Profile,
-{
-    let (store, writer) = reflector::store_shared(1024);
-    let subscriber = writer.subscribe().expect("a shared store has subscribers");
-    let ar = ApiResource::erase::<K>(&());
-    let stream = watcher(
-        Api::<DynamicObject>::all_with(client.clone(), &ar),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(slim_meta)
-    .try_filter_map(|event| futures::future::ready(Ok(palisade_runtime::parse_event::<K>(event))))
-    .reflect_shared(writer)
-    .filter_map(|r| futures::future::ready(r.ok()));
-    (store, subscriber, stream)
-}
-
-/// Keeps what nodes are expected to hold of each profile up to date with its watch; returns
-/// the profiles waiting on nodes whose expected set changed.
-fn expect<K: Profile>(ctx: &Context, store: &Store<K>, event: &watcher::Event<K>) -> Vec<(ProfileKind, String)> {
-    match event {
-        watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-            ctx.reports.set_want((K::KIND, p.name_any()), controller::want_of(p))
-        }
-        watcher::Event::Delete(p) => ctx.reports.set_want((K::KIND, p.name_any()), None),
-        watcher::Event::InitDone => {
-            let names = store.state().iter().map(|p| p.name_any()).collect();
-            ctx.reports.retain_wants(K::KIND, &names)
-        }
-        watcher::Event::Init => vec![],
-    }
-}
-
-/// Forgets what the operator kept about profiles that are gone, on each delete and after
-/// each relist (which may hide deletes).
-fn forget_gone<K: Profile>(ctx: &Context, store: &Store<K>) {
-    let objects = store.state();
-    let names = objects.iter().map(|p| p.name_any()).collect();
-    let uids = objects.iter().filter_map(|p| p.uid()).collect();
-    ctx.retain(K::KIND, &names, &uids);
-}
-
 pub async fn run(args: Args) -> Result<()> {
-    crate::pods::set_seccomp_subdir(&args.seccomp_subdir);
     let client = palisade_runtime::connect().await?;
     // Relists and report bursts allocate and free a lot at once; keep RSS at what is held.
     palisade_runtime::spawn_memory_release(Duration::from_secs(10));
@@ -193,35 +105,8 @@ pub async fn run(args: Args) -> Result<()> {
     let health = Health::default();
     let shutdown = palisade_runtime::shutdown_signal();
     palisade_runtime::spawn_http(args.metrics_address, args.health_address, registry, &health, &shutdown).await?;
-
-    // The pod admission guard: every replica serves it, from profile caches of its own.
     if let Some(address) = args.webhook_address {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding the webhook address {address}"))?;
-        let (sc_store, _, sc_events) = reflect_profiles::<SeccompProfile>(&client);
-        let (aa_store, _, aa_events) = reflect_profiles::<AppArmorProfile>(&client);
-        tokio::spawn(sc_events.for_each(|_| futures::future::ready(())));
-        tokio::spawn(aa_events.for_each(|_| futures::future::ready(())));
-        let cfg = crate::webhook::Config {
-            mode: args.webhook_mode,
-            namespace: args.namespace.clone(),
-            secret: args.webhook_secret.clone(),
-            service: args.webhook_service.clone(),
-            configuration: args.webhook_configuration.clone(),
-        };
-        let guard = crate::webhook::Guard {
-            mode: args.webhook_mode,
-            seccomp: sc_store,
-            apparmor: aa_store,
-        };
-        let (client, alive) = (client.clone(), health.alive("webhook"));
-        tokio::spawn(async move {
-            let _alive = alive;
-            if let Err(e) = crate::webhook::serve(client, cfg, listener, guard).await {
-                tracing::error!(error = %e, "the webhook stopped");
-            }
-        });
+        spawn_webhook(&client, &args, address, &health).await?;
     }
 
     // Leader election: a standby waits here, healthy and ready to take over.
@@ -235,18 +120,9 @@ pub async fn run(args: Args) -> Result<()> {
         Duration::from_secs(args.lease_duration),
     ));
     let renew = Duration::from_secs((args.lease_duration / 3).max(1));
-    let mut stop = shutdown.clone();
     loop {
-        loop {
-            match elector.try_lead().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(renew) => {}
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-            }
+        if !stand_by(&elector, renew, shutdown.clone()).await {
+            return Ok(());
         }
         lead(&client, &args, &metrics, &health, &shutdown, &elector, renew).await?;
         if *shutdown.borrow() {
@@ -260,20 +136,98 @@ pub async fn run(args: Args) -> Result<()> {
     }
 }
 
-/// Spawns a task of the leader's term whose end `/healthz` reports while the term lasts.
-fn spawn_watched(
-    tasks: &mut tokio::task::JoinSet<()>,
-    health: &Health,
-    names: &mut Vec<String>,
-    name: &str,
-    task: impl Future<Output = ()> + Send + 'static,
-) {
-    let guard = health.alive(name);
-    names.push(name.to_string());
-    tasks.spawn(async move {
-        let _guard = guard;
-        task.await
+/// Waits until this replica leads (`true`) or shutdown comes first (`false`).
+async fn stand_by(elector: &Elector, renew: Duration, mut shutdown: watch::Receiver<bool>) -> bool {
+    loop {
+        match elector.try_lead().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(renew) => {}
+            _ = shutdown.wait_for(|s| *s) => return false,
+        }
+    }
+}
+
+/// The pod admission guard: every replica serves it, from profile caches of its own.
+async fn spawn_webhook(client: &Client, args: &Args, address: SocketAddr, health: &Health) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the webhook address {address}"))?;
+    let (seccomp, seccomp_events) = reflect_profiles::<SeccompProfile>(client);
+    let (apparmor, apparmor_events) = reflect_profiles::<AppArmorProfile>(client);
+    tokio::spawn(drain(seccomp_events));
+    tokio::spawn(drain(apparmor_events));
+    let cfg = crate::webhook::Config {
+        mode: args.webhook_mode,
+        namespace: args.namespace.clone(),
+        secret: args.webhook_secret.clone(),
+        service: args.webhook_service.clone(),
+        configuration: args.webhook_configuration.clone(),
+    };
+    let guard = crate::webhook::Guard {
+        mode: args.webhook_mode,
+        seccomp_subdir: args.seccomp_subdir.clone(),
+        seccomp: seccomp.store,
+        apparmor: apparmor.store,
+    };
+    let (client, alive) = (client.clone(), health.alive("webhook"));
+    tokio::spawn(async move {
+        let _alive = alive;
+        if let Err(e) = crate::webhook::serve(client, cfg, listener, guard).await {
+            tracing::error!(error = %e, "the webhook stopped");
+        }
     });
+    Ok(())
+}
+
+/// The tasks of one term as leader, each reported by `/healthz` while the term lasts.
+struct Term<'a> {
+    health: &'a Health,
+    tasks: tokio::task::JoinSet<()>,
+    names: Vec<String>,
+}
+
+impl<'a> Term<'a> {
+    fn new(health: &'a Health) -> Self {
+        Self {
+            health,
+            tasks: tokio::task::JoinSet::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Spawns a task whose end `/healthz` reports while the term lasts.
+    fn spawn(&mut self, name: &str, task: impl Future<Output = ()> + Send + 'static) {
+        let guard = self.health.alive(name);
+        self.names.push(name.to_string());
+        self.tasks.spawn(async move {
+            let _guard = guard;
+            task.await
+        });
+    }
+
+    /// Keeps renewing the Lease; the returned future resolves once it could not.
+    fn keep_leading(&mut self, elector: Arc<Elector>, renew: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let (lost_tx, mut lost_rx) = watch::channel(false);
+        self.tasks.spawn(async move {
+            elector.keep_leading(renew).await;
+            let _ = lost_tx.send(true);
+        });
+        async move {
+            let _ = lost_rx.wait_for(|lost| *lost).await;
+        }
+    }
+
+    /// Stops every task of the term.
+    async fn end(mut self) {
+        self.tasks.shutdown().await;
+        for name in self.names {
+            self.health.forget(&name);
+        }
+    }
 }
 
 /// One term as leader: watches, triggers and both controllers, until shutdown or until the
@@ -283,372 +237,188 @@ async fn lead(
     args: &Args,
     metrics: &Metrics,
     health: &Health,
-    shutdown: &tokio::sync::watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
     elector: &Arc<Elector>,
     renew: Duration,
 ) -> Result<()> {
-    let client = client.clone();
-    let metrics = metrics.clone();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut loops = Vec::new();
     tracing::info!(identity = args.identity, "leading");
-    let keeper = elector.clone();
-    let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
-    tasks.spawn(async move {
-        keeper.keep_leading(renew).await;
-        let _ = lost_tx.send(true);
-    });
-
-    // One watch per kind; the stores are what reconciles read.
-    let (seccomp, seccomp_sub, seccomp_events) = reflect_profiles::<SeccompProfile>(&client);
-    let (apparmor, apparmor_sub, apparmor_events) = reflect_profiles::<AppArmorProfile>(&client);
-    let reports = Arc::new(crate::reports::NodeReports::default());
-    // Reports are small (a summary and the exceptions): listed a hundred at a time.
-    let nps_events = watcher(
-        Api::<NodeProfileStatus>::all(client.clone()),
-        watcher::Config::default().page_size(100),
-    )
-    .default_backoff();
-    // Nodes: only name and labels are read; a real Node's status (images, conditions) is
-    // tens of kilobytes.
-    let (nodes, node_events) = reflect(Api::<Node>::all(client.clone()), watcher::Config::default(), |n| {
-        slim_meta(n);
-        n.spec = None;
-        n.status = None;
-    });
-    let (leases, lease_events) = reflect(
-        Api::<Lease>::namespaced(client.clone(), &args.namespace),
-        watcher::Config::default().labels(&palisade_crds::agent_lease_selector()),
-        slim_meta,
-    );
-    let (pod_store, pod_events) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default(), |p| {
-        pods::slim(p);
-        p.managed_fields_mut().clear();
-    });
-    let liveness = Arc::new(Liveness::default());
-
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "palisade-operator".into(),
-                instance: Some(args.identity.clone()),
-            },
-        ),
-        metrics.clone(),
-        ParserConfig {
-            parser: args.apparmor_parser.clone(),
-            include_dir: args.apparmor_include_dir.clone(),
-            budget: args.parser.budget(),
-            reserved: args.parser.reserved_profile_names.clone(),
-            listener_dirs: args.seccomp_listener_dirs.clone(),
-            seccomp_helper: std::env::current_exe().ok(),
-        },
+    let mut term = Term::new(health);
+    let lost = term.keep_leading(elector.clone(), renew);
+    let Watches {
+        seccomp,
+        apparmor,
+        nodes,
+        leases,
+        pods,
+        events,
+    } = Watches::start(client, &args.namespace, &args.seccomp_subdir);
+    let ctx = Arc::new(context(
+        client,
+        args,
+        metrics,
         Caches {
-            seccomp: seccomp.clone(),
-            reports: reports.clone(),
+            seccomp: seccomp.store.clone(),
+            reports: Arc::default(),
             nodes,
-            liveness: liveness.clone(),
-            pods: pod_store.clone(),
+            liveness: Arc::new(Liveness::default()),
+            pods,
         },
     ));
-
-    // Triggers: route each change to the profiles it affects.
-    let (sc_tx, sc_rx) = mpsc::unbounded_channel::<ObjectRef<SeccompProfile>>();
-    let (aa_tx, aa_rx) = mpsc::unbounded_channel::<ObjectRef<AppArmorProfile>>();
-    let (all_tx, _) = broadcast::channel::<()>(16);
-    let route = {
-        let (sc_tx, aa_tx) = (sc_tx.clone(), aa_tx.clone());
-        move |kind: ProfileKind, name: &str| match kind {
-            ProfileKind::SeccompProfile => {
-                let _ = sc_tx.send(ObjectRef::new(name));
-            }
-            ProfileKind::AppArmorProfile => {
-                let _ = aa_tx.send(ObjectRef::new(name));
-            }
-        }
-    };
+    let (router, seccomp_queue, apparmor_queue) = Router::new();
     // Each node's pods that use a learning profile, published in its report for its agent.
-    let published = Arc::new(crate::learning_pods::Published::default());
-    let published_nps = published.clone();
-    let r = route.clone();
-    spawn_watched(
-        &mut tasks,
-        health,
-        &mut loops,
-        "watch/nodeprofilestatuses",
-        nps_events.for_each(move |event| {
-            // Only the profiles whose entries changed on that node are looked at again.
-            if let Ok(event) = event {
-                published_nps.observe(&event);
-                for (kind, name) in reports.apply(event) {
-                    r(kind, &name);
-                }
-            }
-            futures::future::ready(())
-        }),
-    );
-    let r = route.clone();
-    let pod_refs: Arc<Mutex<PodRefs>> = Arc::default();
-    let pods_now = pod_store.clone();
-    let published_pods = published.clone();
-    spawn_watched(
-        &mut tasks,
-        health,
-        &mut loops,
-        "watch/pods",
-        pod_events.for_each(move |event| {
-            let key = |p: &Pod| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
-            let mut refs = pod_refs.lock().expect("lock");
-            let mut touched = Vec::new();
-            let relisted = matches!(event, watcher::Event::InitDone);
-            match event {
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    let now = pods::references(&p);
-                    let before = if now.is_empty() {
-                        refs.remove(&key(&p))
-                    } else {
-                        refs.insert(key(&p), now.clone())
-                    };
-                    touched.extend(now.into_iter().chain(before.into_iter().flatten()));
-                }
-                watcher::Event::Delete(p) => touched.extend(refs.remove(&key(&p)).into_iter().flatten()),
-                watcher::Event::InitDone => {
-                    // A relist may hide deletions: keep only pods that still exist.
-                    let live: BTreeSet<String> = pods_now.state().iter().map(|p| key(p)).collect();
-                    refs.retain(|k, gone| {
-                        let keep = live.contains(k);
-                        if !keep {
-                            touched.append(gone);
-                        }
-                        keep
-                    });
-                }
-                watcher::Event::Init => {}
-            }
-            drop(refs);
-            // A relist's store is complete only at InitDone: look again then.
-            if !touched.is_empty() || relisted {
-                published_pods.wake();
-            }
-            for (kind, name) in touched {
-                r(kind, &name);
-            }
-            futures::future::ready(())
-        }),
-    );
-    let published_sc = published.clone();
-    let children_of = seccomp.clone();
-    let sc = sc_tx.clone();
-    let (ctx_sc, store_sc) = (ctx.clone(), seccomp.clone());
-    let r = route.clone();
-    spawn_watched(
-        &mut tasks,
-        health,
-        &mut loops,
-        "watch/seccompprofiles",
-        seccomp_events.for_each(move |event| {
-            published_sc.wake();
-            for (kind, name) in expect(&ctx_sc, &store_sc, &event) {
-                r(kind, &name);
-            }
-            match &event {
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p) => {
-                    // A base changed (or went): re-validate everything that inherits from it,
-                    // transitively, so no descendant keeps a verdict about content it no longer has.
-                    let mut queue = vec![p.name_any()];
-                    let mut seen = BTreeSet::new();
-                    while let Some(base) = queue.pop() {
-                        if !seen.insert(base.clone()) {
-                            continue;
-                        }
-                        for child in children_of.state() {
-                            if child.spec.base_profile_name.as_deref() == Some(base.as_str()) {
-                                let _ = sc.send(ObjectRef::new(&child.name_any()));
-                                queue.push(child.name_any());
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
-                forget_gone(&ctx_sc, &store_sc);
-            }
-            futures::future::ready(())
-        }),
-    );
-    let published_aa = published.clone();
-    let (ctx_aa, store_aa) = (ctx.clone(), apparmor.clone());
-    let r = route.clone();
-    spawn_watched(
-        &mut tasks,
-        health,
-        &mut loops,
-        "watch/apparmorprofiles",
-        apparmor_events.for_each(move |event| {
-            published_aa.wake();
-            for (kind, name) in expect(&ctx_aa, &store_aa, &event) {
-                r(kind, &name);
-            }
-            if matches!(event, watcher::Event::Delete(_) | watcher::Event::InitDone) {
-                forget_gone(&ctx_aa, &store_aa);
-            }
-            futures::future::ready(())
-        }),
-    );
-    let all = all_tx.clone();
-    let node_labels: Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>> = Arc::default();
-    let (node_store, expectations) = (ctx.nodes.clone(), ctx.reports.clone());
-    spawn_watched(
-        &mut tasks,
-        health,
-        &mut loops,
-        "watch/nodes",
-        node_events.for_each(move |_| {
-            // Node status heartbeats change nothing here: only membership and labels count.
-            let now: BTreeMap<String, BTreeMap<String, String>> = node_store
-                .state()
-                .iter()
-                .map(|n| (n.name_any(), n.labels().clone()))
-                .collect();
-            let mut last = node_labels.lock().expect("lock");
-            if *last != now {
-                // Every profile is looked at again just below, waiters included.
-                drop(expectations.set_nodes(&now));
-                *last = now;
-                let _ = all.send(());
-            }
-            futures::future::ready(())
-        }),
-    );
-    let all = all_tx.clone();
-    let lease_store = leases.clone();
-    let (node_store, node_metrics) = (ctx.nodes.clone(), ctx.metrics.clone());
-    spawn_watched(&mut tasks, health, &mut loops, "watch/leases", async move {
-        // Agent liveness: a heartbeat changing or going quiet changes which nodes count.
-        let mut live = BTreeSet::new();
-        let mut events = Box::pin(lease_events);
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            // Renewals of live heartbeats (most events) change nothing: which nodes are live
-            // is looked at again when one becomes live, one goes, or on the tick (expiry).
-            let mut became_live = false;
-            let look = tokio::select! {
-                e = events.next() => match e {
-                    None => break,
-                    Some(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) => {
-                        became_live = liveness.observe(&l);
-                        became_live
-                    }
-                    Some(watcher::Event::Delete(l)) => {
-                        liveness.forget(&l);
-                        true
-                    }
-                    Some(watcher::Event::InitDone) => {
-                        liveness.retain(&lease_store.state().iter().map(|l| l.name_any()).collect());
-                        true
-                    }
-                    Some(watcher::Event::Init) => false,
-                },
-                _ = tick.tick() => true,
-            };
-            if !look {
-                continue;
-            }
-            let now = liveness.live();
-            // Linux nodes (where the chart runs agents) and how many of them have one live.
-            let linux: BTreeSet<String> = node_store
-                .state()
-                .iter()
-                .filter(|n| n.labels().get("kubernetes.io/os").is_none_or(|os| os == "linux"))
-                .map(|n| n.name_any())
-                .collect();
-            node_metrics.agents(linux.len(), linux.iter().filter(|n| now.contains(*n)).count());
-            // A node coming back counts again even if it expired and returned between two
-            // ticks (reconciles read the clock, this copy only changes here).
-            if now != live || became_live {
-                live = now;
-                let _ = all.send(());
-            }
-        }
-    });
+    let published = Arc::new(Published::default());
+    follow_watches(&mut term, events, &ctx, &apparmor.store, &leases, &published, &router);
 
-    // Targets are computed only from synced caches: no "no nodes" verdict before the Nodes
-    // and heartbeats are known.
-    ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
-    apparmor.wait_until_ready().await.context("initial watch sync")?;
-    ctx.reports.wait_ready().await;
-    ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
-    leases.wait_until_ready().await.context("initial watch sync")?;
-    ctx.pods.wait_until_ready().await.context("initial watch sync")?;
-
-    spawn_watched(
-        &mut tasks,
-        health,
-        &mut loops,
+    wait_synced(&ctx, &apparmor.store, &leases).await?;
+    term.spawn(
         "publish/learning-pods",
         crate::learning_pods::run(
             client.clone(),
             published,
             ctx.pods.clone(),
-            apparmor.clone(),
+            apparmor.store.clone(),
             ctx.seccomp.clone(),
+            args.seccomp_subdir.clone(),
         ),
     );
 
-    let stop = {
-        let mut shutdown = shutdown.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => {},
-                _ = lost_rx.wait_for(|l| *l) => {},
-            }
-        }
-    };
-    let stop = futures::future::FutureExt::shared(Box::pin(stop));
-    let seccomp_ctl = run_controller(
-        ctx.clone(),
-        seccomp,
-        seccomp_sub,
-        UnboundedReceiverStream::new(sc_rx),
-        &all_tx,
-        stop.clone(),
+    let stop = until_either(shutdown.clone(), lost);
+    tokio::join!(
+        run_controller(ctx.clone(), seccomp, seccomp_queue, &router, stop.clone()),
+        run_controller(ctx.clone(), apparmor, apparmor_queue, &router, stop),
     );
-    let apparmor_ctl = run_controller(
-        ctx.clone(),
-        apparmor,
-        apparmor_sub,
-        UnboundedReceiverStream::new(aa_rx),
-        &all_tx,
-        stop.clone(),
-    );
-    tokio::join!(seccomp_ctl, apparmor_ctl);
-    tasks.shutdown().await;
-    for name in loops {
-        health.forget(&name);
-    }
+    term.end().await;
     Ok(())
 }
 
+/// Waits for every cache to sync: targets are computed only from synced caches, so no "no
+/// nodes" verdict comes before the Nodes and heartbeats are known.
+async fn wait_synced(
+    ctx: &Context,
+    apparmor: &Store<DeserializeGuard<AppArmorProfile>>,
+    heartbeats: &Store<Lease>,
+) -> Result<()> {
+    ctx.seccomp.wait_until_ready().await.context("initial watch sync")?;
+    apparmor.wait_until_ready().await.context("initial watch sync")?;
+    ctx.reports.wait_ready().await;
+    ctx.nodes.wait_until_ready().await.context("initial watch sync")?;
+    heartbeats.wait_until_ready().await.context("initial watch sync")?;
+    ctx.pods.wait_until_ready().await.context("initial watch sync")?;
+    Ok(())
+}
+
+/// Resolves at shutdown or when `lost` does (the Lease could not be renewed); every clone
+/// with it.
+fn until_either(
+    mut shutdown: watch::Receiver<bool>,
+    lost: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Clone + Send + Sync + 'static {
+    let either = async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {},
+            _ = lost => {},
+        }
+    };
+    Box::pin(either).shared()
+}
+
+/// The controllers' shared state, reading the term's caches.
+fn context(client: &Client, args: &Args, metrics: &Metrics, caches: Caches) -> Context {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "palisade-operator".into(),
+            instance: Some(args.identity.clone()),
+        },
+    );
+    let parser = ParserConfig {
+        parser: args.apparmor_parser.clone(),
+        include_dir: args.apparmor_include_dir.clone(),
+        budget: args.parser.budget(),
+        reserved: args.parser.reserved_profile_names.clone(),
+        listener_dirs: args.seccomp_listener_dirs.clone(),
+        seccomp_helper: std::env::current_exe().ok(),
+    };
+    Context::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        parser,
+        args.seccomp_subdir.clone(),
+        caches,
+    )
+}
+
+/// Spawns one loop per watch that keeps its cache filling and routes what changed to the
+/// profiles it affects (see [`crate::triggers`]).
+fn follow_watches(
+    term: &mut Term<'_>,
+    events: WatchEvents,
+    ctx: &Arc<Context>,
+    apparmor: &Store<DeserializeGuard<AppArmorProfile>>,
+    heartbeats: &Store<Lease>,
+    published: &Arc<Published>,
+    router: &Router,
+) {
+    use triggers::{bases, leases, nodes, pods, profiles, reports};
+    let (ctx, published, router) = (ctx.clone(), published.clone(), router.clone());
+    term.spawn(
+        "watch/nodeprofilestatuses",
+        reports::follow(events.reports, ctx.reports.clone(), published.clone(), router.clone()),
+    );
+    let index = pods::PodIndex::new(ctx.seccomp_subdir.clone());
+    term.spawn(
+        "watch/pods",
+        pods::follow(events.pods, index, published.clone(), router.clone()),
+    );
+    term.spawn(
+        "watch/seccompprofiles",
+        profiles::follow(
+            events.seccomp,
+            ctx.seccomp.clone(),
+            ctx.clone(),
+            published.clone(),
+            router.clone(),
+            Some(bases::changed),
+        ),
+    );
+    term.spawn(
+        "watch/apparmorprofiles",
+        profiles::follow(
+            events.apparmor,
+            apparmor.clone(),
+            ctx.clone(),
+            published,
+            router.clone(),
+            None,
+        ),
+    );
+    term.spawn(
+        "watch/nodes",
+        nodes::follow(events.nodes, ctx.nodes.clone(), ctx.reports.clone(), router.clone()),
+    );
+    term.spawn(
+        "watch/leases",
+        leases::follow(events.leases, heartbeats.clone(), ctx, router),
+    );
+}
+
+/// A kind's controller: its own watch, what the triggers route to it, and "every profile".
 async fn run_controller<K>(
     ctx: Arc<Context>,
-    store: Store<K>,
-    objects: ReflectHandle<K>,
-    refs: impl Stream<Item = ObjectRef<K>> + Send + 'static,
-    all: &broadcast::Sender<()>,
+    profiles: Profiles<K>,
+    refs: impl Stream<Item = ObjectRef<DeserializeGuard<K>>> + Send + 'static,
+    router: &Router,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) where
     K: Profile,
 {
-    let all = BroadcastStream::new(all.subscribe()).filter_map(|r| futures::future::ready(r.ok()));
     // Bounded: a burst (a relist, a node joining) reconciles every profile, and each
     // reconcile holds its profile's per-node view while its status write is in flight.
-    Controller::for_shared_stream(objects, store)
+    Controller::for_shared_stream(profiles.objects, profiles.store)
         .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .reconcile_on(refs)
-        .reconcile_all_on(all)
+        .reconcile_all_on(router.every())
         .graceful_shutdown_on(stop)
         .run(controller::reconcile::<K>, controller::error_policy::<K>, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -15,6 +15,9 @@ use crate::validate::Warnings;
 
 /// Condition type shown while deletion waits for pods to stop using the profile.
 pub const CONDITION_DELETING: &str = "Deleting";
+/// Reason of an Accepted=False condition (and of its Event) for an object that does not
+/// parse.
+pub const REASON_INVALID_OBJECT: &str = "InvalidObject";
 
 /// A node as aggregation sees it.
 pub struct NodeView<'a> {
@@ -76,6 +79,9 @@ pub enum Acceptance<'a> {
     Invalid(&'a str),
     /// Validation could not run; retried.
     Transient(&'a str),
+    /// The object does not parse as this version reads its kind (a value a newer CRD
+    /// allows, say); the message is the parse error. Nothing is accepted from it.
+    Unreadable(&'a str),
 }
 
 /// The Ready condition's (status, reason, message) for these counts.
@@ -112,6 +118,13 @@ pub fn readiness(
                 "False",
                 "AwaitingValidation",
                 format!("the current generation could not be validated yet; {}", kept()),
+            );
+        }
+        Acceptance::Unreadable(_) => {
+            return (
+                "False",
+                "NotAccepted",
+                "the object cannot be read, so no node installs it".into(),
             );
         }
         Acceptance::Accepted => {}
@@ -191,6 +204,11 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         Acceptance::Accepted => ("True", "Valid", "the profile is valid".to_string()),
         Acceptance::Invalid(m) => ("False", "Invalid", m.to_string()),
         Acceptance::Transient(m) => ("Unknown", "ValidationError", format!("validation could not run: {m}")),
+        Acceptance::Unreadable(m) => (
+            "False",
+            REASON_INVALID_OBJECT,
+            format!("the object does not parse: {m}"),
+        ),
     };
     let mut conditions = vec![condition(old, CONDITION_ACCEPTED, status, reason, message, g, now)];
     let (ready, reason, message) = readiness(input.acceptance, input.accepted.as_ref(), input.state, &input.counts);

@@ -9,6 +9,7 @@ use http::{Method, Request, Response};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::client::Body;
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher;
@@ -38,6 +39,11 @@ where
 
 fn obj<K: serde::de::DeserializeOwned>(v: Value) -> K {
     serde_json::from_value(v).unwrap()
+}
+
+/// A profile as the controller's guarded watch delivers it.
+fn guarded<K>(p: K) -> Arc<DeserializeGuard<K>> {
+    Arc::new(DeserializeGuard(Ok(p)))
 }
 
 fn profile(finalizers: &[&str], deleting: bool, syscall: &str, status: Option<Value>) -> SeccompProfile {
@@ -116,8 +122,9 @@ fn context_with(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>, pa
         ),
         Metrics::register(&mut registry),
         parser,
+        palisade_crds::SECCOMP_SUBDIR.into(),
         Caches {
-            seccomp: store(seccomp),
+            seccomp: store(seccomp.into_iter().map(|p| DeserializeGuard(Ok(p))).collect()),
             reports,
             nodes,
             liveness,
@@ -200,7 +207,7 @@ async fn adds_the_finalizer_before_anything_else() {
         );
         expect_nothing(&mut handle).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -246,7 +253,7 @@ async fn accepts_a_valid_profile_and_aggregates_node_status() {
         assert_eq!(event["regarding"]["name"], "web");
         expect_nothing(&mut handle).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -285,7 +292,7 @@ async fn rejects_an_invalid_profile_with_the_reason() {
         );
         expect_nothing(&mut handle).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -303,7 +310,7 @@ async fn writes_nothing_when_the_status_is_already_right() {
             expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await["status"].clone();
         expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
@@ -311,7 +318,7 @@ async fn writes_nothing_when_the_status_is_already_right() {
     let p = profile(&[FINALIZER], false, "mkdir", Some(status));
     let ctx = context(Client::new(service, "default"), vec![], vec![p.clone()]);
     let server = tokio::spawn(async move { expect_nothing(&mut handle).await });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -350,7 +357,7 @@ async fn holds_deletion_while_a_pod_uses_the_profile() {
         }
         expect_nothing(&mut handle).await;
     });
-    let err = reconcile(Arc::new(p), ctx).await.unwrap_err();
+    let err = reconcile(guarded(p), ctx).await.unwrap_err();
     assert!(
         matches!(err, Error::Finalizer(ref e) if matches!(**e, kube::runtime::finalizer::Error::CleanupFailed(Error::InUse(1)))),
         "{err}"
@@ -374,7 +381,7 @@ async fn releases_deletion_when_no_pod_uses_the_profile() {
         );
         expect_nothing(&mut handle).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -411,7 +418,7 @@ async fn migrates_the_legacy_finalizer_name_guarded_by_resource_version() {
         );
         expect_nothing(&mut handle).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -430,7 +437,7 @@ async fn a_deleting_profile_with_the_legacy_finalizer_is_released_under_it() {
         }
         expect_nothing(&mut handle).await;
     });
-    let err = reconcile(Arc::new(p), ctx).await.unwrap_err();
+    let err = reconcile(guarded(p), ctx).await.unwrap_err();
     assert!(err.is_held_deletion(), "{err}");
     server.await.unwrap();
 
@@ -443,7 +450,7 @@ async fn a_deleting_profile_with_the_legacy_finalizer_is_released_under_it() {
         assert_eq!(body, json!({"metadata": {"resourceVersion": "7", "finalizers": []}}));
         expect_nothing(&mut handle).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -499,7 +506,7 @@ async fn a_hung_parser_is_transient_retried_and_never_cached() {
         let event = expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
         assert_eq!(event["reason"], "ValidationError");
     });
-    let err = reconcile(Arc::new(p.clone()), ctx.clone()).await.unwrap_err();
+    let err = reconcile(guarded(p.clone()), ctx.clone()).await.unwrap_err();
     assert!(
         matches!(err, Error::Finalizer(_)) && err.metric_label() == "validation_unavailable",
         "{err}"
@@ -509,8 +516,8 @@ async fn a_hung_parser_is_transient_retried_and_never_cached() {
         ctx.validated.lock().unwrap().is_empty(),
         "a transient failure is never cached"
     );
-    let first = error_policy(Arc::new(p.clone()), &err, ctx.clone());
-    let second = error_policy(Arc::new(p), &err, ctx.clone());
+    let first = error_policy(guarded(p.clone()), &err, ctx.clone());
+    let second = error_policy(guarded(p), &err, ctx.clone());
     assert_eq!(
         first,
         kube::runtime::controller::Action::requeue(Duration::from_secs(1))
@@ -551,7 +558,7 @@ async fn an_invalid_generation_keeps_the_last_accepted_content_published() {
         );
         expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
     });
-    reconcile(Arc::new(p), ctx).await.unwrap();
+    reconcile(guarded(p), ctx).await.unwrap();
     server.await.unwrap();
 }
 
@@ -565,7 +572,7 @@ async fn what_is_kept_per_profile_goes_with_the_profile() {
         expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
         expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
     });
-    reconcile(Arc::new(p), ctx.clone()).await.unwrap();
+    reconcile(guarded(p), ctx.clone()).await.unwrap();
     server.await.unwrap();
     assert!(ctx.tracked() > 0 && ctx.metrics.tracked() == 1);
     ctx.retain(
@@ -578,4 +585,80 @@ async fn what_is_kept_per_profile_goes_with_the_profile() {
         (0, 0),
         "a deleted profile leaves nothing behind"
     );
+}
+
+/// A SeccompProfile this version cannot read (a `defaultAction` only a newer CRD allows), as
+/// the guarded watch delivers it.
+fn unreadable(deleting: bool, resource_version: &str) -> (Value, Arc<DeserializeGuard<SeccompProfile>>) {
+    let mut meta = json!({"name": "web", "uid": "uid-1", "generation": 3, "resourceVersion": resource_version,
+        "finalizers": [FINALIZER, "example.com/other"]});
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    let v = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": meta,
+        "spec": {"defaultAction": "SCMP_ACT_NEW"}});
+    let guard: DeserializeGuard<SeccompProfile> = obj(v.clone());
+    assert!(guard.0.is_err(), "the object must not parse");
+    (v, Arc::new(guard))
+}
+
+#[tokio::test]
+async fn an_object_that_does_not_parse_gets_a_status_and_an_event_once() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "default"), vec![], vec![]);
+    let (reply, p) = unreadable(false, "7");
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, STATUS_PATH, STATUS_APPLY, reply).await;
+        assert_eq!(body["kind"], "SeccompProfile");
+        let accepted = &body["status"]["conditions"][0];
+        assert_eq!(
+            (
+                accepted["type"].as_str(),
+                accepted["status"].as_str(),
+                accepted["reason"].as_str()
+            ),
+            (Some("Accepted"), Some("False"), Some("InvalidObject"))
+        );
+        let message = accepted["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the object does not parse: ") && message.contains("SCMP_ACT_NEW"),
+            "{message}"
+        );
+        assert_eq!(body["status"]["observedGeneration"], 3);
+        assert_eq!(body["status"]["conditions"][1]["reason"], "NotAccepted");
+        assert_eq!(body["status"]["accepted"], Value::Null, "nothing is accepted from it");
+        let event = expect(&mut handle, Method::POST, EVENTS_PATH, &[], json!({})).await;
+        assert_eq!(
+            (event["reason"].as_str(), event["type"].as_str()),
+            (Some("InvalidObject"), Some("Warning"))
+        );
+        assert_eq!(event["regarding"]["name"], "web");
+        handle
+    });
+    let action = reconcile(p, ctx.clone()).await.unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    let mut handle = server.await.unwrap();
+
+    // The status write comes back as an event about the same object: nothing more is said,
+    // and it waits for a change rather than looping.
+    let (action, ()) = tokio::join!(reconcile(unreadable(false, "8").1, ctx), expect_nothing(&mut handle));
+    assert_eq!(action.unwrap(), kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn an_object_that_does_not_parse_is_let_go_when_deleted_and_unused() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = context(Client::new(service, "default"), vec![], vec![]);
+    let (reply, p) = unreadable(true, "7");
+    let server = tokio::spawn(async move {
+        let body = expect(&mut handle, Method::PATCH, OBJECT_PATH, &[], reply).await;
+        assert_eq!(
+            body,
+            json!({"metadata": {"resourceVersion": "7", "finalizers": ["example.com/other"]}}),
+            "only the operator's finalizer goes"
+        );
+        expect_nothing(&mut handle).await;
+    });
+    reconcile(p, ctx).await.unwrap();
+    server.await.unwrap();
 }

@@ -19,8 +19,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use palisade_crds::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
@@ -54,8 +54,11 @@ pub struct Config {
 #[derive(Clone)]
 pub struct Guard {
     pub mode: Mode,
-    pub seccomp: Store<SeccompProfile>,
-    pub apparmor: Store<AppArmorProfile>,
+    /// The agents' seccomp subdirectory: pods name `<subdir>/<name>.json`.
+    pub seccomp_subdir: String,
+    /// Profiles that do not parse count as missing.
+    pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
+    pub apparmor: Store<DeserializeGuard<AppArmorProfile>>,
 }
 
 /// A certificate is replaced this long before it expires.
@@ -342,21 +345,21 @@ async fn review(
 pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> AdmissionResponse {
     let mut refusals = Vec::new();
     let mut warnings = Vec::new();
-    for (kind, name) in pods::references(pod) {
+    for (kind, name) in pods::references(pod, &guard.seccomp_subdir) {
         let (label, status) = match kind {
             ProfileKind::SeccompProfile => (
                 "SeccompProfile",
                 guard
                     .seccomp
                     .get(&kube::runtime::reflector::ObjectRef::new(&name))
-                    .map(|p| p.status.clone()),
+                    .and_then(|p| p.0.as_ref().ok().map(|p| p.status.clone())),
             ),
             ProfileKind::AppArmorProfile => (
                 "AppArmorProfile",
                 guard
                     .apparmor
                     .get(&kube::runtime::reflector::ObjectRef::new(&name))
-                    .map(|p| p.status.clone()),
+                    .and_then(|p| p.0.as_ref().ok().map(|p| p.status.clone())),
             ),
         };
         match status {
@@ -413,7 +416,7 @@ mod tests {
 
     use super::*;
 
-    fn profile(name: &str, status: serde_json::Value) -> SeccompProfile {
+    fn profile(name: &str, status: serde_json::Value) -> DeserializeGuard<SeccompProfile> {
         serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
             "metadata": {"name": name}, "spec": {"defaultAction": "SCMP_ACT_ALLOW"}, "status": status}))
         .unwrap()
@@ -445,6 +448,7 @@ mod tests {
         let (apparmor, _) = reflector::store();
         Guard {
             mode,
+            seccomp_subdir: palisade_crds::SECCOMP_SUBDIR.into(),
             seccomp,
             apparmor,
         }

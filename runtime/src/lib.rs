@@ -295,52 +295,41 @@ mod tests {
     }
 }
 
-/// A watch event of JSON objects with each object parsed as `K`; `None` drops an object that
-/// does not parse (logged), so one malformed object never fails a whole list or watch.
-pub fn parse_event<K>(
-    event: kube::runtime::watcher::Event<kube::api::DynamicObject>,
-) -> Option<kube::runtime::watcher::Event<K>>
-where
-    K: kube::Resource + serde::de::DeserializeOwned,
-{
-    use kube::runtime::watcher::Event;
-    let parse = |o: kube::api::DynamicObject| {
-        let name = o.metadata.name.clone().unwrap_or_default();
-        o.try_parse::<K>()
-            .map_err(|e| tracing::warn!(name, error = %e, "skipping an object that does not parse"))
-            .ok()
-    };
-    Some(match event {
-        Event::Apply(o) => Event::Apply(parse(o)?),
-        Event::Delete(o) => Event::Delete(parse(o)?),
-        Event::InitApply(o) => Event::InitApply(parse(o)?),
-        Event::Init => Event::Init,
-        Event::InitDone => Event::InitDone,
-    })
+/// The objects of a guarded watch ([`kube::core::DeserializeGuard`]) that parsed. An object
+/// that does not parse stays in the watch and its cache (one malformed object never fails a
+/// list or a watch), so its controller can say so in its status; every other reader skips it
+/// through this.
+pub fn parsed<K>(objects: &[Arc<kube::core::DeserializeGuard<K>>]) -> impl Iterator<Item = &K> {
+    objects.iter().filter_map(|o| o.0.as_ref().ok())
 }
 
 #[cfg(test)]
 mod parse_tests {
-    use kube::api::DynamicObject;
-    use kube::runtime::watcher::Event;
+    use std::sync::Arc;
+
+    use kube::core::{DeserializeGuard, ObjectList};
+    use kube::{Resource, ResourceExt};
     use palisade_crds::SeccompProfile;
     use serde_json::json;
 
     #[test]
-    fn objects_that_do_not_parse_are_skipped_not_fatal() {
-        let obj = |spec: serde_json::Value| -> DynamicObject {
-            serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-                "metadata": {"name": "p"}, "spec": spec}))
-            .unwrap()
+    fn objects_that_do_not_parse_are_kept_apart_not_fatal() {
+        let obj = |name: &str, spec: serde_json::Value| {
+            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+                "metadata": {"name": name}, "spec": spec})
         };
-        let good = super::parse_event::<SeccompProfile>(Event::Apply(obj(json!({"defaultAction": "SCMP_ACT_ALLOW"}))));
-        assert!(matches!(good, Some(Event::Apply(p)) if p.metadata.name.as_deref() == Some("p")));
-        let bad = super::parse_event::<SeccompProfile>(Event::InitApply(obj(json!({"defaultAction": "SCMP_ACT_NEW"}))));
-        assert!(bad.is_none());
-        assert!(matches!(
-            super::parse_event::<SeccompProfile>(Event::InitDone),
-            Some(Event::InitDone)
-        ));
+        // A list (as a watch's relist reads it) with one object this version cannot read.
+        let list: ObjectList<DeserializeGuard<SeccompProfile>> = serde_json::from_value(json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfileList", "metadata": {},
+            "items": [obj("good", json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+                      obj("bad", json!({"defaultAction": "SCMP_ACT_NEW"}))]}))
+        .expect("one malformed object does not fail the list");
+        let objects: Vec<Arc<DeserializeGuard<SeccompProfile>>> = list.items.into_iter().map(Arc::new).collect();
+        let good: Vec<String> = super::parsed(&objects).map(|p| p.name_any()).collect();
+        assert_eq!(good, ["good"]);
+        let bad = objects[1].0.as_ref().unwrap_err();
+        assert_eq!(objects[1].meta().name.as_deref(), Some("bad"), "its name is known");
+        assert!(bad.error.contains("SCMP_ACT_NEW"), "{}", bad.error);
     }
 }
 
