@@ -16,12 +16,12 @@ test-deps: ## Install (as root) or name the Debian packages the tests need
 	@e2e/scripts/system-deps.sh --test
 
 generate: ## Regenerate the CRD YAML (crds/, the chart's crds/) and manifests/ from their sources
-	$(CARGO) run -q -p palisade-crds --bin crdgen -- crds charts/palisade/crds
+	$(CARGO) run -q -p palisade-domain --bin crdgen -- crds charts/palisade/crds
 	e2e/scripts/render-manifests.sh manifests
 
 check-generated: ## Fail if crds/, charts/palisade/crds/ or manifests/ differ from a fresh generation
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(CARGO) run -q -p palisade-crds --bin crdgen -- "$$tmp/crds"; \
+	$(CARGO) run -q -p palisade-domain --bin crdgen -- "$$tmp/crds"; \
 	e2e/scripts/render-manifests.sh "$$tmp/manifests"; \
 	for pair in crds:crds charts/palisade/crds:crds manifests:manifests; do \
 	  dir=$${pair%%:*}; fresh="$$tmp/$${pair##*:}"; \

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{Pod, SecurityContext};
 use kube::{Api, Client, ResourceExt};
-use palisade_crds::{NodeProfileState, ProfileKind, ProfileStatus, SeccompProfile};
+use palisade_domain::{NodeProfileState, ProfileKind, ProfileStatus, SeccompProfile};
 use serde::Serialize;
 
-use palisade_crds::pods::{Effective, effective_apparmor, effective_seccomp};
+use palisade_domain::pods::{Effective, effective_apparmor, effective_seccomp};
 
 use crate::cluster::Listed;
 
@@ -132,7 +132,7 @@ impl Known {
     fn of(cluster: &Cluster) -> Self {
         let mut known = Known {
             seccomp: HashMap::new(),
-            seccomp_dirs: BTreeSet::from([palisade_crds::SECCOMP_SUBDIR.to_string()]),
+            seccomp_dirs: BTreeSet::from([palisade_domain::SECCOMP_SUBDIR.to_string()]),
             apparmor: cluster
                 .listed
                 .apparmor

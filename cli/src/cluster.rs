@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
-use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
-use palisade_crds::{
+use palisade_domain::render::{apparmor as aa_render, seccomp as sc_render};
+use palisade_domain::{
     AppArmorProfile, Expectation, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile,
     SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
 };
@@ -90,7 +90,7 @@ fn row(kind: ProfileKind, name: &str, status: Option<&ProfileStatus>) -> Profile
         .and_then(|s| {
             s.conditions
                 .iter()
-                .find(|c| c.type_ == palisade_crds::CONDITION_SYSCALLS_IGNORED)
+                .find(|c| c.type_ == palisade_domain::CONDITION_SYSCALLS_IGNORED)
         })
         .map(|c| c.reason.clone());
     let counts = status.and_then(|s| s.nodes).unwrap_or_default();
@@ -343,9 +343,9 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
             let default = match rendered.oci.default_errno_ret {
                 Some(errno) => format!(
                     "{} (errno {errno})",
-                    palisade_crds::wire_name(rendered.oci.default_action)
+                    palisade_domain::wire_name(rendered.oci.default_action)
                 ),
-                None => palisade_crds::wire_name(rendered.oci.default_action),
+                None => palisade_domain::wire_name(rendered.oci.default_action),
             };
             let rules = rendered
                 .oci
@@ -354,7 +354,7 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                 .zip(&rendered.origins)
                 .map(|(r, origin)| ExplainedRule {
                     names: r.names.clone(),
-                    action: palisade_crds::wire_name(r.action),
+                    action: palisade_domain::wire_name(r.action),
                     errno_ret: r.errno_ret,
                     args: r
                         .args
@@ -363,7 +363,7 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                             format!(
                                 "arg{} {} {}{}",
                                 a.index,
-                                palisade_crds::wire_name(a.op),
+                                palisade_domain::wire_name(a.op),
                                 a.value,
                                 if a.value_two != 0 {
                                     format!(" {}", a.value_two)
@@ -384,7 +384,7 @@ pub async fn explain(client: Client, name: &str, kind: Option<Kind>) -> Result<E
                     .oci
                     .architectures
                     .iter()
-                    .map(|a| palisade_crds::wire_name(*a))
+                    .map(|a| palisade_domain::wire_name(*a))
                     .collect(),
                 bases: rendered.bases.clone(),
                 rules,

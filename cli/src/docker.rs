@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_crds::seccomp::{
+use palisade_domain::seccomp::{
     SeccompAction, SeccompArch, SeccompArg, SeccompFlag, SeccompOperator, SeccompProfileSpec, SeccompSyscall,
 };
 use serde::Deserialize;
@@ -453,7 +453,7 @@ fn excluded(call: &Syscall, native: &str, target: &Target) -> Option<String> {
 }
 
 fn arch(a: SeccompArch) -> String {
-    palisade_crds::render::seccomp::arch_name(a)
+    palisade_domain::render::seccomp::arch_name(a)
 }
 
 fn short(names: &[String]) -> String {

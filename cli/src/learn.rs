@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result, bail};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use palisade_crds::learn::{self, Learning, Suggestion};
-use palisade_crds::{AppArmorMode, AppArmorProfile, ProfileKind, SeccompProfile};
+use palisade_domain::learn::{self, Learning, Suggestion};
+use palisade_domain::{AppArmorMode, AppArmorProfile, ProfileKind, SeccompProfile};
 use serde::Serialize;
 use serde_json::json;
 
@@ -71,7 +71,7 @@ async fn learn_once(client: Client, name: &str, kind: Option<Kind>, apply: bool,
 
 /// The suggestions to write: only rules of learning's own grammar (the operator already
 /// leaves others out; a status is text anyone with write access to it could have set).
-fn rules_of(learning: Option<&Learning>, kind: palisade_crds::ProfileKind) -> Vec<String> {
+fn rules_of(learning: Option<&Learning>, kind: palisade_domain::ProfileKind) -> Vec<String> {
     learning
         .map(|l| {
             l.suggestions
@@ -94,7 +94,7 @@ async fn apparmor(
     let learning = p.status.as_ref().and_then(|s| s.learning.clone());
     let rules = learn::combine(&rules_of(
         learning.as_ref(),
-        palisade_crds::ProfileKind::AppArmorProfile,
+        palisade_domain::ProfileKind::AppArmorProfile,
     ));
     let mut spec = serde_json::Map::new();
     let (before, after, missing, unexpressed) = if let Some(policy) = &p.spec.policy {
@@ -158,7 +158,7 @@ async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enfo
     let mut new = p.spec.clone();
     let missing = learn::add_to_seccomp(
         &mut new,
-        &rules_of(learning.as_ref(), palisade_crds::ProfileKind::SeccompProfile),
+        &rules_of(learning.as_ref(), palisade_domain::ProfileKind::SeccompProfile),
     );
     // Enforcing: what the filter logged by default it now refuses (EPERM unless
     // defaultErrnoRet says otherwise), and its LOG rules go.
@@ -174,16 +174,16 @@ async fn seccomp(api: &Api<SeccompProfile>, p: SeccompProfile, apply: bool, enfo
     if applied {
         patch(api, &p, spec).await?;
     }
-    let text = |s: &palisade_crds::SeccompProfileSpec| -> Result<String> {
+    let text = |s: &palisade_domain::SeccompProfileSpec| -> Result<String> {
         Ok(format!(
             "defaultAction: {}\n{}",
-            palisade_crds::wire_name(s.default_action),
+            palisade_domain::wire_name(s.default_action),
             yaml_serde::to_string(&json!({"syscalls": s.syscalls}))?
         ))
     };
     Ok(Learned {
         kind: ProfileKind::SeccompProfile,
-        mode: palisade_crds::wire_name(if applied {
+        mode: palisade_domain::wire_name(if applied {
             new.default_action
         } else {
             p.spec.default_action

@@ -187,7 +187,7 @@ pub struct ConvertArgs {
     /// Node architecture to evaluate Docker's `archMap` and `arches` for (default: this
     /// machine's). `amd64`, `arm64`, `x86_64`, or `SCMP_ARCH_*`.
     #[arg(long, value_parser = docker::parse_arch)]
-    pub arch: Option<palisade_crds::seccomp::SeccompArch>,
+    pub arch: Option<palisade_domain::seccomp::SeccompArch>,
     /// The nodes' kernel version for `minKernel` (default: newer than every minKernel).
     #[arg(long, value_parser = docker::parse_kernel)]
     pub kernel: Option<(u32, u32)>,

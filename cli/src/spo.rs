@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use palisade_crds::{AppArmorProfileSpec, SeccompProfileSpec};
+use palisade_domain::{AppArmorProfileSpec, SeccompProfileSpec};
 use serde_json::{Map, Value, json};
 
 use crate::ConvertError;

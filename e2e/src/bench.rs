@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_domain::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile};
 use serde_json::json;
 
 use crate::cluster::wait_for_every;
@@ -555,7 +555,7 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
             list.items
                 .into_iter()
                 .filter(|p| {
-                    palisade_crds::accepted_content(p.status.as_ref())
+                    palisade_domain::accepted_content(p.status.as_ref())
                         .is_some_and(|a| Some(a.generation) == p.metadata.generation)
                 })
                 .collect::<Vec<_>>(),
@@ -574,10 +574,10 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), crate::cluster::NAMESPACE);
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     // Every profile installed at its accepted content: what an agent reports for that.
-    let mut installed = palisade_crds::InstalledSet::default();
+    let mut installed = palisade_domain::InstalledSet::default();
     for p in &objects {
-        let accepted = palisade_crds::accepted_content(p.status.as_ref()).context("accepted")?;
-        installed.add(palisade_crds::installed_key(
+        let accepted = palisade_domain::accepted_content(p.status.as_ref()).context("accepted")?;
+        installed.add(palisade_domain::installed_key(
             ProfileKind::SeccompProfile,
             p.metadata.uid.as_deref().unwrap_or_default(),
             &accepted.digest,
@@ -691,7 +691,7 @@ pub async fn scale(dir: &Path, nodes: usize, profiles: usize, changes: usize) ->
         let accepted = list
             .items
             .iter()
-            .filter(|p| palisade_crds::accepted_content(p.status.as_ref()).is_some())
+            .filter(|p| palisade_domain::accepted_content(p.status.as_ref()).is_some())
             .count();
         Ok((accepted == profiles).then_some(()))
     })
@@ -1148,11 +1148,11 @@ fn scale_rows(row: &mut Row<'_>, scale: &[ScaleResults]) {
 
 /// The learning agent's cost per read of the kernel log (`make bench-learn`): a 128 KiB
 /// ring (Debian's) filled with the kernel records captured on the real node
-/// (crds/src/learn/fixtures/), read as the agent reads it every 500 ms: once with nothing
+/// (domain/src/learn/fixtures/), read as the agent reads it every 500 ms: once with nothing
 /// new (every line hashed and found in the previous read), once with every line new
 /// (parsed and turned into a rule). Prints a closing `BENCH` line.
 pub fn learn() -> Result<()> {
-    let dir = crate::controlplane::repo_root().join("crds/src/learn/fixtures");
+    let dir = crate::controlplane::repo_root().join("domain/src/learn/fixtures");
     let seccomp = std::fs::read_to_string(dir.join("seccomp-log-noratelimit.kmsg"))?;
     let apparmor = std::fs::read_to_string(dir.join("apparmor-complain-noratelimit.kmsg"))?;
     let mut ring = String::new();
@@ -1176,7 +1176,7 @@ pub fn learn() -> Result<()> {
     for _ in 0..runs {
         let mut previous = Default::default();
         for line in palisade_agent::learn::new_lines(&mut previous, &ring) {
-            rules += palisade_crds::learn::parse_line(&line)
+            rules += palisade_domain::learn::parse_line(&line)
                 .and_then(|r| palisade_agent::learn::rule_of(&r))
                 .is_some() as usize;
         }

@@ -67,7 +67,7 @@ impl Default for Options {
             os_label: true,
             agent_args: vec![],
             operator_args: vec![],
-            seccomp_subdir: palisade_crds::SECCOMP_SUBDIR.into(),
+            seccomp_subdir: palisade_domain::SECCOMP_SUBDIR.into(),
         }
     }
 }
@@ -427,7 +427,7 @@ pub async fn wait_condition<K>(
     name: &str,
     type_: &str,
     status: &str,
-) -> Result<palisade_crds::ProfileStatus>
+) -> Result<palisade_domain::ProfileStatus>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
 {
@@ -449,17 +449,17 @@ where
 
 /// Both profile kinds, for [`wait_condition`].
 pub trait ProfileObject {
-    fn profile_status(&self) -> Option<palisade_crds::ProfileStatus>;
+    fn profile_status(&self) -> Option<palisade_domain::ProfileStatus>;
 }
 
-impl ProfileObject for palisade_crds::SeccompProfile {
-    fn profile_status(&self) -> Option<palisade_crds::ProfileStatus> {
+impl ProfileObject for palisade_domain::SeccompProfile {
+    fn profile_status(&self) -> Option<palisade_domain::ProfileStatus> {
         self.status.clone()
     }
 }
 
-impl ProfileObject for palisade_crds::AppArmorProfile {
-    fn profile_status(&self) -> Option<palisade_crds::ProfileStatus> {
+impl ProfileObject for palisade_domain::AppArmorProfile {
+    fn profile_status(&self) -> Option<palisade_domain::ProfileStatus> {
         self.status.clone()
     }
 }
@@ -469,8 +469,8 @@ pub async fn apply_json(client: &kube::Client, obj: serde_json::Value) -> Result
     let kind = obj["kind"].as_str().context("kind")?.to_string();
     let name = obj["metadata"]["name"].as_str().context("name")?.to_string();
     let ar = match kind.as_str() {
-        "SeccompProfile" => kube::core::ApiResource::erase::<palisade_crds::SeccompProfile>(&()),
-        "AppArmorProfile" => kube::core::ApiResource::erase::<palisade_crds::AppArmorProfile>(&()),
+        "SeccompProfile" => kube::core::ApiResource::erase::<palisade_domain::SeccompProfile>(&()),
+        "AppArmorProfile" => kube::core::ApiResource::erase::<palisade_domain::AppArmorProfile>(&()),
         other => bail!("apply_json does not know {other}"),
     };
     let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
@@ -513,7 +513,7 @@ pub async fn wait_events(
 pub async fn node_standing(
     client: &kube::Client,
     node: &str,
-) -> Result<BTreeMap<(palisade_crds::ProfileKind, String), palisade_cli::cluster::NodeRow>> {
+) -> Result<BTreeMap<(palisade_domain::ProfileKind, String), palisade_cli::cluster::NodeRow>> {
     let listed = palisade_cli::cluster::Listed::fetch(client).await?;
     Ok(listed
         .on_nodes()
@@ -525,7 +525,7 @@ pub async fn node_standing(
 
 /// Waits until the profile is Ready at its current generation and installed on exactly
 /// `nodes` nodes. (Ready alone can come before a just-started agent is counted.)
-pub async fn wait_installed<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<palisade_crds::ProfileStatus>
+pub async fn wait_installed<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<palisade_domain::ProfileStatus>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
 {

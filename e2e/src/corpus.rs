@@ -103,7 +103,7 @@ pub fn effective(oci: &Value) -> Result<Effective> {
         .unwrap_or_default();
     if arches.is_empty() {
         // The node's own architecture; this machine's stands in for it.
-        arches.push(palisade_crds::render::seccomp::native_arch_name());
+        arches.push(palisade_domain::render::seccomp::native_arch_name());
     }
     let mut rules: BTreeMap<String, BTreeSet<Rule>> = BTreeMap::new();
     for arch_name in &arches {

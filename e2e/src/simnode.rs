@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use palisade_agent::report::StatusWriter;
-use palisade_crds::{NodeCapabilities, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile};
+use palisade_domain::{NodeCapabilities, NodeProfile, NodeProfileState, ProfileKind, ProfileState, SeccompProfile};
 use tokio::sync::watch;
 
 /// What one simulated node keeps of a profile: what an agent installs.
@@ -131,7 +131,7 @@ fn held_of(p: &SeccompProfile) -> Held {
     Held {
         uid: p.uid().unwrap_or_default(),
         generation: p.metadata.generation.unwrap_or_default(),
-        accepted: palisade_crds::accepted_content(p.status.as_ref()).map(|a| a.digest.clone()),
+        accepted: palisade_domain::accepted_content(p.status.as_ref()).map(|a| a.digest.clone()),
         enabled: p.spec.state == ProfileState::Enabled,
     }
 }

@@ -16,7 +16,7 @@ fn resource(kind: &str) -> ApiResource {
         other => panic!("unknown kind {other}"),
     };
     let version = if kind == "NodeProfileStatus" {
-        palisade_crds::NODE_STATUS_VERSION
+        palisade_domain::NODE_STATUS_VERSION
     } else {
         "v1alpha1"
     };
@@ -286,7 +286,7 @@ async fn node_reports_stored_at_v1alpha1_are_read_and_rewritten_at_v1alpha2() {
         }
     };
     // The previous release's CRD: v1alpha1 served and stored.
-    let mut old = palisade_crds::node_profile_status_crd();
+    let mut old = palisade_domain::node_profile_status_crd();
     for v in &mut old.spec.versions {
         v.served = true;
         v.storage = v.name == "v1alpha1";
@@ -327,7 +327,7 @@ async fn node_reports_stored_at_v1alpha1_are_read_and_rewritten_at_v1alpha2() {
         .unwrap();
 
     // Upgrade: the CRD as this release ships it.
-    install(palisade_crds::node_profile_status_crd()).await;
+    install(palisade_domain::node_profile_status_crd()).await;
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("NodeProfileStatus"));
     let mut read = None;
     for _ in 0..50 {
@@ -339,7 +339,8 @@ async fn node_reports_stored_at_v1alpha1_are_read_and_rewritten_at_v1alpha2() {
     }
     let read = read.expect("the old object is read at v1alpha2");
     assert_eq!(read.types.as_ref().unwrap().api_version, "palisade.dev/v1alpha2");
-    let typed: palisade_crds::NodeProfileStatus = serde_json::from_value(serde_json::to_value(&read).unwrap()).unwrap();
+    let typed: palisade_domain::NodeProfileStatus =
+        serde_json::from_value(serde_json::to_value(&read).unwrap()).unwrap();
     let status = typed.status.unwrap_or_default();
     assert_eq!(
         (status.installed.seccomp.count, status.exceptions.len()),
@@ -357,9 +358,9 @@ async fn node_reports_stored_at_v1alpha1_are_read_and_rewritten_at_v1alpha2() {
     assert!(!served_old, "v1alpha1 is no longer served");
 
     // The upgraded agent's first report replaces the old status.
-    let mut set = palisade_crds::InstalledSet::default();
-    set.add(palisade_crds::installed_key(
-        palisade_crds::ProfileKind::SeccompProfile,
+    let mut set = palisade_domain::InstalledSet::default();
+    set.add(palisade_domain::installed_key(
+        palisade_domain::ProfileKind::SeccompProfile,
         "u",
         "d",
     ));

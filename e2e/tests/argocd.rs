@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use palisade_crds::AcceptedContent;
-use palisade_crds::common::{NodeCounts, NodeFailure, ProfileState};
+use palisade_domain::AcceptedContent;
+use palisade_domain::common::{NodeCounts, NodeFailure, ProfileState};
 use palisade_e2e::controlplane::repo_root;
 use palisade_operator::status::{Acceptance, StatusInput, build};
 use serde_json::{Value, json};

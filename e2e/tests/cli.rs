@@ -85,7 +85,7 @@ fn kubectl_runs_palisade_as_a_plugin() {
 /// nodes (one without AppArmor), as `kubectl palisade` runs them.
 #[tokio::test]
 async fn status_explain_and_audit_read_the_cluster() {
-    use palisade_crds::SeccompProfile;
+    use palisade_domain::SeccompProfile;
     use palisade_e2e::cluster::{apply_json, wait_installed};
     use palisade_e2e::{Cluster, Options};
 
@@ -124,7 +124,7 @@ async fn status_explain_and_audit_read_the_cluster() {
     .unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     wait_installed(&sp, "cli-child", 3).await.unwrap();
-    let aa: Api<palisade_crds::AppArmorProfile> = Api::all(client.clone());
+    let aa: Api<palisade_domain::AppArmorProfile> = Api::all(client.clone());
     // Installed on two nodes, Unsupported on the third: Ready.
     palisade_e2e::wait_for(
         "cli-aa installed on 2, unsupported on 1",

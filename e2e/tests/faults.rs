@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kube::Api;
-use palisade_crds::{AppArmorProfile, NodeProfileState, ProfileKind, SeccompProfile};
+use palisade_domain::{AppArmorProfile, NodeProfileState, ProfileKind, SeccompProfile};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -179,7 +179,7 @@ async fn restarting_etcd_and_the_api_server_mid_rollout_loses_nothing() {
     cluster.apply(&file).unwrap();
 
     let client = cluster.cp.client().await.unwrap();
-    let sp: Api<palisade_crds::SeccompProfile> = Api::all(client);
+    let sp: Api<palisade_domain::SeccompProfile> = Api::all(client);
     wait_for(
         "all 70 profiles Ready on 3 nodes after the restart",
         Duration::from_secs(180),

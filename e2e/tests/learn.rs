@@ -4,7 +4,7 @@
 //!
 //! What is simulated: the nodes (agents on this machine, as in every e2e test) and auditd,
 //! whose log is a file this test appends records to. The records have the text a real
-//! kernel writes (see crds/src/learn/fixtures/, captured on the real node); the real-node
+//! kernel writes (see domain/src/learn/fixtures/, captured on the real node); the real-node
 //! suite learns from a real kernel's records.
 
 use std::io::Write as _;
@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kube::Api;
-use palisade_crds::{AppArmorProfile, NodeProfileStatus};
+use palisade_domain::{AppArmorProfile, NodeProfileStatus};
 use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed};
 use palisade_e2e::controlplane::repo_root;
 use palisade_e2e::{Cluster, Options, wait_for};
@@ -190,7 +190,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
         assert!(policy.contains(&format!("\n  {r}\n")), "{r} in {policy}");
     }
     assert!(policy.trim_end().ends_with('}'));
-    assert_eq!(applied.spec.mode, palisade_crds::AppArmorMode::Complain);
+    assert_eq!(applied.spec.mode, palisade_domain::AppArmorMode::Complain);
     // The operator accepts what learn wrote (the real parser checks it).
     wait_condition(&api, "learn-e2e", "Accepted", "True").await.unwrap();
 
@@ -228,7 +228,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     assert!(ok, "{out}{err}");
     assert!(out.to_lowercase().contains("switched to enforce"), "{out}");
     let p = api.get("learn-e2e").await.unwrap();
-    assert_eq!(p.spec.mode, palisade_crds::AppArmorMode::Enforce);
+    assert_eq!(p.spec.mode, palisade_domain::AppArmorMode::Enforce);
     assert_eq!(p.spec.policy.as_deref(), Some(policy.as_str()));
     wait_for("the learning status to go", Duration::from_secs(60), || async {
         let p = api.get("learn-e2e").await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_events, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use kube::Api;
-use palisade_crds::SeccompProfile;
+use palisade_domain::SeccompProfile;
 use palisade_e2e::cluster::{apply_json, scrape_metrics, wait_installed};
 use palisade_e2e::controlplane::repo_root;
 use palisade_e2e::{Cluster, Options, helm_binary};

@@ -9,7 +9,7 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use palisade_crds::SeccompProfile;
+use palisade_domain::SeccompProfile;
 use palisade_e2e::cluster::{NAMESPACE, apply_json, wait_condition, wait_installed};
 use palisade_e2e::controlplane::free_port;
 use palisade_e2e::{Cluster, Options, wait_for};

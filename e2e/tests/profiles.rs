@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use palisade_e2e::cluster::{examples_dir, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;

@@ -1164,12 +1164,12 @@ async fn learned_until(
     kind: &str,
     name: &str,
     what: &str,
-    check: impl Fn(&palisade_crds::learn::Learning) -> bool,
-) -> Result<palisade_crds::learn::Learning> {
+    check: impl Fn(&palisade_domain::learn::Learning) -> bool,
+) -> Result<palisade_domain::learn::Learning> {
     let check = &check;
     eventually(what, Duration::from_secs(180), || async move {
         let v: Value = serde_json::from_str(&env.kubectl(&["get", kind, name, "-o", "json"])?)?;
-        let learning: Option<palisade_crds::learn::Learning> =
+        let learning: Option<palisade_domain::learn::Learning> =
             serde_json::from_value(v["status"]["learning"].clone()).ok();
         Ok(learning.filter(|l| check(l)))
     })

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use palisade_crds::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_domain::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile};
 use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_condition, wait_events, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -574,7 +574,7 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
     let key = (ProfileKind::SeccompProfile, "gate-child".to_string());
     for node in NODES {
         assert_eq!(
-            palisade_crds::digest(&on_node(node)),
+            palisade_domain::digest(&on_node(node)),
             accepted.digest,
             "{node}: the file is the accepted content"
         );
@@ -615,7 +615,7 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
             "{node}: {why}"
         );
         assert_eq!(
-            palisade_crds::digest(&on_node(node)),
+            palisade_domain::digest(&on_node(node)),
             accepted.digest,
             "{node}: unvalidated content never reached the node"
         );
@@ -635,7 +635,7 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
     .await
     .unwrap();
     for node in NODES {
-        assert_eq!(palisade_crds::digest(&on_node(node)), fixed.digest, "{node}");
+        assert_eq!(palisade_domain::digest(&on_node(node)), fixed.digest, "{node}");
         assert!(String::from_utf8_lossy(&on_node(node)).contains("kexec_load"));
     }
 }

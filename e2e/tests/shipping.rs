@@ -396,7 +396,11 @@ async fn apply(api: &Api<DynamicObject>, obj: Value) -> Result<(), String> {
 }
 
 fn nps_api(client: &kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("palisade.dev", palisade_crds::NODE_STATUS_VERSION, "NodeProfileStatus");
+    let gvk = GroupVersionKind::gvk(
+        "palisade.dev",
+        palisade_domain::NODE_STATUS_VERSION,
+        "NodeProfileStatus",
+    );
     Api::all_with(
         client.clone(),
         &ApiResource::from_gvk_with_plural(&gvk, "nodeprofilestatuses"),

@@ -8,7 +8,7 @@
 //! A load is two parser runs, each within a CPU, memory and time budget that covers every
 //! process the parser forks, and able to read only the include directory, its input and
 //! what the parser itself needs (Landlock): the first compiles the source to the binary
-//! policy, which is judged ([`palisade_crds::compiled::judge`]: names, namespace,
+//! policy, which is judged ([`palisade_domain::compiled::judge`]: names, namespace,
 //! attachment, mode); only then the second loads exactly those judged bytes
 //! (`--replace --binary`).
 //!
@@ -25,11 +25,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use palisade_crds::compiled::{self, CompiledProfile};
-use palisade_crds::render::apparmor::{self as render, RenderedPolicy};
-use palisade_crds::{AppArmorMode, AppArmorProfile, NodeProfile};
+use palisade_domain::compiled::{self, CompiledProfile};
+use palisade_domain::render::apparmor::{self as render, RenderedPolicy};
+use palisade_domain::{AppArmorMode, AppArmorProfile, NodeProfile};
 use palisade_runtime::budget::Budget;
-use palisade_runtime::parser::{Kernel, Parser};
+use palisade_runtime::budget::{Kernel, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::files;
@@ -47,7 +47,7 @@ pub struct AppArmorConfig {
     pub simulated_kernel_features: Option<PathBuf>,
     /// What one parser run may use; a hung parser is killed and the load fails.
     pub budget: Budget,
-    /// Names (or `prefix*`) never loaded, beside [`palisade_crds::apparmor::RESERVED_NAMES`].
+    /// Names (or `prefix*`) never loaded, beside [`palisade_domain::apparmor::RESERVED_NAMES`].
     pub reserved: Vec<String>,
 }
 
@@ -206,7 +206,7 @@ impl AppArmor {
     /// reserved name (runtime defaults, `unconfined`, the chart's list) or one that a file
     /// of the host's own AppArmor directory is named after (its packaged profiles).
     pub fn check_name(&self, name: &str) -> Result<(), InstallError> {
-        if let Some(reason) = palisade_crds::apparmor::reserved_name(name, &self.cfg.reserved) {
+        if let Some(reason) = palisade_domain::apparmor::reserved_name(name, &self.cfg.reserved) {
             return Err(InstallError::Reserved(reason));
         }
         if self.cfg.include_dir.join(name).is_file() {
@@ -253,7 +253,7 @@ impl AppArmor {
         // loads again.
         match self.parser.load_binary(&compiled_path).await {
             Ok(()) => {}
-            Err(palisade_runtime::parser::ParserError::Refused(message)) => {
+            Err(palisade_runtime::budget::ParserError::Refused(message)) => {
                 // A load the parser refuses leaves the kernel as it was: so is the record.
                 match &previous {
                     Some(p) => self.write_record(p)?,

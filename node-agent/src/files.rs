@@ -59,7 +59,7 @@ pub fn clean_temp_files(dir: &Path) -> io::Result<usize> {
 /// Hex SHA-256 of a file's content, `None` when it does not exist.
 pub fn file_digest(path: &Path) -> io::Result<Option<String>> {
     match fs::read(path) {
-        Ok(bytes) => Ok(Some(palisade_crds::digest(&bytes))),
+        Ok(bytes) => Ok(Some(palisade_domain::digest(&bytes))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(path.file_name().unwrap(), "web.json");
         assert_eq!(file_digest(&path).unwrap(), None);
         write_atomic(&path, b"{}", 0o644).unwrap();
-        assert_eq!(file_digest(&path).unwrap(), Some(palisade_crds::digest(b"{}")));
+        assert_eq!(file_digest(&path).unwrap(), Some(palisade_domain::digest(b"{}")));
         remove_durable(&path).unwrap();
         remove_durable(&path).unwrap();
         assert!(!path.exists());

@@ -19,9 +19,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
-use palisade_crds::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
-use palisade_crds::pods::LearningPod;
-use palisade_crds::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_domain::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
+use palisade_domain::pods::LearningPod;
+use palisade_domain::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
 use palisade_runtime::parsed;
 use serde_json::json;
@@ -180,7 +180,7 @@ fn learning_set(
     apparmor: &Store<DeserializeGuard<AppArmorProfile>>,
     seccomp: &Store<DeserializeGuard<SeccompProfile>>,
 ) -> BTreeMap<(ProfileKind, String), (String, String)> {
-    let entry = |kind, name: String, uid: Option<String>, status: Option<&palisade_crds::ProfileStatus>| {
+    let entry = |kind, name: String, uid: Option<String>, status: Option<&palisade_domain::ProfileStatus>| {
         let digest = status
             .and_then(|s| s.accepted.as_ref())
             .map(|a| a.digest.clone())

@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use palisade_crds::{AGENT_LEASE_LABEL, agent_lease_name};
-use palisade_crds::{
+use palisade_domain::{AGENT_LEASE_LABEL, agent_lease_name};
+use palisade_domain::{
     InstalledSet, InstalledSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile, NodeProfileState,
     NodeProfileStatus, NodeProfileStatusStatus, ProfileKind, installed_key,
 };
@@ -134,7 +134,7 @@ impl StatusWriter {
     pub async fn announce(&self, failures: &[Failure]) {
         for f in failures {
             let reference = ObjectReference {
-                api_version: Some(palisade_crds::api_version()),
+                api_version: Some(palisade_domain::api_version()),
                 kind: Some(f.kind.name().into()),
                 name: Some(f.name.clone()),
                 uid: Some(f.uid.clone()),
@@ -219,7 +219,7 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
             _ => exceptions.push(e.clone()),
         }
     }
-    let (exceptions, omitted_exceptions) = palisade_crds::nodestatus::bounded(exceptions);
+    let (exceptions, omitted_exceptions) = palisade_domain::nodestatus::bounded(exceptions);
     NodeProfileStatusStatus {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         capabilities: capabilities.clone(),
@@ -261,7 +261,7 @@ fn changed_entries(last: Option<&[NodeProfile]>, profiles: &[NodeProfile]) -> us
 
 #[cfg(test)]
 mod changed_tests {
-    use palisade_crds::{NodeProfile, NodeProfileState, ProfileKind};
+    use palisade_domain::{NodeProfile, NodeProfileState, ProfileKind};
 
     fn entry(name: &str, generation: i64) -> NodeProfile {
         NodeProfile {
@@ -277,7 +277,7 @@ mod changed_tests {
 
     #[test]
     fn a_report_lists_only_what_is_not_installed() {
-        use palisade_crds::{InstalledSet, NodeCapabilities, installed_key};
+        use palisade_domain::{InstalledSet, NodeCapabilities, installed_key};
         let mut pending = entry("p", 2);
         pending.state = NodeProfileState::Pending;
         let mut unsupported = entry("aa", 1);

@@ -15,7 +15,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use palisade_crds::{AppArmorProfile, NodeCapabilities, NodeProfile, ProfileObject, ProfileStatus, SeccompProfile};
+use palisade_domain::{AppArmorProfile, NodeCapabilities, NodeProfile, ProfileObject, ProfileStatus, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, env = "PALISADE_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
     pub kubelet_root: PathBuf,
     /// Subdirectory of `<kubelet-root>/seccomp` that Palisade owns.
-    #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_crds::SECCOMP_SUBDIR)]
+    #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_domain::SECCOMP_SUBDIR)]
     pub seccomp_subdir: String,
     /// The AppArmor security filesystem.
     #[arg(long, env = "PALISADE_APPARMORFS", default_value = "/sys/kernel/security/apparmor")]
@@ -431,7 +431,7 @@ mod tests {
     fn only_changes_the_agent_acts_on_wake_a_sync() {
         use kube::core::DeserializeGuard;
         use kube::runtime::watcher::Event;
-        use palisade_crds::SeccompProfile;
+        use palisade_domain::SeccompProfile;
         let obj = |rv: &str, accepted: &str, ready: &str| {
             let mut o: DeserializeGuard<SeccompProfile> = serde_json::from_value(serde_json::json!({
                 "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
@@ -492,7 +492,7 @@ mod tests {
     #[test]
     fn slim_keeps_what_the_agent_reads_and_drops_the_rest() {
         use kube::core::DeserializeGuard;
-        use palisade_crds::SeccompProfile;
+        use palisade_domain::SeccompProfile;
         let mut o: DeserializeGuard<SeccompProfile> = serde_json::from_value(serde_json::json!({
             "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
             "metadata": {"name": "web", "uid": "u1", "generation": 3,
@@ -513,7 +513,7 @@ mod tests {
         super::slim(&mut o);
         let p: SeccompProfile = o.0.unwrap();
         assert_eq!(
-            palisade_crds::accepted_content(p.status.as_ref()).map(|a| a.digest.as_str()),
+            palisade_domain::accepted_content(p.status.as_ref()).map(|a| a.digest.as_str()),
             Some("abc"),
             "the accepted content survives"
         );

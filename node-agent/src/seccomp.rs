@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use palisade_crds::render::seccomp::{self as render, RenderedSeccomp};
-use palisade_crds::{NodeProfile, SeccompProfile, SeccompProfileSpec};
+use palisade_domain::render::seccomp::{self as render, RenderedSeccomp};
+use palisade_domain::{NodeProfile, SeccompProfile, SeccompProfileSpec};
 
 use crate::files;
 use crate::metrics::Metrics;

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kube::core::DeserializeGuard;
-use palisade_crds::selector::selects;
-use palisade_crds::{
+use palisade_domain::selector::selects;
+use palisade_domain::{
     AcceptedContent, AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, ProfileObject, ProfileState,
     SeccompProfile, accepted_content,
 };
 
+use palisade_runtime::budget::ParserError;
 use palisade_runtime::budget::RunError;
-use palisade_runtime::parser::ParserError;
 
 use crate::apparmor::{AppArmor, AppArmorNode};
 use crate::metrics::{KindLabels, Metrics, StateLabels};

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use palisade_agent::apparmor::{AppArmor, AppArmorConfig, Record};
-use palisade_crds::AppArmorMode;
+use palisade_domain::AppArmorMode;
 
 const FEATURES: &str = "/usr/share/apparmor-features/features";
 
@@ -60,7 +60,7 @@ async fn loads_verifies_and_removes_with_the_real_parser() {
     );
     // The judged binary policy is kept: what went to the kernel is exactly what was judged.
     let compiled = std::fs::read(root.path().join("state/apparmor/compiled/web")).unwrap();
-    let names: Vec<String> = palisade_crds::compiled::decode(&compiled)
+    let names: Vec<String> = palisade_domain::compiled::decode(&compiled)
         .unwrap()
         .into_iter()
         .map(|p| p.name)
@@ -183,7 +183,7 @@ fn binary_policy_profiles_reads_names_and_modes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut profiles: Vec<(String, &str)> = palisade_crds::compiled::decode(&out.stdout)
+    let mut profiles: Vec<(String, &str)> = palisade_domain::compiled::decode(&out.stdout)
         .unwrap()
         .into_iter()
         .map(|p| (p.name, p.mode))

@@ -12,7 +12,7 @@ use kube::core::DeserializeGuard;
 use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
 use palisade_agent::metrics::Metrics;
 use palisade_agent::sync::NodeState;
-use palisade_crds::{AppArmorProfile, NodeProfileState};
+use palisade_domain::{AppArmorProfile, NodeProfileState};
 use palisade_runtime::budget::Budget;
 use serde_json::json;
 
@@ -24,7 +24,7 @@ fn accepted(name: &str, policy: &str) -> Arc<DeserializeGuard<AppArmorProfile>> 
         "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
         "spec": {"policy": policy}}))
     .unwrap();
-    let digest = palisade_crds::render::apparmor::render(name, &p.spec).unwrap().digest;
+    let digest = palisade_domain::render::apparmor::render(name, &p.spec).unwrap().digest;
     p.status = Some(serde_json::from_value(json!({"accepted": {"generation": 1, "digest": digest}})).unwrap());
     Arc::new(DeserializeGuard(Ok(p)))
 }

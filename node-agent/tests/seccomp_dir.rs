@@ -10,7 +10,7 @@ use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
 use palisade_agent::files;
 use palisade_agent::metrics::Metrics;
 use palisade_agent::sync::NodeState;
-use palisade_crds::{NodeProfileState, SeccompProfile};
+use palisade_domain::{NodeProfileState, SeccompProfile};
 use serde_json::json;
 
 /// An accepted SeccompProfile (status.accepted carries its rendered digest), as the
@@ -25,7 +25,7 @@ fn profile(name: &str, syscall: &str) -> SeccompProfile {
         "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
         "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [syscall], "action": "SCMP_ACT_ERRNO"}]}}))
     .unwrap();
-    let digest = palisade_crds::render::seccomp::render(name, &p.spec, |_| None)
+    let digest = palisade_domain::render::seccomp::render(name, &p.spec, |_| None)
         .unwrap()
         .digest;
     p.status = Some(serde_json::from_value(json!({"accepted": {"generation": 1, "digest": digest}})).unwrap());
@@ -110,13 +110,13 @@ async fn a_shared_directory_keeps_other_tools_files_untouched() {
 /// never replaced or deleted. (Before: every `*.json` was adopted, then deleted as stale.)
 #[tokio::test]
 async fn without_a_record_only_identical_files_are_adopted_and_nothing_else_is_deleted() {
-    for subdir in [palisade_crds::SECCOMP_SUBDIR, "profiles"] {
+    for subdir in [palisade_domain::SECCOMP_SUBDIR, "profiles"] {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("seccomp").join(subdir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("other.json"), b"{}").unwrap();
         let web = accepted("web", "mkdir");
-        let bytes = palisade_crds::render::seccomp::render("web", &profile("web", "mkdir").spec, |_| None)
+        let bytes = palisade_domain::render::seccomp::render("web", &profile("web", "mkdir").spec, |_| None)
             .unwrap()
             .bytes;
         std::fs::write(dir.join("web.json"), &bytes).unwrap();

@@ -15,9 +15,9 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use palisade_crds::render::apparmor as aa_render;
-use palisade_crds::selector::node_selector;
-use palisade_crds::{
+use palisade_domain::render::apparmor as aa_render;
+use palisade_domain::selector::node_selector;
+use palisade_domain::{
     AcceptedContent, AppArmorProfile, NodeCounts, NodeFailure, ProfileKind, ProfileObject, ProfileState, ProfileStatus,
     SeccompProfile, SeccompProfileSpec,
 };
@@ -278,7 +278,7 @@ pub fn want_of<K: Profile>(p: &K) -> Option<Want> {
         K::KIND,
         &p.uid().unwrap_or_default(),
         p.state() == ProfileState::Enabled,
-        palisade_crds::accepted_content(p.profile_status()).map(|a| a.digest.as_str()),
+        palisade_domain::accepted_content(p.profile_status()).map(|a| a.digest.as_str()),
         p.selector(),
     )
 }

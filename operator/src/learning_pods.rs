@@ -19,8 +19,8 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use palisade_crds::pods::{LearningPod, MAX_LEARNING_PODS, MAX_LEARNING_PODS_BYTES, learning_pod};
-use palisade_crds::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile, learn};
+use palisade_domain::pods::{LearningPod, MAX_LEARNING_PODS, MAX_LEARNING_PODS_BYTES, learning_pod};
+use palisade_domain::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile, learn};
 use palisade_runtime::parsed;
 use tokio::sync::Notify;
 
@@ -240,7 +240,7 @@ mod tests {
             apparmor: vec!["learning".into()],
             seccomp: None,
             containers: (0..containers)
-                .map(|c| palisade_crds::pods::LearningContainer {
+                .map(|c| palisade_domain::pods::LearningContainer {
                     id: format!("{c:064}"),
                     seccomp: None,
                 })

@@ -4,9 +4,9 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerStatus, EphemeralContainer, Pod, PodSecurityContext, PodSpec, PodStatus, SecurityContext,
 };
 
-pub use palisade_crds::APPARMOR_ANNOTATION_PREFIX;
+pub use palisade_domain::APPARMOR_ANNOTATION_PREFIX;
 /// The Palisade profiles a pod references, given the agents' seccomp subdirectory.
-pub use palisade_crds::pods::references;
+pub use palisade_domain::pods::references;
 
 /// `localhostProfile` for a SeccompProfile, with the agents' seccomp subdirectory (the
 /// chart's `agent.seccompSubdir`; `operator` for pods migrated from SPO).
@@ -14,7 +14,7 @@ pub fn seccomp_localhost_profile(seccomp_subdir: &str, name: &str) -> String {
     format!("{seccomp_subdir}/{name}.json")
 }
 
-/// Keeps only what [`references`] and [`palisade_crds::pods::learning_pod`] read (with
+/// Keeps only what [`references`] and [`palisade_domain::pods::learning_pod`] read (with
 /// the agents' seccomp subdirectory), so a cluster's pods cost little memory: a pod that
 /// references no Palisade profile keeps its name and UID; one that does keeps its node, phase, the profile fields of its pod- and
 /// container-level security contexts, its AppArmor annotations and its containers' names
@@ -95,12 +95,12 @@ pub fn slim(pod: &mut Pod, seccomp_subdir: &str) {
 
 #[cfg(test)]
 mod tests {
-    use palisade_crds::ProfileKind;
+    use palisade_domain::ProfileKind;
     use serde_json::json;
 
     use super::*;
 
-    const SUBDIR: &str = palisade_crds::SECCOMP_SUBDIR;
+    const SUBDIR: &str = palisade_domain::SECCOMP_SUBDIR;
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()
@@ -176,10 +176,10 @@ mod tests {
         let learning = |_: ProfileKind, _: &str| true;
         let mut slimmed = full.clone();
         slim(&mut slimmed, SUBDIR);
-        let published = palisade_crds::pods::learning_pod(&full, "palisade", learning);
+        let published = palisade_domain::pods::learning_pod(&full, "palisade", learning);
         assert!(published.as_ref().is_some_and(|(_, p)| p.containers.len() == 2));
         assert_eq!(
-            palisade_crds::pods::learning_pod(&slimmed, "palisade", learning),
+            palisade_domain::pods::learning_pod(&slimmed, "palisade", learning),
             published
         );
         let text = serde_json::to_string(&slimmed).unwrap();

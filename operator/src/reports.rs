@@ -21,14 +21,14 @@ use std::sync::Mutex;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::runtime::watcher;
-use palisade_crds::nodestatus::{Standing, standing};
-use palisade_crds::selector::selects;
-use palisade_crds::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKind};
+use palisade_domain::nodestatus::{Standing, standing};
+use palisade_domain::selector::selects;
+use palisade_domain::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKind};
 
 pub type Key = (ProfileKind, String);
 
-use palisade_crds::learn::{LearnedProfile, Learning};
-pub use palisade_crds::nodestatus::digest_key;
+use palisade_domain::learn::{LearnedProfile, Learning};
+pub use palisade_domain::nodestatus::digest_key;
 
 /// One node's exception for one profile, as aggregation reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Want {
     ) -> Option<Self> {
         let digest = accepted_digest.filter(|_| enabled)?;
         Some(Self {
-            key: palisade_crds::installed_key(kind, uid, digest),
+            key: palisade_domain::installed_key(kind, uid, digest),
             selector: selector.cloned(),
         })
     }
@@ -363,7 +363,7 @@ impl NodeReports {
                     .filter(|l| l.kind == key.0 && l.name == key.1 && l.uid == uid)
                     .map(move |l| (node.as_str(), l))
             });
-        palisade_crds::learn::merge(digest, reports)
+        palisade_domain::learn::merge(digest, reports)
     }
 
     fn apply_reports(&self, event: watcher::Event<NodeProfileStatus>) -> Vec<Key> {
@@ -599,7 +599,7 @@ fn changed(old: &Report, new: &Report) -> Vec<Key> {
 
 #[cfg(test)]
 mod tests {
-    use palisade_crds::{InstalledSet, installed_key};
+    use palisade_domain::{InstalledSet, installed_key};
     use serde_json::json;
 
     use super::*;
@@ -909,7 +909,7 @@ mod tests {
     /// same of every profile on every node, after any sequence of profile changes, label
     /// changes, reports and reports going away.
     mod agrees_with_the_batch_judgement {
-        use palisade_crds::nodestatus::{Expectation, judge};
+        use palisade_domain::nodestatus::{Expectation, judge};
         use proptest::prelude::*;
 
         use super::*;

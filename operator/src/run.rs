@@ -15,7 +15,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -57,7 +57,7 @@ pub struct Args {
     /// Where /metrics is served.
     /// Subdirectory of the kubelet's seccomp directory the agents write to (as the agents'
     /// `--seccomp-subdir`): pods reference `<subdir>/<name>.json`.
-    #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_crds::SECCOMP_SUBDIR)]
+    #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_domain::SECCOMP_SUBDIR)]
     pub seccomp_subdir: String,
 
     /// Serve the pod admission guard (HTTPS, `/validate-pods`) on this address; off when

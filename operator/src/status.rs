@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
-use palisade_crds::common::MAX_FAILURES;
-use palisade_crds::selector::selects;
-use palisade_crds::{
+use palisade_domain::common::MAX_FAILURES;
+use palisade_domain::selector::selects;
+use palisade_domain::{
     AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED, NodeCounts,
     NodeFailure, NodeProfileState, ProfileState, ProfileStatus,
 };
@@ -192,7 +192,7 @@ pub struct StatusInput<'a> {
     pub workloads: &'a BTreeSet<String>,
     pub deleting: bool,
     /// What the nodes learned for the accepted content.
-    pub learning: Option<palisade_crds::learn::Learning>,
+    pub learning: Option<palisade_domain::learn::Learning>,
 }
 
 /// The status to write. Deterministic: the same inputs give the same status, and times
@@ -442,7 +442,7 @@ mod tests {
     fn ignored_syscalls_are_a_warning_that_stays_with_the_accepted_content() {
         let t = Time(Timestamp::from_second(1_000).unwrap());
         let workloads = BTreeSet::new();
-        let ignored = vec![palisade_crds::IgnoredSyscalls {
+        let ignored = vec![palisade_domain::IgnoredSyscalls {
             architecture: "SCMP_ARCH_X86_64".into(),
             names: vec!["riscv_hwprobe".into()],
         }];

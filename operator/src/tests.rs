@@ -14,7 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use palisade_crds::{NodeProfileStatus, SeccompProfile};
+use palisade_domain::{NodeProfileStatus, SeccompProfile};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
@@ -59,10 +59,10 @@ fn profile(finalizers: &[&str], deleting: bool, syscall: &str, status: Option<Va
     )
 }
 
-/// The digest of the `web` profile with a rule for `syscall`, as palisade-crds renders it.
+/// The digest of the `web` profile with a rule for `syscall`, as palisade-domain renders it.
 fn web_digest(syscall: &str) -> String {
     let p = profile(&[], false, syscall, None);
-    palisade_crds::render::seccomp::render("web", &p.spec, |_| None)
+    palisade_domain::render::seccomp::render("web", &p.spec, |_| None)
         .unwrap()
         .digest
 }
@@ -81,9 +81,9 @@ fn cluster_state(pods: Vec<Pod>) -> (Arc<crate::reports::NodeReports>, Store<Nod
             "spec": {"holderIdentity": n, "leaseDurationSeconds": 60, "renewTime": now}}),
         ));
     }
-    let mut installed = palisade_crds::InstalledSet::default();
-    installed.add(palisade_crds::installed_key(
-        palisade_crds::ProfileKind::SeccompProfile,
+    let mut installed = palisade_domain::InstalledSet::default();
+    installed.add(palisade_domain::installed_key(
+        palisade_domain::ProfileKind::SeccompProfile,
         "uid-1",
         &web_digest("mkdir"),
     ));
@@ -122,7 +122,7 @@ fn context_with(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>, pa
         ),
         Metrics::register(&mut registry),
         parser,
-        palisade_crds::SECCOMP_SUBDIR.into(),
+        palisade_domain::SECCOMP_SUBDIR.into(),
         Caches {
             seccomp: store(seccomp.into_iter().map(|p| DeserializeGuard(Ok(p))).collect()),
             reports,
@@ -388,7 +388,7 @@ async fn releases_deletion_when_no_pod_uses_the_profile() {
 #[test]
 fn progress_only_changes_are_told_apart_from_transitions() {
     use crate::controller::progress_only;
-    let status = |reason: &str, installed: u32| -> palisade_crds::ProfileStatus {
+    let status = |reason: &str, installed: u32| -> palisade_domain::ProfileStatus {
         obj(
             json!({"observedGeneration": 1, "nodes": {"targeted": 3, "installed": installed, "failed": 0, "pending": 3 - installed, "unsupported": 0},
             "conditions": [{"type": "Ready", "status": if reason == "Installed" { "True" } else { "False" }, "reason": reason,
@@ -454,7 +454,7 @@ async fn a_deleting_profile_with_the_legacy_finalizer_is_released_under_it() {
     server.await.unwrap();
 }
 
-fn aa_profile() -> palisade_crds::AppArmorProfile {
+fn aa_profile() -> palisade_domain::AppArmorProfile {
     obj(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
         "metadata": {"name": "aa", "uid": "uid-aa", "generation": 2, "resourceVersion": "3", "finalizers": [FINALIZER]},
         "spec": {"policy": "profile aa {\n}\n"},
@@ -576,7 +576,7 @@ async fn what_is_kept_per_profile_goes_with_the_profile() {
     server.await.unwrap();
     assert!(ctx.tracked() > 0 && ctx.metrics.tracked() == 1);
     ctx.retain(
-        palisade_crds::ProfileKind::SeccompProfile,
+        palisade_domain::ProfileKind::SeccompProfile,
         &Default::default(),
         &Default::default(),
     );

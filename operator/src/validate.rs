@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use palisade_crds::compiled;
-use palisade_crds::render::apparmor::RenderedPolicy;
-use palisade_crds::render::{apparmor as aa_render, seccomp as sc_render};
-use palisade_crds::{AcceptedContent, AppArmorProfile, IgnoredSyscalls, SeccompProfileSpec};
+use palisade_domain::compiled;
+use palisade_domain::render::apparmor::RenderedPolicy;
+use palisade_domain::render::{apparmor as aa_render, seccomp as sc_render};
+use palisade_domain::{AcceptedContent, AppArmorProfile, IgnoredSyscalls, SeccompProfileSpec};
 use palisade_runtime::budget::{self, Budget, RunError};
-use palisade_runtime::parser::{Parser, ParserError};
+use palisade_runtime::budget::{Parser, ParserError};
 
 /// How the operator runs the parser: compile only, never load.
 #[derive(Clone, Debug)]
@@ -259,7 +259,7 @@ pub fn seccomp_warnings(compiled: &sc_render::CompiledSummary) -> Warnings {
 /// compiled ([`compiled::judge`]). Returns what was accepted.
 pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig) -> Result<AcceptedContent, Verdict> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
-    if let Some(reason) = palisade_crds::apparmor::reserved_name(name, &parser.reserved) {
+    if let Some(reason) = palisade_domain::apparmor::reserved_name(name, &parser.reserved) {
         return Err(Verdict::Invalid(reason));
     }
     let rendered = aa_render::render(name, &profile.spec).map_err(|e| Verdict::Invalid(e.to_string()))?;
@@ -274,7 +274,7 @@ pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig)
 /// The parser half of [`validate_apparmor`]: compiles in the mode the agents load with and
 /// judges the binary policy the parser produced, not the text.
 pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &ParserConfig) -> Result<(), Verdict> {
-    let complain = rendered.mode == palisade_crds::AppArmorMode::Complain;
+    let complain = rendered.mode == palisade_domain::AppArmorMode::Complain;
     let binary = match parser.apparmor().compile(&rendered.text, complain).await {
         Ok(binary) => binary,
         Err(ParserError::Refused(message)) => {
@@ -306,7 +306,7 @@ pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &Pa
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use palisade_crds::SeccompProfile;
+    use palisade_domain::SeccompProfile;
     use serde_json::json;
 
     use super::*;
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(
             accepted.digest,
             aa_render::render("p", &profile.spec).unwrap().digest,
-            "the digest agents compare with is the one palisade-crds renders"
+            "the digest agents compare with is the one palisade-domain renders"
         );
         validate_apparmor(
             &aap("p", json!({"abstract": {"filesystem": {"readOnlyPaths": ["/etc/**"]}}})),
@@ -421,7 +421,7 @@ mod tests {
     /// get past them): whatever the text looks like, what the parser compiled decides.
     #[tokio::test]
     async fn the_compiled_policy_decides_whatever_the_text_looks_like() {
-        use palisade_crds::AppArmorMode::{Complain, Enforce};
+        use palisade_domain::AppArmorMode::{Complain, Enforce};
         let judge = |text: &str, mode| {
             let rendered = RenderedPolicy {
                 text: text.to_string(),
@@ -494,7 +494,7 @@ mod tests {
         let text = format!("profile p {{\n  include \"{}\"\n}}\n", secret.display());
         let rendered = RenderedPolicy {
             text: text.clone(),
-            mode: palisade_crds::AppArmorMode::Enforce,
+            mode: palisade_domain::AppArmorMode::Enforce,
             digest: String::new(),
         };
         let err = invalid(compile_apparmor("p", &rendered, &parser()).await);
@@ -638,9 +638,9 @@ mod tests {
             "{message}"
         );
         assert_eq!(warnings.ignored_syscalls[0].names, ["nosuchcall"]);
-        all.get_mut("base").unwrap().syscalls[0].action = palisade_crds::seccomp::SeccompAction::KillProcess;
+        all.get_mut("base").unwrap().syscalls[0].action = palisade_domain::seccomp::SeccompAction::KillProcess;
         let mut logging_child = child.spec.clone();
-        logging_child.default_action = palisade_crds::seccomp::SeccompAction::Log;
+        logging_child.default_action = palisade_domain::seccomp::SeccompAction::Log;
         let (_, warnings) = validate_seccomp("child", &logging_child, 1, &all, &[]).unwrap();
         let (reason, message) = warnings.syscalls.expect("a warning");
         assert_eq!(reason, "DenyFailsOpen");

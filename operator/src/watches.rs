@@ -12,7 +12,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use palisade_crds::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
+use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
 
 use crate::controller::Profile;
 use crate::pods;
@@ -68,7 +68,7 @@ impl Watches {
         });
         let (leases, lease_events) = reflect(
             Api::namespaced(client.clone(), namespace),
-            watcher::Config::default().labels(&palisade_crds::agent_lease_selector()),
+            watcher::Config::default().labels(&palisade_domain::agent_lease_selector()),
             slim_meta::<Lease>,
         );
         let subdir = seccomp_subdir.to_string();

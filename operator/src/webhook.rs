@@ -23,7 +23,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use palisade_crds::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
+use palisade_domain::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
 
 use crate::pods;
@@ -448,7 +448,7 @@ mod tests {
         let (apparmor, _) = reflector::store();
         Guard {
             mode,
-            seccomp_subdir: palisade_crds::SECCOMP_SUBDIR.into(),
+            seccomp_subdir: palisade_domain::SECCOMP_SUBDIR.into(),
             seccomp,
             apparmor,
         }

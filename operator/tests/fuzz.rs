@@ -8,8 +8,8 @@
 //! the top one unattached, every one in `spec.mode`. And the decoder of compiled policy
 //! never panics on any bytes.
 
-use palisade_crds::compiled::decode;
-use palisade_crds::{AppArmorMode, AppArmorProfile};
+use palisade_domain::compiled::decode;
+use palisade_domain::{AppArmorMode, AppArmorProfile};
 use palisade_operator::validate::{ParserConfig, validate_apparmor};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_crds::SeccompProfileSpec;
-use palisade_crds::render::seccomp as sc_render;
+use palisade_domain::SeccompProfileSpec;
+use palisade_domain::render::seccomp as sc_render;
 use palisade_operator::validate::{ParserConfig, Verdict, compile_seccomp, compile_seccomp_isolated};
 use serde_json::json;
 

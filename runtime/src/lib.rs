@@ -1,12 +1,11 @@
 //! palisade-runtime: logging, the metrics and health HTTP server, and shutdown handling
 //! shared by the operator and the agent, [`backoff`]: their retry delays, [`budget`]:
 //! running a tool on input a profile author wrote within a CPU, memory and time budget, in a
-//! file-read sandbox, and [`parser`]: `apparmor_parser` run that way, the same in the
+//! file-read sandbox, `apparmor_parser` run that way ([`budget::Parser`]), the same in the
 //! operator and the agents.
 
 pub mod backoff;
 pub mod budget;
-pub mod parser;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -309,7 +308,7 @@ mod parse_tests {
 
     use kube::core::{DeserializeGuard, ObjectList};
     use kube::{Resource, ResourceExt};
-    use palisade_crds::SeccompProfile;
+    use palisade_domain::SeccompProfile;
     use serde_json::json;
 
     #[test]

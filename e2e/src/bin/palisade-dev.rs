@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use kube::Api;
-use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use palisade_e2e::cluster::examples_dir;
 use palisade_e2e::controlplane::Flavor;
 use palisade_e2e::realnode::{Artifacts, RealNodeStack};
@@ -255,7 +255,7 @@ async fn demo(dir: &Path, nodes: usize, keep: bool) -> Result<()> {
     Ok(())
 }
 
-fn is_ready(status: Option<&palisade_crds::ProfileStatus>, generation: Option<i64>) -> bool {
+fn is_ready(status: Option<&palisade_domain::ProfileStatus>, generation: Option<i64>) -> bool {
     status.is_some_and(|s| {
         s.conditions
             .iter()

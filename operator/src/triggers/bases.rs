@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::watcher;
-use palisade_crds::{ProfileKind, SeccompProfile};
+use palisade_domain::{ProfileKind, SeccompProfile};
 
 use super::Key;
 

@@ -29,7 +29,7 @@ pub mod reports;
 use futures::{Stream, StreamExt};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
-use palisade_crds::{AppArmorProfile, ProfileKind, SeccompProfile};
+use palisade_domain::{AppArmorProfile, ProfileKind, SeccompProfile};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 

@@ -76,7 +76,7 @@ fn forget_gone<K: Profile>(ctx: &Context, objects: &[Arc<DeserializeGuard<K>>]) 
 mod tests {
     use std::collections::BTreeMap;
 
-    use palisade_crds::{InstalledSet, NodeProfileStatus, ProfileKind, SeccompProfile, installed_key};
+    use palisade_domain::{InstalledSet, NodeProfileStatus, ProfileKind, SeccompProfile, installed_key};
     use serde_json::json;
 
     use super::*;

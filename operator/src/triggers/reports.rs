@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher;
-use palisade_crds::NodeProfileStatus;
+use palisade_domain::NodeProfileStatus;
 
 use super::{Key, Router};
 use crate::learning_pods::Published;
@@ -39,7 +39,7 @@ pub async fn follow(
 mod tests {
     use std::collections::BTreeMap;
 
-    use palisade_crds::ProfileKind;
+    use palisade_domain::ProfileKind;
     use serde_json::json;
 
     use super::*;

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use palisade_crds::apparmor::{AppArmorAbstract, AppArmorMode};
-use palisade_crds::render::apparmor::render_abstract;
+use palisade_domain::apparmor::{AppArmorAbstract, AppArmorMode};
+use palisade_domain::render::apparmor::render_abstract;
 use serde_json::json;
 
 fn parser() -> String {

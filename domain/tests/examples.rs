@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 
 use kube::CustomResourceExt;
 use kube::core::cel::Validator;
-use palisade_crds::render::{apparmor, seccomp};
-use palisade_crds::{AppArmorProfile, SeccompProfile};
+use palisade_domain::render::{apparmor, seccomp};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -4,8 +4,8 @@
 
 use std::os::fd::AsFd;
 
-use palisade_crds::render::seccomp::{compile, render_chain};
-use palisade_crds::seccomp::SeccompProfileSpec;
+use palisade_domain::render::seccomp::{compile, render_chain};
+use palisade_domain::seccomp::SeccompProfileSpec;
 use serde_json::json;
 
 /// The filter as raw BPF, exported in the parent so the child only makes syscalls.

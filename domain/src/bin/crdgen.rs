@@ -10,8 +10,8 @@ fn main() {
     }
     for dir in &dirs {
         let written = fs::create_dir_all(dir).and_then(|()| {
-            for (file, crd) in palisade_crds::all_crds() {
-                fs::write(dir.join(&file), palisade_crds::crd_yaml(&crd))?;
+            for (file, crd) in palisade_domain::all_crds() {
+                fs::write(dir.join(&file), palisade_domain::crd_yaml(&crd))?;
             }
             Ok(())
         });
