@@ -5,6 +5,7 @@ pub mod apparmor;
 pub mod files;
 pub mod learn;
 pub mod metrics;
+pub mod node;
 pub mod report;
 pub mod run;
 pub mod seccomp;

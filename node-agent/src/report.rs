@@ -14,7 +14,7 @@ use palisade_domain::{
 };
 use serde_json::json;
 
-use crate::sync::Failure;
+use crate::node::Failure;
 
 /// How long a heartbeat stays valid by default; the agent renews it at a third of this.
 pub const LEASE_SECONDS: u32 = 60;

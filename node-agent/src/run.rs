@@ -24,8 +24,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::apparmor::{AppArmor, AppArmorConfig};
 use crate::metrics::Metrics;
+use crate::node::NodeState;
 use crate::report::StatusWriter;
-use crate::sync::NodeState;
 
 /// palisade-agent: keeps this node's AppArmor and seccomp profiles in line with the cluster.
 #[derive(clap::Parser, Debug, Clone)]
