@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use kube::core::DeserializeGuard;
 use palisade_domain::{AppArmorProfile, NodeProfile, NodeProfileState, ProfileKind, SeccompProfile};
-use palisade_runtime::parsed;
 
 use crate::apparmor::{AppArmor, AppArmorNode};
 use crate::metrics::{Metrics, StateLabels};
@@ -62,7 +61,8 @@ impl NodeState {
     }
 
     /// Brings the node in line with the profiles, as the watches cached them: an object
-    /// that does not parse is skipped (the operator reports it), so nothing of it is held.
+    /// that does not parse is not acted on (the operator reports it); what the node already
+    /// holds of it stays, reported Pending.
     /// `drift` also re-reads files and the kernel's list to find what changed behind the
     /// agent's back. Returns every profile's entry for the NodeProfileStatus (sorted) and
     /// the new failures.
@@ -75,13 +75,11 @@ impl NodeState {
         drift: bool,
     ) -> (Vec<NodeProfile>, Vec<Failure>) {
         let start = Instant::now();
-        let seccomp: Vec<&SeccompProfile> = parsed(seccomp).collect();
-        let apparmor: Vec<&AppArmorProfile> = parsed(apparmor).collect();
         let mut entries = Vec::new();
         sync_kind(
             &mut self.seccomp,
             &self.metrics,
-            &seccomp,
+            seccomp,
             node_labels,
             drift,
             &mut entries,
@@ -90,7 +88,7 @@ impl NodeState {
         sync_kind(
             &mut self.apparmor,
             &self.metrics,
-            &apparmor,
+            apparmor,
             node_labels,
             drift,
             &mut entries,

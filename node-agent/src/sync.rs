@@ -11,6 +11,10 @@
 //! ([`SeccompDir`]) or the kernel's AppArmor policy ([`AppArmorNode`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kube::core::DeserializeGuard;
+use palisade_runtime::parsed;
 use std::path::PathBuf;
 
 use palisade_domain::selector::selects;
@@ -159,21 +163,53 @@ impl From<ParserError> for InstallError {
     }
 }
 
+/// An object that does not parse here says nothing this agent can act on: what the node
+/// holds of it stays (reported Pending), as for content the operator has not accepted, so
+/// making an object unreadable never removes a profile pods may run under.
+fn keep_unreadable<B: Backend>(
+    backend: &B,
+    kind: ProfileKind,
+    objects: &[Arc<DeserializeGuard<B::Profile>>],
+    wanted: &mut BTreeSet<String>,
+    entries: &mut Vec<NodeProfile>,
+) {
+    for invalid in objects.iter().filter_map(|o| o.0.as_ref().err()) {
+        let meta = &invalid.metadata;
+        let Some(name) = meta.name.as_deref() else { continue };
+        let Some(held) = backend.held(name) else { continue };
+        wanted.insert(name.to_string());
+        entries.push(NodeProfile {
+            kind,
+            name: name.to_string(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            generation: meta.generation.unwrap_or_default(),
+            digest: held.to_string(),
+            state: NodeProfileState::Pending,
+            message: format!(
+                "this agent cannot read the object ({}); keeping the installed content",
+                invalid.error
+            ),
+        });
+    }
+}
+
 /// The one loop over a kind's profiles: target, gate, plan, install, remove.
 pub(crate) async fn sync_kind<B: Backend>(
     backend: &mut B,
     metrics: &Metrics,
-    profiles: &[&B::Profile],
+    objects: &[Arc<DeserializeGuard<B::Profile>>],
     labels: &BTreeMap<String, String>,
     drift: bool,
     entries: &mut Vec<NodeProfile>,
 ) {
     let kind = <B::Profile as ProfileObject>::KIND;
+    let profiles: Vec<&B::Profile> = parsed(objects).collect();
     let mut wanted = BTreeSet::new();
     let mut jobs = Vec::new();
     backend.begin();
-    let index = B::index(profiles);
-    for &p in profiles {
+    keep_unreadable(backend, kind, objects, &mut wanted, entries);
+    let index = B::index(&profiles);
+    for &p in &profiles {
         let Some(target) = Target::of(p, labels) else {
             continue;
         };

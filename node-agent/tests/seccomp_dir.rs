@@ -199,3 +199,41 @@ async fn an_object_that_does_not_parse_is_skipped() {
         "nothing is written for the object that does not parse"
     );
 }
+
+/// Attack: the author of a profile that pods run under makes its object unreadable (a value
+/// only a newer schema allows) to have it removed without the in-use deletion hold. The agent
+/// keeps what it installed and reports it Pending.
+#[tokio::test]
+async fn an_object_that_stops_parsing_keeps_what_is_installed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("seccomp/palisade");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut node = state(root.path(), &dir);
+    let (entries, _) = node
+        .sync(&[accepted("api", "mkdir")], &[], &BTreeMap::new(), false)
+        .await;
+    assert_eq!(entries[0].state, NodeProfileState::Installed);
+    let installed = std::fs::read(dir.join("api.json")).unwrap();
+    let broken: DeserializeGuard<SeccompProfile> = serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+        "metadata": {"name": "api", "uid": "uid-api", "generation": 2},
+        "spec": {"defaultAction": "SCMP_ACT_NEW"}}))
+    .unwrap();
+    assert!(broken.0.is_err());
+    for drift in [false, true] {
+        let (entries, _) = node
+            .sync(&[Arc::new(broken.clone())], &[], &BTreeMap::new(), drift)
+            .await;
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].state, NodeProfileState::Pending, "{entries:?}");
+        assert!(entries[0].message.contains("cannot read the object"), "{entries:?}");
+        assert_eq!(
+            std::fs::read(dir.join("api.json")).unwrap(),
+            installed,
+            "the file stays"
+        );
+    }
+    // Deleted (no object at all): removed as before.
+    node.sync(&[], &[], &BTreeMap::new(), false).await;
+    assert!(!dir.join("api.json").exists());
+}
