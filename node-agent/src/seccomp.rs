@@ -20,6 +20,10 @@ pub struct SeccompDir {
     /// Names recorded as Palisade's, recorded before a file is first written and dropped
     /// after it is removed.
     owned: BTreeSet<String>,
+    /// Files found when there was no record (it was lost): only these may be adopted, and
+    /// only when identical to what Palisade writes. A file that appears while the record
+    /// exists is never Palisade's.
+    unrecorded: BTreeSet<String>,
 }
 
 /// One file to write.
@@ -44,6 +48,7 @@ impl SeccompDir {
             support,
             installed: BTreeMap::new(),
             owned: BTreeSet::new(),
+            unrecorded: BTreeSet::new(),
         };
         if me.support.is_err() {
             return Ok(me);
@@ -55,9 +60,10 @@ impl SeccompDir {
         me.owned = match files::read_owned(&me.dir)? {
             Some(owned) => owned,
             None => {
-                // No record: nothing here is known to be Palisade's. A file is adopted later
-                // only if its content is exactly what Palisade would write for an accepted
-                // profile; no other file is ever replaced or deleted.
+                // No record: nothing here is known to be Palisade's. A file found now is
+                // adopted later only if its content is exactly what Palisade would write for
+                // an accepted profile; no other file is ever replaced or deleted.
+                me.unrecorded = json_files(&me.dir)?;
                 files::write_owned(&me.dir, &BTreeSet::new())?;
                 BTreeSet::new()
             }
@@ -115,10 +121,11 @@ impl Backend for SeccompDir {
         let want = rendered.digest.as_str();
         let path = files::seccomp_path(&self.dir, name);
         if !self.owned.contains(name) {
-            // A file identical to what Palisade writes (its own, from before the record was
-            // lost) is adopted; any other is another tool's.
-            let identical = files::file_digest(&path).ok().flatten().as_deref() == Some(want);
-            if path.exists() && !identical {
+            // A file found without a record and identical to what Palisade writes (its own,
+            // from before the record was lost) is adopted; any other is another tool's.
+            let adoptable =
+                self.unrecorded.contains(name) && files::file_digest(&path).ok().flatten().as_deref() == Some(want);
+            if path.exists() && !adoptable {
                 return Plan::Refuse(InstallError::ForeignFile {
                     path,
                     record: files::OWNED_RECORD,
@@ -212,6 +219,18 @@ impl Backend for SeccompDir {
             self.owned = keep;
         }
     }
+}
+
+/// The names of the `<name>.json` files in `dir`.
+fn json_files(dir: &std::path::Path) -> std::io::Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(dir)? {
+        let file = entry?.file_name();
+        if let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) {
+            names.insert(name.to_string());
+        }
+    }
+    Ok(names)
 }
 
 /// Whether the kernel has seccomp (the `Seccomp:` line of /proc/self/status).

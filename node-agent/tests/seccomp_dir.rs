@@ -237,3 +237,32 @@ async fn an_object_that_stops_parsing_keeps_what_is_installed() {
     node.sync(&[], &[], &BTreeMap::new(), false).await;
     assert!(!dir.join("api.json").exists());
 }
+
+/// Attack: another tool's file sits in the seccomp directory after Palisade recorded what it
+/// owns; a SeccompProfile of the same name and identical content would claim it, and deleting
+/// that profile would delete the other tool's file. Only files found while the record was
+/// missing are ever adopted.
+#[tokio::test]
+async fn with_a_record_an_identical_foreign_file_is_not_adopted() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("seccomp/palisade");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut node = state(root.path(), &dir);
+    assert!(files::read_owned(&dir).unwrap().is_some(), "the record exists");
+    let bytes = palisade_domain::render::seccomp::render("web", &profile("web", "mkdir").spec, |_| None)
+        .unwrap()
+        .bytes;
+    std::fs::write(dir.join("web.json"), &bytes).unwrap();
+    let (entries, _) = node
+        .sync(&[accepted("web", "mkdir")], &[], &BTreeMap::new(), true)
+        .await;
+    assert_eq!(entries[0].state, NodeProfileState::Error, "{entries:?}");
+    assert!(entries[0].message.contains("is another tool's file"), "{entries:?}");
+    node.sync(&[], &[], &BTreeMap::new(), true).await;
+    assert_eq!(
+        std::fs::read(dir.join("web.json")).unwrap(),
+        bytes,
+        "the other tool's file stays"
+    );
+    assert!(files::read_owned(&dir).unwrap().unwrap().is_empty());
+}
