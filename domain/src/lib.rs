@@ -7,6 +7,7 @@
 pub mod apparmor;
 pub mod common;
 pub mod compiled;
+pub mod denials;
 pub mod kind;
 pub mod learn;
 pub mod nodestatus;

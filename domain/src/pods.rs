@@ -56,6 +56,10 @@ pub struct LearningContainer {
     /// The learning seccomp profile it runs under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<String>,
+    /// The container's name in the pod (what a denial Event names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub name: Option<String>,
 }
 
 /// The [`LearningPod`] of a pod and the node it is bound to, when it references a profile
@@ -86,7 +90,11 @@ pub fn learning_pod(
             let id = s.container_id.as_deref()?;
             let id = id.split_once("://").map_or(id, |(_, id)| id).to_string();
             let seccomp = learning_seccomp(seccomp_profile_of(pod, Some(&id), seccomp_subdir));
-            Some(LearningContainer { id, seccomp })
+            Some(LearningContainer {
+                id,
+                seccomp,
+                name: Some(s.name.clone()),
+            })
         })
         .take(MAX_LEARNING_CONTAINERS)
         .collect();
@@ -389,20 +397,24 @@ mod tests {
                 containers: vec![
                     LearningContainer {
                         id: "aaa".into(),
-                        seccomp: Some("pod-level".into())
+                        seccomp: Some("pod-level".into()),
+                        name: Some("a".into()),
                     },
                     LearningContainer {
                         id: "bbb".into(),
-                        seccomp: Some("own".into())
+                        seccomp: Some("own".into()),
+                        name: Some("b".into()),
                     },
                     LearningContainer {
                         id: "ccc".into(),
-                        seccomp: None
+                        seccomp: None,
+                        name: Some("c".into()),
                     },
                     // `debug` is not learning.
                     LearningContainer {
                         id: "eee".into(),
-                        seccomp: None
+                        seccomp: None,
+                        name: Some("e".into()),
                     },
                 ],
             }

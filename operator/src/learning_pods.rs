@@ -243,6 +243,7 @@ mod tests {
                 .map(|c| palisade_domain::pods::LearningContainer {
                     id: format!("{c:064}"),
                     seccomp: None,
+                    name: None,
                 })
                 .collect(),
         };

@@ -232,7 +232,7 @@ fn generalise_plain(name: &str) -> String {
 // seccomp.
 
 /// `code=` of a record the filter logged and allowed (`SECCOMP_RET_LOG`).
-const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
+pub const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
 
 /// The syscall name a seccomp record logged, for the record's architecture.
 pub fn seccomp_syscall(r: &Record) -> Result<String, String> {
@@ -241,6 +241,11 @@ pub fn seccomp_syscall(r: &Record) -> Result<String, String> {
     if code & 0xffff_0000 != SECCOMP_RET_LOG {
         return Err(format!("not a logged-and-allowed record (code={code:#x})"));
     }
+    syscall_name(r)
+}
+
+/// The name of a seccomp record's syscall, whatever its action.
+pub fn syscall_name(r: &Record) -> Result<String, String> {
     let arch = r.field("arch").ok_or("a record without arch")?;
     let nr: i32 = r
         .field("syscall")
