@@ -145,7 +145,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// The pod a denial was attributed to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PodRef {
     pub namespace: String,
     pub name: String,
@@ -154,7 +154,7 @@ pub struct PodRef {
 
 /// What an Event is about: one pod's container refused one thing by one profile, or one
 /// profile on this node.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Subject {
     Pod {
         pod: PodRef,

@@ -379,6 +379,11 @@ pub struct NodeCapabilities {
     /// Why seccomp is unavailable, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp_reason: Option<String>,
+    /// Where the agent reads denials from (`auditd`, `kernel log`, and whether the kernel
+    /// rate-limits it); absent when denials are not reported on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub denials: Option<String>,
 }
 
 /// One profile's state on the node.

@@ -1164,10 +1164,10 @@ pub fn learn() -> Result<()> {
     ring.truncate(cut);
     let runs = 200;
     let mut previous = Default::default();
-    palisade_agent::learn::new_lines(&mut previous, &ring);
+    palisade_agent::audit::new_lines(&mut previous, &ring);
     let t = Instant::now();
     for _ in 0..runs {
-        let new = palisade_agent::learn::new_lines(&mut previous, &ring);
+        let new = palisade_agent::audit::new_lines(&mut previous, &ring);
         anyhow::ensure!(new.is_empty(), "a second read of the same ring found new lines");
     }
     let idle_ms = t.elapsed().as_secs_f64() * 1e3 / runs as f64;
@@ -1175,7 +1175,7 @@ pub fn learn() -> Result<()> {
     let mut rules = 0;
     for _ in 0..runs {
         let mut previous = Default::default();
-        for line in palisade_agent::learn::new_lines(&mut previous, &ring) {
+        for line in palisade_agent::audit::new_lines(&mut previous, &ring) {
             rules += palisade_domain::learn::parse_line(&line)
                 .and_then(|r| palisade_agent::learn::rule_of(&r))
                 .is_some() as usize;

@@ -2,6 +2,8 @@
 //! and seccomp profiles, and reports them in its node's NodeProfileStatus.
 
 pub mod apparmor;
+pub mod audit;
+pub mod denials;
 pub mod files;
 pub mod learn;
 pub mod metrics;

@@ -25,8 +25,23 @@ pub struct StateLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub kind: &'static str,
+    pub profile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
+    /// Denials of Palisade profiles on this node (`--denials`), by kind and profile.
+    pub denials: Family<DenialLabels, Counter>,
+    /// Denial Event writes by result.
+    pub denial_events: Family<ResultLabels, Counter>,
     /// Installs, removals and repairs by kind, operation and result.
     pub operations: Family<OpLabels, Counter>,
     /// Drift found and repaired (a file deleted or edited, a profile unloaded).
@@ -44,6 +59,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
+            denials: Family::default(),
+            denial_events: Family::default(),
             operations: Family::default(),
             drift_repairs: Family::default(),
             parser_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
@@ -74,6 +91,16 @@ impl Metrics {
             m.profiles.clone(),
         );
         r.register("status_writes", "NodeProfileStatus writes", m.status_writes.clone());
+        r.register(
+            "denials",
+            "What the kernel refused a container under a Palisade profile (--denials)",
+            m.denials.clone(),
+        );
+        r.register(
+            "denial_events",
+            "Denial Event writes by result",
+            m.denial_events.clone(),
+        );
         // Series that alerts and dashboards select exist from the start, at 0.
         for kind in ["seccomp", "apparmor"] {
             drop(m.drift_repairs.get_or_create(&KindLabels { kind }));
@@ -84,6 +111,20 @@ impl Metrics {
             }
         }
         m
+    }
+
+    pub fn denial(&self, kind: palisade_domain::ProfileKind, profile: String) {
+        self.denials
+            .get_or_create(&DenialLabels {
+                kind: kind.slug(),
+                profile,
+            })
+            .inc();
+    }
+
+    pub fn denial_event(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.denial_events.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn op(&self, kind: &'static str, op: &'static str, ok: bool) {

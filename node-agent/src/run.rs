@@ -81,6 +81,12 @@ pub struct Args {
     #[arg(long, env = "PALISADE_LEARN")]
     pub learn: bool,
 
+    /// Report denials: what the kernel refused a container under a Palisade profile, as
+    /// Events on its pod and profile and as metrics. Needs what learning needs (CAP_SYSLOG
+    /// or the audit log, the host's PID namespace) and the right to create Events.
+    #[arg(long, env = "PALISADE_DENIALS")]
+    pub denials: bool,
+
     /// auditd's log; when it is not there, records are read from the kernel log.
     #[arg(long, env = "PALISADE_AUDIT_LOG", default_value = "/var/log/audit/audit.log")]
     pub audit_log: PathBuf,
@@ -239,6 +245,7 @@ fn capabilities(state: &NodeState) -> NodeCapabilities {
         apparmor_reason: state.apparmor_support().clone().err(),
         seccomp: state.seccomp_support().is_ok(),
         seccomp_reason: state.seccomp_support().clone().err(),
+        denials: None,
     }
 }
 
@@ -271,29 +278,47 @@ pub async fn run(args: Args) -> Result<()> {
         let _alive = alive;
         heartbeat.run(stop).await
     });
-    if args.learn {
-        let learner = crate::learn::Learner::new(
-            crate::learn::Config {
-                node: args.node_name.clone(),
-                source: crate::learn::Source::detect(&args.audit_log),
-                proc_root: args.proc_root.clone(),
-                seccomp_subdir: args.seccomp_subdir.clone(),
-                interval: Duration::from_millis(500),
-                write_gap: Duration::from_secs(5),
-            },
-            client.clone(),
-            apparmor.clone(),
-            seccomp.clone(),
-        );
-        let (alive, stop) = (health.alive("learn"), shutdown.clone());
+    let source = crate::audit::Source::detect(&args.audit_log);
+    if args.learn || args.denials {
+        let learner = args.learn.then(|| {
+            crate::learn::Learner::new(
+                crate::learn::Config {
+                    node: args.node_name.clone(),
+                    write_gap: Duration::from_secs(5),
+                },
+                client.clone(),
+                apparmor.clone(),
+                seccomp.clone(),
+            )
+        });
+        let denials = args.denials.then(|| {
+            crate::denials::Denials::new(
+                client.clone(),
+                args.node_name.clone(),
+                apparmor.clone(),
+                seccomp.clone(),
+                metrics.clone(),
+            )
+        });
+        let cfg = crate::audit::Config {
+            node: args.node_name.clone(),
+            source: source.clone(),
+            proc_root: args.proc_root.clone(),
+            interval: Duration::from_millis(500),
+        };
+        let pods = crate::audit::NodePods::new(client.clone(), args.node_name.clone(), args.proc_root.clone());
+        let (alive, stop) = (health.alive("audit"), shutdown.clone());
         tokio::spawn(async move {
             let _alive = alive;
-            learner.run(stop).await
+            crate::audit::run(cfg, pods, learner, denials, stop).await
         });
     }
     let syncer = Syncer {
         node_name: args.node_name.clone(),
-        capabilities: capabilities(&state),
+        capabilities: NodeCapabilities {
+            denials: args.denials.then(|| source.describe()),
+            ..capabilities(&state)
+        },
         state,
         writer,
         metrics,

@@ -59,21 +59,23 @@ impl Published {
     }
 }
 
-/// Every node's learning pods: the pods bound to it that reference a learning profile
-/// ([`learn::apparmor_learning`], [`learn::seccomp_learning`]), sorted by UID, at most
-/// [`MAX_LEARNING_PODS`] per node. Profiles that do not parse are skipped.
+/// Every node's published pods: the pods bound to it that reference a learning profile
+/// ([`learn::apparmor_learning`], [`learn::seccomp_learning`]), or with `denials`, any
+/// Palisade profile; sorted by UID, at most [`MAX_LEARNING_PODS`] per node. Profiles that
+/// do not parse are skipped.
 pub fn desired(
     pods: &[Arc<Pod>],
     apparmor: &[Arc<DeserializeGuard<AppArmorProfile>>],
     seccomp: &[Arc<DeserializeGuard<SeccompProfile>>],
     seccomp_subdir: &str,
+    denials: bool,
 ) -> BTreeMap<String, Vec<LearningPod>> {
     let apparmor: BTreeSet<String> = parsed(apparmor)
-        .filter(|p| learn::apparmor_learning(p))
+        .filter(|p| denials || learn::apparmor_learning(p))
         .map(|p| p.name_any())
         .collect();
     let seccomp: BTreeSet<String> = parsed(seccomp)
-        .filter(|p| learn::seccomp_learning(p))
+        .filter(|p| denials || learn::seccomp_learning(p))
         .map(|p| p.name_any())
         .collect();
     let mut out: BTreeMap<String, Vec<LearningPod>> = BTreeMap::new();
@@ -128,6 +130,7 @@ pub async fn run(
     apparmor: Store<DeserializeGuard<AppArmorProfile>>,
     seccomp: Store<DeserializeGuard<SeccompProfile>>,
     seccomp_subdir: String,
+    denials: bool,
 ) {
     let api: Api<NodeProfileStatus> = Api::all(client);
     let mut failed = false;
@@ -139,7 +142,13 @@ pub async fn run(
             published.bell.notified().await;
         }
         failed = false;
-        let want = desired(&pods.state(), &apparmor.state(), &seccomp.state(), &seccomp_subdir);
+        let want = desired(
+            &pods.state(),
+            &apparmor.state(),
+            &seccomp.state(),
+            &seccomp_subdir,
+            denials,
+        );
         let stale: Vec<(String, Vec<LearningPod>)> = {
             let observed = published.observed.lock().expect("lock");
             observed
@@ -215,7 +224,7 @@ mod tests {
             pod("d", Some("node-2"), "not-accepted"),
             pod("e", None, "learning"),
         ];
-        let want = desired(&pods, &profiles, &[], "palisade");
+        let want = desired(&pods, &profiles, &[], "palisade", false);
         let uids = |node: &str| {
             want.get(node)
                 .map(|l| l.iter().map(|p| p.uid.clone()).collect::<Vec<_>>())
@@ -229,7 +238,14 @@ mod tests {
         assert_eq!(uids("node-2"), None, "d's profile is not accepted");
         assert_eq!(want.len(), 2, "e is not bound to a node");
         assert_eq!(want["node-0"][0].apparmor, ["learning"]);
-        assert!(desired(&pods, &profiles[1..], &[], "palisade").is_empty());
+        assert!(desired(&pods, &profiles[1..], &[], "palisade", false).is_empty());
+        // With denials on, every pod of a Palisade profile reaches its node.
+        let all = desired(&pods, &profiles, &[], "palisade", true);
+        assert_eq!(
+            all["node-1"].iter().map(|p| p.uid.as_str()).collect::<Vec<_>>(),
+            ["uid-b", "uid-c"]
+        );
+        assert_eq!(all["node-2"][0].uid, "uid-d", "any profile, accepted or not");
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "PALISADE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+    /// The agents report denials: publish in each node's report every pod of that node
+    /// that uses a Palisade profile (not only those of learning profiles), so that its agent
+    /// can attribute a denial to its pod.
+    #[arg(long, env = "PALISADE_DENIALS")]
+    pub denials: bool,
 }
 
 /// Name of the leader-election Lease.
@@ -265,7 +270,8 @@ async fn lead(
         },
     ));
     let (router, seccomp_queue, apparmor_queue) = Router::new();
-    // Each node's pods that use a learning profile, published in its report for its agent.
+    // Each node's pods that use a learning profile (any Palisade profile, with denials on),
+    // published in its report for its agent.
     let published = Arc::new(Published::default());
     follow_watches(&mut term, events, &ctx, &apparmor.store, &leases, &published, &router);
 
@@ -279,6 +285,7 @@ async fn lead(
             apparmor.store.clone(),
             ctx.seccomp.clone(),
             args.seccomp_subdir.clone(),
+            args.denials,
         ),
     );
 

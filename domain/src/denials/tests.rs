@@ -17,7 +17,10 @@ fn apparmor_denials_name_the_root_profile_the_operation_and_the_target() {
     let r = refusal_of(&record(FILE_DENIED)).unwrap();
     assert_eq!(r.kind, ProfileKind::AppArmorProfile);
     assert_eq!(r.profile.as_deref(), Some("web"));
-    assert_eq!((r.operation.as_str(), r.target.as_str(), r.detail.as_str()), ("open", "/etc/shadow", "r"));
+    assert_eq!(
+        (r.operation.as_str(), r.target.as_str(), r.detail.as_str()),
+        ("open", "/etc/shadow", "r")
+    );
     let c = refusal_of(&record(CAP_DENIED)).unwrap();
     assert_eq!((c.operation.as_str(), c.target.as_str()), ("capable", "chown"));
     assert_eq!(refusal_of(&record(ALLOWED)), None, "complain mode refuses nothing");
@@ -41,7 +44,11 @@ fn a_target_the_workload_chose_is_escaped_and_clipped() {
     let line = FILE_DENIED.replace("name=\"/etc/shadow\"", &format!("name={hex}"));
     let r = refusal_of(&record(&line)).unwrap();
     assert!(!r.target.contains('\n'));
-    assert_eq!(r.target.chars().count(), MAX_TARGET_CHARS + 1, "clipped, with an ellipsis");
+    assert_eq!(
+        r.target.chars().count(),
+        MAX_TARGET_CHARS + 1,
+        "clipped, with an ellipsis"
+    );
 }
 
 fn pod_subject(pod: &str, target: &str) -> Subject {
@@ -63,12 +70,24 @@ fn pod_subject(pod: &str, target: &str) -> Subject {
 fn repeats_aggregate_into_one_series_written_at_most_once_a_gap() {
     let mut a = Aggregator::new(0.0);
     for i in 0..1000 {
-        a.record(Some(pod_subject("p", "/x")), ProfileKind::AppArmorProfile, "web", "w", i as f64 * 0.01);
+        a.record(
+            Some(pod_subject("p", "/x")),
+            ProfileKind::AppArmorProfile,
+            "web",
+            "w",
+            i as f64 * 0.01,
+        );
     }
     let first = a.due(10.0);
     assert_eq!(first.len(), 2, "one pod series and one profile series: {first:?}");
     assert!(first.iter().all(|w| w.first && w.series.count == 1000));
-    a.record(Some(pod_subject("p", "/x")), ProfileKind::AppArmorProfile, "web", "w", 20.0);
+    a.record(
+        Some(pod_subject("p", "/x")),
+        ProfileKind::AppArmorProfile,
+        "web",
+        "w",
+        20.0,
+    );
     assert!(a.due(30.0).is_empty(), "within the repeat gap");
     let again = a.due(10.0 + REPEAT_GAP_SECS);
     assert_eq!(again.len(), 2);
@@ -110,7 +129,13 @@ fn a_storm_of_distinct_denials_stays_within_the_table_and_the_write_budget() {
 #[test]
 fn a_failed_write_is_due_again_and_idle_series_are_forgotten() {
     let mut a = Aggregator::new(0.0);
-    a.record(Some(pod_subject("p", "/x")), ProfileKind::AppArmorProfile, "web", "w", 1.0);
+    a.record(
+        Some(pod_subject("p", "/x")),
+        ProfileKind::AppArmorProfile,
+        "web",
+        "w",
+        1.0,
+    );
     let w = a.due(2.0);
     a.failed(&w[0]);
     let again = a.due(3.0);
@@ -124,8 +149,20 @@ fn a_failed_write_is_due_again_and_idle_series_are_forgotten() {
 #[test]
 fn the_profile_series_counts_a_ten_minute_window_and_its_pods() {
     let mut a = Aggregator::new(0.0);
-    a.record(Some(pod_subject("p", "/x")), ProfileKind::AppArmorProfile, "web", "w", 1.0);
-    a.record(Some(pod_subject("q", "/x")), ProfileKind::AppArmorProfile, "web", "w", 2.0);
+    a.record(
+        Some(pod_subject("p", "/x")),
+        ProfileKind::AppArmorProfile,
+        "web",
+        "w",
+        1.0,
+    );
+    a.record(
+        Some(pod_subject("q", "/x")),
+        ProfileKind::AppArmorProfile,
+        "web",
+        "w",
+        2.0,
+    );
     let w = a.due(3.0);
     let profile = w.iter().find(|w| matches!(w.subject, Subject::Profile { .. })).unwrap();
     assert_eq!(profile.series.pods.len(), 2);
@@ -134,11 +171,23 @@ fn the_profile_series_counts_a_ten_minute_window_and_its_pods() {
         "AppArmorProfile web denied 2 times in 2 pods on node node-1 in the last 1 minutes"
     );
     let pod = w.iter().find(|w| matches!(w.subject, Subject::Pod { .. })).unwrap();
-    assert_eq!(message(&pod.subject, &pod.series, "node-1"), "container c: AppArmorProfile web denied open /x (w), once");
+    assert_eq!(
+        message(&pod.subject, &pod.series, "node-1"),
+        "container c: AppArmorProfile web denied open /x (w), once"
+    );
     // Eleven minutes on, a new window.
-    a.record(None, ProfileKind::AppArmorProfile, "web", "w", 2.0 + PROFILE_WINDOW_SECS + 60.0);
+    a.record(
+        None,
+        ProfileKind::AppArmorProfile,
+        "web",
+        "w",
+        2.0 + PROFILE_WINDOW_SECS + 60.0,
+    );
     let later = a.due(2.0 + PROFILE_WINDOW_SECS + 120.0);
-    let profile = later.iter().find(|w| matches!(w.subject, Subject::Profile { .. })).unwrap();
+    let profile = later
+        .iter()
+        .find(|w| matches!(w.subject, Subject::Profile { .. }))
+        .unwrap();
     assert_eq!(profile.series.count, 1);
     assert!(profile.series.pods.is_empty());
 }
