@@ -255,6 +255,55 @@ fn learning_adds_exactly_its_privileges_and_only_when_on() {
 }
 
 #[test]
+fn denials_add_exactly_their_privileges_and_only_when_on() {
+    let rules = |all: &[Value]| -> Vec<(String, String, String)> {
+        find(all, "ClusterRole", "palisade-agent")["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                let verbs = strs(&r["verbs"]).join(",");
+                let group = strs(&r["apiGroups"]).join(",");
+                strs(&r["resources"])
+                    .into_iter()
+                    .map(move |res| (group.clone(), res.to_string(), verbs.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let off = docs(&template(&[]).unwrap());
+    let on = docs(&template(&["--set", "denials.enabled=true"]).unwrap());
+    let mut added: Vec<_> = rules(&on).into_iter().filter(|r| !rules(&off).contains(r)).collect();
+    added.sort();
+    assert_eq!(
+        added,
+        [
+            ("".to_string(), "events".to_string(), "create,patch".to_string()),
+            ("palisade.dev".to_string(), "nodeprofilestatuses".to_string(), "get".to_string()),
+        ]
+    );
+    assert!(!rules(&on).iter().any(|(_, r, _)| r == "pods"), "the agents never read pods");
+    let pod = &find(&on, "DaemonSet", "palisade-agent")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(
+        strs(&c["securityContext"]["capabilities"]["add"]),
+        ["MAC_ADMIN", "SYSLOG"]
+    );
+    assert_eq!(env(c, "PALISADE_DENIALS"), "true");
+    assert_eq!(env(c, "PALISADE_AUDIT_LOG"), "/var/log/audit/audit.log");
+    assert!(c.get("env").unwrap().as_array().unwrap().iter().all(|e| e["name"] != "PALISADE_LEARN"));
+    let operator = &find(&on, "Deployment", "palisade-operator")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(env(operator, "PALISADE_DENIALS"), "true");
+    // Off: none of it.
+    let pod = &find(&off, "DaemonSet", "palisade-agent")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], false);
+    assert_eq!(strs(&pod["containers"][0]["securityContext"]["capabilities"]["add"]), ["MAC_ADMIN"]);
+    let operator = &find(&off, "Deployment", "palisade-operator")["spec"]["template"]["spec"]["containers"][0];
+    assert!(operator["env"].as_array().unwrap().iter().all(|e| e["name"] != "PALISADE_DENIALS"));
+}
+
+#[test]
 fn non_default_values_move_paths_ports_and_policies() {
     let all = docs(&template(&["-f", custom_values().to_str().unwrap()]).unwrap());
     let ds = find(&all, "DaemonSet", "palisade-agent");

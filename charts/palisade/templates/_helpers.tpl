@@ -26,3 +26,8 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "palisade.agentUser" -}}
 system:serviceaccount:{{ .Release.Namespace }}:palisade-agent
 {{- end }}
+
+{{/* The agent reads the node's audit records: for learning, for denials, or both. */}}
+{{- define "palisade.readsAudit" -}}
+{{- if or .Values.learning.enabled .Values.denials.enabled }}true{{ end }}
+{{- end }}
