@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod denials;
 pub mod docker;
 pub mod errno;
 pub mod learn;
@@ -107,6 +108,24 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// What the kernel refused containers under Palisade profiles, newest first, with the
+    /// node: from the Events the agents write (chart value denials.enabled), so no shell on
+    /// the node is needed. Hints name the nodes that cannot report.
+    Denials {
+        /// One pod (default: all).
+        pod: Option<String>,
+        /// Only this namespace (default: all namespaces).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Only this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Only denials seen this recently: `30s`, `10m`, `2h`, `1d`.
+        #[arg(long, value_parser = denials::parse_since)]
+        since: Option<i64>,
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -169,6 +188,23 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
             } => {
                 let learned = learn::learn(client, &profile, kind, apply, enforce).await?;
                 print(output, &learned, || learn::text(&learned))?;
+                Ok(0)
+            }
+            Command::Denials {
+                pod,
+                namespace,
+                profile,
+                since,
+                output,
+            } => {
+                let filter = denials::Filter {
+                    pod,
+                    namespace,
+                    profile,
+                    since,
+                };
+                let found = denials::denials(client, &filter).await?;
+                print(output, &found, || denials::table(&found))?;
                 Ok(0)
             }
             _ => unreachable!("only the cluster verbs"),

@@ -279,10 +279,17 @@ fn denials_add_exactly_their_privileges_and_only_when_on() {
         added,
         [
             ("".to_string(), "events".to_string(), "create,patch".to_string()),
-            ("palisade.dev".to_string(), "nodeprofilestatuses".to_string(), "get".to_string()),
+            (
+                "palisade.dev".to_string(),
+                "nodeprofilestatuses".to_string(),
+                "get".to_string()
+            ),
         ]
     );
-    assert!(!rules(&on).iter().any(|(_, r, _)| r == "pods"), "the agents never read pods");
+    assert!(
+        !rules(&on).iter().any(|(_, r, _)| r == "pods"),
+        "the agents never read pods"
+    );
     let pod = &find(&on, "DaemonSet", "palisade-agent")["spec"]["template"]["spec"];
     assert_eq!(pod["hostPID"], true);
     let c = &pod["containers"][0];
@@ -292,15 +299,31 @@ fn denials_add_exactly_their_privileges_and_only_when_on() {
     );
     assert_eq!(env(c, "PALISADE_DENIALS"), "true");
     assert_eq!(env(c, "PALISADE_AUDIT_LOG"), "/var/log/audit/audit.log");
-    assert!(c.get("env").unwrap().as_array().unwrap().iter().all(|e| e["name"] != "PALISADE_LEARN"));
+    assert!(
+        c.get("env")
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["name"] != "PALISADE_LEARN")
+    );
     let operator = &find(&on, "Deployment", "palisade-operator")["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(env(operator, "PALISADE_DENIALS"), "true");
     // Off: none of it.
     let pod = &find(&off, "DaemonSet", "palisade-agent")["spec"]["template"]["spec"];
     assert_eq!(pod["hostPID"], false);
-    assert_eq!(strs(&pod["containers"][0]["securityContext"]["capabilities"]["add"]), ["MAC_ADMIN"]);
+    assert_eq!(
+        strs(&pod["containers"][0]["securityContext"]["capabilities"]["add"]),
+        ["MAC_ADMIN"]
+    );
     let operator = &find(&off, "Deployment", "palisade-operator")["spec"]["template"]["spec"]["containers"][0];
-    assert!(operator["env"].as_array().unwrap().iter().all(|e| e["name"] != "PALISADE_DENIALS"));
+    assert!(
+        operator["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["name"] != "PALISADE_DENIALS")
+    );
 }
 
 #[test]
