@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 NODES ?= 3
 
-.PHONY: deps test-deps help bins release-bins bench-agent bench-operator bench-learn generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts test-cluster control-plane up down demo bench chart-check image
+.PHONY: deps test-deps help bins release-bins bench-agent bench-operator bench-learn bench-denials generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts test-cluster control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ bench-operator: release-bins ## Operator memory with 1000 profiles × 100 NodePr
 
 bench-learn: release-bins ## What learning costs an agent per read of the kernel log (128 KiB of real records)
 	target/release/palisade-dev bench-learn
+
+bench-denials: release-bins ## One agent under a storm of 100 000 denials a minute: CPU, memory, Event writes
+	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench-denials bench-denials
 
 bench-agent: release-bins ## One agent's install cost, memory and restart time with 1000 profiles of each kind
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench-agent

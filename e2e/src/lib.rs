@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod process;
 pub mod realnode;
 pub mod simnode;
+pub mod storm;
 
 pub use cluster::{Cluster, Options, node_standing, wait_for};
 pub use controlplane::ControlPlane;

@@ -86,6 +86,11 @@ enum Cmd {
     },
     /// Measure what learning costs the agent per read of the kernel log.
     BenchLearn,
+    /// A denial storm: one agent reads this many denials of distinct paths in one minute.
+    BenchDenials {
+        #[arg(long, default_value_t = 100_000)]
+        denials: usize,
+    },
 }
 
 fn step(start: Instant, what: &str) {
@@ -344,5 +349,6 @@ async fn run() -> Result<()> {
         }
         Cmd::BenchAgent { count } => palisade_e2e::bench::agent(&cli.dir, count).await,
         Cmd::BenchLearn => palisade_e2e::bench::learn(),
+        Cmd::BenchDenials { denials } => palisade_e2e::storm::run(&cli.dir, denials, 60).await,
     }
 }
