@@ -1135,12 +1135,17 @@ fn palisade_cli(env: &Env, args: &[&str]) -> Result<String> {
 
 /// `helm upgrade` with learning on or off, then waits for the agents to roll.
 async fn set_learning(env: &Env, on: bool) -> Result<()> {
+    set_chart_value(env, &format!("learning.enabled={on}")).await
+}
+
+/// `helm upgrade` with one more value set, then waits for the agents and the operator to roll.
+async fn set_chart_value(env: &Env, value: &str) -> Result<()> {
     let out = Command::new(palisade_e2e::helm_binary()?)
         .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
         .args(["upgrade", "palisade"])
         .arg(palisade_e2e::controlplane::repo_root().join("charts/palisade"))
         .args(["--namespace", NAMESPACE, "--reuse-values", "--set"])
-        .arg(format!("learning.enabled={on}"))
+        .arg(value)
         .output()?;
     ensure!(
         out.status.success(),
@@ -1151,6 +1156,14 @@ async fn set_learning(env: &Env, on: bool) -> Result<()> {
         "rollout",
         "status",
         "daemonset/palisade-agent",
+        "-n",
+        NAMESPACE,
+        "--timeout=300s",
+    ])?;
+    env.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/palisade-operator",
         "-n",
         NAMESPACE,
         "--timeout=300s",
@@ -1457,7 +1470,203 @@ const TESTS: &[(&str, TestFn)] = &[
         learn_apparmor_then_enforce(e).boxed()
     }),
     ("learn_seccomp_then_enforce", |e| learn_seccomp_then_enforce(e).boxed()),
+    // Last: it turns denials on.
+    ("denials_are_events_and_palisade_denials_shows_them", |e| {
+        denials_are_events_and_palisade_denials_shows_them(e).boxed()
+    }),
 ];
+
+/// Starts a long-running pod that runs `script` under `security`, and waits until it runs.
+async fn start_looping(env: &Env, name: &str, security: Value, script: &str) -> Result<(Api<Pod>, Instant)> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+    wait_gone(&pods, name).await?;
+    let pod = pod_manifest(name, &env.node, &env.image, security, json!({}), script, "Always");
+    pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
+        .await?;
+    eventually(&format!("pod {name} running"), Duration::from_secs(180), || async {
+        let p = pods.get(name).await?;
+        Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
+    })
+    .await?;
+    Ok((pods, Instant::now()))
+}
+
+/// The denial Events of a pod, once `check` holds for them.
+async fn denial_events(
+    env: &Env,
+    pod: &str,
+    what: &str,
+    check: impl Fn(&[k8s_openapi::api::core::v1::Event]) -> bool,
+) -> Result<Vec<k8s_openapi::api::core::v1::Event>> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(env.client.clone(), "default");
+    let check = &check;
+    let events = &events;
+    eventually(what, Duration::from_secs(120), || async move {
+        let mine: Vec<_> = events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(pod)
+                    && matches!(e.reason.as_deref(), Some("AppArmorDenied" | "SeccompDenied"))
+            })
+            .collect();
+        Ok(check(&mine).then_some(mine))
+    })
+    .await
+}
+
+/// What an enforcing profile refuses reaches the admin without a shell on the node: a
+/// Warning Event on the pod naming the container, profile and path, an Event on the
+/// profile, and `palisade denials`; a seccomp kill is visible the same way; and a pod that
+/// makes denials as fast as it can gets a bounded number of Events.
+async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result<()> {
+    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
+    set_chart_value(env, "denials.enabled=true").await?;
+    let aa = "rn-denials";
+    env.apply_ready(apparmor_raw(aa, "Enforce", false)).await?;
+    // A write the policy has no rule for, from the long-lived shell (a builtin): denied.
+    let (pods, running) = start_looping(
+        env,
+        "rn-denied",
+        localhost_apparmor(aa),
+        "while true; do echo x > /tmp/denied 2>/dev/null; sleep 1; done",
+    )
+    .await?;
+    let events = denial_events(env, "rn-denied", "an AppArmorDenied Event on the pod", |es| {
+        es.iter()
+            .any(|e| e.message.as_deref().is_some_and(|m| m.contains("/tmp/denied")))
+    })
+    .await?;
+    let seen_after = running.elapsed();
+    let e = &events[0];
+    let msg = e.message.clone().unwrap_or_default();
+    ensure!(e.reason.as_deref() == Some("AppArmorDenied"), "{e:?}");
+    ensure!(e.type_.as_deref() == Some("Warning"), "{e:?}");
+    ensure!(
+        msg.starts_with(&format!("container test: AppArmorProfile {aa} denied ")) && msg.contains("/tmp/denied"),
+        "{msg}"
+    );
+    ensure!(e.reporting_instance.as_deref() == Some(env.node.as_str()), "{e:?}");
+    ensure!(
+        seen_after < Duration::from_secs(30),
+        "the Event came {seen_after:?} after the pod started"
+    );
+    progress(
+        env.start,
+        &format!(
+            "denial Event {:.1} s after the pod started: {msg}",
+            seen_after.as_secs_f64()
+        ),
+    );
+    let described = env.kubectl(&["describe", "pod", "rn-denied", "-n", "default"])?;
+    ensure!(
+        described.contains("AppArmorDenied") && described.contains("/tmp/denied"),
+        "{described}"
+    );
+    let table = palisade_cli(env, &["denials", "rn-denied", "-n", "default"])?;
+    ensure!(
+        table.contains("default/rn-denied")
+            && table.contains(&format!("apparmor/{aa}"))
+            && table.contains("/tmp/denied"),
+        "{table}"
+    );
+    ensure!(table.contains(&env.node), "{table}");
+    println!("{table}");
+    let profile_events = env.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!("involvedObject.kind=AppArmorProfile,involvedObject.name={aa},reason=AppArmorDenied"),
+        "-o",
+        "jsonpath={.items[*].message}",
+    ])?;
+    ensure!(
+        profile_events.contains(&format!("AppArmorProfile {aa} denied")) && profile_events.contains("in 1 pod on node"),
+        "{profile_events}"
+    );
+    let _ = pods.delete("rn-denied", &DeleteParams::default().grace_period(0)).await;
+    wait_gone(&pods, "rn-denied").await?;
+
+    // A seccomp kill: the killed child has exited by the time its record is read, so it is
+    // attributed by the one Palisade seccomp profile in use on the node, and its one pod.
+    let sc = "rn-denials-kill";
+    env.apply_ready(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": sc},
+        "spec": {"defaultAction": "SCMP_ACT_ALLOW",
+                 "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]},
+    }))
+    .await?;
+    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{sc}.json")}});
+    let (pods, _) = start_looping(
+        env,
+        "rn-killed",
+        security,
+        "while true; do /bin/mkdir /work/d 2>/dev/null; sleep 2; done",
+    )
+    .await?;
+    let events = denial_events(env, "rn-killed", "a SeccompDenied Event on the pod", |es| {
+        !es.is_empty()
+    })
+    .await?;
+    let msg = events[0].message.clone().unwrap_or_default();
+    ensure!(
+        msg.contains(&format!("SeccompProfile {sc} denied kill_process mkdir")),
+        "{msg}"
+    );
+    let table = palisade_cli(env, &["denials", "--profile", sc])?;
+    ensure!(table.contains("kill_process mkdir"), "{table}");
+    println!("{table}");
+    let _ = pods.delete("rn-killed", &DeleteParams::default().grace_period(0)).await;
+    wait_gone(&pods, "rn-killed").await?;
+
+    // A storm: denials of ever new paths as fast as the shell goes, for 20 seconds.
+    let (pods, started) = start_looping(
+        env,
+        "rn-storm",
+        localhost_apparmor(aa),
+        "i=0; while true; do i=$((i+1)); echo x > /tmp/s$i 2>/dev/null; done",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let events = denial_events(env, "rn-storm", "the storm pod's Events", |es| !es.is_empty()).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let budget = palisade_domain::denials::WRITE_BURST + elapsed * palisade_domain::denials::WRITES_PER_SEC;
+    ensure!(
+        (events.len() as f64) <= budget,
+        "{} Events for the storm pod in {elapsed:.0} s, over the node's budget of {budget:.0}",
+        events.len()
+    );
+    let denied: i64 = events.iter().map(|e| e.count.unwrap_or(1) as i64).sum();
+    progress(
+        env.start,
+        &format!(
+            "storm: {} Events (budget {budget:.0}) counting {denied} denials in {elapsed:.0} s",
+            events.len()
+        ),
+    );
+    let _ = pods.delete("rn-storm", &DeleteParams::default().grace_period(0)).await;
+    wait_gone(&pods, "rn-storm").await?;
+    let agent_restarts = env.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        "app.kubernetes.io/component=agent",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[*].restartCount}",
+    ])?;
+    ensure!(
+        agent_restarts.split_whitespace().all(|n| n == "0"),
+        "the agent restarted during the storm: {agent_restarts}"
+    );
+    Ok(())
+}
 
 async fn environment(start: Instant) -> Result<Env> {
     let kubectl = binary_dir()?.join("kubectl");
