@@ -350,6 +350,21 @@ impl Cluster {
     }
 
     /// Applies files or directories with kubectl; fails with kubectl's words.
+    /// Runs the `palisade` CLI (the debug build) against this cluster: success, stdout, stderr.
+    pub fn palisade(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(crate::controlplane::repo_root().join("target/debug/palisade"))
+            .arg("--kubeconfig")
+            .arg(&self.cp.kubeconfig)
+            .args(args)
+            .output()
+            .expect("the palisade binary runs (cargo build --bins)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn apply(&self, path: &Path) -> Result<()> {
         let out = self.kubectl(&["apply", "-f", &path.display().to_string()])?;
         if !out.status.success() {

@@ -9,7 +9,6 @@
 //! kernel's records of real pods.
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -17,7 +16,6 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
 use palisade_e2e::cluster::{apply_json, scrape_metrics, wait_installed};
-use palisade_e2e::controlplane::repo_root;
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::{Value, json};
 
@@ -43,20 +41,6 @@ fn seccomp(serial: u64, pid: u32, code: &str) -> String {
     format!(
         "type=SECCOMP msg=audit({}:{serial}): auid=4294967295 uid=0 gid=0 ses=4294967295 subj=deny-e2e pid={pid} comm=\"mkdir\" exe=\"/bin/mkdir\" sig=31 arch=c000003e syscall=83 compat=0 ip=0x461189 code={code}\n",
         stamp()
-    )
-}
-
-fn palisade(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(repo_root().join("target/debug/palisade"))
-        .arg("--kubeconfig")
-        .arg(&cluster.cp.kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -275,7 +259,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     );
 
     // `palisade denials`: from the API alone, newest first, with the node.
-    let (ok, out, err) = palisade(&cluster, &["denials", "--profile", "deny-e2e", "-o", "json"]);
+    let (ok, out, err) = cluster.palisade(&["denials", "--profile", "deny-e2e", "-o", "json"]);
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let rows = v["denials"].as_array().unwrap();
@@ -286,7 +270,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     );
     assert!(rows[0]["lastSeen"].as_str() >= rows[1]["lastSeen"].as_str());
     assert!(v.get("hints").is_none(), "both nodes report denials: {out}");
-    let (ok, table, _) = palisade(&cluster, &["denials", "app", "-n", "default", "--since", "10m"]);
+    let (ok, table, _) = cluster.palisade(&["denials", "app", "-n", "default", "--since", "10m"]);
     assert!(ok);
     assert!(table.starts_with("LAST SEEN"), "{table}");
     assert!(
@@ -297,7 +281,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         table.contains("seccomp/kill-e2e") && table.contains("kill_process mkdir"),
         "{table}"
     );
-    let (ok, none, _) = palisade(&cluster, &["denials", "-n", "kube-system"]);
+    let (ok, none, _) = cluster.palisade(&["denials", "-n", "kube-system"]);
     assert!(ok);
     assert!(none.starts_with("No denials found."), "{none}");
 }

@@ -8,13 +8,11 @@
 //! suite learns from a real kernel's records.
 
 use std::io::Write as _;
-use std::process::Command;
 use std::time::Duration;
 
 use kube::Api;
 use palisade_domain::{AppArmorProfile, NodeProfileStatus};
 use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed};
-use palisade_e2e::controlplane::repo_root;
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::{Value, json};
 
@@ -30,20 +28,6 @@ fn record(serial: u64, fields: &str) -> String {
         "type=AVC msg=audit({}.{:03}:{serial}): apparmor=\"ALLOWED\" {fields}\n",
         now / 1000,
         now % 1000
-    )
-}
-
-fn palisade(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(repo_root().join("target/debug/palisade"))
-        .arg("--kubeconfig")
-        .arg(&cluster.cp.kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
@@ -168,7 +152,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     assert!(learning.last_new_at.is_some());
 
     // The diff, without changing anything.
-    let (ok, out, err) = palisade(&cluster, &["learn", "learn-e2e"]);
+    let (ok, out, err) = cluster.palisade(&["learn", "learn-e2e"]);
     assert!(ok, "{err}");
     assert!(out.contains("5 new permission(s) seen on 2 node(s)"), "{out}");
     assert!(out.contains("+   owner /run/app.pid w,"), "{out}");
@@ -177,7 +161,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     assert_eq!(api.get("learn-e2e").await.unwrap().spec.policy.as_deref(), Some(POLICY));
 
     // --apply writes the rules inside the profile block, and stays in Complain mode.
-    let (ok, out, err) = palisade(&cluster, &["learn", "learn-e2e", "--apply"]);
+    let (ok, out, err) = cluster.palisade(&["learn", "learn-e2e", "--apply"]);
     assert!(ok, "{out}{err}");
     let applied = api.get("learn-e2e").await.unwrap();
     let policy = applied.spec.policy.clone().unwrap();
@@ -195,7 +179,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     wait_condition(&api, "learn-e2e", "Accepted", "True").await.unwrap();
 
     // Idempotent: the same rules again change nothing.
-    let (ok, out, _) = palisade(&cluster, &["learn", "learn-e2e", "--apply", "-o", "json"]);
+    let (ok, out, _) = cluster.palisade(&["learn", "learn-e2e", "--apply", "-o", "json"]);
     assert!(ok);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["applied"], false, "{out}");
@@ -224,7 +208,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     .unwrap();
 
     // --enforce leaves Complain mode; nothing is learned in Enforce mode.
-    let (ok, out, err) = palisade(&cluster, &["learn", "learn-e2e", "--apply", "--enforce"]);
+    let (ok, out, err) = cluster.palisade(&["learn", "learn-e2e", "--apply", "--enforce"]);
     assert!(ok, "{out}{err}");
     assert!(out.to_lowercase().contains("switched to enforce"), "{out}");
     let p = api.get("learn-e2e").await.unwrap();
@@ -238,7 +222,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     .unwrap();
 
     // A missing profile is an error naming it.
-    let (ok, _, err) = palisade(&cluster, &["learn", "nope"]);
+    let (ok, _, err) = cluster.palisade(&["learn", "nope"]);
     assert!(!ok);
     assert!(err.contains("no AppArmorProfile or SeccompProfile named nope"), "{err}");
 }

@@ -112,27 +112,10 @@ impl Env {
     /// Starts a long-running pod `name` under AppArmor profile `apparmor` and seccomp profile
     /// `palisade/<seccomp>.json` and waits until it runs; returns the pods API.
     async fn start_sleeper(&self, name: &str, apparmor: &str, seccomp: &str) -> Result<Api<Pod>> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
         let mut security = localhost_apparmor(apparmor);
         security["seccompProfile"] =
             json!({"type": "Localhost", "localhostProfile": format!("palisade/{seccomp}.json")});
-        let pod = pod_manifest(
-            name,
-            &self.node,
-            &self.image,
-            security,
-            json!({}),
-            "exec sleep 3600",
-            "Always",
-        );
-        pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
-            .await?;
-        eventually(&format!("pod {name} running"), Duration::from_secs(180), || async {
-            let p = pods.get(name).await?;
-            Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
-        })
-        .await?;
-        Ok(pods)
+        Ok(start_looping(self, name, security, "exec sleep 3600").await?.0)
     }
 
     /// Lines of the node's kernel log (audit records included) that contain every needle.

@@ -205,20 +205,29 @@ fn the_default_rendering_keeps_the_security_promises() {
     );
 }
 
+/// The agent's ClusterRole as (API group, resource, verbs) rows.
+fn agent_rules(all: &[Value]) -> Vec<(String, String, String)> {
+    find(all, "ClusterRole", "palisade-agent")["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            let verbs = strs(&r["verbs"]).join(",");
+            let group = strs(&r["apiGroups"]).join(",");
+            strs(&r["resources"])
+                .into_iter()
+                .map(move |res| (group.clone(), res.to_string(), verbs.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[test]
 fn learning_adds_exactly_its_privileges_and_only_when_on() {
     let rules = |all: &[Value]| -> Vec<(String, String)> {
-        find(all, "ClusterRole", "palisade-agent")["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| {
-                let verbs = strs(&r["verbs"]).join(",");
-                strs(&r["resources"])
-                    .into_iter()
-                    .map(move |res| (res.to_string(), verbs.clone()))
-                    .collect::<Vec<_>>()
-            })
+        agent_rules(all)
+            .into_iter()
+            .map(|(_, res, verbs)| (res, verbs))
             .collect()
     };
     let off = docs(&template(&[]).unwrap());
@@ -256,21 +265,7 @@ fn learning_adds_exactly_its_privileges_and_only_when_on() {
 
 #[test]
 fn denials_add_exactly_their_privileges_and_only_when_on() {
-    let rules = |all: &[Value]| -> Vec<(String, String, String)> {
-        find(all, "ClusterRole", "palisade-agent")["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| {
-                let verbs = strs(&r["verbs"]).join(",");
-                let group = strs(&r["apiGroups"]).join(",");
-                strs(&r["resources"])
-                    .into_iter()
-                    .map(move |res| (group.clone(), res.to_string(), verbs.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
+    let rules = agent_rules;
     let off = docs(&template(&[]).unwrap());
     let on = docs(&template(&["--set", "denials.enabled=true"]).unwrap());
     let mut added: Vec<_> = rules(&on).into_iter().filter(|r| !rules(&off).contains(r)).collect();
