@@ -319,6 +319,19 @@ fn denials_add_exactly_their_privileges_and_only_when_on() {
             .iter()
             .all(|e| e["name"] != "PALISADE_DENIALS")
     );
+    // The alert counts the metric the agent exports (e2e/tests/denials.rs scrapes it).
+    let alerting = docs(&template(&["--set", "metrics.prometheusRule.enabled=true"]).unwrap());
+    let rule = find(&alerting, "PrometheusRule", "palisade")["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["alert"] == "PalisadeProfileDenies")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        rule["expr"],
+        "sum by (kind, profile) (increase(palisade_agent_denials_total[10m])) > 0"
+    );
 }
 
 #[test]
