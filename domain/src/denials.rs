@@ -97,7 +97,8 @@ pub fn refusal_of(r: &Record) -> Option<Refusal> {
                 SECCOMP_RET_KILL_PROCESS => ("kill_process", format!("signal {}", r.field("sig").unwrap_or("?"))),
                 SECCOMP_RET_KILL_THREAD => ("kill_thread", format!("signal {}", r.field("sig").unwrap_or("?"))),
                 SECCOMP_RET_TRAP => ("trap", "SIGSYS".to_string()),
-                SECCOMP_RET_ERRNO => ("errno", errno_name(code & 0xffff)),
+                // The record holds the action only, not the errno the filter returned.
+                SECCOMP_RET_ERRNO => ("errno", String::new()),
                 SECCOMP_RET_TRACE => ("trace", String::new()),
                 SECCOMP_RET_USER_NOTIF => ("user_notif", String::new()),
                 _ => ("unknown", format!("code {code:#x}")),
@@ -122,17 +123,6 @@ const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-
-fn errno_name(n: u32) -> String {
-    let name = match n {
-        1 => "EPERM",
-        13 => "EACCES",
-        38 => "ENOSYS",
-        22 => "EINVAL",
-        _ => return format!("errno {n}"),
-    };
-    format!("errno {n} ({name})")
-}
 
 /// At most `max` characters, control characters escaped (a path is the workload's to choose).
 fn clip(s: &str, max: usize) -> String {
