@@ -101,6 +101,10 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
          "spec": {"nodeName": "node-0", "containers": [{"name": "web", "image": "app:1",
              "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "deny-e2e"},
                                  "seccompProfile": {"type": "Localhost", "localhostProfile": format!("{subdir}/kill-e2e.json")}}}]}},
+        // A pod whose container the kubelet reports only after its first denial.
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": "default"},
+         "spec": {"nodeName": "node-0", "containers": [{"name": "late-c", "image": "app:1",
+             "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "deny-e2e"}}}]}},
         // A pod on the same node with no Palisade profile: its records are not Palisade's.
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "default"},
          "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "app:1"}]}},
@@ -117,6 +121,8 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         .unwrap();
     let uid = pods.get("app").await.unwrap().metadata.uid.unwrap();
     let plain_uid = pods.get("plain").await.unwrap().metadata.uid.unwrap();
+    let late_uid = pods.get("late").await.unwrap().metadata.uid.unwrap();
+    let late_container = "7".repeat(64);
 
     // The operator publishes the pod (an enforcing profile: denials publish every pod of a
     // Palisade profile), with its container's name, to node-0 only.
@@ -148,6 +154,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         (5001, cgroup(&uid, CONTAINER)),
         (5002, cgroup(&plain_uid, &"e".repeat(64))),
         (5003, "0::/system.slice/cron.service\n".to_string()),
+        (5004, cgroup(&late_uid, &late_container)),
     ] {
         std::fs::create_dir_all(proc_root.join(pid.to_string())).unwrap();
         std::fs::write(proc_root.join(pid.to_string()).join("cgroup"), text).unwrap();
@@ -184,7 +191,15 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     f.write_all(avc(next(), "DENIED", &open(5001).replace("deny-e2e", "someone-else")).as_bytes())
         .unwrap();
     f.write_all(seccomp(next(), 5001, "0x7ffc0000").as_bytes()).unwrap();
+    f.write_all(avc(next(), "DENIED", &open(5004)).as_bytes()).unwrap();
     f.flush().unwrap();
+    // The late pod's container is reported a moment after its denial.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = json!({"status": {"phase": "Running", "containerStatuses": [{"name": "late-c",
+        "containerID": format!("containerd://{late_container}"), "image": "app:1", "imageID": "", "ready": true, "restartCount": 0}]}});
+    pods.patch_status("late", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 
     // The pod's Events: one per (container, profile, operation, target), with counts.
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -231,6 +246,22 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         "the plain pod's records are not Palisade's"
     );
 
+    // A denial that came before its container was reported names the container all the same.
+    let late = wait_for("the late pod's Event", Duration::from_secs(60), || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|e| e.involved_object.name.as_deref() == Some("late")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        late.message.as_deref(),
+        Some("container late-c: AppArmorProfile deny-e2e denied open /etc/shadow (r), once")
+    );
+
     // The profile's Event says how often, in how many pods, on which node.
     let profile_event = wait_for("the profile's denial Event", Duration::from_secs(60), || async {
         Ok(events.list(&ListParams::default()).await?.items.into_iter().find(|e| {
@@ -243,14 +274,15 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     assert_eq!(profile_event.involved_object.name.as_deref(), Some("deny-e2e"));
     let msg = profile_event.message.unwrap();
     assert!(
-        msg.starts_with("AppArmorProfile deny-e2e denied 51 times in 1 pod on node node-0"),
+        msg.starts_with("AppArmorProfile deny-e2e denied 51 times in 1 pod on node node-0")
+            || msg.starts_with("AppArmorProfile deny-e2e denied 52 times in 2 pods on node node-0"),
         "{msg}"
     );
 
     // The metric, per kind and profile.
     let metrics = scrape_metrics(cluster.agents["node-0"].metrics_port).await.unwrap();
     assert!(
-        metrics.contains("palisade_agent_denials_total{kind=\"apparmor\",profile=\"deny-e2e\"} 51"),
+        metrics.contains("palisade_agent_denials_total{kind=\"apparmor\",profile=\"deny-e2e\"} 52"),
         "{metrics}"
     );
     assert!(
@@ -263,10 +295,14 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let rows = v["denials"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{out}");
-    assert!(
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(rows.iter().all(|r| r["node"] == "node-0"));
+    assert_eq!(
         rows.iter()
-            .all(|r| r["node"] == "node-0" && r["pod"] == "app" && r["container"] == "web")
+            .filter(|r| r["pod"] == "app" && r["container"] == "web")
+            .count(),
+        2,
+        "{out}"
     );
     assert!(rows[0]["lastSeen"].as_str() >= rows[1]["lastSeen"].as_str());
     assert!(v.get("hints").is_none(), "both nodes report denials: {out}");

@@ -1524,6 +1524,11 @@ async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result
     })
     .await?;
     let seen_after = running.elapsed();
+    let logged = env.kernel_log(&["apparmor=\"DENIED\"", "/tmp/denied"]).await?.len();
+    progress(
+        env.start,
+        &format!("{logged} DENIED record(s) of /tmp/denied in the kernel log"),
+    );
     let e = &events[0];
     let msg = e.message.clone().unwrap_or_default();
     ensure!(e.reason.as_deref() == Some("AppArmorDenied"), "{e:?}");
@@ -1625,10 +1630,16 @@ async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result
         events.len()
     );
     let denied: i64 = events.iter().map(|e| e.count.unwrap_or(1) as i64).sum();
+    // The kernel's ring holds the latest of them: a storm it is.
+    let in_ring = env
+        .kernel_log(&["apparmor=\"DENIED\"", &format!("profile=\"{aa}\""), "name=\"/tmp/s"])
+        .await?
+        .len();
+    ensure!(in_ring >= 100, "only {in_ring} storm denials in the kernel log");
     progress(
         env.start,
         &format!(
-            "storm: {} Events (budget {budget:.0}) counting {denied} denials in {elapsed:.0} s",
+            "storm: {} Events (budget {budget:.0}) counting {denied} denials in {elapsed:.0} s ({in_ring} in the kernel's ring)",
             events.len()
         ),
     );

@@ -366,7 +366,7 @@ pub async fn run(
             l.flush().await;
         }
         if let Some(d) = denials.as_mut() {
-            d.flush().await;
+            d.flush(&mut pods).await;
         }
     }
 }

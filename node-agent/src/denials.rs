@@ -37,7 +37,16 @@ pub struct Denials {
     metrics: Metrics,
     series: Aggregator,
     named: std::collections::BTreeSet<String>,
+    /// Records of a running process whose container the kubelet has not reported yet (a
+    /// container's first records come before), with when they were first tried: tried
+    /// again at each read for [`PENDING_SECS`].
+    pending: std::collections::VecDeque<(Record, f64)>,
 }
+
+/// Most records waiting for their container to be reported.
+const MAX_PENDING: usize = 256;
+/// How long a record waits for its container before it counts without the container's name.
+const PENDING_SECS: f64 = 15.0;
 
 impl Denials {
     pub fn new(
@@ -55,6 +64,7 @@ impl Denials {
             metrics,
             series: Aggregator::new(now_secs()),
             named: Default::default(),
+            pending: Default::default(),
         }
     }
 
@@ -71,9 +81,22 @@ impl Denials {
     }
 
     pub async fn handle(&mut self, r: &Record, pods: &mut NodePods) {
+        self.attribute(r, pods, None).await
+    }
+
+    /// Counts a record for its pod, container and profile; `since`: when a pending record
+    /// was first tried.
+    async fn attribute(&mut self, r: &Record, pods: &mut NodePods, since: Option<f64>) {
         let Some(refusal) = refusal_of(r) else { return };
         let kind = refusal.kind;
         let process = pods.of_record(r).await;
+        if let Process::In(_, None) = process {
+            let first = since.unwrap_or_else(now_secs);
+            if now_secs() - first < PENDING_SECS && self.pending.len() < MAX_PENDING {
+                self.pending.push_back((r.clone(), first));
+                return;
+            }
+        }
         // The profile, and the pod and container when known.
         let (profile, pod, container) = match (&refusal.profile, process) {
             (Some(profile), Process::In(pod, container)) => {
@@ -81,11 +104,7 @@ impl Denials {
                 if !pod.apparmor.contains(profile) {
                     return;
                 }
-                (
-                    profile.clone(),
-                    Some(pod.clone()),
-                    container.and_then(|c| c.name.clone()),
-                )
+                (profile.clone(), Some(pod.clone()), Some(container_name(container)))
             }
             (None, Process::In(pod, container)) => {
                 let name = match container {
@@ -93,7 +112,7 @@ impl Denials {
                     None => pod.seccomp.clone(),
                 };
                 let Some(name) = name else { return };
-                (name, Some(pod.clone()), container.and_then(|c| c.name.clone()))
+                (name, Some(pod.clone()), Some(container_name(container)))
             }
             (_, Process::Elsewhere) => return,
             (Some(profile), Process::Gone) => {
@@ -153,8 +172,11 @@ impl Denials {
         self.series.record(subject, kind, &profile, &refusal.detail, r.time);
     }
 
-    /// Writes the Events that are due.
-    pub async fn flush(&mut self) {
+    /// Tries the pending records again, then writes the Events that are due.
+    pub async fn flush(&mut self, pods: &mut NodePods) {
+        for (r, first) in std::mem::take(&mut self.pending) {
+            self.attribute(&r, pods, Some(first)).await;
+        }
         if self.series.overflowed > 0 {
             tracing::warn!(
                 denials = self.series.overflowed,
@@ -248,6 +270,12 @@ impl Denials {
             other => other.map(drop),
         }
     }
+}
+
+/// A container's name as published, or what is known of it.
+fn container_name(c: Option<&palisade_domain::pods::LearningContainer>) -> String {
+    c.and_then(|c| c.name.clone())
+        .unwrap_or_else(|| "(container not reported)".to_string())
 }
 
 /// A name part short enough for an Event name (253 characters with its suffix).
