@@ -20,7 +20,6 @@ use palisade_domain::denials::{
 };
 use palisade_domain::learn::Record;
 use palisade_domain::{AppArmorProfile, ProfileKind, SeccompProfile};
-use palisade_runtime::parsed;
 use serde_json::json;
 
 use crate::audit::{NodePods, Process, now_secs};
@@ -68,15 +67,19 @@ impl Denials {
         }
     }
 
-    /// The UID of a Palisade profile of this name, when there is one.
+    /// The UID of a Palisade profile of this name, when there is one (a lookup by name in
+    /// the watch's cache: a storm costs no scan of the profiles).
     fn profile_uid(&self, kind: ProfileKind, name: &str) -> Option<String> {
+        use kube::runtime::reflector::ObjectRef;
         match kind {
-            ProfileKind::AppArmorProfile => parsed(&self.apparmor.state())
-                .find(|p| p.name_any() == name)
-                .map(|p| p.uid().unwrap_or_default()),
-            ProfileKind::SeccompProfile => parsed(&self.seccomp.state())
-                .find(|p| p.name_any() == name)
-                .map(|p| p.uid().unwrap_or_default()),
+            ProfileKind::AppArmorProfile => self
+                .apparmor
+                .get(&ObjectRef::new(name))
+                .and_then(|o| o.0.as_ref().ok().map(|p| p.uid().unwrap_or_default())),
+            ProfileKind::SeccompProfile => self
+                .seccomp
+                .get(&ObjectRef::new(name))
+                .and_then(|o| o.0.as_ref().ok().map(|p| p.uid().unwrap_or_default())),
         }
     }
 
