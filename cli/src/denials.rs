@@ -10,6 +10,7 @@ use palisade_domain::denials::{
     ANNOTATION_CONTAINER, ANNOTATION_KIND, ANNOTATION_OPERATION, ANNOTATION_PROFILE, ANNOTATION_TARGET,
     REASON_APPARMOR, REASON_SECCOMP, REPORTER,
 };
+use palisade_domain::learn::printable;
 use serde::Serialize;
 
 /// One denial series, as its Event says.
@@ -64,16 +65,29 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     Ok(n * unit)
 }
 
-/// The denials of pods, from their Events; an Event counts only if an agent wrote it
-/// (reporting component, reason and the pod as its object).
+/// The denials, from their Events: a pod's (in the pod's own namespace), and those of
+/// processes that exited before their pod was known (on the profile or the node, in
+/// `default`). An Event counts only if it has an agent's shape (reporting component,
+/// reason, target); every field is escaped before it is shown (an Event is anyone's to
+/// write in their namespace, and a target is the workload's choice).
 pub fn from_events(events: &[Event], filter: &Filter, now: i64) -> Vec<Denial> {
     let mut out: Vec<Denial> = events
         .iter()
         .filter(|e| {
             let reason = e.reason.as_deref();
+            let namespace = e.metadata.namespace.as_deref();
+            let place = match e.involved_object.kind.as_deref() {
+                Some("Pod") => namespace.is_some() && e.involved_object.namespace.as_deref() == namespace,
+                Some("AppArmorProfile" | "SeccompProfile" | "Node") => namespace == Some("default"),
+                _ => false,
+            };
             (reason == Some(REASON_APPARMOR) || reason == Some(REASON_SECCOMP))
                 && e.reporting_component.as_deref() == Some(REPORTER)
-                && e.involved_object.kind.as_deref() == Some("Pod")
+                && place
+                && e.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(ANNOTATION_TARGET))
         })
         .map(|e| {
             let a = |k: &str| {
@@ -81,29 +95,39 @@ pub fn from_events(events: &[Event], filter: &Filter, now: i64) -> Vec<Denial> {
                     .annotations
                     .as_ref()
                     .and_then(|a| a.get(k))
-                    .cloned()
+                    .map(|v| printable(v))
                     .unwrap_or_default()
             };
+            let pod = e.involved_object.kind.as_deref() == Some("Pod");
+            let field = |v: &Option<String>| printable(v.as_deref().unwrap_or_default());
             let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
                 t.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
             };
             Denial {
                 last_seen: time(&e.last_timestamp),
                 first_seen: time(&e.first_timestamp),
-                node: e
-                    .reporting_instance
-                    .clone()
-                    .or_else(|| e.source.as_ref().and_then(|s| s.host.clone()))
-                    .unwrap_or_default(),
-                namespace: e.involved_object.namespace.clone().unwrap_or_default(),
-                pod: e.involved_object.name.clone().unwrap_or_default(),
-                container: a(ANNOTATION_CONTAINER),
+                node: field(&e.reporting_instance),
+                namespace: if pod {
+                    field(&e.involved_object.namespace)
+                } else {
+                    String::new()
+                },
+                pod: if pod {
+                    field(&e.involved_object.name)
+                } else {
+                    String::new()
+                },
+                container: if pod {
+                    a(ANNOTATION_CONTAINER)
+                } else {
+                    "(exited process)".to_string()
+                },
                 kind: a(ANNOTATION_KIND),
                 profile: a(ANNOTATION_PROFILE),
                 operation: a(ANNOTATION_OPERATION),
                 target: a(ANNOTATION_TARGET),
                 count: e.count.unwrap_or(1),
-                message: e.message.clone().unwrap_or_default(),
+                message: field(&e.message),
             }
         })
         .filter(|d| filter.pod.as_ref().is_none_or(|p| *p == d.pod))
@@ -129,10 +153,13 @@ pub fn hints(reports: &[NodeProfileStatus]) -> Vec<String> {
         let name = r.metadata.name.clone().unwrap_or_default();
         match r.status.as_ref().and_then(|s| s.capabilities.denials.as_deref()) {
             None => out.push(format!(
-                "node {name}: denials are not reported (install the chart with denials.enabled=true)"
+                "node {}: denials are not reported (install the chart with denials.enabled=true)",
+                printable(&name)
             )),
             Some(source) if source.contains("rate-limited") => out.push(format!(
-                "node {name}: reads the {source}: bursts of denials are dropped by the kernel (set kernel.printk_ratelimit=0, or run auditd)"
+                "node {}: reads the {}: bursts of denials are dropped by the kernel (set kernel.printk_ratelimit=0, or run auditd)",
+                printable(&name),
+                printable(source)
             )),
             Some(_) => {}
         }
@@ -180,9 +207,23 @@ pub fn table(d: &Denials) -> String {
             t.add_row(vec![
                 crate::table::cell(&x.last_seen, None),
                 crate::table::cell(&x.node, None),
-                crate::table::cell(&format!("{}/{}", x.namespace, x.pod), None),
+                crate::table::cell(
+                    &if x.pod.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("{}/{}", x.namespace, x.pod)
+                    },
+                    None,
+                ),
                 crate::table::cell(&x.container, None),
-                crate::table::cell(&format!("{kind}/{}", x.profile), None),
+                crate::table::cell(
+                    &if x.profile.is_empty() {
+                        format!("{kind}/(unknown)")
+                    } else {
+                        format!("{kind}/{}", x.profile)
+                    },
+                    None,
+                ),
                 crate::table::cell(&format!("{} {}", x.operation, x.target), None),
                 crate::table::cell(&x.count.to_string(), None),
             ]);
@@ -246,6 +287,71 @@ mod tests {
         };
         assert_eq!(from_events(&events, &recent, now).len(), 1);
         assert!(parse_since("5 minutes").is_err());
+    }
+
+    #[test]
+    fn events_out_of_place_are_dropped_and_every_field_is_escaped() {
+        let now = "2026-12-07T10:10:00Z"
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .unwrap()
+            .as_second();
+        // Written in its own namespace about a pod in another: not the agent's.
+        let mut elsewhere = event("coredns", "web", "2026-12-07T10:00:00Z", REPORTER);
+        elsewhere.involved_object.namespace = Some("kube-system".into());
+        let mut ansi = event("a", "web", "2026-12-07T10:00:00Z", REPORTER);
+        ansi.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(ANNOTATION_TARGET.into(), "/x\u{1b}[1A\u{1b}[2K\u{202e}".into());
+        let got = from_events(&[elsewhere, ansi], &Filter::default(), now);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].target, "/x\\u{1b}[1A\\u{1b}[2K\\u{202e}");
+        assert!(
+            !table(&Denials {
+                denials: got,
+                hints: vec![]
+            })
+            .contains('\u{1b}')
+        );
+    }
+
+    #[test]
+    fn denials_of_exited_processes_show_on_their_profile_or_node() {
+        let now = "2026-12-07T10:10:00Z"
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .unwrap()
+            .as_second();
+        let on = |kind: &str, name: &str, profile: Option<&str>| -> Event {
+            let mut annotations = json!({ANNOTATION_KIND: "SeccompProfile", ANNOTATION_OPERATION: "kill_process", ANNOTATION_TARGET: "mkdir"});
+            if let Some(p) = profile {
+                annotations[ANNOTATION_PROFILE] = json!(p);
+            }
+            serde_json::from_value(json!({
+                "metadata": {"name": "x", "namespace": "default", "annotations": annotations},
+                "involvedObject": {"kind": kind, "name": name},
+                "reason": REASON_SECCOMP, "count": 2, "lastTimestamp": "2026-12-07T10:00:00Z",
+                "reportingComponent": REPORTER, "reportingInstance": "node-1",
+            }))
+            .unwrap()
+        };
+        let got = from_events(&[on("Node", "node-1", None)], &Filter::default(), now);
+        assert_eq!(
+            (got[0].pod.as_str(), got[0].container.as_str()),
+            ("", "(exited process)")
+        );
+        let text = table(&Denials {
+            denials: got,
+            hints: vec![],
+        });
+        assert!(
+            text.contains("seccomp/(unknown)") && text.contains("kill_process mkdir"),
+            "{text}"
+        );
+        // The profile's own summary Event names no target: not a row.
+        let mut summary = on("SeccompProfile", "web", Some("web"));
+        summary.metadata.annotations.as_mut().unwrap().remove(ANNOTATION_TARGET);
+        assert!(from_events(&[summary], &Filter::default(), now).is_empty());
     }
 
     #[test]

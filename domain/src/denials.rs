@@ -94,8 +94,14 @@ pub fn refusal_of(r: &Record) -> Option<Refusal> {
             let code = u32::from_str_radix(code.trim_start_matches("0x"), 16).ok()?;
             let (operation, detail) = match code & 0xffff_0000 {
                 crate::learn::record_rules::SECCOMP_RET_LOG | SECCOMP_RET_ALLOW => return None,
-                SECCOMP_RET_KILL_PROCESS => ("kill_process", format!("signal {}", r.field("sig").unwrap_or("?"))),
-                SECCOMP_RET_KILL_THREAD => ("kill_thread", format!("signal {}", r.field("sig").unwrap_or("?"))),
+                SECCOMP_RET_KILL_PROCESS => (
+                    "kill_process",
+                    format!("signal {}", clip(r.field("sig").unwrap_or("?"), 8)),
+                ),
+                SECCOMP_RET_KILL_THREAD => (
+                    "kill_thread",
+                    format!("signal {}", clip(r.field("sig").unwrap_or("?"), 8)),
+                ),
                 SECCOMP_RET_TRAP => ("trap", "SIGSYS".to_string()),
                 // The record holds the action only, not the errno the filter returned.
                 SECCOMP_RET_ERRNO => ("errno", String::new()),
@@ -142,10 +148,10 @@ pub struct PodRef {
     pub uid: String,
 }
 
-/// What an Event is about: one pod's container refused one thing by one profile, or one
-/// profile on this node.
+/// What an Event is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Subject {
+    /// One pod's container refused one thing by one profile.
     Pod {
         pod: PodRef,
         container: String,
@@ -154,21 +160,39 @@ pub enum Subject {
         operation: String,
         target: String,
     },
-    Profile {
+    /// A refusal whose process exited before the agent could read its cgroup: its pod is
+    /// not known. An AppArmor record names its profile (the kernel's label: the Event goes
+    /// on the profile); a seccomp record does not name the filter that refused (a process
+    /// may set its own), so its Event goes on the node, with no profile.
+    Unattributed {
         kind: ProfileKind,
-        profile: String,
+        profile: Option<String>,
+        operation: String,
+        target: String,
     },
+    /// One profile's denials on this node over the last ten minutes.
+    Profile { kind: ProfileKind, profile: String },
 }
 
 impl Subject {
+    pub fn kind(&self) -> ProfileKind {
+        match self {
+            Subject::Pod { kind, .. } | Subject::Unattributed { kind, .. } | Subject::Profile { kind, .. } => *kind,
+        }
+    }
+
     /// The Event's reason.
     pub fn reason(&self) -> &'static str {
-        let kind = match self {
-            Subject::Pod { kind, .. } | Subject::Profile { kind, .. } => kind,
-        };
-        match kind {
+        match self.kind() {
             ProfileKind::AppArmorProfile => REASON_APPARMOR,
             ProfileKind::SeccompProfile => REASON_SECCOMP,
+        }
+    }
+
+    fn pod_uid(&self) -> Option<&str> {
+        match self {
+            Subject::Pod { pod, .. } => Some(&pod.uid),
+            _ => None,
         }
     }
 }
@@ -196,13 +220,19 @@ pub struct Write {
     pub first: bool,
 }
 
+/// Most series of one pod: a pod denied on ever new paths holds at most this many, so it
+/// cannot take the table from the others.
+pub const MAX_SERIES_PER_POD: usize = 32;
+/// Most profile series (one per profile denied on this node), held apart from the table.
+pub const MAX_PROFILE_SERIES: usize = 256;
+
 /// Every series of one node and its write budget (a token bucket).
 #[derive(Debug)]
 pub struct Aggregator {
     series: BTreeMap<Subject, Series>,
     tokens: f64,
     refilled: f64,
-    /// Denials of a new series that found the table full.
+    /// Denials of a new series that found the table, or their pod's share, full.
     pub overflowed: u64,
 }
 
@@ -216,16 +246,27 @@ impl Aggregator {
         }
     }
 
-    /// Counts one denial at `time`: in its pod's series (when known and the table has room)
-    /// and in its profile's.
-    pub fn record(&mut self, pod: Option<Subject>, kind: ProfileKind, profile: &str, detail: &str, time: f64) {
-        let pod_uid = match &pod {
-            Some(Subject::Pod { pod, .. }) => Some(pod.uid.clone()),
-            _ => None,
-        };
-        if let Some(subject) = pod {
-            self.count(subject, detail, time, None);
+    /// Counts one denial at `time`: in its own series (a pod's, or an unattributed one),
+    /// when the table and its pod's share have room, and in its profile's series when the
+    /// profile is known.
+    pub fn record(&mut self, subject: Subject, profile: Option<&str>, detail: &str, time: f64) {
+        let kind = subject.kind();
+        let pod_uid = subject.pod_uid().map(str::to_string);
+        let (mut own, mut pods, mut profiles) = (0, 0, 0);
+        if !self.series.contains_key(&subject) {
+            for s in self.series.keys() {
+                match s {
+                    Subject::Profile { .. } => profiles += 1,
+                    _ => own += 1,
+                }
+                if pod_uid.is_some() && s.pod_uid() == pod_uid.as_deref() {
+                    pods += 1;
+                }
+            }
         }
+        let room = own < MAX_SERIES && pods < MAX_SERIES_PER_POD;
+        self.count(subject, detail, time, None, room);
+        let Some(profile) = profile else { return };
         let subject = Subject::Profile {
             kind,
             profile: profile.to_string(),
@@ -238,14 +279,13 @@ impl Aggregator {
             s.written = s.written.map(|_| 0);
             s.pods.clear();
         }
-        self.count(subject, detail, time, pod_uid);
+        self.count(subject, detail, time, pod_uid, profiles < MAX_PROFILE_SERIES);
     }
 
-    fn count(&mut self, subject: Subject, detail: &str, time: f64, pod: Option<String>) {
-        let full = self.series.len() >= MAX_SERIES;
+    fn count(&mut self, subject: Subject, detail: &str, time: f64, pod: Option<String>, room: bool) {
         let s = match self.series.get_mut(&subject) {
             Some(s) => s,
-            None if full => {
+            None if !room => {
                 self.overflowed += 1;
                 return;
             }
@@ -284,8 +324,8 @@ impl Aggregator {
                 Some(_) => {}
             }
         }
-        new.sort_by(|a, b| a.1.total_cmp(&b.1));
-        repeat.sort_by(|a, b| a.1.total_cmp(&b.1));
+        fair(&mut new);
+        fair(&mut repeat);
         let take = (self.tokens.floor() as usize).min(new.len() + repeat.len());
         let chosen: Vec<(Subject, bool)> = new
             .into_iter()
@@ -310,11 +350,12 @@ impl Aggregator {
         out
     }
 
-    /// A write that failed: its series is due again.
-    pub fn failed(&mut self, w: &Write) {
+    /// A write that failed at `now`: tried again like a repeat, a gap later (an Event that
+    /// keeps failing, say in a namespace being deleted, never takes the budget from others).
+    pub fn failed(&mut self, w: &Write, now: f64) {
         if let Some(s) = self.series.get_mut(&w.subject) {
-            s.written = if w.first { None } else { Some(0) };
-            s.written_at = 0.0;
+            s.written = Some(0);
+            s.written_at = now;
         }
     }
 
@@ -327,9 +368,42 @@ impl Aggregator {
     }
 }
 
+/// Orders waiting series fairly: the oldest of each pod first, then each pod's second, and
+/// so on (a pod with many series waits its turn behind every other pod's first).
+fn fair(waiting: &mut Vec<(&Subject, f64)>) {
+    waiting.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ranked: Vec<(usize, f64, &Subject)> = waiting
+        .iter()
+        .map(|(subject, t)| {
+            let rank = subject.pod_uid().map_or(0, |uid| {
+                let n = seen.entry(uid).or_default();
+                *n += 1;
+                *n - 1
+            });
+            (rank, *t, *subject)
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    *waiting = ranked.into_iter().map(|(_, t, s)| (s, t)).collect();
+}
+
+/// Longest Event message, in bytes (the API server refuses some Events over 1024).
+pub const MAX_MESSAGE_BYTES: usize = 1000;
+
 /// The message of a series' Event.
 pub fn message(subject: &Subject, s: &Series, node: &str) -> String {
-    match subject {
+    let detail = if s.detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", s.detail)
+    };
+    let times = if s.count == 1 {
+        "once".to_string()
+    } else {
+        format!("{} times", s.count)
+    };
+    let text = match subject {
         Subject::Pod {
             container,
             kind,
@@ -337,22 +411,22 @@ pub fn message(subject: &Subject, s: &Series, node: &str) -> String {
             operation,
             target,
             ..
-        } => {
-            let detail = if s.detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", s.detail)
-            };
-            let times = if s.count == 1 {
-                "once".to_string()
-            } else {
-                format!("{} times", s.count)
-            };
-            format!(
-                "container {container}: {} {profile} denied {operation} {target}{detail}, {times}",
-                kind.name()
-            )
-        }
+        } => format!(
+            "container {container}: {} {profile} denied {operation} {target}{detail}, {times}",
+            kind.name()
+        ),
+        Subject::Unattributed {
+            kind: ProfileKind::AppArmorProfile,
+            profile,
+            operation,
+            target,
+        } => format!(
+            "AppArmorProfile {} denied {operation} {target}{detail} on node {node}, {times}, to a process that exited before its pod could be told",
+            profile.as_deref().unwrap_or("?")
+        ),
+        Subject::Unattributed { operation, target, .. } => format!(
+            "seccomp: {operation} {target}{detail} on node {node}, {times}: the process exited before its pod could be told, and the record does not say whose filter it was (a Palisade profile's, or one the process set itself)"
+        ),
         Subject::Profile { kind, profile } => {
             let pods = match s.pods.len() {
                 0 => "pods not known".to_string(),
@@ -366,7 +440,34 @@ pub fn message(subject: &Subject, s: &Series, node: &str) -> String {
                 ((s.last - s.first) / 60.0).ceil().max(1.0) as u64
             )
         }
+    };
+    cut_bytes(text, MAX_MESSAGE_BYTES)
+}
+
+/// At most `max` bytes, cut at a character boundary.
+fn cut_bytes(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
     }
+    s
+}
+
+/// A stable name for a series' Event: `<object>.palisade-<16 hex digits of SHA-256 of the
+/// subject and the node>`, the object's name cut so the whole stays a valid name.
+pub fn event_name(object: &str, subject: &Subject, node: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{subject:?}\n{node}").as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut end = object.len().min(200);
+    while !object.is_char_boundary(end) {
+        end -= 1;
+    }
+    let object = object[..end].trim_end_matches(['.', '-']);
+    format!("{object}.palisade-{hex}")
 }
 
 #[cfg(test)]

@@ -192,6 +192,20 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         .unwrap();
     f.write_all(seccomp(next(), 5001, "0x7ffc0000").as_bytes()).unwrap();
     f.write_all(avc(next(), "DENIED", &open(5004)).as_bytes()).unwrap();
+    // Processes that exited before their records were read (5999 is in no /proc): their pod
+    // is not known. The AppArmor one names its profile; the seccomp one names no filter.
+    f.write_all(avc(next(), "DENIED", &open(5999)).as_bytes()).unwrap();
+    f.write_all(seccomp(next(), 5999, "0x80000000").as_bytes()).unwrap();
+    // From before the agent started: not read as a denial.
+    f.write_all(
+        format!(
+            "type=AVC msg=audit(1700000000.000:{}): apparmor=\"DENIED\" {}\n",
+            next(),
+            open(5001)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     f.flush().unwrap();
     // The late pod's container is reported a moment after its denial.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -274,19 +288,54 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     assert_eq!(profile_event.involved_object.name.as_deref(), Some("deny-e2e"));
     let msg = profile_event.message.unwrap();
     assert!(
-        msg.starts_with("AppArmorProfile deny-e2e denied 51 times in 1 pod on node node-0")
-            || msg.starts_with("AppArmorProfile deny-e2e denied 52 times in 2 pods on node node-0"),
+        msg.starts_with("AppArmorProfile deny-e2e denied ") && msg.contains(" on node node-0 in the last "),
         "{msg}"
     );
+
+    // The exited processes' denials: on the profile (AppArmor), on the node (seccomp).
+    let exited = wait_for("the exited processes' Events", Duration::from_secs(60), || async {
+        let list: Vec<Event> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("palisade.dev/target"))
+                    && e.involved_object.kind.as_deref() != Some("Pod")
+            })
+            .collect();
+        Ok((list.len() >= 2).then_some(list))
+    })
+    .await
+    .unwrap();
+    let on = |kind: &str| {
+        exited
+            .iter()
+            .find(|e| e.involved_object.kind.as_deref() == Some(kind))
+            .and_then(|e| e.message.clone())
+            .unwrap_or_else(|| panic!("an Event on the {kind}: {exited:#?}"))
+    };
+    assert_eq!(
+        on("AppArmorProfile"),
+        "AppArmorProfile deny-e2e denied open /etc/shadow (r) on node node-0, once, to a process that exited before its pod could be told"
+    );
+    assert!(on("Node").starts_with("seccomp: kill_process mkdir (signal 31) on node node-0, once"));
 
     // The metric, per kind and profile.
     let metrics = scrape_metrics(cluster.agents["node-0"].metrics_port).await.unwrap();
     assert!(
-        metrics.contains("palisade_agent_denials_total{kind=\"apparmor\",profile=\"deny-e2e\"} 52"),
+        metrics.contains("palisade_agent_denials_total{kind=\"apparmor\",profile=\"deny-e2e\"} 53"),
         "{metrics}"
     );
     assert!(
         metrics.contains("palisade_agent_denials_total{kind=\"seccomp\",profile=\"kill-e2e\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("palisade_agent_denials_total{kind=\"seccomp\",profile=\"(unattributed)\"} 1"),
         "{metrics}"
     );
 
@@ -295,7 +344,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let rows = v["denials"].as_array().unwrap();
-    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(rows.len(), 4, "the pods' three and the exited process's: {out}");
     assert!(rows.iter().all(|r| r["node"] == "node-0"));
     assert_eq!(
         rows.iter()

@@ -163,27 +163,26 @@ fn kernel_log() -> std::io::Result<String> {
 }
 
 /// Pod UID and container ID from a process's `/proc/<pid>/cgroup` (cgroup v2, the
-/// systemd and cgroupfs drivers).
+/// systemd and cgroupfs drivers; a path relative to the agent's own cgroup namespace,
+/// `/../../besteffort/pod<UID>/<ID>`, too): the first pod directory, and the container
+/// directly beneath it. Anything deeper is the container's own (a container that may write
+/// its cgroup could make `…/pod<another's UID>/<another's ID>` there).
 pub fn pod_of_cgroup(text: &str) -> Option<(String, Option<String>)> {
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let mut pod = None;
-    let mut container = None;
-    for part in path.split('/') {
-        let part = part.trim_end_matches(".slice").trim_end_matches(".scope");
-        if let Some(i) = part
-            .rfind("-pod")
+    let mut parts = path
+        .split('/')
+        .map(|p| p.trim_end_matches(".slice").trim_end_matches(".scope"));
+    let pod = parts.find_map(|part| {
+        part.rfind("-pod")
             .map(|i| i + 4)
             .or_else(|| part.starts_with("pod").then_some(3))
-        {
-            pod = Some(part[i..].replace('_', "-"));
-        } else if pod.is_some() {
-            let id = part.rsplit('-').next().unwrap_or(part);
-            if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                container = Some(id.to_string());
-            }
-        }
-    }
-    pod.map(|p| (p, container))
+            .map(|i| part[i..].replace('_', "-"))
+    })?;
+    let container = parts.next().and_then(|part| {
+        let id = part.rsplit('-').next().unwrap_or(part);
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+    });
+    Some((pod, container))
 }
 
 /// Where a record's process ran, when it still runs: its pod among this node's published
@@ -407,5 +406,26 @@ mod tests {
             "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab"
         );
         assert_eq!(pod_of_cgroup("0::/system.slice/containerd.service\n"), None);
+        // A cgroup namespace shows the path relative to the reader's (the agent's own).
+        let relative = "0::/../../besteffort/pod0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab/4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef\n";
+        assert_eq!(
+            pod_of_cgroup(relative),
+            Some((
+                "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab".into(),
+                Some("4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef".into())
+            ))
+        );
+        // A container that writes its own cgroup cannot pass for another pod's.
+        let nested = format!(
+            "0::/kubepods/besteffort/pod{}/{}/pod{}/{}\n",
+            "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab",
+            "4".repeat(64),
+            "99999999-6a1b-4c2d-9e8f-0123456789ab",
+            "9".repeat(64)
+        );
+        assert_eq!(
+            pod_of_cgroup(&nested),
+            Some(("0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab".into(), Some("4".repeat(64))))
+        );
     }
 }

@@ -10,15 +10,18 @@
 //! aggregated per (pod, container, profile, operation, target) and written within a
 //! per-node budget ([`palisade_domain::denials`]).
 
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
+use palisade_domain::denials::Refusal;
 use palisade_domain::denials::{
     ANNOTATION_CONTAINER, ANNOTATION_KIND, ANNOTATION_OPERATION, ANNOTATION_PROFILE, ANNOTATION_TARGET, Aggregator,
-    PodRef, REPORTER, Subject, Write, message, refusal_of,
+    PodRef, REPORTER, Subject, Write, event_name, message, refusal_of,
 };
 use palisade_domain::learn::Record;
+use palisade_domain::pods::{LearningContainer, LearningPod};
 use palisade_domain::{AppArmorProfile, ProfileKind, SeccompProfile};
 use serde_json::json;
 
@@ -40,6 +43,8 @@ pub struct Denials {
     /// container's first records come before), with when they were first tried: tried
     /// again at each read for [`PENDING_SECS`].
     pending: std::collections::VecDeque<(Record, f64)>,
+    /// When this agent started: older records are not read as denials.
+    started: f64,
 }
 
 /// Most records waiting for their container to be reported.
@@ -64,6 +69,7 @@ impl Denials {
             series: Aggregator::new(now_secs()),
             named: Default::default(),
             pending: Default::default(),
+            started: now_secs(),
         }
     }
 
@@ -91,6 +97,11 @@ impl Denials {
     /// was first tried.
     async fn attribute(&mut self, r: &Record, pods: &mut NodePods, since: Option<f64>) {
         let Some(refusal) = refusal_of(r) else { return };
+        // What happened before this agent started was counted then, or concerns processes
+        // whose PIDs may belong to others now.
+        if r.time < self.started {
+            return;
+        }
         let kind = refusal.kind;
         let process = pods.of_record(r).await;
         if let Process::In(_, None) = process {
@@ -100,14 +111,14 @@ impl Denials {
                 return;
             }
         }
-        // The profile, and the pod and container when known.
-        let (profile, pod, container) = match (&refusal.profile, process) {
+        let (subject, profile) = match (&refusal.profile, process) {
+            (_, Process::Elsewhere) => return,
             (Some(profile), Process::In(pod, container)) => {
                 // The pod must use the profile the record names.
                 if !pod.apparmor.contains(profile) {
                     return;
                 }
-                (profile.clone(), Some(pod.clone()), Some(container_name(container)))
+                (pod_subject(pod, container, &refusal, profile), Some(profile.clone()))
             }
             (None, Process::In(pod, container)) => {
                 let name = match container {
@@ -115,64 +126,51 @@ impl Denials {
                     None => pod.seccomp.clone(),
                 };
                 let Some(name) = name else { return };
-                (name, Some(pod.clone()), Some(container_name(container)))
+                (pod_subject(pod, container, &refusal, &name), Some(name))
             }
-            (_, Process::Elsewhere) => return,
+            // The process exited: its pod is not known, whatever pod uses the profile (a
+            // process of another may be confined by it too). The kernel's label names the
+            // AppArmor profile; while no pod of this node uses it, the record is not about
+            // a workload here.
             (Some(profile), Process::Gone) => {
-                let users: Vec<_> = pods.users(kind, profile).cloned().collect();
-                if users.is_empty() {
+                if !pods.used(kind, profile).await {
                     return;
                 }
-                let pod = (users.len() == 1).then(|| users[0].clone());
-                (profile.clone(), pod, None)
+                let subject = Subject::Unattributed {
+                    kind,
+                    profile: Some(profile.clone()),
+                    operation: refusal.operation.clone(),
+                    target: refusal.target.clone(),
+                };
+                (subject, Some(profile.clone()))
             }
+            // A seccomp record does not say whose filter refused: a process may set its own.
+            // Reported on the node, for no profile.
             (None, Process::Gone) => {
-                // A seccomp record of a process that exited: the profile only when a single
-                // Palisade seccomp profile is in use on this node, the pod when one uses it.
-                let in_use: std::collections::BTreeSet<String> = pods
-                    .all()
-                    .flat_map(|p| {
-                        p.seccomp
-                            .iter()
-                            .chain(p.containers.iter().filter_map(|c| c.seccomp.as_ref()))
-                    })
-                    .cloned()
-                    .collect();
-                if in_use.len() != 1 {
-                    return;
-                }
-                let profile = in_use.into_iter().next().expect("one");
-                let users: Vec<_> = pods.users(kind, &profile).cloned().collect();
-                let pod = (users.len() == 1).then(|| users[0].clone());
-                (profile, pod, None)
+                let subject = Subject::Unattributed {
+                    kind,
+                    profile: None,
+                    operation: refusal.operation.clone(),
+                    target: refusal.target.clone(),
+                };
+                (subject, None)
             }
         };
-        if self.profile_uid(kind, &profile).is_none() {
+        if let Some(p) = &profile
+            && self.profile_uid(kind, p).is_none()
+        {
             return;
         }
-        let label = if self.named.contains(&profile) || self.named.len() < MAX_METRIC_PROFILES {
-            self.named.insert(profile.clone());
-            profile.clone()
-        } else {
-            "other".to_string()
+        let label = match &profile {
+            None => UNATTRIBUTED.to_string(),
+            Some(p) if self.named.contains(p) || self.named.len() < MAX_METRIC_PROFILES => {
+                self.named.insert(p.clone());
+                p.clone()
+            }
+            Some(_) => "other".to_string(),
         };
         self.metrics.denial(kind, label);
-        let subject = pod.map(|p| {
-            let (namespace, name) = p.name.split_once('/').unwrap_or(("", &p.name));
-            Subject::Pod {
-                pod: PodRef {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                    uid: p.uid.clone(),
-                },
-                container: container.unwrap_or_else(|| "(exited process)".to_string()),
-                kind,
-                profile: profile.clone(),
-                operation: refusal.operation.clone(),
-                target: refusal.target.clone(),
-            }
-        });
-        self.series.record(subject, kind, &profile, &refusal.detail, r.time);
+        self.series.record(subject, profile.as_deref(), &refusal.detail, r.time);
     }
 
     /// Tries the pending records again, then writes the Events that are due.
@@ -190,7 +188,7 @@ impl Denials {
         for w in self.series.due(now_secs()) {
             if let Err(e) = self.write(&w).await {
                 tracing::warn!(error = %e, reason = w.subject.reason(), "writing a denial Event failed; will retry");
-                self.series.failed(&w);
+                self.series.failed(&w, now_secs());
                 self.metrics.denial_event(false);
             } else {
                 self.metrics.denial_event(true);
@@ -201,14 +199,13 @@ impl Denials {
     /// Creates or updates one series' Event (core/v1, as the kubelet's: `count`,
     /// `firstTimestamp`, `lastTimestamp`), named after its subject so that a repeat updates it.
     async fn write(&self, w: &Write) -> kube::Result<()> {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut h = DefaultHasher::new();
-        w.subject.hash(&mut h);
-        self.node.hash(&mut h);
-        let hash = h.finish();
         let time = crate::learn::time_of;
         let msg = message(&w.subject, &w.series, &self.node);
-        let (namespace, name, involved, annotations) = match &w.subject {
+        let profile_object = |kind: ProfileKind, profile: &str| {
+            json!({"apiVersion": palisade_domain::api_version(), "kind": kind.name(), "name": profile,
+                "uid": self.profile_uid(kind, profile).unwrap_or_default()})
+        };
+        let (namespace, object, involved, annotations) = match &w.subject {
             Subject::Pod {
                 pod,
                 container,
@@ -218,7 +215,7 @@ impl Denials {
                 target,
             } => (
                 pod.namespace.clone(),
-                format!("{}.palisade-{hash:016x}", clip_name(&pod.name)),
+                pod.name.clone(),
                 json!({"apiVersion": "v1", "kind": "Pod", "namespace": pod.namespace, "name": pod.name, "uid": pod.uid}),
                 json!({
                     ANNOTATION_KIND: kind.name(),
@@ -228,15 +225,38 @@ impl Denials {
                     ANNOTATION_TARGET: target,
                 }),
             ),
+            Subject::Unattributed {
+                kind,
+                profile: Some(profile),
+                operation,
+                target,
+            } => (
+                "default".to_string(),
+                profile.clone(),
+                profile_object(*kind, profile),
+                json!({ANNOTATION_KIND: kind.name(), ANNOTATION_PROFILE: profile,
+                    ANNOTATION_OPERATION: operation, ANNOTATION_TARGET: target}),
+            ),
+            Subject::Unattributed {
+                kind,
+                profile: None,
+                operation,
+                target,
+            } => (
+                "default".to_string(),
+                self.node.clone(),
+                json!({"apiVersion": "v1", "kind": "Node", "name": self.node}),
+                json!({ANNOTATION_KIND: kind.name(), ANNOTATION_OPERATION: operation, ANNOTATION_TARGET: target}),
+            ),
             Subject::Profile { kind, profile } => (
                 "default".to_string(),
-                format!("{}.palisade-{hash:016x}", clip_name(profile)),
-                json!({"apiVersion": palisade_domain::api_version(), "kind": kind.name(), "name": profile,
-                    "uid": self.profile_uid(*kind, profile).unwrap_or_default()}),
+                profile.clone(),
+                profile_object(*kind, profile),
                 json!({ANNOTATION_KIND: kind.name(), ANNOTATION_PROFILE: profile}),
             ),
         };
-        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), &namespace);
+        let name = event_name(&object, &w.subject, &self.node);
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let update = json!({
             "count": w.series.count,
             "lastTimestamp": time(w.series.last),
@@ -263,29 +283,57 @@ impl Denials {
             "reportingComponent": REPORTER,
             "reportingInstance": self.node,
         });
-        let event = serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
+        let event: Event = serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
         match api.create(&PostParams::default(), &event).await {
-            // The agent restarted, or the series was forgotten and came back.
-            Err(kube::Error::Api(e)) if e.code == 409 => api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&update))
-                .await
-                .map(drop),
+            // The agent restarted, or the series was forgotten and came back: the Event is
+            // updated if it is this agent's about the same object. One that someone else
+            // made under the name (names can be predicted) is left alone, and so is the series.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = api.get(&name).await?;
+                let ours = existing.reporting_component.as_deref() == Some(REPORTER)
+                    && existing.reporting_instance.as_deref() == Some(self.node.as_str())
+                    && existing.involved_object.uid == event.involved_object.uid
+                    && existing.involved_object.name == event.involved_object.name;
+                if !ours {
+                    tracing::warn!(
+                        event = name,
+                        namespace,
+                        "an Event of another author has this denial's name: left alone"
+                    );
+                    return Ok(());
+                }
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&update))
+                    .await
+                    .map(drop)
+            }
             other => other.map(drop),
         }
     }
 }
 
-/// A container's name as published, or what is known of it.
-fn container_name(c: Option<&palisade_domain::pods::LearningContainer>) -> String {
-    c.and_then(|c| c.name.clone())
-        .unwrap_or_else(|| "(container not reported)".to_string())
+/// The metric's profile label for seccomp denials of processes that exited (the record does
+/// not name the filter).
+pub const UNATTRIBUTED: &str = "(unattributed)";
+
+/// The subject of a denial by a process of a published pod.
+fn pod_subject(pod: &LearningPod, container: Option<&LearningContainer>, refusal: &Refusal, profile: &str) -> Subject {
+    let (namespace, name) = pod.name.split_once('/').unwrap_or(("", &pod.name));
+    Subject::Pod {
+        pod: PodRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: pod.uid.clone(),
+        },
+        container: container_name(container),
+        kind: refusal.kind,
+        profile: profile.to_string(),
+        operation: refusal.operation.clone(),
+        target: refusal.target.clone(),
+    }
 }
 
-/// A name part short enough for an Event name (253 characters with its suffix).
-fn clip_name(name: &str) -> &str {
-    let mut end = name.len().min(200);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    name[..end].trim_end_matches(['.', '-'])
+/// A container's name as published, or what is known of it.
+fn container_name(c: Option<&LearningContainer>) -> String {
+    c.and_then(|c| c.name.clone())
+        .unwrap_or_else(|| "(container not reported)".to_string())
 }

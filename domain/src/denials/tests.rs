@@ -48,6 +48,15 @@ fn a_target_the_workload_chose_is_escaped_and_clipped() {
     );
 }
 
+fn unattributed(target: &str) -> Subject {
+    Subject::Unattributed {
+        kind: ProfileKind::AppArmorProfile,
+        profile: Some("web".into()),
+        operation: "open".into(),
+        target: target.into(),
+    }
+}
+
 fn pod_subject(pod: &str, target: &str) -> Subject {
     Subject::Pod {
         pod: PodRef {
@@ -67,24 +76,12 @@ fn pod_subject(pod: &str, target: &str) -> Subject {
 fn repeats_aggregate_into_one_series_written_at_most_once_a_gap() {
     let mut a = Aggregator::new(0.0);
     for i in 0..1000 {
-        a.record(
-            Some(pod_subject("p", "/x")),
-            ProfileKind::AppArmorProfile,
-            "web",
-            "w",
-            i as f64 * 0.01,
-        );
+        a.record(pod_subject("p", "/x"), Some("web"), "w", i as f64 * 0.01);
     }
     let first = a.due(10.0);
     assert_eq!(first.len(), 2, "one pod series and one profile series: {first:?}");
     assert!(first.iter().all(|w| w.first && w.series.count == 1000));
-    a.record(
-        Some(pod_subject("p", "/x")),
-        ProfileKind::AppArmorProfile,
-        "web",
-        "w",
-        20.0,
-    );
+    a.record(pod_subject("p", "/x"), Some("web"), "w", 20.0);
     assert!(a.due(30.0).is_empty(), "within the repeat gap");
     let again = a.due(10.0 + REPEAT_GAP_SECS);
     assert_eq!(again.len(), 2);
@@ -100,13 +97,7 @@ fn a_storm_of_distinct_denials_stays_within_the_table_and_the_write_budget() {
     for second in 0..60 {
         for i in 0..(100_000 / 60) {
             let t = second as f64 + i as f64 / 2000.0;
-            a.record(
-                Some(pod_subject("p", &format!("/f{second}-{i}"))),
-                ProfileKind::AppArmorProfile,
-                "web",
-                "w",
-                t,
-            );
+            a.record(pod_subject("p", &format!("/f{second}-{i}")), Some("web"), "w", t);
         }
         writes += a.due(second as f64 + 1.0).len();
         assert!(a.len() <= MAX_SERIES);
@@ -124,42 +115,97 @@ fn a_storm_of_distinct_denials_stays_within_the_table_and_the_write_budget() {
 }
 
 #[test]
-fn a_failed_write_is_due_again_and_idle_series_are_forgotten() {
+fn a_failed_write_is_due_again_a_gap_later_and_idle_series_are_forgotten() {
     let mut a = Aggregator::new(0.0);
-    a.record(
-        Some(pod_subject("p", "/x")),
-        ProfileKind::AppArmorProfile,
-        "web",
-        "w",
-        1.0,
-    );
+    a.record(pod_subject("p", "/x"), Some("web"), "w", 1.0);
     let w = a.due(2.0);
-    a.failed(&w[0]);
-    let again = a.due(3.0);
+    assert_eq!(w.len(), 2);
+    a.failed(&w[0], 2.0);
+    assert!(
+        a.due(3.0).is_empty(),
+        "not at once: a failing Event never takes the budget"
+    );
+    let again = a.due(2.0 + REPEAT_GAP_SECS);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].subject, w[0].subject);
-    assert!(again[0].first);
-    assert!(a.due(3.0 + SERIES_IDLE_SECS).is_empty());
+    assert_eq!(again[0].series.count, 1);
+    assert!(a.due(3.0 + REPEAT_GAP_SECS + SERIES_IDLE_SECS).is_empty());
     assert!(a.is_empty(), "written and idle");
+}
+
+#[test]
+fn a_series_that_always_fails_does_not_starve_the_others() {
+    let mut a = Aggregator::new(0.0);
+    let mut others_written = 0;
+    for minute in 0..60 {
+        let t = minute as f64 * 60.0;
+        // The failing pod keeps its series alive; a new pod is denied every minute.
+        a.record(pod_subject("doomed", "/x"), None, "w", t);
+        a.record(pod_subject(&format!("other-{minute}"), "/x"), None, "w", t);
+        for w in a.due(t + 1.0) {
+            if matches!(&w.subject, Subject::Pod { pod, .. } if pod.name == "doomed") {
+                a.failed(&w, t + 1.0);
+            } else {
+                others_written += 1;
+            }
+        }
+    }
+    assert_eq!(others_written, 60, "every other pod's Event was written in its minute");
+}
+
+#[test]
+fn one_pod_cannot_hold_the_table() {
+    let mut a = Aggregator::new(0.0);
+    for i in 0..2000 {
+        a.record(
+            pod_subject("greedy", &format!("/f{i}")),
+            Some("web"),
+            "w",
+            i as f64 * 0.01,
+        );
+    }
+    a.record(pod_subject("victim", "/etc/shadow"), Some("db"), "r", 30.0);
+    let w = a.due(31.0);
+    assert!(
+        w.iter()
+            .any(|w| matches!(&w.subject, Subject::Pod { pod, .. } if pod.name == "victim")),
+        "the victim's series got in"
+    );
+    let greedy = a.series.keys().filter(|s| s.pod_uid() == Some("uid-greedy")).count();
+    assert_eq!(greedy, MAX_SERIES_PER_POD);
+    // The profiles' series count every denial, the greedy pod's overflow too.
+    let web = Subject::Profile {
+        kind: ProfileKind::AppArmorProfile,
+        profile: "web".into(),
+    };
+    assert_eq!(a.series[&web].count, 2000);
+}
+
+#[test]
+fn messages_stay_under_the_api_servers_limit_and_names_are_stable() {
+    let wide = "\u{1F600}".repeat(MAX_TARGET_CHARS);
+    let subject = pod_subject("p", &wide);
+    let mut a = Aggregator::new(0.0);
+    a.record(subject.clone(), None, "w", 1.0);
+    let w = a.due(2.0);
+    let msg = message(&w[0].subject, &w[0].series, "node-1");
+    assert!(msg.len() <= MAX_MESSAGE_BYTES, "{}", msg.len());
+    let name = event_name("p", &subject, "node-1");
+    assert_eq!(name, event_name("p", &subject, "node-1"));
+    assert_ne!(name, event_name("p", &subject, "node-2"));
+    assert!(
+        name.starts_with("p.palisade-") && name.len() == "p.palisade-".len() + 16,
+        "{name}"
+    );
+    let long = "a".repeat(253);
+    assert!(event_name(&long, &subject, "n").len() <= 253);
 }
 
 #[test]
 fn the_profile_series_counts_a_ten_minute_window_and_its_pods() {
     let mut a = Aggregator::new(0.0);
-    a.record(
-        Some(pod_subject("p", "/x")),
-        ProfileKind::AppArmorProfile,
-        "web",
-        "w",
-        1.0,
-    );
-    a.record(
-        Some(pod_subject("q", "/x")),
-        ProfileKind::AppArmorProfile,
-        "web",
-        "w",
-        2.0,
-    );
+    a.record(pod_subject("p", "/x"), Some("web"), "w", 1.0);
+    a.record(pod_subject("q", "/x"), Some("web"), "w", 2.0);
     let w = a.due(3.0);
     let profile = w.iter().find(|w| matches!(w.subject, Subject::Profile { .. })).unwrap();
     assert_eq!(profile.series.pods.len(), 2);
@@ -173,13 +219,7 @@ fn the_profile_series_counts_a_ten_minute_window_and_its_pods() {
         "container c: AppArmorProfile web denied open /x (w), once"
     );
     // Eleven minutes on, a new window.
-    a.record(
-        None,
-        ProfileKind::AppArmorProfile,
-        "web",
-        "w",
-        2.0 + PROFILE_WINDOW_SECS + 60.0,
-    );
+    a.record(unattributed("/y"), Some("web"), "w", 2.0 + PROFILE_WINDOW_SECS + 60.0);
     let later = a.due(2.0 + PROFILE_WINDOW_SECS + 120.0);
     let profile = later
         .iter()
@@ -247,4 +287,20 @@ fn real_seccomp_kills_and_logged_errno_and_trap_are_denials() {
             .iter()
             .all(|r| r.kind == ProfileKind::SeccompProfile && r.profile.is_none())
     );
+}
+
+#[test]
+fn invisible_characters_that_reorder_text_are_escaped() {
+    let line = FILE_DENIED.replace(
+        "name=\"/etc/shadow\"",
+        &format!(
+            "name={}",
+            "/tmp/\u{202E}gpj.exe"
+                .bytes()
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+        ),
+    );
+    let r = refusal_of(&record(&line)).unwrap();
+    assert_eq!(r.target, "/tmp/\\u{202e}gpj.exe");
 }

@@ -210,9 +210,15 @@ const UNIX_PERMS: &[&str] = &[
 /// `s` with control characters shown as `\u{..}` escapes: what is printed to a terminal of
 /// text a workload or node may have written.
 pub fn printable(s: &str) -> String {
+    // Control characters, and the invisible ones that reorder or hide text (bidirectional
+    // controls, zero-width characters, line and paragraph separators).
+    let invisible = |c: char| {
+        matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    };
     s.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            if c.is_control() || invisible(c) {
                 c.escape_unicode().collect::<Vec<_>>()
             } else {
                 vec![c]
