@@ -3,12 +3,13 @@
 //! (`AppArmorDenied`, `SeccompDenied`), an Event on the profile, and the metric
 //! `palisade_agent_denials_total{kind,profile}`.
 //!
-//! A record counts only for a Palisade profile that a published pod of this node uses, and
-//! is attributed to that pod by its process's cgroup; a process that has exited (a killed
-//! one always has) is attributed when a single pod of this node uses the profile, and
-//! otherwise counts for the profile alone. Records of anything else are ignored. Events are
-//! aggregated per (pod, container, profile, operation, target) and written within a
-//! per-node budget ([`palisade_domain::denials`]).
+//! A record counts for a pod only while its process runs: its cgroup names the pod among
+//! the published pods of this node, and the pod uses the profile. A process that has exited
+//! (a killed one always has) is never given to a pod: its AppArmor denial is reported on the
+//! profile, its seccomp denial on the node, for no profile (the record does not say whose
+//! filter refused). Records of anything else, and from before the agent started, are
+//! ignored. Events are aggregated per (pod, container, profile, operation, target) and
+//! written within a per-node budget ([`palisade_domain::denials`]).
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
