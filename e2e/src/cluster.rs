@@ -55,6 +55,39 @@ pub struct Options {
     pub seccomp_subdir: String,
 }
 
+impl Options {
+    /// `nodes` agents that report denials read from `log` (auditd's, simulated), with
+    /// `proc_root` standing for the host's /proc, and an operator that publishes each node's
+    /// pods of Palisade profiles to its agent.
+    pub fn denials(nodes: usize, log: &Path, proc_root: &Path) -> Self {
+        Self {
+            nodes,
+            agent_args: vec![
+                "--denials".into(),
+                "--audit-log".into(),
+                log.display().to_string(),
+                "--proc-root".into(),
+                proc_root.display().to_string(),
+            ],
+            operator_args: vec!["--denials".into()],
+            ..Self::default()
+        }
+    }
+}
+
+/// What the chart's `denials.enabled` grants the agents beyond the default manifests (get of
+/// node reports, create and patch of Events), as objects to apply, named `name`.
+pub fn denials_rbac(name: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+               "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]},
+                         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": NAMESPACE}]}),
+    ]
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {

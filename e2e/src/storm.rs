@@ -36,22 +36,7 @@ pub async fn run(dir: &Path, total: usize, seconds: u64) -> Result<()> {
     std::fs::write(&log, "")?;
     let proc_root = dir.join("proc");
     let cp = ControlPlane::start(&dir.join("cluster")).await?;
-    let cluster = Cluster::start_on(
-        cp,
-        Options {
-            nodes: 1,
-            agent_args: vec![
-                "--denials".into(),
-                "--audit-log".into(),
-                log.display().to_string(),
-                "--proc-root".into(),
-                proc_root.display().to_string(),
-            ],
-            operator_args: vec!["--denials".into()],
-            ..Options::default()
-        },
-    )
-    .await?;
+    let cluster = Cluster::start_on(cp, Options::denials(1, &log, &proc_root)).await?;
     let client = cluster.cp.client().await?;
     apply_json(
         &client,
@@ -60,17 +45,14 @@ pub async fn run(dir: &Path, total: usize, seconds: u64) -> Result<()> {
     )
     .await?;
     wait_installed(&Api::<AppArmorProfile>::all(client.clone()), "storm", 1).await?;
-    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "palisade-agent-storm"},
-         "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]},
-                   {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "palisade-agent-storm"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-storm"},
-         "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": crate::cluster::NAMESPACE}]},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "storm", "namespace": "default"},
+    let mut items = crate::cluster::denials_rbac("palisade-agent-storm");
+    items.push(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "storm", "namespace": "default"},
          "spec": {"nodeName": "node-0", "containers": [{"name": "writer", "image": "app:1",
-             "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "storm"}}}]}},
-    ]});
+             "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "storm"}}}]}}),
+    );
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": items});
+
     let file = dir.join("objects.json");
     std::fs::write(&file, serde_json::to_vec(&objects)?)?;
     cluster.apply(&file)?;

@@ -50,20 +50,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     let log = dir.path().join("audit.log");
     std::fs::write(&log, "").unwrap();
     let proc_root = dir.path().join("proc");
-    let cluster = Cluster::start(Options {
-        nodes: 2,
-        agent_args: vec![
-            "--denials".into(),
-            "--audit-log".into(),
-            log.display().to_string(),
-            "--proc-root".into(),
-            proc_root.display().to_string(),
-        ],
-        operator_args: vec!["--denials".into()],
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let cluster = Cluster::start(Options::denials(2, &log, &proc_root)).await.unwrap();
     let client = cluster.cp.client().await.unwrap();
     apply_json(
         &client,
@@ -88,27 +75,21 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
 
     // The chart's denials RBAC (`denials.enabled`): reports `get`, Events `create`/`patch`.
     let subdir = palisade_domain::SECCOMP_SUBDIR;
-    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "palisade-agent-denials-e2e"},
-         "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]},
-                   {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "palisade-agent-denials-e2e"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-denials-e2e"},
-         "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": palisade_e2e::cluster::NAMESPACE}]},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": "default"},
+    let mut items = palisade_e2e::cluster::denials_rbac("palisade-agent-denials-e2e");
+    items.extend([
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": "default"},
          "spec": {"nodeName": "node-0", "containers": [{"name": "web", "image": "app:1",
              "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "deny-e2e"},
-                                 "seccompProfile": {"type": "Localhost", "localhostProfile": format!("{subdir}/kill-e2e.json")}}}]}},
+                                 "seccompProfile": {"type": "Localhost", "localhostProfile": format!("{subdir}/kill-e2e.json")}}}]}}),
         // A pod whose container the kubelet reports only after its first denial.
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": "default"},
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": "default"},
          "spec": {"nodeName": "node-0", "containers": [{"name": "late-c", "image": "app:1",
-             "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "deny-e2e"}}}]}},
+             "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "deny-e2e"}}}]}}),
         // A pod on the same node with no Palisade profile: its records are not Palisade's.
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "default"},
-         "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "app:1"}]}},
-    ]});
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "default"},
+         "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "app:1"}]}}),
+    ]);
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": items});
     let file = dir.path().join("objects.json");
     std::fs::write(&file, serde_json::to_vec(&objects).unwrap()).unwrap();
     cluster.apply(&file).unwrap();
