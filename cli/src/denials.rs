@@ -131,7 +131,13 @@ pub fn from_events(events: &[Event], filter: &Filter, now: i64) -> Vec<Denial> {
             }
         })
         .filter(|d| filter.pod.as_ref().is_none_or(|p| *p == d.pod))
-        .filter(|d| filter.namespace.as_ref().is_none_or(|n| *n == d.namespace))
+        // A namespace asks for its pods' denials: those of no known pod are in none.
+        .filter(|d| {
+            filter
+                .namespace
+                .as_ref()
+                .is_none_or(|n| !d.pod.is_empty() && *n == d.namespace)
+        })
         .filter(|d| filter.profile.as_ref().is_none_or(|p| *p == d.profile))
         .filter(|d| {
             filter.since.is_none_or(|s| {
@@ -335,6 +341,14 @@ mod tests {
             }))
             .unwrap()
         };
+        let in_default = Filter {
+            namespace: Some("default".into()),
+            ..Default::default()
+        };
+        assert!(
+            from_events(&[on("Node", "node-1", None)], &in_default, now).is_empty(),
+            "of no pod, so in no pod's namespace"
+        );
         let got = from_events(&[on("Node", "node-1", None)], &Filter::default(), now);
         assert_eq!(
             (got[0].pod.as_str(), got[0].container.as_str()),
