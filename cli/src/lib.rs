@@ -114,7 +114,8 @@ pub enum Command {
     Denials {
         /// One pod (default: all).
         pod: Option<String>,
-        /// Only this namespace (default: all namespaces).
+        /// Only pods in this namespace (default: all namespaces, and the denials of
+        /// processes that exited before their pod was known).
         #[arg(short, long)]
         namespace: Option<String>,
         /// Only this profile.

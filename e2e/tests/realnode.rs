@@ -1619,7 +1619,7 @@ async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result
         msg.starts_with("seccomp: kill_process mkdir (signal 31) on node "),
         "{msg}"
     );
-    let table = palisade_cli(env, &["denials", "-n", "default"])?;
+    let table = palisade_cli(env, &["denials"])?;
     ensure!(
         table.contains("seccomp/(unknown)") && table.contains("kill_process mkdir"),
         "{table}"
