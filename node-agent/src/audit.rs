@@ -65,10 +65,7 @@ impl Source {
 }
 
 pub struct Config {
-    pub node: String,
     pub source: Source,
-    /// The host's /proc (the agent shares the host's PID namespace).
-    pub proc_root: PathBuf,
     /// How often records are read.
     pub interval: Duration,
 }

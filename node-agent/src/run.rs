@@ -301,9 +301,7 @@ pub async fn run(args: Args) -> Result<()> {
             )
         });
         let cfg = crate::audit::Config {
-            node: args.node_name.clone(),
             source: source.clone(),
-            proc_root: args.proc_root.clone(),
             interval: Duration::from_millis(500),
         };
         let pods = crate::audit::NodePods::new(client.clone(), args.node_name.clone(), args.proc_root.clone());
