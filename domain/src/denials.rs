@@ -234,6 +234,10 @@ pub struct Aggregator {
     refilled: f64,
     /// Denials of a new series that found the table, or their pod's share, full.
     pub overflowed: u64,
+    /// How many series are held: profile series, the others, and the others per pod.
+    profiles: usize,
+    own: usize,
+    per_pod: std::collections::HashMap<String, usize>,
 }
 
 impl Aggregator {
@@ -243,6 +247,9 @@ impl Aggregator {
             tokens: WRITE_BURST,
             refilled: now,
             overflowed: 0,
+            profiles: 0,
+            own: 0,
+            per_pod: Default::default(),
         }
     }
 
@@ -252,19 +259,10 @@ impl Aggregator {
     pub fn record(&mut self, subject: Subject, profile: Option<&str>, detail: &str, time: f64) {
         let kind = subject.kind();
         let pod_uid = subject.pod_uid().map(str::to_string);
-        let (mut own, mut pods, mut profiles) = (0, 0, 0);
-        if !self.series.contains_key(&subject) {
-            for s in self.series.keys() {
-                match s {
-                    Subject::Profile { .. } => profiles += 1,
-                    _ => own += 1,
-                }
-                if pod_uid.is_some() && s.pod_uid() == pod_uid.as_deref() {
-                    pods += 1;
-                }
-            }
-        }
-        let room = own < MAX_SERIES && pods < MAX_SERIES_PER_POD;
+        let pods = pod_uid
+            .as_ref()
+            .map_or(0, |u| self.per_pod.get(u).copied().unwrap_or(0));
+        let room = self.own < MAX_SERIES && pods < MAX_SERIES_PER_POD;
         self.count(subject, detail, time, None, room);
         let Some(profile) = profile else { return };
         let subject = Subject::Profile {
@@ -279,7 +277,8 @@ impl Aggregator {
             s.written = s.written.map(|_| 0);
             s.pods.clear();
         }
-        self.count(subject, detail, time, pod_uid, profiles < MAX_PROFILE_SERIES);
+        let room = self.profiles < MAX_PROFILE_SERIES;
+        self.count(subject, detail, time, pod_uid, room);
     }
 
     fn count(&mut self, subject: Subject, detail: &str, time: f64, pod: Option<String>, room: bool) {
@@ -289,15 +288,18 @@ impl Aggregator {
                 self.overflowed += 1;
                 return;
             }
-            None => self.series.entry(subject).or_insert(Series {
-                count: 0,
-                first: time,
-                last: time,
-                written: None,
-                written_at: 0.0,
-                detail: String::new(),
-                pods: BTreeSet::new(),
-            }),
+            None => {
+                self.held(&subject, true);
+                self.series.entry(subject).or_insert(Series {
+                    count: 0,
+                    first: time,
+                    last: time,
+                    written: None,
+                    written_at: 0.0,
+                    detail: String::new(),
+                    pods: BTreeSet::new(),
+                })
+            }
         };
         s.count += 1;
         s.last = s.last.max(time);
@@ -345,9 +347,33 @@ impl Aggregator {
                 first,
             });
         }
-        self.series
-            .retain(|_, s| !(now - s.last > SERIES_IDLE_SECS && s.written == Some(s.count)));
+        let idle: Vec<Subject> = self
+            .series
+            .iter()
+            .filter(|(_, s)| now - s.last > SERIES_IDLE_SECS && s.written == Some(s.count))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for subject in idle {
+            self.series.remove(&subject);
+            self.held(&subject, false);
+        }
         out
+    }
+
+    /// Counts a series taken into (`true`) or dropped from the table.
+    fn held(&mut self, subject: &Subject, taken: bool) {
+        let step = |n: &mut usize| *n = if taken { *n + 1 } else { n.saturating_sub(1) };
+        match subject {
+            Subject::Profile { .. } => step(&mut self.profiles),
+            _ => step(&mut self.own),
+        }
+        if let Some(uid) = subject.pod_uid() {
+            let n = self.per_pod.entry(uid.to_string()).or_default();
+            step(n);
+            if *n == 0 {
+                self.per_pod.remove(uid);
+            }
+        }
     }
 
     /// A write that failed at `now`: tried again like a repeat, a gap later (an Event that

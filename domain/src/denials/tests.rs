@@ -131,6 +131,8 @@ fn a_failed_write_is_due_again_a_gap_later_and_idle_series_are_forgotten() {
     assert_eq!(again[0].series.count, 1);
     assert!(a.due(3.0 + REPEAT_GAP_SECS + SERIES_IDLE_SECS).is_empty());
     assert!(a.is_empty(), "written and idle");
+    assert_eq!((a.own, a.profiles), (0, 0), "what is held is counted down too");
+    assert!(a.per_pod.is_empty());
 }
 
 #[test]
