@@ -5,6 +5,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod apparmor;
+pub mod binding;
 pub mod common;
 pub mod compiled;
 pub mod denials;
@@ -18,6 +19,7 @@ pub mod render;
 pub mod selector;
 
 pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
+pub use binding::{ProfileBinding, ProfileBindingSpec, ProfileBindingStatus, ProfileRef, binding_crd};
 pub use common::{
     AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED,
     IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
@@ -85,7 +87,10 @@ fn name_rule() -> ValidationRule {
     }
 }
 
-fn with_root_rules(mut crd: CustomResourceDefinition, rules: Vec<ValidationRule>) -> CustomResourceDefinition {
+pub(crate) fn with_root_rules(
+    mut crd: CustomResourceDefinition,
+    rules: Vec<ValidationRule>,
+) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             schema
@@ -147,7 +152,7 @@ pub fn node_profile_status_crd() -> CustomResourceDefinition {
 
 /// Every CRD Palisade installs, with the file name each is generated into.
 pub fn all_crds() -> Vec<(String, CustomResourceDefinition)> {
-    [apparmor_crd(), seccomp_crd(), node_profile_status_crd()]
+    [apparmor_crd(), seccomp_crd(), node_profile_status_crd(), binding_crd()]
         .into_iter()
         .map(|crd| (format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default()), crd))
         .collect()

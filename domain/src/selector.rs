@@ -23,19 +23,29 @@ pub fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
 
 /// The OpenAPI schema of `nodeSelector`: a LabelSelector whose operators are an enum, whose
 /// values are required exactly where Kubernetes requires them, with sizes bounded.
-pub fn node_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub fn node_selector_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    label_selector_schema(
+        generator,
+        "Which nodes get the profile; every node when unset or empty (a Kubernetes label selector).",
+        "node",
+    )
+}
+
+/// The OpenAPI schema of a LabelSelector over `what` (node, pod) with operators as an enum,
+/// values required exactly where Kubernetes requires them, and sizes bounded.
+pub fn label_selector_schema(_: &mut schemars::SchemaGenerator, description: &str, what: &str) -> schemars::Schema {
     schemars::json_schema!({
-        "description": "Which nodes get the profile; every node when unset or empty (a Kubernetes label selector).",
+        "description": description,
         "type": "object",
         "properties": {
             "matchLabels": {
-                "description": "Labels a node must have, each with this value.",
+                "description": format!("Labels a {what} must have, each with this value."),
                 "type": "object",
                 "additionalProperties": {"type": "string", "maxLength": 63},
                 "maxProperties": 64
             },
             "matchExpressions": {
-                "description": "Label requirements a node must meet, all of them.",
+                "description": format!("Label requirements a {what} must meet, all of them."),
                 "type": "array",
                 "maxItems": 32,
                 "items": {
