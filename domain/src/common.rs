@@ -44,7 +44,8 @@ pub struct ProfileStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub localhost_profile: Option<String>,
 
-    /// Pods that reference this profile; while any does, deletion waits.
+    /// Pods that reference this profile and ProfileBindings that name it; while any does,
+    /// deletion waits.
     #[serde(default)]
     pub active_workloads: u32,
 

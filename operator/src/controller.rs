@@ -50,7 +50,7 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("deletion waits for {0} pod(s) that use the profile")]
+    #[error("deletion waits for {0} pod(s) or ProfileBinding(s) that use the profile")]
     InUse(usize),
     #[error("validation could not run: {0}")]
     ValidationUnavailable(String),
@@ -104,6 +104,8 @@ pub struct Context {
     pub nodes: Store<Node>,
     pub liveness: Arc<Liveness>,
     pub pods: Store<Pod>,
+    /// ProfileBindings: a profile one names is held from deletion like one a pod uses.
+    pub bindings: Store<palisade_domain::ProfileBinding>,
     /// Validation verdicts by (kind, uid, content digest): `Ok` or the Invalid message.
     pub validated: Mutex<HashMap<ValidationKey, Result<Warnings, String>>>,
     /// When each profile's status was last written, for [`PROGRESS_GAP`].
@@ -132,6 +134,7 @@ pub struct Caches {
     pub nodes: Store<Node>,
     pub liveness: Arc<Liveness>,
     pub pods: Store<Pod>,
+    pub bindings: Store<palisade_domain::ProfileBinding>,
 }
 
 impl Context {
@@ -149,6 +152,7 @@ impl Context {
             nodes,
             liveness,
             pods,
+            bindings,
         } = caches;
         Self {
             client,
@@ -161,6 +165,7 @@ impl Context {
             nodes,
             liveness,
             pods,
+            bindings,
             validated: Mutex::default(),
             last_write: Mutex::default(),
             backoff: Mutex::default(),
@@ -305,9 +310,11 @@ async fn cached<K: Profile>(
     result
 }
 
-/// Pods that reference the profile, as `namespace/name`.
+/// What uses the profile: pods that reference it (`namespace/name`) and ProfileBindings
+/// that name it (`ProfileBinding namespace/name`).
 pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<String> {
-    ctx.pods
+    let pods = ctx
+        .pods
         .state()
         .iter()
         .filter(|p| {
@@ -316,7 +323,15 @@ pub fn workloads(ctx: &Context, kind: ProfileKind, name: &str) -> BTreeSet<Strin
                 .any(|(k, n)| *k == kind && n == name)
         })
         .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
-        .collect()
+        .collect::<Vec<_>>();
+    let bindings = ctx
+        .bindings
+        .state()
+        .iter()
+        .filter(|b| b.spec.profile_ref.kind == kind && b.spec.profile_ref.name == name)
+        .map(|b| format!("ProfileBinding {}/{}", b.namespace().unwrap_or_default(), b.name_any()))
+        .collect::<Vec<_>>();
+    pods.into_iter().chain(bindings).collect()
 }
 
 /// Status writes that only move counts (no condition changes status or reason) are kept at

@@ -2,6 +2,7 @@
 //! validation, aggregates what node agents report into each profile's status, and holds a
 //! profile's deletion while pods use it.
 
+pub mod bindings;
 pub mod controller;
 pub mod leader;
 pub mod learning_pods;

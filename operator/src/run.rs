@@ -12,10 +12,11 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::core::DeserializeGuard;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use palisade_domain::{AppArmorProfile, SeccompProfile};
+use palisade_domain::{AppArmorProfile, ProfileBinding, SeccompProfile};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -60,8 +61,9 @@ pub struct Args {
     #[arg(long, env = "PALISADE_SECCOMP_SUBDIR", default_value = palisade_domain::SECCOMP_SUBDIR)]
     pub seccomp_subdir: String,
 
-    /// Serve the pod admission guard (HTTPS, `/validate-pods`) on this address; off when
-    /// unset. Every replica serves it.
+    /// Serve the pod admission webhooks (HTTPS: the guard at `/validate-pods`, the
+    /// ProfileBinding binder at `/mutate-pods`) on this address; off when unset. Every
+    /// replica serves them.
     #[arg(long, env = "PALISADE_WEBHOOK_ADDRESS")]
     pub webhook_address: Option<SocketAddr>,
     /// `warn`: admit pods naming a missing or rejected profile with a warning; `deny`:
@@ -77,6 +79,14 @@ pub struct Args {
     /// The ValidatingWebhookConfiguration whose caBundle the operator keeps.
     #[arg(long, env = "PALISADE_WEBHOOK_CONFIGURATION", default_value = "palisade-pod-guard")]
     pub webhook_configuration: String,
+    /// The MutatingWebhookConfiguration (ProfileBindings, `/mutate-pods`) whose caBundle the
+    /// operator keeps.
+    #[arg(
+        long,
+        env = "PALISADE_BINDING_WEBHOOK_CONFIGURATION",
+        default_value = "palisade-profile-binding"
+    )]
+    pub binding_webhook_configuration: String,
 
     #[arg(long, env = "PALISADE_METRICS_ADDRESS", default_value = "127.0.0.1:9200")]
     pub metrics_address: SocketAddr,
@@ -165,18 +175,27 @@ async fn spawn_webhook(client: &Client, args: &Args, address: SocketAddr, health
     let (apparmor, apparmor_events) = reflect_profiles::<AppArmorProfile>(client);
     tokio::spawn(drain(seccomp_events));
     tokio::spawn(drain(apparmor_events));
+    let (bindings, bindings_writer) = kube::runtime::reflector::store();
+    tokio::spawn(drain(
+        kube::runtime::watcher(kube::Api::<ProfileBinding>::all(client.clone()), Default::default())
+            .default_backoff()
+            .modify(crate::watches::slim_meta)
+            .reflect(bindings_writer),
+    ));
     let cfg = crate::webhook::Config {
         mode: args.webhook_mode,
         namespace: args.namespace.clone(),
         secret: args.webhook_secret.clone(),
         service: args.webhook_service.clone(),
         configuration: args.webhook_configuration.clone(),
+        mutating_configuration: args.binding_webhook_configuration.clone(),
     };
     let guard = crate::webhook::Guard {
         mode: args.webhook_mode,
         seccomp_subdir: args.seccomp_subdir.clone(),
         seccomp: seccomp.store,
         apparmor: apparmor.store,
+        bindings,
     };
     let (client, alive) = (client.clone(), health.alive("webhook"));
     tokio::spawn(async move {
@@ -255,8 +274,16 @@ async fn lead(
         nodes,
         leases,
         pods,
+        bindings,
+        binding_objects,
         events,
     } = Watches::start(client, &args.namespace, &args.seccomp_subdir);
+    let binding_ctx = Arc::new(crate::bindings::BindingContext {
+        client: client.clone(),
+        seccomp_subdir: args.seccomp_subdir.clone(),
+        seccomp: seccomp.store.clone(),
+        apparmor: apparmor.store.clone(),
+    });
     let ctx = Arc::new(context(
         client,
         args,
@@ -267,6 +294,7 @@ async fn lead(
             nodes,
             liveness: Arc::new(Liveness::default()),
             pods,
+            bindings: bindings.clone(),
         },
     ));
     let (router, seccomp_queue, apparmor_queue) = Router::new();
@@ -289,10 +317,13 @@ async fn lead(
         ),
     );
 
+    ctx.bindings.wait_until_ready().await.context("initial watch sync")?;
+
     let stop = until_either(shutdown.clone(), lost);
     tokio::join!(
         run_controller(ctx.clone(), seccomp, seccomp_queue, &router, stop.clone()),
-        run_controller(ctx.clone(), apparmor, apparmor_queue, &router, stop),
+        run_controller(ctx.clone(), apparmor, apparmor_queue, &router, stop.clone()),
+        run_binding_controller(binding_ctx, bindings, binding_objects, stop),
     );
     term.end().await;
     Ok(())
@@ -367,7 +398,7 @@ fn follow_watches(
     published: &Arc<Published>,
     router: &Router,
 ) {
-    use triggers::{bases, leases, nodes, pods, profiles, reports};
+    use triggers::{bases, bindings, leases, nodes, pods, profiles, reports};
     let (ctx, published, router) = (ctx.clone(), published.clone(), router.clone());
     term.spawn(
         "watch/nodeprofilestatuses",
@@ -401,6 +432,10 @@ fn follow_watches(
         ),
     );
     term.spawn(
+        "watch/profilebindings",
+        bindings::follow(events.bindings, bindings::BindingIndex::default(), router.clone()),
+    );
+    term.spawn(
         "watch/nodes",
         nodes::follow(events.nodes, ctx.nodes.clone(), ctx.reports.clone(), router.clone()),
     );
@@ -428,6 +463,22 @@ async fn run_controller<K>(
         .reconcile_all_on(router.every())
         .graceful_shutdown_on(stop)
         .run(controller::reconcile::<K>, controller::error_policy::<K>, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// The ProfileBindings' status controller: each binding's pods counted on its changes and
+/// every [`crate::bindings::RECOUNT_EVERY`].
+async fn run_binding_controller(
+    ctx: Arc<crate::bindings::BindingContext>,
+    store: Store<ProfileBinding>,
+    objects: kube::runtime::reflector::ReflectHandle<ProfileBinding>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    Controller::for_shared_stream(objects, store)
+        .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .graceful_shutdown_on(stop)
+        .run(crate::bindings::reconcile, crate::bindings::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }

@@ -217,7 +217,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
         let first: Vec<&str> = input.workloads.iter().take(3).map(String::as_str).collect();
         let more = input.workloads.len().saturating_sub(first.len());
         let message = format!(
-            "deletion waits for {} pod(s) using the profile: {}{}",
+            "deletion waits for {} pod(s) or ProfileBinding(s) using the profile: {}{}",
             input.workloads.len(),
             first.join(", "),
             if more > 0 {
@@ -568,7 +568,7 @@ mod tests {
         assert_eq!(held.reason, "InUse");
         assert_eq!(
             held.message,
-            "deletion waits for 4 pod(s) using the profile: default/a, default/b, ns/c and 1 more"
+            "deletion waits for 4 pod(s) or ProfileBinding(s) using the profile: default/a, default/b, ns/c and 1 more"
         );
         assert_eq!(status.active_workloads, 4);
     }

@@ -129,6 +129,7 @@ fn context_with(client: Client, pods: Vec<Pod>, seccomp: Vec<SeccompProfile>, pa
             nodes,
             liveness,
             pods,
+            bindings: store(vec![]),
         },
     ))
 }
@@ -349,7 +350,7 @@ async fn holds_deletion_while_a_pod_uses_the_profile() {
         assert_eq!(held["reason"], "InUse");
         assert_eq!(
             held["message"],
-            "deletion waits for 1 pod(s) using the profile: shop/user"
+            "deletion waits for 1 pod(s) or ProfileBinding(s) using the profile: shop/user"
         );
         // Events for Accepted and InUse; then nothing: the finalizer stays.
         for _ in 0..2 {

@@ -12,7 +12,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
+use palisade_domain::{AppArmorProfile, NodeProfileStatus, ProfileBinding, SeccompProfile};
 
 use crate::controller::Profile;
 use crate::pods;
@@ -33,6 +33,9 @@ pub struct Watches {
     pub nodes: Store<Node>,
     pub leases: Store<Lease>,
     pub pods: Store<Pod>,
+    /// ProfileBindings: read by deletion protection, subscribed to by their status controller.
+    pub bindings: Store<ProfileBinding>,
+    pub binding_objects: ReflectHandle<ProfileBinding>,
     /// What fills them.
     pub events: WatchEvents,
 }
@@ -46,6 +49,7 @@ pub struct WatchEvents {
     pub nodes: Events<Node>,
     pub leases: Events<Lease>,
     pub pods: Events<Pod>,
+    pub bindings: Events<ProfileBinding>,
 }
 
 impl Watches {
@@ -82,12 +86,22 @@ impl Watches {
         );
         let (seccomp, seccomp_events) = reflect_profiles(client);
         let (apparmor, apparmor_events) = reflect_profiles(client);
+        let (bindings, bindings_writer) = reflector::store_shared(256);
+        let binding_objects = bindings_writer.subscribe().expect("a shared store has subscribers");
+        let binding_events = watcher(Api::<ProfileBinding>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_meta)
+            .reflect_shared(bindings_writer)
+            .filter_map(|r| futures::future::ready(r.ok()))
+            .boxed();
         Self {
             seccomp,
             apparmor,
             nodes,
             leases,
             pods,
+            bindings,
+            binding_objects,
             events: WatchEvents {
                 seccomp: seccomp_events,
                 apparmor: apparmor_events,
@@ -95,6 +109,7 @@ impl Watches {
                 nodes: node_events,
                 leases: lease_events,
                 pods: pod_events,
+                bindings: binding_events,
             },
         }
     }

@@ -1,12 +1,17 @@
-//! The pod admission guard: a validating webhook for pods that reference Palisade profiles.
+//! The pod admission webhooks: the guard (validating) for pods that reference Palisade
+//! profiles, and the binder (mutating) that applies ProfileBindings to pods being created.
 //!
 //! A pod naming a SeccompProfile or AppArmorProfile that does not exist, or was never
 //! accepted, gets an admission warning (`warn` mode) or is denied (`deny` mode); one naming
 //! a profile not yet Ready on every node it targets gets a warning. The operator serves
 //! HTTPS with its own certificate: a CA and a serving certificate kept in a Secret (created
 //! by whichever replica finds it missing, rotated 30 days before expiry, optimistic
-//! concurrency deciding between replicas) and the CA kept in the
-//! ValidatingWebhookConfiguration's `caBundle`.
+//! concurrency deciding between replicas) and the CA kept in the `caBundle` of the
+//! ValidatingWebhookConfiguration and of the MutatingWebhookConfiguration.
+//!
+//! The binder sets a container's `securityContext.seccompProfile` / `appArmorProfile` from
+//! the ProfileBindings of the pod's namespace ([`palisade_domain::binding::bind`]), never over
+//! a profile the pod sets itself, and answers with a JSON patch and warnings.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,14 +21,14 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use palisade_domain::{AppArmorProfile, ProfileKind, ProfileStatus, SeccompProfile};
+use palisade_domain::{AppArmorProfile, ProfileBinding, ProfileKind, ProfileStatus, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
 
 use crate::pods;
@@ -48,6 +53,8 @@ pub struct Config {
     pub service: String,
     /// The ValidatingWebhookConfiguration whose `caBundle` the operator keeps.
     pub configuration: String,
+    /// The MutatingWebhookConfiguration (ProfileBindings) whose `caBundle` the operator keeps.
+    pub mutating_configuration: String,
 }
 
 /// What the handler reads.
@@ -59,6 +66,8 @@ pub struct Guard {
     /// Profiles that do not parse count as missing.
     pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
     pub apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+    /// Every namespace's ProfileBindings.
+    pub bindings: Store<ProfileBinding>,
 }
 
 /// A certificate is replaced this long before it expires.
@@ -225,28 +234,37 @@ pub async fn ensure_material(client: &Client, cfg: &Config) -> Result<Material> 
     anyhow::bail!("the webhook certificate Secret {} keeps changing", cfg.secret)
 }
 
-/// Puts `bundle` into every webhook of the configuration that lacks it.
+/// Puts `bundle` into every webhook of both configurations that lacks it.
 pub async fn ensure_ca_bundle(client: &Client, cfg: &Config, bundle: &str) -> Result<()> {
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let Some(vwc) = api.get_opt(&cfg.configuration).await? else {
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    ensure_bundle_of(&validating, &cfg.configuration, bundle).await?;
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    ensure_bundle_of(&mutating, &cfg.mutating_configuration, bundle).await
+}
+
+/// Puts `bundle` into every webhook of the configuration `name` that lacks it.
+async fn ensure_bundle_of<K>(api: &Api<K>, name: &str, bundle: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(configuration) = api.get_opt(name).await? else {
         return Ok(()); // not installed (the chart's value turned it off)
     };
-    let webhooks = vwc.webhooks.unwrap_or_default();
-    if webhooks
-        .iter()
-        .all(|w| w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle.as_bytes()))
-    {
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(bundle.as_bytes().to_vec()))?;
+    let value = serde_json::to_value(&configuration)?;
+    let webhooks = value["webhooks"].as_array().cloned().unwrap_or_default();
+    if webhooks.iter().all(|w| w["clientConfig"]["caBundle"] == encoded) {
         return Ok(());
     }
     // Strategic merge: webhooks are keyed by name, so only each caBundle changes.
     let patch = serde_json::json!({"webhooks": webhooks.iter().map(|w| serde_json::json!({
-        "name": w.name,
-        "clientConfig": {"caBundle": k8s_openapi::ByteString(bundle.as_bytes().to_vec())},
+        "name": w["name"],
+        "clientConfig": {"caBundle": encoded},
     })).collect::<Vec<_>>()});
-    api.patch(&cfg.configuration, &PatchParams::default(), &Patch::Strategic(patch))
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
-        .context("patching the webhook configuration's caBundle")?;
-    tracing::info!(configuration = cfg.configuration, "updated the webhook caBundle");
+        .with_context(|| format!("patching the caBundle of the webhook configuration {name}"))?;
+    tracing::info!(configuration = name, "updated the webhook caBundle");
     Ok(())
 }
 
@@ -268,6 +286,7 @@ fn tls_config(m: &Material) -> Result<Arc<rustls::ServerConfig>> {
 pub async fn serve(client: Client, cfg: Config, listener: tokio::net::TcpListener, guard: Guard) -> Result<()> {
     guard.seccomp.wait_until_ready().await?;
     guard.apparmor.wait_until_ready().await?;
+    guard.bindings.wait_until_ready().await?;
     // A failure here (an API server that is slow or restarting) is retried: the guard must
     // not stay down for the rest of the process's life because of one failed request.
     let material = (|| async {
@@ -303,6 +322,7 @@ pub async fn serve(client: Client, cfg: Config, listener: tokio::net::TcpListene
 
     let app = Router::new()
         .route("/validate-pods", post(review))
+        .route("/mutate-pods", post(mutate))
         .with_state(Arc::new(guard));
     loop {
         let (stream, _) = match listener.accept().await {
@@ -339,6 +359,62 @@ async fn review(
         return Json(response.into_review());
     };
     Json(decide(&guard, pod, response).into_review())
+}
+
+async fn mutate(
+    State(guard): State<Arc<Guard>>,
+    Json(review): Json<AdmissionReview<Pod>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<Pod> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => return Json(AdmissionResponse::invalid(e.to_string()).into_review()),
+    };
+    let response = AdmissionResponse::from(&request);
+    let Some(pod) = &request.object else {
+        return Json(response.into_review());
+    };
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| pod.namespace())
+        .unwrap_or_default();
+    Json(bind(&guard, &namespace, pod, response).into_review())
+}
+
+/// The binder's answer for a pod being created in `namespace`: a patch setting the profiles
+/// its namespace's ProfileBindings attach, and warnings for what was left alone. A pod is
+/// always admitted: a binding that cannot be applied is said, not enforced by refusal.
+pub fn bind(guard: &Guard, namespace: &str, pod: &Pod, response: AdmissionResponse) -> AdmissionResponse {
+    let bindings = guard.bindings.state();
+    let here: Vec<&ProfileBinding> = bindings
+        .iter()
+        .filter(|b| b.metadata.namespace.as_deref() == Some(namespace))
+        .map(|b| b.as_ref())
+        .collect();
+    if here.is_empty() {
+        return response;
+    }
+    let mut bound = pod.clone();
+    let outcome = palisade_domain::binding::bind(&mut bound, &here, &guard.seccomp_subdir);
+    let mut response = response;
+    if !outcome.set.is_empty() {
+        let before = serde_json::to_value(pod).unwrap_or_default();
+        let after = serde_json::to_value(&bound).unwrap_or_default();
+        match response.clone().with_patch(json_patch::diff(&before, &after)) {
+            Ok(r) => response = r,
+            Err(e) => {
+                tracing::warn!(error = %e, "serializing a binding patch");
+                return response;
+            }
+        }
+        for (container, kind, profile, binding) in &outcome.set {
+            tracing::debug!(namespace, container, kind = kind.slug(), profile, binding, "bound");
+        }
+    }
+    if !outcome.warnings.is_empty() {
+        response.warnings = Some(outcome.warnings.into_iter().map(|w| format!("Palisade: {w}")).collect());
+    }
+    response
 }
 
 /// The guard's answer for a pod: problems with the profiles it names.
@@ -446,11 +522,13 @@ mod tests {
             writer.apply_watcher_event(&Event::Apply(p));
         }
         let (apparmor, _) = reflector::store();
+        let (bindings, _) = reflector::store();
         Guard {
             mode,
             seccomp_subdir: palisade_domain::SECCOMP_SUBDIR.into(),
             seccomp,
             apparmor,
+            bindings,
         }
     }
 
@@ -543,6 +621,52 @@ mod tests {
     }
 
     #[test]
+    fn the_binder_patches_the_fields_of_bound_containers_in_the_pods_namespace_only() {
+        let mut g = guard(Mode::Warn);
+        let (bindings, mut writer) = reflector::store();
+        for (ns, name, profile) in [("n", "web", "ready"), ("elsewhere", "other", "rejected")] {
+            let b: ProfileBinding = serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1",
+                "kind": "ProfileBinding", "metadata": {"name": name, "namespace": ns},
+                "spec": {"profileRef": {"kind": "SeccompProfile", "name": profile}, "image": "nginx"}}))
+            .unwrap();
+            writer.apply_watcher_event(&Event::Apply(b));
+        }
+        g.bindings = bindings;
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "n"},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"},
+                                    {"name": "own", "image": "nginx", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}]}}))
+        .unwrap();
+        let bound = bind(&g, "n", &pod, response());
+        assert!(bound.allowed);
+        let patch: serde_json::Value = serde_json::from_slice(bound.patch.as_ref().expect("a patch")).unwrap();
+        let mut patched = serde_json::to_value(&pod).unwrap();
+        json_patch::patch(
+            &mut patched,
+            &serde_json::from_value::<json_patch::Patch>(patch).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            patched["spec"]["containers"][0]["securityContext"]["seccompProfile"],
+            json!({"type": "Localhost", "localhostProfile": "palisade/ready.json"})
+        );
+        assert_eq!(
+            patched["spec"]["containers"][1]["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let warnings = bound.warnings.unwrap();
+        assert!(
+            warnings[0].starts_with("Palisade: container \"own\" keeps its own seccomp profile (RuntimeDefault)"),
+            "{warnings:?}"
+        );
+
+        let untouched = bind(&g, "team", &pod, response());
+        assert!(
+            untouched.patch.is_none() && untouched.warnings.is_none(),
+            "another namespace's bindings do not apply"
+        );
+    }
+
+    #[test]
     fn certificates_rotate_before_expiry_and_the_bundle_trusts_both_cas_meanwhile() {
         let cfg = Config {
             mode: Mode::Warn,
@@ -550,6 +674,7 @@ mod tests {
             secret: "palisade-webhook-tls".into(),
             service: "palisade-webhook".into(),
             configuration: "palisade-pod-guard".into(),
+            mutating_configuration: "palisade-profile-binding".into(),
         };
         let first = generate(&cfg, None).unwrap();
         tls_config(&first).expect("the certificate and key make a TLS config");

@@ -5,6 +5,7 @@
 //!
 //! - [`reports`]: a node's report → the profiles whose standing there changed;
 //! - [`pods`]: a pod → the profiles it references now or did before;
+//! - [`bindings`]: a ProfileBinding → the profile it names now or did before;
 //! - [`profiles`]: a profile → those waiting on nodes whose expected set it changed, and
 //!   (seccomp) the profiles that inherit from it ([`bases`]);
 //! - [`nodes`]: a node joining, leaving or changing labels → every profile;
@@ -20,6 +21,7 @@
 //! controller; and heartbeats also expire on a timer, with no event at all.
 
 pub mod bases;
+pub mod bindings;
 pub mod leases;
 pub mod nodes;
 pub mod pods;

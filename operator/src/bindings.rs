@@ -1,0 +1,285 @@
+//! The ProfileBinding status controller (leader only): how many of the pods a binding
+//! matches run under its profile, which do not and why, and whether its profile exists, was
+//! accepted and is Ready. The webhook binds pods as they are created; this says what came of
+//! it, including for pods created while the webhook was unreachable (its failure policy
+//! admits them unbound).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, ResourceExt};
+use palisade_domain::binding::{self, MAX_UNBOUND_LISTED, UnboundPod};
+use palisade_domain::{
+    AppArmorProfile, CONDITION_READY, ProfileBinding, ProfileBindingStatus, ProfileKind, ProfileStatus, SeccompProfile,
+};
+
+/// How often a binding's pods are counted again (pods come and go without the binding
+/// changing).
+pub const RECOUNT_EVERY: Duration = Duration::from_secs(30);
+/// Most pods read per list page, and in all, per binding.
+const PAGE: u32 = 500;
+const MAX_PODS: usize = 20_000;
+
+/// What the binding controller reads.
+pub struct BindingContext {
+    pub client: Client,
+    pub seccomp_subdir: String,
+    pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
+    pub apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(#[from] kube::Error);
+
+/// The profile's status as cached: `None` when missing, `Some(None)` when it does not parse
+/// or has no status yet.
+fn profile_status(ctx: &BindingContext, kind: ProfileKind, name: &str) -> Option<Option<ProfileStatus>> {
+    match kind {
+        ProfileKind::SeccompProfile => ctx
+            .seccomp
+            .get(&ObjectRef::new(name))
+            .map(|p| p.0.as_ref().ok().and_then(|p| p.status.clone())),
+        ProfileKind::AppArmorProfile => ctx
+            .apparmor
+            .get(&ObjectRef::new(name))
+            .map(|p| p.0.as_ref().ok().and_then(|p| p.status.clone())),
+    }
+}
+
+/// `Ready` of a binding: (status, reason, message).
+pub fn readiness(
+    binding: &ProfileBinding,
+    profile: Option<Option<ProfileStatus>>,
+) -> (&'static str, &'static str, String) {
+    let r = &binding.spec.profile_ref;
+    if let Some(problem) = binding::problem(binding) {
+        return ("False", "InvalidBinding", problem);
+    }
+    let Some(status) = profile else {
+        return (
+            "False",
+            "ProfileMissing",
+            format!(
+                "{} {} does not exist: bound containers cannot start where it is missing",
+                r.kind.name(),
+                r.name
+            ),
+        );
+    };
+    let status = status.unwrap_or_default();
+    if status.accepted.is_none() {
+        let why = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted")
+            .map_or("not validated yet".to_string(), |c| c.message.clone());
+        return (
+            "False",
+            "ProfileNotAccepted",
+            format!("{} {} was not accepted: {why}", r.kind.name(), r.name),
+        );
+    }
+    match status.conditions.iter().find(|c| c.type_ == CONDITION_READY) {
+        Some(c) if c.status == "True" => ("True", "ProfileReady", format!("{} {} is Ready", r.kind.name(), r.name)),
+        Some(c) => (
+            "False",
+            "ProfileNotReady",
+            format!("{} {} is not Ready: {}", r.kind.name(), r.name, c.message),
+        ),
+        None => (
+            "False",
+            "ProfileNotReady",
+            format!("{} {} is not reconciled yet", r.kind.name(), r.name),
+        ),
+    }
+}
+
+/// The status of `binding` given the pods of its namespace and its profile's status.
+pub fn status(
+    binding: &ProfileBinding,
+    pods: &[Pod],
+    profile: Option<Option<ProfileStatus>>,
+    seccomp_subdir: &str,
+    old: Option<&ProfileBindingStatus>,
+    now: Time,
+) -> ProfileBindingStatus {
+    let (mut bound, mut unbound_pods, mut unbound) = (0u32, 0u32, Vec::new());
+    for pod in pods {
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if finished || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match binding::standing(binding, pod, seccomp_subdir) {
+            None => {}
+            Some(Ok(())) => bound += 1,
+            Some(Err(reason)) => {
+                unbound_pods += 1;
+                unbound.push(UnboundPod {
+                    name: pod.name_any(),
+                    reason,
+                });
+            }
+        }
+    }
+    unbound.sort();
+    unbound.truncate(MAX_UNBOUND_LISTED);
+    let (ready, reason, message) = readiness(binding, profile);
+    let generation = binding.metadata.generation;
+    let transition = old
+        .and_then(|o| o.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+        .filter(|c| c.status == ready)
+        .map_or(now, |c| c.last_transition_time.clone());
+    ProfileBindingStatus {
+        observed_generation: generation,
+        conditions: vec![Condition {
+            type_: CONDITION_READY.into(),
+            status: ready.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: transition,
+        }],
+        bound_pods: bound,
+        unbound_pods,
+        unbound,
+    }
+}
+
+/// Lists the pods of the binding's namespace that its selector matches (all when it has
+/// none), at most [`MAX_PODS`].
+async fn pods_of(client: &Client, binding: &ProfileBinding) -> Result<Vec<Pod>, Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &binding.namespace().unwrap_or_default());
+    let mut params = ListParams::default().limit(PAGE);
+    if let Some(selector) = binding.spec.selector.as_ref()
+        && let Ok(s) = kube::core::Selector::try_from(selector.clone())
+    {
+        params = params.labels_from(&s);
+    }
+    let mut pods = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        pods.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() && pods.len() < MAX_PODS => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    Ok(pods)
+}
+
+/// Counts the binding's pods and writes its status when it changed.
+#[tracing::instrument(skip_all, fields(binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default()))]
+pub async fn reconcile(binding: Arc<ProfileBinding>, ctx: Arc<BindingContext>) -> Result<Action, Error> {
+    let pods = pods_of(&ctx.client, &binding).await?;
+    let r = &binding.spec.profile_ref;
+    let profile = profile_status(&ctx, r.kind, &r.name);
+    let old = binding.status.as_ref();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new = status(&binding, &pods, profile, &ctx.seccomp_subdir, old, now);
+    if old != Some(&new) {
+        let api: Api<ProfileBinding> = Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
+        api.patch_status(
+            &binding.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": new})),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(RECOUNT_EVERY))
+}
+
+/// A failed count or write is tried again soon.
+pub fn error_policy(_: Arc<ProfileBinding>, e: &Error, _: Arc<BindingContext>) -> Action {
+    tracing::warn!(error = %e, "counting a ProfileBinding's pods");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn binding() -> ProfileBinding {
+        serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
+            "metadata": {"name": "b", "namespace": "ns", "generation": 2},
+            "spec": {"profileRef": {"kind": "SeccompProfile", "name": "web"}, "image": "nginx"}}))
+        .unwrap()
+    }
+
+    fn pod(name: &str, image: &str, profile: Option<&str>, phase: &str) -> Pod {
+        let mut c = json!({"name": "c", "image": image});
+        if let Some(p) = profile {
+            c["securityContext"] = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": p}});
+        }
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"},
+            "spec": {"containers": [c]}, "status": {"phase": phase}}))
+        .unwrap()
+    }
+
+    fn ready(status: &str) -> ProfileStatus {
+        serde_json::from_value(json!({"accepted": {"generation": 1, "digest": "d"},
+            "conditions": [{"type": "Ready", "status": status, "reason": "x", "message": "on 1/2 nodes",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn counts_bound_and_unbound_pods_and_names_the_unbound() {
+        let pods = [
+            pod("bound", "nginx:1", Some("palisade/web.json"), "Running"),
+            pod("early", "nginx:1", None, "Running"),
+            pod("own", "nginx:1", Some("palisade/other.json"), "Pending"),
+            pod("done", "nginx:1", None, "Succeeded"),
+            pod("db", "postgres", None, "Running"),
+        ];
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let s = status(
+            &binding(),
+            &pods,
+            Some(Some(ready("True"))),
+            "palisade",
+            None,
+            now.clone(),
+        );
+        assert_eq!((s.bound_pods, s.unbound_pods), (1, 2));
+        assert_eq!(
+            s.unbound,
+            vec![
+                UnboundPod {
+                    name: "early".into(),
+                    reason: "container \"c\" sets no seccomp profile".into()
+                },
+                UnboundPod {
+                    name: "own".into(),
+                    reason: "container \"c\" runs under Localhost palisade/other.json".into()
+                },
+            ]
+        );
+        assert_eq!(s.conditions[0].status, "True");
+        assert_eq!(s.observed_generation, Some(2));
+        let again = status(&binding(), &pods, Some(Some(ready("True"))), "palisade", Some(&s), now);
+        assert_eq!(again, s, "nothing changed: the same status, so nothing is written");
+    }
+
+    #[test]
+    fn ready_follows_the_profile() {
+        let b = binding();
+        assert_eq!(readiness(&b, None).1, "ProfileMissing");
+        assert_eq!(readiness(&b, Some(None)).1, "ProfileNotAccepted");
+        let (s, reason, message) = readiness(&b, Some(Some(ready("False"))));
+        assert_eq!((s, reason), ("False", "ProfileNotReady"));
+        assert!(message.contains("on 1/2 nodes"), "{message}");
+        assert_eq!(readiness(&b, Some(Some(ready("True")))).0, "True");
+    }
+}
