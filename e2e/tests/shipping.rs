@@ -201,7 +201,17 @@ fn the_default_rendering_keeps_the_security_promises() {
             .iter()
             .filter(|d| d["kind"] == "CustomResourceDefinition")
             .count(),
-        3
+        4,
+        "AppArmorProfile, SeccompProfile, NodeProfileStatus, ProfileBinding"
+    );
+    // The binder never blocks pods while the operator is down, and never touches the
+    // control plane's or Palisade's own pods.
+    let binder = &find(&all, "MutatingWebhookConfiguration", "palisade-profile-binding")["webhooks"][0];
+    assert_eq!(binder["failurePolicy"], "Ignore");
+    assert_eq!(binder["clientConfig"]["service"]["path"], "/mutate-pods");
+    assert_eq!(
+        strs(&binder["namespaceSelector"]["matchExpressions"][0]["values"]),
+        ["kube-system", NAMESPACE]
     );
 }
 

@@ -76,7 +76,7 @@ pub struct Args {
     /// The Service in front of the operator: the certificate's DNS names.
     #[arg(long, env = "PALISADE_WEBHOOK_SERVICE", default_value = "palisade-webhook")]
     pub webhook_service: String,
-    /// The ValidatingWebhookConfiguration whose caBundle the operator keeps.
+    /// The ValidatingWebhookConfiguration whose caBundle the operator keeps ("": none).
     #[arg(long, env = "PALISADE_WEBHOOK_CONFIGURATION", default_value = "palisade-pod-guard")]
     pub webhook_configuration: String,
     /// The MutatingWebhookConfiguration (ProfileBindings, `/mutate-pods`) whose caBundle the

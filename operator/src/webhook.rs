@@ -247,6 +247,9 @@ async fn ensure_bundle_of<K>(api: &Api<K>, name: &str, bundle: &str) -> Result<(
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    if name.is_empty() {
+        return Ok(()); // not installed (the chart's value turned it off)
+    }
     let Some(configuration) = api.get_opt(name).await? else {
         return Ok(()); // not installed (the chart's value turned it off)
     };

@@ -1,0 +1,294 @@
+//! ProfileBindings, applied by the real API server calling the operator's binder (the
+//! chart's MutatingWebhookConfiguration pointed at the operator on this machine, with the
+//! operator's own certificate in its caBundle): pods bound by image and by label, a pod's own
+//! profile kept with a warning, namespaces apart, a bound profile held from deletion, and the
+//! binder's failure policy while the operator is down, then back after its restart.
+
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use palisade_domain::{ProfileBinding, SeccompProfile};
+use palisade_e2e::cluster::{apply_json, wait_installed};
+use palisade_e2e::controlplane::free_port;
+use palisade_e2e::{Cluster, Options, wait_for};
+use serde_json::json;
+
+const NS: &str = "shop";
+
+fn seccomp(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": name},
+        "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}})
+}
+
+fn binding(name: &str, kind: &str, profile: &str, match_: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({"profileRef": {"kind": kind, "name": profile}});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(match_.as_object().unwrap().clone());
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
+        "metadata": {"name": name, "namespace": NS}, "spec": spec})
+}
+
+/// Creates a pod with kubectl (as a user would): whether it was created, and kubectl's stderr
+/// (where admission warnings go).
+fn create_pod(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    labels: serde_json::Value,
+    container: serde_json::Value,
+) -> String {
+    let mut c = json!({"name": "app", "image": "nginx:1.27"});
+    c.as_object_mut()
+        .unwrap()
+        .extend(container.as_object().unwrap().clone());
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"containers": [c]}});
+    let file = cluster.dir().join(format!("pod-{ns}-{name}.json"));
+    std::fs::write(&file, pod.to_string()).unwrap();
+    let out = cluster.kubectl(&["create", "-f", &file.display().to_string()]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "creating {ns}/{name}: {stderr}");
+    stderr
+}
+
+fn apply(cluster: &Cluster, obj: serde_json::Value) {
+    let file = cluster
+        .dir()
+        .join(format!("{}.json", obj["metadata"]["name"].as_str().unwrap()));
+    std::fs::write(&file, obj.to_string()).unwrap();
+    let out = cluster.kubectl(&["apply", "-f", &file.display().to_string()]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `(seccomp localhostProfile, AppArmor localhostProfile)` of the pod's container.
+async fn profiles_of(pods: &Api<Pod>, name: &str) -> (Option<String>, Option<String>) {
+    let pod = pods.get(name).await.unwrap();
+    let sc = pod.spec.unwrap().containers[0]
+        .security_context
+        .clone()
+        .unwrap_or_default();
+    (
+        sc.seccomp_profile
+            .map(|p| format!("{}:{}", p.type_, p.localhost_profile.unwrap_or_default())),
+        sc.app_armor_profile
+            .map(|p| format!("{}:{}", p.type_, p.localhost_profile.unwrap_or_default())),
+    )
+}
+
+async fn wait_counts(bindings: &Api<ProfileBinding>, name: &str, bound: u32, unbound: u32) -> ProfileBinding {
+    wait_for(
+        &format!("ProfileBinding {name}: {bound} bound, {unbound} unbound"),
+        Duration::from_secs(90),
+        || async {
+            let b = bindings.get(name).await?;
+            let s = b.status.clone().unwrap_or_default();
+            Ok((s.bound_pods == bound && s.unbound_pods == unbound).then_some(b))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keeps_a_pods_own_profile() {
+    let port = free_port().unwrap();
+    let mut cluster = Cluster::start(Options {
+        operator_args: ["--webhook-address", &format!("127.0.0.1:{port}")]
+            .map(String::from)
+            .to_vec(),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let client = cluster.cp.client().await.unwrap();
+
+    // The chart's binder configuration, pointed at the operator on this machine.
+    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    mwcs.patch(
+        "palisade-profile-binding",
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(json!([
+                {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
+                {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": format!("https://127.0.0.1:{port}/mutate-pods")},
+            ]))
+            .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "the operator's CA in the binder's caBundle",
+        Duration::from_secs(90),
+        || async {
+            let m = mwcs.get("palisade-profile-binding").await?;
+            Ok(m.webhooks.unwrap_or_default()[0].client_config.ca_bundle.clone())
+        },
+    )
+    .await
+    .unwrap();
+
+    apply_json(&client, seccomp("bind-web")).await.unwrap();
+    apply_json(&client, seccomp("bind-held")).await.unwrap();
+    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    wait_installed(&sp, "bind-web", 3).await.unwrap();
+    for ns in [NS, "other"] {
+        cluster.kubectl(&["create", "namespace", ns]).unwrap();
+    }
+    apply(
+        &cluster,
+        binding("by-image", "SeccompProfile", "bind-web", json!({"image": "nginx"})),
+    );
+    apply(
+        &cluster,
+        binding(
+            "by-label",
+            "AppArmorProfile",
+            "bind-aa",
+            json!({"selector": {"matchLabels": {"app": "web"}}}),
+        ),
+    );
+    apply(
+        &cluster,
+        binding(
+            "held",
+            "SeccompProfile",
+            "bind-held",
+            json!({"image": "registry.example/nothing"}),
+        ),
+    );
+    let bindings: Api<ProfileBinding> = Api::namespaced(client.clone(), NS);
+    // The binder reads bindings from its own cache: wait until it has them (the status
+    // controller, which reads the same watch, has written a status).
+    for name in ["by-image", "by-label", "held"] {
+        wait_for(&format!("{name} observed"), Duration::from_secs(60), || async {
+            Ok(bindings.get(name).await?.status.and_then(|s| s.observed_generation))
+        })
+        .await
+        .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+
+    // By image (a tag of the bound repository) and by label: both fields set, on the
+    // container, never the deprecated annotation.
+    let said = create_pod(&cluster, NS, "web", json!({"app": "web"}), json!({}));
+    assert!(!said.contains("Palisade"), "{said}");
+    assert_eq!(
+        profiles_of(&pods, "web").await,
+        (
+            Some("Localhost:palisade/bind-web.json".into()),
+            Some("Localhost:bind-aa".into())
+        )
+    );
+    assert!(
+        pods.get("web")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    // A pod that sets its own seccomp profile keeps it, with a warning; the label binding
+    // still applies AppArmor.
+    let said = create_pod(
+        &cluster,
+        NS,
+        "own",
+        json!({"app": "web"}),
+        json!({"image": "docker.io/library/nginx:1.27", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}),
+    );
+    assert!(
+        said.contains("Warning: Palisade: container \"app\" keeps its own seccomp profile (RuntimeDefault); ProfileBinding by-image (bind-web) was not applied"),
+        "{said}"
+    );
+    assert_eq!(
+        profiles_of(&pods, "own").await,
+        (Some("RuntimeDefault:".into()), Some("Localhost:bind-aa".into()))
+    );
+
+    // Another image, no label: nothing.
+    create_pod(&cluster, NS, "db", json!({}), json!({"image": "postgres:16"}));
+    assert_eq!(profiles_of(&pods, "db").await, (None, None));
+
+    // Another namespace: the bindings of `shop` do not apply.
+    create_pod(&cluster, "other", "web", json!({"app": "web"}), json!({}));
+    assert_eq!(
+        profiles_of(&Api::namespaced(client.clone(), "other"), "web").await,
+        (None, None)
+    );
+
+    // The status: the bound pod counted, the one that kept its own profile named.
+    let b = wait_counts(&bindings, "by-image", 1, 1).await;
+    let status = b.status.unwrap();
+    assert_eq!(status.unbound[0].name, "own");
+    assert!(
+        status.unbound[0].reason.contains("RuntimeDefault"),
+        "{:?}",
+        status.unbound
+    );
+    let ready = &status.conditions[0];
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "ProfileReady"));
+    let missing = wait_counts(&bindings, "by-label", 2, 0).await;
+    assert_eq!(
+        missing.status.unwrap().conditions[0].reason,
+        "ProfileMissing",
+        "no AppArmorProfile bind-aa"
+    );
+
+    // A profile only a binding names is held from deletion, saying by what; deleting the
+    // binding lets it go.
+    sp.delete("bind-held", &DeleteParams::default()).await.unwrap();
+    wait_for("bind-held held by its binding", Duration::from_secs(60), || async {
+        let p = sp.get("bind-held").await?;
+        Ok(p.status.and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Deleting" && c.message.contains("ProfileBinding shop/held"))
+        }))
+    })
+    .await
+    .unwrap();
+    bindings.delete("held", &DeleteParams::default()).await.unwrap();
+    wait_for("bind-held deleted once unbound", Duration::from_secs(60), || async {
+        Ok(sp.get_opt("bind-held").await?.is_none().then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The operator down: failurePolicy Ignore admits the pod unbound, and the binding's
+    // status says so once the operator is back.
+    cluster.kill_operator(0);
+    create_pod(&cluster, NS, "while-down", json!({}), json!({}));
+    assert_eq!(profiles_of(&pods, "while-down").await, (None, None), "admitted unbound");
+    cluster.start_operator(0).unwrap();
+    let b = wait_counts(&bindings, "by-image", 1, 2).await;
+    assert!(
+        b.status
+            .unwrap()
+            .unbound
+            .iter()
+            .any(|u| u.name == "while-down" && u.reason.contains("sets no seccomp profile"))
+    );
+    // After the restart the binder answers again, with the same certificate.
+    wait_for("bound again after the restart", Duration::from_secs(90), || async {
+        let name = format!(
+            "after-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+        );
+        create_pod(&cluster, NS, &name, json!({}), json!({}));
+        Ok(profiles_of(&pods, &name)
+            .await
+            .0
+            .filter(|p| p == "Localhost:palisade/bind-web.json"))
+    })
+    .await
+    .unwrap();
+}
