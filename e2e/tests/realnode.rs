@@ -1412,6 +1412,282 @@ async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// The binder, reachable from the host's API server: the NodePort Service the pod guard's
+/// test uses and the MutatingWebhookConfiguration pointed at it; returns once a binding
+/// binds a pod (kube-proxy programs the NodePort shortly after the Service appears; until
+/// then failurePolicy Ignore admits pods unbound).
+async fn binder_via_node(env: &Env) -> Result<()> {
+    let node = env.shell()?;
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "palisade-webhook-nodeport", "namespace": NAMESPACE},
+        "spec": {"type": "NodePort",
+                 "selector": {"app.kubernetes.io/name": "palisade", "app.kubernetes.io/component": "operator"},
+                 "ports": [{"port": 443, "targetPort": "webhook", "nodePort": palisade_e2e::realnode::WEBHOOK_NODE_PORT}]}});
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), service.to_string())?;
+    env.kubectl(&["apply", "-f", &file.path().display().to_string()])?;
+    let to_url = json!([
+        {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/url",
+         "value": format!("https://127.0.0.1:{}/mutate-pods", node.webhook_port)},
+    ]);
+    env.kubectl(&[
+        "patch",
+        "mutatingwebhookconfiguration",
+        "palisade-profile-binding",
+        "--type",
+        "json",
+        "-p",
+        &to_url.to_string(),
+    ])?;
+    let probe = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
+        "metadata": {"name": "rn-binder-probe", "namespace": "default"},
+        "spec": {"profileRef": {"kind": "SeccompProfile", "name": "rn-binder-probe"},
+                 "selector": {"matchLabels": {"palisade-binder-probe": "yes"}}}});
+    std::fs::write(file.path(), probe.to_string())?;
+    env.kubectl(&["apply", "-f", &file.path().display().to_string()])?;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let mut attempt = 0;
+    eventually("the binder binding a pod", Duration::from_secs(120), || {
+        attempt += 1;
+        let pods = pods.clone();
+        let name = format!("rn-binder-probe-{attempt}");
+        async move {
+            let mut pod: Pod = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": {"palisade-binder-probe": "yes"}},
+                "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "x"}]}}))?;
+            pod = pods
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..Default::default()
+                    },
+                    &pod,
+                )
+                .await?;
+            let bound = pod.spec.unwrap().containers[0]
+                .security_context
+                .as_ref()
+                .and_then(|s| s.seccomp_profile.clone())
+                .is_some();
+            Ok(bound.then_some(()))
+        }
+    })
+    .await?;
+    env.kubectl(&["delete", "profilebinding", "rn-binder-probe", "-n", "default"])?;
+    Ok(())
+}
+
+/// A Deployment that runs with no profile, taken to enforced by both kinds with one
+/// command: `palisade learn --workload deployment/NAME --apply --enforce` creates learning
+/// profiles, binds them to the Deployment's pods, restarts it, waits until the node learned
+/// nothing new for a while, writes the rules, enforces and restarts it once more. Its pods
+/// then run confined by both profiles, their own operations succeed, and a write and a
+/// syscall they never made are refused.
+async fn learn_a_workload_then_enforce(env: &Env) -> Result<()> {
+    let name = "rn-wl";
+    let profile = "default-rn-wl";
+    env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
+    set_learning(env, true).await?;
+    binder_via_node(env).await?;
+    let script = format!(
+        "{LEARN_WORKLOAD}
+if [ -n \"$PROBE\" ]; then
+  if echo x > /tmp/elsewhere; then echo 'write: ok'; else echo 'write: denied'; fi
+  if mkdir /tmp/d; then echo 'mkdir: ok'; else echo 'mkdir: refused'; fi
+  exit 0
+fi
+exec sleep 3600"
+    );
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"nodeSelector": {"kubernetes.io/hostname": env.node},
+                    "terminationGracePeriodSeconds": 0, "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "containers": [{"name": "app", "image": env.image, "imagePullPolicy": "IfNotPresent",
+                                    "command": ["/bin/sh", "-c", script]}]}}}});
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), deployment.to_string())?;
+    env.kubectl(&["apply", "-f", &file.path().display().to_string()])?;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let running = |want_bound: bool| {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+                .await?;
+            Ok(list.items.into_iter().find(|p| {
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    && p.metadata.deletion_timestamp.is_none();
+                let sc = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers[0].security_context.clone())
+                    .unwrap_or_default();
+                running && (sc.seccomp_profile.is_some() && sc.app_armor_profile.is_some()) == want_bound
+            }))
+        }
+    };
+    eventually(
+        "the Deployment running with no profile",
+        Duration::from_secs(180),
+        || running(false),
+    )
+    .await?;
+
+    let t0 = Instant::now();
+    let out = palisade_cli(
+        env,
+        &[
+            "learn",
+            "--workload",
+            &format!("deployment/{name}"),
+            "-n",
+            "default",
+            "--quiet-for",
+            "20s",
+            "--duration",
+            "5m",
+            "--apply",
+            "--enforce",
+        ],
+    )?;
+    println!(
+        "$ kubectl palisade learn --workload deployment/{name} -n default --quiet-for 20s --apply --enforce\n{out}"
+    );
+    progress(
+        env.start,
+        &format!("learned and enforced a workload in {:.1} s", t0.elapsed().as_secs_f64()),
+    );
+    for said in [
+        format!("created AppArmorProfile {profile} (Complain)"),
+        format!("created SeccompProfile {profile} (SCMP_ACT_LOG)"),
+        format!("created ProfileBinding default/{name}-apparmor"),
+        format!("created ProfileBinding default/{name}-seccomp"),
+        "switched to Enforce".to_string(),
+        "SCMP_ACT_ERRNO".to_string(),
+        format!("restarted deployment/{name}: its new pods start under the enforced profiles"),
+    ] {
+        ensure!(out.contains(&said), "missing {said:?} in:\n{out}");
+    }
+    ready_again(env, "apparmorprofile", profile).await?;
+    ready_again(env, "seccompprofile", profile).await?;
+    ensure!(
+        env.loaded_profiles().await?.get(profile).map(String::as_str) == Some("enforce"),
+        "not enforced on the node: {:?}",
+        env.loaded_profiles().await?.get(profile)
+    );
+    // The restarted pod runs bound to both, its own operations allowed (it is running).
+    let pod = eventually(
+        "a bound pod of the Deployment running",
+        Duration::from_secs(180),
+        || running(true),
+    )
+    .await?;
+    let sc = pod.spec.unwrap().containers[0]
+        .security_context
+        .clone()
+        .unwrap_or_default();
+    ensure!(
+        sc.seccomp_profile.and_then(|p| p.localhost_profile).as_deref()
+            == Some(&format!("palisade/{profile}.json")[..])
+            && sc.app_armor_profile.and_then(|p| p.localhost_profile).as_deref() == Some(profile),
+        "the pod is not bound to both profiles"
+    );
+
+    // The same workload with its probe on: its own operations succeed, a write and a syscall
+    // it never made are refused (AppArmor: EACCES; seccomp: EPERM before AppArmor is asked).
+    env.kubectl(&["set", "env", &format!("deployment/{name}"), "PROBE=1"])?;
+    let message = eventually("the probe's report", Duration::from_secs(240), || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+                .await?;
+            Ok(list.items.into_iter().find_map(|p| {
+                let probing = p.spec.as_ref()?.containers[0]
+                    .env
+                    .as_ref()?
+                    .iter()
+                    .any(|e| e.name == "PROBE");
+                let c = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+                let t = c
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.clone())
+                    .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.clone()))?;
+                probing.then(|| t.message.unwrap_or_default())
+            }))
+        }
+    })
+    .await?;
+    ensure!(
+        message.contains("done"),
+        "the workload's own operations under both profiles: {message}"
+    );
+    ensure!(message.contains("write: denied"), "a write it never made: {message}");
+    ensure!(
+        message.contains("mkdir: refused") && message.contains("Operation not permitted"),
+        "a syscall it never made: {message}"
+    );
+    let denied = env
+        .kernel_log(&[
+            "apparmor=\"DENIED\"",
+            &format!("profile=\"{profile}\""),
+            "/tmp/elsewhere",
+        ])
+        .await?;
+    ensure!(!denied.is_empty(), "the kernel logged no denial of /tmp/elsewhere");
+
+    env.kubectl(&["delete", "deployment", name, "--wait=true", "--timeout=120s"])?;
+    env.kubectl(&[
+        "delete",
+        "profilebinding",
+        "-n",
+        "default",
+        &format!("{name}-apparmor"),
+        &format!("{name}-seccomp"),
+    ])?;
+    eventually("the Deployment's pods gone", Duration::from_secs(120), || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+                .await?;
+            Ok(list.items.is_empty().then_some(()))
+        }
+    })
+    .await?;
+    env.delete_profile("apparmorprofile", profile).await?;
+    env.delete_profile("seccompprofile", profile).await?;
+    let back = json!([
+        {"op": "remove", "path": "/webhooks/0/clientConfig/url"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/service",
+         "value": {"name": "palisade-webhook", "namespace": NAMESPACE, "path": "/mutate-pods", "port": 443}},
+    ]);
+    env.kubectl(&[
+        "patch",
+        "mutatingwebhookconfiguration",
+        "palisade-profile-binding",
+        "--type",
+        "json",
+        "-p",
+        &back.to_string(),
+    ])?;
+    env.kubectl(&[
+        "delete",
+        "service",
+        "palisade-webhook-nodeport",
+        "-n",
+        NAMESPACE,
+        "--ignore-not-found",
+    ])?;
+    set_learning(env, false).await?;
+    Ok(())
+}
+
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
 const TESTS: &[(&str, TestFn)] = &[
@@ -1453,6 +1729,9 @@ const TESTS: &[(&str, TestFn)] = &[
         learn_apparmor_then_enforce(e).boxed()
     }),
     ("learn_seccomp_then_enforce", |e| learn_seccomp_then_enforce(e).boxed()),
+    ("learn_a_workload_then_enforce", |e| {
+        learn_a_workload_then_enforce(e).boxed()
+    }),
     // Last: it turns denials on.
     ("denials_are_events_and_palisade_denials_shows_them", |e| {
         denials_are_events_and_palisade_denials_shows_them(e).boxed()
