@@ -20,8 +20,17 @@ use palisade_domain::{
 };
 
 /// How often a binding's pods are counted again (pods come and go without the binding
-/// changing).
+/// changing), at least.
 pub const RECOUNT_EVERY: Duration = Duration::from_secs(30);
+/// Each binding adds this much to the interval, so that all of them together list pods at
+/// most ten times a second: whoever may create bindings cannot turn them into a load on the
+/// API server.
+const RECOUNT_PER_BINDING: Duration = Duration::from_millis(100);
+
+/// When to count a binding's pods again, given how many bindings there are.
+pub fn recount_after(bindings: usize) -> Duration {
+    RECOUNT_EVERY.max(RECOUNT_PER_BINDING * u32::try_from(bindings).unwrap_or(u32::MAX))
+}
 /// Most pods read per list page, and in all, per binding.
 const PAGE: u32 = 500;
 const MAX_PODS: usize = 20_000;
@@ -32,6 +41,7 @@ pub struct BindingContext {
     pub seccomp_subdir: String,
     pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
     pub apparmor: Store<DeserializeGuard<AppArmorProfile>>,
+    pub bindings: Store<ProfileBinding>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +205,7 @@ pub async fn reconcile(binding: Arc<ProfileBinding>, ctx: Arc<BindingContext>) -
         )
         .await?;
     }
-    Ok(Action::requeue(RECOUNT_EVERY))
+    Ok(Action::requeue(recount_after(ctx.bindings.state().len())))
 }
 
 /// A failed count or write is tried again soon.
@@ -270,6 +280,17 @@ mod tests {
         assert_eq!(s.observed_generation, Some(2));
         let again = status(&binding(), &pods, Some(Some(ready("True"))), "palisade", Some(&s), now);
         assert_eq!(again, s, "nothing changed: the same status, so nothing is written");
+    }
+
+    #[test]
+    fn many_bindings_are_counted_less_often() {
+        assert_eq!(recount_after(1), RECOUNT_EVERY);
+        assert_eq!(recount_after(300), RECOUNT_EVERY);
+        assert_eq!(
+            recount_after(10_000),
+            Duration::from_secs(1000),
+            "at most 10 lists a second"
+        );
     }
 
     #[test]

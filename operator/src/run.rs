@@ -283,6 +283,7 @@ async fn lead(
         seccomp_subdir: args.seccomp_subdir.clone(),
         seccomp: seccomp.store.clone(),
         apparmor: apparmor.store.clone(),
+        bindings: bindings.clone(),
     });
     let ctx = Arc::new(context(
         client,
