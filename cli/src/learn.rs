@@ -363,18 +363,17 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
 /// What `-o manifest` and `--output-dir` say beside the manifest (on stderr): what it
 /// adds, the mode it leaves the profile in, and the learned rules it could not hold.
 pub fn manifest_notes(l: &Learned) -> Vec<String> {
-    let mode = match l.kind {
-        ProfileKind::AppArmorProfile => l.manifest.pointer("/spec/mode"),
-        ProfileKind::SeccompProfile => l.manifest.pointer("/spec/defaultAction"),
-    }
-    .and_then(Value::as_str)
-    .unwrap_or_default();
+    let (field, pointer) = match l.kind {
+        ProfileKind::AppArmorProfile => ("mode", "/spec/mode"),
+        ProfileKind::SeccompProfile => ("defaultAction", "/spec/defaultAction"),
+    };
+    let mode = l.manifest.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
     let added = match l.missing.len() {
         0 => "no learned rule to add".to_string(),
         n => format!("{n} learned rule(s) added"),
     };
     let mut notes = vec![format!(
-        "{} {}: {added}, {mode}; the cluster is unchanged (kubectl apply -f to apply it)",
+        "{} {}: {added}, {field} {mode}; the cluster is unchanged (kubectl apply -f applies it)",
         l.kind.name(),
         l.name
     )];
@@ -613,6 +612,36 @@ mod tests {
             serde_json::Value::Null
         );
         assert_eq!(applied(&p.spec, &edit.spec), serde_json::to_value(&edit.spec).unwrap());
+    }
+
+    #[test]
+    fn the_manifest_notes_say_what_it_adds_and_what_it_cannot_hold() {
+        let p: super::AppArmorProfile = live(
+            "AppArmorProfile",
+            json!({"mode": "Complain", "abstract": {}}),
+            &["capability chown,", "signal (send) set=(term) peer=web,"],
+        );
+        let edit = super::edit_apparmor(&p, "2026-01-02", true).unwrap();
+        let learned = super::Learned {
+            kind: super::ProfileKind::AppArmorProfile,
+            name: "web".into(),
+            mode: edit.mode_before.clone(),
+            learning: super::learning_of(&p),
+            missing: edit.missing.clone(),
+            unexpressed: edit.unexpressed.clone(),
+            before: edit.before.clone(),
+            after: edit.after.clone(),
+            applied: false,
+            enforced: false,
+            manifest: super::manifest(p, edit.spec).unwrap(),
+        };
+        assert_eq!(
+            super::manifest_notes(&learned),
+            [
+                "AppArmorProfile web: 1 learned rule(s) added, mode Enforce; the cluster is unchanged (kubectl apply -f applies it)",
+                "warning: `signal (send) set=(term) peer=web,` cannot be written into spec.abstract; a raw spec.policy can have it",
+            ]
+        );
     }
 
     #[test]
