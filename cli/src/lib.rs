@@ -94,7 +94,9 @@ pub enum Command {
     /// logs (seccomp, SCMP_ACT_LOG): the suggested rules with counts, when and where they
     /// were seen, and the change to the profile as a diff. `--apply` writes the rules into
     /// the profile (applying twice adds nothing); `--enforce` also switches it to Enforce
-    /// (AppArmor) or from SCMP_ACT_LOG to SCMP_ACT_ERRNO (seccomp).
+    /// (AppArmor) or from SCMP_ACT_LOG to SCMP_ACT_ERRNO (seccomp). `-o manifest` prints,
+    /// and `--output-dir` writes, the profile as `--apply` would leave it (for a GitOps
+    /// repository) without changing the cluster.
     Learn {
         profile: String,
         #[arg(long, value_enum)]
@@ -102,11 +104,19 @@ pub enum Command {
         /// Write the learned rules into the profile.
         #[arg(long)]
         apply: bool,
-        /// With --apply: also leave learning mode.
-        #[arg(long, requires = "apply")]
+        /// Also leave learning mode: with --apply in the cluster, with -o manifest or
+        /// --output-dir in the manifest.
+        #[arg(long)]
         enforce: bool,
-        #[arg(short, long, value_enum, default_value_t = Format::Table)]
-        output: Format,
+        /// `manifest`: the whole profile as --apply would leave it, as YAML for `kubectl
+        /// apply -f` (the cluster is not changed).
+        #[arg(short, long, value_enum, default_value_t = LearnFormat::Table)]
+        output: LearnFormat,
+        /// Write the profile as --apply would leave it to DIR/<kind>-<name>.yaml
+        /// (`seccomp-web.yaml`), creating DIR, and print the paths written; the cluster is
+        /// not changed.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["apply", "output"])]
+        output_dir: Option<PathBuf>,
     },
     /// What the kernel refused containers under Palisade profiles, newest first, with the
     /// node: from the Events the agents write (chart value denials.enabled), so no shell on
@@ -142,6 +152,47 @@ pub enum Format {
     Table,
     Yaml,
     Json,
+}
+
+/// Output of `learn`: those of the other verbs, and the profile's manifest.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LearnFormat {
+    Table,
+    Yaml,
+    Json,
+    Manifest,
+}
+
+impl Cli {
+    /// The rules between flags that clap's attributes cannot say: `--enforce` needs
+    /// something to enforce in (`--apply`, `-o manifest` or `--output-dir`), and
+    /// `-o manifest` only prints, so it does not go with `--apply`.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        let Command::Learn {
+            apply,
+            enforce,
+            output,
+            output_dir,
+            ..
+        } = &self.command
+        else {
+            return Ok(());
+        };
+        let manifest = *output == LearnFormat::Manifest;
+        let problem = if *apply && manifest {
+            "--apply cannot be used with '--output manifest': -o manifest prints the profile as --apply would leave it and changes nothing (drop --apply, or apply the printed manifest)"
+        } else if *enforce && !*apply && !manifest && output_dir.is_none() {
+            "--enforce needs --apply (to enforce in the cluster), '--output manifest' or --output-dir (to enforce in the manifest)"
+        } else {
+            return Ok(());
+        };
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let learn = command
+            .find_subcommand_mut("learn")
+            .expect("learn is one of the commands");
+        Err(learn.error(clap::error::ErrorKind::ArgumentConflict, problem))
+    }
 }
 
 fn print<T: serde::Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -186,9 +237,31 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
                 apply,
                 enforce,
                 output,
+                output_dir,
             } => {
                 let learned = learn::learn(client, &profile, kind, apply, enforce).await?;
-                print(output, &learned, || learn::text(&learned))?;
+                let format = match output {
+                    _ if output_dir.is_some() => None,
+                    LearnFormat::Manifest => None,
+                    LearnFormat::Table => Some(Format::Table),
+                    LearnFormat::Yaml => Some(Format::Yaml),
+                    LearnFormat::Json => Some(Format::Json),
+                };
+                if let Some(format) = format {
+                    print(format, &learned, || learn::text(&learned))?;
+                    return Ok(0);
+                }
+                for note in learn::manifest_notes(&learned) {
+                    eprintln!("# {note}");
+                }
+                match output_dir {
+                    Some(dir) => {
+                        for path in learn::write_manifests(&dir, std::slice::from_ref(&learned.manifest))? {
+                            println!("{}", path.display());
+                        }
+                    }
+                    None => print!("{}", yaml_serde::to_string(&learned.manifest)?),
+                }
                 Ok(0)
             }
             Command::Denials {
@@ -251,6 +324,9 @@ pub enum Output {
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if let Err(e) = cli.check() {
+        e.exit();
+    }
     match cli.command {
         Command::Version => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
@@ -551,6 +627,48 @@ mod tests {
         let (objects, notes) = convert(yaml, "x.yaml", &options).unwrap();
         assert_eq!(names(&objects), BTreeSet::from([("SeccompProfile".into(), "s".into())]));
         assert!(notes[0].starts_with("skipped Pod p"), "{notes:?}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn learn_flags_go_together_only_as_they_make_sense() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["palisade", "learn", "web"].iter().chain(args))
+                .and_then(|cli| cli.check().map(|()| cli))
+                .map_err(|e| e.to_string())
+        };
+        for ok in [
+            &[][..],
+            &["--apply"],
+            &["--apply", "--enforce"],
+            &["-o", "manifest"],
+            &["-o", "manifest", "--enforce"],
+            &["--output-dir", "gitops"],
+            &["--output-dir", "gitops", "--enforce"],
+        ] {
+            assert!(parse(ok).is_ok(), "{ok:?}: {:?}", parse(ok));
+        }
+        for (bad, why) in [
+            (&["--enforce"][..], "--enforce needs --apply"),
+            (&["-o", "json", "--enforce"], "--enforce needs --apply"),
+            (
+                &["--apply", "-o", "manifest"],
+                "--apply cannot be used with '--output manifest'",
+            ),
+            (&["--apply", "--output-dir", "d"], "cannot be used with"),
+            (&["-o", "manifest", "--output-dir", "d"], "cannot be used with"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        assert!(
+            Cli::try_parse_from(["palisade", "status", "-o", "manifest"]).is_err(),
+            "only learn has manifests"
+        );
     }
 
     #[test]

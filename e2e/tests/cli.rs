@@ -372,3 +372,347 @@ async fn status_explain_and_audit_read_the_cluster() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no SeccompProfile or AppArmorProfile named \"nope\""));
 }
+
+/// A record of auditd's log (simulated) with the time now.
+fn audit_record(kind: &str, serial: u64, fields: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "type={kind} msg=audit({}.{:03}:{serial}): {fields}\n",
+        now / 1000,
+        now % 1000
+    )
+}
+
+/// `palisade learn -o manifest` and `--output-dir` over a real API server, for an AppArmor
+/// and a seccomp learning profile, each with and without `--enforce`: the manifests change
+/// nothing, apply cleanly with kubectl, and hold the spec `--apply` (`--apply --enforce`)
+/// then writes into the profile, so applying them after it changes no spec. And `palisade
+/// convert`'s ProfileBinding from SPO's example applies cleanly too.
+///
+/// Nodes learn as in learn.rs: agents on this machine read a simulated auditd log. node-0
+/// runs a pod under the profiles shown plain, node-1 one under those shown enforcing; a
+/// seccomp record of a process that has exited (no entry in the simulated /proc) counts for
+/// the one learning seccomp profile a node's pods use.
+#[tokio::test]
+async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
+    use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
+    use palisade_e2e::cluster::wait_installed;
+    use palisade_e2e::{Cluster, Options, wait_for};
+    use serde_json::json;
+    use std::io::Write as _;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    std::fs::write(&log, "").unwrap();
+    let proc_root = dir.path().join("proc");
+    std::fs::create_dir_all(&proc_root).unwrap();
+    let cluster = Cluster::start(Options {
+        nodes: 2,
+        agent_args: vec![
+            "--learn".into(),
+            "--audit-log".into(),
+            log.display().to_string(),
+            "--proc-root".into(),
+            proc_root.display().to_string(),
+        ],
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let aa: Api<AppArmorProfile> = Api::all(client.clone());
+    let sc: Api<SeccompProfile> = Api::all(client.clone());
+
+    // The profiles as an admin keeps them: applied with kubectl (which leaves its
+    // last-applied annotation), with a label and an annotation of their own.
+    let metadata = |name: &str| json!({"name": name, "labels": {"team": "shop"}, "annotations": {"owner": "ops"}});
+    let policy =
+        |name: &str| format!("profile {name} flags=(attach_disconnected,mediate_deleted) {{\n  /etc/hostname r,\n}}\n");
+    let mut items = vec![];
+    for name in ["cli-learn-aa", "cli-learn-aa-enforce"] {
+        items.push(
+            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": metadata(name),
+            "spec": {"mode": "Complain", "policy": policy(name)}}),
+        );
+    }
+    for name in ["cli-learn-sc", "cli-learn-sc-enforce"] {
+        items.push(
+            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": metadata(name),
+            "spec": {"defaultAction": "SCMP_ACT_LOG", "architectures": ["SCMP_ARCH_X86_64"],
+                     "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                                  {"names": ["ptrace"], "action": "SCMP_ACT_LOG"}]}}),
+        );
+    }
+    // The chart's learning RBAC (`learning.enabled`), and a pod on each node.
+    items.extend([
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "palisade-agent-learning-cli"},
+               "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "palisade-agent-learning-cli"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-learning-cli"},
+               "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": palisade_e2e::cluster::NAMESPACE}]}),
+    ]);
+    for (node, suffix) in [("node-0", ""), ("node-1", "-enforce")] {
+        items.push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("app-{node}"), "namespace": "default"},
+            "spec": {"nodeName": node, "securityContext": {
+                    "seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/cli-learn-sc{suffix}.json")},
+                    "appArmorProfile": {"type": "Localhost", "localhostProfile": format!("cli-learn-aa{suffix}")}},
+                "containers": [{"name": "app", "image": "app:1"}]}}));
+    }
+    let file = dir.path().join("objects.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap(),
+    )
+    .unwrap();
+    cluster.apply(&file).unwrap();
+    for name in ["cli-learn-aa", "cli-learn-aa-enforce"] {
+        wait_installed(&aa, name, 2).await.unwrap();
+    }
+    for name in ["cli-learn-sc", "cli-learn-sc-enforce"] {
+        wait_installed(&sc, name, 2).await.unwrap();
+    }
+    let reports: Api<NodeProfileStatus> = Api::all(client.clone());
+    for node in ["node-0", "node-1"] {
+        wait_for("the node's learning pod published", Duration::from_secs(60), || async {
+            let pods = reports.get(node).await?.spec.learning_pods;
+            Ok((pods.len() == 1).then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+
+    // The records, written again until every profile has learned them: an agent reads its
+    // node's published pods at most every 2 s, and drops the records of pods it does not
+    // know yet (as a real one does).
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut serial = 100;
+    let mut write_records = || {
+        for profile in ["cli-learn-aa", "cli-learn-aa-enforce"] {
+            for fields in [
+                r#"operation="open" class="file" name="/etc/app/app.conf" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#,
+                r#"operation="capable" class="cap" capability=10 capname="net_bind_service""#,
+            ] {
+                serial += 1;
+                let fields = format!(r#"apparmor="ALLOWED" profile="{profile}" pid=4242 comm="app" {fields}"#);
+                f.write_all(audit_record("AVC", serial, &fields).as_bytes()).unwrap();
+            }
+        }
+        // read (allowed already), mkdir, openat: x86_64 numbers, logged and allowed.
+        for syscall in [0, 83, 257] {
+            serial += 1;
+            let fields = format!(
+                "auid=4294967295 uid=0 gid=0 ses=4294967295 pid=999999 comm=\"app\" exe=\"/app\" sig=0 arch=c000003e syscall={syscall} compat=0 ip=0x461189 code=0x7ffc0000"
+            );
+            f.write_all(audit_record("SECCOMP", serial, &fields).as_bytes())
+                .unwrap();
+        }
+        f.flush().unwrap();
+    };
+    let sorted = |mut rules: Vec<String>| {
+        rules.sort();
+        rules
+    };
+    let start = std::time::Instant::now();
+    loop {
+        write_records();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut all = true;
+        for name in ["cli-learn-aa", "cli-learn-aa-enforce"] {
+            let learning = aa.get(name).await.unwrap().status.and_then(|s| s.learning);
+            let rules = learning.map(|l| l.suggestions.into_iter().map(|s| s.rule).collect());
+            all &= sorted(rules.unwrap_or_default()) == ["capability net_bind_service,", "owner /etc/app/app.conf r,"];
+        }
+        for name in ["cli-learn-sc", "cli-learn-sc-enforce"] {
+            let learning = sc.get(name).await.unwrap().status.and_then(|s| s.learning);
+            let rules = learning.map(|l| l.suggestions.into_iter().map(|s| s.rule).collect());
+            all &= sorted(rules.unwrap_or_default()) == ["mkdir", "openat", "read"];
+        }
+        if all {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the four profiles did not learn their records in 90 s"
+        );
+    }
+
+    let resource = |kind: &str| match kind {
+        "AppArmorProfile" => "apparmorprofiles.palisade.dev",
+        _ => "seccompprofiles.palisade.dev",
+    };
+    let live = |kind: &str, name: &str| -> Value {
+        serde_json::from_str(
+            &cluster
+                .cp
+                .kubectl_ok(&["get", resource(kind), name, "-o", "json"])
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    for (kind, slug, name, enforce) in [
+        ("AppArmorProfile", "apparmor", "cli-learn-aa", false),
+        ("AppArmorProfile", "apparmor", "cli-learn-aa-enforce", true),
+        ("SeccompProfile", "seccomp", "cli-learn-sc", false),
+        ("SeccompProfile", "seccomp", "cli-learn-sc-enforce", true),
+    ] {
+        let with = |args: &[&str]| -> Vec<String> {
+            let mut all: Vec<String> = ["learn", name].iter().chain(args).map(|a| a.to_string()).collect();
+            if enforce {
+                all.push("--enforce".into());
+            }
+            all
+        };
+        let run = |args: Vec<String>| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, out, err) = cluster.palisade(&args);
+            assert!(ok, "palisade {args:?}: {err}");
+            (out, err)
+        };
+        let before = live(kind, name);
+
+        // -o manifest: the profile as a repository holds it, on stdout.
+        let (text, notes) = run(with(&["-o", "manifest"]));
+        println!(
+            "$ palisade learn {name} -o manifest{}\n{notes}{text}",
+            if enforce { " --enforce" } else { "" }
+        );
+        assert!(notes.contains("the cluster is unchanged"), "{notes}");
+        let manifest: Value = yaml_serde::from_str(&text).unwrap();
+        assert_eq!(manifest["apiVersion"], "palisade.dev/v1alpha1");
+        assert_eq!(manifest["kind"], kind);
+        assert_eq!(
+            manifest["metadata"],
+            json!({"name": name, "labels": {"team": "shop"}, "annotations": {"owner": "ops"}}),
+            "no server fields, no last-applied annotation"
+        );
+        assert!(manifest.get("status").is_none(), "{text}");
+        match (kind, enforce) {
+            ("AppArmorProfile", _) => {
+                let policy = manifest["spec"]["policy"].as_str().unwrap();
+                assert!(
+                    policy.contains("\n  capability net_bind_service,\n")
+                        && policy.contains("\n  owner /etc/app/app.conf r,\n"),
+                    "{policy}"
+                );
+                assert_eq!(manifest["spec"]["mode"], if enforce { "Enforce" } else { "Complain" });
+            }
+            (_, false) => {
+                assert_eq!(manifest["spec"]["defaultAction"], "SCMP_ACT_LOG");
+                assert_eq!(
+                    manifest["spec"]["syscalls"][2],
+                    json!({"names": ["mkdir", "openat"], "action": "SCMP_ACT_ALLOW"})
+                );
+            }
+            (_, true) => {
+                assert_eq!(manifest["spec"]["defaultAction"], "SCMP_ACT_ERRNO");
+                assert_eq!(
+                    manifest["spec"]["syscalls"],
+                    json!([{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                           {"names": ["mkdir", "openat"], "action": "SCMP_ACT_ALLOW"}]),
+                    "enforcing drops the LOG rule"
+                );
+            }
+        }
+
+        // --output-dir: the same manifest in <kind>-<name>.yaml, and its path on stdout.
+        let out_dir = dir.path().join(format!("gitops-{name}"));
+        let (paths, _) = run(with(&["--output-dir", &out_dir.display().to_string()]));
+        let written = out_dir.join(format!("{slug}-{name}.yaml"));
+        assert_eq!(paths, format!("{}\n", written.display()));
+        assert_eq!(
+            yaml_serde::from_str::<Value>(&std::fs::read_to_string(&written).unwrap()).unwrap(),
+            manifest
+        );
+
+        let after = live(kind, name);
+        assert_eq!(
+            (&after["metadata"]["generation"], &after["spec"]),
+            (&before["metadata"]["generation"], &before["spec"]),
+            "neither changed the profile"
+        );
+
+        // The printed manifest applies cleanly (the API server validates it, CEL rules and
+        // all, without storing it); the server keeps its spec as it is.
+        let printed = dir.path().join(format!("printed-{name}.yaml"));
+        std::fs::write(&printed, &text).unwrap();
+        let dry: Value = serde_json::from_str(
+            &cluster
+                .cp
+                .kubectl_ok(&[
+                    "apply",
+                    "--dry-run=server",
+                    "-o",
+                    "json",
+                    "-f",
+                    &printed.display().to_string(),
+                ])
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            dry["spec"], manifest["spec"],
+            "the server took the manifest's spec as it is"
+        );
+
+        // --apply (--apply --enforce) writes that same spec.
+        let (report, _) = run(with(&["--apply"]));
+        assert!(report.contains("Applied"), "{report}");
+        let applied = live(kind, name);
+        assert_eq!(
+            applied["spec"], manifest["spec"],
+            "--apply wrote what the manifest holds"
+        );
+        let generation = applied["metadata"]["generation"].as_i64().unwrap();
+        assert!(generation > before["metadata"]["generation"].as_i64().unwrap());
+
+        // So kubectl applying the written file afterwards changes no spec.
+        cluster
+            .cp
+            .kubectl_ok(&["apply", "-f", &written.display().to_string()])
+            .unwrap();
+        let reapplied = live(kind, name);
+        assert_eq!(reapplied["spec"], manifest["spec"]);
+        assert_eq!(reapplied["metadata"]["generation"].as_i64(), Some(generation));
+    }
+
+    // SPO's example ProfileBinding, converted, applies cleanly (the ProfileBinding CRD's
+    // schema and rules) into a namespace.
+    let corpus = palisade_e2e::corpus::corpus_dir().unwrap();
+    let (ok, converted, err) = cluster.palisade(&[
+        "convert",
+        &corpus.join("spo-examples/profilebinding.yaml").display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("binds pods created after the binding"), "{err}");
+    let file = dir.path().join("binding.yaml");
+    std::fs::write(&file, &converted).unwrap();
+    cluster
+        .cp
+        .kubectl_ok(&["apply", "-n", "default", "-f", &file.display().to_string()])
+        .unwrap();
+    let stored: palisade_domain::ProfileBinding = serde_json::from_str(
+        &cluster
+            .cp
+            .kubectl_ok(&[
+                "get",
+                "profilebindings.palisade.dev",
+                "profile-binding",
+                "-n",
+                "default",
+                "-o",
+                "json",
+            ])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored.spec.profile_ref.name, "profile-allow-unsafe");
+    assert_eq!(stored.spec.image.as_deref(), Some("nginx:1.19.1"));
+    assert_eq!(palisade_domain::binding::problem(&stored), None);
+}
