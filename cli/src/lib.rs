@@ -13,6 +13,7 @@ pub mod errno;
 pub mod learn;
 pub mod spo;
 mod table;
+pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -97,8 +98,29 @@ pub enum Command {
     /// (AppArmor) or from SCMP_ACT_LOG to SCMP_ACT_ERRNO (seccomp). `-o manifest` prints,
     /// and `--output-dir` writes, the profile as `--apply` would leave it (for a GitOps
     /// repository) without changing the cluster.
+    ///
+    /// `--workload KIND/NAME` takes a Deployment, StatefulSet, DaemonSet or Pod from no
+    /// profile to enforced: it creates learning profiles `<namespace>-<name>` (AppArmor in
+    /// Complain, seccomp logging), binds them to the workload's pods with ProfileBindings,
+    /// restarts the workload, waits until nothing new was learned for --quiet-for, then
+    /// shows the diff (and with --apply --enforce enforces and restarts it once more).
+    /// Interrupted, it can be run again to continue.
     Learn {
-        profile: String,
+        #[arg(required_unless_present = "workload", conflicts_with = "workload")]
+        profile: Option<String>,
+        /// Learn for a workload: deployment/NAME, statefulset/NAME, daemonset/NAME or pod/NAME.
+        #[arg(long, value_name = "KIND/NAME", value_parser = workload::parse_workload)]
+        workload: Option<workload::Workload>,
+        /// The workload's namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long, requires = "workload")]
+        namespace: Option<String>,
+        /// With --workload: done once nothing new was learned for this long.
+        #[arg(long, default_value = "60s", value_parser = workload::parse_duration, requires = "workload")]
+        quiet_for: std::time::Duration,
+        /// With --workload: done after this long in any case.
+        #[arg(long, default_value = "15m", value_parser = workload::parse_duration, requires = "workload")]
+        duration: std::time::Duration,
+        /// One kind only (both when unset).
         #[arg(long, value_enum)]
         kind: Option<cluster::Kind>,
         /// Write the learned rules into the profile.
@@ -232,12 +254,67 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
                 Ok(i32::from(findings.iter().any(|f| f.severity >= fail_on)))
             }
             Command::Learn {
-                profile,
+                workload: Some(workload),
+                namespace,
+                quiet_for,
+                duration,
                 kind,
                 apply,
                 enforce,
                 output,
                 output_dir,
+                ..
+            } => {
+                let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+                let req = workload::Request {
+                    workload,
+                    namespace,
+                    kind,
+                    quiet_for,
+                    duration,
+                    apply,
+                    enforce,
+                };
+                let outcome = tokio::select! {
+                    r = workload::run(client, &req, |line| eprintln!("{line}")) => r?,
+                    _ = tokio::signal::ctrl_c() => {
+                        eprintln!("interrupted: what was created stays and keeps learning; run the same command again to continue");
+                        return Ok(130);
+                    }
+                };
+                if output == LearnFormat::Table && output_dir.is_none() {
+                    for learned in &outcome.learned {
+                        println!("{}", learn::text(learned));
+                    }
+                }
+                match (output, &output_dir) {
+                    (_, Some(dir)) => {
+                        for path in learn::write_manifests(dir, &outcome.manifests)? {
+                            println!("{}", path.display());
+                        }
+                    }
+                    (LearnFormat::Manifest, None) => {
+                        for m in &outcome.manifests {
+                            print!("---\n{}", yaml_serde::to_string(m)?);
+                        }
+                    }
+                    (LearnFormat::Json, None) => println!("{}", serde_json::to_string_pretty(&outcome.learned)?),
+                    (LearnFormat::Yaml, None) => print!("{}", yaml_serde::to_string(&outcome.learned)?),
+                    (LearnFormat::Table, None) => {}
+                }
+                if !outcome.created.is_empty() {
+                    eprintln!("created: {}", outcome.created.join(", "));
+                }
+                Ok(0)
+            }
+            Command::Learn {
+                profile: Some(profile),
+                kind,
+                apply,
+                enforce,
+                output,
+                output_dir,
+                ..
             } => {
                 let learned = learn::learn(client, &profile, kind, apply, enforce).await?;
                 let format = match output {

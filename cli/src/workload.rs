@@ -112,8 +112,6 @@ pub struct Request {
     pub duration: Duration,
     pub apply: bool,
     pub enforce: bool,
-    /// Write the resulting profiles and bindings here instead of changing them in the cluster.
-    pub output_dir: Option<std::path::PathBuf>,
 }
 
 /// The name of the profiles learned for a workload: `<namespace>-<name>`, kept a valid
@@ -137,30 +135,27 @@ pub fn binding_name(workload: &Workload, kind: ProfileKind) -> String {
 async fn selector_of(client: &Client, namespace: &str, w: &Workload) -> Result<LabelSelector> {
     let missing = || format!("{w} not found in namespace {namespace}");
     let selector = match w.kind {
-        WorkloadKind::Deployment => {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
-                .get_opt(&w.name)
-                .await?
-                .with_context(missing)?
-                .spec
-                .map(|s| s.selector)
-        }
-        WorkloadKind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .get_opt(&w.name)
-                .await?
-                .with_context(missing)?
-                .spec
-                .map(|s| s.selector)
-        }
-        WorkloadKind::DaemonSet => {
-            Api::<DaemonSet>::namespaced(client.clone(), namespace)
-                .get_opt(&w.name)
-                .await?
-                .with_context(missing)?
-                .spec
-                .map(|s| s.selector)
-        }
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(&w.name)
+            .await?
+            .with_context(missing)?
+            .spec
+            .selector
+            .into(),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .get_opt(&w.name)
+            .await?
+            .with_context(missing)?
+            .spec
+            .selector
+            .into(),
+        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
+            .get_opt(&w.name)
+            .await?
+            .with_context(missing)?
+            .spec
+            .selector
+            .into(),
         WorkloadKind::Pod => {
             let pod = Api::<Pod>::namespaced(client.clone(), namespace)
                 .get_opt(&w.name)
@@ -168,7 +163,9 @@ async fn selector_of(client: &Client, namespace: &str, w: &Workload) -> Result<L
                 .with_context(missing)?;
             let labels = pod.metadata.labels.unwrap_or_default();
             if labels.is_empty() {
-                bail!("{w} has no labels: a ProfileBinding selects pods by label (label it, or learn for its controller)");
+                bail!(
+                    "{w} has no labels: a ProfileBinding selects pods by label (label it, or learn for its controller)"
+                );
             }
             Some(LabelSelector {
                 match_labels: Some(labels),
@@ -251,7 +248,8 @@ where
 
 /// The workload's pods that are not finishing.
 async fn pods_of(client: &Client, namespace: &str, selector: &LabelSelector) -> Result<Vec<Pod>> {
-    let s = kube::core::Selector::try_from(selector.clone()).map_err(|e| anyhow::anyhow!("the workload's selector: {}", e.0))?;
+    let s = kube::core::Selector::try_from(selector.clone())
+        .map_err(|e| anyhow::anyhow!("the workload's selector: {}", e.0))?;
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels_from(&s))
         .await?;
@@ -259,7 +257,12 @@ async fn pods_of(client: &Client, namespace: &str, selector: &LabelSelector) -> 
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        })
         .collect())
 }
 
@@ -330,17 +333,23 @@ async fn learning_of(client: &Client, kind: ProfileKind, name: &str) -> Result<O
 fn all_bound(pods: &[Pod], bindings: &[ProfileBinding]) -> bool {
     !pods.is_empty()
         && pods.iter().all(|p| {
-            bindings
-                .iter()
-                .all(|b| matches!(palisade_domain::binding::standing(b, p, palisade_domain::SECCOMP_SUBDIR), Some(Ok(()))))
+            bindings.iter().all(|b| {
+                matches!(
+                    palisade_domain::binding::standing(b, p, palisade_domain::SECCOMP_SUBDIR),
+                    Some(Ok(()))
+                )
+            })
         })
 }
 
 /// What `learn --workload` did.
 pub struct Outcome {
+    /// What it created, in words (`AppArmorProfile shop-web (Complain)`).
     pub created: Vec<String>,
+    /// Per kind, what learning found (and did, with `--apply`).
     pub learned: Vec<Learned>,
-    pub written: Vec<std::path::PathBuf>,
+    /// The profiles as `--apply` leaves them and the bindings: what `--output-dir` writes.
+    pub manifests: Vec<Value>,
 }
 
 /// Runs the whole loop; `say` receives each line of progress as it happens.
@@ -373,10 +382,18 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
         let applied = bindings_api
             .patch(&bname, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&b))
             .await
-            .with_context(|| format!("binding {} {name} to {w} (is the ProfileBinding CRD installed?)", kind.name()))?;
+            .with_context(|| {
+                format!(
+                    "binding {} {name} to {w} (is the ProfileBinding CRD installed?)",
+                    kind.name()
+                )
+            })?;
         if !existed {
             created.push(format!("ProfileBinding {ns}/{bname}"));
-            say(&format!("created ProfileBinding {ns}/{bname} ({} {name} to the pods of {w})", kind.name()));
+            say(&format!(
+                "created ProfileBinding {ns}/{bname} ({} {name} to the pods of {w})",
+                kind.name()
+            ));
         }
         bindings.push(applied);
     }
@@ -384,45 +401,37 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
     // Restart only what does not run bound yet: a second run does not restart again.
     if !all_bound(&pods_of(&client, ns, &selector).await?, &bindings) {
         restart(&client, ns, w).await?;
-        say(&format!("restarted {w}: its new pods start under the learning profiles"));
+        say(&format!(
+            "restarted {w}: its new pods start under the learning profiles"
+        ));
     }
 
     wait_quiet(&client, req, &name, &kinds, &selector, &bindings, &mut say).await?;
 
     let mut learned = Vec::new();
-    let mut written = Vec::new();
     for &kind in &kinds {
-        let l = if let Some(dir) = &req.output_dir {
-            let l = learn::learn(client.clone(), &name, Some(kind_arg(kind)), false, false).await?;
-            let manifest = learn::manifest(client.clone(), &name, Some(kind_arg(kind)), req.enforce).await?;
-            written.extend(learn::write_manifests(dir, &[manifest])?);
-            l
-        } else {
-            learn::learn(client.clone(), &name, Some(kind_arg(kind)), req.apply, req.enforce).await?
-        };
-        learned.push(l);
+        learned.push(learn::learn(client.clone(), &name, Some(kind_arg(kind)), req.apply, req.enforce).await?);
     }
-    if let Some(dir) = &req.output_dir {
-        let objects: Vec<Value> = bindings
-            .iter()
-            .map(|b| {
-                json!({"apiVersion": palisade_domain::api_version(), "kind": "ProfileBinding",
-                    "metadata": {"name": b.name_any(), "namespace": ns, "labels": b.labels()},
-                    "spec": b.spec})
-            })
-            .collect();
-        written.extend(learn::write_manifests(dir, &objects)?);
-    }
+    // What a GitOps repository holds: the profiles as --apply (--enforce) leaves them, and
+    // the bindings as they are.
+    let mut manifests: Vec<Value> = learned.iter().map(|l| l.manifest.clone()).collect();
+    manifests.extend(bindings.iter().map(|b| {
+        json!({"apiVersion": palisade_domain::api_version(), "kind": "ProfileBinding",
+            "metadata": {"name": b.name_any(), "namespace": ns, "labels": b.labels()},
+            "spec": b.spec})
+    }));
     // A running container keeps the seccomp filter it started with: enforcing takes a
     // restart (AppArmor changes in place, but one rollout serves both).
     if req.apply && req.enforce && learned.iter().any(|l| l.applied) {
         restart(&client, ns, w).await?;
-        say(&format!("restarted {w}: its new pods start under the enforced profiles"));
+        say(&format!(
+            "restarted {w}: its new pods start under the enforced profiles"
+        ));
     }
     Ok(Outcome {
         created,
         learned,
-        written,
+        manifests,
     })
 }
 
@@ -506,7 +515,10 @@ mod tests {
                 name: "web".into()
             }
         );
-        assert_eq!(parse_workload("StatefulSet/db").unwrap().kind, WorkloadKind::StatefulSet);
+        assert_eq!(
+            parse_workload("StatefulSet/db").unwrap().kind,
+            WorkloadKind::StatefulSet
+        );
         assert_eq!(parse_workload("ds/agent").unwrap().kind, WorkloadKind::DaemonSet);
         assert_eq!(parse_workload("po/one").unwrap().kind, WorkloadKind::Pod);
         assert!(parse_workload("web").unwrap_err().contains("KIND/NAME"));
