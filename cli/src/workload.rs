@@ -449,7 +449,7 @@ async fn wait_quiet(
     let started = Instant::now();
     let mut hinted = false;
     loop {
-        let pods = pods_of(client, ns_of(req), selector).await?;
+        let pods = pods_of(client, &req.namespace, selector).await?;
         let bound = pods
             .iter()
             .filter(|p| all_bound(std::slice::from_ref(p), bindings))
@@ -490,16 +490,20 @@ async fn wait_quiet(
             say("--duration passed: done learning");
             return Ok(());
         }
-        if !hinted && !reporting && started.elapsed() > Duration::from_secs(90) && bound > 0 {
-            hinted = true;
-            say("no node reports learning for these profiles yet: is the chart's learning.enabled on?");
+        if !hinted && started.elapsed() > Duration::from_secs(90) {
+            if bound == 0 && !pods.is_empty() {
+                hinted = true;
+                say(&format!(
+                    "no pod of {} is bound yet: were they created while the binder was unreachable? (kubectl get profilebinding -n {} shows what each binding counts; the chart's profileBinding.enabled)",
+                    req.workload, req.namespace
+                ));
+            } else if !reporting && bound > 0 {
+                hinted = true;
+                say("no node reports learning for these profiles yet: is the chart's learning.enabled on?");
+            }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-}
-
-fn ns_of(req: &Request) -> &str {
-    &req.namespace
 }
 
 #[cfg(test)]
