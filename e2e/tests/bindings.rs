@@ -203,6 +203,7 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
         json!({"app": "web"}),
         json!({"image": "docker.io/library/nginx:1.27", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}),
     );
+    println!("$ kubectl create -f own.json\n{said}");
     assert!(
         said.contains("Warning: Palisade: container \"app\" keeps its own seccomp profile (RuntimeDefault); ProfileBinding by-image (bind-web) was not applied"),
         "{said}"
@@ -234,6 +235,18 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
     );
     let ready = &status.conditions[0];
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "ProfileReady"));
+    let table = cluster.kubectl(&["get", "profilebindings", "-n", NS]).unwrap();
+    println!(
+        "$ kubectl get profilebindings -n {NS}\n{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    let status = cluster
+        .kubectl(&["get", "pbind", "by-image", "-n", NS, "-o", "jsonpath={.status}"])
+        .unwrap();
+    println!(
+        "$ kubectl get pbind by-image -n {NS} -o jsonpath={{.status}}\n{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
     let missing = wait_counts(&bindings, "by-label", 2, 0).await;
     assert_eq!(
         missing.status.unwrap().conditions[0].reason,
@@ -260,6 +273,46 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
     })
     .await
     .unwrap();
+
+    // SPO's binding example, after `palisade convert` (with the profile it binds), binds
+    // as it did under SPO: a container running nginx:1.19.1.
+    let corpus = palisade_e2e::corpus::corpus_dir().unwrap().join("spo-examples");
+    let (ok, converted, notes) = cluster.palisade(&[
+        "convert",
+        &corpus.join("seccompprofile.yaml").display().to_string(),
+        &corpus.join("profilebinding.yaml").display().to_string(),
+    ]);
+    assert!(ok, "{notes}");
+    println!("$ palisade convert seccompprofile.yaml profilebinding.yaml\n{notes}");
+    let file = cluster.dir().join("spo-converted.yaml");
+    std::fs::write(&file, &converted).unwrap();
+    cluster.kubectl(&["create", "namespace", "spo"]).unwrap();
+    let out = cluster
+        .kubectl(&["apply", "-n", "spo", "-f", &file.display().to_string()])
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spo_bindings: Api<ProfileBinding> = Api::namespaced(client.clone(), "spo");
+    wait_for("the converted binding observed", Duration::from_secs(60), || async {
+        Ok(spo_bindings
+            .get("profile-binding")
+            .await?
+            .status
+            .and_then(|s| s.observed_generation))
+    })
+    .await
+    .unwrap();
+    create_pod(&cluster, "spo", "web", json!({}), json!({"image": "nginx:1.19.1"}));
+    create_pod(&cluster, "spo", "newer", json!({}), json!({"image": "nginx:1.27"}));
+    let spo_pods: Api<Pod> = Api::namespaced(client.clone(), "spo");
+    assert_eq!(
+        profiles_of(&spo_pods, "web").await.0.as_deref(),
+        Some("Localhost:palisade/profile-allow-unsafe.json")
+    );
+    assert_eq!(
+        profiles_of(&spo_pods, "newer").await.0,
+        None,
+        "another tag than SPO's exact image"
+    );
 
     // The operator down: failurePolicy Ignore admits the pod unbound, and the binding's
     // status says so once the operator is back.
