@@ -135,22 +135,19 @@ pub fn binding_name(workload: &Workload, kind: ProfileKind) -> String {
 async fn selector_of(client: &Client, namespace: &str, w: &Workload) -> Result<LabelSelector> {
     let missing = || format!("{w} not found in namespace {namespace}");
     let selector = match w.kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get_opt(&w.name)
+        WorkloadKind::Deployment => get::<Deployment>(client, namespace, &w.name)
             .await?
             .with_context(missing)?
             .spec
             .selector
             .into(),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .get_opt(&w.name)
+        WorkloadKind::StatefulSet => get::<StatefulSet>(client, namespace, &w.name)
             .await?
             .with_context(missing)?
             .spec
             .selector
             .into(),
-        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-            .get_opt(&w.name)
+        WorkloadKind::DaemonSet => get::<DaemonSet>(client, namespace, &w.name)
             .await?
             .with_context(missing)?
             .spec
@@ -174,6 +171,31 @@ async fn selector_of(client: &Client, namespace: &str, w: &Workload) -> Result<L
         }
     };
     selector.with_context(|| format!("{w} has no pod selector"))
+}
+
+/// A namespaced object, if it exists.
+async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), namespace).get_opt(name).await?)
+}
+
+/// Sets the pod template's restart annotation of a workload of kind `K`.
+async fn roll<K>(client: &Client, namespace: &str, name: &str, patch: &Value) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    Ok(())
 }
 
 /// The learning profile of `kind` named `name`, as created.
@@ -271,23 +293,10 @@ async fn pods_of(client: &Client, namespace: &str, selector: &LabelSelector) -> 
 async fn restart(client: &Client, namespace: &str, w: &Workload) -> Result<()> {
     let now = Timestamp::now().to_string();
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
-    let pp = PatchParams::default();
     match w.kind {
-        WorkloadKind::Deployment => {
-            Api::<Deployment>::namespaced(client.clone(), namespace)
-                .patch(&w.name, &pp, &Patch::Strategic(patch))
-                .await?;
-        }
-        WorkloadKind::StatefulSet => {
-            Api::<StatefulSet>::namespaced(client.clone(), namespace)
-                .patch(&w.name, &pp, &Patch::Strategic(patch))
-                .await?;
-        }
-        WorkloadKind::DaemonSet => {
-            Api::<DaemonSet>::namespaced(client.clone(), namespace)
-                .patch(&w.name, &pp, &Patch::Strategic(patch))
-                .await?;
-        }
+        WorkloadKind::Deployment => roll::<Deployment>(client, namespace, &w.name, &patch).await?,
+        WorkloadKind::StatefulSet => roll::<StatefulSet>(client, namespace, &w.name, &patch).await?,
+        WorkloadKind::DaemonSet => roll::<DaemonSet>(client, namespace, &w.name, &patch).await?,
         WorkloadKind::Pod => {
             let api = Api::<Pod>::namespaced(client.clone(), namespace);
             let mut pod = api.get(&w.name).await?;

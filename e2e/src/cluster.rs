@@ -676,3 +676,34 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Points the chart's webhook configuration `name` (a Validating- or
+/// MutatingWebhookConfiguration, `K`) at `url` instead of its Service (the operator runs on
+/// this machine), and waits until the operator has put its CA into the caBundle; returns it.
+pub async fn webhook_at_url<K>(client: &kube::Client, name: &str, url: &str) -> Result<Vec<u8>>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let to_url = json!([
+        {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": url},
+    ]);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(to_url)?),
+    )
+    .await?;
+    wait_for("the operator's CA in the caBundle", Duration::from_secs(90), || async {
+        let config = serde_json::to_value(api.get(name).await?)?;
+        let bundle: Option<k8s_openapi::ByteString> =
+            serde_json::from_value(config["webhooks"][0]["clientConfig"]["caBundle"].clone())?;
+        Ok(bundle.map(|b| b.0))
+    })
+    .await
+}

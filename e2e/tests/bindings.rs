@@ -9,9 +9,9 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use palisade_domain::{ProfileBinding, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, wait_installed};
+use palisade_e2e::cluster::{apply_json, wait_installed, webhook_at_url};
 use palisade_e2e::controlplane::free_port;
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -107,27 +107,10 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
     let client = cluster.cp.client().await.unwrap();
 
     // The chart's binder configuration, pointed at the operator on this machine.
-    let mwcs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    mwcs.patch(
+    webhook_at_url::<MutatingWebhookConfiguration>(
+        &client,
         "palisade-profile-binding",
-        &PatchParams::default(),
-        &Patch::Json::<()>(
-            serde_json::from_value(json!([
-                {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
-                {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": format!("https://127.0.0.1:{port}/mutate-pods")},
-            ]))
-            .unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
-    wait_for(
-        "the operator's CA in the binder's caBundle",
-        Duration::from_secs(90),
-        || async {
-            let m = mwcs.get("palisade-profile-binding").await?;
-            Ok(m.webhooks.unwrap_or_default()[0].client_config.ca_bundle.clone())
-        },
+        &format!("https://127.0.0.1:{port}/mutate-pods"),
     )
     .await
     .unwrap();

@@ -3,16 +3,13 @@
 //! the operator's own certificate, created in its Secret and put into the caBundle by the
 //! operator (running as the chart's ServiceAccount, with the chart's RBAC).
 
-use std::time::Duration;
-
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use palisade_domain::SeccompProfile;
-use palisade_e2e::cluster::{NAMESPACE, apply_json, wait_condition, wait_installed};
+use palisade_e2e::cluster::{NAMESPACE, apply_json, wait_condition, wait_installed, webhook_at_url};
 use palisade_e2e::controlplane::free_port;
-use palisade_e2e::{Cluster, Options, wait_for};
+use palisade_e2e::{Cluster, Options};
 use serde_json::json;
 
 fn seccomp(name: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -51,25 +48,11 @@ async fn the_api_server_calls_the_pod_guard_which_denies_missing_profiles_and_wa
     let client = cluster.cp.client().await.unwrap();
 
     // The chart's webhook configuration, pointed at the operator on this machine.
-    let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    vwcs.patch(
+    let bundle = webhook_at_url::<ValidatingWebhookConfiguration>(
+        &client,
         "palisade-pod-guard",
-        &PatchParams::default(),
-        &Patch::Json::<()>(
-            serde_json::from_value(json!([
-                {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
-                {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": format!("https://127.0.0.1:{port}/validate-pods")},
-            ]))
-            .unwrap(),
-        ),
+        &format!("https://127.0.0.1:{port}/validate-pods"),
     )
-    .await
-    .unwrap();
-    // The operator made its certificate and put its CA into the configuration.
-    let bundle = wait_for("the operator's CA in the caBundle", Duration::from_secs(90), || async {
-        let vwc = vwcs.get("palisade-pod-guard").await?;
-        Ok(vwc.webhooks.unwrap_or_default()[0].client_config.ca_bundle.clone())
-    })
     .await
     .unwrap();
     let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
@@ -78,7 +61,7 @@ async fn the_api_server_calls_the_pod_guard_which_denies_missing_profiles_and_wa
         .unwrap();
     assert_eq!(
         secret.data.unwrap()["ca.crt"].0,
-        bundle.0,
+        bundle,
         "the caBundle is the Secret's CA"
     );
 

@@ -1002,40 +1002,12 @@ exit 0";
 /// a profile that does not exist is admitted with the guard's warning (the chart's default
 /// mode), one naming a Ready profile without.
 async fn pod_guard_on_the_real_node(env: &Env) -> Result<()> {
-    let node = env.shell()?;
-    let service = json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "palisade-webhook-nodeport", "namespace": NAMESPACE},
-        "spec": {"type": "NodePort",
-                 "selector": {"app.kubernetes.io/name": "palisade", "app.kubernetes.io/component": "operator"},
-                 "ports": [{"port": 443, "targetPort": "webhook", "nodePort": palisade_e2e::realnode::WEBHOOK_NODE_PORT}]}});
-    let file = tempfile::NamedTempFile::new()?;
-    std::fs::write(file.path(), service.to_string())?;
-    env.kubectl(&["apply", "-f", &file.path().display().to_string()])?;
-    let to_url = json!([
-        {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
-        {"op": "add", "path": "/webhooks/0/clientConfig/url",
-         "value": format!("https://127.0.0.1:{}/validate-pods", node.webhook_port)},
-    ]);
-    env.kubectl(&[
-        "patch",
+    webhook_via_node(
+        env,
         "validatingwebhookconfiguration",
         "palisade-pod-guard",
-        "--type",
-        "json",
-        "-p",
-        &to_url.to_string(),
-    ])?;
-    let bundle = env.kubectl(&[
-        "get",
-        "validatingwebhookconfiguration",
-        "palisade-pod-guard",
-        "-o",
-        "jsonpath={.webhooks[0].clientConfig.caBundle}",
-    ])?;
-    ensure!(
-        !bundle.trim().is_empty(),
-        "the operator did not put its CA into the caBundle"
-    );
+        "/validate-pods",
+    )?;
 
     env.apply_ready(seccomp_deny_mkdir("rn-guard-ok", 1)).await?;
     let create = |name: &str, profile: &str| -> Result<String> {
@@ -1080,21 +1052,12 @@ async fn pod_guard_on_the_real_node(env: &Env) -> Result<()> {
     let quiet = create("rn-guard-ok", "rn-guard-ok")?;
     ensure!(!quiet.contains("Palisade"), "a Ready profile drew a warning: {quiet}");
 
-    let back = json!([
-        {"op": "remove", "path": "/webhooks/0/clientConfig/url"},
-        {"op": "add", "path": "/webhooks/0/clientConfig/service",
-         "value": {"name": "palisade-webhook", "namespace": NAMESPACE, "path": "/validate-pods", "port": 443}},
-    ]);
-    env.kubectl(&[
-        "patch",
+    webhook_via_service(
+        env,
         "validatingwebhookconfiguration",
         "palisade-pod-guard",
-        "--type",
-        "json",
-        "-p",
-        &back.to_string(),
-    ])?;
-    env.kubectl(&["delete", "service", "palisade-webhook-nodeport", "-n", NAMESPACE])?;
+        "/validate-pods",
+    )?;
     env.delete_profile("seccompprofile", "rn-guard-ok").await
 }
 
@@ -1412,11 +1375,10 @@ async fn learn_seccomp_then_enforce(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// The binder, reachable from the host's API server: the NodePort Service the pod guard's
-/// test uses and the MutatingWebhookConfiguration pointed at it; returns once a binding
-/// binds a pod (kube-proxy programs the NodePort shortly after the Service appears; until
-/// then failurePolicy Ignore admits pods unbound).
-async fn binder_via_node(env: &Env) -> Result<()> {
+/// Points the chart's webhook configuration (`kind`, `name`, its webhook at `path`) at the
+/// operator through a NodePort Service the host's API server reaches (it cannot reach a
+/// Service IP inside the guest), and checks the operator put its CA into the caBundle.
+fn webhook_via_node(env: &Env, kind: &str, name: &str, path: &str) -> Result<()> {
     let node = env.shell()?;
     let service = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "palisade-webhook-nodeport", "namespace": NAMESPACE},
@@ -1429,17 +1391,48 @@ async fn binder_via_node(env: &Env) -> Result<()> {
     let to_url = json!([
         {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
         {"op": "add", "path": "/webhooks/0/clientConfig/url",
-         "value": format!("https://127.0.0.1:{}/mutate-pods", node.webhook_port)},
+         "value": format!("https://127.0.0.1:{}{path}", node.webhook_port)},
     ]);
+    env.kubectl(&["patch", kind, name, "--type", "json", "-p", &to_url.to_string()])?;
+    let bundle = env.kubectl(&["get", kind, name, "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}"])?;
+    ensure!(
+        !bundle.trim().is_empty(),
+        "the operator did not put its CA into {name}'s caBundle"
+    );
+    Ok(())
+}
+
+/// Undoes [`webhook_via_node`]: the configuration back at the chart's Service.
+fn webhook_via_service(env: &Env, kind: &str, name: &str, path: &str) -> Result<()> {
+    let back = json!([
+        {"op": "remove", "path": "/webhooks/0/clientConfig/url"},
+        {"op": "add", "path": "/webhooks/0/clientConfig/service",
+         "value": {"name": "palisade-webhook", "namespace": NAMESPACE, "path": path, "port": 443}},
+    ]);
+    env.kubectl(&["patch", kind, name, "--type", "json", "-p", &back.to_string()])?;
     env.kubectl(&[
-        "patch",
+        "delete",
+        "service",
+        "palisade-webhook-nodeport",
+        "-n",
+        NAMESPACE,
+        "--ignore-not-found",
+    ])?;
+    Ok(())
+}
+
+/// The binder, reachable from the host's API server: the NodePort Service the pod guard's
+/// test uses and the MutatingWebhookConfiguration pointed at it; returns once a binding
+/// binds a pod (kube-proxy programs the NodePort shortly after the Service appears; until
+/// then failurePolicy Ignore admits pods unbound).
+async fn binder_via_node(env: &Env) -> Result<()> {
+    webhook_via_node(
+        env,
         "mutatingwebhookconfiguration",
         "palisade-profile-binding",
-        "--type",
-        "json",
-        "-p",
-        &to_url.to_string(),
-    ])?;
+        "/mutate-pods",
+    )?;
+    let file = tempfile::NamedTempFile::new()?;
     let probe = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
         "metadata": {"name": "rn-binder-probe", "namespace": "default"},
         "spec": {"profileRef": {"kind": "SeccompProfile", "name": "rn-binder-probe"},
@@ -1662,28 +1655,12 @@ exec sleep 3600"
     .await?;
     env.delete_profile("apparmorprofile", profile).await?;
     env.delete_profile("seccompprofile", profile).await?;
-    let back = json!([
-        {"op": "remove", "path": "/webhooks/0/clientConfig/url"},
-        {"op": "add", "path": "/webhooks/0/clientConfig/service",
-         "value": {"name": "palisade-webhook", "namespace": NAMESPACE, "path": "/mutate-pods", "port": 443}},
-    ]);
-    env.kubectl(&[
-        "patch",
+    webhook_via_service(
+        env,
         "mutatingwebhookconfiguration",
         "palisade-profile-binding",
-        "--type",
-        "json",
-        "-p",
-        &back.to_string(),
-    ])?;
-    env.kubectl(&[
-        "delete",
-        "service",
-        "palisade-webhook-nodeport",
-        "-n",
-        NAMESPACE,
-        "--ignore-not-found",
-    ])?;
+        "/mutate-pods",
+    )?;
     set_learning(env, false).await?;
     Ok(())
 }

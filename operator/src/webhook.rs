@@ -349,39 +349,44 @@ pub async fn serve(client: Client, cfg: Config, listener: tokio::net::TcpListene
     }
 }
 
+/// The guard's route: [`decide`] on the pod.
 async fn review(
     State(guard): State<Arc<Guard>>,
     Json(review): Json<AdmissionReview<Pod>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<Pod> = match review.try_into() {
-        Ok(r) => r,
-        Err(e) => return Json(AdmissionResponse::invalid(e.to_string()).into_review()),
-    };
-    let response = AdmissionResponse::from(&request);
-    let Some(pod) = &request.object else {
-        return Json(response.into_review());
-    };
-    Json(decide(&guard, pod, response).into_review())
+    answer(review, |_, pod, response| decide(&guard, pod, response))
 }
 
+/// The binder's route: [`bind`] on the pod, in the request's namespace.
 async fn mutate(
     State(guard): State<Arc<Guard>>,
     Json(review): Json<AdmissionReview<Pod>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    answer(review, |request, pod, response| {
+        let namespace = request
+            .namespace
+            .clone()
+            .or_else(|| pod.namespace())
+            .unwrap_or_default();
+        bind(&guard, &namespace, pod, response)
+    })
+}
+
+/// Reads a review and answers it with `decide` when it holds a pod (an invalid review is
+/// answered as such; one without an object is allowed).
+fn answer(
+    review: AdmissionReview<Pod>,
+    decide: impl FnOnce(&AdmissionRequest<Pod>, &Pod, AdmissionResponse) -> AdmissionResponse,
 ) -> Json<AdmissionReview<DynamicObject>> {
     let request: AdmissionRequest<Pod> = match review.try_into() {
         Ok(r) => r,
         Err(e) => return Json(AdmissionResponse::invalid(e.to_string()).into_review()),
     };
     let response = AdmissionResponse::from(&request);
-    let Some(pod) = &request.object else {
-        return Json(response.into_review());
-    };
-    let namespace = request
-        .namespace
-        .clone()
-        .or_else(|| pod.namespace())
-        .unwrap_or_default();
-    Json(bind(&guard, &namespace, pod, response).into_review())
+    match &request.object {
+        Some(pod) => Json(decide(&request, pod, response).into_review()),
+        None => Json(response.into_review()),
+    }
 }
 
 /// The binder's answer for a pod being created in `namespace`: a patch setting the profiles

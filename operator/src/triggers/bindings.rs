@@ -63,19 +63,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::triggers::seccomp_keys as keys;
 
     fn binding(name: &str, profile: &str) -> ProfileBinding {
         serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
             "metadata": {"name": name, "namespace": "ns"},
             "spec": {"profileRef": {"kind": "SeccompProfile", "name": profile}, "image": "*"}}))
         .unwrap()
-    }
-
-    fn keys(names: &[&str]) -> Vec<Key> {
-        names
-            .iter()
-            .map(|n| (ProfileKind::SeccompProfile, n.to_string()))
-            .collect()
     }
 
     #[test]

@@ -79,3 +79,12 @@ impl Router {
         BroadcastStream::new(self.all.subscribe()).filter_map(|r| futures::future::ready(r.ok()))
     }
 }
+
+/// SeccompProfile keys of these names, as tests expect them routed.
+#[cfg(test)]
+pub fn seccomp_keys(names: &[&str]) -> Vec<Key> {
+    names
+        .iter()
+        .map(|n| (ProfileKind::SeccompProfile, n.to_string()))
+        .collect()
+}

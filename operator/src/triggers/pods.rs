@@ -92,6 +92,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::triggers::seccomp_keys as keys;
 
     fn pod(name: &str, seccomp: &[&str]) -> Pod {
         let containers: Vec<serde_json::Value> = seccomp
@@ -104,13 +105,6 @@ mod tests {
         serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"},
             "spec": {"containers": containers}}))
         .unwrap()
-    }
-
-    fn keys(names: &[&str]) -> Vec<Key> {
-        names
-            .iter()
-            .map(|n| (ProfileKind::SeccompProfile, n.to_string()))
-            .collect()
     }
 
     #[test]
