@@ -59,7 +59,6 @@ pub async fn follow(
 
 #[cfg(test)]
 mod tests {
-    use palisade_domain::ProfileKind;
     use serde_json::json;
 
     use super::*;
