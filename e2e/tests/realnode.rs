@@ -1530,13 +1530,85 @@ exec sleep 3600"
     )
     .await?;
 
+    // First for git: learn, and write the result as files instead of applying it.
     let t0 = Instant::now();
+    let dir = tempfile::tempdir()?;
+    let out_dir = dir.path().join("palisade");
+    let out_dir_arg = out_dir.display().to_string();
+    let workload = format!("deployment/{name}");
+    let to_files = palisade_cli(
+        env,
+        &[
+            "learn",
+            "--workload",
+            &workload,
+            "-n",
+            "default",
+            "--quiet-for",
+            "20s",
+            "--duration",
+            "5m",
+            "--enforce",
+            "--output-dir",
+            &out_dir_arg,
+        ],
+    )?;
+    println!(
+        "$ kubectl palisade learn --workload {workload} -n default --quiet-for 20s --enforce --output-dir DIR\n{to_files}"
+    );
+    progress(
+        env.start,
+        &format!("learned a workload in {:.1} s", t0.elapsed().as_secs_f64()),
+    );
+    for said in [
+        format!("created AppArmorProfile {profile} (Complain)"),
+        format!("created SeccompProfile {profile} (SCMP_ACT_LOG)"),
+        format!("created ProfileBinding default/{name}-apparmor"),
+        format!("created ProfileBinding default/{name}-seccomp"),
+        format!("restarted {workload}: its new pods start under the learning profiles"),
+        "quiet for 20s: done learning".to_string(),
+    ] {
+        ensure!(to_files.contains(&said), "missing {said:?} in:\n{to_files}");
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    files.sort();
+    ensure!(
+        files
+            == [
+                format!("apparmor-{profile}.yaml"),
+                format!("binding-{name}-apparmor.yaml"),
+                format!("binding-{name}-seccomp.yaml"),
+                format!("seccomp-{profile}.yaml")
+            ],
+        "{files:?}"
+    );
+    let aa_file: Value = yaml_serde::from_str(&std::fs::read_to_string(
+        out_dir.join(format!("apparmor-{profile}.yaml")),
+    )?)?;
+    let sc_file: Value = yaml_serde::from_str(&std::fs::read_to_string(
+        out_dir.join(format!("seccomp-{profile}.yaml")),
+    )?)?;
+    ensure!(
+        aa_file["spec"]["mode"] == "Enforce" && sc_file["spec"]["defaultAction"] == "SCMP_ACT_ERRNO",
+        "{aa_file} {sc_file}"
+    );
+    let live_mode: Value = serde_json::from_str(&env.kubectl(&["get", "apparmorprofile", profile, "-o", "json"])?)?;
+    ensure!(
+        live_mode["spec"]["mode"] == "Complain",
+        "--output-dir changed the cluster"
+    );
+    env.kubectl(&["apply", "--dry-run=server", "-f", &out_dir_arg])?;
+
+    // Then in the cluster: the same command continues (nothing created or restarted again),
+    // applies, enforces and rolls the workload.
     let out = palisade_cli(
         env,
         &[
             "learn",
             "--workload",
-            &format!("deployment/{name}"),
+            &workload,
             "-n",
             "default",
             "--quiet-for",
@@ -1547,23 +1619,32 @@ exec sleep 3600"
             "--enforce",
         ],
     )?;
-    println!(
-        "$ kubectl palisade learn --workload deployment/{name} -n default --quiet-for 20s --apply --enforce\n{out}"
-    );
+    println!("$ kubectl palisade learn --workload {workload} -n default --quiet-for 20s --apply --enforce\n{out}");
     progress(
         env.start,
         &format!("learned and enforced a workload in {:.1} s", t0.elapsed().as_secs_f64()),
     );
     for said in [
-        format!("created AppArmorProfile {profile} (Complain)"),
-        format!("created SeccompProfile {profile} (SCMP_ACT_LOG)"),
-        format!("created ProfileBinding default/{name}-apparmor"),
-        format!("created ProfileBinding default/{name}-seccomp"),
+        format!("AppArmorProfile {profile} exists: learning continues in it"),
         "switched to Enforce".to_string(),
         "SCMP_ACT_ERRNO".to_string(),
-        format!("restarted deployment/{name}: its new pods start under the enforced profiles"),
+        format!("restarted {workload}: its new pods start under the enforced profiles"),
     ] {
         ensure!(out.contains(&said), "missing {said:?} in:\n{out}");
+    }
+    ensure!(
+        !out.contains("created ") && !out.contains("learning profiles"),
+        "a second run created or restarted again:\n{out}"
+    );
+    // What --output-dir wrote is what --apply wrote.
+    for (kind, file) in [("apparmorprofile", &aa_file), ("seccompprofile", &sc_file)] {
+        let live: Value = serde_json::from_str(&env.kubectl(&["get", kind, profile, "-o", "json"])?)?;
+        ensure!(
+            live["spec"] == file["spec"],
+            "{kind}: the file's spec {} differs from what --apply wrote {}",
+            file["spec"],
+            live["spec"]
+        );
     }
     ready_again(env, "apparmorprofile", profile).await?;
     ready_again(env, "seccompprofile", profile).await?;
