@@ -101,7 +101,7 @@ pub struct ProfileRef {
     /// `SeccompProfile` or `AppArmorProfile`.
     pub kind: ProfileKind,
     /// The profile's name (profiles are cluster-scoped).
-    #[schemars(length(min = 1, max = 200))]
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 }
 
@@ -118,6 +118,7 @@ pub struct ProfileBindingStatus {
     pub conditions: Vec<Condition>,
     /// Pods the binding matches whose matching containers all run under its profile.
     #[serde(default)]
+    #[schemars(range(max = 4294967295u32))]
     pub bound_pods: u32,
     /// Pods the binding matches with a matching container that does not run under its
     /// profile: created before the binding or while the webhook was unreachable, setting a
@@ -169,44 +170,75 @@ struct ImageRef {
     digest: Option<String>,
 }
 
-fn parse_image(image: &str) -> Option<ImageRef> {
-    let r: oci_spec::distribution::Reference = image.parse().ok()?;
-    // What the reference spelled, not the `latest` the parser fills in.
-    let spelled_tag = {
-        let name = image.split('@').next().unwrap_or(image);
-        let last = name.rsplit('/').next().unwrap_or(name);
-        last.contains(':')
-    };
-    Some(ImageRef {
-        repository: format!("{}/{}", r.resolve_registry(), r.repository()),
-        tag: r.tag().filter(|_| spelled_tag).map(str::to_string),
-        digest: r.digest().map(str::to_string),
-    })
+impl ImageRef {
+    fn parse(image: &str) -> Option<Self> {
+        let r: oci_spec::distribution::Reference = image.parse().ok()?;
+        // What the reference spelled, not the `latest` the parser fills in.
+        let spelled_tag = {
+            let name = image.split('@').next().unwrap_or(image);
+            let last = name.rsplit('/').next().unwrap_or(name);
+            last.contains(':')
+        };
+        Some(Self {
+            repository: format!("{}/{}", r.resolve_registry(), r.repository()),
+            tag: r.tag().filter(|_| spelled_tag).map(str::to_string),
+            digest: r.digest().map(str::to_string),
+        })
+    }
+
+    /// The tag a runtime pulls: the one given, else `latest` when no digest pins it.
+    fn pulled_tag(&self) -> Option<&str> {
+        self.tag.as_deref().or(self.digest.is_none().then_some("latest"))
+    }
+}
+
+/// A binding's `spec.image`, parsed once.
+enum ImagePattern {
+    Any,
+    Ref(ImageRef),
+}
+
+impl ImagePattern {
+    fn parse(pattern: &str) -> Option<Self> {
+        if pattern == ANY_IMAGE {
+            return Some(Self::Any);
+        }
+        ImageRef::parse(pattern).map(Self::Ref)
+    }
+
+    /// A digest in the pattern decides alone (the content); else a tag must be the one the
+    /// runtime pulls (`nginx` runs `nginx:latest`); a bare repository matches any tag or digest.
+    fn matches(&self, image: Option<&ImageRef>) -> bool {
+        let (Self::Ref(p), Some(i)) = (self, image) else {
+            return matches!(self, Self::Any);
+        };
+        if p.repository != i.repository {
+            return false;
+        }
+        match (&p.digest, &p.tag) {
+            (Some(d), _) => i.digest.as_ref() == Some(d),
+            (None, Some(t)) => i.pulled_tag() == Some(t.as_str()),
+            (None, None) => true,
+        }
+    }
 }
 
 /// Whether a container running `image` matches `pattern` (a binding's `spec.image`): `*`
-/// matches every image; a repository without tag or digest matches it with any; otherwise
-/// the tag and digest the pattern gives must be those of the image. Docker Hub's short
-/// names are normalized on both sides. An image that does not parse matches only itself.
+/// matches every image; a repository without tag or digest matches it with any; a digest
+/// must be the image's; a tag must be the one the runtime pulls (`latest` when the image
+/// names none). Docker Hub's short names are normalized on both sides. An image that does
+/// not parse matches only `*`.
 pub fn image_matches(pattern: &str, image: &str) -> bool {
-    if pattern == ANY_IMAGE || pattern == image {
-        return true;
-    }
-    let (Some(p), Some(i)) = (parse_image(pattern), parse_image(image)) else {
-        return false;
-    };
-    p.repository == i.repository
-        && p.tag
-            .as_ref()
-            .is_none_or(|t| i.tag.as_ref() == Some(t) || (p.digest.is_some() && i.tag.is_none()))
-        && p.digest.as_ref().is_none_or(|d| i.digest.as_ref() == Some(d))
+    ImagePattern::parse(pattern).is_some_and(|p| p.matches(ImageRef::parse(image).as_ref()))
 }
 
 /// An error in a binding's `image` or `selector`, naming the field; `None` when it is usable.
 pub fn problem(binding: &ProfileBinding) -> Option<String> {
+    if binding.spec.image.is_none() && binding.spec.selector.is_none() {
+        return Some("spec: set image, selector or both: a binding with neither would bind nothing".into());
+    }
     if let Some(image) = &binding.spec.image
-        && image != ANY_IMAGE
-        && parse_image(image).is_none()
+        && ImagePattern::parse(image).is_none()
     {
         return Some(format!("spec.image: {image:?} is not an image reference"));
     }
@@ -215,22 +247,45 @@ pub fn problem(binding: &ProfileBinding) -> Option<String> {
         .map(|e| e.replacen("spec.nodeSelector", "spec.selector", 1))
 }
 
+/// A binding that applies to a pod, its image pattern parsed once.
+struct Candidate<'a> {
+    binding: &'a ProfileBinding,
+    /// `None`: every container (no `image`).
+    image: Option<ImagePattern>,
+}
+
+impl Candidate<'_> {
+    /// The binding, if it is usable and its selector matches the pod's labels.
+    fn of<'a>(binding: &'a ProfileBinding, labels: &BTreeMap<String, String>) -> Option<Candidate<'a>> {
+        if problem(binding).is_some() {
+            return None;
+        }
+        if let Some(s) = &binding.spec.selector
+            && !crate::selector::selects(Some(s), labels)
+        {
+            return None;
+        }
+        let image = match &binding.spec.image {
+            None => None,
+            Some(p) => Some(ImagePattern::parse(p)?),
+        };
+        Some(Candidate { binding, image })
+    }
+
+    fn matches(&self, image: Option<&ImageRef>) -> bool {
+        self.image.as_ref().is_none_or(|p| p.matches(image))
+    }
+}
+
 /// Whether `binding` applies to `container` of a pod with `labels`.
 pub fn matches(binding: &ProfileBinding, labels: &BTreeMap<String, String>, container: &Container) -> bool {
-    if problem(binding).is_some() {
-        return false;
-    }
-    let image_ok = match &binding.spec.image {
-        None => true,
-        Some(pattern) => container.image.as_deref().is_some_and(|i| image_matches(pattern, i)),
-    };
-    image_ok
-        && binding
-            .spec
-            .selector
-            .as_ref()
-            .is_none_or(|s| crate::selector::selects(Some(s), labels))
+    Candidate::of(binding, labels)
+        .is_some_and(|c| c.matches(container.image.as_deref().and_then(ImageRef::parse).as_ref()))
 }
+
+/// Most (binding, container) pairs one pod is matched over: a pod with thousands of
+/// containers in a namespace with thousands of bindings is answered without binding.
+pub const MAX_BIND_PAIRS: usize = 1_000_000;
 
 /// What [`bind`] did to a pod.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -273,23 +328,75 @@ fn localhost(kind: ProfileKind, name: &str, seccomp_subdir: &str) -> String {
     }
 }
 
+/// Whether the kubelet takes the pod as it is (a mirror pod, which the kubelet made from a
+/// static pod) or cannot run these profiles (a Windows pod): such pods are not bound.
+fn not_bindable(pod: &Pod) -> Option<&'static str> {
+    if pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+    {
+        return Some("a mirror pod (its kubelet runs the static pod it mirrors)");
+    }
+    let windows = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.os.as_ref())
+        .is_some_and(|os| os.name == "windows");
+    windows.then_some("a Windows pod (no seccomp or AppArmor)")
+}
+
 /// Applies the bindings of the pod's namespace to a pod being created: for each container
 /// and kind, the matching bindings sorted by name, the first one wins (the others are
 /// named in a warning when they bind another profile). A container (or its pod, or for
-/// AppArmor the legacy annotation) that sets a profile of that kind keeps it, with a warning.
-pub fn bind(pod: &mut Pod, bindings: &[&ProfileBinding], seccomp_subdir: &str) -> Bound {
-    let mut bindings: Vec<&ProfileBinding> = bindings.to_vec();
-    bindings.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    let snapshot = pod.clone();
+/// AppArmor the legacy annotation) that sets a profile of that kind keeps it, with a
+/// warning. A binding `usable` refuses (its profile missing or not accepted) is skipped,
+/// with a warning, so a binding never makes a pod fail to start.
+pub fn bind(
+    pod: &mut Pod,
+    bindings: &[&ProfileBinding],
+    seccomp_subdir: &str,
+    usable: impl Fn(&ProfileBinding) -> Result<(), String>,
+) -> Bound {
     let mut out = Bound::default();
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let mut candidates: Vec<Candidate> = bindings.iter().filter_map(|b| Candidate::of(b, &labels)).collect();
+    if candidates.is_empty() {
+        return out;
+    }
+    if let Some(why) = not_bindable(pod) {
+        out.warnings.push(format!("not bound by any ProfileBinding: {why}"));
+        return out;
+    }
+    let containers = pod.spec.as_ref().map_or(0, |s| {
+        s.containers.len() + s.init_containers.as_ref().map_or(0, Vec::len)
+    });
+    if candidates.len().saturating_mul(containers) > MAX_BIND_PAIRS {
+        out.warnings.push(format!(
+            "not bound: {} ProfileBindings × {containers} containers is more than {MAX_BIND_PAIRS} pairs",
+            candidates.len()
+        ));
+        return out;
+    }
+    candidates.sort_by(|a, b| a.binding.metadata.name.cmp(&b.binding.metadata.name));
+    let snapshot = pod.clone();
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
     for container in containers_mut(pod) {
+        let image = container.image.as_deref().and_then(ImageRef::parse);
         for kind in ProfileKind::ALL {
-            let matching: Vec<&ProfileBinding> = bindings
+            let mut matching: Vec<&ProfileBinding> = Vec::new();
+            for c in candidates
                 .iter()
-                .copied()
-                .filter(|b| b.spec.profile_ref.kind == kind && matches(b, &labels, container))
-                .collect();
+                .filter(|c| c.binding.spec.profile_ref.kind == kind && c.matches(image.as_ref()))
+            {
+                match usable(c.binding) {
+                    Ok(()) => matching.push(c.binding),
+                    Err(why) => {
+                        refused.insert(c.binding.metadata.name.clone().unwrap_or_default(), why);
+                    }
+                }
+            }
             let Some(winner) = matching.first() else { continue };
             let profile = &winner.spec.profile_ref.name;
             let winner_name = winner.metadata.name.clone().unwrap_or_default();
@@ -341,6 +448,10 @@ pub fn bind(pod: &mut Pod, bindings: &[&ProfileBinding], seccomp_subdir: &str) -
             out.set
                 .push((container.name.clone(), kind, profile.clone(), winner_name));
         }
+    }
+    for (binding, why) in refused {
+        out.warnings
+            .push(format!("ProfileBinding {binding} was not applied: {why}"));
     }
     out
 }
@@ -421,7 +532,26 @@ mod tests {
             ("registry.example:5000/app", "registry.example:5000/app:v2", true),
             ("registry.example:5000/app:v1", "registry.example:5000/app:v2", false),
             ("*", "anything:at-all", true),
+            ("*", "NOT A REF", true),
             ("not a ref!", "nginx", false),
+            ("nginx:latest", "nginx", true),
+            (
+                "nginx:latest",
+                "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                false,
+            ),
+            (
+                "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "nginx:1.27@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                true,
+            ),
+            (
+                "nginx:1.28@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "nginx:1.27@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                true,
+            ),
+            ("localhost:5000/app", "localhost:5000/app:v1", true),
+            ("localhost:5000/app", "app:v1", false),
         ];
         for (pattern, image, want) in cases {
             assert_eq!(image_matches(pattern, image), want, "{pattern} vs {image}");
@@ -444,7 +574,7 @@ mod tests {
         let mut p = pod(json!({"metadata": {"name": "p", "labels": {"app": "web"}},
             "spec": {"initContainers": [{"name": "init", "image": "busybox"}],
                      "containers": [{"name": "web", "image": "nginx:1.27"}, {"name": "side", "image": "envoy"}]}}));
-        let out = bind(&mut p, &refs, "palisade");
+        let out = bind(&mut p, &refs, "palisade", |_| Ok(()));
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         let spec = p.spec.as_ref().unwrap();
         let web = spec.containers[0].security_context.as_ref().unwrap();
@@ -473,7 +603,7 @@ mod tests {
 
         let mut other = pod(json!({"metadata": {"name": "q", "labels": {"app": "db"}},
             "spec": {"containers": [{"name": "db", "image": "postgres"}]}}));
-        assert!(bind(&mut other, &refs, "palisade").set.is_empty());
+        assert!(bind(&mut other, &refs, "palisade", |_| Ok(())).set.is_empty());
     }
 
     #[test]
@@ -489,7 +619,7 @@ mod tests {
                      "containers": [{"name": "legacy", "image": "x"},
                                     {"name": "own", "image": "x", "securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/web.json"}}}]}}));
         let before = p.clone();
-        let out = bind(&mut p, &refs, "palisade");
+        let out = bind(&mut p, &refs, "palisade", |_| Ok(()));
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(
             spec.containers[0].security_context,
@@ -538,7 +668,7 @@ mod tests {
         for order in [refs.clone(), refs.iter().rev().copied().collect()] {
             let mut p =
                 pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}));
-            let out = bind(&mut p, &order, "palisade");
+            let out = bind(&mut p, &order, "palisade", |_| Ok(()));
             assert_eq!(
                 out.set,
                 vec![(
@@ -577,7 +707,82 @@ mod tests {
     }
 
     #[test]
+    fn a_binding_whose_profile_is_not_usable_is_skipped_with_a_warning() {
+        let b = [
+            binding("a-missing", "SeccompProfile", "gone", Some("*"), json!(null)),
+            binding("b-fine", "SeccompProfile", "web", Some("*"), json!(null)),
+        ];
+        let refs: Vec<&ProfileBinding> = b.iter().collect();
+        let mut p =
+            pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}));
+        let out = bind(&mut p, &refs, "palisade", |b| {
+            if b.spec.profile_ref.name == "gone" {
+                Err("SeccompProfile gone does not exist".into())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(
+            out.set,
+            vec![("web".into(), ProfileKind::SeccompProfile, "web".into(), "b-fine".into())],
+            "the next binding by name applies"
+        );
+        assert_eq!(
+            out.warnings,
+            vec!["ProfileBinding a-missing was not applied: SeccompProfile gone does not exist".to_string()]
+        );
+    }
+
+    #[test]
+    fn windows_and_mirror_pods_are_not_bound() {
+        let b = binding("b", "SeccompProfile", "web", Some("*"), json!(null));
+        for mut p in [
+            pod(
+                json!({"metadata": {"name": "p"}, "spec": {"os": {"name": "windows"}, "containers": [{"name": "c", "image": "x"}]}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "p", "annotations": {"kubernetes.io/config.mirror": "abc"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+            ),
+        ] {
+            let before = p.clone();
+            let out = bind(&mut p, &[&b], "palisade", |_| Ok(()));
+            assert!(out.set.is_empty() && p == before);
+            assert!(
+                out.warnings[0].starts_with("not bound by any ProfileBinding: a "),
+                "{:?}",
+                out.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn the_work_for_one_pod_is_bounded() {
+        let many: Vec<ProfileBinding> = (0..2000)
+            .map(|i| binding(&format!("b{i:04}"), "SeccompProfile", "web", Some("nginx"), json!(null)))
+            .collect();
+        let refs: Vec<&ProfileBinding> = many.iter().collect();
+        let containers: Vec<serde_json::Value> = (0..600)
+            .map(|i| json!({"name": format!("c{i}"), "image": "nginx"}))
+            .collect();
+        let mut p = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": containers}}));
+        let out = bind(&mut p, &refs, "palisade", |_| Ok(()));
+        assert!(out.set.is_empty());
+        assert!(
+            out.warnings[0].contains("2000 ProfileBindings × 600 containers"),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
     fn a_broken_binding_binds_nothing_and_names_its_field() {
+        let neither = binding("n", "SeccompProfile", "web", None, json!(null));
+        assert!(
+            problem(&neither)
+                .unwrap()
+                .starts_with("spec: set image, selector or both")
+        );
         let b = binding("b", "SeccompProfile", "web", Some("UPPER/Case:!!"), json!(null));
         assert!(problem(&b).unwrap().starts_with("spec.image: "));
         let s = binding(
@@ -590,6 +795,6 @@ mod tests {
         assert!(problem(&s).unwrap().starts_with("spec.selector: "), "{:?}", problem(&s));
         let mut p =
             pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}));
-        assert!(bind(&mut p, &[&b, &s], "palisade").set.is_empty());
+        assert!(bind(&mut p, &[&b, &s], "palisade", |_| Ok(())).set.is_empty());
     }
 }

@@ -10,8 +10,8 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::DeleteParams;
-use palisade_domain::{ProfileBinding, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, wait_installed, webhook_at_url};
+use palisade_domain::{AppArmorProfile, ProfileBinding, SeccompProfile};
+use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed, webhook_at_url};
 use palisade_e2e::controlplane::free_port;
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -117,8 +117,23 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
 
     apply_json(&client, seccomp("bind-web")).await.unwrap();
     apply_json(&client, seccomp("bind-held")).await.unwrap();
+    apply_json(
+        &client,
+        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": "bind-aa"},
+            "spec": {"mode": "Enforce", "policy": "profile bind-aa flags=(attach_disconnected) {\n  file,\n}\n"}}),
+    )
+    .await
+    .unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     wait_installed(&sp, "bind-web", 3).await.unwrap();
+    wait_condition(
+        &Api::<AppArmorProfile>::all(client.clone()),
+        "bind-aa",
+        "Accepted",
+        "True",
+    )
+    .await
+    .unwrap();
     for ns in [NS, "other"] {
         cluster.kubectl(&["create", "namespace", ns]).unwrap();
     }
@@ -135,6 +150,17 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
             json!({"selector": {"matchLabels": {"app": "web"}}}),
         ),
     );
+    // A binding to a profile that does not exist is skipped (a pod bound to it could not
+    // start), with a warning.
+    apply(
+        &cluster,
+        binding(
+            "to-missing",
+            "AppArmorProfile",
+            "bind-typo",
+            json!({"selector": {"matchLabels": {"app": "web"}}}),
+        ),
+    );
     apply(
         &cluster,
         binding(
@@ -147,7 +173,7 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
     let bindings: Api<ProfileBinding> = Api::namespaced(client.clone(), NS);
     // The binder reads bindings from its own cache: wait until it has them (the status
     // controller, which reads the same watch, has written a status).
-    for name in ["by-image", "by-label", "held"] {
+    for name in ["by-image", "by-label", "to-missing", "held"] {
         wait_for(&format!("{name} observed"), Duration::from_secs(60), || async {
             Ok(bindings.get(name).await?.status.and_then(|s| s.observed_generation))
         })
@@ -159,7 +185,11 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
     // By image (a tag of the bound repository) and by label: both fields set, on the
     // container, never the deprecated annotation.
     let said = create_pod(&cluster, NS, "web", json!({"app": "web"}), json!({}));
-    assert!(!said.contains("Palisade"), "{said}");
+    println!("$ kubectl create -f web.json\n{said}");
+    assert_eq!(
+        said.trim(),
+        "Warning: Palisade: ProfileBinding to-missing was not applied: AppArmorProfile bind-typo does not exist"
+    );
     assert_eq!(
         profiles_of(&pods, "web").await,
         (
@@ -230,11 +260,12 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
         "$ kubectl get pbind by-image -n {NS} -o jsonpath={{.status}}\n{}",
         String::from_utf8_lossy(&status.stdout)
     );
-    let missing = wait_counts(&bindings, "by-label", 2, 0).await;
+    wait_counts(&bindings, "by-label", 2, 0).await;
+    let missing = wait_counts(&bindings, "to-missing", 0, 2).await;
     assert_eq!(
         missing.status.unwrap().conditions[0].reason,
         "ProfileMissing",
-        "no AppArmorProfile bind-aa"
+        "no AppArmorProfile bind-typo"
     );
 
     // A profile only a binding names is held from deletion, saying by what; deleting the

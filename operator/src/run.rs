@@ -111,6 +111,14 @@ const RECONCILE_CONCURRENCY: u16 = 8;
 
 pub async fn run(args: Args) -> Result<()> {
     let client = palisade_runtime::connect().await?;
+    // CRDs come with the chart's crds/ only at install (helm upgrade leaves them): say so
+    // rather than wait forever on a watch of a kind the API server does not serve.
+    let served = client.list_api_group_resources(&palisade_domain::api_version()).await?;
+    if !served.resources.iter().any(|r| r.name == "profilebindings") {
+        anyhow::bail!(
+            "the ProfileBinding CRD is not installed (helm upgrade does not update CRDs): kubectl apply --server-side -f crds/ (or charts/palisade/crds/) first"
+        );
+    }
     // Relists and report bursts allocate and free a lot at once; keep RSS at what is held.
     palisade_runtime::spawn_memory_release(Duration::from_secs(10));
 

@@ -403,7 +403,8 @@ pub fn bind(guard: &Guard, namespace: &str, pod: &Pod, response: AdmissionRespon
         return response;
     }
     let mut bound = pod.clone();
-    let outcome = palisade_domain::binding::bind(&mut bound, &here, &guard.seccomp_subdir);
+    let usable = |b: &ProfileBinding| profile_usable(guard, b.spec.profile_ref.kind, &b.spec.profile_ref.name);
+    let outcome = palisade_domain::binding::bind(&mut bound, &here, &guard.seccomp_subdir, usable);
     let mut response = response;
     if !outcome.set.is_empty() {
         let before = serde_json::to_value(pod).unwrap_or_default();
@@ -423,6 +424,34 @@ pub fn bind(guard: &Guard, namespace: &str, pod: &Pod, response: AdmissionRespon
         response.warnings = Some(outcome.warnings.into_iter().map(|w| format!("Palisade: {w}")).collect());
     }
     response
+}
+
+/// Whether a binding may attach profile `name`: it exists, parses, was accepted and is not
+/// being deleted (a pod bound to it could not start, or would hold its deletion).
+fn profile_usable(guard: &Guard, kind: ProfileKind, name: &str) -> Result<(), String> {
+    use kube::runtime::reflector::ObjectRef;
+    let found = match kind {
+        ProfileKind::SeccompProfile => guard.seccomp.get(&ObjectRef::new(name)).map(|p| {
+            p.0.as_ref()
+                .map(|p| (p.status.clone(), p.metadata.deletion_timestamp.is_some()))
+                .map_err(|e| e.to_string())
+        }),
+        ProfileKind::AppArmorProfile => guard.apparmor.get(&ObjectRef::new(name)).map(|p| {
+            p.0.as_ref()
+                .map(|p| (p.status.clone(), p.metadata.deletion_timestamp.is_some()))
+                .map_err(|e| e.to_string())
+        }),
+    };
+    let what = format!("{} {name}", kind.name());
+    match found {
+        None => Err(format!("{what} does not exist")),
+        Some(Err(e)) => Err(format!("{what} does not parse: {e}")),
+        Some(Ok((_, true))) => Err(format!("{what} is being deleted")),
+        Some(Ok((status, false))) if status.as_ref().and_then(|s| s.accepted.as_ref()).is_none() => {
+            Err(format!("{what} was not accepted"))
+        }
+        Some(Ok(_)) => Ok(()),
+    }
 }
 
 /// The guard's answer for a pod: problems with the profiles it names.
@@ -632,7 +661,11 @@ mod tests {
     fn the_binder_patches_the_fields_of_bound_containers_in_the_pods_namespace_only() {
         let mut g = guard(Mode::Warn);
         let (bindings, mut writer) = reflector::store();
-        for (ns, name, profile) in [("n", "web", "ready"), ("elsewhere", "other", "rejected")] {
+        for (ns, name, profile) in [
+            ("n", "web", "ready"),
+            ("n", "zz-missing", "missing"),
+            ("elsewhere", "other", "rejected"),
+        ] {
             let b: ProfileBinding = serde_json::from_value(json!({"apiVersion": "palisade.dev/v1alpha1",
                 "kind": "ProfileBinding", "metadata": {"name": name, "namespace": ns},
                 "spec": {"profileRef": {"kind": "SeccompProfile", "name": profile}, "image": "nginx"}}))
@@ -665,6 +698,14 @@ mod tests {
         assert!(
             warnings[0].starts_with("Palisade: container \"own\" keeps its own seccomp profile (RuntimeDefault)"),
             "{warnings:?}"
+        );
+
+        assert!(
+            warnings.contains(
+                &"Palisade: ProfileBinding zz-missing was not applied: SeccompProfile missing does not exist"
+                    .to_string()
+            ),
+            "a binding to a missing profile is skipped, never set (the pod could not start): {warnings:?}"
         );
 
         let untouched = bind(&g, "team", &pod, response());
