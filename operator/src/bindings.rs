@@ -4,8 +4,9 @@
 //! it, including for pods created while the webhook was unreachable (its failure policy
 //! admits them unbound).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -31,8 +32,8 @@ const RECOUNT_PER_BINDING: Duration = Duration::from_millis(100);
 pub fn recount_after(bindings: usize) -> Duration {
     RECOUNT_EVERY.max(RECOUNT_PER_BINDING * u32::try_from(bindings).unwrap_or(u32::MAX))
 }
-/// Most pods read per list page, and in all, per binding.
-const PAGE: u32 = 500;
+/// Pods read per list page (only one page is held at a time), and in all, per binding.
+const PAGE: u32 = 100;
 const MAX_PODS: usize = 20_000;
 
 /// What the binding controller reads.
@@ -42,6 +43,8 @@ pub struct BindingContext {
     pub seccomp: Store<DeserializeGuard<SeccompProfile>>,
     pub apparmor: Store<DeserializeGuard<AppArmorProfile>>,
     pub bindings: Store<ProfileBinding>,
+    /// When each binding (uid, generation) was last counted.
+    pub counted: Mutex<HashMap<(String, i64), Instant>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +114,55 @@ pub fn readiness(
     }
 }
 
+/// A binding's pods counted, page by page, keeping only the counts and the first few
+/// unbound pods (by name).
+#[derive(Default, Debug)]
+pub struct Tally {
+    bound: u32,
+    unbound_pods: u32,
+    unbound: Vec<UnboundPod>,
+}
+
+/// Longest reason kept for an unbound pod (the CRD allows 1024): a pod's profile names are
+/// its author's to choose.
+const MAX_REASON: usize = 512;
+
+impl Tally {
+    /// Counts `pods` (running or pending ones, not being deleted) under `binding`.
+    pub fn add(&mut self, binding: &ProfileBinding, pods: &[Pod], seccomp_subdir: &str) {
+        for pod in pods {
+            let finished = matches!(
+                pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            );
+            if finished || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            match binding::standing(binding, pod, seccomp_subdir) {
+                None => {}
+                Some(Ok(())) => self.bound = self.bound.saturating_add(1),
+                Some(Err(mut reason)) => {
+                    self.unbound_pods = self.unbound_pods.saturating_add(1);
+                    if reason.len() > MAX_REASON {
+                        let mut end = MAX_REASON;
+                        while !reason.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        reason.truncate(end);
+                        reason.push('…');
+                    }
+                    self.unbound.push(UnboundPod {
+                        name: pod.name_any(),
+                        reason,
+                    });
+                    self.unbound.sort();
+                    self.unbound.truncate(MAX_UNBOUND_LISTED);
+                }
+            }
+        }
+    }
+}
+
 /// The status of `binding` given the pods of its namespace and its profile's status.
 pub fn status(
     binding: &ProfileBinding,
@@ -120,29 +172,24 @@ pub fn status(
     old: Option<&ProfileBindingStatus>,
     now: Time,
 ) -> ProfileBindingStatus {
-    let (mut bound, mut unbound_pods, mut unbound) = (0u32, 0u32, Vec::new());
-    for pod in pods {
-        let finished = matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        if finished || pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        match binding::standing(binding, pod, seccomp_subdir) {
-            None => {}
-            Some(Ok(())) => bound += 1,
-            Some(Err(reason)) => {
-                unbound_pods += 1;
-                unbound.push(UnboundPod {
-                    name: pod.name_any(),
-                    reason,
-                });
-            }
-        }
-    }
-    unbound.sort();
-    unbound.truncate(MAX_UNBOUND_LISTED);
+    let mut tally = Tally::default();
+    tally.add(binding, pods, seccomp_subdir);
+    status_of(binding, tally, profile, old, now)
+}
+
+/// The status of `binding` given its counted pods and its profile's status.
+pub fn status_of(
+    binding: &ProfileBinding,
+    tally: Tally,
+    profile: Option<Option<ProfileStatus>>,
+    old: Option<&ProfileBindingStatus>,
+    now: Time,
+) -> ProfileBindingStatus {
+    let Tally {
+        bound,
+        unbound_pods,
+        unbound,
+    } = tally;
     let (ready, reason, message) = readiness(binding, profile);
     let generation = binding.metadata.generation;
     let transition = old
@@ -165,9 +212,9 @@ pub fn status(
     }
 }
 
-/// Lists the pods of the binding's namespace that its selector matches (all when it has
-/// none), at most [`MAX_PODS`].
-async fn pods_of(client: &Client, binding: &ProfileBinding) -> Result<Vec<Pod>, Error> {
+/// Counts the pods of the binding's namespace that its selector matches (all when it has
+/// none), a page at a time, at most [`MAX_PODS`].
+async fn count_pods(client: &Client, binding: &ProfileBinding, seccomp_subdir: &str) -> Result<Tally, Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &binding.namespace().unwrap_or_default());
     let mut params = ListParams::default().limit(PAGE);
     if let Some(selector) = binding.spec.selector.as_ref()
@@ -175,27 +222,46 @@ async fn pods_of(client: &Client, binding: &ProfileBinding) -> Result<Vec<Pod>, 
     {
         params = params.labels_from(&s);
     }
-    let mut pods = Vec::new();
+    let mut tally = Tally::default();
+    let mut seen = 0;
     loop {
         let page = api.list(&params).await?;
-        pods.extend(page.items);
+        seen += page.items.len();
+        tally.add(binding, &page.items, seccomp_subdir);
         match page.metadata.continue_ {
-            Some(token) if !token.is_empty() && pods.len() < MAX_PODS => params = params.continue_token(&token),
+            Some(token) if !token.is_empty() && seen < MAX_PODS => params = params.continue_token(&token),
             _ => break,
         }
     }
-    Ok(pods)
+    Ok(tally)
 }
 
 /// Counts the binding's pods and writes its status when it changed.
 #[tracing::instrument(skip_all, fields(binding = %binding.name_any(), namespace = binding.namespace().unwrap_or_default()))]
 pub async fn reconcile(binding: Arc<ProfileBinding>, ctx: Arc<BindingContext>) -> Result<Action, Error> {
-    let pods = pods_of(&ctx.client, &binding).await?;
+    // At most one count per binding and generation every interval, whatever woke it (its
+    // own status write, an error's retry): a spec change counts at once.
+    let every = recount_after(ctx.bindings.state().len());
+    let key = (
+        binding.uid().unwrap_or_default(),
+        binding.metadata.generation.unwrap_or_default(),
+    );
+    if let Some(last) = ctx.counted.lock().expect("lock").get(&key)
+        && last.elapsed() < every
+    {
+        return Ok(Action::requeue(every - last.elapsed()));
+    }
+    {
+        let mut counted = ctx.counted.lock().expect("lock");
+        counted.retain(|_, t| t.elapsed() < every * 2);
+        counted.insert(key, Instant::now());
+    }
+    let tally = count_pods(&ctx.client, &binding, &ctx.seccomp_subdir).await?;
     let r = &binding.spec.profile_ref;
     let profile = profile_status(&ctx, r.kind, &r.name);
     let old = binding.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new = status(&binding, &pods, profile, &ctx.seccomp_subdir, old, now);
+    let new = status_of(&binding, tally, profile, old, now);
     if old != Some(&new) {
         let api: Api<ProfileBinding> = Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
         api.patch_status(
@@ -205,13 +271,13 @@ pub async fn reconcile(binding: Arc<ProfileBinding>, ctx: Arc<BindingContext>) -
         )
         .await?;
     }
-    Ok(Action::requeue(recount_after(ctx.bindings.state().len())))
+    Ok(Action::requeue(every))
 }
 
-/// A failed count or write is tried again soon.
-pub fn error_policy(_: Arc<ProfileBinding>, e: &Error, _: Arc<BindingContext>) -> Action {
+/// A failed count or write is tried again at the next interval.
+pub fn error_policy(_: Arc<ProfileBinding>, e: &Error, ctx: Arc<BindingContext>) -> Action {
     tracing::warn!(error = %e, "counting a ProfileBinding's pods");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(recount_after(ctx.bindings.state().len()))
 }
 
 #[cfg(test)]
@@ -280,6 +346,19 @@ mod tests {
         assert_eq!(s.observed_generation, Some(2));
         let again = status(&binding(), &pods, Some(Some(ready("True"))), "palisade", Some(&s), now);
         assert_eq!(again, s, "nothing changed: the same status, so nothing is written");
+    }
+
+    #[test]
+    fn a_reason_the_pod_chose_is_clipped() {
+        let long = format!("palisade/{}.json", "é".repeat(2000));
+        let mut tally = Tally::default();
+        tally.add(&binding(), &[pod("p", "nginx", Some(&long), "Running")], "palisade");
+        let reason = &tally.unbound[0].reason;
+        assert!(
+            reason.len() <= MAX_REASON + '…'.len_utf8() && reason.ends_with('…'),
+            "{}",
+            reason.len()
+        );
     }
 
     #[test]

@@ -292,6 +292,7 @@ async fn lead(
         seccomp: seccomp.store.clone(),
         apparmor: apparmor.store.clone(),
         bindings: bindings.clone(),
+        counted: Default::default(),
     });
     let ctx = Arc::new(context(
         client,

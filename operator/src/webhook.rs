@@ -234,12 +234,32 @@ pub async fn ensure_material(client: &Client, cfg: &Config) -> Result<Material> 
     anyhow::bail!("the webhook certificate Secret {} keeps changing", cfg.secret)
 }
 
-/// Puts `bundle` into every webhook of both configurations that lacks it.
+/// Puts `bundle` into every webhook of both configurations that lacks it. Each is kept on
+/// its own: one that cannot be read (not installed, or RBAC of an older chart) is logged and
+/// does not keep the other, or the serving, from going on.
 pub async fn ensure_ca_bundle(client: &Client, cfg: &Config, bundle: &str) -> Result<()> {
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    ensure_bundle_of(&validating, &cfg.configuration, bundle).await?;
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    ensure_bundle_of(&mutating, &cfg.mutating_configuration, bundle).await
+    let results = [
+        ensure_bundle_of(&validating, &cfg.configuration, bundle).await,
+        ensure_bundle_of(&mutating, &cfg.mutating_configuration, bundle).await,
+    ];
+    let mut failed = None;
+    for result in results {
+        match result {
+            Err(e) if is_forbidden(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), "a webhook configuration cannot be read: check the operator's RBAC");
+            }
+            Err(e) => failed = Some(e),
+            Ok(()) => {}
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+fn is_forbidden(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403))
 }
 
 /// Puts `bundle` into every webhook of the configuration `name` that lacks it.
