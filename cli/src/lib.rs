@@ -135,8 +135,9 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = LearnFormat::Table)]
         output: LearnFormat,
         /// Write the profile as --apply would leave it to DIR/<kind>-<name>.yaml
-        /// (`seccomp-web.yaml`), creating DIR, and print the paths written; the cluster is
-        /// not changed.
+        /// (`seccomp-web.yaml`), creating DIR, and print the paths written, instead of
+        /// applying it (with --workload, also its bindings; learning itself still creates
+        /// the learning profiles and bindings in the cluster).
         #[arg(long, value_name = "DIR", conflicts_with_all = ["apply", "output"])]
         output_dir: Option<PathBuf>,
     },

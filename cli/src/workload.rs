@@ -114,13 +114,18 @@ pub struct Request {
     pub enforce: bool,
 }
 
-/// The name of the profiles learned for a workload: `<namespace>-<name>`, kept a valid
-/// profile name.
+/// The name of the profiles learned for a workload: `<namespace>.<name>` (a namespace has no
+/// dot, so two workloads' names never meet), kept a valid profile name.
 pub fn profile_name(namespace: &str, workload: &Workload) -> String {
-    let mut name = format!("{namespace}-{}", workload.name);
+    let mut name = format!("{namespace}.{}", workload.name);
     name.truncate(palisade_domain::MAX_NAME_LEN);
     name.trim_end_matches(['-', '.']).to_string()
 }
+
+/// The annotation on a learning profile naming the UID of the ProfileBinding (in the
+/// workload's namespace) it was created for: a later run continues only in a profile that
+/// carries its own binding's UID, never in one someone else created under that name.
+pub const CREATED_FOR: &str = "palisade.dev/created-for-binding";
 
 /// The name of the binding of `kind`'s profile to the workload.
 pub fn binding_name(workload: &Workload, kind: ProfileKind) -> String {
@@ -199,9 +204,9 @@ where
 }
 
 /// The learning profile of `kind` named `name`, as created.
-fn learning_profile(kind: ProfileKind, name: &str, w: &Workload, namespace: &str) -> Value {
+fn learning_profile(kind: ProfileKind, name: &str, w: &Workload, namespace: &str, binding_uid: &str) -> Value {
     let metadata = json!({"name": name, "labels": {LEARNED_FOR: label_value(namespace, w)},
-        "annotations": {"palisade.dev/learned-for": format!("{w} in namespace {namespace}")}});
+        "annotations": {"palisade.dev/learned-for": format!("{w} in namespace {namespace}"), CREATED_FOR: binding_uid}});
     match kind {
         ProfileKind::AppArmorProfile => json!({"apiVersion": palisade_domain::api_version(), "kind": kind.name(),
             "metadata": metadata,
@@ -243,29 +248,37 @@ fn kind_arg(kind: ProfileKind) -> Kind {
     }
 }
 
-/// Creates the profile unless it exists (an existing one keeps what it learned); says which.
-async fn ensure_profile(client: &Client, kind: ProfileKind, obj: Value) -> Result<bool> {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    let created = match kind {
-        ProfileKind::AppArmorProfile => create_absent::<AppArmorProfile>(Api::all(client.clone()), &name, obj).await?,
-        ProfileKind::SeccompProfile => create_absent::<SeccompProfile>(Api::all(client.clone()), &name, obj).await?,
+/// The profile `name` of `kind`: its UID and the binding UID it was created for.
+async fn profile_owner(client: &Client, kind: ProfileKind, name: &str) -> Result<Option<(String, Option<String>)>> {
+    let meta = match kind {
+        ProfileKind::AppArmorProfile => Api::<AppArmorProfile>::all(client.clone())
+            .get_opt(name)
+            .await?
+            .map(|p| p.metadata),
+        ProfileKind::SeccompProfile => Api::<SeccompProfile>::all(client.clone())
+            .get_opt(name)
+            .await?
+            .map(|p| p.metadata),
     };
-    Ok(created)
+    Ok(meta.map(|m| {
+        let created_for = m.annotations.and_then(|a| a.get(CREATED_FOR).cloned());
+        (m.uid.unwrap_or_default(), created_for)
+    }))
 }
 
-async fn create_absent<K>(api: Api<K>, name: &str, obj: Value) -> Result<bool>
+async fn create<K>(client: &Client, obj: Value) -> Result<()>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
 {
-    if api.get_opt(name).await?.is_some() {
-        return Ok(false);
-    }
     let obj: K = serde_json::from_value(obj)?;
-    match api.create(&PostParams::default(), &obj).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    Api::<K>::all(client.clone())
+        .create(&PostParams::default(), &obj)
+        .await?;
+    Ok(())
 }
 
 /// The workload's pods that are not finishing.
@@ -300,6 +313,22 @@ async fn restart(client: &Client, namespace: &str, w: &Workload) -> Result<()> {
         WorkloadKind::Pod => {
             let api = Api::<Pod>::namespaced(client.clone(), namespace);
             let mut pod = api.get(&w.name).await?;
+            if let Some(owner) = pod
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+            {
+                bail!(
+                    "{w} belongs to {} {}: learn for it instead (--workload {}/{}), so that its pods are restarted by their controller",
+                    owner.kind,
+                    owner.name,
+                    owner.kind.to_lowercase(),
+                    owner.name
+                );
+            }
+            let uid = pod.metadata.uid.clone();
             pod.metadata = kube::core::ObjectMeta {
                 name: pod.metadata.name.take(),
                 namespace: pod.metadata.namespace.take(),
@@ -308,15 +337,35 @@ async fn restart(client: &Client, namespace: &str, w: &Workload) -> Result<()> {
                 ..Default::default()
             };
             pod.status = None;
-            api.delete(&w.name, &DeleteParams::default()).await?;
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.ephemeral_containers = None; // added by `kubectl debug`; refused on create
+            }
+            // Kept where it can be created again by hand should this stop half-way.
+            let saved = std::env::temp_dir().join(format!("palisade-learn-{namespace}-{}.json", w.name));
+            std::fs::write(&saved, serde_json::to_vec_pretty(&pod)?)
+                .with_context(|| format!("saving {w} to {} before re-creating it", saved.display()))?;
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid,
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            api.delete(&w.name, &params).await?;
             let started = Instant::now();
             while api.get_opt(&w.name).await?.is_some() {
                 if started.elapsed() > Duration::from_secs(300) {
-                    bail!("{w} is still terminating after 5 minutes");
+                    bail!(
+                        "{w} is still terminating after 5 minutes; once it is gone, create it again: kubectl create -f {}",
+                        saved.display()
+                    );
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            api.create(&PostParams::default(), &pod).await?;
+            api.create(&PostParams::default(), &pod)
+                .await
+                .with_context(|| format!("creating {w} again (its manifest: {})", saved.display()))?;
+            let _ = std::fs::remove_file(&saved);
         }
     }
     Ok(())
@@ -370,24 +419,22 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
     let kinds = kinds(req.kind);
     let mut created = Vec::new();
 
-    for &kind in &kinds {
-        if ensure_profile(&client, kind, learning_profile(kind, &name, w, ns)).await? {
-            let mode = match kind {
-                ProfileKind::AppArmorProfile => "Complain",
-                ProfileKind::SeccompProfile => "SCMP_ACT_LOG",
-            };
-            created.push(format!("{} {name} ({mode})", kind.name()));
-            say(&format!("created {} {name} ({mode})", kind.name()));
-        } else {
-            say(&format!("{} {name} exists: learning continues in it", kind.name()));
-        }
-    }
+    // Bindings first (each in the workload's namespace, so its UID is the tenant's own), then
+    // the profiles created for them: a run continues only with its own objects.
     let bindings_api: Api<ProfileBinding> = Api::namespaced(client.clone(), ns);
+    let ours = label_value(ns, w);
     let mut bindings = Vec::new();
     for &kind in &kinds {
-        let b = binding(kind, &name, w, ns, &selector);
         let bname = binding_name(w, kind);
-        let existed = bindings_api.get_opt(&bname).await?.is_some();
+        let existing = bindings_api.get_opt(&bname).await?;
+        if let Some(b) = &existing
+            && b.labels().get(LEARNED_FOR) != Some(&ours)
+        {
+            bail!(
+                "ProfileBinding {ns}/{bname} exists and is not the one palisade learn made for {w}: rename or delete it, or learn for this workload under another name"
+            );
+        }
+        let b = binding(kind, &name, w, ns, &selector);
         let applied = bindings_api
             .patch(&bname, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&b))
             .await
@@ -397,25 +444,58 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
                     kind.name()
                 )
             })?;
-        if !existed {
+        if existing.is_none() {
             created.push(format!("ProfileBinding {ns}/{bname}"));
             say(&format!(
                 "created ProfileBinding {ns}/{bname} ({} {name} to the pods of {w})",
                 kind.name()
             ));
         }
+        let uid = applied.uid().unwrap_or_default();
+        match profile_owner(&client, kind, &name).await? {
+            None => {
+                let obj = learning_profile(kind, &name, w, ns, &uid);
+                match kind {
+                    ProfileKind::AppArmorProfile => create::<AppArmorProfile>(&client, obj).await?,
+                    ProfileKind::SeccompProfile => create::<SeccompProfile>(&client, obj).await?,
+                }
+                let mode = match kind {
+                    ProfileKind::AppArmorProfile => "Complain",
+                    ProfileKind::SeccompProfile => "SCMP_ACT_LOG",
+                };
+                created.push(format!("{} {name} ({mode})", kind.name()));
+                say(&format!("created {} {name} ({mode})", kind.name()));
+            }
+            Some((_, Some(owner))) if owner == uid => {
+                say(&format!("{} {name} exists: learning continues in it", kind.name()));
+            }
+            Some(_) => bail!(
+                "{} {name} exists and was not created by palisade learn for {w} in {ns} (its {CREATED_FOR} annotation does not name ProfileBinding {ns}/{bname}): learning would take over someone else's profile",
+                kind.name()
+            ),
+        }
         bindings.push(applied);
     }
 
-    // Restart only what does not run bound yet: a second run does not restart again.
+    // Restart only what does not run bound yet: a second run does not restart again. The
+    // new pods need the profiles on their node first.
     if !all_bound(&pods_of(&client, ns, &selector).await?, &bindings) {
+        for &kind in &kinds {
+            wait_ready(&client, kind, &name, &mut say).await?;
+        }
         restart(&client, ns, w).await?;
         say(&format!(
             "restarted {w}: its new pods start under the learning profiles"
         ));
     }
 
-    wait_quiet(&client, req, &name, &kinds, &selector, &bindings, &mut say).await?;
+    let ended = wait_quiet(&client, req, &name, &kinds, &selector, &bindings, &mut say).await?;
+    if req.enforce && !ended.learned {
+        bail!(
+            "not enforcing: {} (an enforced profile that learned nothing would stop the workload); run the command again once it has learned",
+            ended.missing.join("; ")
+        );
+    }
 
     let mut learned = Vec::new();
     for &kind in &kinds {
@@ -430,8 +510,12 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
             "spec": b.spec})
     }));
     // A running container keeps the seccomp filter it started with: enforcing takes a
-    // restart (AppArmor changes in place, but one rollout serves both).
-    if req.apply && req.enforce && learned.iter().any(|l| l.applied) {
+    // restart (AppArmor changes in place, but one rollout serves both), once the nodes hold
+    // the enforcing profiles. Always, so a run interrupted before it rolls still rolls.
+    if req.apply && req.enforce {
+        for &kind in &kinds {
+            wait_ready(&client, kind, &name, &mut say).await?;
+        }
         restart(&client, ns, w).await?;
         say(&format!(
             "restarted {w}: its new pods start under the enforced profiles"
@@ -444,6 +528,47 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
     })
 }
 
+/// How the wait for learning ended.
+struct Ended {
+    /// Every kind learned something on a reporting node from bound pods, and it went quiet.
+    learned: bool,
+    /// What was missing for that, in words.
+    missing: Vec<String>,
+}
+
+/// Waits until profile `name` of `kind` is Ready at its current generation (its nodes hold
+/// what it says), at most two minutes.
+async fn wait_ready(client: &Client, kind: ProfileKind, name: &str, say: &mut impl FnMut(&str)) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let (generation, status) = match kind {
+            ProfileKind::AppArmorProfile => Api::<AppArmorProfile>::all(client.clone())
+                .get(name)
+                .await
+                .map(|p| (p.metadata.generation, p.status))?,
+            ProfileKind::SeccompProfile => Api::<SeccompProfile>::all(client.clone())
+                .get(name)
+                .await
+                .map(|p| (p.metadata.generation, p.status))?,
+        };
+        let ready = status.iter().flat_map(|s| &s.conditions).find(|c| c.type_ == "Ready");
+        if ready.is_some_and(|c| c.status == "True" && c.observed_generation == generation) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "{} {name} is not Ready on its nodes after 2 minutes ({}): `palisade status {name}` shows where it stands",
+                kind.name(),
+                ready.map_or("not reconciled", |c| c.message.as_str())
+            );
+        }
+        if started.elapsed().as_secs() % 15 < 2 {
+            say(&format!("waiting for {} {name} to be Ready on its nodes", kind.name()));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// Waits until the workload's pods are bound and no new permission appeared for
 /// `quiet_for`, or `duration` passed, saying where it stands as it goes.
 async fn wait_quiet(
@@ -454,10 +579,11 @@ async fn wait_quiet(
     selector: &LabelSelector,
     bindings: &[ProfileBinding],
     say: &mut impl FnMut(&str),
-) -> Result<()> {
+) -> Result<Ended> {
     let started = Instant::now();
     let mut hinted = false;
     loop {
+        let mut missing = Vec::new();
         let pods = pods_of(client, &req.namespace, selector).await?;
         let bound = pods
             .iter()
@@ -470,6 +596,11 @@ async fn wait_quiet(
             let l = learning_of(client, kind, name).await?;
             let (n, nodes) = l.as_ref().map_or((0, 0), |l| (l.new_permissions, l.nodes));
             reporting &= nodes > 0;
+            if nodes == 0 {
+                missing.push(format!("no node reports learning for {} {name}", kind.name()));
+            } else if n == 0 {
+                missing.push(format!("{} {name} learned nothing", kind.name()));
+            }
             if let Some(t) = l.as_ref().and_then(|l| l.last_new_at.as_ref()) {
                 newest = Some(newest.map_or(t.0, |n| n.max(t.0)));
             }
@@ -491,13 +622,32 @@ async fn wait_quiet(
             started.elapsed().as_secs(),
             req.duration.as_secs()
         ));
-        if bound > 0 && reporting && quiet.is_some_and(|q| q >= req.quiet_for) {
+        if bound == 0 {
+            missing.push(format!(
+                "no pod of {} runs bound to the learning profiles",
+                req.workload
+            ));
+        }
+        let is_quiet = quiet.is_some_and(|q| q >= req.quiet_for);
+        if bound > 0 && reporting && is_quiet {
             say(&format!("quiet for {}s: done learning", req.quiet_for.as_secs()));
-            return Ok(());
+            return Ok(Ended {
+                learned: missing.is_empty(),
+                missing,
+            });
         }
         if started.elapsed() >= req.duration {
             say("--duration passed: done learning");
-            return Ok(());
+            if !is_quiet {
+                missing.push(format!(
+                    "new permissions were still appearing (quiet for less than {}s)",
+                    req.quiet_for.as_secs()
+                ));
+            }
+            return Ok(Ended {
+                learned: missing.is_empty(),
+                missing,
+            });
         }
         if !hinted && started.elapsed() > Duration::from_secs(90) {
             if bound == 0 && !pods.is_empty() {
@@ -550,7 +700,7 @@ mod tests {
     #[test]
     fn names_are_valid_and_bindings_select_the_workloads_pods() {
         let w = parse_workload("deployment/web").unwrap();
-        assert_eq!(profile_name("shop", &w), "shop-web");
+        assert_eq!(profile_name("shop", &w), "shop.web");
         let long = Workload {
             kind: WorkloadKind::Deployment,
             name: "a".repeat(250),
@@ -563,14 +713,27 @@ mod tests {
         assert_eq!(b.spec.selector, Some(selector));
         assert!(palisade_domain::binding::problem(&b).is_none());
         for kind in ProfileKind::ALL {
-            let p = learning_profile(kind, "shop-web", &w, "shop");
+            let p = learning_profile(kind, "shop-web", &w, "shop", "uid-1");
+            assert_eq!(p["metadata"]["annotations"][CREATED_FOR], "uid-1");
             assert_eq!(p["metadata"]["labels"][LEARNED_FOR], "shop.deployment.web");
         }
-        let aa: AppArmorProfile =
-            serde_json::from_value(learning_profile(ProfileKind::AppArmorProfile, "shop-web", &w, "shop")).unwrap();
+        let aa: AppArmorProfile = serde_json::from_value(learning_profile(
+            ProfileKind::AppArmorProfile,
+            "shop-web",
+            &w,
+            "shop",
+            "u",
+        ))
+        .unwrap();
         assert_eq!(aa.spec.mode, palisade_domain::AppArmorMode::Complain);
-        let sc: SeccompProfile =
-            serde_json::from_value(learning_profile(ProfileKind::SeccompProfile, "shop-web", &w, "shop")).unwrap();
+        let sc: SeccompProfile = serde_json::from_value(learning_profile(
+            ProfileKind::SeccompProfile,
+            "shop-web",
+            &w,
+            "shop",
+            "u",
+        ))
+        .unwrap();
         assert_eq!(palisade_domain::wire_name(sc.spec.default_action), "SCMP_ACT_LOG");
     }
 }

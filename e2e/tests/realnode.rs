@@ -1479,7 +1479,7 @@ async fn binder_via_node(env: &Env) -> Result<()> {
 /// syscall they never made are refused.
 async fn learn_a_workload_then_enforce(env: &Env) -> Result<()> {
     let name = "rn-wl";
-    let profile = "default-rn-wl";
+    let profile = "default.rn-wl";
     env.shell()?.exec_ok("sysctl -w kernel.printk_ratelimit=0").await?;
     set_learning(env, true).await?;
     binder_via_node(env).await?;
