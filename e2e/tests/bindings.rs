@@ -359,3 +359,113 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
     .await
     .unwrap();
 }
+
+/// `palisade learn --workload` continues only with what it made: a profile of the name it
+/// would use, made by someone else (squatting on a workload's name to have its rules learned
+/// into a profile they control), or a binding of that name it did not make, is refused and
+/// left alone; and it refuses to enforce what learned nothing. Learning itself is tested on
+/// the real node (`learn_a_workload_then_enforce`).
+#[tokio::test]
+async fn learn_workload_takes_over_nothing_and_enforces_nothing_unlearned() {
+    let cluster = Cluster::start(Options::default()).await.unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    cluster.kubectl(&["create", "namespace", NS]).unwrap();
+    // A bare pod no node runs (no kubelet here): deleting it is immediate, so re-creating it
+    // is what the command does.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": NS, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}});
+    apply(&cluster, pod);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let first_uid = pods.get("web").await.unwrap().metadata.uid;
+
+    // Someone else's profile under the name learning would use.
+    apply_json(
+        &client,
+        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": "shop.web"},
+            "spec": {"mode": "Complain", "policy": "profile shop.web flags=(attach_disconnected) {\n  file,\n}\n"}}),
+    )
+    .await
+    .unwrap();
+    let (ok, _, err) = cluster.palisade(&["learn", "--workload", "pod/web", "-n", NS, "--kind", "apparmor"]);
+    assert!(!ok, "took over someone else's profile");
+    assert!(
+        err.contains("AppArmorProfile shop.web exists and was not created by palisade learn for pod/web in shop"),
+        "{err}"
+    );
+    let aa: Api<AppArmorProfile> = Api::all(client.clone());
+    assert!(
+        aa.get("shop.web").await.unwrap().spec.policy.unwrap().contains("file,"),
+        "the profile is left as it was"
+    );
+    assert_eq!(
+        pods.get("web").await.unwrap().metadata.uid,
+        first_uid,
+        "the pod is not restarted"
+    );
+
+    // A binding of the name it would use, not made by it.
+    apply(
+        &cluster,
+        binding("web-seccomp", "SeccompProfile", "other", json!({"image": "*"})),
+    );
+    let (ok, _, err) = cluster.palisade(&["learn", "--workload", "pod/web", "-n", NS, "--kind", "seccomp"]);
+    assert!(!ok);
+    assert!(
+        err.contains("ProfileBinding shop/web-seccomp exists and is not the one palisade learn made for pod/web"),
+        "{err}"
+    );
+    let bindings: Api<ProfileBinding> = Api::namespaced(client.clone(), NS);
+    assert_eq!(
+        bindings.get("web-seccomp").await.unwrap().spec.profile_ref.name,
+        "other"
+    );
+    bindings.delete("web-seccomp", &DeleteParams::default()).await.unwrap();
+
+    // Its own objects, but nothing learned (no binder answers here, so the re-created pod
+    // runs unbound): no enforcing profile is written.
+    let dir = cluster.dir().join("gitops");
+    let (ok, _, err) = cluster.palisade(&[
+        "learn",
+        "--workload",
+        "pod/web",
+        "-n",
+        NS,
+        "--kind",
+        "seccomp",
+        "--enforce",
+        "--quiet-for",
+        "1s",
+        "--duration",
+        "3s",
+        "--output-dir",
+        &dir.display().to_string(),
+    ]);
+    assert!(!ok, "enforced a profile that learned nothing: {err}");
+    assert!(err.contains("created SeccompProfile shop.web (SCMP_ACT_LOG)"), "{err}");
+    assert!(err.contains("restarted pod/web"), "{err}");
+    assert!(
+        err.contains("not enforcing: ") && err.contains("no pod of pod/web runs bound"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "files were written");
+    let again = pods.get("web").await.unwrap();
+    assert_ne!(again.metadata.uid, first_uid, "the bare pod was created again");
+    // And a second run continues with what the first made.
+    let (_, _, err) = cluster.palisade(&[
+        "learn",
+        "--workload",
+        "pod/web",
+        "-n",
+        NS,
+        "--kind",
+        "seccomp",
+        "--quiet-for",
+        "1s",
+        "--duration",
+        "3s",
+    ]);
+    assert!(
+        err.contains("SeccompProfile shop.web exists: learning continues in it"),
+        "{err}"
+    );
+}
