@@ -13,6 +13,7 @@ fn resource(kind: &str) -> ApiResource {
         "AppArmorProfile" => "apparmorprofiles",
         "SeccompProfile" => "seccompprofiles",
         "NodeProfileStatus" => "nodeprofilestatuses",
+        "ProfileBinding" => "profilebindings",
         other => panic!("unknown kind {other}"),
     };
     let version = if kind == "NodeProfileStatus" {
@@ -25,7 +26,10 @@ fn resource(kind: &str) -> ApiResource {
 
 async fn create(client: &kube::Client, obj: &Value) -> Result<(), kube::Error> {
     let kind = obj["kind"].as_str().unwrap();
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
+    let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource(kind)),
+        None => Api::all_with(client.clone(), &resource(kind)),
+    };
     let obj: DynamicObject = serde_json::from_value(obj.clone()).unwrap();
     api.create(&PostParams::default(), &obj).await.map(|_| ())
 }
@@ -38,6 +42,11 @@ fn sp(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": name}, "spec": spec})
 }
 
+fn pbind(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
+        "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
 fn sp_rule(rule: Value) -> Value {
     sp("bad", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}))
 }
@@ -47,7 +56,7 @@ async fn crds_install_explain_examples_and_admission() {
     let cp = ControlPlane::start_temp().await.expect("control plane starts");
     let client = cp.client().await.unwrap();
 
-    // The three kinds are served, cluster-scoped, with their short names.
+    // The four kinds are served (profiles and reports cluster-scoped, bindings namespaced).
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let group = discovery.get("palisade.dev").expect("palisade.dev served");
     let served = |version: &str| {
@@ -59,7 +68,10 @@ async fn crds_install_explain_examples_and_admission() {
         kinds.sort();
         kinds
     };
-    assert_eq!(served("v1alpha1"), ["AppArmorProfile", "SeccompProfile"]);
+    assert_eq!(
+        served("v1alpha1"),
+        ["AppArmorProfile", "ProfileBinding", "SeccompProfile"]
+    );
     assert_eq!(
         served("v1alpha2"),
         ["NodeProfileStatus"],
@@ -245,6 +257,35 @@ async fn crds_install_explain_examples_and_admission() {
         (
             sp("Bad.Name", json!({"defaultAction": "SCMP_ACT_ALLOW"})),
             "metadata.name",
+        ),
+        (
+            pbind(
+                "neither",
+                json!({"profileRef": {"kind": "SeccompProfile", "name": "x"}}),
+            ),
+            "spec: set image, selector or both",
+        ),
+        (
+            pbind(
+                "path",
+                json!({"profileRef": {"kind": "SeccompProfile", "name": "../x"}, "image": "*"}),
+            ),
+            "spec.profileRef.name",
+        ),
+        (
+            pbind(
+                "selinux",
+                json!({"profileRef": {"kind": "SelinuxProfile", "name": "x"}, "image": "*"}),
+            ),
+            "spec.profileRef.kind: Unsupported value",
+        ),
+        (
+            pbind(
+                "operator",
+                json!({"profileRef": {"kind": "SeccompProfile", "name": "x"},
+                       "selector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}}),
+            ),
+            "spec.selector.matchExpressions[0].operator: Unsupported value",
         ),
     ];
     let mut failures = vec![];

@@ -1432,6 +1432,8 @@ async fn binder_via_node(env: &Env) -> Result<()> {
         "palisade-profile-binding",
         "/mutate-pods",
     )?;
+    // The binder skips a binding whose profile does not exist: the probe's does.
+    env.apply_ready(seccomp_deny_mkdir("rn-binder-probe", 1)).await?;
     let file = tempfile::NamedTempFile::new()?;
     let probe = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ProfileBinding",
         "metadata": {"name": "rn-binder-probe", "namespace": "default"},
@@ -1468,7 +1470,7 @@ async fn binder_via_node(env: &Env) -> Result<()> {
     })
     .await?;
     env.kubectl(&["delete", "profilebinding", "rn-binder-probe", "-n", "default"])?;
-    Ok(())
+    env.delete_profile("seccompprofile", "rn-binder-probe").await
 }
 
 /// A Deployment that runs with no profile, taken to enforced by both kinds with one
