@@ -106,6 +106,7 @@ pub enum Command {
     /// shows the diff (and with --apply --enforce enforces and restarts it once more).
     /// Interrupted, it can be run again to continue.
     Learn {
+        /// The profile (without --workload).
         #[arg(required_unless_present = "workload", conflicts_with = "workload")]
         profile: Option<String>,
         /// Learn for a workload: deployment/NAME, statefulset/NAME, daemonset/NAME or pod/NAME.
