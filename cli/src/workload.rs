@@ -434,6 +434,15 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
                 "ProfileBinding {ns}/{bname} exists and is not the one palisade learn made for {w}: rename or delete it, or learn for this workload under another name"
             );
         }
+        // A profile of that name without a binding of ours was made by someone else: refuse
+        // before binding the workload to it.
+        let owner = profile_owner(&client, kind, &name).await?;
+        if existing.is_none() && owner.is_some() {
+            bail!(
+                "{} {name} exists and was not created by palisade learn for {w} in {ns} (there is no ProfileBinding {ns}/{bname} it was made for): learning would take over someone else's profile",
+                kind.name()
+            );
+        }
         let b = binding(kind, &name, w, ns, &selector);
         let applied = bindings_api
             .patch(&bname, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&b))
@@ -452,7 +461,7 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
             ));
         }
         let uid = applied.uid().unwrap_or_default();
-        match profile_owner(&client, kind, &name).await? {
+        match owner {
             None => {
                 let obj = learning_profile(kind, &name, w, ns, &uid);
                 match kind {
