@@ -23,6 +23,12 @@ fn seccomp(name: &str) -> serde_json::Value {
         "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}})
 }
 
+/// An AppArmorProfile that allows file access, in `mode`.
+fn allow_files(name: &str, mode: &str) -> serde_json::Value {
+    json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": name},
+        "spec": {"mode": mode, "policy": format!("profile {name} flags=(attach_disconnected) {{\n  file,\n}}\n")}})
+}
+
 fn binding(name: &str, kind: &str, profile: &str, match_: serde_json::Value) -> serde_json::Value {
     let mut spec = json!({"profileRef": {"kind": kind, "name": profile}});
     spec.as_object_mut()
@@ -117,13 +123,7 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
 
     apply_json(&client, seccomp("bind-web")).await.unwrap();
     apply_json(&client, seccomp("bind-held")).await.unwrap();
-    apply_json(
-        &client,
-        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": "bind-aa"},
-            "spec": {"mode": "Enforce", "policy": "profile bind-aa flags=(attach_disconnected) {\n  file,\n}\n"}}),
-    )
-    .await
-    .unwrap();
+    apply_json(&client, allow_files("bind-aa", "Enforce")).await.unwrap();
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     wait_installed(&sp, "bind-web", 3).await.unwrap();
     wait_condition(
@@ -379,13 +379,7 @@ async fn learn_workload_takes_over_nothing_and_enforces_nothing_unlearned() {
     let first_uid = pods.get("web").await.unwrap().metadata.uid;
 
     // Someone else's profile under the name learning would use.
-    apply_json(
-        &client,
-        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": "shop.web"},
-            "spec": {"mode": "Complain", "policy": "profile shop.web flags=(attach_disconnected) {\n  file,\n}\n"}}),
-    )
-    .await
-    .unwrap();
+    apply_json(&client, allow_files("shop.web", "Complain")).await.unwrap();
     let (ok, _, err) = cluster.palisade(&["learn", "--workload", "pod/web", "-n", NS, "--kind", "apparmor"]);
     assert!(!ok, "took over someone else's profile");
     assert!(

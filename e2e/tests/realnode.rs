@@ -1538,9 +1538,8 @@ exec sleep 3600"
     let out_dir = dir.path().join("palisade");
     let out_dir_arg = out_dir.display().to_string();
     let workload = format!("deployment/{name}");
-    let to_files = palisade_cli(
-        env,
-        &[
+    let learn_workload = |extra: &[&str]| {
+        let mut args = vec![
             "learn",
             "--workload",
             &workload,
@@ -1550,11 +1549,11 @@ exec sleep 3600"
             "20s",
             "--duration",
             "5m",
-            "--enforce",
-            "--output-dir",
-            &out_dir_arg,
-        ],
-    )?;
+        ];
+        args.extend_from_slice(extra);
+        palisade_cli(env, &args)
+    };
+    let to_files = learn_workload(&["--enforce", "--output-dir", &out_dir_arg])?;
     println!(
         "$ kubectl palisade learn --workload {workload} -n default --quiet-for 20s --enforce --output-dir DIR\n{to_files}"
     );
@@ -1605,22 +1604,7 @@ exec sleep 3600"
 
     // Then in the cluster: the same command continues (nothing created or restarted again),
     // applies, enforces and rolls the workload.
-    let out = palisade_cli(
-        env,
-        &[
-            "learn",
-            "--workload",
-            &workload,
-            "-n",
-            "default",
-            "--quiet-for",
-            "20s",
-            "--duration",
-            "5m",
-            "--apply",
-            "--enforce",
-        ],
-    )?;
+    let out = learn_workload(&["--apply", "--enforce"])?;
     println!("$ kubectl palisade learn --workload {workload} -n default --quiet-for 20s --apply --enforce\n{out}");
     progress(
         env.start,
