@@ -418,22 +418,25 @@ async fn learn_workload_takes_over_nothing_and_enforces_nothing_unlearned() {
     // Its own objects, but nothing learned (no binder answers here, so the re-created pod
     // runs unbound): no enforcing profile is written.
     let dir = cluster.dir().join("gitops");
-    let (ok, _, err) = cluster.palisade(&[
-        "learn",
-        "--workload",
-        "pod/web",
-        "-n",
-        NS,
-        "--kind",
-        "seccomp",
-        "--enforce",
-        "--quiet-for",
-        "1s",
-        "--duration",
-        "3s",
-        "--output-dir",
-        &dir.display().to_string(),
-    ]);
+    let learn_seccomp = |extra: &[&str]| {
+        let mut args = vec![
+            "learn",
+            "--workload",
+            "pod/web",
+            "-n",
+            NS,
+            "--kind",
+            "seccomp",
+            "--quiet-for",
+            "1s",
+            "--duration",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        cluster.palisade(&args)
+    };
+    let dir_arg = dir.display().to_string();
+    let (ok, _, err) = learn_seccomp(&["--enforce", "--output-dir", &dir_arg]);
     assert!(!ok, "enforced a profile that learned nothing: {err}");
     assert!(err.contains("created SeccompProfile shop.web (SCMP_ACT_LOG)"), "{err}");
     assert!(err.contains("restarted pod/web"), "{err}");
@@ -445,19 +448,7 @@ async fn learn_workload_takes_over_nothing_and_enforces_nothing_unlearned() {
     let again = pods.get("web").await.unwrap();
     assert_ne!(again.metadata.uid, first_uid, "the bare pod was created again");
     // And a second run continues with what the first made.
-    let (_, _, err) = cluster.palisade(&[
-        "learn",
-        "--workload",
-        "pod/web",
-        "-n",
-        NS,
-        "--kind",
-        "seccomp",
-        "--quiet-for",
-        "1s",
-        "--duration",
-        "3s",
-    ]);
+    let (_, _, err) = learn_seccomp(&[]);
     assert!(
         err.contains("SeccompProfile shop.web exists: learning continues in it"),
         "{err}"
