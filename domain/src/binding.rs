@@ -323,7 +323,7 @@ fn own_profile(pod: &Pod, container: &Container, kind: ProfileKind) -> Option<St
 /// `localhostProfile` of `kind`'s profile `name`, as the binding sets it.
 fn localhost(kind: ProfileKind, name: &str, seccomp_subdir: &str) -> String {
     match kind {
-        ProfileKind::SeccompProfile => format!("{seccomp_subdir}/{name}.json"),
+        ProfileKind::SeccompProfile => crate::pods::seccomp_localhost_profile(seccomp_subdir, name),
         ProfileKind::AppArmorProfile => name.to_string(),
     }
 }

@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::APPARMOR_ANNOTATION_PREFIX;
 use crate::kind::ProfileKind;
 
+/// `localhostProfile` of the SeccompProfile `name`, under the agents' seccomp subdirectory
+/// (the chart's `agent.seccompSubdir`; `operator` for pods migrated from SPO).
+pub fn seccomp_localhost_profile(seccomp_subdir: &str, name: &str) -> String {
+    format!("{seccomp_subdir}/{name}.json")
+}
+
 /// Most pods one node's `spec.learningPods` lists (a kubelet runs at most a few hundred).
 pub const MAX_LEARNING_PODS: usize = 1000;
 

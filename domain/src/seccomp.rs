@@ -267,6 +267,6 @@ pub enum SeccompOperator {
 impl SeccompProfile {
     /// The path pods put in `localhostProfile`, relative to the kubelet's seccomp directory.
     pub fn localhost_profile(name: &str) -> String {
-        format!("{}/{name}.json", crate::SECCOMP_SUBDIR)
+        crate::pods::seccomp_localhost_profile(crate::SECCOMP_SUBDIR, name)
     }
 }

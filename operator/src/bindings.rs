@@ -13,9 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use palisade_domain::binding::{self, MAX_UNBOUND_LISTED, UnboundPod};
+
+use crate::status::Problem;
 use palisade_domain::{
     AppArmorProfile, CONDITION_READY, ProfileBinding, ProfileBindingStatus, ProfileKind, ProfileStatus, SeccompProfile,
 };
@@ -54,16 +56,7 @@ pub struct Error(#[from] kube::Error);
 /// The profile's status as cached: `None` when missing, `Some(None)` when it does not parse
 /// or has no status yet.
 fn profile_status(ctx: &BindingContext, kind: ProfileKind, name: &str) -> Option<Option<ProfileStatus>> {
-    match kind {
-        ProfileKind::SeccompProfile => ctx
-            .seccomp
-            .get(&ObjectRef::new(name))
-            .map(|p| p.0.as_ref().ok().and_then(|p| p.status.clone())),
-        ProfileKind::AppArmorProfile => ctx
-            .apparmor
-            .get(&ObjectRef::new(name))
-            .map(|p| p.0.as_ref().ok().and_then(|p| p.status.clone())),
-    }
+    crate::watches::cached(&ctx.seccomp, &ctx.apparmor, kind, name).map(|r| r.ok().and_then(|c| c.status))
 }
 
 /// `Ready` of a binding: (status, reason, message).
@@ -86,31 +79,11 @@ pub fn readiness(
             ),
         );
     };
-    let status = status.unwrap_or_default();
-    if status.accepted.is_none() {
-        let why = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Accepted")
-            .map_or("not validated yet".to_string(), |c| c.message.clone());
-        return (
-            "False",
-            "ProfileNotAccepted",
-            format!("{} {} was not accepted: {why}", r.kind.name(), r.name),
-        );
-    }
-    match status.conditions.iter().find(|c| c.type_ == CONDITION_READY) {
-        Some(c) if c.status == "True" => ("True", "ProfileReady", format!("{} {} is Ready", r.kind.name(), r.name)),
-        Some(c) => (
-            "False",
-            "ProfileNotReady",
-            format!("{} {} is not Ready: {}", r.kind.name(), r.name, c.message),
-        ),
-        None => (
-            "False",
-            "ProfileNotReady",
-            format!("{} {} is not reconciled yet", r.kind.name(), r.name),
-        ),
+    let what = format!("{} {}", r.kind.name(), r.name);
+    match crate::status::problem(status.as_ref()) {
+        Some(Problem::Rejected(why)) => ("False", "ProfileNotAccepted", format!("{what} was not accepted: {why}")),
+        Some(Problem::NotReady(why)) => ("False", "ProfileNotReady", format!("{what} is not Ready: {why}")),
+        None => ("True", "ProfileReady", format!("{what} is Ready")),
     }
 }
 

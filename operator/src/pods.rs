@@ -8,11 +8,7 @@ pub use palisade_domain::APPARMOR_ANNOTATION_PREFIX;
 /// The Palisade profiles a pod references, given the agents' seccomp subdirectory.
 pub use palisade_domain::pods::references;
 
-/// `localhostProfile` for a SeccompProfile, with the agents' seccomp subdirectory (the
-/// chart's `agent.seccompSubdir`; `operator` for pods migrated from SPO).
-pub fn seccomp_localhost_profile(seccomp_subdir: &str, name: &str) -> String {
-    format!("{seccomp_subdir}/{name}.json")
-}
+pub use palisade_domain::pods::seccomp_localhost_profile;
 
 /// Keeps only what [`references`] and [`palisade_domain::pods::learning_pod`] read (with
 /// the agents' seccomp subdirectory), so a cluster's pods cost little memory: a pod that

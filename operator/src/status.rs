@@ -279,6 +279,29 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
     }
 }
 
+/// What keeps pods from relying on a profile, judged from its status: the guard warns or
+/// refuses with it, a ProfileBinding's `Ready` follows it.
+pub enum Problem {
+    /// Never accepted (or not validated yet): why.
+    Rejected(String),
+    /// Accepted, not Ready on every node it targets: why.
+    NotReady(String),
+}
+
+/// The problem with a profile whose status is `status`, if any.
+pub fn problem(status: Option<&ProfileStatus>) -> Option<Problem> {
+    let condition = |t: &str| status.and_then(|s| s.conditions.iter().find(|c| c.type_ == t));
+    if status.and_then(|s| s.accepted.as_ref()).is_none() {
+        let why = condition(CONDITION_ACCEPTED).map_or("not validated yet".to_string(), |c| c.message.clone());
+        return Some(Problem::Rejected(why));
+    }
+    match condition(CONDITION_READY) {
+        Some(c) if c.status == "True" => None,
+        Some(c) => Some(Problem::NotReady(c.message.clone())),
+        None => Some(Problem::NotReady("not reconciled yet".into())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::jiff::Timestamp;

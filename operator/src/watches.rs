@@ -154,6 +154,35 @@ pub fn reflect_profiles<K: Profile>(client: &Client) -> (Profiles<K>, Events<Des
     (Profiles { store, objects }, events)
 }
 
+/// A profile as the caches hold it.
+pub struct Cached {
+    pub status: Option<palisade_domain::ProfileStatus>,
+    /// Its deletion has begun (held while something uses it).
+    pub deleting: bool,
+}
+
+/// The cached profile `name` of `kind`: `None` when there is none, `Err` with the parse
+/// error when it does not parse.
+pub fn cached(
+    seccomp: &Store<DeserializeGuard<SeccompProfile>>,
+    apparmor: &Store<DeserializeGuard<AppArmorProfile>>,
+    kind: palisade_domain::ProfileKind,
+    name: &str,
+) -> Option<Result<Cached, String>> {
+    fn of<K: Profile>(p: &DeserializeGuard<K>) -> Result<Cached, String> {
+        p.0.as_ref()
+            .map(|p| Cached {
+                status: p.profile_status().cloned(),
+                deleting: p.meta().deletion_timestamp.is_some(),
+            })
+            .map_err(|e| e.to_string())
+    }
+    match kind {
+        palisade_domain::ProfileKind::SeccompProfile => seccomp.get(&reflector::ObjectRef::new(name)).map(|p| of(&p)),
+        palisade_domain::ProfileKind::AppArmorProfile => apparmor.get(&reflector::ObjectRef::new(name)).map(|p| of(&p)),
+    }
+}
+
 /// Waits for a stream of events to end, doing nothing with them (a cache that only fills).
 pub fn drain<S: Stream + Send + 'static>(events: S) -> impl Future<Output = ()> + Send + 'static {
     events.for_each(|_| futures::future::ready(()))

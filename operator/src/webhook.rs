@@ -28,10 +28,12 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::{DeserializeGuard, DynamicObject};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use palisade_domain::{AppArmorProfile, ProfileBinding, ProfileKind, ProfileStatus, SeccompProfile};
+use palisade_domain::{AppArmorProfile, ProfileBinding, ProfileKind, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
 
 use crate::pods;
+use crate::status::{Problem, problem};
+use crate::watches::cached;
 
 /// What the guard does with a pod naming a missing or rejected profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -449,25 +451,12 @@ pub fn bind(guard: &Guard, namespace: &str, pod: &Pod, response: AdmissionRespon
 /// Whether a binding may attach profile `name`: it exists, parses, was accepted and is not
 /// being deleted (a pod bound to it could not start, or would hold its deletion).
 fn profile_usable(guard: &Guard, kind: ProfileKind, name: &str) -> Result<(), String> {
-    use kube::runtime::reflector::ObjectRef;
-    let found = match kind {
-        ProfileKind::SeccompProfile => guard.seccomp.get(&ObjectRef::new(name)).map(|p| {
-            p.0.as_ref()
-                .map(|p| (p.status.clone(), p.metadata.deletion_timestamp.is_some()))
-                .map_err(|e| e.to_string())
-        }),
-        ProfileKind::AppArmorProfile => guard.apparmor.get(&ObjectRef::new(name)).map(|p| {
-            p.0.as_ref()
-                .map(|p| (p.status.clone(), p.metadata.deletion_timestamp.is_some()))
-                .map_err(|e| e.to_string())
-        }),
-    };
     let what = format!("{} {name}", kind.name());
-    match found {
+    match cached(&guard.seccomp, &guard.apparmor, kind, name) {
         None => Err(format!("{what} does not exist")),
         Some(Err(e)) => Err(format!("{what} does not parse: {e}")),
-        Some(Ok((_, true))) => Err(format!("{what} is being deleted")),
-        Some(Ok((status, false))) if status.as_ref().and_then(|s| s.accepted.as_ref()).is_none() => {
+        Some(Ok(c)) if c.deleting => Err(format!("{what} is being deleted")),
+        Some(Ok(c)) if c.status.as_ref().and_then(|s| s.accepted.as_ref()).is_none() => {
             Err(format!("{what} was not accepted"))
         }
         Some(Ok(_)) => Ok(()),
@@ -479,22 +468,11 @@ pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> Admi
     let mut refusals = Vec::new();
     let mut warnings = Vec::new();
     for (kind, name) in pods::references(pod, &guard.seccomp_subdir) {
-        let (label, status) = match kind {
-            ProfileKind::SeccompProfile => (
-                "SeccompProfile",
-                guard
-                    .seccomp
-                    .get(&kube::runtime::reflector::ObjectRef::new(&name))
-                    .and_then(|p| p.0.as_ref().ok().map(|p| p.status.clone())),
-            ),
-            ProfileKind::AppArmorProfile => (
-                "AppArmorProfile",
-                guard
-                    .apparmor
-                    .get(&kube::runtime::reflector::ObjectRef::new(&name))
-                    .and_then(|p| p.0.as_ref().ok().map(|p| p.status.clone())),
-            ),
-        };
+        let label = kind.name();
+        // One that does not parse counts as missing.
+        let status = cached(&guard.seccomp, &guard.apparmor, kind, &name)
+            .and_then(Result::ok)
+            .map(|c| c.status);
         match status {
             None => refusals.push(format!(
                 "{label} {name:?} does not exist: the container cannot start where the profile is missing"
@@ -521,24 +499,6 @@ pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> Admi
         response.warnings = Some(warnings.into_iter().map(|w| format!("Palisade: {w}")).collect());
     }
     response
-}
-
-enum Problem {
-    Rejected(String),
-    NotReady(String),
-}
-
-fn problem(status: Option<&ProfileStatus>) -> Option<Problem> {
-    let condition = |t: &str| status.and_then(|s| s.conditions.iter().find(|c| c.type_ == t));
-    if status.and_then(|s| s.accepted.as_ref()).is_none() {
-        let why = condition("Accepted").map_or("not validated yet".to_string(), |c| c.message.clone());
-        return Some(Problem::Rejected(why));
-    }
-    match condition("Ready") {
-        Some(c) if c.status == "True" => None,
-        Some(c) => Some(Problem::NotReady(c.message.clone())),
-        None => Some(Problem::NotReady("not reconciled yet".into())),
-    }
 }
 
 #[cfg(test)]
