@@ -3,11 +3,14 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 NODES ?= 3
+# The real-node suite's node kind (e2e/src/realnode.rs NodeKind): bookworm, bookworm-arm64.
+REAL_NODE ?=
+ARCH_OF_REAL_NODE = $(if $(filter %-arm64,$(REAL_NODE)),arm64,amd64)
 
-.PHONY: deps test-deps help bins release-bins bench-agent bench-operator bench-learn bench-denials generate check-generated lint test unit-test e2e-test realnode-test realnode-artifacts test-cluster control-plane up down demo bench chart-check image
+.PHONY: deps test-deps help bins release-bins bench-agent bench-operator bench-learn bench-denials generate check-generated lint test unit-test e2e-test realnode-test realnode-test-arm64 realnode-artifacts test-cluster control-plane up down demo bench chart-check image
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 deps: ## Install (as root) or name the Debian packages the build needs
 	@e2e/scripts/system-deps.sh
@@ -63,17 +66,23 @@ realnode-artifacts: test-deps ## Build (once, cached) what a real node needs: Ku
 	e2e/realnode/test-images.sh >/dev/null
 	images/build.sh
 
-realnode-test: test-deps bins ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real
-	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" \
-	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture
+realnode-test: test-deps bins ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real (REAL_NODE=bookworm-arm64: on an arm64 guest)
+	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node $(ARCH_OF_REAL_NODE))" PALISADE_REAL_NODE="$(REAL_NODE)" \
+	  $(CARGO) test -p palisade-e2e --features realnode --test realnode --test images -- --nocapture
+
+realnode-test-arm64: test-deps bins ## On an arm64 guest (qemu-system-aarch64, software emulation): the chart's agent from the arm64 image, pods confined by both kinds, a profile for the other architecture
+	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node arm64)" PALISADE_REAL_NODE=bookworm-arm64 \
+	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture \
+	  chart_privileges_hold_on_the_node seccomp_profile_confines_a_pod seccomp_profile_for_another_architecture apparmor_raw_enforce_and_complain
 
 bins: ## Build the operator, agent and palisade-dev binaries
 	$(CARGO) build --bins -q
 
-up: deps bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1: plus a real node)
+up: deps bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1 or bookworm-arm64: plus a real node)
 	@if [[ "$${REAL_NODES:-0}" != 0 ]]; then \
 	  e2e/scripts/system-deps.sh --test; \
-	  HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node)" NODES=$(NODES) REAL_NODES=$$REAL_NODES target/debug/palisade-dev up; \
+	  arch=amd64; [[ $$REAL_NODES != *-arm64 ]] || arch=arm64; \
+	  HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node $$arch)" NODES=$(NODES) REAL_NODES=$$REAL_NODES target/debug/palisade-dev up; \
 	else \
 	  KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) target/debug/palisade-dev up; \
 	fi
@@ -84,8 +93,9 @@ down: ## Stop what `make up` (or `make demo KEEP=1`) started
 demo: deps bins ## Run Palisade end to end locally (3 nodes), show the result, tear down (KEEP=1 keeps it)
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) KEEP=$${KEEP:-0} target/debug/palisade-dev demo
 
-release-bins: ## Build optimized binaries (what the benchmarks measure)
+release-bins: ## Build optimized binaries (what the benchmarks measure), and the palisade CLI for amd64 and arm64
 	$(CARGO) build --release --bins -q
+	@for arch in amd64 arm64; do echo "palisade ($$arch): $$(images/cargo-arch.sh $$arch -p palisade-cli)/palisade"; done
 
 bench: release-bins ## Latency, bulk, memory, API writes on NODES=20 real agents, then scale on SCALE_NODES=1000 simulated nodes; RUNS=3 of each, medians
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench --nodes $(if $(filter command line environment,$(origin NODES)),$(NODES),20)
@@ -111,5 +121,5 @@ chart-check: ## helm lint and template (default and ci/ values), then the chart'
 	echo "helm lint and template: ok"
 	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" $(CARGO) test -q -p palisade-e2e --test shipping
 
-image: ## Build the operator and agent images without a container engine into target/images/ (IMAGE_REGISTRY=, IMAGE_TAG=)
-	IMAGE_REGISTRY="$(IMAGE_REGISTRY)" IMAGE_TAG="$(IMAGE_TAG)" images/build.sh
+image: ## Build the operator and agent images (linux/amd64 + linux/arm64) without a container engine into target/images/ (IMAGE_REGISTRY=, IMAGE_TAG=, IMAGE_ARCHES=)
+	IMAGE_REGISTRY="$(IMAGE_REGISTRY)" IMAGE_TAG="$(IMAGE_TAG)" IMAGE_ARCHES="$(IMAGE_ARCHES)" images/build.sh

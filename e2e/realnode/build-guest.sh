@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Builds the real-node guest: Debian bookworm with Debian's kernel (AppArmor the active LSM),
-# systemd, containerd + runc, the CNI plugins, iptables (kube-proxy) and busybox-static (the
-# test images). Everything node-specific (certificates, kubelet, images) arrives at boot from
-# the 9p share, so this image depends only on this script and is built once, into
-#   $PALISADE_CACHE/realnode/guest-<hash of this script>/  {vmlinuz, initrd, disk.img, packages.txt}
+# Builds a real-node guest: Debian with Debian's kernel (AppArmor the active LSM), systemd,
+# containerd + runc, the CNI plugins, iptables (kube-proxy) and busybox-static (the test
+# images). Everything node-specific (certificates, kubelet, images) arrives at boot from the
+# 9p share, so this image depends only on this script and its argument, and is built once, into
+#   $PALISADE_CACHE/realnode/guest-<kind>-<hash of this script>/  {vmlinuz, initrd, disk.img, packages.txt}
 # and reused. Prints that directory on stdout; progress goes to stderr.
 #
+#   build-guest.sh [KIND]   KIND: a Debian suite, `-arm64` after it for an arm64 guest
+#                           (default bookworm, amd64). An arm64 guest is built here through
+#                           qemu-user (its package scripts) and runs under qemu-system-aarch64.
+#
 # Needs root, mmdebstrap and e2fsprogs, and Debian's package archive (mmdebstrap's default
-# mirror for the suite). Package versions are whatever bookworm serves on the day: they are
+# mirror for the suite). Package versions are whatever the suite serves on the day: they are
 # recorded in packages.txt, and the harness prints the kernel, containerd and runc versions.
 set -euo pipefail
 
 script=$(readlink -f "${BASH_SOURCE[0]}")
+kind=${1:-bookworm}
+suite=${kind%-arm64}
+arch=amd64 console=ttyS0
+[[ $kind == *-arm64 ]] && arch=arm64 console=ttyAMA0
+[[ $suite =~ ^[a-z]+$ ]] || { echo "error: '$kind' is not a Debian suite (e.g. bookworm, bookworm-arm64)" >&2; exit 1; }
 cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
-key=$(sha256sum "$script" | cut -c1-16)
-out="$cache/realnode/guest-$key"
+key=$( (cat "$script"; echo "$kind") | sha256sum | cut -c1-16)
+out="$cache/realnode/guest-$kind-$key"
 if [[ -f "$out/disk.img" && -f "$out/vmlinuz" && -f "$out/initrd" ]]; then
   echo "$out"
   exit 0
@@ -26,16 +35,17 @@ for tool in mmdebstrap mkfs.ext4; do
     exit 1
   }
 done
+[[ $arch == "$(dpkg --print-architecture)" ]] || "$(dirname "$script")/../scripts/system-deps.sh" --cross "$arch"
 
 tmp="$out.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 start=$(date +%s)
-echo "building the real-node guest image (Debian bookworm) into $out: about 4 minutes, once" >&2
+echo "building the real-node guest image (Debian $suite, $arch) into $out: about 4 minutes (amd64) or 10 (arm64), once" >&2
 
 pkgs=(
   systemd-sysv udev kmod iproute2 procps util-linux mount e2fsprogs ca-certificates
-  linux-image-amd64 apparmor
+  linux-image-$arch apparmor
   containerd runc containernetworking-plugins iptables conntrack
   busybox-static
 )
@@ -56,7 +66,7 @@ TimeoutStartSec=infinity
 [Install]
 WantedBy=multi-user.target'
 
-mmdebstrap --mode=root --variant=minbase --include="$(IFS=,; echo "${pkgs[*]}")" \
+mmdebstrap --mode=root --variant=minbase --architectures="$arch" --include="$(IFS=,; echo "${pkgs[*]}")" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --customize-hook='echo realnode > "$1/etc/hostname"' \
@@ -67,16 +77,16 @@ mmdebstrap --mode=root --variant=minbase --include="$(IFS=,; echo "${pkgs[*]}")"
   --customize-hook='chroot "$1" systemctl enable systemd-networkd' \
   --customize-hook="printf '%s\n' '$unit' > \"\$1/etc/systemd/system/palisade-node.service\"" \
   --customize-hook='chroot "$1" systemctl enable palisade-node.service' \
-  --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer getty@tty1.service serial-getty@ttyS0.service' \
+  --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer getty@tty1.service serial-getty@'"$console"'.service' \
   --customize-hook='printf "overlay\nbr_netfilter\n" > "$1/etc/modules-load.d/k8s.conf"' \
   --customize-hook='printf "net.ipv4.ip_forward=1\nnet.bridge.bridge-nf-call-iptables=1\n" > "$1/etc/sysctl.d/99-k8s.conf"' \
   --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" > "$1/.packages.txt"' \
-  bookworm "$tmp/rootfs" >&2
+  "$suite" "$tmp/rootfs" >&2
 echo "  mmdebstrap: $(( $(date +%s) - start )) s" >&2
 
 mv "$tmp/rootfs/.packages.txt" "$tmp/packages.txt"
-cp -L "$tmp/rootfs/vmlinuz" "$tmp/vmlinuz"
-cp -L "$tmp/rootfs/initrd.img" "$tmp/initrd"
+cp -L "$tmp"/rootfs/boot/vmlinuz-* "$tmp/vmlinuz"
+cp -L "$tmp"/rootfs/boot/initrd.img-* "$tmp/initrd"
 truncate -s 8G "$tmp/disk.img"
 mkfs.ext4 -q -F -L realnode -d "$tmp/rootfs" "$tmp/disk.img"
 rm -rf "$tmp/rootfs"

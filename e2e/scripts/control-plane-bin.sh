@@ -4,7 +4,9 @@
 #
 # `control-plane-bin.sh --real-node` also builds what the real-node cluster needs beside
 # them (e2e/realnode): kube-scheduler (host), kubelet and kube-proxy (guest), from the same
-# module. Only the binaries that are missing are built.
+# module. `--real-node arm64` builds the guest's two for linux/arm64 too, into
+# linux-arm64/ below that directory (an arm64 real node). Only the binaries that are missing
+# are built.
 #
 # 1. If KUBEBUILDER_ASSETS names a directory with etcd, kube-apiserver and
 #    kube-controller-manager (the envtest convention, e.g. from setup-envtest, plus the
@@ -19,6 +21,11 @@ module="$here/controlplane"
 
 cmds=(etcd kube-apiserver kubectl kube-controller-manager)
 [[ "${1:-}" == --real-node ]] && cmds+=(kube-scheduler kubelet kube-proxy)
+case "${2:-}" in
+  "" | amd64) ;;
+  arm64) cmds+=(linux-arm64/kubelet linux-arm64/kube-proxy) ;;
+  *) echo "error: no real node for the architecture '$2' (amd64, arm64)" >&2; exit 1 ;;
+esac
 
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   have=1
@@ -59,7 +66,12 @@ ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=$k8s"
 start=$(date +%s)
 for cmd in "${missing[@]}"; do
   echo "  go build $cmd ..." >&2
-  (cd "$module" && go build -trimpath -ldflags="-s -w $ver" -o "$out.tmp/$cmd" "./$cmd")
+  platform=()
+  if [[ $cmd == */* ]]; then # linux-ARCH/NAME: cross-built (CGO is off)
+    goarch=${cmd%%/*}
+    platform=(GOOS=linux "GOARCH=${goarch#linux-}")
+  fi
+  (cd "$module" && env "${platform[@]}" go build -trimpath -ldflags="-s -w $ver" -o "$out.tmp/$cmd" "./${cmd##*/}")
   echo "  $cmd built ($(( $(date +%s) - start )) s so far)" >&2
 done
 rm -rf "$out"

@@ -67,6 +67,48 @@ const CONTROLLERS: &[&str] = &[
     "nodelifecycle",
 ];
 
+/// What a real node is: a Debian suite and an architecture, written `bookworm` (amd64) or
+/// `bookworm-arm64`. An arm64 node runs under `qemu-system-aarch64` (software emulation),
+/// with kubelet and kube-proxy cross-built for it and the arm64 test images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeKind {
+    pub suite: String,
+    /// Debian's (and OCI's) architecture name: `amd64` or `arm64`.
+    pub arch: &'static str,
+}
+
+impl NodeKind {
+    pub fn parse(text: &str) -> Result<Self> {
+        let (suite, arch) = match text.strip_suffix("-arm64") {
+            Some(suite) => (suite, "arm64"),
+            None => (text.strip_suffix("-amd64").unwrap_or(text), "amd64"),
+        };
+        if suite.is_empty() || !suite.bytes().all(|b| b.is_ascii_lowercase()) {
+            bail!("'{text}' is not a real node kind: a Debian suite, `-arm64` after it for arm64 (bookworm, bookworm-arm64)");
+        }
+        Ok(Self { suite: suite.into(), arch })
+    }
+
+    /// `PALISADE_REAL_NODE` (what `make realnode-test REAL_NODE=...` sets), or bookworm.
+    pub fn from_env() -> Result<Self> {
+        let kind = std::env::var("PALISADE_REAL_NODE").ok().filter(|k| !k.is_empty());
+        Self::parse(kind.as_deref().unwrap_or("bookworm"))
+    }
+
+    /// The name the build scripts take: `bookworm`, `bookworm-arm64`.
+    pub fn name(&self) -> String {
+        match self.arch {
+            "amd64" => self.suite.clone(),
+            arch => format!("{}-{arch}", self.suite),
+        }
+    }
+
+    /// Software emulation of another CPU is several times slower than of this one.
+    fn patience(&self) -> u32 {
+        if self.arch == "amd64" { 1 } else { 3 }
+    }
+}
+
 /// Prints a progress line with the time since `start` (a real-node run takes minutes; the
 /// test binary runs with --nocapture so these show as they happen).
 pub fn progress(start: Instant, what: &str) {
@@ -105,36 +147,45 @@ pub struct Artifacts {
     pub guest: PathBuf,
     /// The Kubernetes binaries (control plane, kube-scheduler, kubelet, kube-proxy).
     pub k8s_bin: PathBuf,
-    /// docker-archive tarballs to import on the node.
+    /// The kubelet and kube-proxy for the node's architecture.
+    pub node_bin: PathBuf,
+    pub kind: NodeKind,
+    /// Image archives to import on the node: the test images as docker-archive tarballs,
+    /// Palisade's as the multi-architecture OCI archives `make image` writes (containerd
+    /// imports the node's platform from the index).
     pub images: Vec<PathBuf>,
 }
 
 impl Artifacts {
     /// Builds what is missing: the Kubernetes binaries, the guest image, the test images,
     /// and Palisade's images with the project's own image build (`make image`).
-    pub fn build(start: Instant) -> Result<Self> {
+    pub fn build(kind: &NodeKind, start: Instant) -> Result<Self> {
         let root = repo_root();
+        let script = |path: &str| root.join(path);
+        let (name, arch) = (kind.name(), kind.arch);
         // QEMU, mmdebstrap, socat...: installed when missing (as root), as `make test` does.
-        progress(start, "Debian packages (e2e/scripts/system-deps.sh --test)");
-        run_script(
-            &root.join("e2e/scripts/system-deps.sh"),
-            &["--test"],
-            std::process::Stdio::inherit(),
-        )?;
-        progress(start, "Kubernetes binaries (control-plane-bin.sh --real-node)");
-        let k8s_bin = script_dir(&root.join("e2e/scripts/control-plane-bin.sh"), &["--real-node"])?;
-        progress(start, "guest image (e2e/realnode/build-guest.sh)");
-        let guest = script_dir(&root.join("e2e/realnode/build-guest.sh"), &[])?;
-        progress(start, "pause and busybox:local images");
-        let test_images = script_dir(&root.join("e2e/realnode/test-images.sh"), &[])?;
+        progress(start, "Debian packages (e2e/scripts/system-deps.sh --test, --node)");
+        let inherit = std::process::Stdio::inherit;
+        run_script(&script("e2e/scripts/system-deps.sh"), &["--test"], inherit())?;
+        run_script(&script("e2e/scripts/system-deps.sh"), &["--node", arch], inherit())?;
+        progress(start, &format!("Kubernetes binaries (control-plane-bin.sh --real-node {arch})"));
+        let k8s_bin = script_dir(&script("e2e/scripts/control-plane-bin.sh"), &["--real-node", arch])?;
+        let node_bin = match arch {
+            "amd64" => k8s_bin.clone(),
+            _ => k8s_bin.join(format!("linux-{arch}")),
+        };
+        progress(start, &format!("guest image (e2e/realnode/build-guest.sh {name})"));
+        let guest = script_dir(&script("e2e/realnode/build-guest.sh"), &[&name])?;
+        progress(start, &format!("pause and busybox:local images ({arch})"));
+        let test_images = script_dir(&script("e2e/realnode/test-images.sh"), &[arch])?;
         progress(start, "Palisade's images (images/build.sh, as make image)");
         run_script(&root.join("images/build.sh"), &[], std::process::Stdio::inherit())?;
         let palisade_images = root.join("target/images");
         let images = vec![
             test_images.join("pause.tar"),
             test_images.join("busybox.tar"),
-            palisade_images.join("palisade-operator.tar"),
-            palisade_images.join("palisade-agent.tar"),
+            palisade_images.join("palisade-operator.oci.tar"),
+            palisade_images.join("palisade-agent.oci.tar"),
         ];
         for image in &images {
             if !image.is_file() {
@@ -142,7 +193,13 @@ impl Artifacts {
             }
         }
         progress(start, "artifacts ready");
-        Ok(Self { guest, k8s_bin, images })
+        Ok(Self {
+            guest,
+            k8s_bin,
+            node_bin,
+            kind: kind.clone(),
+            images,
+        })
     }
 
     /// `<package> <version>` of the guest's kernel, containerd, runc and apparmor.
@@ -152,7 +209,7 @@ impl Artifacts {
             .lines()
             .filter(|l| {
                 let name = l.split(' ').next().unwrap_or("");
-                (name.starts_with("linux-image-") && name != "linux-image-amd64")
+                (name.starts_with("linux-image-") && !["linux-image-amd64", "linux-image-arm64"].contains(&name))
                     || ["containerd", "runc", "apparmor", "libseccomp2"].contains(&name)
             })
             .collect::<Vec<_>>()
@@ -163,6 +220,7 @@ impl Artifacts {
 /// The guest: a running QEMU and its command channel.
 pub struct RealNode {
     pub name: String,
+    pub kind: NodeKind,
     /// A port on the host's 127.0.0.1 that QEMU forwards to the node's
     /// [`WEBHOOK_NODE_PORT`]: the way the host's API server reaches a webhook served in the
     /// node (through a NodePort Service the test creates).
@@ -220,7 +278,7 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result
     std::fs::write(config.join("10-bridge.conflist"), bridge_conflist())?;
 
     for bin in ["kubelet", "kube-proxy"] {
-        link_or_copy(&artifacts.k8s_bin.join(bin), &share.join("bin").join(bin))?;
+        link_or_copy(&artifacts.node_bin.join(bin), &share.join("bin").join(bin))?;
     }
     for image in &artifacts.images {
         let name = image.file_name().context("image file name")?;
@@ -232,7 +290,7 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result
 /// QEMU running the guest under software emulation (KVM only when asked for), its disk a
 /// snapshot, `share` mounted, the API server forwarded in and the webhook port out.
 fn qemu_command(
-    guest: &Path,
+    artifacts: &Artifacts,
     dir: &Path,
     share: &Path,
     ctl_socket: &Path,
@@ -241,14 +299,25 @@ fn qemu_command(
 ) -> Command {
     let console = dir.join("console.log");
     let accel = std::env::var("PALISADE_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-    let mut cmd = Command::new("qemu-system-x86_64");
-    match accel.as_str() {
-        // /dev/kvm may exist and still be unable to run a stock kernel (a paravirtual
-        // KVM): software emulation is the default, KVM only when asked for.
-        "kvm" => cmd.args(["-enable-kvm", "-cpu", "host"]),
-        _ => cmd.args(["-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max"]),
+    let tcg = ["-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max"];
+    let (mut cmd, serial) = match artifacts.kind.arch {
+        "arm64" => {
+            let mut cmd = Command::new("qemu-system-aarch64");
+            cmd.args(["-machine", "virt"]).args(tcg);
+            (cmd, "ttyAMA0")
+        }
+        _ => {
+            let mut cmd = Command::new("qemu-system-x86_64");
+            match accel.as_str() {
+                // /dev/kvm may exist and still be unable to run a stock kernel (a paravirtual
+                // KVM): software emulation is the default, KVM only when asked for.
+                "kvm" => cmd.args(["-enable-kvm", "-cpu", "host"]),
+                _ => cmd.args(tcg),
+            };
+            (cmd, "ttyS0")
+        }
     };
-    let g = guest;
+    let g = artifacts.guest.as_path();
     cmd.args([
         "-smp",
         "2",
@@ -267,10 +336,10 @@ fn qemu_command(
     .arg("-initrd")
     .arg(g.join("initrd"))
     .arg("-append")
-    .arg(
-        "root=/dev/vda rw console=ttyS0 apparmor=1 security=apparmor \
-             systemd.unified_cgroup_hierarchy=1 net.ifnames=0 panic=-1 mitigations=off",
-    )
+    .arg(format!(
+        "root=/dev/vda rw console={serial} apparmor=1 security=apparmor \
+             systemd.unified_cgroup_hierarchy=1 net.ifnames=0 panic=-1 mitigations=off"
+    ))
     // -snapshot: the image stays pristine; the guest's writes live as long as QEMU
     // (a guest reboot keeps them, like a real node's disk).
     .arg("-drive")
@@ -308,10 +377,11 @@ impl RealNode {
         let share = prepare_share(cp, artifacts, dir)?;
         let ctl_socket = dir.join("ctl.sock");
         let webhook_port = crate::controlplane::free_port()?;
-        let mut cmd = qemu_command(&artifacts.guest, dir, &share, &ctl_socket, webhook_port, cp.api_port);
+        let mut cmd = qemu_command(artifacts, dir, &share, &ctl_socket, webhook_port, cp.api_port);
         let qemu = Proc::spawn("qemu", &mut cmd, &dir.join("qemu.log"))?;
         Ok(Self {
             name: NODE_NAME.into(),
+            kind: artifacts.kind.clone(),
             webhook_port,
             dir: dir.to_path_buf(),
             qemu,
@@ -471,7 +541,8 @@ impl RealCluster {
     /// Builds or finds the artifacts, starts the control plane and host controllers, boots
     /// the node, waits until it is Ready, and installs Palisade with `helm install`.
     pub async fn start(start: Instant) -> Result<Self> {
-        let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(start)).await??;
+        let kind = NodeKind::from_env()?;
+        let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(&kind, start)).await??;
         let mut cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
         let stack = RealNodeStack::start(&mut cp, &artifacts, start).await?;
         Ok(Self { stack, cp })
@@ -493,14 +564,14 @@ impl RealCluster {
         )
         .await;
         *node.ctl.lock().await = None;
-        node.wait_shell(Duration::from_secs(900)).await?;
+        node.wait_shell(Duration::from_secs(900) * node.kind.patience()).await?;
         let new_id = node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
         if new_id == boot_id {
             bail!("the node did not reboot (same boot id)");
         }
         progress(start, "node rebooted; waiting for Ready");
         self.stack
-            .wait_node_ready(&self.cp, start, Duration::from_secs(600))
+            .wait_node_ready(&self.cp, start, Duration::from_secs(600) * node.kind.patience())
             .await
     }
 }
@@ -539,9 +610,10 @@ impl RealNodeStack {
         );
         let stack = Self { node, scheduler };
         let ready = async {
-            stack.wait_node_ready(cp, start, Duration::from_secs(900)).await?;
+            let patience = stack.node.kind.patience();
+            stack.wait_node_ready(cp, start, Duration::from_secs(900) * patience).await?;
             progress(start, "node Ready");
-            stack.node.wait_shell(Duration::from_secs(120)).await?;
+            stack.node.wait_shell(Duration::from_secs(120) * patience).await?;
             stack.helm_install(cp, start).await
         };
         if let Err(e) = ready.await {
@@ -612,7 +684,7 @@ impl RealNodeStack {
             start,
             "helm install palisade: done; waiting for the agent and operator pods",
         );
-        wait_workloads(&cp.client().await?, Duration::from_secs(600), || {
+        wait_workloads(&cp.client().await?, Duration::from_secs(600) * self.node.kind.patience(), || {
             self.node.check_alive()
         })
         .await?;

@@ -361,6 +361,38 @@ exit 0";
     Ok(())
 }
 
+/// A SeccompProfile whose `architectures` lists only the other architecture (x86_64 on an
+/// arm64 node, aarch64 on an amd64 one) is handled as runc handles it: runc's filter always
+/// holds the node's own architecture beside the listed ones, and the rules apply to each, so
+/// the pod is confined all the same (what a mixed-architecture cluster may rely on, and why
+/// it should list both or none: README "Mixed architectures").
+async fn seccomp_profile_for_another_architecture(env: &Env) -> Result<()> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+    let node = nodes.get(&env.node).await?;
+    let arch = node.status.and_then(|s| s.node_info).map(|i| i.architecture).unwrap_or_default();
+    let other = match arch.as_str() {
+        "amd64" => "SCMP_ARCH_AARCH64",
+        "arm64" => "SCMP_ARCH_X86_64",
+        arch => bail!("the node's architecture is {arch:?}"),
+    };
+    let mut profile = seccomp_deny_mkdir("rn-other-arch", 122);
+    profile["spec"]["architectures"] = json!([other]);
+    env.apply_ready(profile).await?;
+    let security = json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/rn-other-arch.json"}});
+    let script = "exec > /dev/termination-log 2>&1
+uname -m
+if mkdir /work/d; then echo 'mkdir: ok'; fi
+exit 0";
+    let r = env.run_pod("rn-other-arch", security, json!({}), script).await?;
+    ensure!(
+        r.message.contains("Disk quota exceeded") && !r.message.contains("mkdir: ok"),
+        "on a {arch} node, a profile for {other} alone did not refuse mkdir with its errno: {}",
+        r.message
+    );
+    progress(env.start, &format!("{arch} node, profile for {other} only: {}", r.message.trim()));
+    Ok(())
+}
+
 /// An AppArmorProfile in Enforce (raw policy): the pod is labelled with it, a write the
 /// policy does not allow fails with EACCES and the node's kernel logs DENIED; in Complain
 /// the same write succeeds and the kernel logs ALLOWED.
@@ -1740,6 +1772,9 @@ const TESTS: &[(&str, TestFn)] = &[
     }),
     ("seccomp_profile_confines_a_pod", |e| {
         seccomp_profile_confines_a_pod(e).boxed()
+    }),
+    ("seccomp_profile_for_another_architecture", |e| {
+        seccomp_profile_for_another_architecture(e).boxed()
     }),
     ("seccomp_example_runs_a_container", |e| {
         seccomp_example_runs_a_container(e).boxed()

@@ -10,7 +10,7 @@ use kube::Api;
 use palisade_domain::{AppArmorProfile, SeccompProfile};
 use palisade_e2e::cluster::examples_dir;
 use palisade_e2e::controlplane::Flavor;
-use palisade_e2e::realnode::{Artifacts, RealNodeStack};
+use palisade_e2e::realnode::{Artifacts, NodeKind, RealNodeStack};
 use palisade_e2e::{Cluster, ControlPlane, Options, wait_for};
 
 #[derive(Parser)]
@@ -29,10 +29,12 @@ enum Cmd {
     Up {
         #[arg(long, env = "NODES", default_value_t = 3)]
         nodes: usize,
-        /// Real nodes (QEMU guests with a kubelet; at most 1) beside the simulated ones;
-        /// Palisade then runs from its chart, see README "A real node".
-        #[arg(long, env = "REAL_NODES", default_value_t = 0)]
-        real_nodes: usize,
+        /// A real node (a QEMU guest with a kubelet) beside the simulated ones: `1` or a
+        /// node kind, a Debian suite with `-arm64` after it for arm64 (`bookworm`,
+        /// `bookworm-arm64`); `0`, none. Palisade then runs from its chart, see README
+        /// "A real node".
+        #[arg(long, env = "REAL_NODES", default_value = "0")]
+        real_nodes: String,
     },
     /// Stop what `up` started.
     Down,
@@ -130,13 +132,17 @@ async fn start(dir: &Path, nodes: usize, t0: Instant) -> Result<Cluster> {
 /// `make up REAL_NODES=1`: a control plane with one real node (Palisade installed on it by
 /// helm; see e2e/src/realnode.rs) and `nodes` simulated nodes beside it, whose agents run
 /// here as the chart's ServiceAccount.
-async fn up_real(dir: &Path, nodes: usize, real_nodes: usize) -> Result<()> {
-    if real_nodes > 1 {
-        bail!("REAL_NODES={real_nodes}: one real node is supported (each is a QEMU guest of about 1.5 GiB)");
+async fn up_real(dir: &Path, nodes: usize, real_nodes: &str) -> Result<()> {
+    if real_nodes.contains(',') {
+        bail!("REAL_NODES={real_nodes}: one real node at a time is supported (bookworm or bookworm-arm64, say)");
     }
+    let kind = match real_nodes {
+        "1" => NodeKind::parse("bookworm")?,
+        kind => NodeKind::parse(kind)?,
+    };
     let t0 = Instant::now();
     prepare_dir(dir)?;
-    let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(t0)).await??;
+    let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(&kind, t0)).await??;
     let mut cp = ControlPlane::start_with(dir, Flavor::RealNode).await?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
     let stack = RealNodeStack::start(&mut cp, &artifacts, t0).await?;
@@ -280,7 +286,7 @@ fn main() {
 async fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Up { nodes, real_nodes } if real_nodes > 0 => up_real(&cli.dir, nodes, real_nodes).await,
+        Cmd::Up { nodes, real_nodes } if real_nodes != "0" => up_real(&cli.dir, nodes, &real_nodes).await,
         Cmd::Up { nodes, .. } => {
             let cluster = start(&cli.dir, nodes, Instant::now()).await?;
             print_usage(&cluster);
