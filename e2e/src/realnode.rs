@@ -84,9 +84,14 @@ impl NodeKind {
             None => (text.strip_suffix("-amd64").unwrap_or(text), "amd64"),
         };
         if suite.is_empty() || !suite.bytes().all(|b| b.is_ascii_lowercase()) {
-            bail!("'{text}' is not a real node kind: a Debian suite, `-arm64` after it for arm64 (bookworm, bookworm-arm64)");
+            bail!(
+                "'{text}' is not a real node kind: a Debian suite, `-arm64` after it for arm64 (bookworm, bookworm-arm64)"
+            );
         }
-        Ok(Self { suite: suite.into(), arch })
+        Ok(Self {
+            suite: suite.into(),
+            arch,
+        })
     }
 
     /// `PALISADE_REAL_NODE` (what `make realnode-test REAL_NODE=...` sets), or bookworm.
@@ -168,7 +173,10 @@ impl Artifacts {
         let inherit = std::process::Stdio::inherit;
         run_script(&script("e2e/scripts/system-deps.sh"), &["--test"], inherit())?;
         run_script(&script("e2e/scripts/system-deps.sh"), &["--node", arch], inherit())?;
-        progress(start, &format!("Kubernetes binaries (control-plane-bin.sh --real-node {arch})"));
+        progress(
+            start,
+            &format!("Kubernetes binaries (control-plane-bin.sh --real-node {arch})"),
+        );
         let k8s_bin = script_dir(&script("e2e/scripts/control-plane-bin.sh"), &["--real-node", arch])?;
         let node_bin = match arch {
             "amd64" => k8s_bin.clone(),
@@ -611,7 +619,9 @@ impl RealNodeStack {
         let stack = Self { node, scheduler };
         let ready = async {
             let patience = stack.node.kind.patience();
-            stack.wait_node_ready(cp, start, Duration::from_secs(900) * patience).await?;
+            stack
+                .wait_node_ready(cp, start, Duration::from_secs(900) * patience)
+                .await?;
             progress(start, "node Ready");
             stack.node.wait_shell(Duration::from_secs(120) * patience).await?;
             stack.helm_install(cp, start).await
@@ -684,9 +694,11 @@ impl RealNodeStack {
             start,
             "helm install palisade: done; waiting for the agent and operator pods",
         );
-        wait_workloads(&cp.client().await?, Duration::from_secs(600) * self.node.kind.patience(), || {
-            self.node.check_alive()
-        })
+        wait_workloads(
+            &cp.client().await?,
+            Duration::from_secs(600) * self.node.kind.patience(),
+            || self.node.check_alive(),
+        )
         .await?;
         progress(
             start,

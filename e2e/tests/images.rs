@@ -8,7 +8,7 @@
 //! Needs root (chroot, mmdebstrap) and builds the images when they are missing; part of
 //! `make realnode-test` (feature `realnode`).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result, bail, ensure};
 use palisade_e2e::controlplane::repo_root;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,9 @@ fn images() -> &'static Path {
     BUILT.get_or_init(|| {
         let root = repo_root();
         run(Command::new(root.join("e2e/scripts/system-deps.sh")).arg("--test")).expect("system packages");
-        let status = Command::new(root.join("images/build.sh")).status().expect("images/build.sh");
+        let status = Command::new(root.join("images/build.sh"))
+            .status()
+            .expect("images/build.sh");
         assert!(status.success(), "images/build.sh failed");
         root.join("target/images")
     })
@@ -52,10 +54,16 @@ fn unpack(archive: &Path, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&rootfs)?;
     run(Command::new("tar").arg("-xf").arg(archive).arg("-C").arg(&raw))?;
     let manifest: Value = serde_json::from_slice(&std::fs::read(raw.join("manifest.json"))?)?;
-    let layers = manifest[0]["Layers"].as_array().context("manifest.json has no Layers")?;
+    let layers = manifest[0]["Layers"]
+        .as_array()
+        .context("manifest.json has no Layers")?;
     for layer in layers {
         let layer = layer.as_str().context("a layer is not a path")?;
-        run(Command::new("tar").arg("-xf").arg(raw.join(layer)).arg("-C").arg(&rootfs))?;
+        run(Command::new("tar")
+            .arg("-xf")
+            .arg(raw.join(layer))
+            .arg("-C")
+            .arg(&rootfs))?;
     }
     Ok(rootfs)
 }
@@ -63,7 +71,11 @@ fn unpack(archive: &Path, dir: &Path) -> Result<PathBuf> {
 /// The ELF machine field of a binary: 183 is AArch64, 62 is x86-64.
 fn elf_machine(path: &Path) -> Result<u16> {
     let bytes = std::fs::read(path)?;
-    ensure!(bytes.len() > 20 && bytes[..4] == *b"\x7fELF", "{} is not an ELF file", path.display());
+    ensure!(
+        bytes.len() > 20 && bytes[..4] == *b"\x7fELF",
+        "{} is not an ELF file",
+        path.display()
+    );
     Ok(u16::from_le_bytes([bytes[18], bytes[19]]))
 }
 
@@ -98,21 +110,30 @@ fn each_component_is_one_index_over_both_architectures_that_skopeo_copies_whole(
             assert_eq!(config["architecture"], arch, "{component} {arch}");
             assert_eq!(config["os"], "linux");
             let entrypoint = format!("/usr/local/bin/palisade-{component}");
-            assert_eq!(config["config"]["Entrypoint"], serde_json::json!([entrypoint]), "{component}");
+            assert_eq!(
+                config["config"]["Entrypoint"],
+                serde_json::json!([entrypoint]),
+                "{component}"
+            );
         }
 
         // skopeo copies the whole index, verifying every blob's digest on the way: what
-        // `skopeo copy --all ... docker://REGISTRY/...` pushes.
-        let copy = dir.path().join(component);
-        run(Command::new("skopeo").args([
-            "copy",
-            "--all",
-            "--quiet",
-            &source,
-            &format!("oci:{}:copied", copy.display()),
-        ]))?;
-        let copied = skopeo_json(&["inspect", "--raw", &format!("oci:{}:copied", copy.display())])?;
-        assert_eq!(copied, index, "the copy is the same index, byte for byte in JSON");
+        // `skopeo copy --all ... docker://REGISTRY/...` pushes. The copy holds both
+        // platforms, each with the same config (the same image).
+        let copy = format!("oci:{}:copied", dir.path().join(component).display());
+        run(Command::new("skopeo").args(["copy", "--all", "--quiet", &source, &copy]))?;
+        let copied = skopeo_json(&["inspect", "--raw", &copy])?;
+        let platforms_of = |index: &Value| {
+            index["manifests"]
+                .as_array()
+                .map(|m| m.iter().map(|d| d["platform"].clone()).collect::<Vec<_>>())
+        };
+        assert_eq!(platforms_of(&copied), platforms_of(&index), "{copied}");
+        for arch in ["amd64", "arm64"] {
+            let original = skopeo_json(&["--override-arch", arch, "inspect", "--config", &source])?;
+            let copied = skopeo_json(&["--override-arch", arch, "inspect", "--config", &copy])?;
+            assert_eq!(copied, original, "{component} {arch}");
+        }
     }
     Ok(())
 }
@@ -130,7 +151,11 @@ fn the_arm64_images_run_their_aarch64_binaries_against_their_own_libseccomp() ->
 
         let rootfs = unpack(&archive, dir.path())?;
         let binary = format!("/usr/local/bin/palisade-{component}");
-        assert_eq!(elf_machine(&rootfs.join(&binary[1..]))?, 183, "{binary} is an AArch64 ELF");
+        assert_eq!(
+            elf_machine(&rootfs.join(&binary[1..]))?,
+            183,
+            "{binary} is an AArch64 ELF"
+        );
 
         // The image's own dynamic loader names where each library comes from.
         let libs = run(Command::new("chroot")
@@ -140,7 +165,11 @@ fn the_arm64_images_run_their_aarch64_binaries_against_their_own_libseccomp() ->
             .lines()
             .find(|l| l.contains("libseccomp.so"))
             .with_context(|| format!("{binary} is not linked against libseccomp:\n{libs}"))?;
-        assert!(seccomp.contains("=> /lib/aarch64-linux-gnu/libseccomp.so.2") || seccomp.contains("=> /usr/lib/aarch64-linux-gnu/libseccomp.so.2"), "{seccomp}");
+        assert!(
+            seccomp.contains("=> /lib/aarch64-linux-gnu/libseccomp.so.2")
+                || seccomp.contains("=> /usr/lib/aarch64-linux-gnu/libseccomp.so.2"),
+            "{seccomp}"
+        );
         let lib = rootfs.join("usr/lib/aarch64-linux-gnu/libseccomp.so.2");
         assert_eq!(elf_machine(&lib)?, 183, "the image's libseccomp is arm64's");
 
@@ -148,7 +177,9 @@ fn the_arm64_images_run_their_aarch64_binaries_against_their_own_libseccomp() ->
         let version = run(Command::new("chroot").arg(&rootfs).args([binary.as_str(), "--version"]))?;
         assert!(version.starts_with(&format!("palisade-{component} ")), "{version}");
         if component == "agent" {
-            let parser = run(Command::new("chroot").arg(&rootfs).args(["/sbin/apparmor_parser", "--version"]))?;
+            let parser = run(Command::new("chroot")
+                .arg(&rootfs)
+                .args(["/sbin/apparmor_parser", "--version"]))?;
             assert!(parser.contains("AppArmor parser version 4."), "{parser}");
             assert_eq!(elf_machine(&rootfs.join("sbin/apparmor_parser"))?, 183);
         }

@@ -369,7 +369,11 @@ exit 0";
 async fn seccomp_profile_for_another_architecture(env: &Env) -> Result<()> {
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
     let node = nodes.get(&env.node).await?;
-    let arch = node.status.and_then(|s| s.node_info).map(|i| i.architecture).unwrap_or_default();
+    let arch = node
+        .status
+        .and_then(|s| s.node_info)
+        .map(|i| i.architecture)
+        .unwrap_or_default();
     let other = match arch.as_str() {
         "amd64" => "SCMP_ARCH_AARCH64",
         "arm64" => "SCMP_ARCH_X86_64",
@@ -389,7 +393,10 @@ exit 0";
         "on a {arch} node, a profile for {other} alone did not refuse mkdir with its errno: {}",
         r.message
     );
-    progress(env.start, &format!("{arch} node, profile for {other} only: {}", r.message.trim()));
+    progress(
+        env.start,
+        &format!("{arch} node, profile for {other} only: {}", r.message.trim()),
+    );
     Ok(())
 }
 
