@@ -8,8 +8,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use palisade_domain::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_domain::{
-    AppArmorProfile, Expectation, NodeCapabilities, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile,
-    SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
+    AppArmorProfile, Expectation, NodeCapabilities, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus,
+    SeccompProfile, SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
 };
 use serde::Serialize;
 
@@ -89,7 +89,8 @@ pub struct NodeRow {
 
 impl NodeRow {
     /// The node's essentials for a profile of `kind`, as the table shows them beside the
-    /// node: kernel and runtime, and for AppArmor the parser and the ABIs.
+    /// node: kernel and runtime, and for AppArmor, where the node has it, the parser and the
+    /// ABIs.
     pub fn essentials(&self, kind: ProfileKind) -> String {
         let c = &self.capabilities;
         let mut parts: Vec<String> = Vec::new();
@@ -97,7 +98,7 @@ impl NodeRow {
             parts.push(format!("kernel {k}"));
         }
         parts.extend(c.container_runtime.clone());
-        if kind == ProfileKind::AppArmorProfile {
+        if kind == ProfileKind::AppArmorProfile && c.apparmor {
             if let Some(v) = &c.apparmor_parser_version {
                 parts.push(format!("apparmor_parser {v}"));
             }
@@ -532,11 +533,13 @@ mod tests {
             capabilities: NodeCapabilities {
                 kernel_version: Some("7.2.13-amd64".into()),
                 container_runtime: Some("containerd://2.1.9".into()),
+                apparmor_abi: vec!["4.0".into()],
                 seccomp_actions: vec!["log".into()],
                 ..Default::default()
             },
         });
         let bookworm = NodeCapabilities {
+            apparmor: true,
             kernel_version: Some("6.1.0-28-amd64".into()),
             container_runtime: Some("containerd://1.6.20".into()),
             apparmor_parser_version: Some("3.0.8".into()),

@@ -162,7 +162,16 @@ mod tests {
         assert_eq!(caps.apparmor_abi, ["3.0", "4.0", "kernel-5.4-vanilla"]);
         assert_eq!(
             caps.seccomp_actions,
-            ["kill_process", "kill_thread", "trap", "errno", "user_notif", "trace", "log", "allow"]
+            [
+                "kill_process",
+                "kill_thread",
+                "trap",
+                "errno",
+                "user_notif",
+                "trace",
+                "log",
+                "allow"
+            ]
         );
         // Nothing else is claimed from these files.
         assert!(!caps.apparmor && !caps.seccomp && caps.container_runtime.is_none());
