@@ -398,7 +398,17 @@ async fn each_node_reports_what_it_can_enforce_and_status_shows_it_beside_the_no
         ["kill_process", "kill_thread", "trap", "errno", "trace", "allow"]
     );
 
-    // kubectl shows kernel and runtime per node.
+    // A profile of each kind on both nodes.
+    apply_json(&client, apparmor("caps-aa", json!({"abstract": {}})))
+        .await
+        .unwrap();
+    apply_json(&client, seccomp("caps-sc", json!({}))).await.unwrap();
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    wait_condition(&aap, "caps-aa", "Ready", "True").await.unwrap();
+    wait_installed(&Api::<SeccompProfile>::all(client.clone()), "caps-sc", 2)
+        .await
+        .unwrap();
+    // kubectl shows kernel and runtime per node beside the counts.
     let table = cluster.cp.kubectl_ok(&["get", "nps"]).unwrap();
     println!("$ kubectl get nps\n{table}");
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
@@ -412,17 +422,7 @@ async fn each_node_reports_what_it_can_enforce_and_status_shows_it_beside_the_no
         line("node-1").contains("7.2.13-amd64") && line("node-1").contains(SIMULATED_RUNTIME),
         "{table}"
     );
-
     // palisade status shows them beside each node, and carries them all in JSON.
-    apply_json(&client, apparmor("caps-aa", json!({"abstract": {}})))
-        .await
-        .unwrap();
-    apply_json(&client, seccomp("caps-sc", json!({}))).await.unwrap();
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
-    wait_condition(&aap, "caps-aa", "Ready", "True").await.unwrap();
-    wait_installed(&Api::<SeccompProfile>::all(client.clone()), "caps-sc", 2)
-        .await
-        .unwrap();
     let (ok, text, err) = cluster.palisade(&["status", "caps-aa"]);
     assert!(ok, "{err}");
     println!("$ palisade status caps-aa\n{text}");
