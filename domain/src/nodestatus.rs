@@ -519,6 +519,38 @@ mod tests {
     }
 
     #[test]
+    fn what_a_node_can_enforce_is_optional_both_ways() {
+        // An older agent's capabilities read as nothing known; nothing known writes nothing.
+        let old: NodeCapabilities =
+            serde_json::from_value(serde_json::json!({"apparmor": true, "seccomp": true})).unwrap();
+        assert_eq!(old.kernel_version, None);
+        assert!(old.apparmor_features.is_empty() && old.apparmor_abi.is_empty() && old.seccomp_actions.is_empty());
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            serde_json::json!({"apparmor": true, "seccomp": true})
+        );
+        let full = NodeCapabilities {
+            kernel_version: Some("7.2.13-amd64".into()),
+            apparmor_features: vec!["userns".into()],
+            apparmor_abi: vec!["5.0".into()],
+            container_runtime: Some("containerd://2.1.9".into()),
+            seccomp_actions: vec!["user_notif".into()],
+            ..old
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        for key in [
+            "kernelVersion",
+            "apparmorFeatures",
+            "apparmorAbi",
+            "containerRuntime",
+            "seccompActions",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+        assert_eq!(serde_json::from_value::<NodeCapabilities>(json).unwrap(), full);
+    }
+
+    #[test]
     fn an_installed_set_is_the_same_whatever_the_order_and_tells_members_apart() {
         let k = |uid: &str, digest: &str| installed_key(ProfileKind::SeccompProfile, uid, digest);
         let (a, b, c) = (k("u1", "d1"), k("u2", "d1"), k("u1", "d2"));

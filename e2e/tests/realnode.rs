@@ -891,6 +891,10 @@ async fn node_reports_what_the_guest_has(env: &Env, node: &RealNode) -> Result<(
         .status
         .context("the node's report")?
         .capabilities;
+    progress(
+        env.start,
+        &format!("{} reports {}", env.node, serde_json::to_string(&caps)?),
+    );
     ensure!(
         caps.kernel_version.as_deref() == Some(kernel.trim()),
         "reported kernel {:?}, the guest runs {:?}",
