@@ -8,8 +8,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use palisade_domain::render::{apparmor as aa_render, seccomp as sc_render};
 use palisade_domain::{
-    AppArmorProfile, Expectation, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus, SeccompProfile,
-    SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
+    AppArmorProfile, Expectation, NodeCapabilities, NodeProfileState, NodeProfileStatus, ProfileKind, ProfileStatus,
+    SeccompProfile, SeccompProfileSpec, Standing, judge, nodestatus::digest_key,
 };
 use serde::Serialize;
 
@@ -82,6 +82,32 @@ pub struct NodeRow {
     pub current: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// What the node can enforce, as its report says (kernel, runtime, AppArmor features and
+    /// ABIs, parser, seccomp actions).
+    pub capabilities: NodeCapabilities,
+}
+
+impl NodeRow {
+    /// The node's essentials for a profile of `kind`, as the table shows them beside the
+    /// node: kernel and runtime, and for AppArmor, where the node has it, the parser and the
+    /// ABIs.
+    pub fn essentials(&self, kind: ProfileKind) -> String {
+        let c = &self.capabilities;
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(k) = &c.kernel_version {
+            parts.push(format!("kernel {k}"));
+        }
+        parts.extend(c.container_runtime.clone());
+        if kind == ProfileKind::AppArmorProfile && c.apparmor {
+            if let Some(v) = &c.apparmor_parser_version {
+                parts.push(format!("apparmor_parser {v}"));
+            }
+            if !c.apparmor_abi.is_empty() {
+                parts.push(format!("abi {}", c.apparmor_abi.join(" ")));
+            }
+        }
+        parts.join(", ")
+    }
 }
 
 fn row(kind: ProfileKind, name: &str, status: Option<&ProfileStatus>) -> ProfileRow {
@@ -225,6 +251,7 @@ pub fn on_nodes(
                 state,
                 current,
                 message,
+                capabilities: status.capabilities.clone(),
             };
             out.insert((node.clone(), kind, name), row);
         }
@@ -285,7 +312,11 @@ pub fn status_table(rows: &[ProfileRow], colour: bool) -> String {
             } else {
                 format!(": {}", n.message)
             };
-            out.push_str(&format!("  {} {state}{stale}{message}\n", n.node));
+            let essentials = match n.essentials(rows[i - 1].kind) {
+                e if e.is_empty() => e,
+                e => format!(" [{e}]"),
+            };
+            out.push_str(&format!("  {} {state}{stale}{essentials}{message}\n", n.node));
         }
     }
     out
@@ -499,6 +530,42 @@ mod tests {
             state: NodeProfileState::Unsupported,
             current: false,
             message: "AppArmor is not enabled on this node".into(),
+            capabilities: NodeCapabilities {
+                kernel_version: Some("7.2.13-amd64".into()),
+                container_runtime: Some("containerd://2.1.9".into()),
+                apparmor_abi: vec!["4.0".into()],
+                seccomp_actions: vec!["log".into()],
+                ..Default::default()
+            },
+        });
+        let bookworm = NodeCapabilities {
+            apparmor: true,
+            kernel_version: Some("6.1.0-28-amd64".into()),
+            container_runtime: Some("containerd://1.6.20".into()),
+            apparmor_parser_version: Some("3.0.8".into()),
+            apparmor_abi: vec!["3.0".into(), "kernel-5.4-vanilla".into()],
+            ..Default::default()
+        };
+        rows[1].nodes.push(NodeRow {
+            node: "node-0".into(),
+            state: NodeProfileState::Pending,
+            current: false,
+            message: String::new(),
+            capabilities: bookworm.clone(),
+        });
+        rows[1].nodes.push(NodeRow {
+            node: "node-1".into(),
+            state: NodeProfileState::Pending,
+            current: false,
+            message: String::new(),
+            capabilities: NodeCapabilities::default(),
+        });
+        rows[0].nodes.push(NodeRow {
+            node: "node-0".into(),
+            state: NodeProfileState::Installed,
+            current: true,
+            message: String::new(),
+            capabilities: bookworm,
         });
         rows[1].warning = Some("SyscallsIgnored: x".into());
         rows.into()
@@ -511,8 +578,11 @@ mod tests {
             "\
 KIND      NAME       READY  REASON     INSTALLED  PENDING  FAILED  UNSUPPORTED  WARNING
 apparmor  cli-aa     True   Installed  2/3        0        0       1
-  node-2 Unsupported: AppArmor is not enabled on this node
+  node-2 Unsupported [kernel 7.2.13-amd64, containerd://2.1.9]: AppArmor is not enabled on this node
+  node-0 Installed [kernel 6.1.0-28-amd64, containerd://1.6.20, apparmor_parser 3.0.8, abi 3.0 kernel-5.4-vanilla]
 seccomp   cli-child  False  Pending    1/3        2        0       0            SyscallsIgnored: x
+  node-0 Pending [kernel 6.1.0-28-amd64, containerd://1.6.20]
+  node-1 Pending
 "
         );
     }
@@ -521,8 +591,8 @@ seccomp   cli-child  False  Pending    1/3        2        0       0            
     fn the_status_table_paints_only_profiles_that_are_not_ready() {
         let painted = status_table(&rows(), true);
         let lines: Vec<&str> = painted.lines().collect();
-        assert!(!lines[0].contains('\x1b') && !lines[1].contains('\x1b') && !lines[2].contains('\x1b'));
-        assert!(lines[3].starts_with('\x1b'), "{painted:?}");
+        assert!(lines[..4].iter().all(|l| !l.contains('\x1b')), "{painted:?}");
+        assert!(lines[4].starts_with('\x1b'), "{painted:?}");
         assert_eq!(strip_ansi(&painted), status_table(&rows(), false));
     }
 

@@ -59,7 +59,8 @@ pub enum Command {
     /// Palisade objects (printed as YAML on stdout; what was evaluated goes to stderr).
     Convert(ConvertArgs),
     /// Profiles × nodes at a glance: Ready, counts, and each node that has not installed
-    /// the accepted content, with its message (one profile: every node).
+    /// the accepted content, with its message and its kernel and runtime (one profile:
+    /// every node).
     Status {
         /// One profile (default: all).
         profile: Option<String>,

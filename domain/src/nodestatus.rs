@@ -41,6 +41,18 @@ pub const MAX_NODE_PROFILES: usize = 5000;
         description = "Seccomp is available on this node"
     ),
     printcolumn(
+        name = "Kernel",
+        type_ = "string",
+        json_path = ".status.capabilities.kernelVersion",
+        description = "The node's kernel release"
+    ),
+    printcolumn(
+        name = "Runtime",
+        type_ = "string",
+        json_path = ".status.capabilities.containerRuntime",
+        description = "The node's container runtime and version"
+    ),
+    printcolumn(
         name = "AppArmor-Installed",
         type_ = "integer",
         json_path = ".status.installed.apparmor.count",
@@ -384,6 +396,46 @@ pub struct NodeCapabilities {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub denials: Option<String>,
+    /// The node's kernel release (`uname -r`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub kernel_version: Option<String>,
+    /// The AppArmor features the kernel mediates: the entries of its apparmorfs `features`
+    /// directory (`file`, `network`, `unix`, `userns`, `io_uring`, `mqueue`, ...), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
+    pub apparmor_features: Vec<String>,
+    /// The AppArmor policy ABIs a profile can name (`abi <abi/3.0>,`): the files of the
+    /// `abi/` directory of the include directory the agent's parser uses (the host's), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 64)))]
+    pub apparmor_abi: Vec<String>,
+    /// The container runtime and its version, as the kubelet reports it on the Node
+    /// (`containerd://1.7.24`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub container_runtime: Option<String>,
+    /// The seccomp filter actions the kernel supports (`kill_process`, `errno`, `user_notif`,
+    /// `log`, ...), in the kernel's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 32)))]
+    pub seccomp_actions: Vec<String>,
+}
+
+/// Bounds of what a node reports about itself: its kernel and runtime are trusted only so far.
+pub mod capability_limits {
+    /// Longest kernel release or container runtime string kept.
+    pub const MAX_VERSION_LEN: usize = 128;
+    /// Most AppArmor features listed.
+    pub const MAX_APPARMOR_FEATURES: usize = 64;
+    /// Most AppArmor ABIs listed.
+    pub const MAX_APPARMOR_ABI: usize = 32;
+    /// Longest AppArmor feature or ABI name kept.
+    pub const MAX_APPARMOR_NAME_LEN: usize = 64;
+    /// Most seccomp actions listed.
+    pub const MAX_SECCOMP_ACTIONS: usize = 32;
+    /// Longest seccomp action name kept.
+    pub const MAX_SECCOMP_ACTION_LEN: usize = 32;
 }
 
 /// One profile's state on the node.
@@ -464,6 +516,38 @@ mod tests {
 
         let (few, omitted) = bounded(vec![entry(1, NodeProfileState::Pending, "")]);
         assert_eq!((few.len(), omitted), (1, 0));
+    }
+
+    #[test]
+    fn what_a_node_can_enforce_is_optional_both_ways() {
+        // An older agent's capabilities read as nothing known; nothing known writes nothing.
+        let old: NodeCapabilities =
+            serde_json::from_value(serde_json::json!({"apparmor": true, "seccomp": true})).unwrap();
+        assert_eq!(old.kernel_version, None);
+        assert!(old.apparmor_features.is_empty() && old.apparmor_abi.is_empty() && old.seccomp_actions.is_empty());
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            serde_json::json!({"apparmor": true, "seccomp": true})
+        );
+        let full = NodeCapabilities {
+            kernel_version: Some("7.2.13-amd64".into()),
+            apparmor_features: vec!["userns".into()],
+            apparmor_abi: vec!["5.0".into()],
+            container_runtime: Some("containerd://2.1.9".into()),
+            seccomp_actions: vec!["user_notif".into()],
+            ..old
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        for key in [
+            "kernelVersion",
+            "apparmorFeatures",
+            "apparmorAbi",
+            "containerRuntime",
+            "seccompActions",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+        assert_eq!(serde_json::from_value::<NodeCapabilities>(json).unwrap(), full);
     }
 
     #[test]

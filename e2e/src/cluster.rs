@@ -25,6 +25,66 @@ pub const NAMESPACE: &str = "palisade-system";
 /// The kernel features file the simulated AppArmor kernel claims (Debian's apparmor package).
 pub const SIMULATED_FEATURES: &str = "/usr/share/apparmor-features/features";
 
+/// The container runtime a simulated Node reports (`status.nodeInfo.containerRuntimeVersion`):
+/// none runs there.
+pub const SIMULATED_RUNTIME: &str = "simulated://none";
+
+/// A simulated AppArmor kernel interface: the files the agent and the parser use, and a
+/// `features` directory with an entry per feature the simulated kernel claims (the top-level
+/// names of [`SIMULATED_FEATURES`]), as a kernel's has.
+fn simulate_apparmorfs(fs: &Path) -> Result<()> {
+    std::fs::create_dir_all(fs)?;
+    for f in ["profiles", ".replace", ".remove", ".load"] {
+        if !fs.join(f).exists() {
+            std::fs::write(fs.join(f), b"")?;
+        }
+    }
+    let features = std::fs::read_to_string(SIMULATED_FEATURES).with_context(|| SIMULATED_FEATURES.to_string())?;
+    for name in simulated_feature_names(&features) {
+        std::fs::create_dir_all(fs.join("features").join(name))?;
+    }
+    Ok(())
+}
+
+/// The top-level names of a flattened AppArmor features file (`caps {mask {...}} file {...}`).
+pub fn simulated_feature_names(text: &str) -> Vec<String> {
+    let spaced = text.replace('{', " { ").replace('}', " } ");
+    let (mut depth, mut last, mut out) = (0usize, None, Vec::new());
+    for token in spaced.split_whitespace() {
+        match token {
+            "{" => {
+                if depth == 0 {
+                    out.extend(last.take().map(str::to_string));
+                }
+                depth += 1;
+            }
+            "}" => depth = depth.saturating_sub(1),
+            word => last = Some(word),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A simulated node's /proc (`--proc-root`), as far as the agent reads it for its report: the
+/// kernel's release and seccomp actions, this machine's (the kernel the simulated node runs).
+/// A test may rewrite them and restart the agent (a node booted into another kernel).
+fn simulate_proc(proc: &Path) -> Result<()> {
+    let kernel = proc.join("sys/kernel");
+    std::fs::create_dir_all(kernel.join("seccomp"))?;
+    for file in ["osrelease", "seccomp/actions_avail"] {
+        let real = Path::new("/proc/sys/kernel").join(file);
+        if !kernel.join(file).exists() {
+            std::fs::write(
+                kernel.join(file),
+                std::fs::read(&real).with_context(|| real.display().to_string())?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// How to start a cluster.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -255,14 +315,9 @@ impl Cluster {
         std::fs::create_dir_all(dir.join("kubelet"))?;
         std::fs::create_dir_all(dir.join("state"))?;
         if apparmor {
-            let fs = dir.join("apparmorfs");
-            std::fs::create_dir_all(&fs)?;
-            for f in ["profiles", ".replace", ".remove", ".load"] {
-                if !fs.join(f).exists() {
-                    std::fs::write(fs.join(f), b"")?;
-                }
-            }
+            simulate_apparmorfs(&dir.join("apparmorfs"))?;
         }
+        simulate_proc(&dir.join("proc"))?;
         let mut all_labels = BTreeMap::from([("kubernetes.io/hostname".to_string(), node.to_string())]);
         if self.options.os_label {
             all_labels.insert("kubernetes.io/os".to_string(), "linux".to_string());
@@ -276,6 +331,19 @@ impl Cluster {
                 &Patch::Apply(
                     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": all_labels}}),
                 ),
+            )
+            .await?;
+        // What a kubelet says of its node: the kernel this machine runs (the simulated
+        // node's), and a runtime that says it is none.
+        let kernel = std::fs::read_to_string(dir.join("proc/sys/kernel/osrelease")).unwrap_or_default();
+        let info = json!({"kernelVersion": kernel.trim(), "containerRuntimeVersion": SIMULATED_RUNTIME,
+                          "operatingSystem": "linux", "architecture": std::env::consts::ARCH});
+        nodes
+            .patch_status(
+                node,
+                &PatchParams::apply("palisade-e2e"),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
+                                     "status": {"nodeInfo": info}})),
             )
             .await?;
         let kubeconfig = if self.options.shipped_identities {
@@ -338,6 +406,10 @@ impl Cluster {
             .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES])
             .args(["--seccomp-subdir", &self.options.seccomp_subdir])
             .args(&self.options.agent_args);
+        // The node's simulated /proc, unless the test gives the agents one of its own.
+        if !self.options.agent_args.iter().any(|a| a == "--proc-root") {
+            cmd.arg("--proc-root").arg(dir.join("proc"));
+        }
         agent.proc = Some(Proc::spawn(&format!("agent {node}"), &mut cmd, &dir.join("agent.log"))?);
         Ok(())
     }

@@ -171,7 +171,10 @@ async fn status_explain_and_audit_read_the_cluster() {
         "{table}"
     );
     assert!(
-        lines[aa_line + 1].trim_start().starts_with("node-2 Unsupported: "),
+        lines[aa_line + 1]
+            .trim_start()
+            .starts_with("node-2 Unsupported [kernel ")
+            && lines[aa_line + 1].contains("]: AppArmor is not enabled on this node"),
         "{table}"
     );
     assert!(

@@ -842,7 +842,9 @@ async fn hostile_profiles_are_refused(env: &Env) -> Result<()> {
 /// The chart's security promises hold for the processes really running on the node: the
 /// agent is root with exactly CAP_MAC_ADMIN effective, no-new-privileges and a seccomp
 /// filter (RuntimeDefault), and AppArmor-unconfined; the operator runs as 65532 with no
-/// capabilities. Read from /proc on the node, not from the pod spec.
+/// capabilities. Read from /proc on the node, not from the pod spec. With only these, the
+/// agent still reports what the node can enforce: the guest's kernel release (`uname -r`),
+/// every AppArmor feature its kernel lists, its runtime, ABIs and seccomp actions.
 async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
     let node = env.shell()?;
     let status_of = |comm: &'static str| async move {
@@ -893,6 +895,7 @@ async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
         field(&operator, "Seccomp:").iter().all(|s| s == "2"),
         "operator seccomp:\n{operator}"
     );
+    node_reports_what_the_guest_has(env, node).await?;
     // The pod specs say the same, and no pod of the chart shares the host's namespaces.
     let specs = env.kubectl(&["-n", NAMESPACE, "get", "pods", "-o", "json"])?;
     let pods: Value = serde_json::from_str(&specs)?;
@@ -912,6 +915,44 @@ async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The node's report names what the guest itself says it has.
+async fn node_reports_what_the_guest_has(env: &Env, node: &RealNode) -> Result<()> {
+    let kernel = node.exec_ok("uname -r").await?;
+    let listed = node.exec_ok("ls /sys/kernel/security/apparmor/features").await?;
+    let features: Vec<&str> = listed.split_whitespace().collect();
+    let nps: Api<palisade_domain::NodeProfileStatus> = Api::all(env.client.clone());
+    let caps = nps
+        .get(&env.node)
+        .await?
+        .status
+        .context("the node's report")?
+        .capabilities;
+    progress(
+        env.start,
+        &format!("{} reports {}", env.node, serde_json::to_string(&caps)?),
+    );
+    ensure!(
+        caps.kernel_version.as_deref() == Some(kernel.trim()),
+        "reported kernel {:?}, the guest runs {:?}",
+        caps.kernel_version,
+        kernel.trim()
+    );
+    ensure!(
+        features.contains(&"file") && features.iter().all(|f| caps.apparmor_features.iter().any(|c| c == f)),
+        "reported AppArmor features {:?}, the guest kernel lists {features:?}",
+        caps.apparmor_features
+    );
+    ensure!(
+        caps.container_runtime
+            .as_deref()
+            .is_some_and(|r| r.starts_with("containerd://"))
+            && caps.apparmor_abi.iter().any(|a| a == "3.0")
+            && caps.seccomp_actions.iter().any(|a| a == "errno"),
+        "reported runtime, ABIs or seccomp actions: {caps:?}"
+    );
     Ok(())
 }
 

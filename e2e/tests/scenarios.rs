@@ -6,7 +6,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use palisade_domain::{AppArmorProfile, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile};
+use palisade_domain::{
+    AppArmorProfile, NodeCapabilities, NodeProfileState, NodeProfileStatus, ProfileKind, SeccompProfile,
+};
 use palisade_e2e::cluster::{apply_json, metric_sum, scrape_metrics, wait_condition, wait_events, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -309,6 +311,152 @@ async fn a_node_without_apparmor_reports_unsupported_and_keeps_serving_seccomp()
         standing[&(ProfileKind::AppArmorProfile, "aa".to_string())].state,
         NodeProfileState::Unsupported
     );
+}
+
+/// A node's report once it names its kernel `kernel`.
+async fn capabilities_with_kernel(nps: &Api<NodeProfileStatus>, node: &str, kernel: &str) -> NodeCapabilities {
+    wait_for(&format!("{node} reports kernel {kernel}"), T, || async {
+        let caps = nps.get_opt(node).await?.and_then(|o| o.status).map(|s| s.capabilities);
+        Ok(caps.filter(|c| c.kernel_version.as_deref() == Some(kernel)))
+    })
+    .await
+    .unwrap()
+}
+
+/// The AppArmor ABIs the agents' include directory offers (the host's, as on a real node).
+fn abi_files() -> Vec<String> {
+    let mut abi: Vec<String> = std::fs::read_dir("/etc/apparmor.d/abi")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    abi.sort();
+    abi
+}
+
+#[tokio::test]
+async fn each_node_reports_what_it_can_enforce_and_status_shows_it_beside_the_node() {
+    use palisade_e2e::cluster::{SIMULATED_FEATURES, SIMULATED_RUNTIME, simulated_feature_names};
+    let mut cluster = Cluster::start(Options {
+        nodes: 2,
+        without_apparmor: vec![1],
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let proc = |node: &str| cluster.node_dir(node).join("proc/sys/kernel");
+    let kernel = std::fs::read_to_string(proc("node-0").join("osrelease")).unwrap();
+    let actions = std::fs::read_to_string(proc("node-0").join("seccomp/actions_avail")).unwrap();
+
+    // What each simulated node has: its kernel's release and seccomp actions, its
+    // apparmorfs features, the include directory's ABIs, the runtime its Node names.
+    let c0 = capabilities_with_kernel(&nps, "node-0", kernel.trim()).await;
+    let features = simulated_feature_names(&std::fs::read_to_string(SIMULATED_FEATURES).unwrap());
+    assert!(
+        features.iter().any(|f| f == "file") && features.len() > 5,
+        "{features:?}"
+    );
+    assert_eq!(c0.apparmor_features, features);
+    assert_eq!(c0.apparmor_abi, abi_files());
+    assert!(c0.apparmor_abi.iter().any(|a| a == "3.0"), "{:?}", c0.apparmor_abi);
+    assert_eq!(c0.seccomp_actions, actions.split_whitespace().collect::<Vec<_>>());
+    assert!(c0.seccomp_actions.iter().any(|a| a == "errno"));
+    assert_eq!(c0.container_runtime.as_deref(), Some(SIMULATED_RUNTIME));
+    assert!(c0.apparmor && c0.apparmor_parser_version.is_some(), "{c0:?}");
+    // The node without AppArmor has no features directory: none claimed.
+    let c1 = capabilities_with_kernel(&nps, "node-1", kernel.trim()).await;
+    assert!(!c1.apparmor && c1.apparmor_features.is_empty(), "{c1:?}");
+
+    // The runtime is upgraded (the kubelet reports it on the Node): the report follows.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let info = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-0"},
+                      "status": {"nodeInfo": {"containerRuntimeVersion": "containerd://2.1.9"}}});
+    nodes
+        .patch_status("node-0", &PatchParams::apply("palisade-e2e"), &Patch::Apply(info))
+        .await
+        .unwrap();
+    wait_for("node-0 reports the new runtime", T, || async {
+        let caps = nps.get("node-0").await?.status.unwrap_or_default().capabilities;
+        Ok((caps.container_runtime.as_deref() == Some("containerd://2.1.9")).then_some(()))
+    })
+    .await
+    .unwrap();
+    // node-1 boots another kernel, one without user notification or logging: its agent
+    // starts again and says so.
+    std::fs::write(proc("node-1").join("osrelease"), "7.2.13-amd64\n").unwrap();
+    std::fs::write(
+        proc("node-1").join("seccomp/actions_avail"),
+        "kill_process kill_thread trap errno trace allow\n",
+    )
+    .unwrap();
+    cluster.kill_agent("node-1");
+    cluster.start_agent("node-1").unwrap();
+    let c1 = capabilities_with_kernel(&nps, "node-1", "7.2.13-amd64").await;
+    assert_eq!(
+        c1.seccomp_actions,
+        ["kill_process", "kill_thread", "trap", "errno", "trace", "allow"]
+    );
+
+    // A profile of each kind on both nodes.
+    apply_json(&client, apparmor("caps-aa", json!({"abstract": {}})))
+        .await
+        .unwrap();
+    apply_json(&client, seccomp("caps-sc", json!({}))).await.unwrap();
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    wait_condition(&aap, "caps-aa", "Ready", "True").await.unwrap();
+    wait_installed(&Api::<SeccompProfile>::all(client.clone()), "caps-sc", 2)
+        .await
+        .unwrap();
+    // kubectl shows kernel and runtime per node beside the counts.
+    let table = cluster.cp.kubectl_ok(&["get", "nps"]).unwrap();
+    println!("$ kubectl get nps\n{table}");
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert!(header.contains(&"KERNEL") && header.contains(&"RUNTIME"), "{table}");
+    let line = |node: &str| table.lines().find(|l| l.starts_with(node)).unwrap().to_string();
+    assert!(
+        line("node-0").contains(kernel.trim()) && line("node-0").contains("containerd://2.1.9"),
+        "{table}"
+    );
+    assert!(
+        line("node-1").contains("7.2.13-amd64") && line("node-1").contains(SIMULATED_RUNTIME),
+        "{table}"
+    );
+    // palisade status shows them beside each node, and carries them all in JSON.
+    let (ok, text, err) = cluster.palisade(&["status", "caps-aa"]);
+    assert!(ok, "{err}");
+    println!("$ palisade status caps-aa\n{text}");
+    let parser = c0.apparmor_parser_version.clone().unwrap();
+    let want = format!(
+        "  node-0 Installed [kernel {}, containerd://2.1.9, apparmor_parser {parser}, abi {}]\n",
+        kernel.trim(),
+        c0.apparmor_abi.join(" ")
+    );
+    assert!(text.contains(&want), "{want:?} in\n{text}");
+    let want = format!("  node-1 Unsupported [kernel 7.2.13-amd64, {SIMULATED_RUNTIME}]: AppArmor is not enabled");
+    assert!(text.contains(&want), "{want:?} in\n{text}");
+    let (ok, json, err) = cluster.palisade(&["status", "caps-sc", "-o", "json"]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let on = |node: &str| {
+        rows[0]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == node)
+            .unwrap()["capabilities"]
+            .clone()
+    };
+    assert_eq!(
+        on("node-0"),
+        serde_json::to_value(&capabilities_with_kernel(&nps, "node-0", kernel.trim()).await).unwrap()
+    );
+    assert_eq!(on("node-1")["kernelVersion"], "7.2.13-amd64");
+    assert_eq!(
+        on("node-1")["seccompActions"],
+        json!(["kill_process", "kill_thread", "trap", "errno", "trace", "allow"])
+    );
+    assert_eq!(on("node-0")["apparmorFeatures"], json!(features));
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ pub mod apparmor;
 pub mod audit;
 pub mod denials;
 pub mod files;
+pub mod host;
 pub mod learn;
 pub mod metrics;
 pub mod node;

@@ -91,7 +91,8 @@ pub struct Args {
     #[arg(long, env = "PALISADE_AUDIT_LOG", default_value = "/var/log/audit/audit.log")]
     pub audit_log: PathBuf,
 
-    /// The host's /proc (for the cgroup of a seccomp record's process).
+    /// The host's /proc: the cgroup of a seccomp record's process; the kernel's release and
+    /// seccomp actions (`sys/kernel`, the same in any container's /proc).
     #[arg(long, env = "PALISADE_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
 
@@ -237,8 +238,8 @@ async fn node_state(args: &Args, metrics: Metrics) -> Result<NodeState> {
     Ok(NodeState::new(apparmor, apparmor_support, seccomp_dir, metrics)?)
 }
 
-/// What the node can enforce, for its report.
-fn capabilities(state: &NodeState) -> NodeCapabilities {
+/// What the node can enforce, for its report (the Node adds its runtime on each report).
+fn capabilities(args: &Args, state: &NodeState) -> NodeCapabilities {
     NodeCapabilities {
         apparmor: state.apparmor_support().is_ok(),
         apparmor_parser_version: state.apparmor_support().clone().ok(),
@@ -246,6 +247,7 @@ fn capabilities(state: &NodeState) -> NodeCapabilities {
         seccomp: state.seccomp_support().is_ok(),
         seccomp_reason: state.seccomp_support().clone().err(),
         denials: None,
+        ..crate::host::read(&args.proc_root, &args.apparmorfs, &args.apparmor_include_dir)
     }
 }
 
@@ -315,7 +317,7 @@ pub async fn run(args: Args) -> Result<()> {
         node_name: args.node_name.clone(),
         capabilities: NodeCapabilities {
             denials: args.denials.then(|| source.describe()),
-            ..capabilities(&state)
+            ..capabilities(&args, &state)
         },
         state,
         writer,
@@ -339,6 +341,7 @@ struct Syncer {
     node_name: String,
     state: NodeState,
     writer: StatusWriter,
+    /// What the node can enforce, as read at start; the Node's runtime is added per report.
     capabilities: NodeCapabilities,
     metrics: Metrics,
     /// Rung by the watches when something the agent acts on changed.
@@ -408,7 +411,8 @@ impl Syncer {
         }
         let started = tokio::time::Instant::now();
         let changed = self.writer.changed_entries(&entries);
-        match self.writer.report(&self.capabilities, entries).await {
+        let capabilities = crate::host::with_node(&self.capabilities, node);
+        match self.writer.report(&capabilities, entries).await {
             Ok(wrote) => {
                 if wrote {
                     self.metrics.status_writes.inc();
