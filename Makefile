@@ -7,7 +7,7 @@ NODES ?= 3
 REAL_NODE ?=
 ARCH_OF_REAL_NODE = $(if $(filter %-arm64,$(REAL_NODE)),arm64,amd64)
 
-.PHONY: deps test-deps help bins release-bins bench-agent bench-operator bench-learn bench-denials generate check-generated lint test unit-test e2e-test realnode-test realnode-test-arm64 realnode-artifacts test-cluster control-plane up down demo bench chart-check image
+.PHONY: deps test-deps help bins release-bins host-release-bins bench-agent bench-operator bench-learn bench-denials generate check-generated lint test unit-test e2e-test realnode-test realnode-test-arm64 realnode-artifacts test-cluster control-plane up down demo bench chart-check image
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -93,23 +93,25 @@ down: ## Stop what `make up` (or `make demo KEEP=1`) started
 demo: deps bins ## Run Palisade end to end locally (3 nodes), show the result, tear down (KEEP=1 keeps it)
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) KEEP=$${KEEP:-0} target/debug/palisade-dev demo
 
-release-bins: ## Build optimized binaries (what the benchmarks measure), and the palisade CLI for amd64 and arm64
-	$(CARGO) build --release --bins -q
-	@for arch in amd64 arm64; do echo "palisade ($$arch): $$(images/cargo-arch.sh $$arch -p palisade-cli)/palisade"; done
+release-bins: host-release-bins ## Build optimized binaries (what the benchmarks measure), and the palisade CLI for amd64 and arm64
+	@for arch in amd64 arm64; do dir=$$(images/cargo-arch.sh $$arch -p palisade-cli) || exit 1; echo "palisade ($$arch): $$dir/palisade"; done
 
-bench: release-bins ## Latency, bulk, memory, API writes on NODES=20 real agents, then scale on SCALE_NODES=1000 simulated nodes; RUNS=3 of each, medians
+host-release-bins: # the benchmarks' binaries: optimized, this machine's architecture only
+	$(CARGO) build --release --bins -q
+
+bench: host-release-bins ## Latency, bulk, memory, API writes on NODES=20 real agents, then scale on SCALE_NODES=1000 simulated nodes; RUNS=3 of each, medians
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench --nodes $(if $(filter command line environment,$(origin NODES)),$(NODES),20)
 
-bench-operator: release-bins ## Operator memory with 1000 profiles × 100 NodeProfileStatus objects
+bench-operator: host-release-bins ## Operator memory with 1000 profiles × 100 NodeProfileStatus objects
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench-op bench-operator
 
-bench-learn: release-bins ## What learning costs an agent per read of the kernel log (128 KiB of real records)
+bench-learn: host-release-bins ## What learning costs an agent per read of the kernel log (128 KiB of real records)
 	target/release/palisade-dev bench-learn
 
-bench-denials: release-bins ## One agent under a storm of 100 000 denials a minute: CPU, memory, Event writes
+bench-denials: host-release-bins ## One agent under a storm of 100 000 denials a minute: CPU, memory, Event writes
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench-denials bench-denials
 
-bench-agent: release-bins ## One agent's install cost, memory and restart time with 1000 profiles of each kind
+bench-agent: host-release-bins ## One agent's install cost, memory and restart time with 1000 profiles of each kind
 	KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" target/release/palisade-dev --dir .palisade-bench bench-agent
 
 chart-check: ## helm lint and template (default and ci/ values), then the chart's e2e tests (server-side dry-run, node restriction)

@@ -115,7 +115,7 @@ def main():
             entries.append((src, dest, int(mode, 8)))
         symlinks = [tuple(spec.split(":", 1)) for spec in args.symlink]
         extra_dirs = [(d, int(m, 8)) for d, m in (spec.rsplit(":", 1) for spec in args.dir)]
-        tmp_layer = args.out + ".files.tar"
+        tmp_layer = f"{args.out}.files{os.getpid()}.tar"
         files_layer(entries, symlinks, extra_dirs, tmp_layer)
         layers.append(tmp_layer)
 
@@ -142,7 +142,7 @@ def main():
         }
     ]
 
-    tmp_out = args.out + ".tmp"
+    tmp_out = f"{args.out}.tmp{os.getpid()}"
     with tarfile.open(tmp_out, "w", format=tarfile.PAX_FORMAT) as tar:
         for layer, digest in zip(layers, diff_ids):
             info = tar.gettarinfo(layer, arcname=digest + "/layer.tar")
@@ -197,6 +197,16 @@ def canonical(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def full_name(tag):
+    """NAME:TAG as a pull names it: a name with no registry is Docker Hub's
+    (`palisade-agent:0.1.0` is `docker.io/library/palisade-agent:0.1.0`). containerd keeps
+    an OCI archive's name as written, while the kubelet asks for the normalized one."""
+    first, _, rest = tag.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return tag
+    return "docker.io/" + (tag if rest else "library/" + tag)
+
+
 def write_index(layout, tag, out):
     """The layout's platforms under one image index named TAG, tarred to OUT."""
     platforms = os.path.join(layout, "platforms")
@@ -209,10 +219,10 @@ def write_index(layout, tag, out):
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descs}
     top = {"mediaType": OCI_INDEX, **put_blob(layout, canonical(index)),
            "annotations": {"org.opencontainers.image.ref.name": tag.rsplit(":", 1)[1],
-                           "io.containerd.image.name": tag}}
+                           "io.containerd.image.name": full_name(tag)}}
     entries = {"oci-layout": canonical({"imageLayoutVersion": "1.0.0"}),
                "index.json": canonical({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [top]})}
-    tmp_out = out + ".tmp"
+    tmp_out = f"{out}.tmp{os.getpid()}"
     with tarfile.open(tmp_out, "w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in entries.items():
             add_bytes(tar, name, data)

@@ -51,10 +51,13 @@ if ((${#missing[@]} == 0)); then
 fi
 
 command -v go >/dev/null || { echo "error: Go is needed to build etcd and kube-apiserver (or set KUBEBUILDER_ASSETS)" >&2; exit 1; }
-rm -rf "$out.tmp"
-mkdir -p "$out.tmp"
-# Binaries built earlier stay; only the missing ones are built.
-[[ -d "$out" ]] && cp -a "$out"/. "$out.tmp"/
+# Each missing binary is built into a directory of this run's own and renamed into place:
+# binaries built earlier stay where they are (another run may be using them), and a
+# failed or interrupted build leaves no half-written one.
+tmp="$out.tmp$$"
+rm -rf "$tmp"
+mkdir -p "$tmp" "$out"
+trap 'rm -rf "$tmp"' EXIT
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 k8s=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1/ {print $2; exit}' "$module/go.mod")
 echo "building ${missing[*]} (Kubernetes $k8s) into $out" >&2
@@ -71,9 +74,9 @@ for cmd in "${missing[@]}"; do
     goarch=${cmd%%/*}
     platform=(GOOS=linux "GOARCH=${goarch#linux-}")
   fi
-  (cd "$module" && env "${platform[@]}" go build -trimpath -ldflags="-s -w $ver" -o "$out.tmp/$cmd" "./${cmd##*/}")
+  (cd "$module" && env "${platform[@]}" go build -trimpath -ldflags="-s -w $ver" -o "$tmp/$cmd" "./${cmd##*/}")
+  mkdir -p "$(dirname "$out/$cmd")"
+  mv "$tmp/$cmd" "$out/$cmd"
   echo "  $cmd built ($(( $(date +%s) - start )) s so far)" >&2
 done
-rm -rf "$out"
-mv "$out.tmp" "$out"
 echo "$out"

@@ -15,16 +15,18 @@ native=$(dpkg --print-architecture)
 # A package installed for two architectures answers only to its qualified name.
 pkg() { dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "$1:$native" >/dev/null 2>&1 || need+=("$1"); }
 foreign=""
+qemu_name=""
 cross() {
-  local arch=$1 gnu
+  local arch=$1 gcc
+  # Debian's names: the cross compiler's package, and the qemu-user binfmt entry.
   case $arch in
-    amd64) gnu=x86_64-linux-gnu ;;
-    arm64) gnu=aarch64-linux-gnu ;;
+    amd64) gcc=gcc-x86-64-linux-gnu qemu_name=x86_64 ;;
+    arm64) gcc=gcc-aarch64-linux-gnu qemu_name=aarch64 ;;
     *) echo "error: no cross build for the architecture '$arch' (amd64, arm64)" >&2; exit 1 ;;
   esac
   [[ $arch == "$native" ]] && return
   foreign=$arch
-  pkg "gcc-$gnu"
+  pkg "$gcc"
   pkg "libc6-dev-$arch-cross"
   pkg "libseccomp-dev:$arch"
   pkg qemu-user-static
@@ -59,7 +61,7 @@ fi
 # under qemu-user through binfmt_misc, which a fresh container may not have mounted.
 binfmt() {
   [[ -n $foreign ]] || return 0
-  local qarch=${foreign/arm64/aarch64}
+  local qarch=$qemu_name
   [[ $(cat "/proc/sys/fs/binfmt_misc/qemu-$qarch" 2>/dev/null | head -1) == enabled ]] && return 0
   if [[ $(id -u) != 0 ]]; then
     echo "running $foreign binaries needs qemu-$qarch registered in binfmt_misc; as root:" >&2

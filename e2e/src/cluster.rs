@@ -337,7 +337,7 @@ impl Cluster {
         // node's), and a runtime that says it is none.
         let kernel = std::fs::read_to_string(dir.join("proc/sys/kernel/osrelease")).unwrap_or_default();
         let info = json!({"kernelVersion": kernel.trim(), "containerRuntimeVersion": SIMULATED_RUNTIME,
-                          "operatingSystem": "linux", "architecture": std::env::consts::ARCH});
+                          "operatingSystem": "linux", "architecture": go_arch()});
         nodes
             .patch_status(
                 node,
@@ -778,4 +778,14 @@ where
         Ok(bundle.map(|b| b.0))
     })
     .await
+}
+
+/// This machine's architecture as Kubernetes names it (GOARCH: amd64, arm64), for the
+/// simulated Nodes' nodeInfo.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
 }

@@ -148,6 +148,17 @@ fn the_arm64_images_run_their_aarch64_binaries_against_their_own_libseccomp() ->
         let archive = images().join(format!("palisade-{component}-arm64.tar"));
         let config = skopeo_json(&["inspect", "--config", &format!("docker-archive:{}", archive.display())])?;
         assert_eq!(config["architecture"], "arm64", "{component}");
+        // The tarball is the index's arm64 image: the same config, so the same layers
+        // (their digests are in it), which is what an arm64 node pulls.
+        let index = format!(
+            "oci-archive:{}",
+            images().join(format!("palisade-{component}.oci.tar")).display()
+        );
+        let in_index = skopeo_json(&["--override-arch", "arm64", "inspect", "--config", &index])?;
+        assert_eq!(
+            in_index, config,
+            "{component}: the index's arm64 image is not the tarball's"
+        );
 
         let rootfs = unpack(&archive, dir.path())?;
         let binary = format!("/usr/local/bin/palisade-{component}");
