@@ -17,6 +17,15 @@ case $arch in
 esac
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 cd "$root"
+# Run from a test (the real-node harness builds the images), the environment holds what
+# cargo set for that test; a dependency's build script that reads CARGO_MANIFEST_DIR would
+# take it for a change and rebuild everything above it.
+for var in $(compgen -e); do
+  case $var in
+    CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_BIN_NAME | CARGO_PRIMARY_PACKAGE | \
+      CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR | OUT_DIR) unset "$var" ;;
+  esac
+done
 if [[ $arch == "$(dpkg --print-architecture)" ]]; then
   cargo build --release --locked -q "$@" >&2
   echo "$target_dir/release"
