@@ -41,7 +41,7 @@ tmp="$out.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 start=$(date +%s)
-echo "building the real-node guest image (Debian $suite, $arch) into $out: about 4 minutes (amd64) or 10 (arm64), once" >&2
+echo "building the real-node guest image (Debian $suite, $arch) into $out: about 2-4 minutes for amd64, 15-35 for arm64 (its package scripts run under qemu-user), once" >&2
 
 pkgs=(
   systemd-sysv udev kmod iproute2 procps util-linux mount e2fsprogs ca-certificates
