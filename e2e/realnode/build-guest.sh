@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a real-node guest: Debian with Debian's kernel (AppArmor the active LSM), systemd,
-# containerd + runc, the CNI plugins, iptables (kube-proxy) and busybox-static (the test
+# containerd with runc and crun, the CNI plugins, iptables (kube-proxy) and busybox-static (the test
 # images). Everything node-specific (certificates, kubelet, images) arrives at boot from the
 # 9p share, so this image depends only on this script and its argument, and is built once, into
 #   $PALISADE_CACHE/realnode/guest-<kind>-<hash of this script>/  {vmlinuz, initrd, disk.img, packages.txt}
@@ -46,7 +46,7 @@ echo "building the real-node guest image (Debian $suite, $arch) into $out: about
 pkgs=(
   systemd-sysv udev kmod iproute2 procps util-linux mount e2fsprogs ca-certificates
   linux-image-$arch apparmor
-  containerd runc containernetworking-plugins iptables conntrack
+  containerd runc crun containernetworking-plugins iptables conntrack
   busybox-static
 )
 # The boot hook: mount the share and run its boot.sh (the harness's, e2e/realnode/guest/),
@@ -66,7 +66,10 @@ TimeoutStartSec=infinity
 [Install]
 WantedBy=multi-user.target'
 
-mmdebstrap --mode=root --variant=minbase --architectures="$arch" --include="$(IFS=,; echo "${pkgs[*]}")" \
+# Check-Valid-Until off: unstable's and testing's Release files expire within a week, so a
+# mirror or snapshot of the archive a few days old would refuse them; the signatures are still
+# checked.
+mmdebstrap --mode=root --variant=minbase --architectures="$arch" --aptopt='Acquire::Check-Valid-Until "false"' --include="$(IFS=,; echo "${pkgs[*]}")" \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --customize-hook='echo realnode > "$1/etc/hostname"' \

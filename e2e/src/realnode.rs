@@ -33,6 +33,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::Api;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -42,12 +43,8 @@ use crate::cluster::NAMESPACE;
 use crate::controlplane::{ControlPlane, Flavor, repo_root};
 use crate::process::Proc;
 
-/// The real node's name (its Node object and kubelet identity).
-pub const NODE_NAME: &str = "realnode";
-/// The guest's address on QEMU's user network (the kubelet's node IP).
-const NODE_IP: &str = "10.0.2.15";
-/// Pod addresses (the bridge CNI plugin's range on this node).
-const POD_SUBNET: &str = "10.244.0.0/24";
+/// Pod addresses: the cluster's range; node `i` gets `10.244.<i>.0/24` (the bridge CNI
+/// plugin's range there).
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// The command channel's virtio-serial port name (`/dev/virtio-ports/<name>` in the guest).
 const CTL_PORT: &str = "palisade.ctl";
@@ -94,10 +91,20 @@ impl NodeKind {
         })
     }
 
-    /// `PALISADE_REAL_NODE` (what `make realnode-test REAL_NODE=...` sets), or bookworm.
-    pub fn from_env() -> Result<Self> {
-        let kind = std::env::var("PALISADE_REAL_NODE").ok().filter(|k| !k.is_empty());
-        Self::parse(kind.as_deref().unwrap_or("bookworm"))
+    /// A comma-separated list of kinds (`bookworm,sid`, `bookworm,bookworm-arm64`); `1` is
+    /// one bookworm node.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+        let kinds = match text.trim() {
+            "" | "1" => vec![Self::parse("bookworm")?],
+            list => list.split(',').map(|k| Self::parse(k.trim())).collect::<Result<_>>()?,
+        };
+        Ok(kinds)
+    }
+
+    /// `PALISADE_REAL_NODES` (what `make realnode-test REAL_NODES=...` sets), or one bookworm
+    /// node.
+    pub fn list_from_env() -> Result<Vec<Self>> {
+        Self::parse_list(&std::env::var("PALISADE_REAL_NODES").unwrap_or_default())
     }
 
     /// The name the build scripts take: `bookworm`, `bookworm-arm64`.
@@ -162,52 +169,85 @@ pub struct Artifacts {
 }
 
 impl Artifacts {
-    /// Builds what is missing: the Kubernetes binaries, the guest image, the test images,
-    /// and Palisade's images with the project's own image build (`make image`).
-    pub fn build(kind: &NodeKind, start: Instant) -> Result<Self> {
+    /// Builds what is missing for each kind of node: the Kubernetes binaries, the guest
+    /// images (in parallel: mostly downloading and unpacking), the test images, and
+    /// Palisade's images with the project's own image build (`make image`).
+    ///
+    /// `sid` stands for "the newest Debian": when unstable cannot be installed on the day
+    /// (its packages are broken now and then), this says so loudly and builds testing
+    /// (`forky`) in its place, never skipping the node.
+    pub fn build_all(kinds: &[NodeKind], start: Instant) -> Result<Vec<Self>> {
         let root = repo_root();
         let script = |path: &str| root.join(path);
-        let (name, arch) = (kind.name(), kind.arch);
+        let inherit = std::process::Stdio::inherit;
+        let mut arches: Vec<&'static str> = kinds.iter().map(|k| k.arch).collect();
+        arches.sort_unstable();
+        arches.dedup();
         // QEMU, mmdebstrap, socat...: installed when missing (as root), as `make test` does.
         progress(start, "Debian packages (e2e/scripts/system-deps.sh --test, --node)");
-        let inherit = std::process::Stdio::inherit;
         run_script(&script("e2e/scripts/system-deps.sh"), &["--test"], inherit())?;
-        run_script(&script("e2e/scripts/system-deps.sh"), &["--node", arch], inherit())?;
-        progress(
-            start,
-            &format!("Kubernetes binaries (control-plane-bin.sh --real-node {arch})"),
-        );
-        let k8s_bin = script_dir(&script("e2e/scripts/control-plane-bin.sh"), &["--real-node", arch])?;
-        let node_bin = match arch {
-            "amd64" => k8s_bin.clone(),
-            _ => k8s_bin.join(format!("linux-{arch}")),
-        };
-        progress(start, &format!("guest image (e2e/realnode/build-guest.sh {name})"));
-        let guest = script_dir(&script("e2e/realnode/build-guest.sh"), &[&name])?;
-        progress(start, &format!("pause and busybox:local images ({arch})"));
-        let test_images = script_dir(&script("e2e/realnode/test-images.sh"), &[arch])?;
+        for arch in &arches {
+            run_script(&script("e2e/scripts/system-deps.sh"), &["--node", arch], inherit())?;
+        }
+        let mut k8s = std::collections::BTreeMap::new();
+        for arch in &arches {
+            progress(
+                start,
+                &format!("Kubernetes binaries (control-plane-bin.sh --real-node {arch})"),
+            );
+            let dir = script_dir(&script("e2e/scripts/control-plane-bin.sh"), &["--real-node", arch])?;
+            k8s.insert(*arch, dir);
+        }
+        let guests: Vec<Result<(NodeKind, PathBuf)>> = std::thread::scope(|scope| {
+            let builds: Vec<_> = kinds
+                .iter()
+                .map(|kind| scope.spawn(move || build_guest(kind, start)))
+                .collect();
+            builds
+                .into_iter()
+                .map(|b| {
+                    b.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the guest build panicked")))
+                })
+                .collect()
+        });
+        let mut test_images = std::collections::BTreeMap::new();
+        for arch in &arches {
+            progress(start, &format!("pause and busybox:local images ({arch})"));
+            test_images.insert(*arch, script_dir(&script("e2e/realnode/test-images.sh"), &[arch])?);
+        }
         progress(start, "Palisade's images (images/build.sh, as make image)");
-        run_script(&root.join("images/build.sh"), &[], std::process::Stdio::inherit())?;
+        run_script(&root.join("images/build.sh"), &[], inherit())?;
         let palisade_images = root.join("target/images");
-        let images = vec![
-            test_images.join("pause.tar"),
-            test_images.join("busybox.tar"),
-            palisade_images.join("palisade-operator.oci.tar"),
-            palisade_images.join("palisade-agent.oci.tar"),
-        ];
-        for image in &images {
-            if !image.is_file() {
-                bail!("{} was not built", image.display());
+        let mut all = vec![];
+        for guest in guests {
+            let (kind, guest) = guest?;
+            let k8s_bin = k8s[kind.arch].clone();
+            let node_bin = match kind.arch {
+                "amd64" => k8s_bin.clone(),
+                arch => k8s_bin.join(format!("linux-{arch}")),
+            };
+            let images = vec![
+                test_images[kind.arch].join("pause.tar"),
+                test_images[kind.arch].join("busybox.tar"),
+                palisade_images.join("palisade-operator.oci.tar"),
+                palisade_images.join("palisade-agent.oci.tar"),
+            ];
+            for image in &images {
+                if !image.is_file() {
+                    bail!("{} was not built", image.display());
+                }
             }
+            all.push(Self {
+                guest,
+                k8s_bin,
+                node_bin,
+                kind,
+                images,
+            });
         }
         progress(start, "artifacts ready");
-        Ok(Self {
-            guest,
-            k8s_bin,
-            node_bin,
-            kind: kind.clone(),
-            images,
-        })
+        Ok(all)
     }
 
     /// `<package> <version>` of the guest's kernel, containerd, runc and apparmor.
@@ -222,6 +262,38 @@ impl Artifacts {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Builds (or finds) the guest image of `kind`; unstable falls back to testing, loudly.
+fn build_guest(kind: &NodeKind, start: Instant) -> Result<(NodeKind, PathBuf)> {
+    let script = repo_root().join("e2e/realnode/build-guest.sh");
+    progress(
+        start,
+        &format!("guest image (e2e/realnode/build-guest.sh {})", kind.name()),
+    );
+    match script_dir(&script, &[&kind.name()]) {
+        Ok(dir) => Ok((kind.clone(), dir)),
+        Err(e) if kind.suite == "sid" => {
+            let forky = NodeKind {
+                suite: "forky".into(),
+                arch: kind.arch,
+            };
+            let banner = "!".repeat(78);
+            eprintln!(
+                "{banner}\n!! Debian unstable (sid) cannot be installed today ({e:#}):\n\
+                 !! the node of kind {} is built from testing ({}) instead.\n{banner}",
+                kind.name(),
+                forky.name()
+            );
+            progress(
+                start,
+                &format!("guest image (e2e/realnode/build-guest.sh {})", forky.name()),
+            );
+            let dir = script_dir(&script, &[&forky.name()])?;
+            Ok((forky, dir))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -244,6 +316,41 @@ pub struct RealNode {
 /// The NodePort the host's [`RealNode::webhook_port`] leads to.
 pub const WEBHOOK_NODE_PORT: u16 = 30443;
 
+/// Where a node stands in its cluster: its place in the list, and its name there.
+///
+/// Each guest has its own QEMU user network, so nodes do not reach each other: each gets its
+/// own address (10.0.2.<15 + index>) and pod range (10.244.<index>.0/24) all the same, so
+/// that no two Node or Pod objects claim one address.
+#[derive(Clone, Debug)]
+pub struct Place {
+    pub index: usize,
+    /// The Node's name: `realnode` alone, `realnode-<kind>` in a list of several.
+    pub name: String,
+}
+
+impl Place {
+    /// The places of `kinds` in one cluster.
+    pub fn of(kinds: &[NodeKind]) -> Vec<Self> {
+        let mut places: Vec<Self> = vec![];
+        for (index, kind) in kinds.iter().enumerate() {
+            let mut name = match kinds.len() {
+                1 => "realnode".to_string(),
+                _ => format!("realnode-{}", kind.name()),
+            };
+            if places.iter().any(|p| p.name == name) {
+                name = format!("{name}-{}", index + 1);
+            }
+            places.push(Self { index, name });
+        }
+        places
+    }
+
+    /// The guest's address on its user network (the kubelet's node IP).
+    fn ip(&self) -> String {
+        format!("10.0.2.{}", 15 + self.index)
+    }
+}
+
 /// What a command run on the node returned.
 #[derive(Debug)]
 pub struct Exec {
@@ -253,7 +360,7 @@ pub struct Exec {
 
 /// The directory the guest mounts: its scripts, configuration, identities, the node
 /// binaries and the images to import.
-fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result<PathBuf> {
+fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, at: &Place, dir: &Path) -> Result<PathBuf> {
     let share = dir.join("share");
     let config = share.join("config");
     for d in [&config, &share.join("bin"), &share.join("images"), &share.join("out")] {
@@ -266,7 +373,7 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result
     std::fs::copy(guest_src.join("containerd.toml"), config.join("containerd.toml"))?;
     std::fs::write(
         share.join("node.env"),
-        format!("NODE_NAME={NODE_NAME}\nNODE_IP={NODE_IP}\nPOD_CIDR={CLUSTER_CIDR}\n"),
+        format!("NODE_NAME={}\nNODE_IP={}\nPOD_CIDR={CLUSTER_CIDR}\n", at.name, at.ip()),
     )?;
 
     // Identities: the kubelet as system:node:<name>, kube-proxy as system:kube-proxy.
@@ -274,7 +381,7 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result
     cp.pki.client_cert(
         &config,
         "kubelet",
-        &format!("system:node:{NODE_NAME}"),
+        &format!("system:node:{}", at.name),
         Some("system:nodes"),
     )?;
     cp.pki.client_cert(&config, "kube-proxy", "system:kube-proxy", None)?;
@@ -283,7 +390,7 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result
         std::fs::write(config.join(format!("{who}.kubeconfig")), guest_kubeconfig(&server, who))?;
     }
     std::fs::write(config.join("kubelet.yaml"), KUBELET_CONFIG)?;
-    std::fs::write(config.join("10-bridge.conflist"), bridge_conflist())?;
+    std::fs::write(config.join("10-bridge.conflist"), bridge_conflist(at.index))?;
 
     for bin in ["kubelet", "kube-proxy"] {
         link_or_copy(&artifacts.node_bin.join(bin), &share.join("bin").join(bin))?;
@@ -299,6 +406,7 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result
 /// snapshot, `share` mounted, the API server forwarded in and the webhook port out.
 fn qemu_command(
     artifacts: &Artifacts,
+    at: &Place,
     dir: &Path,
     share: &Path,
     ctl_socket: &Path,
@@ -363,9 +471,10 @@ fn qemu_command(
     ))
     .arg("-netdev")
     .arg(format!(
-        "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port},\
+        "user,id=n0,restrict=on,dhcpstart={ip},guestfwd=tcp:{GUEST_APISERVER_IP}:{port}-cmd:socat STDIO TCP:127.0.0.1:{port},\
          hostfwd=tcp:127.0.0.1:{webhook_port}-:{WEBHOOK_NODE_PORT}",
-        port = api_port
+        port = api_port,
+        ip = at.ip(),
     ))
     .args(["-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"])
     .arg("-chardev")
@@ -381,14 +490,14 @@ fn qemu_command(
 impl RealNode {
     /// Lays out the share (scripts, configuration, certificates, binaries, images) and starts
     /// QEMU. Returns at once; [`RealCluster::start`] waits for the Node to be Ready.
-    pub fn boot(cp: &ControlPlane, artifacts: &Artifacts, dir: &Path) -> Result<Self> {
-        let share = prepare_share(cp, artifacts, dir)?;
+    pub fn boot(cp: &ControlPlane, artifacts: &Artifacts, at: &Place, dir: &Path) -> Result<Self> {
+        let share = prepare_share(cp, artifacts, at, dir)?;
         let ctl_socket = dir.join("ctl.sock");
         let webhook_port = crate::controlplane::free_port()?;
-        let mut cmd = qemu_command(artifacts, dir, &share, &ctl_socket, webhook_port, cp.api_port);
+        let mut cmd = qemu_command(artifacts, at, dir, &share, &ctl_socket, webhook_port, cp.api_port);
         let qemu = Proc::spawn("qemu", &mut cmd, &dir.join("qemu.log"))?;
         Ok(Self {
-            name: NODE_NAME.into(),
+            name: at.name.clone(),
             kind: artifacts.kind.clone(),
             webhook_port,
             dir: dir.to_path_buf(),
@@ -403,7 +512,7 @@ impl RealNode {
     pub fn check_alive(&self) -> Result<()> {
         self.qemu
             .check_alive()
-            .with_context(|| format!("the real node's QEMU exited\n{}", self.log_tails(40)))
+            .with_context(|| format!("node {}'s QEMU exited\n{}", self.name, self.log_tails(40)))
     }
 
     /// The last lines of the console, boot, kubelet and kube-proxy logs.
@@ -418,7 +527,8 @@ impl RealNode {
             let all = std::fs::read_to_string(&path).unwrap_or_default();
             let all: Vec<&str> = all.lines().collect();
             text.push_str(&format!(
-                "--- last {lines} lines of the real node's {name} log ({}) ---\n{}\n",
+                "--- last {lines} lines of node {}'s {name} log ({}) ---\n{}\n",
+                self.name,
                 path.display(),
                 all[all.len().saturating_sub(lines)..].join("\n")
             ));
@@ -529,41 +639,48 @@ impl Drop for RealNode {
     }
 }
 
-/// What a real node adds to a control plane: kube-scheduler and the controllers on the host,
-/// the node itself, and Palisade installed by its chart. It borrows the control plane, so a
-/// [`crate::Cluster`] of simulated nodes can run beside it (`make up REAL_NODES=1`).
+/// What real nodes add to a control plane: kube-scheduler and the controllers on the host,
+/// the nodes themselves, and Palisade installed by its chart. It borrows the control plane, so
+/// a [`crate::Cluster`] of simulated nodes can run beside it (`make up REAL_NODES=1`).
 pub struct RealNodeStack {
-    // Field order is drop order: the node stops first.
-    pub node: RealNode,
+    // Field order is drop order: the nodes stop first.
+    /// In the order they were listed; the first hosts the operator (see [`Self::helm_install`]).
+    pub nodes: Vec<RealNode>,
     pub scheduler: Proc,
 }
 
-/// The local control plane with one real node and Palisade installed by its chart.
+/// The local control plane with real nodes and Palisade installed by its chart.
 pub struct RealCluster {
-    // Field order is drop order: the node stops first, the control plane last.
+    // Field order is drop order: the nodes stop first, the control plane last.
     pub stack: RealNodeStack,
     pub cp: ControlPlane,
 }
 
 impl RealCluster {
-    /// Builds or finds the artifacts, starts the control plane and host controllers, boots
-    /// the node, waits until it is Ready, and installs Palisade with `helm install`.
+    /// Builds or finds the artifacts of the node kinds `PALISADE_REAL_NODES` lists (one
+    /// bookworm node by default), starts the control plane and host controllers, boots the
+    /// nodes, waits until they are Ready, and installs Palisade with `helm install`.
     pub async fn start(start: Instant) -> Result<Self> {
-        let kind = NodeKind::from_env()?;
-        let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(&kind, start)).await??;
+        let kinds = NodeKind::list_from_env()?;
+        let artifacts = tokio::task::spawn_blocking(move || Artifacts::build_all(&kinds, start)).await??;
         let mut cp = ControlPlane::start_temp_with(Flavor::RealNode).await?;
         let stack = RealNodeStack::start(&mut cp, &artifacts, start).await?;
         Ok(Self { stack, cp })
     }
 
+    /// The first node: the one the tests that run once use.
     pub fn node(&self) -> &RealNode {
-        &self.stack.node
+        &self.stack.nodes[0]
     }
 
-    /// Reboots the guest (`systemctl reboot`; QEMU stays, so the disk keeps its state) and
-    /// waits until the Node is Ready again after the reboot.
-    pub async fn reboot_node(&self, start: Instant) -> Result<()> {
-        let node = &self.stack.node;
+    pub fn nodes(&self) -> &[RealNode] {
+        &self.stack.nodes
+    }
+
+    /// Reboots node `index`'s guest (`systemctl reboot`; QEMU stays, so the disk keeps its
+    /// state) and waits until its Node is Ready again after the reboot.
+    pub async fn reboot_node(&self, index: usize, start: Instant) -> Result<()> {
+        let node = &self.stack.nodes[index];
         let boot_id = node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
         // The reply may not arrive: the guest goes down.
         let _ = tokio::time::timeout(
@@ -575,55 +692,94 @@ impl RealCluster {
         node.wait_shell(Duration::from_secs(900) * node.kind.patience()).await?;
         let new_id = node.exec_ok("cat /proc/sys/kernel/random/boot_id").await?;
         if new_id == boot_id {
-            bail!("the node did not reboot (same boot id)");
+            bail!("the node {} did not reboot (same boot id)", node.name);
         }
-        progress(start, "node rebooted; waiting for Ready");
+        progress(start, &format!("node {} rebooted; waiting for Ready", node.name));
         self.stack
-            .wait_node_ready(&self.cp, start, Duration::from_secs(600) * node.kind.patience())
+            .wait_node_ready(node, &self.cp, start, Duration::from_secs(600) * node.kind.patience())
             .await
     }
 }
 
 impl RealNodeStack {
     /// Starts kube-scheduler and the controllers on `cp` (a [`Flavor::RealNode`] control
-    /// plane), boots the node, waits until it is Ready, and installs Palisade with
-    /// `helm install`. On failure the control plane's directory (its logs and the node's) is
-    /// kept, and named.
-    pub async fn start(cp: &mut ControlPlane, artifacts: &Artifacts, start: Instant) -> Result<Self> {
-        progress(start, &format!("guest packages: {}", artifacts.guest_versions()));
+    /// plane), boots one node per artifact set (all at once), waits until they are Ready,
+    /// and installs Palisade with `helm install`. On failure the control plane's directory
+    /// (its logs and the nodes') is kept, and named.
+    pub async fn start(cp: &mut ControlPlane, artifacts: &[Artifacts], start: Instant) -> Result<Self> {
+        let kinds: Vec<NodeKind> = artifacts.iter().map(|a| a.kind.clone()).collect();
+        let places = Place::of(&kinds);
+        for (a, at) in artifacts.iter().zip(&places) {
+            progress(
+                start,
+                &format!(
+                    "node {} ({}) guest packages: {}",
+                    at.name,
+                    a.kind.name(),
+                    a.guest_versions()
+                ),
+            );
+        }
         progress(
             start,
             &format!("control plane on 127.0.0.1:{} ({})", cp.api_port, cp.dir.display()),
         );
         cp.start_controllers(CONTROLLERS)?;
-        let mut cmd = Command::new(artifacts.k8s_bin.join("kube-scheduler"));
+        let mut cmd = Command::new(artifacts[0].k8s_bin.join("kube-scheduler"));
         cmd.arg(format!("--kubeconfig={}", cp.kubeconfig.display())).args([
             "--leader-elect=false",
             "--secure-port=0",
             "--v=1",
         ]);
         let scheduler = Proc::spawn("kube-scheduler", &mut cmd, &cp.dir.join("logs/kube-scheduler.log"))?;
-        let node_dir = cp.dir.join("realnode");
-        std::fs::create_dir_all(&node_dir)?;
-        let node = match RealNode::boot(cp, artifacts, &node_dir) {
-            Ok(node) => node,
-            Err(e) => {
-                cp.keep_dir();
-                return Err(e.context(format!("state and logs kept in {}", cp.dir.display())));
+        let mut nodes = vec![];
+        for (a, at) in artifacts.iter().zip(&places) {
+            let dir = match places.len() {
+                1 => cp.dir.join("realnode"),
+                _ => cp.dir.join(&at.name),
+            };
+            std::fs::create_dir_all(&dir)?;
+            match RealNode::boot(cp, a, at, &dir) {
+                Ok(node) => nodes.push(node),
+                Err(e) => {
+                    cp.keep_dir();
+                    return Err(e.context(format!("state and logs kept in {}", cp.dir.display())));
+                }
             }
-        };
-        progress(
-            start,
-            &format!("QEMU started (console: {})", node_dir.join("console.log").display()),
-        );
-        let stack = Self { node, scheduler };
+            progress(
+                start,
+                &format!(
+                    "QEMU started for {} (console: {})",
+                    at.name,
+                    dir.join("console.log").display()
+                ),
+            );
+        }
+        let stack = Self { nodes, scheduler };
         let ready = async {
-            let patience = stack.node.kind.patience();
-            stack
-                .wait_node_ready(cp, start, Duration::from_secs(900) * patience)
-                .await?;
-            progress(start, "node Ready");
-            stack.node.wait_shell(Duration::from_secs(120) * patience).await?;
+            let boots = stack.nodes.iter().map(|node| async {
+                let begin = Instant::now();
+                let patience = node.kind.patience();
+                stack
+                    .wait_node_ready(node, cp, start, Duration::from_secs(900) * patience)
+                    .await?;
+                progress(
+                    start,
+                    &format!(
+                        "node {} Ready ({:.0} s after QEMU started)",
+                        node.name,
+                        begin.elapsed().as_secs_f64()
+                    ),
+                );
+                node.wait_shell(Duration::from_secs(120) * patience).await
+            });
+            futures::future::try_join_all(boots).await?;
+            // Every guest's containerd offers crun beside runc (e2e/realnode/guest/containerd.toml).
+            let classes: Api<RuntimeClass> = Api::all(cp.client().await?);
+            let crun = serde_json::from_value(serde_json::json!({
+                "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                "metadata": {"name": "crun"}, "handler": "crun"}))?;
+            classes.create(&Default::default(), &crun).await?;
             stack.helm_install(cp, start).await
         };
         if let Err(e) = ready.await {
@@ -633,15 +789,29 @@ impl RealNodeStack {
         Ok(stack)
     }
 
-    /// Waits until the Node reports Ready (the kubelet registered, runtime and CNI up),
+    /// Fails, with the ends of its logs, if a node's QEMU or the scheduler has exited.
+    pub fn check_alive(&self) -> Result<()> {
+        for node in &self.nodes {
+            node.check_alive()?;
+        }
+        self.scheduler.check_alive()
+    }
+
+    /// Waits until `node`'s Node reports Ready (the kubelet registered, runtime and CNI up),
     /// printing progress every 30 s.
-    pub async fn wait_node_ready(&self, cp: &ControlPlane, start: Instant, timeout: Duration) -> Result<()> {
+    pub async fn wait_node_ready(
+        &self,
+        node: &RealNode,
+        cp: &ControlPlane,
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<()> {
         let nodes: Api<Node> = Api::all(cp.client().await?);
         let begin = Instant::now();
         let mut last_note = Instant::now();
         loop {
             let ready = nodes
-                .get_opt(NODE_NAME)
+                .get_opt(&node.name)
                 .await
                 .ok()
                 .flatten()
@@ -649,20 +819,18 @@ impl RealNodeStack {
             if ready {
                 return Ok(());
             }
-            self.node.check_alive()?;
+            node.check_alive()?;
             self.scheduler.check_alive()?;
             if begin.elapsed() > timeout {
-                bail!(
-                    "node {NODE_NAME} not Ready after {timeout:?}\n{}",
-                    self.node.log_tails(40)
-                );
+                bail!("node {} not Ready after {timeout:?}\n{}", node.name, node.log_tails(40));
             }
             if last_note.elapsed() > Duration::from_secs(30) {
-                let boot = std::fs::read_to_string(self.node.dir.join("share/out/boot.log")).unwrap_or_default();
+                let boot = std::fs::read_to_string(node.dir.join("share/out/boot.log")).unwrap_or_default();
                 progress(
                     start,
                     &format!(
-                        "waiting for the node: {}",
+                        "waiting for node {}: {}",
+                        node.name,
                         boot.lines()
                             .last()
                             .unwrap_or("guest still booting (no boot.sh output yet)")
@@ -676,17 +844,25 @@ impl RealNodeStack {
 
     /// `helm install` of charts/palisade with its default values (security settings
     /// untouched), then waits until the agent DaemonSet and the operator Deployment are
-    /// available on the node.
+    /// available on the nodes.
+    ///
+    /// With several nodes, the operator's replicas are kept on the first: each guest has its
+    /// own user network, so the API server reaches the pod guard's webhook only through the
+    /// node [`RealNode::webhook_port`] leads to, and only to a pod on that node.
     pub async fn helm_install(&self, cp: &ControlPlane, start: Instant) -> Result<()> {
         let helm = crate::helm_binary()?;
         let chart = repo_root().join("charts/palisade");
-        let out = Command::new(&helm)
-            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+        let mut cmd = Command::new(&helm);
+        cmd.arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
             .args(["install", "palisade"])
             .arg(&chart)
-            .args(["--namespace", NAMESPACE, "--create-namespace"])
-            .output()
-            .context("running helm install")?;
+            .args(["--namespace", NAMESPACE, "--create-namespace"]);
+        if self.nodes.len() > 1 {
+            let selector =
+                serde_json::json!({"kubernetes.io/os": "linux", "kubernetes.io/hostname": self.nodes[0].name});
+            cmd.arg("--set-json").arg(format!("operator.nodeSelector={selector}"));
+        }
+        let out = cmd.output().context("running helm install")?;
         if !out.status.success() {
             bail!("helm install: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -694,15 +870,17 @@ impl RealNodeStack {
             start,
             "helm install palisade: done; waiting for the agent and operator pods",
         );
-        wait_workloads(
-            &cp.client().await?,
-            Duration::from_secs(600) * self.node.kind.patience(),
-            || self.node.check_alive(),
-        )
+        let patience = self.nodes.iter().map(|n| n.kind.patience()).max().unwrap_or(1);
+        wait_workloads(&cp.client().await?, Duration::from_secs(600) * patience, || {
+            self.check_alive()
+        })
         .await?;
         progress(
             start,
-            "Palisade running on the real node (agent DaemonSet and operator Deployment available)",
+            &format!(
+                "Palisade running on {} real node(s) (agent DaemonSet and operator Deployment available)",
+                self.nodes.len()
+            ),
         );
         Ok(())
     }
@@ -804,9 +982,10 @@ imageGCLowThresholdPercent: 99
 evictionHard: {\"memory.available\": \"50Mi\", \"nodefs.available\": \"1%\", \"imagefs.available\": \"1%\"}
 ";
 
-/// Debian's bridge CNI plugin: pods on cni0 with addresses from `POD_SUBNET`, their traffic
-/// to anything else masqueraded behind the node's address.
-fn bridge_conflist() -> String {
+/// Debian's bridge CNI plugin: pods on cni0 with addresses from node `index`'s range
+/// (10.244.<index>.0/24), their traffic to anything else masqueraded behind the node's address.
+fn bridge_conflist(index: usize) -> String {
+    let subnet = format!("10.244.{index}.0/24");
     format!(
         r#"{{
   "cniVersion": "0.4.0",
@@ -818,7 +997,7 @@ fn bridge_conflist() -> String {
       "isGateway": true,
       "ipMasq": true,
       "hairpinMode": true,
-      "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{POD_SUBNET}"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}
+      "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{subnet}"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}
     }},
     {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
     {{"type": "loopback"}}

@@ -38,8 +38,13 @@ struct Env {
     client: kube::Client,
     kubectl: PathBuf,
     kubeconfig: PathBuf,
-    /// The node test pods are placed on.
-    node: String,
+    /// The nodes tests may place pods on: the real nodes in the order listed (an existing
+    /// cluster: the one test node).
+    nodes: Vec<String>,
+    /// Which of them the running test uses (tests that hold for every node run once per node).
+    at: usize,
+    /// The RuntimeClass test pods run with (None: the node's default, runc).
+    runtime: std::sync::Mutex<Option<&'static str>>,
     /// The real node (None: an existing cluster, no node shell).
     cluster: Option<RealCluster>,
     image: String,
@@ -58,10 +63,24 @@ impl std::fmt::Display for Skip {
 impl std::error::Error for Skip {}
 
 impl Env {
+    /// The node test pods are placed on.
+    fn node(&self) -> &str {
+        &self.nodes[self.at]
+    }
+
+    /// A test pod's manifest on the test node, with the RuntimeClass in force.
+    fn pod(&self, name: &str, security: Value, annotations: Value, script: &str, restart: &str) -> Value {
+        let mut pod = pod_manifest(name, self.node(), &self.image, security, annotations, script, restart);
+        if let Some(class) = *self.runtime.lock().expect("runtime lock") {
+            pod["spec"]["runtimeClassName"] = json!(class);
+        }
+        pod
+    }
+
     fn shell(&self) -> Result<&RealNode> {
         self.cluster
             .as_ref()
-            .map(|c| c.node())
+            .map(|c| &c.nodes()[self.at])
             .ok_or_else(|| anyhow!(Skip("needs a shell on the node (an existing cluster has none here)")))
     }
 
@@ -101,7 +120,7 @@ impl Env {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
         let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
         wait_gone(&pods, name).await?;
-        let pod = pod_manifest(name, &self.node, &self.image, security, annotations, script, "Never");
+        let pod = self.pod(name, security, annotations, script, "Never");
         pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
             .await?;
         let result = wait_terminated(&pods, name, Duration::from_secs(240)).await;
@@ -368,7 +387,7 @@ exit 0";
 /// it should list both or none: README "Mixed architectures").
 async fn seccomp_profile_for_another_architecture(env: &Env) -> Result<()> {
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
-    let node = nodes.get(&env.node).await?;
+    let node = nodes.get(env.node()).await?;
     let arch = node
         .status
         .and_then(|s| s.node_info)
@@ -683,7 +702,7 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     ])?;
     ensure!(!agents.trim().is_empty(), "no agent pod found");
     env.kubectl(&["-n", NAMESPACE, "delete", agents.trim(), "--wait=true"])?;
-    wait_workloads(&env.client, Duration::from_secs(300), || cluster.node().check_alive()).await?;
+    wait_workloads(&env.client, Duration::from_secs(300), || cluster.stack.check_alive()).await?;
     ensure!(
         env.loaded_profiles().await?.contains_key("rn-aa-reboot"),
         "profile lost over an agent restart"
@@ -705,12 +724,12 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     let pods = env.start_sleeper("rn-reboot", "rn-aa-reboot", "rn-sc-reboot").await?;
 
     let t0 = Instant::now();
-    cluster.reboot_node(env.start).await?;
+    cluster.reboot_node(env.at, env.start).await?;
     progress(
         env.start,
         &format!("node back Ready {:?} after the reboot began", t0.elapsed()),
     );
-    let node = cluster.node();
+    let node = env.shell()?;
     // The pod's process, found on the node by its label, is confined by both profiles.
     let confined = eventually(
         "rn-reboot's container running under rn-aa-reboot",
@@ -925,14 +944,14 @@ async fn node_reports_what_the_guest_has(env: &Env, node: &RealNode) -> Result<(
     let features: Vec<&str> = listed.split_whitespace().collect();
     let nps: Api<palisade_domain::NodeProfileStatus> = Api::all(env.client.clone());
     let caps = nps
-        .get(&env.node)
+        .get(env.node())
         .await?
         .status
         .context("the node's report")?
         .capabilities;
     progress(
         env.start,
-        &format!("{} reports {}", env.node, serde_json::to_string(&caps)?),
+        &format!("{} reports {}", env.node(), serde_json::to_string(&caps)?),
     );
     ensure!(
         caps.kernel_version.as_deref() == Some(kernel.trim()),
@@ -989,11 +1008,9 @@ exit 0";
     Ok(())
 }
 
-/// Real users' profiles on a real node: Docker's default seccomp profile goes from its JSON
-/// file to Ready with the command the README gives (`palisade convert ... | kubectl apply`)
-/// and a container runs under it; every AppArmor profile of the corpus (nine generated for
-/// Helm charts, SPO's examples) loads into the node's kernel in the mode its spec says.
-async fn corpus_on_the_real_node(env: &Env) -> Result<()> {
+/// Docker's default seccomp profile goes from its JSON file to Ready with the command the
+/// README gives (`palisade convert ... | kubectl apply`) and a container runs under it.
+async fn docker_default_runs_a_container(env: &Env) -> Result<()> {
     let corpus = palisade_e2e::corpus::corpus_dir()?;
     let palisade = palisade_e2e::controlplane::repo_root().join("target/debug/palisade");
     let out = Command::new(&palisade)
@@ -1027,8 +1044,102 @@ exit 0";
         r.exit_code == 0 && r.message.contains("Seccomp:\t2") && r.message.contains('x'),
         "a container under Docker's default profile: {r:?}"
     );
-    env.delete_profile("seccompprofile", "docker-default").await?;
+    env.delete_profile("seccompprofile", "docker-default").await
+}
 
+/// Runs `test` with the test pods under RuntimeClass `class`, then back to the default.
+async fn with_runtime<T>(
+    env: &Env,
+    class: &'static str,
+    test: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    *env.runtime.lock().expect("runtime lock") = Some(class);
+    let result = test.await;
+    *env.runtime.lock().expect("runtime lock") = None;
+    result
+}
+
+/// crun as well as runc (RuntimeClass `crun`, on every node): crun really starts the
+/// container (its own state file where runc keeps state.json); the same SeccompProfile
+/// confines a pod the same way; a profile naming a syscall that no libseccomp knows is Ready
+/// with the SyscallsIgnored warning and both runtimes skip the name and enforce the rest (the
+/// README's claim); Docker's default profile runs a container under both.
+async fn seccomp_under_runc_and_crun(env: &Env) -> Result<()> {
+    let node = env.shell().ok();
+    with_runtime(env, "crun", async {
+        env.apply_ready(seccomp_deny_mkdir("rn-deny-mkdir", 122)).await?;
+        let security =
+            json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/rn-deny-mkdir.json"}});
+        let (pods, _) = start_looping(env, "rn-crun", security, "exec sleep 3600").await?;
+        let pod = pods.get("rn-crun").await?;
+        let id = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.container_id)
+            .context("the pod's container id")?;
+        let id = id.trim_start_matches("containerd://").to_string();
+        if let Some(node) = node {
+            let state = node.exec_ok(&format!("ls /run/containerd/runc/k8s.io/{id}/")).await?;
+            progress(
+                env.start,
+                &format!(
+                    "crun's state for {id}: {}",
+                    state.split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
+            );
+            ensure!(
+                state.split_whitespace().any(|f| f == "status") && !state.contains("state.json"),
+                "the container's runtime state is not crun's: {state}"
+            );
+        }
+        pods.delete("rn-crun", &DeleteParams::default().grace_period(0)).await?;
+        wait_gone(&pods, "rn-crun").await?;
+        seccomp_profile_confines_a_pod(env).await?;
+        docker_default_runs_a_container(env).await
+    })
+    .await?;
+
+    let mut profile = seccomp_deny_mkdir("rn-unknown-name", 122);
+    profile["spec"]["syscalls"][0]["names"] = json!(["mkdir", "mkdirat", "palisade_no_such_syscall"]);
+    env.apply_ready(profile).await?;
+    let warning = env.kubectl(&[
+        "get",
+        "seccompprofile",
+        "rn-unknown-name",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"SyscallsIgnored\")].status} {.status.conditions[?(@.type==\"SyscallsIgnored\")].message}",
+    ])?;
+    ensure!(
+        warning.starts_with("True") && warning.contains("palisade_no_such_syscall"),
+        "no SyscallsIgnored warning naming the unknown name: {warning}"
+    );
+    let security =
+        json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/rn-unknown-name.json"}});
+    let script = "exec > /dev/termination-log 2>&1
+if mkdir /work/d; then echo 'mkdir: ok'; fi
+exit 0";
+    for class in [None, Some("crun")] {
+        let run = env.run_pod("rn-unknown-name", security.clone(), json!({}), script);
+        let r = match class {
+            Some(class) => with_runtime(env, class, run).await?,
+            None => run.await?,
+        };
+        let runtime = class.unwrap_or("runc");
+        ensure!(
+            r.exit_code == 0 && r.message.contains("Disk quota exceeded") && !r.message.contains("mkdir: ok"),
+            "under {runtime}, a profile with a name libseccomp does not know: {r:?}"
+        );
+    }
+    env.delete_profile("seccompprofile", "rn-unknown-name").await
+}
+
+/// Real users' profiles on a real node: Docker's default seccomp profile runs a container
+/// (see [`docker_default_runs_a_container`]); every AppArmor profile of the corpus (nine generated for
+/// Helm charts, SPO's examples) loads into the node's kernel in the mode its spec says.
+async fn corpus_on_the_real_node(env: &Env) -> Result<()> {
+    let corpus = palisade_e2e::corpus::corpus_dir()?;
+    docker_default_runs_a_container(env).await?;
     let options = palisade_cli::Options::default();
     let mut profiles: BTreeMap<String, Value> = BTreeMap::new();
     for rel in palisade_e2e::corpus::corpus_files(&corpus)? {
@@ -1093,7 +1204,7 @@ async fn pod_guard_on_the_real_node(env: &Env) -> Result<()> {
     let create = |name: &str, profile: &str| -> Result<String> {
         let security =
             json!({"seccompProfile": {"type": "Localhost", "localhostProfile": format!("palisade/{profile}.json")}});
-        let pod = pod_manifest(name, &env.node, &env.image, security, json!({}), "exit 0", "Never");
+        let pod = pod_manifest(name, env.node(), &env.image, security, json!({}), "exit 0", "Never");
         let file = tempfile::NamedTempFile::new()?;
         std::fs::write(file.path(), pod.to_string())?;
         let out = Command::new(&env.kubectl)
@@ -1225,7 +1336,9 @@ async fn start_learning(env: &Env, profile: Value) -> Result<Instant> {
     let kind = profile["kind"].as_str().context("kind")?.to_lowercase();
     let name = profile["metadata"]["name"].as_str().context("name")?.to_string();
     env.apply_ready(profile).await?;
-    learned_until(env, &kind, &name, "the node learning", |l| l.nodes == 1).await?;
+    // Every node learns (learning is on for all of them); the test's pods run on one.
+    let nodes = env.nodes.len();
+    learned_until(env, &kind, &name, "the nodes learning", |l| l.nodes as usize == nodes).await?;
     Ok(t0)
 }
 
@@ -1280,7 +1393,7 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let user = pod_manifest(
         "rn-learn-user",
-        &env.node,
+        env.node(),
         &env.image,
         localhost_apparmor(name),
         json!({}),
@@ -1294,7 +1407,7 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
         Duration::from_secs(120),
         || async {
             let v: Value =
-                serde_json::from_str(&env.kubectl(&["get", "nodeprofilestatus", &env.node, "-o", "json"])?)?;
+                serde_json::from_str(&env.kubectl(&["get", "nodeprofilestatus", env.node(), "-o", "json"])?)?;
             let listed = v["spec"]["learningPods"]
                 .as_array()
                 .into_iter()
@@ -1354,7 +1467,7 @@ async fn learn_apparmor_then_enforce(env: &Env) -> Result<()> {
         learning
             .suggestions
             .iter()
-            .all(|s| !s.rule.contains("**") && s.nodes == [env.node.clone()]),
+            .all(|s| !s.rule.contains("**") && s.nodes == [env.node().to_string()]),
         "{learning:?}"
     );
 
@@ -1578,7 +1691,7 @@ exec sleep 3600"
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"nodeSelector": {"kubernetes.io/hostname": env.node},
+                "spec": {"nodeSelector": {"kubernetes.io/hostname": env.node()},
                     "terminationGracePeriodSeconds": 0, "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
                     "containers": [{"name": "app", "image": env.image, "imagePullPolicy": "IfNotPresent",
@@ -1814,53 +1927,69 @@ exec sleep 3600"
 
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
-const TESTS: &[(&str, TestFn)] = &[
-    ("chart_privileges_hold_on_the_node", |e| {
+/// Where a test runs: once on the first node, or once on each real node (what it proves
+/// holds for every node, whatever its kind).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Once,
+    EveryNode,
+}
+use Scope::{EveryNode, Once};
+
+const TESTS: &[(&str, Scope, TestFn)] = &[
+    ("chart_privileges_hold_on_the_node", EveryNode, |e| {
         chart_privileges_hold_on_the_node(e).boxed()
     }),
-    ("seccomp_profile_confines_a_pod", |e| {
+    ("seccomp_profile_confines_a_pod", EveryNode, |e| {
         seccomp_profile_confines_a_pod(e).boxed()
     }),
-    ("seccomp_profile_for_another_architecture", |e| {
+    ("seccomp_profile_for_another_architecture", EveryNode, |e| {
         seccomp_profile_for_another_architecture(e).boxed()
     }),
-    ("seccomp_example_runs_a_container", |e| {
+    ("seccomp_under_runc_and_crun", EveryNode, |e| {
+        seccomp_under_runc_and_crun(e).boxed()
+    }),
+    ("seccomp_example_runs_a_container", Once, |e| {
         seccomp_example_runs_a_container(e).boxed()
     }),
-    ("apparmor_raw_enforce_and_complain", |e| {
+    ("apparmor_raw_enforce_and_complain", EveryNode, |e| {
         apparmor_raw_enforce_and_complain(e).boxed()
     }),
-    ("apparmor_abstract_via_annotation", |e| {
+    ("apparmor_abstract_via_annotation", Once, |e| {
         apparmor_abstract_via_annotation(e).boxed()
     }),
-    ("update_in_place_and_mode_switch", |e| {
+    ("update_in_place_and_mode_switch", EveryNode, |e| {
         update_in_place_and_mode_switch(e).boxed()
     }),
-    ("contradicting_flags_are_refused", |e| {
+    ("contradicting_flags_are_refused", Once, |e| {
         contradicting_flags_are_refused(e).boxed()
     }),
-    ("hostile_profiles_are_refused", |e| {
+    ("hostile_profiles_are_refused", Once, |e| {
         hostile_profiles_are_refused(e).boxed()
     }),
-    ("delete_is_held_while_in_use", |e| {
+    ("delete_is_held_while_in_use", EveryNode, |e| {
         delete_is_held_while_in_use(e).boxed()
     }),
-    ("drift_is_repaired", |e| drift_is_repaired(e).boxed()),
-    ("corpus_on_the_real_node", |e| corpus_on_the_real_node(e).boxed()),
-    ("pod_guard_on_the_real_node", |e| pod_guard_on_the_real_node(e).boxed()),
-    ("agent_restart_and_node_reboot", |e| {
+    ("drift_is_repaired", EveryNode, |e| drift_is_repaired(e).boxed()),
+    ("corpus_on_the_real_node", Once, |e| corpus_on_the_real_node(e).boxed()),
+    ("pod_guard_on_the_real_node", Once, |e| {
+        pod_guard_on_the_real_node(e).boxed()
+    }),
+    ("agent_restart_and_node_reboot", EveryNode, |e| {
         agent_restart_and_node_reboot(e).boxed()
     }),
     // Last: they turn learning on (the chart's other defaults are checked above).
-    ("learn_apparmor_then_enforce", |e| {
+    ("learn_apparmor_then_enforce", EveryNode, |e| {
         learn_apparmor_then_enforce(e).boxed()
     }),
-    ("learn_seccomp_then_enforce", |e| learn_seccomp_then_enforce(e).boxed()),
-    ("learn_a_workload_then_enforce", |e| {
+    ("learn_seccomp_then_enforce", EveryNode, |e| {
+        learn_seccomp_then_enforce(e).boxed()
+    }),
+    ("learn_a_workload_then_enforce", Once, |e| {
         learn_a_workload_then_enforce(e).boxed()
     }),
     // Last: it turns denials on.
-    ("denials_are_events_and_palisade_denials_shows_them", |e| {
+    ("denials_are_events_and_palisade_denials_shows_them", Once, |e| {
         denials_are_events_and_palisade_denials_shows_them(e).boxed()
     }),
 ];
@@ -1870,7 +1999,7 @@ async fn start_looping(env: &Env, name: &str, security: Value, script: &str) -> 
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
     wait_gone(&pods, name).await?;
-    let pod = pod_manifest(name, &env.node, &env.image, security, json!({}), script, "Always");
+    let pod = env.pod(name, security, json!({}), script, "Always");
     pods.create(&PostParams::default(), &serde_json::from_value(pod)?)
         .await?;
     eventually(&format!("pod {name} running"), Duration::from_secs(180), || async {
@@ -1943,7 +2072,7 @@ async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result
         msg.starts_with(&format!("container test: AppArmorProfile {aa} denied ")) && msg.contains("/tmp/denied"),
         "{msg}"
     );
-    ensure!(e.reporting_instance.as_deref() == Some(env.node.as_str()), "{e:?}");
+    ensure!(e.reporting_instance.as_deref() == Some(env.node()), "{e:?}");
     // Written seconds after the kernel's record (both stamps have second precision).
     let secs = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| t.0.as_second());
     let lag = secs(&e.metadata.creation_timestamp)
@@ -1974,7 +2103,7 @@ async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result
             && table.contains("/tmp/denied"),
         "{table}"
     );
-    ensure!(table.contains(&env.node), "{table}");
+    ensure!(table.contains(env.node()), "{table}");
     println!("{table}");
     let profile_events = env.kubectl(&[
         "get",
@@ -2011,7 +2140,7 @@ async fn denials_are_events_and_palisade_denials_shows_them(env: &Env) -> Result
         "while true; do /bin/mkdir /work/d 2>/dev/null; sleep 2; done",
     )
     .await?;
-    let node = env.node.clone();
+    let node = env.node().to_string();
     let events = denial_events(env, &node, "a SeccompDenied Event on the node", |es| {
         es.iter().any(|e| e.reason.as_deref() == Some("SeccompDenied"))
     })
@@ -2129,7 +2258,9 @@ async fn environment(start: Instant) -> Result<Env> {
             client,
             kubectl,
             kubeconfig,
-            node,
+            nodes: vec![node],
+            at: 0,
+            runtime: Default::default(),
             cluster: None,
             image,
             start,
@@ -2140,7 +2271,9 @@ async fn environment(start: Instant) -> Result<Env> {
         client: cluster.cp.client().await?,
         kubectl,
         kubeconfig: cluster.cp.kubeconfig.clone(),
-        node: cluster.node().name.clone(),
+        nodes: cluster.nodes().iter().map(|n| n.name.clone()).collect(),
+        at: 0,
+        runtime: Default::default(),
         cluster: Some(cluster),
         image,
         start,
@@ -2151,10 +2284,10 @@ fn main() -> ExitCode {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<_> = TESTS
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, ..)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
     if std::env::args().any(|a| a == "--list") {
-        for (name, _) in &selected {
+        for (name, ..) in &selected {
             println!("{name}: test");
         }
         return ExitCode::SUCCESS;
@@ -2163,7 +2296,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         let start = Instant::now();
         println!("\nrunning {} tests (real node)", selected.len());
-        let env = match environment(start).await {
+        let mut env = match environment(start).await {
             Ok(env) => env,
             Err(e) => {
                 println!("real-node setup failed: {e:#}");
@@ -2173,8 +2306,21 @@ fn main() -> ExitCode {
         };
         let (mut passed, mut failed, mut ignored) = (0, 0, 0);
         let mut failures = vec![];
-        for (name, test) in selected {
+        // (test, node index) in order: a test for every node runs on each before the next test.
+        let runs: Vec<(&str, TestFn, usize)> = selected
+            .iter()
+            .flat_map(|(name, scope, test)| {
+                let nodes = if *scope == EveryNode { env.nodes.len() } else { 1 };
+                (0..nodes).map(move |at| (*name, *test, at))
+            })
+            .collect();
+        for (name, test, at) in runs {
+            env.at = at;
             let t0 = Instant::now();
+            let name = match env.nodes.len() {
+                1 => name.to_string(),
+                _ => format!("{name} [{}]", env.node()),
+            };
             progress(start, &format!("{name} ..."));
             let outcome = std::panic::AssertUnwindSafe(test(&env)).catch_unwind().await;
             let outcome = outcome.unwrap_or_else(|panic| {
@@ -2207,7 +2353,9 @@ fn main() -> ExitCode {
                 println!("---- {name} ----\n{e}\n");
             }
             if let Some(c) = &env.cluster {
-                println!("{}", c.node().log_tails(40));
+                for node in c.nodes() {
+                    println!("{}", node.log_tails(40));
+                }
                 c.cp.keep_dir();
                 println!("control plane and node state and logs kept in {}", c.cp.dir.display());
             }

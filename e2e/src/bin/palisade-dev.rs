@@ -129,20 +129,14 @@ async fn start(dir: &Path, nodes: usize, t0: Instant) -> Result<Cluster> {
     Ok(cluster)
 }
 
-/// `make up REAL_NODES=1`: a control plane with one real node (Palisade installed on it by
-/// helm; see e2e/src/realnode.rs) and `nodes` simulated nodes beside it, whose agents run
-/// here as the chart's ServiceAccount.
+/// `make up REAL_NODES=1` (or a list of kinds, `bookworm,sid`): a control plane with real
+/// nodes (Palisade installed on them by helm; see e2e/src/realnode.rs) and `nodes` simulated
+/// nodes beside them, whose agents run here as the chart's ServiceAccount.
 async fn up_real(dir: &Path, nodes: usize, real_nodes: &str) -> Result<()> {
-    if real_nodes.contains(',') {
-        bail!("REAL_NODES={real_nodes}: one real node at a time is supported (bookworm or bookworm-arm64, say)");
-    }
-    let kind = match real_nodes {
-        "1" => NodeKind::parse("bookworm")?,
-        kind => NodeKind::parse(kind)?,
-    };
+    let kinds = NodeKind::parse_list(real_nodes)?;
     let t0 = Instant::now();
     prepare_dir(dir)?;
-    let artifacts = tokio::task::spawn_blocking(move || Artifacts::build(&kind, t0)).await??;
+    let artifacts = tokio::task::spawn_blocking(move || Artifacts::build_all(&kinds, t0)).await??;
     let mut cp = ControlPlane::start_with(dir, Flavor::RealNode).await?;
     std::fs::write(dir.join("pid"), std::process::id().to_string())?;
     let stack = RealNodeStack::start(&mut cp, &artifacts, t0).await?;
@@ -157,19 +151,26 @@ async fn up_real(dir: &Path, nodes: usize, real_nodes: &str) -> Result<()> {
         },
     )
     .await?;
+    let names: Vec<&str> = stack.nodes.iter().map(|n| n.name.as_str()).collect();
     step(
         t0,
-        &format!("{nodes} simulated nodes beside the real node {}", stack.node.name),
+        &format!("{nodes} simulated nodes beside the real nodes {}", names.join(", ")),
     );
     println!();
     println!("  export KUBECONFIG={}", cluster.cp.kubeconfig.display());
-    println!("  kubectl get nodes; kubectl -n palisade-system get pods");
-    println!("  kubectl run -it --rm try --image=busybox:local --restart=Never -- sh   # on the real node");
-    println!(
-        "  real node logs: {}/share/out/, console: {}/console.log",
-        stack.node.dir.display(),
-        stack.node.dir.display()
-    );
+    println!("  kubectl get nodes; kubectl -n palisade-system get pods -o wide");
+    for node in &stack.nodes {
+        println!(
+            "  kubectl run -it --rm try --image=busybox:local --restart=Never --overrides='{{\"spec\":{{\"nodeName\":\"{}\"}}}}' -- sh",
+            node.name
+        );
+        println!(
+            "    {} logs: {}/share/out/, console: {}/console.log",
+            node.name,
+            node.dir.display(),
+            node.dir.display()
+        );
+    }
     println!();
     println!("Running; Ctrl-C or `make down` stops everything.");
     wait_signal().await;
