@@ -3,9 +3,14 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 NODES ?= 3
-# The real-node suite's node kind (e2e/src/realnode.rs NodeKind): bookworm, bookworm-arm64.
+# The real-node suite's nodes: a comma-separated list of node kinds (e2e/src/realnode.rs
+# NodeKind: a Debian suite, `-arm64` after it for arm64), one guest each, all in one cluster.
+# Default: Debian 12 beside the newest Debian (unstable; testing when unstable cannot be
+# installed). REAL_NODE=KIND (one node) is kept for older command lines.
+SUITE_NODES := bookworm,sid
 REAL_NODE ?=
-ARCH_OF_REAL_NODE = $(if $(filter %-arm64,$(REAL_NODE)),arm64,amd64)
+SUITE_REAL_NODES = $(or $(REAL_NODES),$(REAL_NODE),$(SUITE_NODES))
+ARCH_OF_REAL_NODES = $(if $(findstring -arm64,$(SUITE_REAL_NODES)),arm64,amd64)
 
 .PHONY: deps test-deps help bins release-bins host-release-bins bench-agent bench-operator bench-learn bench-denials generate check-generated lint test unit-test e2e-test realnode-test realnode-test-arm64 realnode-artifacts test-cluster control-plane up down demo bench chart-check image
 
@@ -61,27 +66,27 @@ test-cluster: ## The real-node suite against an existing cluster (KUBECONFIG=...
 	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture
 
 realnode-artifacts: test-deps ## Build (once, cached) what a real node needs: Kubernetes node binaries, guest image, images
-	e2e/scripts/control-plane-bin.sh --real-node >/dev/null
-	e2e/realnode/build-guest.sh >/dev/null
+	e2e/scripts/control-plane-bin.sh --real-node $(ARCH_OF_REAL_NODES) >/dev/null
+	IFS=, read -ra kinds <<< "$(SUITE_REAL_NODES)"; for kind in "$${kinds[@]}"; do e2e/realnode/build-guest.sh "$$kind" >/dev/null || [[ $$kind != sid ]]; done
 	e2e/realnode/test-images.sh >/dev/null
 	images/build.sh
 
-realnode-test: test-deps bins ## The real-node suite: a QEMU guest joins the local control plane, Palisade installed by helm, pods confined for real (REAL_NODE=bookworm-arm64: on an arm64 guest)
-	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node $(ARCH_OF_REAL_NODE))" PALISADE_REAL_NODE="$(REAL_NODE)" \
+realnode-test: test-deps bins ## The real-node suite: QEMU guests (REAL_NODES=bookworm,sid by default) join the local control plane, Palisade installed by helm, pods confined for real on each
+	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node $(ARCH_OF_REAL_NODES))" PALISADE_REAL_NODES="$(SUITE_REAL_NODES)" \
 	  $(CARGO) test -p palisade-e2e --features realnode --test realnode --test images -- --nocapture
 
 realnode-test-arm64: test-deps bins ## On an arm64 guest (qemu-system-aarch64, software emulation): the chart's agent from the arm64 image, pods confined by both kinds, a profile for the other architecture
-	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node arm64)" PALISADE_REAL_NODE=bookworm-arm64 \
+	HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node arm64)" PALISADE_REAL_NODES=bookworm-arm64 \
 	  $(CARGO) test -p palisade-e2e --features realnode --test realnode -- --nocapture \
 	  chart_privileges_hold_on_the_node seccomp_profile_confines_a_pod seccomp_profile_for_another_architecture apparmor_raw_enforce_and_complain
 
 bins: ## Build the operator, agent and palisade-dev binaries
 	$(CARGO) build --bins -q
 
-up: deps bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1 or bookworm-arm64: plus a real node)
+up: deps bins ## Run the control plane, operator and NODES simulated nodes until Ctrl-C / make down (REAL_NODES=1, or a list of kinds such as bookworm,sid or bookworm,bookworm-arm64: plus real nodes)
 	@if [[ "$${REAL_NODES:-0}" != 0 ]]; then \
 	  e2e/scripts/system-deps.sh --test; \
-	  arch=amd64; [[ $$REAL_NODES != *-arm64 ]] || arch=arm64; \
+	  arch=amd64; [[ $$REAL_NODES != *-arm64* ]] || arch=arm64; \
 	  HELM="$$(e2e/scripts/helm-bin.sh)" KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh --real-node $$arch)" NODES=$(NODES) REAL_NODES=$$REAL_NODES target/debug/palisade-dev up; \
 	else \
 	  KUBEBUILDER_ASSETS="$$(e2e/scripts/control-plane-bin.sh)" NODES=$(NODES) target/debug/palisade-dev up; \

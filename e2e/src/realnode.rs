@@ -162,9 +162,10 @@ pub struct Artifacts {
     /// The kubelet and kube-proxy for the node's architecture.
     pub node_bin: PathBuf,
     pub kind: NodeKind,
-    /// Image archives to import on the node: the test images as docker-archive tarballs,
-    /// Palisade's as the multi-architecture OCI archives `make image` writes (containerd
-    /// imports the node's platform from the index).
+    /// Image archives to import on the node, docker-archive tarballs of its architecture: the
+    /// test images and Palisade's (the per-architecture tarballs `make image` writes beside
+    /// the multi-architecture index; importing the index costs a software-emulated node
+    /// minutes of hashing the other architecture's layers).
     pub images: Vec<PathBuf>,
 }
 
@@ -230,8 +231,8 @@ impl Artifacts {
             let images = vec![
                 test_images[kind.arch].join("pause.tar"),
                 test_images[kind.arch].join("busybox.tar"),
-                palisade_images.join("palisade-operator.oci.tar"),
-                palisade_images.join("palisade-agent.oci.tar"),
+                palisade_images.join(format!("palisade-operator-{}.tar", kind.arch)),
+                palisade_images.join(format!("palisade-agent-{}.tar", kind.arch)),
             ];
             for image in &images {
                 if !image.is_file() {

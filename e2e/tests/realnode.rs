@@ -901,7 +901,22 @@ async fn chart_privileges_hold_on_the_node(env: &Env) -> Result<()> {
         "agent is not AppArmor-unconfined:\n{agent}"
     );
     let operator = status_of("palisade-operat").await?; // comm is cut at 15 characters
-    ensure!(!operator.trim().is_empty(), "no palisade-operator process on the node");
+    let hosts = env.kubectl(&[
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/component=operator",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ])?;
+    let here = hosts.split_whitespace().any(|n| n == env.node());
+    ensure!(
+        here != operator.trim().is_empty(),
+        "operator pods on {hosts:?}, palisade-operator processes on {}: {operator:?}",
+        env.node()
+    );
     ensure!(
         field(&operator, "Uid:").iter().all(|u| u == "65532"),
         "operator uid:\n{operator}"
