@@ -3,8 +3,9 @@
 # container engine, as docker-archive tarballs (images/pack.py):
 #   pause.tar    registry.k8s.io/pause:3.10 (the pod sandbox): guest/pause.c, built static
 #   busybox.tar  busybox:local: Debian's busybox-static (every applet linked) and /tmp, for
-#                test pods and `make up` users, and /bin/forge-audit (guest/forge-audit.c:
-#                the learning test's hostile workload)
+#                test pods and `make up` users, /bin/forge-audit (guest/forge-audit.c:
+#                the learning test's hostile workload) and /bin/syscall-errno
+#                (guest/syscall-errno.c: a syscall by number, for names busybox lacks)
 #   test-images.sh [ARCH]  for amd64 (default) or arm64 (cross-compiled; arm64's
 #                          busybox-static fetched from Debian and run under qemu-user to list
 #                          its applets)
@@ -32,7 +33,7 @@ fi
   echo "error: $busybox (Debian's busybox-static) is missing: apt-get install busybox-static" >&2
   exit 1
 }
-key=$(cat "${BASH_SOURCE[0]}" "$here/guest/pause.c" "$here/guest/forge-audit.c" "$root/images/pack.py" "$busybox" | sha256sum | cut -c1-16)
+key=$(cat "${BASH_SOURCE[0]}" "$here/guest/pause.c" "$here/guest/forge-audit.c" "$here/guest/syscall-errno.c" "$root/images/pack.py" "$busybox" | sha256sum | cut -c1-16)
 out="${PALISADE_CACHE:-$HOME/.cache/palisade}/realnode/images-$arch-$key"
 if [[ -f $out/pause.tar && -f $out/busybox.tar ]]; then
   echo "$out"
@@ -43,6 +44,7 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 "$cc" -static -O2 -o "$tmp/pause" "$here/guest/pause.c"
 "$cc" -static -O2 -o "$tmp/forge-audit" "$here/guest/forge-audit.c"
+"$cc" -static -O2 -o "$tmp/syscall-errno" "$here/guest/syscall-errno.c"
 python3 "$root/images/pack.py" --out "$tmp/pause.tar" --tag registry.k8s.io/pause:3.10 --arch "$arch" \
   --file "$tmp/pause:/pause:0755" --entrypoint /pause >&2
 # busybox: the binary at /bin/busybox and every applet as a link to it.
@@ -52,8 +54,9 @@ for applet in $("$busybox" --list); do
 done
 python3 "$root/images/pack.py" --out "$tmp/busybox.tar" --tag busybox:local --arch "$arch" \
   --file "$busybox:/bin/busybox:0755" "${links[@]}" --file "$tmp/forge-audit:/bin/forge-audit:0755" \
+  --file "$tmp/syscall-errno:/bin/syscall-errno:0755" \
   --dir /tmp:1777 --entrypoint /bin/sh >&2
-rm -f "$tmp/pause" "$tmp/forge-audit"
+rm -f "$tmp/pause" "$tmp/forge-audit" "$tmp/syscall-errno"
 rm -rf "$out"
 mv "$tmp" "$out"
 echo "$out"

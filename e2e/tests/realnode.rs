@@ -419,6 +419,71 @@ exit 0";
     Ok(())
 }
 
+/// Syscalls newer than some nodes (mseal, listmount): one SeccompProfile denies them with an
+/// errno. On a node whose kernel has them (its runtime's libseccomp knows the names), the
+/// pod's call fails with the profile's errno; on a node whose kernel predates them the call
+/// fails with ENOSYS, with or without the profile: the same profile is harmless there. What
+/// the operator's libseccomp made of the names is printed (status.ignoredSyscalls).
+async fn seccomp_syscalls_newer_than_some_nodes(env: &Env) -> Result<()> {
+    let mut profile = seccomp_deny_mkdir("rn-new-syscalls", 122);
+    profile["spec"]["syscalls"][0]["names"] = json!(["mseal", "listmount"]);
+    env.apply_ready(profile).await?;
+    let ignored = env.kubectl(&[
+        "get",
+        "seccompprofile",
+        "rn-new-syscalls",
+        "-o",
+        "jsonpath={.status.ignoredSyscalls}",
+    ])?;
+    let script = "exec > /dev/termination-log 2>&1
+uname -r
+syscall-errno mseal
+syscall-errno listmount";
+    let security =
+        json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "palisade/rn-new-syscalls.json"}});
+    let bare = env
+        .run_pod(
+            "rn-new-syscalls",
+            json!({"seccompProfile": {"type": "Unconfined"}}),
+            json!({}),
+            script,
+        )
+        .await?;
+    let confined = env.run_pod("rn-new-syscalls", security, json!({}), script).await?;
+    progress(
+        env.start,
+        &format!(
+            "{}: unconfined {:?}; under the profile {:?}; the operator ignored {ignored:?}",
+            env.node(),
+            bare.message.trim(),
+            confined.message.trim()
+        ),
+    );
+    for name in ["mseal", "listmount"] {
+        let line = |r: &PodResult| {
+            r.message
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}:")))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let (bare, confined) = (line(&bare), line(&confined));
+        if bare.contains("errno 38") {
+            // The kernel predates the syscall: ENOSYS either way.
+            ensure!(
+                confined.contains("errno 38"),
+                "{name} on a kernel without it, under the profile: {confined:?}"
+            );
+        } else {
+            ensure!(
+                !bare.is_empty() && confined.contains("errno 122"),
+                "{name} on a kernel that has it ({bare:?}) was not refused with the profile's errno: {confined:?}"
+            );
+        }
+    }
+    env.delete_profile("seccompprofile", "rn-new-syscalls").await
+}
+
 /// An AppArmorProfile in Enforce (raw policy): the pod is labelled with it, a write the
 /// policy does not allow fails with EACCES and the node's kernel logs DENIED; in Complain
 /// the same write succeeds and the kernel logs ALLOWED.
@@ -1960,6 +2025,9 @@ const TESTS: &[(&str, Scope, TestFn)] = &[
     }),
     ("seccomp_profile_for_another_architecture", EveryNode, |e| {
         seccomp_profile_for_another_architecture(e).boxed()
+    }),
+    ("seccomp_syscalls_newer_than_some_nodes", EveryNode, |e| {
+        seccomp_syscalls_newer_than_some_nodes(e).boxed()
     }),
     ("seccomp_under_runc_and_crun", EveryNode, |e| {
         seccomp_under_runc_and_crun(e).boxed()
