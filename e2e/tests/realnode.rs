@@ -755,6 +755,7 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     env.apply_ready(apparmor_raw("rn-aa-reboot", "Enforce", false)).await?;
     env.apply_ready(seccomp_deny_mkdir("rn-sc-reboot", 1)).await?;
 
+    // The agent pod of this node.
     let agents = env.kubectl(&[
         "-n",
         NAMESPACE,
@@ -762,10 +763,12 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
         "pods",
         "-l",
         "app.kubernetes.io/component=agent",
+        "--field-selector",
+        &format!("spec.nodeName={}", env.node()),
         "-o",
         "name",
     ])?;
-    ensure!(!agents.trim().is_empty(), "no agent pod found");
+    ensure!(!agents.trim().is_empty(), "no agent pod found on {}", env.node());
     env.kubectl(&["-n", NAMESPACE, "delete", agents.trim(), "--wait=true"])?;
     wait_workloads(&env.client, Duration::from_secs(300), || cluster.stack.check_alive()).await?;
     ensure!(
