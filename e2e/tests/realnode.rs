@@ -41,8 +41,9 @@ struct Env {
     /// The nodes tests may place pods on: the real nodes in the order listed (an existing
     /// cluster: the one test node).
     nodes: Vec<String>,
-    /// Which of them the running test uses (tests that hold for every node run once per node).
-    at: usize,
+    /// Which of them the running test uses (tests that hold for every node run once per node;
+    /// a test may move between nodes).
+    at: std::sync::atomic::AtomicUsize,
     /// The RuntimeClass test pods run with (None: the node's default, runc).
     runtime: std::sync::Mutex<Option<&'static str>>,
     /// The real node (None: an existing cluster, no node shell).
@@ -65,7 +66,16 @@ impl std::error::Error for Skip {}
 impl Env {
     /// The node test pods are placed on.
     fn node(&self) -> &str {
-        &self.nodes[self.at]
+        &self.nodes[self.at()]
+    }
+
+    fn at(&self) -> usize {
+        self.at.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Places the following test pods and node commands on node `index`.
+    fn move_to(&self, index: usize) {
+        self.at.store(index, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A test pod's manifest on the test node, with the RuntimeClass in force.
@@ -80,7 +90,7 @@ impl Env {
     fn shell(&self) -> Result<&RealNode> {
         self.cluster
             .as_ref()
-            .map(|c| &c.nodes()[self.at])
+            .map(|c| &c.nodes()[self.at()])
             .ok_or_else(|| anyhow!(Skip("needs a shell on the node (an existing cluster has none here)")))
     }
 
@@ -744,10 +754,10 @@ async fn drift_is_repaired(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// The agent pod restarted: the profiles stay loaded and pods keep being confined. Then the
-/// node reboots: the kernel forgets every profile; the agent loads them again, and a pod that
-/// was running under one comes back confined by it (the kubelet does not start its container
-/// until the profile is there).
+/// On every node: the agent pod restarted, the profiles stay loaded and pods keep being
+/// confined. Then the nodes reboot (all at once): each kernel forgets every profile; the
+/// agents load them again, and a pod that was running under one on each node comes back
+/// confined by it (the kubelet does not start its container until the profile is there).
 async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     let Some(cluster) = env.cluster.as_ref() else {
         return Err(anyhow!(Skip("reboots the node (needs the real-node harness)")));
@@ -755,7 +765,6 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     env.apply_ready(apparmor_raw("rn-aa-reboot", "Enforce", false)).await?;
     env.apply_ready(seccomp_deny_mkdir("rn-sc-reboot", 1)).await?;
 
-    // The agent pod of this node.
     let agents = env.kubectl(&[
         "-n",
         NAMESPACE,
@@ -763,69 +772,85 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
         "pods",
         "-l",
         "app.kubernetes.io/component=agent",
-        "--field-selector",
-        &format!("spec.nodeName={}", env.node()),
         "-o",
         "name",
     ])?;
-    ensure!(!agents.trim().is_empty(), "no agent pod found on {}", env.node());
-    env.kubectl(&["-n", NAMESPACE, "delete", agents.trim(), "--wait=true"])?;
+    let agents: Vec<&str> = agents.split_whitespace().collect();
+    ensure!(agents.len() == env.nodes.len(), "agent pods: {agents:?}");
+    let mut delete = vec!["-n", NAMESPACE, "delete", "--wait=true"];
+    delete.extend(&agents);
+    env.kubectl(&delete)?;
     wait_workloads(&env.client, Duration::from_secs(300), || cluster.stack.check_alive()).await?;
-    ensure!(
-        env.loaded_profiles().await?.contains_key("rn-aa-reboot"),
-        "profile lost over an agent restart"
-    );
-    let r = env
-        .run_pod(
-            "rn-aa-restart",
-            localhost_apparmor("rn-aa-reboot"),
-            json!({}),
-            APPARMOR_PROBE,
-        )
-        .await?;
-    ensure!(
-        label_of(&r.message) == "rn-aa-reboot (enforce)",
-        "after the agent restart: {}",
-        r.message
-    );
-
-    let pods = env.start_sleeper("rn-reboot", "rn-aa-reboot", "rn-sc-reboot").await?;
+    let mut sleepers = vec![];
+    for index in 0..env.nodes.len() {
+        env.move_to(index);
+        ensure!(
+            env.loaded_profiles().await?.contains_key("rn-aa-reboot"),
+            "profile lost over an agent restart on {}",
+            env.node()
+        );
+        let r = env
+            .run_pod(
+                "rn-aa-restart",
+                localhost_apparmor("rn-aa-reboot"),
+                json!({}),
+                APPARMOR_PROBE,
+            )
+            .await?;
+        ensure!(
+            label_of(&r.message) == "rn-aa-reboot (enforce)",
+            "after the agent restart on {}: {}",
+            env.node(),
+            r.message
+        );
+        let name = format!("rn-reboot-{index}");
+        sleepers.push((env.start_sleeper(&name, "rn-aa-reboot", "rn-sc-reboot").await?, name));
+    }
+    env.move_to(0);
 
     let t0 = Instant::now();
-    cluster.reboot_node(env.at, env.start).await?;
+    futures::future::try_join_all((0..env.nodes.len()).map(|i| cluster.reboot_node(i, env.start))).await?;
     progress(
         env.start,
-        &format!("node back Ready {:?} after the reboot began", t0.elapsed()),
+        &format!("nodes back Ready {:?} after the reboots began", t0.elapsed()),
     );
-    let node = env.shell()?;
-    // The pod's process, found on the node by its label, is confined by both profiles.
-    let confined = eventually(
-        "rn-reboot's container running under rn-aa-reboot",
-        Duration::from_secs(300),
-        || async {
-            let out = node
-                .exec(
-                    "for p in /proc/[0-9]*; do if grep -qx 'rn-aa-reboot (enforce)' $p/attr/current 2>/dev/null; \
-                 then grep Seccomp: $p/status; cat $p/comm; fi; done",
-                )
-                .await?;
-            Ok(out.output.contains("sleep").then_some(out.output))
-        },
-    )
-    .await?;
-    ensure!(
-        confined.contains("Seccomp:\t2"),
-        "the process has no seccomp filter after the reboot: {confined}"
-    );
-    node.exec_ok("test -f /var/lib/kubelet/seccomp/palisade/rn-sc-reboot.json")
+    for node in cluster.nodes() {
+        // The pod's process, found on the node by its label, is confined by both profiles.
+        let confined = eventually(
+            &format!("the sleeper on {} running under rn-aa-reboot", node.name),
+            Duration::from_secs(300),
+            || async {
+                let out = node
+                    .exec(
+                        "for p in /proc/[0-9]*; do if grep -qx 'rn-aa-reboot (enforce)' $p/attr/current 2>/dev/null; \
+                     then grep Seccomp: $p/status; cat $p/comm; fi; done",
+                    )
+                    .await?;
+                Ok(out.output.contains("sleep").then_some(out.output))
+            },
+        )
         .await?;
-    progress(
-        env.start,
-        &format!("confined pod running again {:?} after the reboot began", t0.elapsed()),
-    );
-    pods.delete("rn-reboot", &DeleteParams::default().grace_period(0))
-        .await?;
-    wait_gone(&pods, "rn-reboot").await
+        ensure!(
+            confined.contains("Seccomp:\t2"),
+            "the process on {} has no seccomp filter after the reboot: {confined}",
+            node.name
+        );
+        node.exec_ok("test -f /var/lib/kubelet/seccomp/palisade/rn-sc-reboot.json")
+            .await?;
+        progress(
+            env.start,
+            &format!(
+                "confined pod running again on {} {:?} after the reboots began",
+                node.name,
+                t0.elapsed()
+            ),
+        );
+    }
+    for (pods, name) in sleepers {
+        pods.delete(&name, &DeleteParams::default().grace_period(0)).await?;
+        wait_gone(&pods, &name).await?;
+    }
+    Ok(())
 }
 
 /// A raw policy whose `flags=(complain)` contradicts `spec.mode: Enforce` is refused with a
@@ -2010,14 +2035,16 @@ exec sleep 3600"
 
 type TestFn = for<'a> fn(&'a Env) -> BoxFuture<'a, Result<()>>;
 
-/// Where a test runs: once on the first node, or once on each real node (what it proves
-/// holds for every node, whatever its kind).
+/// Where a test runs: once on the first node, once on each real node (what it proves holds
+/// for every node, whatever its kind), or once on the last node (the newest kind, where it
+/// means the most).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scope {
     Once,
     EveryNode,
+    LastNode,
 }
-use Scope::{EveryNode, Once};
+use Scope::{EveryNode, LastNode, Once};
 
 const TESTS: &[(&str, Scope, TestFn)] = &[
     ("chart_privileges_hold_on_the_node", EveryNode, |e| {
@@ -2032,7 +2059,7 @@ const TESTS: &[(&str, Scope, TestFn)] = &[
     ("seccomp_syscalls_newer_than_some_nodes", EveryNode, |e| {
         seccomp_syscalls_newer_than_some_nodes(e).boxed()
     }),
-    ("seccomp_under_runc_and_crun", EveryNode, |e| {
+    ("seccomp_under_runc_and_crun", LastNode, |e| {
         seccomp_under_runc_and_crun(e).boxed()
     }),
     ("seccomp_example_runs_a_container", Once, |e| {
@@ -2061,7 +2088,7 @@ const TESTS: &[(&str, Scope, TestFn)] = &[
     ("pod_guard_on_the_real_node", Once, |e| {
         pod_guard_on_the_real_node(e).boxed()
     }),
-    ("agent_restart_and_node_reboot", EveryNode, |e| {
+    ("agent_restart_and_node_reboot", Once, |e| {
         agent_restart_and_node_reboot(e).boxed()
     }),
     // Last: they turn learning on (the chart's other defaults are checked above).
@@ -2345,7 +2372,7 @@ async fn environment(start: Instant) -> Result<Env> {
             kubectl,
             kubeconfig,
             nodes: vec![node],
-            at: 0,
+            at: Default::default(),
             runtime: Default::default(),
             cluster: None,
             image,
@@ -2358,7 +2385,7 @@ async fn environment(start: Instant) -> Result<Env> {
         kubectl,
         kubeconfig: cluster.cp.kubeconfig.clone(),
         nodes: cluster.nodes().iter().map(|n| n.name.clone()).collect(),
-        at: 0,
+        at: Default::default(),
         runtime: Default::default(),
         cluster: Some(cluster),
         image,
@@ -2382,7 +2409,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         let start = Instant::now();
         println!("\nrunning {} tests (real node)", selected.len());
-        let mut env = match environment(start).await {
+        let env = match environment(start).await {
             Ok(env) => env,
             Err(e) => {
                 println!("real-node setup failed: {e:#}");
@@ -2396,12 +2423,16 @@ fn main() -> ExitCode {
         let runs: Vec<(&str, TestFn, usize)> = selected
             .iter()
             .flat_map(|(name, scope, test)| {
-                let nodes = if *scope == EveryNode { env.nodes.len() } else { 1 };
-                (0..nodes).map(move |at| (*name, *test, at))
+                let nodes = match scope {
+                    Once => 0..1,
+                    EveryNode => 0..env.nodes.len(),
+                    LastNode => env.nodes.len() - 1..env.nodes.len(),
+                };
+                nodes.map(move |at| (*name, *test, at))
             })
             .collect();
         for (name, test, at) in runs {
-            env.at = at;
+            env.move_to(at);
             let t0 = Instant::now();
             let name = match env.nodes.len() {
                 1 => name.to_string(),
