@@ -67,7 +67,7 @@ test-cluster: ## The real-node suite against an existing cluster (KUBECONFIG=...
 
 realnode-artifacts: test-deps ## Build (once, cached) what a real node needs: Kubernetes node binaries, guest image, images
 	e2e/scripts/control-plane-bin.sh --real-node $(ARCH_OF_REAL_NODES) >/dev/null
-	IFS=, read -ra kinds <<< "$(SUITE_REAL_NODES)"; for kind in "$${kinds[@]}"; do e2e/realnode/build-guest.sh "$$kind" >/dev/null || [[ $$kind != sid ]]; done
+	IFS=, read -ra kinds <<< "$(SUITE_REAL_NODES)"; for kind in "$${kinds[@]}"; do [[ $$kind != 1 ]] || kind=bookworm; e2e/realnode/build-guest.sh "$$kind" >/dev/null || [[ $$kind == sid ]]; done
 	e2e/realnode/test-images.sh >/dev/null
 	images/build.sh
 

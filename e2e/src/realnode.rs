@@ -199,8 +199,15 @@ impl Artifacts {
             let dir = script_dir(&script("e2e/scripts/control-plane-bin.sh"), &["--real-node", arch])?;
             k8s.insert(*arch, dir);
         }
-        let guests: Vec<Result<(NodeKind, PathBuf)>> = std::thread::scope(|scope| {
-            let builds: Vec<_> = kinds
+        // One build per distinct kind (two builds of one kind would share its directory).
+        let mut distinct: Vec<&NodeKind> = vec![];
+        for kind in kinds {
+            if !distinct.contains(&kind) {
+                distinct.push(kind);
+            }
+        }
+        let built: Vec<Result<(NodeKind, PathBuf)>> = std::thread::scope(|scope| {
+            let builds: Vec<_> = distinct
                 .iter()
                 .map(|kind| scope.spawn(move || build_guest(kind, start)))
                 .collect();
@@ -212,6 +219,19 @@ impl Artifacts {
                 })
                 .collect()
         });
+        let guests: Vec<Result<(NodeKind, PathBuf)>> = kinds
+            .iter()
+            .map(|kind| {
+                let i = distinct
+                    .iter()
+                    .position(|k| *k == kind)
+                    .expect("every kind is in distinct");
+                match &built[i] {
+                    Ok(guest) => Ok(guest.clone()),
+                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                }
+            })
+            .collect();
         let mut test_images = std::collections::BTreeMap::new();
         for arch in &arches {
             progress(start, &format!("pause and busybox:local images ({arch})"));
