@@ -4,7 +4,9 @@
 #   1. the binaries, with cargo (release profile), cross-built for the architecture that is
 #      not this machine's (images/cargo-arch.sh);
 #   2. for each architecture, a Debian trixie base with apparmor (apparmor_parser 4.1 and the
-#      abstractions and tunables it validates against) and libseccomp2, made by mmdebstrap
+#      abstractions and tunables it validates against; its ABI files copied to
+#      /usr/share/palisade/apparmor-abi, where the agent finds them under the host's
+#      /etc/apparmor.d) and libseccomp2, made by mmdebstrap
 #      from Debian's packages (a foreign architecture's package scripts run under
 #      qemu-user), built once and cached in $PALISADE_CACHE/images/ (default ~/.cache/palisade);
 #   3. one image per component and architecture: that base plus a layer with the binary
@@ -36,6 +38,7 @@ mmdebstrap_opts=(--mode=root --variant=essential --include="$base_pkgs" --format
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
   --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" > "$1/etc/palisade-image-packages"'
+  --customize-hook='mkdir -p "$1/usr/share/palisade/apparmor-abi" && cp -a "$1/etc/apparmor.d/abi" "$1/usr/share/palisade/apparmor-abi/"'
   --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/*')
 base_of() {
   local arch=$1 key base

@@ -21,8 +21,9 @@ pub mod selector;
 pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
 pub use binding::{ProfileBinding, ProfileBindingSpec, ProfileBindingStatus, ProfileRef, binding_crd};
 pub use common::{
-    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED,
-    IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content, digest,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_RULES_NOT_ENFORCED, CONDITION_SYSCALLS_IGNORED,
+    CONDITION_WEAKENED, IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content,
+    digest,
 };
 pub use kind::ProfileKind;
 pub use kind::ProfileObject;

@@ -110,6 +110,13 @@ pub struct NodeProfileStatusStatus {
     /// profile not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_exceptions: u32,
+    /// Profiles installed at their accepted content that this node's kernel enforces only
+    /// in part: each names in `notEnforced` the rule classes the kernel does not mediate.
+    /// They count as installed (in `installed`) all the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5000))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    pub partial: Vec<NodeProfile>,
     /// What the node learned from audit records, per profile in Complain mode (AppArmor)
     /// or whose filter logs (seccomp), when the agent learns (`--learn`). Written by the
     /// agent under a field manager of its own.
@@ -464,6 +471,13 @@ pub struct NodeProfile {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1024))]
     pub message: String,
+    /// AppArmor, installed: the rule classes of the profile this node's kernel does not
+    /// mediate (`userns`, `io_uring`, `mqueue`, ...), as the parser that compiled it for
+    /// this kernel said. They are left out here; the rest of the profile is enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(inner(length(max = 32)))]
+    pub not_enforced: Vec<String>,
 }
 
 /// A profile's state on one node.
@@ -495,6 +509,7 @@ mod tests {
             digest: String::new(),
             state,
             message: message.into(),
+            not_enforced: vec![],
         }
     }
 

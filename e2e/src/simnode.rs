@@ -109,6 +109,7 @@ pub async fn run(
                     digest: h.accepted.clone()?,
                     state: NodeProfileState::Installed,
                     message: String::new(),
+                    not_enforced: vec![],
                 })
             })
             .collect();

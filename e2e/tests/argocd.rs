@@ -89,6 +89,7 @@ struct Case {
     workloads: &'static [&'static str],
     deleting: bool,
     warnings: palisade_operator::validate::Warnings,
+    left_out: Vec<palisade_operator::status::LeftOut>,
 }
 
 fn counts(targeted: u32, installed: u32, failed: u32, unsupported: u32) -> NodeCounts {
@@ -112,6 +113,7 @@ impl Default for Case {
             workloads: &[],
             deleting: false,
             warnings: Default::default(),
+            left_out: vec![],
         }
     }
 }
@@ -138,6 +140,7 @@ fn profile(metadata_generation: i64, case: Case) -> Value {
             state: case.state,
             counts: case.counts,
             failures: case.failures,
+            left_out: case.left_out,
             localhost_profile: Some("palisade/web.json".into()),
             workloads: &workloads,
             deleting: case.deleting,
@@ -292,6 +295,24 @@ fn ignored_syscalls_stay_healthy_with_the_warning_in_the_message() {
     assert_eq!(status, "Healthy");
     assert!(
         message.ends_with("; warning (DenyFailsOpen): 1 syscall name(s) left out: stime"),
+        "{message}"
+    );
+}
+
+#[test]
+fn rules_a_node_cannot_enforce_stay_healthy_with_the_warning_in_the_message() {
+    let case = Case {
+        left_out: vec![palisade_operator::status::LeftOut {
+            node: "old-node".into(),
+            rules: vec!["userns".into()],
+        }],
+        ..Case::default()
+    };
+    let (status, message) = health(&profile(1, case));
+    assert_eq!(status, "Healthy");
+    assert!(
+        message.contains("; warning (KernelLacksRuleClasses): installed on 1/3 targeted nodes")
+            && message.ends_with("old-node (userns)"),
         "{message}"
     );
 }

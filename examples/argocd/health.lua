@@ -16,7 +16,6 @@ end
 local accepted = condition("Accepted")
 local ready = condition("Ready")
 local deleting = condition("Deleting")
-local ignored = condition("SyscallsIgnored")
 
 if obj.metadata.deletionTimestamp ~= nil and deleting ~= nil and deleting.status == "True" then
   hs.status = "Progressing"
@@ -43,9 +42,12 @@ else
   hs.status = "Progressing"
   hs.message = ready.message
 end
--- Argo CD has no warning health: a warning (syscall names the filter leaves out) is added
--- to the message.
-if ignored ~= nil and ignored.status == "True" then
-  hs.message = hs.message .. "; warning (" .. ignored.reason .. "): " .. ignored.message
+-- Argo CD has no warning health: a warning (syscall names the filter leaves out, rule
+-- classes some nodes' kernels do not mediate) is added to the message.
+for _, t in ipairs({"SyscallsIgnored", "RulesNotEnforced"}) do
+  local warning = condition(t)
+  if warning ~= nil and warning.status == "True" then
+    hs.message = hs.message .. "; warning (" .. warning.reason .. "): " .. warning.message
+  end
 end
 return hs

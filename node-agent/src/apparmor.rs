@@ -42,6 +42,9 @@ pub struct AppArmorConfig {
     pub parser: PathBuf,
     pub apparmorfs: PathBuf,
     pub include_dir: PathBuf,
+    /// The parser's own policy ABI files (`abi/4.0`, ...), searched after `include_dir`:
+    /// a policy written for a newer ABI than the host's userspace ships compiles here too.
+    pub abi_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     /// Simulated kernel: the features file the parser is told the kernel has.
     pub simulated_kernel_features: Option<PathBuf>,
@@ -75,6 +78,10 @@ pub struct Record {
     /// is not known to be in the kernel, so the next sync loads it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loading: bool,
+    /// The rule classes this node's kernel does not enforce, as the parser said when it
+    /// compiled the loaded policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_enforced: Vec<String>,
 }
 
 const MANAGED_BY: &str = "palisade";
@@ -92,6 +99,7 @@ impl AppArmor {
         let parser = Parser {
             program: cfg.parser.clone(),
             include_dir: cfg.include_dir.clone(),
+            abi_dir: cfg.abi_dir.clone(),
             budget: cfg.budget.clone(),
             kernel: Some(Kernel {
                 apparmorfs: cfg.apparmorfs.clone(),
@@ -225,22 +233,29 @@ impl AppArmor {
         name: &str,
         text: &str,
         mode: AppArmorMode,
-    ) -> Result<(Vec<u8>, Vec<CompiledProfile>), InstallError> {
-        let binary = self.parser.compile(text, mode == AppArmorMode::Complain).await?;
-        let profiles = compiled::judge(&binary, name, mode).map_err(|r| InstallError::Refused(r.to_string()))?;
-        Ok((binary, profiles))
+    ) -> Result<(palisade_runtime::budget::Compiled, Vec<CompiledProfile>), InstallError> {
+        let compiled = self.parser.compile(text, mode == AppArmorMode::Complain).await?;
+        let profiles =
+            compiled::judge(&compiled.binary, name, mode).map_err(|r| InstallError::Refused(r.to_string()))?;
+        Ok((compiled, profiles))
     }
 
     /// Loads (or replaces) a profile Palisade owns and verifies the kernel lists it.
-    /// Returns the parser's run time. Errors are the parser's own words, trimmed.
-    pub async fn load(&self, record: &Record, text: &str) -> Result<std::time::Duration, InstallError> {
+    /// Returns the parser's run time and the record kept, which names the rule classes
+    /// this kernel does not enforce. Errors are the parser's own words, trimmed.
+    pub async fn load(&self, record: &Record, text: &str) -> Result<(std::time::Duration, Record), InstallError> {
         self.check_name(&record.name)?;
         let source = self.source_path(&record.name);
         files::write_atomic(&source, text.as_bytes(), 0o600).map_err(|e| InstallError::write(&source, e))?;
         let start = Instant::now();
-        let (binary, profiles) = self.compile(&record.name, text, record.mode).await?;
+        let (compiled, profiles) = self.compile(&record.name, text, record.mode).await?;
+        let record = &Record {
+            not_enforced: compiled.not_enforced,
+            ..record.clone()
+        };
         let compiled_path = self.compiled_path(&record.name);
-        files::write_atomic(&compiled_path, &binary, 0o600).map_err(|e| InstallError::write(&compiled_path, e))?;
+        files::write_atomic(&compiled_path, &compiled.binary, 0o600)
+            .map_err(|e| InstallError::write(&compiled_path, e))?;
         // Claim the name before the kernel sees the profile, so a crash between the load and
         // the record never leaves a loaded profile without its owner.
         let previous = self.read_record(&record.name);
@@ -273,7 +288,7 @@ impl AppArmor {
         self.verify(&record.name, record.mode)
             .map_err(InstallError::NotListed)?;
         self.write_record(record)?;
-        Ok(took)
+        Ok((took, record.clone()))
     }
 
     /// Palisade's record of one profile, if it has one.
@@ -437,13 +452,13 @@ impl AppArmorNode {
 
     /// Bookkeeping after a load: a final failure is not tried again until the content
     /// changes; another is tried again after a growing delay.
-    fn loaded_one(&mut self, record: Record, result: &Result<Duration, InstallError>, metrics: &Metrics) {
+    fn loaded_one(&mut self, record: Record, result: &Result<(Duration, Record), InstallError>, metrics: &Metrics) {
         let name = record.name.clone();
         match result {
-            Ok(took) => {
+            Ok((took, kept)) => {
                 metrics.parser_seconds.observe(took.as_secs_f64());
                 self.retry.remove(&name);
-                self.installed.insert(name, record);
+                self.installed.insert(name, kept.clone());
             }
             Err(error) if error.is_final() => {
                 self.failed.insert(name.clone(), (record.digest.clone(), error.clone()));
@@ -555,6 +570,7 @@ impl Backend for AppArmorNode {
                 digest: want.to_string(),
                 mode,
                 loading: false,
+                not_enforced: vec![],
             },
             text: rendered.text,
             repair: current,
@@ -582,6 +598,13 @@ impl Backend for AppArmorNode {
                 (entry, result.map(|_| job.repair))
             })
             .collect()
+    }
+
+    fn not_enforced(&self, name: &str) -> Vec<String> {
+        self.installed
+            .get(name)
+            .map(|r| r.not_enforced.clone())
+            .unwrap_or_default()
     }
 
     fn names(&self) -> Vec<String> {

@@ -205,7 +205,7 @@ impl Heartbeat {
 /// the node cannot enforce is reported by its capability alone.
 pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> NodeProfileStatusStatus {
     let (mut apparmor, mut seccomp) = (InstalledSet::default(), InstalledSet::default());
-    let mut exceptions = Vec::new();
+    let (mut exceptions, mut partial) = (Vec::new(), Vec::new());
     for e in entries {
         match e.state {
             NodeProfileState::Installed => {
@@ -214,12 +214,17 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
                     ProfileKind::SeccompProfile => &mut seccomp,
                 };
                 set.add(installed_key(e.kind, &e.uid, &e.digest));
+                if !e.not_enforced.is_empty() {
+                    partial.push(e.clone());
+                }
             }
             NodeProfileState::Unsupported => {}
             _ => exceptions.push(e.clone()),
         }
     }
     let (exceptions, omitted_exceptions) = palisade_domain::nodestatus::bounded(exceptions);
+    // Past the bound, the rest go unnamed: the profiles still count as installed.
+    let (partial, _) = palisade_domain::nodestatus::bounded(partial);
     NodeProfileStatusStatus {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         capabilities: capabilities.clone(),
@@ -229,6 +234,7 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
         },
         exceptions,
         omitted_exceptions,
+        partial,
         learned: vec![],
     }
 }
@@ -272,6 +278,7 @@ mod changed_tests {
             digest: format!("d{generation}"),
             state: NodeProfileState::Installed,
             message: String::new(),
+            not_enforced: vec![],
         }
     }
 
@@ -295,6 +302,18 @@ mod changed_tests {
         want.add(installed_key(ProfileKind::SeccompProfile, "u", "d3"));
         assert_eq!(status.installed.seccomp, want.summary());
         assert_eq!(status.installed.apparmor, InstalledSet::default().summary());
+        assert!(status.partial.is_empty());
+        // An installed profile the kernel enforces in part counts as installed and is named,
+        // with what is left out.
+        let mut part = entry("part", 1);
+        part.kind = ProfileKind::AppArmorProfile;
+        part.not_enforced = vec!["mqueue".into(), "userns".into()];
+        let status = super::status_of(&NodeCapabilities::default(), &[part.clone()]);
+        assert_eq!(status.partial, vec![part]);
+        assert!(status.exceptions.is_empty());
+        let mut want = InstalledSet::default();
+        want.add(installed_key(ProfileKind::AppArmorProfile, "u", "d1"));
+        assert_eq!(status.installed.apparmor, want.summary());
         // A thousand installed profiles make a report no longer than two do.
         let many: Vec<NodeProfile> = (0..1000).map(|i| entry(&format!("n{i}"), 1)).collect();
         let big = serde_json::to_string(&super::status_of(&NodeCapabilities::default(), &many)).unwrap();

@@ -52,6 +52,15 @@ pub struct Args {
     /// AppArmor include directory (the host's /etc/apparmor.d, mounted read-only).
     #[arg(long, env = "PALISADE_APPARMOR_INCLUDE_DIR", default_value = "/etc/apparmor.d")]
     pub apparmor_include_dir: PathBuf,
+    /// The parser's own policy ABI files (a directory holding `abi/`), searched after the
+    /// include directory, so `abi <abi/4.0>,` compiles on a host whose userspace is older;
+    /// ignored when it has no `abi/`. The image ships its parser's there.
+    #[arg(
+        long,
+        env = "PALISADE_APPARMOR_ABI_DIR",
+        default_value = "/usr/share/palisade/apparmor-abi"
+    )]
+    pub apparmor_abi_dir: PathBuf,
     /// Agent state: AppArmor sources, ownership records and the parser cache.
     #[arg(long, env = "PALISADE_STATE_DIR", default_value = "/var/lib/palisade")]
     pub state_dir: PathBuf,
@@ -222,6 +231,7 @@ async fn node_state(args: &Args, metrics: Metrics) -> Result<NodeState> {
         parser: args.apparmor_parser.clone(),
         apparmorfs: args.apparmorfs.clone(),
         include_dir: args.apparmor_include_dir.clone(),
+        abi_dir: Some(args.apparmor_abi_dir.clone()).filter(|d| d.join("abi").is_dir()),
         state_dir: args.state_dir.clone(),
         simulated_kernel_features: args.simulate_apparmor_kernel.clone(),
         budget: args.parser.budget(),

@@ -66,6 +66,11 @@ pub(crate) trait Backend {
         jobs: Vec<(NodeProfile, Self::Job)>,
         metrics: &Metrics,
     ) -> Vec<(NodeProfile, Result<bool, InstallError>)>;
+    /// The rule classes of the profile installed as `name` that this node's kernel does not
+    /// enforce (AppArmor: the parser's word when it compiled it).
+    fn not_enforced(&self, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
     /// Names Palisade holds here.
     fn names(&self) -> Vec<String>;
     async fn remove(&mut self, name: &str) -> Result<(), InstallError>;
@@ -189,6 +194,7 @@ fn keep_unreadable<B: Backend>(
                 "this agent cannot read the object ({}); keeping the installed content",
                 invalid.error
             ),
+            not_enforced: vec![],
         });
     }
 }
@@ -233,7 +239,11 @@ pub(crate) async fn sync_kind<B: Backend>(
         let rendered = rendered.expect("the gate passes only a rendering");
         let want = B::digest(&rendered).to_string();
         match backend.plan(&target, p, rendered, drift) {
-            Plan::Current => entries.push(target.entry(NodeProfileState::Installed, &want, String::new())),
+            Plan::Current => {
+                let mut entry = target.entry(NodeProfileState::Installed, &want, String::new());
+                entry.not_enforced = backend.not_enforced(target.name);
+                entries.push(entry);
+            }
             Plan::Refuse(e) => entries.push(target.entry(NodeProfileState::Error, &want, e.to_string())),
             Plan::Install(job) => jobs.push((target.entry(NodeProfileState::Installed, &want, String::new()), job)),
         }
@@ -241,6 +251,7 @@ pub(crate) async fn sync_kind<B: Backend>(
     for (mut entry, result) in backend.install(jobs, metrics).await {
         match result {
             Ok(repair) => {
+                entry.not_enforced = backend.not_enforced(&entry.name);
                 metrics.op(kind.slug(), if repair { "repair" } else { "install" }, true);
                 if repair {
                     metrics
@@ -330,6 +341,7 @@ impl<'a> Target<'a> {
             digest: digest.to_string(),
             state,
             message,
+            not_enforced: vec![],
         }
     }
 }

@@ -19,6 +19,7 @@ fn setup(root: &Path) -> AppArmor {
         parser: "apparmor_parser".into(),
         apparmorfs: fs,
         include_dir: "/etc/apparmor.d".into(),
+        abi_dir: None,
         state_dir: root.join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
@@ -36,6 +37,7 @@ fn record(name: &str, mode: AppArmorMode) -> Record {
         digest: "d".into(),
         mode,
         loading: false,
+        not_enforced: vec![],
     }
 }
 
@@ -67,6 +69,24 @@ async fn loads_verifies_and_removes_with_the_real_parser() {
         .collect();
     assert_eq!(names, ["web", "web//helper"]);
     assert_eq!(aa.records().unwrap()["web"].mode, AppArmorMode::Enforce);
+    assert!(aa.records().unwrap()["web"].not_enforced.is_empty());
+
+    // A rule class this kernel does not mediate (the features file has no dbus): the parser
+    // says so, the rest loads, and the record names what was left out.
+    let with_dbus = POLICY.replace("/srv/** r,", "/srv/** r,\n  dbus send,");
+    let (_, kept) = aa
+        .load(&record("web", AppArmorMode::Enforce), &with_dbus)
+        .await
+        .unwrap();
+    assert_eq!(kept.not_enforced, ["dbus"]);
+    assert_eq!(
+        aa.records().unwrap()["web"].not_enforced,
+        ["dbus"],
+        "kept across restarts"
+    );
+    assert_eq!(aa.loaded().unwrap().get("web").map(String::as_str), Some("enforce"));
+    let (_, kept) = aa.load(&record("web", AppArmorMode::Enforce), POLICY).await.unwrap();
+    assert!(kept.not_enforced.is_empty());
 
     // Complain mode uses the parser's force-complain flag and is verified as such.
     aa.load(&record("web", AppArmorMode::Complain), POLICY).await.unwrap();
@@ -128,6 +148,7 @@ async fn detects_a_node_without_apparmor() {
         parser: "apparmor_parser".into(),
         apparmorfs: root.path().join("missing"),
         include_dir: "/etc/apparmor.d".into(),
+        abi_dir: None,
         state_dir: root.path().join("state"),
         simulated_kernel_features: None,
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
@@ -220,6 +241,7 @@ async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
         parser: hang,
         apparmorfs: fs,
         include_dir: "/etc/apparmor.d".into(),
+        abi_dir: None,
         state_dir: root.path().join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_millis(300)),
@@ -261,6 +283,7 @@ async fn reserved_and_host_names_are_never_loaded() {
         parser: "apparmor_parser".into(),
         apparmorfs: fs,
         include_dir: include,
+        abi_dir: None,
         state_dir: root.path().join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),

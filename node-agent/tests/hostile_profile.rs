@@ -42,6 +42,7 @@ async fn a_hostile_profile_costs_its_budget_once_and_holds_up_no_other() {
         parser: "apparmor_parser".into(),
         apparmorfs: fs.clone(),
         include_dir: "/etc/apparmor.d".into(),
+        abi_dir: None,
         state_dir: root.path().join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
         // Memory enough that the CPU budget is what stops the explosion.

@@ -37,6 +37,7 @@ fn state(root: &Path, dir: &Path) -> NodeState {
         parser: "apparmor_parser".into(),
         apparmorfs: root.join("none"),
         include_dir: "/etc/apparmor.d".into(),
+        abi_dir: None,
         state_dir: root.join("state"),
         simulated_kernel_features: None,
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),

@@ -18,7 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use palisade_domain::render::apparmor as aa_render;
 use palisade_domain::selector::node_selector;
 use palisade_domain::{
-    AcceptedContent, AppArmorProfile, NodeCounts, NodeFailure, ProfileKind, ProfileObject, ProfileState, ProfileStatus,
+    AcceptedContent, AppArmorProfile, NodeCounts, ProfileKind, ProfileObject, ProfileState, ProfileStatus,
     SeccompProfile, SeccompProfileSpec,
 };
 use serde::Serialize;
@@ -425,6 +425,7 @@ async fn reconcile_unreadable<K: Profile>(
                 state: ProfileState::Enabled,
                 counts: NodeCounts::default(),
                 failures: vec![],
+                left_out: vec![],
                 localhost_profile: K::localhost_profile(&name, &ctx.seccomp_subdir),
                 workloads: &users,
                 deleting,
@@ -490,7 +491,7 @@ async fn apply<K: Profile>(obj: &K, ctx: &Context, deleting: bool) -> Result<Act
         Err(Verdict::Invalid(m)) => Acceptance::Invalid(m),
         Err(Verdict::Transient(m)) => Acceptance::Transient(m),
     };
-    let (counts, failures) = on_nodes(obj, ctx, accepted.as_ref());
+    let on = on_nodes(obj, ctx, accepted.as_ref());
     let workloads = workloads(ctx, K::KIND, &name);
     let key = (K::KIND, name.clone());
     let uid = obj.uid().unwrap_or_default();
@@ -502,8 +503,9 @@ async fn apply<K: Profile>(obj: &K, ctx: &Context, deleting: bool) -> Result<Act
             accepted: accepted.clone(),
             warnings,
             state: obj.state(),
-            counts,
-            failures,
+            counts: on.counts,
+            failures: on.failures,
+            left_out: on.left_out,
             localhost_profile: K::localhost_profile(&name, &ctx.seccomp_subdir),
             workloads: &workloads,
             deleting,
@@ -533,7 +535,7 @@ async fn apply<K: Profile>(obj: &K, ctx: &Context, deleting: bool) -> Result<Act
 
 /// Counts the nodes by where the profile stands on each (judged against `accepted`, the
 /// content the reconcile just accepted or the last accepted), with the failures.
-fn on_nodes<K: Profile>(obj: &K, ctx: &Context, accepted: Option<&AcceptedContent>) -> (NodeCounts, Vec<NodeFailure>) {
+fn on_nodes<K: Profile>(obj: &K, ctx: &Context, accepted: Option<&AcceptedContent>) -> status::Aggregate {
     let live = ctx.liveness.live();
     let uid = obj.uid().unwrap_or_default();
     let nodes = ctx.nodes.state();
@@ -554,9 +556,8 @@ fn on_nodes<K: Profile>(obj: &K, ctx: &Context, accepted: Option<&AcceptedConten
         accepted.map(|a| a.digest.as_str()),
         obj.selector(),
     );
-    let on = ctx
-        .reports
-        .on_nodes(&(K::KIND, obj.name_any()), want.as_ref(), named.iter().copied());
+    let key = (K::KIND, obj.name_any());
+    let on = ctx.reports.on_nodes(&key, want.as_ref(), named.iter().copied());
     let views: Vec<NodeView<'_>> = named
         .iter()
         .map(|(node, labels)| NodeView {
@@ -564,6 +565,9 @@ fn on_nodes<K: Profile>(obj: &K, ctx: &Context, accepted: Option<&AcceptedConten
             labels,
             live: live.contains(*node),
             on: &on[node],
+            not_enforced: accepted
+                .map(|a| ctx.reports.not_enforced(node, &key, &uid, &a.digest))
+                .unwrap_or_default(),
         })
         .collect();
     let view = ProfileView {
@@ -649,6 +653,7 @@ async fn publish_transitions(
             ("Ready", _, "Degraded") => (EventType::Warning, "Degraded"),
             ("Deleting", "True", _) => (EventType::Normal, "InUse"),
             ("SyscallsIgnored", "True", reason) => (EventType::Warning, reason),
+            ("RulesNotEnforced", "True", reason) => (EventType::Warning, reason),
             _ => continue,
         };
         events.push(Event {

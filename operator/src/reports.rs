@@ -97,6 +97,9 @@ struct Report {
     installed: [Option<InstalledSet>; 2],
     /// Exceptions by (kind, name).
     exceptions: BTreeMap<Key, Reported>,
+    /// Installed profiles whose rule classes the node's kernel does not all mediate, by
+    /// (kind, name): (uid, the content's digest, the classes left out).
+    partial: BTreeMap<Key, (String, String, Vec<String>)>,
 }
 
 impl Report {
@@ -123,6 +126,16 @@ impl Report {
                             state: e.state,
                             message: e.message.clone(),
                         },
+                    )
+                })
+                .collect(),
+            partial: s
+                .partial
+                .iter()
+                .map(|e| {
+                    (
+                        (e.kind, e.name.clone()),
+                        (e.uid.clone(), e.digest.clone(), e.not_enforced.clone()),
                     )
                 })
                 .collect(),
@@ -552,6 +565,19 @@ impl NodeReports {
         out
     }
 
+    /// The rule classes the node's kernel leaves out of a profile's content (its uid, its
+    /// digest), as the node reports; empty when it reports none.
+    pub fn not_enforced(&self, node: &str, key: &Key, uid: &str, digest: &str) -> Vec<String> {
+        let inner = self.inner.lock().expect("lock");
+        inner
+            .reports
+            .get(node)
+            .and_then(|r| r.partial.get(key))
+            .filter(|(u, d, _)| u == uid && d == digest)
+            .map(|(_, _, rules)| rules.clone())
+            .unwrap_or_default()
+    }
+
     /// Resolves once the first full list has been applied.
     pub async fn wait_ready(&self) {
         while !self.synced.load(std::sync::atomic::Ordering::Acquire) {
@@ -580,21 +606,16 @@ pub(crate) fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
     keys
 }
 
-/// Profiles whose exception differs between two reports of one node.
+/// Profiles whose exception, or whose rules left out, differ between two reports of one node.
 fn changed(old: &Report, new: &Report) -> Vec<Key> {
-    let mut keys: Vec<Key> = old
-        .exceptions
-        .iter()
-        .filter(|(k, v)| new.exceptions.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
-        .collect();
-    keys.extend(
-        new.exceptions
-            .keys()
-            .filter(|k| !old.exceptions.contains_key(*k))
-            .cloned(),
-    );
-    keys
+    fn differ<V: PartialEq>(old: &BTreeMap<Key, V>, new: &BTreeMap<Key, V>) -> impl Iterator<Item = Key> {
+        let gone_or_changed = old.iter().filter(|(k, v)| new.get(*k) != Some(*v)).map(|(k, _)| k);
+        let added = new.keys().filter(|k| !old.contains_key(*k));
+        gone_or_changed.chain(added).cloned().collect::<Vec<_>>().into_iter()
+    }
+    let mut keys: Vec<Key> = differ(&old.exceptions, &new.exceptions).collect();
+    keys.extend(differ(&old.partial, &new.partial));
+    dedup(keys)
 }
 
 #[cfg(test)]
@@ -641,6 +662,46 @@ mod tests {
         ]))
         .unwrap();
         nps
+    }
+
+    #[test]
+    fn rules_a_kernel_leaves_out_are_kept_per_content_and_wake_their_profile() {
+        let (r, _) = cluster(&["n1"]);
+        r.set_want(key("a"), Some(want("a", "da")));
+        r.apply(watcher::Event::InitDone);
+        let partial = |rules: serde_json::Value| {
+            let mut report = nps("n1", &[("a", "da")], json!([]));
+            report.status.as_mut().unwrap().partial = serde_json::from_value(json!([
+                {"kind": "SeccompProfile", "name": "a", "uid": "a", "digest": "da", "state": "Installed",
+                 "notEnforced": rules}
+            ]))
+            .unwrap();
+            report
+        };
+        r.apply(watcher::Event::Apply(nps("n1", &[("a", "da")], json!([]))));
+        assert!(r.not_enforced("n1", &key("a"), "a", "da").is_empty());
+        assert_eq!(
+            r.apply(watcher::Event::Apply(partial(json!(["userns"])))),
+            vec![key("a")],
+            "the profile is looked at again"
+        );
+        assert_eq!(r.not_enforced("n1", &key("a"), "a", "da"), vec!["userns".to_string()]);
+        assert!(
+            r.not_enforced("n1", &key("a"), "a", "other").is_empty(),
+            "another content"
+        );
+        assert!(
+            r.not_enforced("n1", &key("a"), "other-uid", "da").is_empty(),
+            "another object"
+        );
+        assert!(r.not_enforced("n2", &key("a"), "a", "da").is_empty(), "another node");
+        assert!(r.apply(watcher::Event::Apply(partial(json!(["userns"])))).is_empty());
+        assert_eq!(
+            r.apply(watcher::Event::Apply(nps("n1", &[("a", "da")], json!([])))),
+            vec![key("a")],
+            "a new kernel that mediates everything"
+        );
+        assert!(r.not_enforced("n1", &key("a"), "a", "da").is_empty());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use palisade_domain::common::MAX_FAILURES;
 use palisade_domain::selector::selects;
 use palisade_domain::{
-    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_SYSCALLS_IGNORED, CONDITION_WEAKENED, NodeCounts,
-    NodeFailure, NodeProfileState, ProfileState, ProfileStatus,
+    AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_RULES_NOT_ENFORCED, CONDITION_SYSCALLS_IGNORED,
+    CONDITION_WEAKENED, NodeCounts, NodeFailure, NodeProfileState, ProfileState, ProfileStatus,
 };
 
 use crate::reports::{OnNode, Reported, digest_key};
@@ -27,6 +27,25 @@ pub struct NodeView<'a> {
     pub live: bool,
     /// Where the profile stands on it, as its NodeProfileStatus tells.
     pub on: &'a OnNode,
+    /// The rule classes its kernel leaves out of the accepted content, as it reports.
+    pub not_enforced: Vec<String>,
+}
+
+/// A targeted node that installed the accepted content without some rule classes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    pub node: String,
+    pub rules: Vec<String>,
+}
+
+/// What the targeted nodes say of a profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aggregate {
+    pub counts: NodeCounts,
+    /// Up to 10 failures to install the accepted content.
+    pub failures: Vec<NodeFailure>,
+    /// Every node that installed it with rule classes left out, by name.
+    pub left_out: Vec<LeftOut>,
 }
 
 /// What the profile is, for aggregation.
@@ -39,12 +58,14 @@ pub struct ProfileView<'a> {
 }
 
 /// Counts the targeted nodes (selected, with a live agent) by where the accepted content
-/// stands on each, and lists up to 10 failures to install it.
-pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCounts, Vec<NodeFailure>) {
+/// stands on each, lists up to 10 failures to install it, and the nodes that installed it
+/// with rule classes left out.
+pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> Aggregate {
     let mut counts = NodeCounts::default();
     let mut failures = Vec::new();
+    let mut left_out = Vec::new();
     if profile.state == ProfileState::Disabled {
-        return (counts, failures);
+        return Aggregate::default();
     }
     let accepted = profile.accepted.map(|a| digest_key(&a.digest)).filter(|d| *d != 0);
     for node in nodes.iter().filter(|n| n.live && selects(profile.selector, n.labels)) {
@@ -52,7 +73,15 @@ pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCoun
         let at_accepted = |e: &Reported| accepted.is_some_and(|a| e.digest == a);
         match node.on {
             OnNode::Unsupported => counts.unsupported += 1,
-            OnNode::Installed if accepted.is_some() => counts.installed += 1,
+            OnNode::Installed if accepted.is_some() => {
+                counts.installed += 1;
+                if !node.not_enforced.is_empty() {
+                    left_out.push(LeftOut {
+                        node: node.name.to_string(),
+                        rules: node.not_enforced.clone(),
+                    });
+                }
+            }
             OnNode::Entry(e) if e.uid == profile.uid && e.state == NodeProfileState::Unsupported => {
                 counts.unsupported += 1
             }
@@ -68,7 +97,33 @@ pub fn aggregate(profile: &ProfileView<'_>, nodes: &[NodeView<'_>]) -> (NodeCoun
             _ => counts.pending += 1,
         }
     }
-    (counts, failures)
+    left_out.sort_by(|a, b| a.node.cmp(&b.node));
+    Aggregate {
+        counts,
+        failures,
+        left_out,
+    }
+}
+
+/// The `RulesNotEnforced` condition's message: which nodes leave out which rule classes.
+pub fn left_out_message(left_out: &[LeftOut], targeted: u32) -> String {
+    let named: Vec<String> = left_out
+        .iter()
+        .take(5)
+        .map(|l| format!("{} ({})", l.node, l.rules.join(", ")))
+        .collect();
+    let more = left_out.len().saturating_sub(named.len());
+    format!(
+        "installed on {}/{} targeted nodes without rule classes their kernels do not mediate; the rest of the profile is enforced there: {}{}",
+        left_out.len(),
+        targeted,
+        named.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Where validation of the current generation stands.
@@ -188,6 +243,8 @@ pub struct StatusInput<'a> {
     pub state: ProfileState,
     pub counts: NodeCounts,
     pub failures: Vec<NodeFailure>,
+    /// Targeted nodes that installed the accepted content with rule classes left out.
+    pub left_out: Vec<LeftOut>,
     pub localhost_profile: Option<String>,
     pub workloads: &'a BTreeSet<String>,
     pub deleting: bool,
@@ -251,6 +308,17 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
             "True",
             "WeakensConfinement",
             message,
+            g,
+            now,
+        ));
+    }
+    if !input.left_out.is_empty() {
+        conditions.push(condition(
+            old,
+            CONDITION_RULES_NOT_ENFORCED,
+            "True",
+            "KernelLacksRuleClasses",
+            left_out_message(&input.left_out, input.counts.targeted),
             g,
             now,
         ));
@@ -344,7 +412,17 @@ mod tests {
         let mut other = entry(NodeProfileState::Error, ACCEPTED, "about the old object");
         other.uid = "old-object".into();
         let other_uid = OnNode::Entry(other);
-        let view = |name, labels, live, on| NodeView { name, labels, live, on };
+        let view = |name, labels, live, on| NodeView {
+            name,
+            labels,
+            live,
+            on,
+            not_enforced: vec![],
+        };
+        let partly = |name, labels, live| NodeView {
+            not_enforced: vec!["mqueue".into(), "userns".into()],
+            ..view(name, labels, live, &installed)
+        };
         let nodes = vec![
             view("n0", &web, true, &installed),
             view("n1", &web, true, &pending),
@@ -356,6 +434,9 @@ mod tests {
             view("n7", &db, true, &installed),
             view("n8", &web, true, &failed_older),
             view("n9", &web, true, &OnNode::Unverified),
+            partly("n10", &web, true),
+            partly("n11", &web, false),
+            partly("n12", &db, true),
         ];
         let selector: LabelSelector =
             serde_json::from_value(serde_json::json!({"matchLabels": {"role": "web"}})).unwrap();
@@ -366,12 +447,16 @@ mod tests {
             selector: Some(&selector),
             state: ProfileState::Enabled,
         };
-        let (counts, failures) = aggregate(&profile, &nodes);
+        let Aggregate {
+            counts,
+            failures,
+            left_out,
+        } = aggregate(&profile, &nodes);
         assert_eq!(
             counts,
             NodeCounts {
-                targeted: 8,
-                installed: 1,
+                targeted: 9,
+                installed: 2,
                 failed: 1,
                 pending: 5,
                 unsupported: 1
@@ -385,6 +470,18 @@ mod tests {
             }]
         );
         assert_eq!(
+            left_out,
+            vec![LeftOut {
+                node: "n10".into(),
+                rules: vec!["mqueue".into(), "userns".into()]
+            }],
+            "only a live, selected node that installed the content counts"
+        );
+        assert_eq!(
+            left_out_message(&left_out, counts.targeted),
+            "installed on 1/9 targeted nodes without rule classes their kernels do not mediate; the rest of the profile is enforced there: n10 (mqueue, userns)"
+        );
+        assert_eq!(
             readiness(Acceptance::Accepted, Some(&content), ProfileState::Enabled, &counts).1,
             "Degraded"
         );
@@ -394,7 +491,7 @@ mod tests {
             ..profile
         };
         assert_eq!(
-            aggregate(&nothing_accepted, &nodes).0.installed,
+            aggregate(&nothing_accepted, &nodes).counts.installed,
             0,
             "nothing counts before acceptance"
         );
@@ -402,7 +499,7 @@ mod tests {
             state: ProfileState::Disabled,
             ..nothing_accepted
         };
-        assert_eq!(aggregate(&disabled, &nodes).0, NodeCounts::default());
+        assert_eq!(aggregate(&disabled, &nodes), Aggregate::default());
     }
 
     #[test]
@@ -454,6 +551,7 @@ mod tests {
             state: ProfileState::Enabled,
             counts,
             failures: vec![],
+            left_out: vec![],
             localhost_profile: None,
             workloads,
             deleting: false,
@@ -521,6 +619,51 @@ mod tests {
         );
         assert!(clean.ignored_syscalls.is_empty());
         assert!(!clean.conditions.iter().any(|c| c.type_ == CONDITION_SYSCALLS_IGNORED));
+    }
+
+    #[test]
+    fn rules_left_out_on_some_nodes_are_a_warning_naming_them() {
+        let t = Time(Timestamp::from_second(1_000).unwrap());
+        let workloads = BTreeSet::new();
+        let counts = NodeCounts {
+            targeted: 7,
+            installed: 7,
+            ..NodeCounts::default()
+        };
+        let clean = build(input(None, Acceptance::Accepted, counts.clone(), &workloads), &t);
+        assert!(!clean.conditions.iter().any(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED));
+        let left_out: Vec<LeftOut> = (0..6)
+            .map(|i| LeftOut {
+                node: format!("old-{i}"),
+                rules: vec!["io_uring".into(), "userns".into()],
+            })
+            .collect();
+        let warned = build(
+            StatusInput {
+                left_out,
+                ..input(None, Acceptance::Accepted, counts, &workloads)
+            },
+            &t,
+        );
+        let c = warned
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED)
+            .expect("the warning");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "KernelLacksRuleClasses")
+        );
+        assert!(
+            c.message
+                .starts_with("installed on 6/7 targeted nodes without rule classes"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("old-0 (io_uring, userns); old-1"), "{}", c.message);
+        assert!(c.message.ends_with("; and 1 more"), "{}", c.message);
+        let ready = warned.conditions.iter().find(|c| c.type_ == CONDITION_READY).unwrap();
+        assert_eq!(ready.status, "True", "a warning, not a failure");
     }
 
     #[test]

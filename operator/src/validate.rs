@@ -38,6 +38,8 @@ impl ParserConfig {
         Parser {
             program: self.parser.clone(),
             include_dir: self.include_dir.clone(),
+            // The operator's include directory is its image's: the newest ABI it ships.
+            abi_dir: None,
             budget: self.budget.clone(),
             kernel: None,
         }
@@ -276,7 +278,7 @@ pub async fn validate_apparmor(profile: &AppArmorProfile, parser: &ParserConfig)
 pub async fn compile_apparmor(name: &str, rendered: &RenderedPolicy, parser: &ParserConfig) -> Result<(), Verdict> {
     let complain = rendered.mode == palisade_domain::AppArmorMode::Complain;
     let binary = match parser.apparmor().compile(&rendered.text, complain).await {
-        Ok(binary) => binary,
+        Ok(compiled) => compiled.binary,
         Err(ParserError::Refused(message)) => {
             return Err(Verdict::Invalid(format!("spec.policy: apparmor_parser: {message}")));
         }

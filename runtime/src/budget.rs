@@ -431,6 +431,10 @@ pub struct Parser {
     pub program: PathBuf,
     /// The directory includes resolve against (`-I`): the host's `/etc/apparmor.d`.
     pub include_dir: PathBuf,
+    /// A directory searched after `include_dir` that holds only the parser's own policy ABI
+    /// files (`abi/4.0`, ...): a policy written for a newer ABI than the host's userspace
+    /// ships still compiles with this parser. `None`: only `include_dir`.
+    pub abi_dir: Option<PathBuf>,
     pub budget: Budget,
     /// The kernel to compile for and load into (an agent); `None`: compile only, for the
     /// features the parser finds itself (the operator).
@@ -466,11 +470,12 @@ impl Parser {
         Ok(first.rsplit(' ').next().unwrap_or(first).to_string())
     }
 
-    /// Compiles `source` to a binary policy (never loaded), in complain mode if asked.
-    pub async fn compile(&self, source: &str, complain: bool) -> Result<Vec<u8>, ParserError> {
+    /// Compiles `source` to a binary policy (never loaded), in complain mode if asked, with
+    /// the rule classes the parser says the kernel will not enforce.
+    pub async fn compile(&self, source: &str, complain: bool) -> Result<Compiled, ParserError> {
         let out = self
             .run(
-                compile_args(&self.include_dir, complain),
+                compile_args(&self.include_dir, self.abi_dir.as_deref(), complain),
                 Some(source.as_bytes().to_vec()),
                 vec![],
             )
@@ -478,7 +483,10 @@ impl Parser {
         if !out.status.success() {
             return Err(ParserError::Refused(parser_message(&out.stderr, out.status.code())));
         }
-        Ok(out.stdout)
+        Ok(Compiled {
+            binary: out.stdout,
+            not_enforced: not_enforced(&out.stderr),
+        })
     }
 
     /// Loads (or replaces) exactly the binary policy in `compiled` into the kernel.
@@ -499,6 +507,7 @@ impl Parser {
     ) -> Result<std::process::Output, RunError> {
         let mut readable: Vec<PathBuf> = SYSTEM_READABLE.iter().map(PathBuf::from).collect();
         readable.push(self.include_dir.clone());
+        readable.extend(self.abi_dir.clone());
         readable.extend(inputs);
         let mut all: Vec<OsString> = Vec::new();
         if let Some(kernel) = &self.kernel {
@@ -524,13 +533,54 @@ impl Parser {
     }
 }
 
+/// A policy compiled by the parser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compiled {
+    /// The binary policy.
+    pub binary: Vec<u8>,
+    /// The rule classes (`userns`, `io_uring`, `mqueue`, ...) the policy has rules for and
+    /// the kernel it was compiled for does not mediate, in the parser's own words (its
+    /// `rule-not-enforced` warnings): the parser leaves them out, the rest is enforced.
+    pub not_enforced: Vec<String>,
+}
+
+/// At most this many rule classes are kept from the parser's warnings.
+pub const MAX_NOT_ENFORCED: usize = 16;
+
+/// The rule classes named by the parser's `rule-not-enforced` warnings
+/// (`Warning from profile NAME (stdin): CLASS rules not enforced`), sorted, each once. Only
+/// a class word (lowercase letters, digits, `_`, at most 32) counts, so a profile name in
+/// the line cannot add anything else.
+pub fn not_enforced(stderr: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut classes: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("Warning from profile "))
+        .filter_map(|l| l.trim_end().strip_suffix(" rules not enforced"))
+        .filter_map(|l| l.rsplit_once(": ").map(|(_, class)| class))
+        .filter(|c| {
+            !c.is_empty()
+                && c.len() <= 32
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_string)
+        .collect();
+    classes.sort();
+    classes.dedup();
+    classes.truncate(MAX_NOT_ENFORCED);
+    classes
+}
+
 /// The parser's arguments to compile from stdin to a binary policy on stdout.
-pub fn compile_args(include_dir: &Path, complain: bool) -> Vec<OsString> {
+pub fn compile_args(include_dir: &Path, abi_dir: Option<&Path>, complain: bool) -> Vec<OsString> {
     // One compile worker at a time: each process the parser forks has the whole budget.
+    // Quiet, but for the warning that a rule class is not enforced by the kernel.
     let mut args: Vec<OsString> = [
         "--skip-kernel-load",
         "--skip-cache",
         "--quiet",
+        "--warn=rule-not-enforced",
         "--stdout",
         "--jobs=1",
         "--max-jobs=1",
@@ -540,6 +590,10 @@ pub fn compile_args(include_dir: &Path, complain: bool) -> Vec<OsString> {
     .map(Into::into)
     .collect();
     args.push(include_dir.into());
+    if let Some(abi_dir) = abi_dir {
+        args.push("-I".into());
+        args.push(abi_dir.into());
+    }
     if complain {
         args.push("--Complain".into());
     }
@@ -573,6 +627,25 @@ pub fn parser_message(stderr: &[u8], code: Option<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_classes_not_enforced_are_read_from_the_parsers_warnings_only() {
+        // apparmor_parser 4.1's words, a profile's name chosen to look like a warning, and
+        // other warnings.
+        let stderr = b"Warning from profile t1 (stdin): userns rules not enforced\n\
+Warning from profile t1 (stdin): io_uring rules not enforced\n\
+Warning from profile y (stdin): userns rules not enforced\n\
+Warning from profile x): mqueue (stdin): Mqueue; rm -rf rules not enforced\n\
+Warning from profile z (stdin): network rules downgraded\n\
+Cache read/write disabled: interface file missing.\n\
+mqueue rules not enforced\n";
+        assert_eq!(not_enforced(stderr), ["io_uring", "userns"]);
+        assert!(not_enforced(b"").is_empty());
+        let many: String = (0..100)
+            .map(|i| format!("Warning from profile p (stdin): c{i:03} rules not enforced\n"))
+            .collect();
+        assert_eq!(not_enforced(many.as_bytes()).len(), MAX_NOT_ENFORCED);
+    }
 
     fn budget(cpu: u64, wall: u64) -> Budget {
         Budget {
