@@ -630,7 +630,7 @@ mod tests {
             installed: 7,
             ..NodeCounts::default()
         };
-        let clean = build(input(None, Acceptance::Accepted, counts.clone(), &workloads), &t);
+        let clean = build(input(None, Acceptance::Accepted, counts, &workloads), &t);
         assert!(!clean.conditions.iter().any(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED));
         let left_out: Vec<LeftOut> = (0..6)
             .map(|i| LeftOut {
