@@ -380,6 +380,7 @@ impl Cluster {
         let dir = self.node_dir(node);
         let drift = self.options.drift_interval;
         let bin = self.bin_dir.join("palisade-agent");
+        let features = self.kernel_features(node);
         let agent = self.agents.get_mut(node).context("unknown node")?;
         // While the agent was down another process may have taken its port (free ports
         // are handed out to every test running beside this one): then it gets a new one.
@@ -403,7 +404,8 @@ impl Cluster {
             .arg(dir.join("state"))
             .args(["--metrics-address", &addr, "--health-address", &addr])
             .args(["--drift-interval", &drift.to_string()])
-            .args(["--simulate-apparmor-kernel", SIMULATED_FEATURES])
+            .arg("--simulate-apparmor-kernel")
+            .arg(features)
             .args(["--seccomp-subdir", &self.options.seccomp_subdir])
             .args(&self.options.agent_args);
         // The node's simulated /proc, unless the test gives the agents one of its own.
@@ -412,6 +414,34 @@ impl Cluster {
         }
         agent.proc = Some(Proc::spawn(&format!("agent {node}"), &mut cmd, &dir.join("agent.log"))?);
         Ok(())
+    }
+
+    /// The features file a node's simulated kernel claims: [`SIMULATED_FEATURES`] unless
+    /// [`Cluster::set_kernel_features`] gave the node its own.
+    pub fn kernel_features(&self, node: &str) -> PathBuf {
+        let own = self.node_dir(node).join("kernel-features");
+        if own.exists() {
+            own
+        } else {
+            PathBuf::from(SIMULATED_FEATURES)
+        }
+    }
+
+    /// Gives a node's simulated kernel [`SIMULATED_FEATURES`] plus `extra` (flattened
+    /// features, such as `dbus {mask {send\n}\n}`) and restarts its agent, as a node booted
+    /// into a newer kernel: the agent compiles for the new features from then on.
+    pub fn set_kernel_features(&mut self, node: &str, extra: &str) -> Result<()> {
+        let base = std::fs::read_to_string(SIMULATED_FEATURES).with_context(|| SIMULATED_FEATURES.to_string())?;
+        let text = format!("{base}{extra}");
+        let fs = self.node_dir(node).join("apparmorfs");
+        for name in simulated_feature_names(&text) {
+            std::fs::create_dir_all(fs.join("features").join(name))?;
+        }
+        std::fs::write(self.node_dir(node).join("kernel-features"), text)?;
+        // The new kernel starts with nothing loaded.
+        std::fs::write(fs.join("profiles"), b"")?;
+        self.kill_agent(node);
+        self.start_agent(node)
     }
 
     /// SIGKILLs a node's agent (a crash).

@@ -91,3 +91,75 @@ async fn examples_install_on_every_node_update_and_removal() {
     .unwrap();
     assert!(cluster.apparmor_loaded("node-1").contains_key("log-shipper"));
 }
+
+/// A rule class some nodes' kernels do not mediate (the real parser's judgement, for
+/// simulated kernels: node-2's claims dbus mediation, the others' do not): the profile loads
+/// everywhere, the nodes that leave dbus out name it in their reports, and the profile's
+/// `RulesNotEnforced` warning names exactly them; it follows a node's kernel upgrade.
+#[tokio::test]
+async fn rule_classes_a_kernel_cannot_enforce_are_named_per_node() {
+    use palisade_domain::{CONDITION_RULES_NOT_ENFORCED, NodeProfileStatus};
+    let mut cluster = Cluster::start(Options::default()).await.expect("cluster starts");
+    cluster
+        .set_kernel_features("node-2", "dbus {mask {acquire send receive\n}\n}\n")
+        .unwrap();
+    let client = cluster.cp.client().await.unwrap();
+    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let nps: Api<NodeProfileStatus> = Api::all(client.clone());
+    let policy = "abi <abi/3.0>,\nprofile talks-dbus {\n  file,\n  dbus send bus=system,\n}\n";
+    palisade_e2e::cluster::apply_json(
+        &client,
+        json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+               "metadata": {"name": "talks-dbus"}, "spec": {"policy": policy}}),
+    )
+    .await
+    .unwrap();
+    wait_installed(&aap, "talks-dbus", 3).await.unwrap();
+    let warning = |p: &AppArmorProfile| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED))
+            .map(|c| c.message.clone())
+    };
+    let message = wait_for("the warning names node-0 and node-1", T, || async {
+        Ok(warning(&aap.get("talks-dbus").await?).filter(|m| m.contains("node-1")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        message,
+        "installed on 2/3 targeted nodes without rule classes their kernels do not mediate; the rest of the profile is enforced there: node-0 (dbus); node-1 (dbus)"
+    );
+    for node in ["node-0", "node-1", "node-2"] {
+        assert_eq!(
+            cluster.apparmor_loaded(node).get("talks-dbus").map(String::as_str),
+            Some("enforce"),
+            "{node}"
+        );
+        let report = nps.get(node).await.unwrap().status.unwrap();
+        let partial: Vec<(&str, &[String])> = report
+            .partial
+            .iter()
+            .map(|p| (p.name.as_str(), p.not_enforced.as_slice()))
+            .collect();
+        if node == "node-2" {
+            assert!(partial.is_empty(), "{node} mediates dbus: {partial:?}");
+        } else {
+            assert_eq!(partial, [("talks-dbus", &["dbus".to_string()][..])], "{node}");
+        }
+    }
+    // node-0 boots a kernel that mediates dbus: the profile is loaded again for it, and the
+    // warning names node-1 alone.
+    cluster
+        .set_kernel_features("node-0", "dbus {mask {acquire send receive\n}\n}\n")
+        .unwrap();
+    wait_for("the warning names node-1 alone", T, || async {
+        Ok(warning(&aap.get("talks-dbus").await?).filter(|m| !m.contains("node-0") && m.contains("1/3")))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cluster.apparmor_loaded("node-0").get("talks-dbus").map(String::as_str),
+        Some("enforce")
+    );
+}
