@@ -64,7 +64,8 @@ pub struct ProfileRow {
     pub pending: u32,
     pub failed: u32,
     pub unsupported: u32,
-    /// The warning (seccomp: `SyscallsIgnored` / `DenyFailsOpen`), if any.
+    /// The warning (seccomp: `SyscallsIgnored` / `DenyFailsOpen`; AppArmor:
+    /// `KernelLacksRuleClasses`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
     /// Each node's entry for the profile (every node for one profile; otherwise the nodes
@@ -114,9 +115,13 @@ fn row(kind: ProfileKind, name: &str, status: Option<&ProfileStatus>) -> Profile
     let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let warning = status
         .and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == palisade_domain::CONDITION_SYSCALLS_IGNORED)
+            s.conditions.iter().find(|c| {
+                [
+                    palisade_domain::CONDITION_SYSCALLS_IGNORED,
+                    palisade_domain::CONDITION_RULES_NOT_ENFORCED,
+                ]
+                .contains(&c.type_.as_str())
+            })
         })
         .map(|c| c.reason.clone());
     let counts = status.and_then(|s| s.nodes).unwrap_or_default();
@@ -225,7 +230,24 @@ pub fn on_nodes(
         let none = BTreeMap::new();
         for (kind, name, standing) in judge(status, labels.get(&node).unwrap_or(&none), &expected) {
             let (state, current, message) = match standing {
-                Standing::Installed => (NodeProfileState::Installed, true, String::new()),
+                Standing::Installed => {
+                    // What this node's kernel leaves out of the accepted content, if anything.
+                    let left_out = status
+                        .partial
+                        .iter()
+                        .find(|p| {
+                            p.kind == kind
+                                && p.name == name
+                                && accepted.get(&(kind, name.as_str())) == Some(&digest_key(&p.digest))
+                        })
+                        .map(|p| {
+                            format!(
+                                "rules not enforced by this node's kernel (left out): {}",
+                                p.not_enforced.join(", ")
+                            )
+                        });
+                    (NodeProfileState::Installed, true, left_out.unwrap_or_default())
+                }
                 Standing::Listed(e) => (
                     e.state,
                     accepted.get(&(kind, name.as_str())) == Some(&digest_key(&e.digest)),

@@ -148,6 +148,13 @@ async fn rule_classes_a_kernel_cannot_enforce_are_named_per_node() {
             assert_eq!(partial, [("talks-dbus", &["dbus".to_string()][..])], "{node}");
         }
     }
+    // `palisade status` shows the warning, and what each node left out beside it.
+    let (ok, out, err) = cluster.palisade(&["status", "talks-dbus"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("KernelLacksRuleClasses"), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("left out): dbus")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines.iter().all(|l| !l.contains("node-2")), "{out}");
     // node-0 boots a kernel that mediates dbus: the profile is loaded again for it, and the
     // warning names node-1 alone.
     cluster
