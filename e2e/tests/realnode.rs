@@ -576,6 +576,149 @@ async fn apparmor_raw_enforce_and_complain(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// AppArmor 4/5 policy on every kind of node, and the host's own parser beside the agent.
+/// Three policies: rule classes of ABI 4.0 (`userns`, `io_uring`, `mqueue`), the `all` rule,
+/// and a classic ABI 3.0 policy in complain mode. On each node:
+/// - Palisade loads every one of them (the agent's parser is 4.1, the ABI files it ships
+///   stand in for a host whose userspace has no `abi/4.0`), in the mode asked;
+/// - the rule classes this node's kernel does not mediate are named in the node's report
+///   (`partial`), and in the profile's `RulesNotEnforced` warning, with exactly those nodes;
+/// - the host's own `apparmor_parser` loads the same policy (under another name): when it
+///   does, so did Palisade, in the same kernel mode, leaving out the same rule classes.
+async fn apparmor_4_policy_on_every_kind_of_node(env: &Env) -> Result<()> {
+    let Some(cluster) = env.cluster.as_ref() else {
+        return Err(anyhow!(Skip("needs a shell on each node")));
+    };
+    const POLICIES: [(&str, &str, &str); 3] = [
+        (
+            "rn-aa4-classes",
+            "Enforce",
+            "abi <abi/4.0>,\ninclude <tunables/global>\nprofile NAME {\n  include <abstractions/base>\n  file,\n  userns,\n  io_uring,\n  mqueue,\n}\n",
+        ),
+        ("rn-aa4-all", "Enforce", "abi <abi/4.0>,\nprofile NAME {\n  all,\n}\n"),
+        (
+            "rn-aa3-classic",
+            "Complain",
+            "abi <abi/3.0>,\ninclude <tunables/global>\nprofile NAME {\n  include <abstractions/base>\n  network inet stream,\n  signal send,\n  /tmp/** rw,\n}\n",
+        ),
+    ];
+    for (name, mode, policy) in POLICIES {
+        let profile = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
+            "metadata": {"name": name}, "spec": {"mode": mode, "policy": policy.replace("NAME", name)}});
+        env.apply_ready(profile).await?;
+    }
+    let nps: Api<palisade_domain::NodeProfileStatus> = Api::all(env.client.clone());
+    let mut left_out_nodes = Vec::new();
+    for (i, node) in cluster.nodes().iter().enumerate() {
+        let node_name = &env.nodes[i];
+        let report = nps.get(node_name).await?.status.context("no report")?;
+        let features = node
+            .exec_ok("ls /sys/kernel/security/apparmor/features | tr '\\n' ' '; echo; ls /sys/kernel/security/apparmor/features/namespaces 2>/dev/null | tr '\\n' ' '")
+            .await?;
+        progress(
+            env.start,
+            &format!("[{node_name}] kernel AppArmor features: {}", features.trim()),
+        );
+        for (name, mode, policy) in POLICIES {
+            let word = if mode == "Complain" { "complain" } else { "enforce" };
+            ensure!(
+                !report.exceptions.iter().any(|e| e.name == name),
+                "[{node_name}] {name} not installed: {:?}",
+                report.exceptions
+            );
+            let loaded = node
+                .exec_ok(&format!(
+                    "grep '^{name} (' /sys/kernel/security/apparmor/profiles || true"
+                ))
+                .await?;
+            ensure!(
+                loaded.trim() == format!("{name} ({word})"),
+                "[{node_name}] the kernel lists {loaded:?}, not {name} ({word})"
+            );
+            let agent: Vec<String> = report
+                .partial
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.not_enforced.clone())
+                .unwrap_or_default();
+            if name == "rn-aa4-classes" && !agent.is_empty() {
+                left_out_nodes.push(node_name.clone());
+            }
+            // The host's own parser, on the same policy under another name, into the same kernel.
+            let host_name = format!("hostcmp-{name}");
+            let flag = if mode == "Complain" { "-C" } else { "" };
+            let script = format!(
+                "d=$(mktemp -d); cat > $d/p <<'POLICY'\n{}POLICY\n\
+                 apparmor_parser --version | head -1\n\
+                 out=$(apparmor_parser -r --skip-cache {flag} --warn=rule-not-enforced $d/p 2>&1); echo \"rc=$?\"\n\
+                 echo \"$out\" | sed 's/^/parser: /'\n\
+                 echo \"left out: $(echo \"$out\" | grep -o '[a-z_0-9]* rules not enforced' | cut -d' ' -f1 | sort -u | tr '\\n' ' ')\"\n\
+                 echo \"kernel: $(grep '^{host_name} (' /sys/kernel/security/apparmor/profiles)\"\n\
+                 apparmor_parser -R $d/p >/dev/null 2>&1; rm -rf $d",
+                policy.replace("NAME", &host_name)
+            );
+            let out = node.exec_ok(&script).await?;
+            let field = |key: &str| {
+                out.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            let host_left_out: Vec<String> = field("left out:").split_whitespace().map(str::to_string).collect();
+            progress(
+                env.start,
+                &format!(
+                    "[{node_name}] {name}: Palisade loaded it ({word}), left out {agent:?}; host parser ({}): {}, left out {host_left_out:?}",
+                    out.lines().next().unwrap_or_default(),
+                    if field("rc=") == "0" {
+                        "loaded".to_string()
+                    } else {
+                        format!(
+                            "refused: {}",
+                            out.lines()
+                                .filter(|l| l.starts_with("parser: "))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        )
+                    },
+                ),
+            );
+            if field("rc=") == "0" {
+                ensure!(
+                    field("kernel:") == format!("{host_name} ({word})"),
+                    "[{node_name}] the host's parser loaded {name} as {:?}, Palisade as {word}",
+                    field("kernel:")
+                );
+                ensure!(
+                    host_left_out == agent,
+                    "[{node_name}] {name}: the host's parser leaves out {host_left_out:?}, Palisade {agent:?}"
+                );
+            }
+        }
+    }
+    // The warning names exactly the nodes that left rule classes out.
+    let status = env.profile_status("apparmorprofile", "rn-aa4-classes");
+    let warning = env.kubectl(&[
+        "get",
+        "apparmorprofile",
+        "rn-aa4-classes",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"RulesNotEnforced\")].message}",
+    ])?;
+    for node in &env.nodes {
+        ensure!(
+            warning.contains(&format!("{node} (")) == left_out_nodes.contains(node),
+            "RulesNotEnforced {warning:?} against the nodes that left rules out {left_out_nodes:?}: {status}"
+        );
+    }
+    progress(env.start, &format!("RulesNotEnforced: {warning:?}"));
+    for (name, _, _) in POLICIES {
+        env.delete_profile("apparmorprofile", name).await?;
+    }
+    Ok(())
+}
+
 /// An `abstract` AppArmorProfile confines a pod as its rendered rules say, referenced the
 /// older way: the `container.apparmor.security.beta.kubernetes.io/<container>` annotation.
 async fn apparmor_abstract_via_annotation(env: &Env) -> Result<()> {
@@ -2085,6 +2228,9 @@ const TESTS: &[(&str, Scope, TestFn)] = &[
     }),
     ("apparmor_raw_enforce_and_complain", EveryNode, |e| {
         apparmor_raw_enforce_and_complain(e).boxed()
+    }),
+    ("apparmor_4_policy_on_every_kind_of_node", Once, |e| {
+        apparmor_4_policy_on_every_kind_of_node(e).boxed()
     }),
     ("apparmor_abstract_via_annotation", Once, |e| {
         apparmor_abstract_via_annotation(e).boxed()
