@@ -95,6 +95,12 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
         json_path = ".status.nodes.targeted",
         description = "Nodes the profile selects"
     ),
+    printcolumn(
+        name = "Warning",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"RulesNotEnforced\")].reason",
+        description = "Set when some nodes' kernels do not mediate rule classes of the profile (see the RulesNotEnforced condition)"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

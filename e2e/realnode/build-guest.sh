@@ -2,8 +2,9 @@
 # Builds a real-node guest: Debian with Debian's kernel (AppArmor the active LSM), systemd,
 # containerd with runc and crun, the CNI plugins, iptables (kube-proxy) and busybox-static (the test
 # images). Everything node-specific (certificates, kubelet, images) arrives at boot from the
-# 9p share, so this image depends only on this script and its argument, and is built once, into
-#   $PALISADE_CACHE/realnode/guest-<kind>-<hash of this script>/  {vmlinuz, initrd, disk.img, packages.txt}
+# 9p share, so this image depends only on this script, guest/containerd.toml and its argument,
+# and is built once, into
+#   $PALISADE_CACHE/realnode/guest-<kind>-<hash of those>/  {vmlinuz, initrd, disk.img, packages.txt}
 # and reused. Prints that directory on stdout; progress goes to stderr.
 #
 #   build-guest.sh [KIND]   KIND: a Debian suite, `-arm64` after it for an arm64 guest
@@ -22,7 +23,10 @@ arch=amd64 console=ttyS0
 [[ $kind == *-arm64 ]] && arch=arm64 console=ttyAMA0
 [[ $suite =~ ^[a-z]+$ ]] || { echo "error: '$kind' is not a Debian suite (e.g. bookworm, bookworm-arm64)" >&2; exit 1; }
 cache="${PALISADE_CACHE:-$HOME/.cache/palisade}"
-key=$( (cat "$script"; echo "$kind") | sha256sum | cut -c1-16)
+# containerd's configuration is baked in (the same file boot.sh installs from the share), so
+# the first boot does not restart containerd: it is part of the key.
+containerd_toml="$(dirname "$script")/guest/containerd.toml"
+key=$( (cat "$script" "$containerd_toml"; echo "$kind") | sha256sum | cut -c1-16)
 out="$cache/realnode/guest-$kind-$key"
 if [[ -f "$out/disk.img" && -f "$out/vmlinuz" && -f "$out/initrd" ]]; then
   echo "$out"
@@ -81,6 +85,7 @@ mmdebstrap --mode=root --variant=minbase --architectures="$arch" --aptopt='Acqui
   --customize-hook="printf '%s\n' '$unit' > \"\$1/etc/systemd/system/palisade-node.service\"" \
   --customize-hook='chroot "$1" systemctl enable palisade-node.service' \
   --customize-hook='chroot "$1" systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer getty@tty1.service serial-getty@'"$console"'.service' \
+  --customize-hook="mkdir -p \"\$1/etc/containerd\" && cp '$containerd_toml' \"\$1/etc/containerd/config.toml\"" \
   --customize-hook='printf "overlay\nbr_netfilter\n" > "$1/etc/modules-load.d/k8s.conf"' \
   --customize-hook='printf "net.ipv4.ip_forward=1\nnet.bridge.bridge-nf-call-iptables=1\n" > "$1/etc/sysctl.d/99-k8s.conf"' \
   --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" > "$1/.packages.txt"' \

@@ -654,8 +654,19 @@ async fn apparmor_4_policy_on_every_kind_of_node(env: &Env) -> Result<()> {
                  echo \"$out\" | sed 's/^/parser: /'\n\
                  echo \"left out: $(echo \"$out\" | grep -o '[a-z_0-9]* rules not enforced' | cut -d' ' -f1 | sort -u | tr '\\n' ' ')\"\n\
                  echo \"kernel: $(grep '^{host_name} (' /sys/kernel/security/apparmor/profiles)\"\n\
+                 {records}\
                  apparmor_parser -R $d/p >/dev/null 2>&1; rm -rf $d",
-                policy.replace("NAME", &host_name)
+                policy.replace("NAME", &host_name),
+                // The complain-mode policy, run by the host: this kernel's audit records, as
+                // the agent's learning reads them, printed for the parser's fixtures.
+                records = if mode == "Complain" {
+                    format!(
+                        "aa-exec -p {host_name} -- /bin/sh -c 'read l < /etc/hostname; echo x > /var/tmp/rn-record; chown 65534 /var/tmp/rn-record; cat /etc/hostname; rm -f /var/tmp/rn-record' >/dev/null 2>&1\n\
+                         dd if=/dev/kmsg iflag=nonblock 2>/dev/null | grep 'profile=\"{host_name}' | sed 's/^/record: /'\n"
+                    )
+                } else {
+                    String::new()
+                }
             );
             let out = node.exec_ok(&script).await?;
             let field = |key: &str| {
@@ -684,6 +695,9 @@ async fn apparmor_4_policy_on_every_kind_of_node(env: &Env) -> Result<()> {
                     },
                 ),
             );
+            for record in out.lines().filter(|l| l.starts_with("record: ")) {
+                eprintln!("  [{node_name}] {record}");
+            }
             if field("rc=") == "0" {
                 ensure!(
                     field("kernel:") == format!("{host_name} ({word})"),
