@@ -65,7 +65,7 @@ pub struct ProfileRow {
     pub failed: u32,
     pub unsupported: u32,
     /// The warning (seccomp: `SyscallsIgnored` / `DenyFailsOpen`; AppArmor:
-    /// `KernelLacksRuleClasses`), if any.
+    /// `RuleClassesLeftOut`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
     /// Each node's entry for the profile (every node for one profile; otherwise the nodes
@@ -221,6 +221,7 @@ pub fn on_nodes(
         .iter()
         .filter_map(|e| Some(((e.kind, e.name), digest_key(e.accepted?))))
         .collect();
+    let uids: HashMap<(ProfileKind, &str), &str> = expected.iter().map(|e| ((e.kind, e.name), e.uid)).collect();
     let labels: HashMap<String, BTreeMap<String, String>> =
         nodes.iter().map(|n| (n.name_any(), n.labels().clone())).collect();
     let mut out = BTreeMap::new();
@@ -238,13 +239,17 @@ pub fn on_nodes(
                         .find(|p| {
                             p.kind == kind
                                 && p.name == name
+                                && uids.get(&(kind, name.as_str())) == Some(&p.uid.as_str())
                                 && accepted.get(&(kind, name.as_str())) == Some(&digest_key(&p.digest))
                         })
                         .map(|p| {
-                            format!(
-                                "rules not enforced by this node's kernel (left out): {}",
-                                p.not_enforced.join(", ")
-                            )
+                            let classes: Vec<&str> = p
+                                .not_enforced
+                                .iter()
+                                .map(String::as_str)
+                                .filter(|c| palisade_domain::nodestatus::is_rule_class(c))
+                                .collect();
+                            format!("rule classes left out on this node: {}", classes.join(", "))
                         });
                     (NodeProfileState::Installed, true, left_out.unwrap_or_default())
                 }

@@ -141,7 +141,8 @@ pub const CONDITION_SYSCALLS_IGNORED: &str = "SyscallsIgnored";
 /// more than it confines (seccomp `errnoRet: 0` on a denial, `SPEC_ALLOW`); a warning.
 pub const CONDITION_WEAKENED: &str = "Weakened";
 /// Condition type present (True) when targeted nodes installed the accepted AppArmor
-/// content without rule classes their kernels do not mediate; a warning naming the nodes.
+/// content with rule classes left out (not mediated by their kernels, or not in the
+/// policy's declared ABI); a warning naming the nodes.
 pub const CONDITION_RULES_NOT_ENFORCED: &str = "RulesNotEnforced";
 
 /// The content the operator accepted, if any: the gate agents install through.

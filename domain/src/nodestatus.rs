@@ -110,13 +110,17 @@ pub struct NodeProfileStatusStatus {
     /// profile not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_exceptions: u32,
-    /// Profiles installed at their accepted content that this node's kernel enforces only
-    /// in part: each names in `notEnforced` the rule classes the kernel does not mediate.
-    /// They count as installed (in `installed`) all the same.
+    /// Profiles installed at their accepted content that this node enforces only in part:
+    /// each names in `notEnforced` the rule classes its parser left out for this kernel
+    /// (or for the ABI the policy declares). They count as installed (in `installed`) all
+    /// the same. At most 256, by kind and name; the rest are counted in `omittedPartial`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5000))]
+    #[schemars(length(max = 256))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
     pub partial: Vec<NodeProfile>,
+    /// Profiles enforced in part left out of `partial` to keep the report small.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_partial: u32,
     /// What the node learned from audit records, per profile in Complain mode (AppArmor)
     /// or whose filter logs (seccomp), when the agent learns (`--learn`). Written by the
     /// agent under a field manager of its own.
@@ -351,6 +355,26 @@ pub fn bounded(mut profiles: Vec<NodeProfile>) -> (Vec<NodeProfile>, u32) {
     (profiles, omitted)
 }
 
+/// At most this many entries in a report's `partial`.
+pub const MAX_PARTIAL: usize = 256;
+
+/// A rule class as a report names it (`userns`, `io_uring`, ...): 1 to 32 lowercase
+/// letters, digits or `_`. Anything else a node writes there is not shown.
+pub fn is_rule_class(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The first 256 of `partial` by kind and name, and how many were left out.
+pub fn bounded_partial(mut partial: Vec<NodeProfile>) -> (Vec<NodeProfile>, u32) {
+    partial.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    let omitted = partial.len().saturating_sub(MAX_PARTIAL) as u32;
+    partial.truncate(MAX_PARTIAL);
+    (partial, omitted)
+}
+
 /// The first version of the kind, which listed every profile on the node. No longer
 /// served: it stays in the CRD so objects stored at it are read as the current version (the
 /// agent replaces their status on its first report).
@@ -476,7 +500,7 @@ pub struct NodeProfile {
     /// this kernel said. They are left out here; the rest of the profile is enforced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[schemars(inner(length(max = 32)))]
+    #[schemars(inner(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9_]+$")))]
     pub not_enforced: Vec<String>,
 }
 

@@ -311,7 +311,7 @@ fn rules_a_node_cannot_enforce_stay_healthy_with_the_warning_in_the_message() {
     let (status, message) = health(&profile(1, case));
     assert_eq!(status, "Healthy");
     assert!(
-        message.contains("; warning (KernelLacksRuleClasses): installed on 1/3 targeted nodes")
+        message.contains("; warning (RuleClassesLeftOut): installed on 1/3 targeted nodes")
             && message.ends_with("old-node (userns)"),
         "{message}"
     );

@@ -82,6 +82,11 @@ pub struct Record {
     /// compiled the loaded policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_enforced: Vec<String>,
+    /// The version of the parser that compiled it: another parser (an agent upgrade) may
+    /// compile the same source differently, so the profile is loaded again (records of
+    /// earlier agents have none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parser: String,
 }
 
 const MANAGED_BY: &str = "palisade";
@@ -556,7 +561,8 @@ impl Backend for AppArmorNode {
         if record.is_none() && in_kernel.is_some() {
             return Plan::Refuse(InstallError::ForeignProfile(name.to_string()));
         }
-        let current = record.is_some_and(|r| r.digest == want && r.mode == mode && !r.loading);
+        let parser = self.support.as_deref().unwrap_or_default();
+        let current = record.is_some_and(|r| r.digest == want && r.mode == mode && !r.loading && r.parser == parser);
         let verified = !drift || self.apparmor.verify(name, mode).is_ok();
         if current && verified {
             return Plan::Current;
@@ -571,6 +577,7 @@ impl Backend for AppArmorNode {
                 mode,
                 loading: false,
                 not_enforced: vec![],
+                parser: parser.to_string(),
             },
             text: rendered.text,
             repair: current,

@@ -223,8 +223,8 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
         }
     }
     let (exceptions, omitted_exceptions) = palisade_domain::nodestatus::bounded(exceptions);
-    // Past the bound, the rest go unnamed: the profiles still count as installed.
-    let (partial, _) = palisade_domain::nodestatus::bounded(partial);
+    // Past the bound, the rest are only counted: the profiles still count as installed.
+    let (partial, omitted_partial) = palisade_domain::nodestatus::bounded_partial(partial);
     NodeProfileStatusStatus {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         capabilities: capabilities.clone(),
@@ -235,6 +235,7 @@ pub fn status_of(capabilities: &NodeCapabilities, entries: &[NodeProfile]) -> No
         exceptions,
         omitted_exceptions,
         partial,
+        omitted_partial,
         learned: vec![],
     }
 }
@@ -309,7 +310,19 @@ mod changed_tests {
         part.kind = ProfileKind::AppArmorProfile;
         part.not_enforced = vec!["mqueue".into(), "userns".into()];
         let status = super::status_of(&NodeCapabilities::default(), &[part.clone()]);
-        assert_eq!(status.partial, vec![part]);
+        assert_eq!(status.partial, vec![part.clone()]);
+        assert_eq!(status.omitted_partial, 0);
+        // Bounded: a node holding many such profiles names the first 256 and counts the rest.
+        let many: Vec<NodeProfile> = (0..300)
+            .map(|i| NodeProfile {
+                name: format!("p{i:03}"),
+                ..part.clone()
+            })
+            .collect();
+        let status = super::status_of(&NodeCapabilities::default(), &many);
+        assert_eq!(status.partial.len(), 256);
+        assert_eq!(status.partial[0].name, "p000");
+        assert_eq!(status.omitted_partial, 44);
         assert!(status.exceptions.is_empty());
         let mut want = InstalledSet::default();
         want.add(installed_key(ProfileKind::AppArmorProfile, "u", "d1"));

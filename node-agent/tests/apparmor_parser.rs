@@ -38,6 +38,7 @@ fn record(name: &str, mode: AppArmorMode) -> Record {
         mode,
         loading: false,
         not_enforced: vec![],
+        parser: String::new(),
     }
 }
 

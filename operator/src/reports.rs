@@ -135,7 +135,17 @@ impl Report {
                 .map(|e| {
                     (
                         (e.kind, e.name.clone()),
-                        (e.uid.clone(), e.digest.clone(), e.not_enforced.clone()),
+                        (
+                            e.uid.clone(),
+                            e.digest.clone(),
+                            // A node writes what it likes here: only class words are shown.
+                            e.not_enforced
+                                .iter()
+                                .filter(|c| palisade_domain::nodestatus::is_rule_class(c))
+                                .take(palisade_runtime::budget::MAX_NOT_ENFORCED)
+                                .cloned()
+                                .collect(),
+                        ),
                     )
                 })
                 .collect(),
@@ -696,6 +706,13 @@ mod tests {
         );
         assert!(r.not_enforced("n2", &key("a"), "a", "da").is_empty(), "another node");
         assert!(r.apply(watcher::Event::Apply(partial(json!(["userns"])))).is_empty());
+        // A hostile node's words that are not class words are not repeated anywhere.
+        r.apply(watcher::Event::Apply(partial(json!([
+            "x); node-b (userns",
+            "userns",
+            "\u{1b}[2J"
+        ]))));
+        assert_eq!(r.not_enforced("n1", &key("a"), "a", "da"), vec!["userns".to_string()]);
         assert_eq!(
             r.apply(watcher::Event::Apply(nps("n1", &[("a", "da")], json!([])))),
             vec![key("a")],

@@ -114,7 +114,7 @@ pub fn left_out_message(left_out: &[LeftOut], targeted: u32) -> String {
         .collect();
     let more = left_out.len().saturating_sub(named.len());
     format!(
-        "installed on {}/{} targeted nodes without rule classes their kernels do not mediate; the rest of the profile is enforced there: {}{}",
+        "installed on {}/{} targeted nodes with rule classes left out (not mediated by the node's kernel, or not in the policy's declared ABI); the rest of the profile is enforced there: {}{}",
         left_out.len(),
         targeted,
         named.join("; "),
@@ -317,7 +317,7 @@ pub fn build(input: StatusInput<'_>, now: &Time) -> ProfileStatus {
             old,
             CONDITION_RULES_NOT_ENFORCED,
             "True",
-            "KernelLacksRuleClasses",
+            "RuleClassesLeftOut",
             left_out_message(&input.left_out, input.counts.targeted),
             g,
             now,
@@ -479,7 +479,7 @@ mod tests {
         );
         assert_eq!(
             left_out_message(&left_out, counts.targeted),
-            "installed on 1/9 targeted nodes without rule classes their kernels do not mediate; the rest of the profile is enforced there: n10 (mqueue, userns)"
+            "installed on 1/9 targeted nodes with rule classes left out (not mediated by the node's kernel, or not in the policy's declared ABI); the rest of the profile is enforced there: n10 (mqueue, userns)"
         );
         assert_eq!(
             readiness(Acceptance::Accepted, Some(&content), ProfileState::Enabled, &counts).1,
@@ -650,13 +650,10 @@ mod tests {
             .iter()
             .find(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED)
             .expect("the warning");
-        assert_eq!(
-            (c.status.as_str(), c.reason.as_str()),
-            ("True", "KernelLacksRuleClasses")
-        );
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "RuleClassesLeftOut"));
         assert!(
             c.message
-                .starts_with("installed on 6/7 targeted nodes without rule classes"),
+                .starts_with("installed on 6/7 targeted nodes with rule classes left out"),
             "{}",
             c.message
         );

@@ -507,7 +507,8 @@ impl Parser {
     ) -> Result<std::process::Output, RunError> {
         let mut readable: Vec<PathBuf> = SYSTEM_READABLE.iter().map(PathBuf::from).collect();
         readable.push(self.include_dir.clone());
-        readable.extend(self.abi_dir.clone());
+        // Of the ABI directory, only its `abi/` files.
+        readable.extend(self.abi_dir.as_ref().map(|d| d.join("abi")));
         readable.extend(inputs);
         let mut all: Vec<OsString> = Vec::new();
         if let Some(kernel) = &self.kernel {
@@ -547,25 +548,40 @@ pub struct Compiled {
 /// At most this many rule classes are kept from the parser's warnings.
 pub const MAX_NOT_ENFORCED: usize = 16;
 
+/// The rule class one line of the parser's stderr says is not enforced, if the line is such
+/// a warning (`Warning from profile NAME (stdin): userns rules not enforced`; parser 4.1
+/// also says `mqueue type=posix rules not enforced`, `mount rules not enforce`, `deny unix
+/// socket rule not enforced, can't be downgraded to generic network rule` and `extended
+/// network unix socket rules not enforced`). The class is the message's first word (after
+/// `deny`), or `unix` for the unix socket messages; a message of another shape gives
+/// `other`, so no such warning is ever dropped. Only the text after the last `: ` is read,
+/// so a profile's name cannot add anything.
+pub fn not_enforced_class(line: &str) -> Option<String> {
+    let line = line.trim_end();
+    if !line.starts_with("Warning") || !line.contains("not enforce") {
+        return None;
+    }
+    let message = line.rsplit_once(": ").map_or(line, |(_, m)| m);
+    if !message.contains("not enforce") {
+        return Some("other".into());
+    }
+    let words: Vec<&str> = message.split_whitespace().collect();
+    if words.contains(&"unix") {
+        return Some("unix".into());
+    }
+    let first = words.iter().copied().find(|w| *w != "deny").unwrap_or_default();
+    Some(if palisade_domain::nodestatus::is_rule_class(first) {
+        first.to_string()
+    } else {
+        "other".to_string()
+    })
+}
+
 /// The rule classes named by the parser's `rule-not-enforced` warnings
-/// (`Warning from profile NAME (stdin): CLASS rules not enforced`), sorted, each once. Only
-/// a class word (lowercase letters, digits, `_`, at most 32) counts, so a profile name in
-/// the line cannot add anything else.
+/// ([`not_enforced_class`]), sorted, each once, at most [`MAX_NOT_ENFORCED`].
 pub fn not_enforced(stderr: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(stderr);
-    let mut classes: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("Warning from profile "))
-        .filter_map(|l| l.trim_end().strip_suffix(" rules not enforced"))
-        .filter_map(|l| l.rsplit_once(": ").map(|(_, class)| class))
-        .filter(|c| {
-            !c.is_empty()
-                && c.len() <= 32
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        })
-        .map(str::to_string)
-        .collect();
+    let mut classes: Vec<String> = text.lines().filter_map(not_enforced_class).collect();
     classes.sort();
     classes.dedup();
     classes.truncate(MAX_NOT_ENFORCED);
@@ -608,6 +624,8 @@ pub fn parser_message(stderr: &[u8], code: Option<i32>) -> String {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("Cache read/write disabled"))
+        // Rules not enforced are a warning of a compile that worked, never the error.
+        .filter(|l| not_enforced_class(l).is_none())
         .map(|l| l.chars().map(|c| if c.is_control() { '?' } else { c }).collect())
         .collect();
     if lines.is_empty() {
@@ -635,16 +653,54 @@ mod tests {
         let stderr = b"Warning from profile t1 (stdin): userns rules not enforced\n\
 Warning from profile t1 (stdin): io_uring rules not enforced\n\
 Warning from profile y (stdin): userns rules not enforced\n\
-Warning from profile x): mqueue (stdin): Mqueue; rm -rf rules not enforced\n\
 Warning from profile z (stdin): network rules downgraded\n\
 Cache read/write disabled: interface file missing.\n\
 mqueue rules not enforced\n";
         assert_eq!(not_enforced(stderr), ["io_uring", "userns"]);
+        // Parser 4.1's other shapes of the warning: none is dropped.
+        for (line, class) in [
+            (
+                "Warning from profile p (stdin): mqueue type=posix rules not enforced",
+                "mqueue",
+            ),
+            (
+                "Warning from profile p (stdin): mqueue type=sysv rules not enforced",
+                "mqueue",
+            ),
+            ("Warning from profile p (stdin): mount rules not enforce", "mount"),
+            (
+                "Warning from profile p (stdin): deny unix socket rule not enforced, can't be downgraded to generic network rule",
+                "unix",
+            ),
+            (
+                "Warning from profile p (stdin): extended network unix socket rules not enforced",
+                "unix",
+            ),
+            ("Warning from profile p (stdin): Something new not enforced", "other"),
+            // A name shaped like a class: only the text after the last `: ` counts.
+            (
+                "Warning from profile x): userns rules not enforced (stdin): dbus rules not enforced",
+                "dbus",
+            ),
+            (
+                "Warning from profile x): mqueue (stdin): Mqueue; rm -rf rules not enforced",
+                "other",
+            ),
+        ] {
+            assert_eq!(not_enforced_class(line).as_deref(), Some(class), "{line}");
+        }
+        assert_eq!(
+            not_enforced_class("Warning from profile p (stdin): network rules downgraded"),
+            None
+        );
         assert!(not_enforced(b"").is_empty());
         let many: String = (0..100)
             .map(|i| format!("Warning from profile p (stdin): c{i:03} rules not enforced\n"))
             .collect();
         assert_eq!(not_enforced(many.as_bytes()).len(), MAX_NOT_ENFORCED);
+        // A failed compile's message is the error, not these warnings.
+        let failed = b"Warning from profile p (stdin): userns rules not enforced\nAppArmor parser error at line 3: syntax error\n";
+        assert_eq!(parser_message(failed, Some(1)), "line 3: syntax error");
     }
 
     fn budget(cpu: u64, wall: u64) -> Budget {
