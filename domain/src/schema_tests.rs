@@ -265,7 +265,7 @@ fn crds_are_cluster_scoped_with_short_names_category_and_status() {
         .into_iter()
         .map(|c| c.name)
         .collect();
-    assert_eq!(columns, ["Mode", "Ready", "Installed", "Targeted", "Age"]);
+    assert_eq!(columns, ["Mode", "Ready", "Installed", "Targeted", "Warning", "Age"]);
 }
 
 #[test]

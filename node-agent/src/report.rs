@@ -319,10 +319,10 @@ mod changed_tests {
                 ..part.clone()
             })
             .collect();
-        let status = super::status_of(&NodeCapabilities::default(), &many);
-        assert_eq!(status.partial.len(), 256);
-        assert_eq!(status.partial[0].name, "p000");
-        assert_eq!(status.omitted_partial, 44);
+        let bounded = super::status_of(&NodeCapabilities::default(), &many);
+        assert_eq!(bounded.partial.len(), 256);
+        assert_eq!(bounded.partial[0].name, "p000");
+        assert_eq!(bounded.omitted_partial, 44);
         assert!(status.exceptions.is_empty());
         let mut want = InstalledSet::default();
         want.add(installed_key(ProfileKind::AppArmorProfile, "u", "d1"));
