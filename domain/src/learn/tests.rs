@@ -423,10 +423,15 @@ fn merging_nodes_counts_permissions_and_keeps_first_and_last_seen() {
 // the kernel's notice of the dropped ones.
 
 fn fixture_rules(text: &str) -> Vec<String> {
+    rules_of(text, "learn-demo")
+}
+
+/// The combined rules the records of profile `root` (and its children) in `text` give.
+fn rules_of(text: &str, root: &str) -> Vec<String> {
     let rules: Vec<String> = text
         .lines()
         .filter_map(parse_line)
-        .filter(|r| apparmor_root(r) == Some("learn-demo") && !by_runtime(r))
+        .filter(|r| apparmor_root(r) == Some(root) && !by_runtime(r))
         .filter_map(|r| apparmor_rule(&r).ok())
         .collect();
     combine(&rules)
@@ -471,13 +476,7 @@ fn real_apparmor_records_become_the_workloads_rules() {
 fn kernel_6_and_kernel_7_records_give_the_same_rules() {
     let rules = |text: &str| -> Vec<String> {
         assert!(text.lines().all(|l| parse_line(l).is_some()), "every line is a record");
-        let rules: Vec<String> = text
-            .lines()
-            .filter_map(parse_line)
-            .filter(|r| apparmor_root(r) == Some("hostcmp-rn-aa3-classic") && !by_runtime(r))
-            .filter_map(|r| apparmor_rule(&r).ok())
-            .collect();
-        combine(&rules)
+        rules_of(text, "hostcmp-rn-aa3-classic")
     };
     let k6 = include_str!("fixtures/apparmor-complain-kernel6.1.kmsg");
     let k7 = include_str!("fixtures/apparmor-complain-kernel7.2.kmsg");
