@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ProfileState, ProfileStatus};
+use crate::common::{ProfileState, ProfileStatus, profile_object};
 
 /// AppArmor profile names that belong to someone else, never loaded by Palisade: the
 /// container runtimes' default profiles (a runtime loads its default lazily and skips it when
@@ -132,6 +132,8 @@ pub struct AppArmorProfileSpec {
     #[serde(default)]
     pub state: ProfileState,
 }
+
+profile_object!(AppArmorProfile);
 
 /// AppArmor enforcement mode.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]

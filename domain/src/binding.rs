@@ -11,7 +11,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 use crate::pods::{effective_apparmor, effective_seccomp};
 
 /// Longest `spec.image` (a registry host, a repository path, a tag and a digest).

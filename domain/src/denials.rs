@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 use crate::learn::{Record, RecordKind, apparmor_root};
 
 /// Event reason of an AppArmor denial.

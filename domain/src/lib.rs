@@ -9,7 +9,6 @@ pub mod binding;
 pub mod common;
 pub mod compiled;
 pub mod denials;
-pub mod kind;
 pub mod learn;
 pub mod nodestatus;
 pub mod pods;
@@ -22,11 +21,9 @@ pub use apparmor::{AppArmorMode, AppArmorProfile, AppArmorProfileSpec};
 pub use binding::{ProfileBinding, ProfileBindingSpec, ProfileBindingStatus, ProfileRef, binding_crd};
 pub use common::{
     AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_RULES_NOT_ENFORCED, CONDITION_SYSCALLS_IGNORED,
-    CONDITION_WEAKENED, IgnoredSyscalls, NodeCounts, NodeFailure, ProfileState, ProfileStatus, accepted_content,
-    digest,
+    CONDITION_WEAKENED, IgnoredSyscalls, NodeCounts, NodeFailure, ProfileKind, ProfileObject, ProfileState,
+    ProfileStatus, accepted_content, digest,
 };
-pub use kind::ProfileKind;
-pub use kind::ProfileObject;
 pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,
     NodeProfileState, NodeProfileStatus, NodeProfileStatusStatus, Standing, installed_key, judge,

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 
 /// Version of the NodeProfileStatus kind that agents write and the operator reads.
 pub const NODE_STATUS_VERSION: &str = "v1alpha2";

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::APPARMOR_ANNOTATION_PREFIX;
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 
 /// `localhostProfile` of the SeccompProfile `name`, under the agents' seccomp subdirectory
 /// (the chart's `agent.seccompSubdir`; `operator` for pods migrated from SPO).

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ProfileState, ProfileStatus};
+use crate::common::{ProfileState, ProfileStatus, profile_object};
 
 /// Longest syscall list, names list and args list accepted: far above any real profile,
 /// low enough that a runaway object is refused with a clear message.
@@ -113,6 +113,8 @@ pub struct SeccompProfileSpec {
     #[serde(default)]
     pub state: ProfileState,
 }
+
+profile_object!(SeccompProfile);
 
 /// One seccomp rule: an action for a set of syscalls, optionally narrowed by argument checks.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]

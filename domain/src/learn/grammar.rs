@@ -2,7 +2,7 @@
 //! as it writes them, the operator as it merges a node's report and the CLI as it applies
 //! them.
 
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 
 /// Whether `rule` is one that learning writes, exactly: a syscall name (seccomp), or
 /// (AppArmor), optionally after a `^hat ` or `//child ` scope, one of `capability <cap>,`,

@@ -3,7 +3,7 @@
 
 use super::grammar::{file_perms, is_learnable_rule, printable};
 use super::records::Record;
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 
 // ---------------------------------------------------------------------------------------
 // AppArmor.

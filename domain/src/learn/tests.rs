@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::*;
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 
 fn rule_of(line: &str) -> String {
     apparmor_rule(&parse_line(line).expect("a record")).expect("a rule")
@@ -619,7 +619,7 @@ fn fields_that_would_write_other_rules_are_refused() {
 
 #[test]
 fn the_rule_grammar_takes_learned_rules_and_nothing_else() {
-    use crate::kind::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
+    use crate::common::ProfileKind::{AppArmorProfile as AA, SeccompProfile as SC};
     for ok in [
         "capability chown,",
         "owner /etc/app.conf r,",
@@ -686,7 +686,7 @@ fn a_user_space_audit_message_cannot_forge_a_kernel_record() {
 
 #[test]
 fn rules_that_read_one_way_here_and_another_way_in_the_parser_are_refused() {
-    use crate::kind::ProfileKind::AppArmorProfile as AA;
+    use crate::common::ProfileKind::AppArmorProfile as AA;
     for bad in [
         "\"/a\\@{pid}\" r, file, capability, network, change_profile -> unconfined, #\" r,",
         "/x\\@{pid}* rwlkmix,",

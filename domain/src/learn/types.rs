@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kind::ProfileKind;
+use crate::common::ProfileKind;
 
 /// Most rules one node reports for one profile; more are counted, not listed.
 pub const MAX_RULES_PER_PROFILE: usize = 256;
