@@ -8,7 +8,6 @@ pub mod files;
 pub mod host;
 pub mod learn;
 pub mod metrics;
-pub mod node;
 pub mod report;
 pub mod run;
 pub mod seccomp;

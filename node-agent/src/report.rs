@@ -14,10 +14,17 @@ use palisade_domain::{
 };
 use serde_json::json;
 
-use crate::node::Failure;
-
 /// How long a heartbeat stays valid by default; the agent renews it at a third of this.
 pub const LEASE_SECONDS: u32 = 60;
+
+/// A profile that failed on this node, for an Event on the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ProfileKind,
+    pub name: String,
+    pub uid: String,
+    pub message: String,
+}
 
 pub struct StatusWriter {
     client: Client,

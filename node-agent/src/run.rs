@@ -1,11 +1,11 @@
 //! Wiring: flags, watches, the sync loop, heartbeats and the HTTP endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt};
@@ -15,17 +15,21 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use palisade_domain::{AppArmorProfile, NodeCapabilities, NodeProfile, ProfileObject, ProfileStatus, SeccompProfile};
+use palisade_domain::{
+    AppArmorProfile, NodeCapabilities, NodeProfile, NodeProfileState, ProfileKind, ProfileObject, ProfileStatus,
+    SeccompProfile,
+};
 use palisade_runtime::{Health, LogFormat};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
-use crate::apparmor::{AppArmor, AppArmorConfig};
-use crate::metrics::Metrics;
-use crate::node::NodeState;
-use crate::report::StatusWriter;
+use crate::apparmor::{AppArmor, AppArmorConfig, AppArmorNode};
+use crate::metrics::{Metrics, StateLabels};
+use crate::report::{Failure, StatusWriter};
+use crate::seccomp::SeccompDir;
+use crate::sync::sync_kind;
 
 /// palisade-agent: keeps this node's AppArmor and seccomp profiles in line with the cluster.
 #[derive(clap::Parser, Debug, Clone)]
@@ -223,6 +227,124 @@ fn watch_node(client: &Client, name: &str, notify: Arc<Notify>, health: &Health)
         futures::future::ready(())
     }));
     store
+}
+
+/// What this node holds of both kinds: one whole-node sync runs the loop of [`crate::sync`]
+/// over the seccomp directory and the kernel's AppArmor policy, then counts the states and
+/// the new failures.
+pub struct NodeState {
+    seccomp: SeccompDir,
+    apparmor: AppArmorNode,
+    /// Failures already announced, so Events fire on transitions only.
+    announced: HashMap<(ProfileKind, String), String>,
+    pub metrics: Metrics,
+}
+
+impl NodeState {
+    /// Takes stock of what Palisade already holds on this node (files in its seccomp
+    /// directory, AppArmor ownership records) and removes crash leftovers.
+    /// `apparmor_support` is `Ok(parser version)` or why AppArmor cannot be used here.
+    pub fn new(
+        apparmor: AppArmor,
+        apparmor_support: Result<String, String>,
+        seccomp_dir: PathBuf,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            seccomp: SeccompDir::open(seccomp_dir)?,
+            apparmor: AppArmorNode::open(apparmor, apparmor_support)?,
+            announced: HashMap::new(),
+            metrics,
+        })
+    }
+
+    /// `Ok(parser version)` or why AppArmor cannot be used on this node.
+    pub fn apparmor_support(&self) -> &Result<String, String> {
+        self.apparmor.support()
+    }
+
+    /// `Ok` or why seccomp profiles cannot be written on this node.
+    pub fn seccomp_support(&self) -> &Result<(), String> {
+        self.seccomp.support()
+    }
+
+    /// Brings the node in line with the profiles, as the watches cached them: an object
+    /// that does not parse is not acted on (the operator reports it); what the node already
+    /// holds of it stays, reported Pending.
+    /// `drift` also re-reads files and the kernel's list to find what changed behind the
+    /// agent's back. Returns every profile's entry for the NodeProfileStatus (sorted) and
+    /// the new failures.
+    #[tracing::instrument(name = "sync", skip_all, fields(seccomp = seccomp.len(), apparmor = apparmor.len(), drift))]
+    pub async fn sync(
+        &mut self,
+        seccomp: &[Arc<DeserializeGuard<SeccompProfile>>],
+        apparmor: &[Arc<DeserializeGuard<AppArmorProfile>>],
+        node_labels: &BTreeMap<String, String>,
+        drift: bool,
+    ) -> (Vec<NodeProfile>, Vec<Failure>) {
+        let start = Instant::now();
+        let mut entries = Vec::new();
+        sync_kind(
+            &mut self.seccomp,
+            &self.metrics,
+            seccomp,
+            node_labels,
+            drift,
+            &mut entries,
+        )
+        .await;
+        sync_kind(
+            &mut self.apparmor,
+            &self.metrics,
+            apparmor,
+            node_labels,
+            drift,
+            &mut entries,
+        )
+        .await;
+        entries.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        let failures = self.new_failures(&entries);
+        self.count_states(&entries);
+        self.metrics.sync_seconds.observe(start.elapsed().as_secs_f64());
+        (entries, failures)
+    }
+
+    fn new_failures(&mut self, entries: &[NodeProfile]) -> Vec<Failure> {
+        let mut failures = Vec::new();
+        let mut now = HashMap::new();
+        for e in entries.iter().filter(|e| e.state == NodeProfileState::Error) {
+            let key = (e.kind, e.name.clone());
+            if self.announced.get(&key) != Some(&e.message) {
+                failures.push(Failure {
+                    kind: e.kind,
+                    name: e.name.clone(),
+                    uid: e.uid.clone(),
+                    message: e.message.clone(),
+                });
+            }
+            now.insert(key, e.message.clone());
+        }
+        self.announced = now;
+        failures
+    }
+
+    fn count_states(&self, entries: &[NodeProfile]) {
+        self.metrics.profiles.clear();
+        for e in entries {
+            let state = match e.state {
+                NodeProfileState::Pending => "Pending",
+                NodeProfileState::Installed => "Installed",
+                NodeProfileState::Error => "Error",
+                NodeProfileState::Unsupported => "Unsupported",
+                NodeProfileState::Removing => "Removing",
+            };
+            let labels = StateLabels {
+                kind: e.kind.slug(),
+                state,
+            };
+            self.metrics.profiles.get_or_create(&labels).inc();
+        }
+    }
 }
 
 /// What Palisade holds on this node, and whether AppArmor and seccomp can be used here.

@@ -1,6 +1,6 @@
 //! The sync of one kind of profile: from the profiles the agent watches and its Node's
 //! labels, work out what this node should hold of that kind, make it so, and say where each
-//! profile stands. [`crate::node::NodeState`] runs it for both kinds.
+//! profile stands. [`crate::run::NodeState`] runs it for both kinds.
 //!
 //! Level-triggered: every sync looks at everything, so a missed event, a restart or a crash
 //! mid-batch is repaired by the next one. Cheap when nothing changed: content is compared

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kube::core::DeserializeGuard;
 use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
 use palisade_agent::metrics::Metrics;
-use palisade_agent::node::NodeState;
+use palisade_agent::run::NodeState;
 use palisade_domain::{AppArmorProfile, NodeProfileState};
 use palisade_runtime::budget::Budget;
 use serde_json::json;

@@ -9,7 +9,7 @@ use kube::core::DeserializeGuard;
 use palisade_agent::apparmor::{AppArmor, AppArmorConfig};
 use palisade_agent::files;
 use palisade_agent::metrics::Metrics;
-use palisade_agent::node::NodeState;
+use palisade_agent::run::NodeState;
 use palisade_domain::{NodeProfileState, SeccompProfile};
 use serde_json::json;
 

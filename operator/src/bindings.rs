@@ -56,7 +56,7 @@ pub struct Error(#[from] kube::Error);
 /// The profile's status as cached: `None` when missing, `Some(None)` when it does not parse
 /// or has no status yet.
 fn profile_status(ctx: &BindingContext, kind: ProfileKind, name: &str) -> Option<Option<ProfileStatus>> {
-    crate::watches::cached(&ctx.seccomp, &ctx.apparmor, kind, name).map(|r| r.ok().and_then(|c| c.status))
+    crate::controller::cached_profile(&ctx.seccomp, &ctx.apparmor, kind, name).map(|r| r.ok().and_then(|c| c.status))
 }
 
 /// `Ready` of a binding: (status, reason, message).

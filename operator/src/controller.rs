@@ -13,7 +13,7 @@ use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{self, Store};
 use kube::{Client, Resource, ResourceExt};
 use palisade_domain::render::apparmor as aa_render;
 use palisade_domain::selector::node_selector;
@@ -688,4 +688,33 @@ pub fn error_policy<K: Profile>(obj: Arc<DeserializeGuard<K>>, error: &Error, ct
     let delay = palisade_runtime::backoff::delay(Duration::from_secs(1), MAX_BACKOFF, attempts);
     tracing::warn!(kind = K::KIND.name(), name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// A profile as the caches hold it.
+pub struct Cached {
+    pub status: Option<palisade_domain::ProfileStatus>,
+    /// Its deletion has begun (held while something uses it).
+    pub deleting: bool,
+}
+
+/// The cached profile `name` of `kind`: `None` when there is none, `Err` with the parse
+/// error when it does not parse.
+pub fn cached_profile(
+    seccomp: &Store<DeserializeGuard<SeccompProfile>>,
+    apparmor: &Store<DeserializeGuard<AppArmorProfile>>,
+    kind: palisade_domain::ProfileKind,
+    name: &str,
+) -> Option<Result<Cached, String>> {
+    fn of<K: Profile>(p: &DeserializeGuard<K>) -> Result<Cached, String> {
+        p.0.as_ref()
+            .map(|p| Cached {
+                status: p.profile_status().cloned(),
+                deleting: p.meta().deletion_timestamp.is_some(),
+            })
+            .map_err(|e| e.to_string())
+    }
+    match kind {
+        palisade_domain::ProfileKind::SeccompProfile => seccomp.get(&reflector::ObjectRef::new(name)).map(|p| of(&p)),
+        palisade_domain::ProfileKind::AppArmorProfile => apparmor.get(&reflector::ObjectRef::new(name)).map(|p| of(&p)),
+    }
 }

@@ -14,7 +14,6 @@ pub mod run;
 pub mod status;
 pub mod triggers;
 pub mod validate;
-pub mod watches;
 pub mod webhook;
 
 pub use run::{Args, run};

@@ -31,9 +31,9 @@ use kube::{Api, Client, ResourceExt};
 use palisade_domain::{AppArmorProfile, ProfileBinding, ProfileKind, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
 
+use crate::controller::cached_profile;
 use crate::pods;
 use crate::status::{Problem, problem};
-use crate::watches::cached;
 
 /// What the guard does with a pod naming a missing or rejected profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -452,7 +452,7 @@ pub fn bind(guard: &Guard, namespace: &str, pod: &Pod, response: AdmissionRespon
 /// being deleted (a pod bound to it could not start, or would hold its deletion).
 fn profile_usable(guard: &Guard, kind: ProfileKind, name: &str) -> Result<(), String> {
     let what = format!("{} {name}", kind.name());
-    match cached(&guard.seccomp, &guard.apparmor, kind, name) {
+    match cached_profile(&guard.seccomp, &guard.apparmor, kind, name) {
         None => Err(format!("{what} does not exist")),
         Some(Err(e)) => Err(format!("{what} does not parse: {e}")),
         Some(Ok(c)) if c.deleting => Err(format!("{what} is being deleted")),
@@ -470,7 +470,7 @@ pub fn decide(guard: &Guard, pod: &Pod, mut response: AdmissionResponse) -> Admi
     for (kind, name) in pods::references(pod, &guard.seccomp_subdir) {
         let label = kind.name();
         // One that does not parse counts as missing.
-        let status = cached(&guard.seccomp, &guard.apparmor, kind, &name)
+        let status = cached_profile(&guard.seccomp, &guard.apparmor, kind, &name)
             .and_then(Result::ok)
             .map(|c| c.status);
         match status {
