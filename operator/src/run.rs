@@ -411,11 +411,11 @@ fn follow_watches(
     published: &Arc<Published>,
     router: &Router,
 ) {
-    use triggers::{bases, bindings, leases, nodes, pods, profiles, reports};
+    use triggers::{bases, bindings, leases, nodes, pods, profiles};
     let (ctx, published, router) = (ctx.clone(), published.clone(), router.clone());
     term.spawn(
         "watch/nodeprofilestatuses",
-        reports::follow(events.reports, ctx.reports.clone(), published.clone(), router.clone()),
+        crate::reports::trigger::follow(events.reports, ctx.reports.clone(), published.clone(), router.clone()),
     );
     let index = pods::PodIndex::new(ctx.seccomp_subdir.clone());
     term.spawn(

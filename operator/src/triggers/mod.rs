@@ -3,7 +3,8 @@
 //! watch event to the profiles to look at, tested without an API server, and a `follow`
 //! loop that feeds it its watch and routes what it returns:
 //!
-//! - [`reports`]: a node's report → the profiles whose standing there changed;
+//! - [`crate::reports::trigger`]: a node's report → the profiles whose standing there
+//!   changed (beside the index of reports it feeds);
 //! - [`pods`]: a pod → the profiles it references now or did before;
 //! - [`bindings`]: a ProfileBinding → the profile it names now or did before;
 //! - [`profiles`]: a profile → those waiting on nodes whose expected set it changed, and
@@ -26,7 +27,6 @@ pub mod leases;
 pub mod nodes;
 pub mod pods;
 pub mod profiles;
-pub mod reports;
 
 use futures::{Stream, StreamExt};
 use kube::core::DeserializeGuard;
