@@ -218,6 +218,44 @@ pub fn accepted_content(status: Option<&ProfileStatus>) -> Option<&AcceptedConte
     status.and_then(|s| s.accepted.as_ref())
 }
 
+/// The objects of a guarded watch ([`kube::core::DeserializeGuard`]) that parsed. An object
+/// that does not parse stays in the watch and its cache (one malformed object never fails a
+/// list or a watch), so its controller can say so in its status; every other reader skips it
+/// through this.
+pub fn parsed<K>(objects: &[std::sync::Arc<kube::core::DeserializeGuard<K>>]) -> impl Iterator<Item = &K> {
+    objects.iter().filter_map(|o| o.0.as_ref().ok())
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use std::sync::Arc;
+
+    use crate::SeccompProfile;
+    use kube::core::{DeserializeGuard, ObjectList};
+    use kube::{Resource, ResourceExt};
+    use serde_json::json;
+
+    #[test]
+    fn objects_that_do_not_parse_are_kept_apart_not_fatal() {
+        let obj = |name: &str, spec: serde_json::Value| {
+            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+                "metadata": {"name": name}, "spec": spec})
+        };
+        // A list (as a watch's relist reads it) with one object this version cannot read.
+        let list: ObjectList<DeserializeGuard<SeccompProfile>> = serde_json::from_value(json!({
+            "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfileList", "metadata": {},
+            "items": [obj("good", json!({"defaultAction": "SCMP_ACT_ALLOW"})),
+                      obj("bad", json!({"defaultAction": "SCMP_ACT_NEW"}))]}))
+        .expect("one malformed object does not fail the list");
+        let objects: Vec<Arc<DeserializeGuard<SeccompProfile>>> = list.items.into_iter().map(Arc::new).collect();
+        let good: Vec<String> = super::parsed(&objects).map(|p| p.name_any()).collect();
+        assert_eq!(good, ["good"]);
+        let bad = objects[1].0.as_ref().unwrap_err();
+        assert_eq!(objects[1].meta().name.as_deref(), Some("bad"), "its name is known");
+        assert!(bad.error.contains("SCMP_ACT_NEW"), "{}", bad.error);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ pub use binding::{ProfileBinding, ProfileBindingSpec, ProfileBindingStatus, Prof
 pub use common::{
     AcceptedContent, CONDITION_ACCEPTED, CONDITION_READY, CONDITION_RULES_NOT_ENFORCED, CONDITION_SYSCALLS_IGNORED,
     CONDITION_WEAKENED, IgnoredSyscalls, NodeCounts, NodeFailure, ProfileKind, ProfileObject, ProfileState,
-    ProfileStatus, accepted_content, digest,
+    ProfileStatus, accepted_content, digest, parsed,
 };
 pub use nodestatus::{
     Expectation, InstalledSet, InstalledSummary, KindSummary, NODE_STATUS_VERSION, NodeCapabilities, NodeProfile,

@@ -15,9 +15,9 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use palisade_domain::learn::{self, LearnedProfile, LearnedRule, Record, RecordKind};
+use palisade_domain::parsed;
 use palisade_domain::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, ProfileKind, SeccompProfile};
 use palisade_runtime::backoff::{self, Retryable as _};
-use palisade_runtime::parsed;
 use serde_json::json;
 
 use crate::audit::{NodePods, Process, now_secs};

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kube::core::DeserializeGuard;
-use palisade_runtime::parsed;
+use palisade_domain::parsed;
 use std::path::PathBuf;
 
 use palisade_domain::selector::selects;

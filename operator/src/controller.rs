@@ -229,7 +229,7 @@ impl Profile for SeccompProfile {
     }
     async fn validate(&self, ctx: &Context) -> Result<(AcceptedContent, Warnings), Verdict> {
         // Bases that do not parse are as good as missing.
-        let all: HashMap<String, SeccompProfileSpec> = palisade_runtime::parsed(&ctx.seccomp.state())
+        let all: HashMap<String, SeccompProfileSpec> = palisade_domain::parsed(&ctx.seccomp.state())
             .map(|p| (p.name_any(), p.spec.clone()))
             .collect();
         // Rendered once: its digest keys the cache and is what gets accepted.

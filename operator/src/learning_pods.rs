@@ -19,9 +19,9 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use palisade_domain::parsed;
 use palisade_domain::pods::{LearningPod, MAX_LEARNING_PODS, MAX_LEARNING_PODS_BYTES, learning_pod};
 use palisade_domain::{AppArmorProfile, NodeProfileStatus, ProfileKind, SeccompProfile, learn};
-use palisade_runtime::parsed;
 use tokio::sync::Notify;
 
 /// What each node's report holds (by the watch), and the bell that wakes the publisher.

@@ -222,6 +222,50 @@ pub async fn spawn_http(
     Ok(())
 }
 
+/// Connects to the API server (in-cluster or KUBECONFIG) and checks that Palisade's CRDs
+/// are installed, failing with a hint if not.
+pub async fn connect() -> Result<kube::Client> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    client
+        .list_api_group_resources("palisade.dev/v1alpha1")
+        .await
+        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
+    Ok(client)
+}
+
+/// Hands memory the allocator holds but no longer uses back to the kernel, so RSS follows
+/// what the process keeps rather than its peak (a relist, a large report).
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Caps glibc's malloc arenas (by default up to 8 per core, each keeping its own free
+/// memory) for a process whose threads mostly wait on the network.
+pub fn limit_malloc_arenas(arenas: i32) {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+/// Releases free memory every `period` (see [`release_free_memory`]).
+pub fn spawn_memory_release(period: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            release_free_memory();
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use prometheus_client::metrics::counter::Counter;
@@ -292,86 +336,4 @@ mod tests {
             .unwrap_err();
         assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
     }
-}
-
-/// The objects of a guarded watch ([`kube::core::DeserializeGuard`]) that parsed. An object
-/// that does not parse stays in the watch and its cache (one malformed object never fails a
-/// list or a watch), so its controller can say so in its status; every other reader skips it
-/// through this.
-pub fn parsed<K>(objects: &[Arc<kube::core::DeserializeGuard<K>>]) -> impl Iterator<Item = &K> {
-    objects.iter().filter_map(|o| o.0.as_ref().ok())
-}
-
-#[cfg(test)]
-mod parse_tests {
-    use std::sync::Arc;
-
-    use kube::core::{DeserializeGuard, ObjectList};
-    use kube::{Resource, ResourceExt};
-    use palisade_domain::SeccompProfile;
-    use serde_json::json;
-
-    #[test]
-    fn objects_that_do_not_parse_are_kept_apart_not_fatal() {
-        let obj = |name: &str, spec: serde_json::Value| {
-            json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-                "metadata": {"name": name}, "spec": spec})
-        };
-        // A list (as a watch's relist reads it) with one object this version cannot read.
-        let list: ObjectList<DeserializeGuard<SeccompProfile>> = serde_json::from_value(json!({
-            "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfileList", "metadata": {},
-            "items": [obj("good", json!({"defaultAction": "SCMP_ACT_ALLOW"})),
-                      obj("bad", json!({"defaultAction": "SCMP_ACT_NEW"}))]}))
-        .expect("one malformed object does not fail the list");
-        let objects: Vec<Arc<DeserializeGuard<SeccompProfile>>> = list.items.into_iter().map(Arc::new).collect();
-        let good: Vec<String> = super::parsed(&objects).map(|p| p.name_any()).collect();
-        assert_eq!(good, ["good"]);
-        let bad = objects[1].0.as_ref().unwrap_err();
-        assert_eq!(objects[1].meta().name.as_deref(), Some("bad"), "its name is known");
-        assert!(bad.error.contains("SCMP_ACT_NEW"), "{}", bad.error);
-    }
-}
-
-/// Connects to the API server (in-cluster or KUBECONFIG) and checks that Palisade's CRDs
-/// are installed, failing with a hint if not.
-pub async fn connect() -> Result<kube::Client> {
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
-    client
-        .list_api_group_resources("palisade.dev/v1alpha1")
-        .await
-        .context("Palisade's CRDs are not installed (apply crds/ or install the Helm chart first)")?;
-    Ok(client)
-}
-
-/// Hands memory the allocator holds but no longer uses back to the kernel, so RSS follows
-/// what the process keeps rather than its peak (a relist, a large report).
-pub fn release_free_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Caps glibc's malloc arenas (by default up to 8 per core, each keeping its own free
-/// memory) for a process whose threads mostly wait on the network.
-pub fn limit_malloc_arenas(arenas: i32) {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; called before threads start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
-    }
-}
-
-/// Releases free memory every `period` (see [`release_free_memory`]).
-pub fn spawn_memory_release(period: std::time::Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        loop {
-            tick.tick().await;
-            release_free_memory();
-        }
-    });
 }

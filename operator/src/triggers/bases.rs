@@ -16,7 +16,7 @@ use super::Key;
 /// ends). An object that does not parse names no base.
 pub fn descendants(profiles: &[Arc<DeserializeGuard<SeccompProfile>>], base: &str) -> BTreeSet<String> {
     let mut children: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for p in palisade_runtime::parsed(profiles) {
+    for p in palisade_domain::parsed(profiles) {
         if let Some(parent) = p.spec.base_profile_name.as_deref() {
             children.entry(parent).or_default().push(p.name_any());
         }
