@@ -30,7 +30,7 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use palisade_e2e::cluster::{NAMESPACE, apply_json, wait_for_every};
 use palisade_e2e::controlplane::{binary_dir, client_from_kubeconfig, kubectl_ok};
-use palisade_e2e::realnode::{RealCluster, RealNode, progress, wait_workloads};
+use palisade_e2e::realnode::{DRIFT_INTERVAL, RealCluster, RealNode, progress, wait_workloads};
 use serde_json::{Value, json};
 
 /// Where the tests run, and how they reach it.
@@ -144,7 +144,13 @@ impl Env {
         let mut security = localhost_apparmor(apparmor);
         security["seccompProfile"] =
             json!({"type": "Localhost", "localhostProfile": format!("palisade/{seccomp}.json")});
-        Ok(start_looping(self, name, security, "exec sleep 3600").await?.0)
+        // The shell ends on SIGTERM: a bare `sleep` as the container's first process ignores it,
+        // and a node's shutdown then waits out systemd's stop timeout (90 s) for the pod.
+        Ok(
+            start_looping(self, name, security, "trap 'exit 0' TERM; sleep 3600 & wait")
+                .await?
+                .0,
+        )
     }
 
     /// Lines of the node's kernel log (audit records included) that contain every needle.
@@ -905,8 +911,8 @@ async fn drift_is_repaired(env: &Env) -> Result<()> {
         "apparmor_parser -R did not unload it"
     );
     let t0 = Instant::now();
-    // The chart's drift interval is 60 s.
-    eventually("rn-aa-drift loaded again", Duration::from_secs(150), || async {
+    // The suite installs the chart with a drift interval of 15 s (60 s by default).
+    eventually("rn-aa-drift loaded again", DRIFT_INTERVAL * 6, || async {
         Ok((env.loaded_profiles().await?.get("rn-aa-drift").map(String::as_str) == Some("enforce")).then_some(()))
     })
     .await?;
@@ -955,7 +961,9 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
     let mut delete = vec!["-n", NAMESPACE, "delete", "--wait=true"];
     delete.extend(&agents);
     env.kubectl(&delete)?;
+    progress(env.start, "agents deleted");
     wait_workloads(&env.client, Duration::from_secs(300), || cluster.stack.check_alive()).await?;
+    progress(env.start, "agents back");
     let mut sleepers = vec![];
     for index in 0..env.nodes.len() {
         env.move_to(index);
@@ -980,6 +988,10 @@ async fn agent_restart_and_node_reboot(env: &Env) -> Result<()> {
         );
         let name = format!("rn-reboot-{index}");
         sleepers.push((env.start_sleeper(&name, "rn-aa-reboot", "rn-sc-reboot").await?, name));
+        progress(
+            env.start,
+            &format!("confined pods checked and sleeper running on {}", env.node()),
+        );
     }
     env.move_to(0);
 

@@ -24,8 +24,16 @@ cp "$S/config/ca.crt" "$S/config/kubelet.crt" "$S/config/kubelet.key" \
 chmod 600 /etc/kubernetes/pki/*.key
 cp "$S/config/kubelet.kubeconfig" "$S/config/kube-proxy.kubeconfig" "$S/config/kubelet.yaml" /etc/kubernetes/
 cp "$S/config/10-bridge.conflist" /etc/cni/net.d/
+# A file on the share is known by its size and modification time: reading it whole (a
+# compare, a checksum) at every boot costs a minute under emulation. A new build on the host
+# is a new file, so a new stamp; what a stamp names was installed or imported once.
+stamp() { stat -c '%s-%Y' "$1"; }
 for b in kubelet kube-proxy; do
-  cmp -s "$S/bin/$b" "/usr/local/bin/$b" || install -m 0755 "$S/bin/$b" "/usr/local/bin/$b"
+  mark=/var/lib/palisade-node/installed-$b-$(stamp "$S/bin/$b")
+  [ -e "$mark" ] && [ -x "/usr/local/bin/$b" ] && continue
+  install -m 0755 "$S/bin/$b" "/usr/local/bin/$b"
+  rm -f /var/lib/palisade-node/installed-"$b"-*
+  touch "$mark"
 done
 if ! cmp -s "$S/config/containerd.toml" /etc/containerd/config.toml; then
   cp "$S/config/containerd.toml" /etc/containerd/config.toml
@@ -34,10 +42,9 @@ fi
 log "config installed"
 
 # Images: built on the host (pause, busybox:local, Palisade's operator and agent), imported
-# once per content; a reboot keeps them.
+# once per file (its stamp); a reboot keeps them.
 for t in "$S"/images/*.tar; do
-  sum=$(sha256sum "$t" | cut -c1-16)
-  mark=/var/lib/palisade-node/imported-$(basename "$t")-$sum
+  mark=/var/lib/palisade-node/imported-$(basename "$t")-$(stamp "$t")
   [ -e "$mark" ] && continue
   ctr -n k8s.io images import "$t" >> "$O/boot.log" 2>&1
   touch "$mark"
