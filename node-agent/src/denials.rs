@@ -197,16 +197,14 @@ impl Denials {
         }
     }
 
-    /// Creates or updates one series' Event (core/v1, as the kubelet's: `count`,
-    /// `firstTimestamp`, `lastTimestamp`), named after its subject so that a repeat updates it.
-    async fn write(&self, w: &Write) -> kube::Result<()> {
-        let time = crate::learn::time_of;
-        let msg = message(&w.subject, &w.series, &self.node);
+    /// Where a series' Event goes and what it is about: its namespace, the object it is named
+    /// after, its `involvedObject` and its annotations (the fields the CLI reads).
+    fn about(&self, subject: &Subject) -> (String, String, serde_json::Value, serde_json::Value) {
         let profile_object = |kind: ProfileKind, profile: &str| {
             json!({"apiVersion": palisade_domain::api_version(), "kind": kind.name(), "name": profile,
                 "uid": self.profile_uid(kind, profile).unwrap_or_default()})
         };
-        let (namespace, object, involved, annotations) = match &w.subject {
+        match subject {
             Subject::Pod {
                 pod,
                 container,
@@ -255,7 +253,15 @@ impl Denials {
                 profile_object(*kind, profile),
                 json!({ANNOTATION_KIND: kind.name(), ANNOTATION_PROFILE: profile}),
             ),
-        };
+        }
+    }
+
+    /// Creates or updates one series' Event (core/v1, as the kubelet's: `count`,
+    /// `firstTimestamp`, `lastTimestamp`), named after its subject so that a repeat updates it.
+    async fn write(&self, w: &Write) -> kube::Result<()> {
+        let time = crate::learn::time_of;
+        let msg = message(&w.subject, &w.series, &self.node);
+        let (namespace, object, involved, annotations) = self.about(&w.subject);
         let name = event_name(&object, &w.subject, &self.node);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let update = json!({
