@@ -102,14 +102,7 @@ async fn wait_counts(bindings: &Api<ProfileBinding>, name: &str, bound: u32, unb
 #[tokio::test]
 async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keeps_a_pods_own_profile() {
     let port = free_port().unwrap();
-    let mut cluster = Cluster::start(Options {
-        operator_args: ["--webhook-address", &format!("127.0.0.1:{port}")]
-            .map(String::from)
-            .to_vec(),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
+    let mut cluster = Cluster::start(Options::webhook(port, &[])).await.unwrap();
     let client = cluster.cp.client().await.unwrap();
 
     // The chart's binder configuration, pointed at the operator on this machine.

@@ -113,13 +113,7 @@ async fn a_hundred_profiles_at_once_all_become_ready_on_every_node() {
     let client = cluster.cp.client().await.unwrap();
     let mut items: Vec<serde_json::Value> = (0..50).map(|i| seccomp(&format!("bulk-{i}"))).collect();
     items.extend((0..50).map(|i| apparmor(&format!("bulk-{i}"), "Enforce")));
-    let file = cluster.dir().join("hundred.json");
-    std::fs::write(
-        &file,
-        json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
-    )
-    .unwrap();
-    cluster.apply(&file).unwrap();
+    cluster.apply_list("hundred", &items).unwrap();
 
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
