@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use serde_json::json;
 
 use crate::audit;
@@ -231,6 +232,15 @@ pub fn palisade_bin_dir() -> Result<PathBuf> {
 }
 
 impl Cluster {
+    /// [`Cluster::start`], with what most tests take first: a client of its API server and the
+    /// APIs of the two profile kinds.
+    pub async fn started(options: Options) -> Result<(Self, kube::Client, Api<SeccompProfile>, Api<AppArmorProfile>)> {
+        let cluster = Self::start(options).await?;
+        let client = cluster.cp.client().await?;
+        let (sp, aap) = (Api::all(client.clone()), Api::all(client.clone()));
+        Ok((cluster, client, sp, aap))
+    }
+
     /// Starts a control plane in a temporary directory and Palisade on it.
     pub async fn start(options: Options) -> Result<Self> {
         let cp = ControlPlane::start_temp().await?;

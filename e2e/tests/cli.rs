@@ -85,17 +85,15 @@ fn kubectl_runs_palisade_as_a_plugin() {
 /// nodes (one without AppArmor), as `kubectl palisade` runs them.
 #[tokio::test]
 async fn status_explain_and_audit_read_the_cluster() {
-    use palisade_domain::SeccompProfile;
     use palisade_e2e::cluster::{apply_json, wait_installed};
     use palisade_e2e::{Cluster, Options};
 
-    let cluster = Cluster::start(Options {
+    let (cluster, client, sp, aa) = Cluster::started(Options {
         without_apparmor: vec![2],
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
     for profile in [
         serde_json::json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
         "metadata": {"name": "cli-base"},
@@ -111,9 +109,7 @@ async fn status_explain_and_audit_read_the_cluster() {
     ] {
         apply_json(&client, profile).await.unwrap();
     }
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
     wait_installed(&sp, "cli-child", 3).await.unwrap();
-    let aa: Api<palisade_domain::AppArmorProfile> = Api::all(client.clone());
     // Installed on two nodes, Unsupported on the third: Ready.
     palisade_e2e::wait_for(
         "cli-aa installed on 2, unsupported on 1",
@@ -377,7 +373,7 @@ async fn status_explain_and_audit_read_the_cluster() {
 /// the one learning seccomp profile a node's pods use.
 #[tokio::test]
 async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
-    use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
+    use palisade_domain::NodeProfileStatus;
     use palisade_e2e::audit::{self, SimulatedAudit, record};
     use palisade_e2e::cluster::wait_installed;
     use palisade_e2e::{Cluster, Options, wait_for};
@@ -387,16 +383,13 @@ async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
 
     let SimulatedAudit { dir, log, proc_root } = SimulatedAudit::new().unwrap();
     std::fs::create_dir_all(&proc_root).unwrap();
-    let cluster = Cluster::start(Options {
+    let (cluster, client, sc, aa) = Cluster::started(Options {
         nodes: 2,
         agent_args: audit::agent_args("--learn", &log, &proc_root),
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let aa: Api<AppArmorProfile> = Api::all(client.clone());
-    let sc: Api<SeccompProfile> = Api::all(client.clone());
 
     // The profiles as an admin keeps them: applied with kubectl (which leaves its
     // last-applied annotation), with a label and an annotation of their own.

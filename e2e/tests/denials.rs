@@ -44,8 +44,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         log,
         proc_root,
     } = SimulatedAudit::new().unwrap();
-    let cluster = Cluster::start(Options::denials(2, &log, &proc_root)).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
+    let (cluster, client, _, _) = Cluster::started(Options::denials(2, &log, &proc_root)).await.unwrap();
     for profile in [
         json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": "deny-e2e"},
                "spec": {"mode": "Enforce", "policy": POLICY}}),

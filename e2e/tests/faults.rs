@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kube::{Api, ResourceExt};
-use palisade_domain::{AppArmorProfile, NodeProfileState, ProfileKind, SeccompProfile};
+use palisade_domain::{NodeProfileState, ProfileKind};
 use palisade_e2e::cluster::ProfileObject;
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -61,15 +61,12 @@ impl Lcg {
 
 #[tokio::test]
 async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_converges() {
-    let mut cluster = Cluster::start(Options {
+    let (mut cluster, client, sp, aap) = Cluster::started(Options {
         nodes: 1,
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
     let seed = std::env::var("PALISADE_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use kube::Api;
-use palisade_domain::{AppArmorProfile, NodeProfileStatus};
+use palisade_domain::NodeProfileStatus;
 use palisade_e2e::audit::{SimulatedAudit, record};
 use palisade_e2e::cluster::{apply_json, learning_rbac, wait_condition, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
@@ -27,15 +27,13 @@ fn allowed(serial: u64, fields: &str) -> String {
 #[tokio::test]
 async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     let SimulatedAudit { dir: _dir, log, .. } = SimulatedAudit::new().unwrap();
-    let cluster = Cluster::start(Options {
+    let (cluster, client, _, api) = Cluster::started(Options {
         nodes: 2,
         agent_args: vec!["--learn".into(), "--audit-log".into(), log.display().to_string()],
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let api: Api<AppArmorProfile> = Api::all(client.clone());
     apply_json(
         &client,
         json!({
