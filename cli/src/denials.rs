@@ -251,6 +251,14 @@ mod tests {
 
     use super::*;
 
+    /// The time the tests' events are read at (seconds since the epoch).
+    fn now() -> i64 {
+        "2026-12-07T10:10:00Z"
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .unwrap()
+            .as_second()
+    }
+
     fn event(pod: &str, profile: &str, last: &str, component: &str) -> Event {
         serde_json::from_value(json!({
             "metadata": {"name": format!("{pod}.x"), "namespace": "ns", "annotations": {
@@ -271,10 +279,7 @@ mod tests {
             event("c", "db", "2026-12-07T09:00:00Z", REPORTER),
             event("forged", "web", "2026-12-07T10:06:00Z", "someone"),
         ];
-        let now = "2026-12-07T10:10:00Z"
-            .parse::<k8s_openapi::jiff::Timestamp>()
-            .unwrap()
-            .as_second();
+        let now = now();
         let all = from_events(&events, &Filter::default(), now);
         assert_eq!(all.iter().map(|d| d.pod.as_str()).collect::<Vec<_>>(), ["b", "a", "c"]);
         assert_eq!(
@@ -297,10 +302,7 @@ mod tests {
 
     #[test]
     fn events_out_of_place_are_dropped_and_every_field_is_escaped() {
-        let now = "2026-12-07T10:10:00Z"
-            .parse::<k8s_openapi::jiff::Timestamp>()
-            .unwrap()
-            .as_second();
+        let now = now();
         // Written in its own namespace about a pod in another: not the agent's.
         let mut elsewhere = event("coredns", "web", "2026-12-07T10:00:00Z", REPORTER);
         elsewhere.involved_object.namespace = Some("kube-system".into());
@@ -324,10 +326,7 @@ mod tests {
 
     #[test]
     fn denials_of_exited_processes_show_on_their_profile_or_node() {
-        let now = "2026-12-07T10:10:00Z"
-            .parse::<k8s_openapi::jiff::Timestamp>()
-            .unwrap()
-            .as_second();
+        let now = now();
         let on = |kind: &str, name: &str, profile: Option<&str>| -> Event {
             let mut annotations = json!({ANNOTATION_KIND: "SeccompProfile", ANNOTATION_OPERATION: "kill_process", ANNOTATION_TARGET: "mkdir"});
             if let Some(p) = profile {

@@ -324,10 +324,11 @@ mod tests {
     struct Packer(Vec<u8>);
 
     impl Packer {
-        fn name(&mut self, n: &str) -> &mut Self {
-            self.0.push(4);
-            self.0.extend(((n.len() + 1) as u16).to_le_bytes());
-            self.0.extend(n.as_bytes());
+        /// A NUL-terminated string with its length, after the code `code`.
+        fn terminated(&mut self, code: u8, s: &str) -> &mut Self {
+            self.0.push(code);
+            self.0.extend(((s.len() + 1) as u16).to_le_bytes());
+            self.0.extend(s.as_bytes());
             self.0.push(0);
             self
         }
@@ -336,12 +337,11 @@ mod tests {
             self.0.extend(v.to_le_bytes());
             self
         }
+        fn name(&mut self, n: &str) -> &mut Self {
+            self.terminated(4, n)
+        }
         fn str(&mut self, s: &str) -> &mut Self {
-            self.0.push(5);
-            self.0.extend(((s.len() + 1) as u16).to_le_bytes());
-            self.0.extend(s.as_bytes());
-            self.0.push(0);
-            self
+            self.terminated(5, s)
         }
         fn blob(&mut self, len: u32) -> &mut Self {
             self.0.push(6);

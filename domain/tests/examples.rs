@@ -10,6 +10,7 @@ use kube::core::cel::Validator;
 use palisade_domain::render::{apparmor, seccomp};
 use palisade_domain::{AppArmorProfile, SeccompProfile};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn example_documents() -> Vec<Value> {
@@ -27,42 +28,26 @@ fn example_documents() -> Vec<Value> {
     docs
 }
 
-fn schema_of<K: CustomResourceExt>() -> Value {
-    serde_json::to_value(
-        K::crd().spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap()
+/// The examples of kind `K`, each checked against the CEL rules of its CRD's schema.
+fn examples_of<K: CustomResourceExt + DeserializeOwned>(docs: &[Value]) -> Vec<K> {
+    let crd = serde_json::to_value(K::crd()).unwrap();
+    let schema = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema")
+        .expect("the CRD has a schema");
+    docs.iter()
+        .filter(|d| d["kind"] == crd["spec"]["names"]["kind"])
+        .map(|d| {
+            Validator::new().validate(schema, d, None).expect("CEL rules pass");
+            serde_json::from_value(d.clone()).unwrap()
+        })
+        .collect()
 }
 
 #[test]
 fn every_example_profile_is_valid_and_compiles() {
     let docs = example_documents();
-    let seccomp: Vec<SeccompProfile> = docs
-        .iter()
-        .filter(|d| d["kind"] == "SeccompProfile")
-        .map(|d| {
-            Validator::new()
-                .validate(&schema_of::<SeccompProfile>(), d, None)
-                .expect("CEL rules pass");
-            serde_json::from_value(d.clone()).unwrap()
-        })
-        .collect();
-    let apparmor: Vec<AppArmorProfile> = docs
-        .iter()
-        .filter(|d| d["kind"] == "AppArmorProfile")
-        .map(|d| {
-            Validator::new()
-                .validate(&schema_of::<AppArmorProfile>(), d, None)
-                .expect("CEL rules pass");
-            serde_json::from_value(d.clone()).unwrap()
-        })
-        .collect();
+    let seccomp: Vec<SeccompProfile> = examples_of(&docs);
+    let apparmor: Vec<AppArmorProfile> = examples_of(&docs);
     assert!(
         seccomp.len() >= 2 && apparmor.len() >= 2,
         "examples of both kinds, with inheritance"

@@ -438,13 +438,8 @@ pub async fn agent(dir: &Path, count: usize) -> Result<()> {
                 }
             })
             .collect();
-        let file = dir.join(format!("{label}.json"));
-        std::fs::write(
-            &file,
-            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
-        )?;
         let start = Instant::now();
-        cluster.apply(&file)?;
+        cluster.apply_list(label, &items)?;
         wait_for(
             &format!("{count} {label} installed"),
             Duration::from_secs(1800),
@@ -542,12 +537,7 @@ pub async fn operator(dir: &Path, profiles: usize, nodes: usize) -> Result<()> {
 
     say(&format!("{profiles} SeccompProfiles"));
     let items: Vec<_> = (0..profiles).map(|i| seccomp_obj(&format!("op-{i}"), i)).collect();
-    let file = dir.join("profiles.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
-    )?;
-    cluster.apply(&file)?;
+    cluster.apply_list("profiles", &items)?;
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let accepted = || async {
         let list = sp.list(&ListParams::default()).await?;
@@ -680,12 +670,7 @@ pub async fn scale(dir: &Path, nodes: usize, profiles: usize, changes: usize) ->
     let port = cluster.operator_ports[0];
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let items: Vec<_> = (0..profiles).map(|i| seccomp_obj(&format!("scale-{i}"), i)).collect();
-    let file = dir.join("profiles.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
-    )?;
-    cluster.apply(&file)?;
+    cluster.apply_list("profiles", &items)?;
     wait_for("every profile accepted", Duration::from_secs(600), || async {
         let list = sp.list(&ListParams::default()).await?;
         let accepted = list

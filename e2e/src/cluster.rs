@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use palisade_domain::{AppArmorProfile, SeccompProfile};
 use serde_json::json;
 
+use crate::audit;
 use crate::controlplane::{ControlPlane, free_port, repo_root};
 use crate::process::Proc;
 
@@ -122,14 +124,18 @@ impl Options {
     pub fn denials(nodes: usize, log: &Path, proc_root: &Path) -> Self {
         Self {
             nodes,
-            agent_args: vec![
-                "--denials".into(),
-                "--audit-log".into(),
-                log.display().to_string(),
-                "--proc-root".into(),
-                proc_root.display().to_string(),
-            ],
+            agent_args: audit::agent_args("--denials", log, proc_root),
             operator_args: vec!["--denials".into()],
+            ..Self::default()
+        }
+    }
+
+    /// An operator that serves its webhooks on `127.0.0.1:port`, with `extra` arguments.
+    pub fn webhook(port: u16, extra: &[&str]) -> Self {
+        let mut operator_args = vec!["--webhook-address".to_string(), format!("127.0.0.1:{port}")];
+        operator_args.extend(extra.iter().map(|a| a.to_string()));
+        Self {
+            operator_args,
             ..Self::default()
         }
     }
@@ -138,10 +144,27 @@ impl Options {
 /// What the chart's `denials.enabled` grants the agents beyond the default manifests (get of
 /// node reports, create and patch of Events), as objects to apply, named `name`.
 pub fn denials_rbac(name: &str) -> Vec<serde_json::Value> {
+    agent_role(
+        name,
+        json!([{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]},
+               {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]),
+    )
+}
+
+/// What the chart's `learning.enabled` grants the agents beyond the default manifests (get of
+/// node reports), as objects to apply, named `name`.
+pub fn learning_rbac(name: &str) -> Vec<serde_json::Value> {
+    agent_role(
+        name,
+        json!([{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]}]),
+    )
+}
+
+/// A ClusterRole `name` with `rules`, bound to the agents' ServiceAccount.
+fn agent_role(name: &str, rules: serde_json::Value) -> Vec<serde_json::Value> {
     vec![
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
-               "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]},
-                         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]}),
+               "rules": rules}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
                "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": NAMESPACE}]}),
@@ -209,6 +232,15 @@ pub fn palisade_bin_dir() -> Result<PathBuf> {
 }
 
 impl Cluster {
+    /// [`Cluster::start`], with what most tests take first: a client of its API server and the
+    /// APIs of the two profile kinds.
+    pub async fn started(options: Options) -> Result<(Self, kube::Client, Api<SeccompProfile>, Api<AppArmorProfile>)> {
+        let cluster = Self::start(options).await?;
+        let client = cluster.cp.client().await?;
+        let (sp, aap) = (Api::all(client.clone()), Api::all(client.clone()));
+        Ok((cluster, client, sp, aap))
+    }
+
     /// Starts a control plane in a temporary directory and Palisade on it.
     pub async fn start(options: Options) -> Result<Self> {
         let cp = ControlPlane::start_temp().await?;
@@ -500,6 +532,16 @@ impl Cluster {
         )
     }
 
+    /// Applies `items` as one List, written to `<name>.json` in the cluster's directory.
+    pub fn apply_list(&self, name: &str, items: &[serde_json::Value]) -> Result<()> {
+        let file = self.dir().join(format!("{name}.json"));
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items}))?,
+        )?;
+        self.apply(&file)
+    }
+
     pub fn apply(&self, path: &Path) -> Result<()> {
         let out = self.kubectl(&["apply", "-f", &path.display().to_string()])?;
         if !out.status.success() {
@@ -581,19 +623,29 @@ pub async fn wait_condition<K>(
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
 {
-    wait_for(
-        &format!("{name}: {type_}={status}"),
-        Duration::from_secs(60),
-        || async {
-            let p = api.get(name).await?;
-            let generation = p.meta().generation;
-            Ok(p.profile_status().filter(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
-            }))
-        },
-    )
+    wait_status(api, name, &format!("{name}: {type_}={status}"), |s, generation| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == status && c.observed_generation == generation)
+    })
+    .await
+}
+
+/// A profile's status once `holds` is true of it and the profile's current generation.
+async fn wait_status<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    holds: impl Fn(&palisade_domain::ProfileStatus, Option<i64>) -> bool,
+) -> Result<palisade_domain::ProfileStatus>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
+{
+    wait_for(what, Duration::from_secs(60), || async {
+        let p = api.get(name).await?;
+        let generation = p.meta().generation;
+        Ok(p.profile_status().filter(|s| holds(s, generation)))
+    })
     .await
 }
 
@@ -637,23 +689,35 @@ pub async fn wait_events(
     name: &str,
 ) -> Result<Vec<k8s_openapi::api::events::v1::Event>> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
-    wait_for(
+    wait_listed(
+        &events,
         &format!("a {reason} Event about {name}"),
-        Duration::from_secs(60),
-        || async {
-            let hits: Vec<_> = events
-                .list(&Default::default())
-                .await?
-                .items
-                .into_iter()
-                .filter(|e| {
-                    e.reason.as_deref() == Some(reason)
-                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                })
-                .collect();
-            Ok((!hits.is_empty()).then_some(hits))
-        },
+        |e| e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name),
+        |hits| !hits.is_empty(),
     )
+    .await
+}
+
+/// Waits until the objects of `api` that `keep` selects are `enough`, and returns them.
+pub async fn wait_listed<K>(
+    api: &Api<K>,
+    what: &str,
+    keep: impl Fn(&K) -> bool,
+    enough: impl Fn(&[K]) -> bool,
+) -> Result<Vec<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(what, Duration::from_secs(60), || async {
+        let kept: Vec<K> = api
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|o| keep(o))
+            .collect();
+        Ok(enough(&kept).then_some(kept))
+    })
     .await
 }
 
@@ -679,20 +743,12 @@ pub async fn wait_installed<K>(api: &Api<K>, name: &str, nodes: u32) -> Result<p
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
 {
-    wait_for(
-        &format!("{name} Ready on {nodes} nodes"),
-        Duration::from_secs(60),
-        || async {
-            let p = api.get(name).await?;
-            let generation = p.meta().generation;
-            Ok(p.profile_status().filter(|s| {
-                s.nodes.is_some_and(|n| n.installed == nodes && n.targeted == nodes)
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
-            }))
-        },
-    )
+    wait_status(api, name, &format!("{name} Ready on {nodes} nodes"), |s, generation| {
+        s.nodes.is_some_and(|n| n.installed == nodes && n.targeted == nodes)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation)
+    })
     .await
 }
 
@@ -784,13 +840,9 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
 /// this machine), and waits until the operator has put its CA into the caBundle; returns it.
 pub async fn webhook_at_url<K>(client: &kube::Client, name: &str, url: &str) -> Result<Vec<u8>>
 where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope, DynamicType = ()>,
 {
-    let api: Api<K> = Api::all(client.clone());
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &kube::core::ApiResource::erase::<K>(&()));
     let to_url = json!([
         {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
         {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": url},

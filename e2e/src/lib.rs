@@ -1,5 +1,6 @@
 //! palisade-e2e: the local control plane (real etcd + kube-apiserver) and end-to-end tests.
 
+pub mod audit;
 pub mod bench;
 pub mod certs;
 pub mod cluster;

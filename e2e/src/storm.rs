@@ -51,11 +51,7 @@ pub async fn run(dir: &Path, total: usize, seconds: u64) -> Result<()> {
          "spec": {"nodeName": "node-0", "containers": [{"name": "writer", "image": "app:1",
              "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "storm"}}}]}}),
     );
-    let objects = json!({"apiVersion": "v1", "kind": "List", "items": items});
-
-    let file = dir.join("objects.json");
-    std::fs::write(&file, serde_json::to_vec(&objects)?)?;
-    cluster.apply(&file)?;
+    cluster.apply_list("objects", &items)?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let status = json!({"status": {"phase": "Running", "containerStatuses": [{"name": "writer",
         "containerID": format!("containerd://{CONTAINER}"), "image": "app:1", "imageID": "", "ready": true, "restartCount": 0}]}});

@@ -102,15 +102,7 @@ async fn wait_counts(bindings: &Api<ProfileBinding>, name: &str, bound: u32, unb
 #[tokio::test]
 async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keeps_a_pods_own_profile() {
     let port = free_port().unwrap();
-    let mut cluster = Cluster::start(Options {
-        operator_args: ["--webhook-address", &format!("127.0.0.1:{port}")]
-            .map(String::from)
-            .to_vec(),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let client = cluster.cp.client().await.unwrap();
+    let (mut cluster, client, _, _) = Cluster::started(Options::webhook(port, &[])).await.unwrap();
 
     // The chart's binder configuration, pointed at the operator on this machine.
     webhook_at_url::<MutatingWebhookConfiguration>(
@@ -367,8 +359,7 @@ async fn the_api_server_calls_the_binder_which_binds_by_image_and_label_and_keep
 /// the real node (`learn_a_workload_then_enforce`).
 #[tokio::test]
 async fn learn_workload_takes_over_nothing_and_enforces_nothing_unlearned() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
+    let (cluster, client, _, _) = Cluster::started(Options::default()).await.unwrap();
     cluster.kubectl(&["create", "namespace", NS]).unwrap();
     // A bare pod no node runs (no kubelet here): deleting it is immediate, so re-creating it
     // is what the command does.

@@ -85,46 +85,31 @@ fn kubectl_runs_palisade_as_a_plugin() {
 /// nodes (one without AppArmor), as `kubectl palisade` runs them.
 #[tokio::test]
 async fn status_explain_and_audit_read_the_cluster() {
-    use palisade_domain::SeccompProfile;
     use palisade_e2e::cluster::{apply_json, wait_installed};
     use palisade_e2e::{Cluster, Options};
 
-    let cluster = Cluster::start(Options {
+    let (cluster, client, sp, aa) = Cluster::started(Options {
         without_apparmor: vec![2],
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    apply_json(
-        &client,
+    for profile in [
         serde_json::json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
         "metadata": {"name": "cli-base"},
         "spec": {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
                  "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}}),
-    )
-    .await
-    .unwrap();
-    apply_json(
-        &client,
         serde_json::json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
         "metadata": {"name": "cli-child"},
         "spec": {"defaultAction": "SCMP_ACT_ERRNO", "baseProfileName": "cli-base",
                  "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}}),
-    )
-    .await
-    .unwrap();
-    apply_json(
-        &client,
         serde_json::json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile",
         "metadata": {"name": "cli-aa"},
         "spec": {"abstract": {"filesystem": {"readOnlyPaths": ["/etc/**"]}}}}),
-    )
-    .await
-    .unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    ] {
+        apply_json(&client, profile).await.unwrap();
+    }
     wait_installed(&sp, "cli-child", 3).await.unwrap();
-    let aa: Api<palisade_domain::AppArmorProfile> = Api::all(client.clone());
     // Installed on two nodes, Unsupported on the third: Ready.
     palisade_e2e::wait_for(
         "cli-aa installed on 2, unsupported on 1",
@@ -376,19 +361,6 @@ async fn status_explain_and_audit_read_the_cluster() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no SeccompProfile or AppArmorProfile named \"nope\""));
 }
 
-/// A record of auditd's log (simulated) with the time now.
-fn audit_record(kind: &str, serial: u64, fields: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!(
-        "type={kind} msg=audit({}.{:03}:{serial}): {fields}\n",
-        now / 1000,
-        now % 1000
-    )
-}
-
 /// `palisade learn -o manifest` and `--output-dir` over a real API server, for an AppArmor
 /// and a seccomp learning profile, each with and without `--enforce`: the manifests change
 /// nothing, apply cleanly with kubectl, and hold the spec `--apply` (`--apply --enforce`)
@@ -401,34 +373,23 @@ fn audit_record(kind: &str, serial: u64, fields: &str) -> String {
 /// the one learning seccomp profile a node's pods use.
 #[tokio::test]
 async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
-    use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
+    use palisade_domain::NodeProfileStatus;
+    use palisade_e2e::audit::{self, SimulatedAudit, record};
     use palisade_e2e::cluster::wait_installed;
     use palisade_e2e::{Cluster, Options, wait_for};
     use serde_json::json;
     use std::io::Write as _;
     use std::time::Duration;
 
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    std::fs::write(&log, "").unwrap();
-    let proc_root = dir.path().join("proc");
+    let SimulatedAudit { dir, log, proc_root } = SimulatedAudit::new().unwrap();
     std::fs::create_dir_all(&proc_root).unwrap();
-    let cluster = Cluster::start(Options {
+    let (cluster, client, sc, aa) = Cluster::started(Options {
         nodes: 2,
-        agent_args: vec![
-            "--learn".into(),
-            "--audit-log".into(),
-            log.display().to_string(),
-            "--proc-root".into(),
-            proc_root.display().to_string(),
-        ],
+        agent_args: audit::agent_args("--learn", &log, &proc_root),
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let aa: Api<AppArmorProfile> = Api::all(client.clone());
-    let sc: Api<SeccompProfile> = Api::all(client.clone());
 
     // The profiles as an admin keeps them: applied with kubectl (which leaves its
     // last-applied annotation), with a label and an annotation of their own.
@@ -451,15 +412,7 @@ async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
         );
     }
     // The chart's learning RBAC (`learning.enabled`), and a pod on each node.
-    items.extend([
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "palisade-agent-learning-cli"},
-               "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "palisade-agent-learning-cli"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-learning-cli"},
-               "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": palisade_e2e::cluster::NAMESPACE}]}),
-    ]);
+    items.extend(palisade_e2e::cluster::learning_rbac("palisade-agent-learning-cli"));
     for (node, suffix) in [("node-0", ""), ("node-1", "-enforce")] {
         items.push(json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": format!("app-{node}"), "namespace": "default"},
@@ -468,13 +421,7 @@ async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
                     "appArmorProfile": {"type": "Localhost", "localhostProfile": format!("cli-learn-aa{suffix}")}},
                 "containers": [{"name": "app", "image": "app:1"}]}}));
     }
-    let file = dir.path().join("objects.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": items})).unwrap(),
-    )
-    .unwrap();
-    cluster.apply(&file).unwrap();
+    cluster.apply_list("objects", &items).unwrap();
     for name in ["cli-learn-aa", "cli-learn-aa-enforce"] {
         wait_installed(&aa, name, 2).await.unwrap();
     }
@@ -504,7 +451,7 @@ async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
             ] {
                 serial += 1;
                 let fields = format!(r#"apparmor="ALLOWED" profile="{profile}" pid=4242 comm="app" {fields}"#);
-                f.write_all(audit_record("AVC", serial, &fields).as_bytes()).unwrap();
+                f.write_all(record("AVC", serial, &fields).as_bytes()).unwrap();
             }
         }
         // read (allowed already), mkdir, openat: x86_64 numbers, logged and allowed.
@@ -513,8 +460,7 @@ async fn learn_manifests_apply_cleanly_and_hold_what_apply_writes() {
             let fields = format!(
                 "auid=4294967295 uid=0 gid=0 ses=4294967295 pid=999999 comm=\"app\" exe=\"/app\" sig=0 arch=c000003e syscall={syscall} compat=0 ip=0x461189 code=0x7ffc0000"
             );
-            f.write_all(audit_record("SECCOMP", serial, &fields).as_bytes())
-                .unwrap();
+            f.write_all(record("SECCOMP", serial, &fields).as_bytes()).unwrap();
         }
         f.flush().unwrap();
     };

@@ -11,11 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kube::Api;
 use palisade_cli::docker::{DEFAULT_CAPS, Target, native_arch};
 use palisade_cli::{Options, convert};
+use palisade_domain::SeccompProfileSpec;
 use palisade_domain::render::seccomp::{compile_rendered, render};
-use palisade_domain::{AppArmorProfile, SeccompProfile, SeccompProfileSpec};
 use palisade_e2e::cluster::{apply_json, wait_installed};
 use palisade_e2e::corpus::{corpus_dir, corpus_files, differences, docker_oracle, effective, host_kernel};
 use palisade_e2e::{Cluster, Options as ClusterOptions};
@@ -177,15 +176,12 @@ async fn the_whole_corpus_is_accepted_and_ready_where_spo_put_it() {
     let objects: usize = converted.rounds.iter().map(Vec::len).sum();
     assert!(objects >= 30, "{objects} objects converted");
 
-    let cluster = Cluster::start(ClusterOptions {
+    let (cluster, client, sp, aap) = Cluster::started(ClusterOptions {
         seccomp_subdir: "operator".into(),
         ..ClusterOptions::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
 
     for (round, objects) in converted.rounds.iter().enumerate() {
         for object in objects {

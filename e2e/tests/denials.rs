@@ -15,57 +15,44 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use palisade_domain::{AppArmorProfile, NodeProfileStatus, SeccompProfile};
-use palisade_e2e::cluster::{apply_json, scrape_metrics, wait_installed};
+use palisade_e2e::audit::{SimulatedAudit, record};
+use palisade_e2e::cluster::{apply_json, scrape_metrics, wait_installed, wait_listed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::{Value, json};
 
 const POLICY: &str = "#include <tunables/global>\n\nprofile deny-e2e flags=(attach_disconnected,mediate_deleted) {\n  file,\n  deny /etc/shadow r,\n}\n";
 const CONTAINER: &str = "4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef";
 
-fn stamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!("{}.{:03}", now / 1000, now % 1000)
-}
-
 fn avc(serial: u64, verdict: &str, fields: &str) -> String {
-    format!(
-        "type=AVC msg=audit({}:{serial}): apparmor=\"{verdict}\" {fields}\n",
-        stamp()
-    )
+    record("AVC", serial, &format!("apparmor=\"{verdict}\" {fields}"))
 }
 
 fn seccomp(serial: u64, pid: u32, code: &str) -> String {
-    format!(
-        "type=SECCOMP msg=audit({}:{serial}): auid=4294967295 uid=0 gid=0 ses=4294967295 subj=deny-e2e pid={pid} comm=\"mkdir\" exe=\"/bin/mkdir\" sig=31 arch=c000003e syscall=83 compat=0 ip=0x461189 code={code}\n",
-        stamp()
+    record(
+        "SECCOMP",
+        serial,
+        &format!(
+            "auid=4294967295 uid=0 gid=0 ses=4294967295 subj=deny-e2e pid={pid} comm=\"mkdir\" exe=\"/bin/mkdir\" sig=31 arch=c000003e syscall=83 compat=0 ip=0x461189 code={code}"
+        ),
     )
 }
 
 #[tokio::test]
 async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisade_denials_shows_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    std::fs::write(&log, "").unwrap();
-    let proc_root = dir.path().join("proc");
-    let cluster = Cluster::start(Options::denials(2, &log, &proc_root)).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    apply_json(
-        &client,
+    let SimulatedAudit {
+        dir: _dir,
+        log,
+        proc_root,
+    } = SimulatedAudit::new().unwrap();
+    let (cluster, client, _, _) = Cluster::started(Options::denials(2, &log, &proc_root)).await.unwrap();
+    for profile in [
         json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "AppArmorProfile", "metadata": {"name": "deny-e2e"},
                "spec": {"mode": "Enforce", "policy": POLICY}}),
-    )
-    .await
-    .unwrap();
-    apply_json(
-        &client,
         json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": "kill-e2e"},
                "spec": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL_PROCESS"}]}}),
-    )
-    .await
-    .unwrap();
+    ] {
+        apply_json(&client, profile).await.unwrap();
+    }
     wait_installed(&Api::<AppArmorProfile>::all(client.clone()), "deny-e2e", 2)
         .await
         .unwrap();
@@ -89,10 +76,7 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespace": "default"},
          "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "app:1"}]}}),
     ]);
-    let objects = json!({"apiVersion": "v1", "kind": "List", "items": items});
-    let file = dir.path().join("objects.json");
-    std::fs::write(&file, serde_json::to_vec(&objects).unwrap()).unwrap();
-    cluster.apply(&file).unwrap();
+    cluster.apply_list("objects", &items).unwrap();
     // The kubelet's report of the container (no kubelet runs here).
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let status = json!({"status": {"phase": "Running", "containerStatuses": [{"name": "web", "containerID": format!("containerd://{CONTAINER}"),
@@ -274,22 +258,18 @@ async fn denials_become_aggregated_events_on_the_pod_and_the_profile_and_palisad
     );
 
     // The exited processes' denials: on the profile (AppArmor), on the node (seccomp).
-    let exited = wait_for("the exited processes' Events", Duration::from_secs(60), || async {
-        let list: Vec<Event> = events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key("palisade.dev/target"))
-                    && e.involved_object.kind.as_deref() != Some("Pod")
-            })
-            .collect();
-        Ok((list.len() >= 2).then_some(list))
-    })
+    let exited = wait_listed(
+        &events,
+        "the exited processes' Events",
+        |e| {
+            e.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("palisade.dev/target"))
+                && e.involved_object.kind.as_deref() != Some("Pod")
+        },
+        |list| list.len() >= 2,
+    )
     .await
     .unwrap();
     let on = |kind: &str| {

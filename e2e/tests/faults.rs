@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use kube::Api;
-use palisade_domain::{AppArmorProfile, NodeProfileState, ProfileKind, SeccompProfile};
+use kube::{Api, ResourceExt};
+use palisade_domain::{NodeProfileState, ProfileKind};
+use palisade_e2e::cluster::ProfileObject;
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
 
@@ -29,6 +30,23 @@ fn batch(round: usize) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 
+/// The name and accepted digest of each profile of `api` whose current generation is accepted.
+async fn accepted_digests<K>(api: &Api<K>) -> anyhow::Result<Vec<(String, String)>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + ProfileObject,
+{
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let accepted = p.profile_status()?.accepted?;
+            (Some(accepted.generation) == p.meta().generation).then(|| (p.name_any(), accepted.digest))
+        })
+        .collect())
+}
+
 /// A small deterministic generator, so a failing run can be repeated (seed printed).
 struct Lcg(u64);
 impl Lcg {
@@ -43,15 +61,12 @@ impl Lcg {
 
 #[tokio::test]
 async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_converges() {
-    let mut cluster = Cluster::start(Options {
+    let (mut cluster, client, sp, aap) = Cluster::started(Options {
         nodes: 1,
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
     let seed = std::env::var("PALISADE_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -82,23 +97,11 @@ async fn sigkill_during_batches_of_200_installs_leaves_no_partial_files_and_conv
                 // node reports each installed at exactly the accepted digest (a report left
                 // from the previous round, or from the killed agent, does not count).
                 let mut accepted = std::collections::BTreeMap::new();
-                for p in sp.list(&Default::default()).await?.items {
-                    if let Some(a) = p
-                        .status
-                        .and_then(|s| s.accepted)
-                        .filter(|a| Some(a.generation) == p.metadata.generation)
-                    {
-                        accepted.insert(("SeccompProfile", p.metadata.name.unwrap_or_default()), a.digest);
-                    }
+                for (name, digest) in accepted_digests(&sp).await? {
+                    accepted.insert(("SeccompProfile", name), digest);
                 }
-                for p in aap.list(&Default::default()).await?.items {
-                    if let Some(a) = p
-                        .status
-                        .and_then(|s| s.accepted)
-                        .filter(|a| Some(a.generation) == p.metadata.generation)
-                    {
-                        accepted.insert(("AppArmorProfile", p.metadata.name.unwrap_or_default()), a.digest);
-                    }
+                for (name, digest) in accepted_digests(&aap).await? {
+                    accepted.insert(("AppArmorProfile", name), digest);
                 }
                 // What the node's report vouches for: installed at the current accepted content.
                 let installed = palisade_e2e::node_standing(&client, node)

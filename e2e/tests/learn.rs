@@ -11,40 +11,29 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use kube::Api;
-use palisade_domain::{AppArmorProfile, NodeProfileStatus};
-use palisade_e2e::cluster::{apply_json, wait_condition, wait_installed};
+use palisade_domain::NodeProfileStatus;
+use palisade_e2e::audit::{SimulatedAudit, record};
+use palisade_e2e::cluster::{apply_json, learning_rbac, wait_condition, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::{Value, json};
 
 const POLICY: &str =
     "#include <tunables/global>\n\nprofile learn-e2e flags=(attach_disconnected,mediate_deleted) {\n}\n";
 
-fn record(serial: u64, fields: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!(
-        "type=AVC msg=audit({}.{:03}:{serial}): apparmor=\"ALLOWED\" {fields}\n",
-        now / 1000,
-        now % 1000
-    )
+fn allowed(serial: u64, fields: &str) -> String {
+    record("AVC", serial, &format!("apparmor=\"ALLOWED\" {fields}"))
 }
 
 #[tokio::test]
 async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
-    std::fs::write(&log, "").unwrap();
-    let cluster = Cluster::start(Options {
+    let SimulatedAudit { dir: _dir, log, .. } = SimulatedAudit::new().unwrap();
+    let (cluster, client, _, api) = Cluster::started(Options {
         nodes: 2,
         agent_args: vec!["--learn".into(), "--audit-log".into(), log.display().to_string()],
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let api: Api<AppArmorProfile> = Api::all(client.clone());
     apply_json(
         &client,
         json!({
@@ -70,28 +59,14 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
     // each node (no kubelet runs them; their spec is what counts). The agents list no pods:
     // the operator publishes each node's in its report, which the agents read with the
     // chart's learning RBAC (`learning.enabled` adds `get` on reports, and nothing on pods).
-    let mut objects = vec![
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "palisade-agent-learning-e2e"},
-               "rules": [{"apiGroups": ["palisade.dev"], "resources": ["nodeprofilestatuses"], "verbs": ["get"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "palisade-agent-learning-e2e"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "palisade-agent-learning-e2e"},
-               "subjects": [{"kind": "ServiceAccount", "name": "palisade-agent", "namespace": palisade_e2e::cluster::NAMESPACE}]}),
-    ];
+    let mut objects = learning_rbac("palisade-agent-learning-e2e");
     for node in ["node-0", "node-1"] {
         objects.push(json!({"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": format!("app-{node}"), "namespace": "default"},
                "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app:1",
                    "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": "learn-e2e"}}}]}}));
     }
-    let file = dir.path().join("learning-pods.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": objects})).unwrap(),
-    )
-    .unwrap();
-    cluster.apply(&file).unwrap();
+    cluster.apply_list("learning-pods", &objects).unwrap();
     // Each node's report lists its own pod, and only that.
     let reports: Api<NodeProfileStatus> = Api::all(client.clone());
     for node in ["node-0", "node-1"] {
@@ -123,7 +98,7 @@ async fn nodes_learn_the_operator_merges_and_learn_applies_once() {
         (107, r#"operation="open" class="file" profile="learn-e2e" pid=4240 comm="runc:[2:INIT]" name="/proc/self/fd/" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#.to_string()),
         (108, r#"operation="open" class="file" profile="someone-else" pid=1 comm="x" name="/etc/shadow" requested_mask="r" denied_mask="r" fsuid=0 ouid=0"#.to_string()),
     ] {
-        f.write_all(record(serial, &fields).as_bytes()).unwrap();
+        f.write_all(allowed(serial, &fields).as_bytes()).unwrap();
     }
     f.flush().unwrap();
 

@@ -38,9 +38,7 @@ async fn modes_are(cluster: &Cluster, name: &str, mode: Option<&str>) {
 
 #[tokio::test]
 async fn complain_and_enforce_load_as_asked_and_switch_in_place() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let (cluster, client, _, aap) = Cluster::started(Options::default()).await.unwrap();
     apply_json(&client, apparmor("audit-me", "Complain")).await.unwrap();
     apply_json(&client, apparmor("lock-me", "Enforce")).await.unwrap();
     wait_installed(&aap, "audit-me", 3).await.unwrap();
@@ -61,10 +59,7 @@ async fn complain_and_enforce_load_as_asked_and_switch_in_place() {
 
 #[tokio::test]
 async fn disable_removes_everywhere_and_re_enable_puts_it_back() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let (cluster, client, sp, aap) = Cluster::started(Options::default()).await.unwrap();
     apply_json(&client, seccomp("pausable")).await.unwrap();
     apply_json(&client, apparmor("pausable", "Enforce")).await.unwrap();
     wait_installed(&sp, "pausable", 3).await.unwrap();
@@ -109,17 +104,10 @@ async fn disable_removes_everywhere_and_re_enable_puts_it_back() {
 
 #[tokio::test]
 async fn a_hundred_profiles_at_once_all_become_ready_on_every_node() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
+    let (cluster, client, _, _) = Cluster::started(Options::default()).await.unwrap();
     let mut items: Vec<serde_json::Value> = (0..50).map(|i| seccomp(&format!("bulk-{i}"))).collect();
     items.extend((0..50).map(|i| apparmor(&format!("bulk-{i}"), "Enforce")));
-    let file = cluster.dir().join("hundred.json");
-    std::fs::write(
-        &file,
-        json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
-    )
-    .unwrap();
-    cluster.apply(&file).unwrap();
+    cluster.apply_list("hundred", &items).unwrap();
 
     let sp: Api<SeccompProfile> = Api::all(client.clone());
     let aap: Api<AppArmorProfile> = Api::all(client.clone());
@@ -182,9 +170,7 @@ async fn agent_operations(cluster: &Cluster) -> f64 {
 #[tokio::test]
 async fn an_object_that_does_not_parse_gets_a_status_and_stalls_nothing() {
     use kube::api::DynamicObject;
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (cluster, client, sp, _) = Cluster::started(Options::default()).await.unwrap();
     apply_json(&client, seccomp("before")).await.unwrap();
     wait_installed(&sp, "before", 3).await.unwrap();
 
@@ -235,10 +221,7 @@ async fn an_object_that_does_not_parse_gets_a_status_and_stalls_nothing() {
 
 #[tokio::test]
 async fn an_operator_restart_does_no_duplicate_work_and_state_converges() {
-    let mut cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let (mut cluster, client, sp, aap) = Cluster::started(Options::default()).await.unwrap();
     for i in 0..3 {
         apply_json(&client, seccomp(&format!("steady-{i}"))).await.unwrap();
         apply_json(&client, apparmor(&format!("steady-{i}"), "Enforce"))
@@ -306,7 +289,7 @@ async fn a_long_sync_never_makes_a_live_node_look_dead() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&parser, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster::start(Options {
+    let (_cluster, client, sp, _) = Cluster::started(Options {
         nodes: 1,
         agent_args: vec![
             "--apparmor-parser".into(),
@@ -320,8 +303,6 @@ async fn a_long_sync_never_makes_a_live_node_look_dead() {
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
     apply_json(&client, seccomp("alive")).await.unwrap();
     wait_installed(&sp, "alive", 1).await.unwrap();
 

@@ -83,8 +83,7 @@ async fn every_metric_the_alerts_and_the_dashboard_query_is_exported() {
     let names: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
     assert!(names.len() >= 8, "{names:?}");
 
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
+    let (cluster, client, _, _) = Cluster::started(Options::default()).await.unwrap();
     apply_json(
         &client,
         json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile", "metadata": {"name": "watched"},

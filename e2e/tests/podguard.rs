@@ -32,20 +32,9 @@ fn pod_file(cluster: &Cluster, ns: &str, name: &str, profile: &str) -> String {
 #[tokio::test]
 async fn the_api_server_calls_the_pod_guard_which_denies_missing_profiles_and_warns() {
     let port = free_port().unwrap();
-    let cluster = Cluster::start(Options {
-        operator_args: [
-            "--webhook-address",
-            &format!("127.0.0.1:{port}"),
-            "--webhook-mode",
-            "deny",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let client = cluster.cp.client().await.unwrap();
+    let (cluster, client, _, _) = Cluster::started(Options::webhook(port, &["--webhook-mode", "deny"]))
+        .await
+        .unwrap();
 
     // The chart's webhook configuration, pointed at the operator on this machine.
     let bundle = webhook_at_url::<ValidatingWebhookConfiguration>(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use palisade_domain::{AppArmorProfile, SeccompProfile};
+use palisade_domain::AppArmorProfile;
 use palisade_e2e::cluster::{examples_dir, wait_installed};
 use palisade_e2e::{Cluster, Options, wait_for};
 use serde_json::json;
@@ -14,10 +14,7 @@ const T: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn examples_install_on_every_node_update_and_removal() {
-    let cluster = Cluster::start(Options::default()).await.expect("cluster starts");
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let (cluster, _, sp, aap) = Cluster::started(Options::default()).await.expect("cluster starts");
     cluster.apply(&examples_dir()).unwrap();
 
     // Every example profile becomes Ready on all three nodes.

@@ -54,10 +54,7 @@ async fn files_on(cluster: &Cluster, file: &str, expected: &[&str]) {
 
 #[tokio::test]
 async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (cluster, client, sp, aap) = Cluster::started(Options::default()).await.unwrap();
     apply_json(
         &client,
         apparmor(
@@ -159,9 +156,7 @@ async fn a_rejected_profile_never_reaches_a_node_while_valid_ones_install() {
 
 #[tokio::test]
 async fn node_selector_and_node_labels_move_profiles_on_and_off_nodes() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (cluster, client, sp, _) = Cluster::started(Options::default()).await.unwrap();
     label_node(&client, "node-1", json!({"role": "web"})).await;
     apply_json(
         &client,
@@ -192,10 +187,7 @@ async fn node_selector_and_node_labels_move_profiles_on_and_off_nodes() {
 
 #[tokio::test]
 async fn deletion_waits_for_pods_that_use_the_profile() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
+    let (cluster, client, sp, aap) = Cluster::started(Options::default()).await.unwrap();
     apply_json(&client, seccomp("held", json!({}))).await.unwrap();
     apply_json(&client, apparmor("held-aa", json!({"abstract": {}})))
         .await
@@ -266,15 +258,12 @@ async fn deletion_waits_for_pods_that_use_the_profile() {
 
 #[tokio::test]
 async fn a_node_without_apparmor_reports_unsupported_and_keeps_serving_seccomp() {
-    let cluster = Cluster::start(Options {
+    let (_cluster, client, sp, aap) = Cluster::started(Options {
         without_apparmor: vec![2],
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
     apply_json(&client, apparmor("aa", json!({"abstract": {}})))
         .await
         .unwrap();
@@ -336,14 +325,13 @@ fn abi_files() -> Vec<String> {
 #[tokio::test]
 async fn each_node_reports_what_it_can_enforce_and_status_shows_it_beside_the_node() {
     use palisade_e2e::cluster::{SIMULATED_FEATURES, SIMULATED_RUNTIME, simulated_feature_names};
-    let mut cluster = Cluster::start(Options {
+    let (mut cluster, client, _, _) = Cluster::started(Options {
         nodes: 2,
         without_apparmor: vec![1],
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     let proc = |node: &str| cluster.node_dir(node).join("proc/sys/kernel");
     let kernel = std::fs::read_to_string(proc("node-0").join("osrelease")).unwrap();
@@ -461,15 +449,12 @@ async fn each_node_reports_what_it_can_enforce_and_status_shows_it_beside_the_no
 
 #[tokio::test]
 async fn agents_repair_drift_restart_cleanly_remove_orphans_and_never_touch_foreign_profiles() {
-    let mut cluster = Cluster::start(Options {
+    let (mut cluster, client, sp, aap) = Cluster::started(Options {
         drift_interval: 1,
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
-    let aap: Api<AppArmorProfile> = Api::all(client.clone());
     apply_json(&client, seccomp("keep", json!({}))).await.unwrap();
     apply_json(&client, seccomp("orphan", json!({}))).await.unwrap();
     apply_json(&client, apparmor("aa", json!({"abstract": {}})))
@@ -603,9 +588,7 @@ async fn node_deletion_and_addition_update_counts() {
 
 #[tokio::test]
 async fn inheritance_changes_propagate_to_children() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (cluster, client, sp, _) = Cluster::started(Options::default()).await.unwrap();
     apply_json(
         &client,
         seccomp(
@@ -654,14 +637,12 @@ async fn inheritance_changes_propagate_to_children() {
 
 #[tokio::test]
 async fn the_standby_operator_takes_over_when_the_leader_dies() {
-    let mut cluster = Cluster::start(Options {
+    let (mut cluster, client, sp, _) = Cluster::started(Options {
         operators: 2,
         ..Options::default()
     })
     .await
     .unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
     apply_json(&client, seccomp("before", json!({}))).await.unwrap();
     wait_installed(&sp, "before", 3).await.unwrap();
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "palisade-system");
@@ -697,9 +678,7 @@ async fn the_standby_operator_takes_over_when_the_leader_dies() {
 /// every node to the newly accepted content.
 #[tokio::test]
 async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (cluster, client, sp, _) = Cluster::started(Options::default()).await.unwrap();
     let nps: Api<NodeProfileStatus> = Api::all(client.clone());
     let base = |syscall: &str| {
         seccomp(
@@ -792,9 +771,7 @@ async fn a_base_edit_that_makes_a_child_invalid_never_reaches_a_node() {
 /// a Warning Event. Labelling a node to match makes it Ready there.
 #[tokio::test]
 async fn a_profile_that_targets_no_node_says_so() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (_cluster, client, sp, _) = Cluster::started(Options::default()).await.unwrap();
     apply_json(
         &client,
         seccomp("nowhere", json!({"nodeSelector": {"matchLabels": {"pool": "gpu"}}})),
@@ -815,9 +792,7 @@ async fn a_profile_that_targets_no_node_says_so() {
 /// and deletion still completes.
 #[tokio::test]
 async fn the_legacy_finalizer_name_is_migrated() {
-    let cluster = Cluster::start(Options::default()).await.unwrap();
-    let client = cluster.cp.client().await.unwrap();
-    let sp: Api<SeccompProfile> = Api::all(client.clone());
+    let (cluster, client, sp, _) = Cluster::started(Options::default()).await.unwrap();
     let mut old = seccomp("legacy", json!({}));
     old["metadata"]["finalizers"] = json!(["seccompprofiles.palisade.dev"]);
     apply_json(&client, old).await.unwrap();

@@ -53,13 +53,17 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name} in the rendering"))
 }
 
-fn env<'a>(container: &'a Value, name: &str) -> &'a Value {
-    &container["env"]
-        .as_array()
+/// The item of the array `list` whose `field` is `value`.
+fn item<'a>(list: &'a Value, field: &str, value: &str) -> &'a Value {
+    list.as_array()
         .unwrap()
         .iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no env {name}"))["value"]
+        .find(|e| e[field] == value)
+        .unwrap_or_else(|| panic!("no item with {field} {value}"))
+}
+
+fn env<'a>(container: &'a Value, name: &str) -> &'a Value {
+    &item(&container["env"], "name", name)["value"]
 }
 
 fn strs(v: &Value) -> Vec<&str> {
@@ -122,12 +126,7 @@ fn the_default_rendering_keeps_the_security_promises() {
             "/var/lib/palisade"
         ]
     );
-    let include = c["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "apparmor-include")
-        .unwrap();
+    let include = item(&c["volumeMounts"], "name", "apparmor-include");
     assert_eq!(include["readOnly"], true);
     assert_eq!(env(c, "PALISADE_APPARMORFS"), "/sys/kernel/security/apparmor");
     assert_eq!(env(c, "PALISADE_SECCOMP_SUBDIR"), "palisade");
@@ -261,12 +260,7 @@ fn learning_adds_exactly_its_privileges_and_only_when_on() {
     assert_eq!(c["securityContext"]["privileged"], false);
     assert_eq!(env(c, "PALISADE_LEARN"), "true");
     assert_eq!(env(c, "PALISADE_AUDIT_LOG"), "/var/log/audit/audit.log");
-    let audit = c["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "audit")
-        .unwrap();
+    let audit = item(&c["volumeMounts"], "name", "audit");
     assert_eq!(
         (audit["mountPath"].as_str(), audit["readOnly"].as_bool()),
         (Some("/var/log/audit"), Some(true))
@@ -331,13 +325,11 @@ fn denials_add_exactly_their_privileges_and_only_when_on() {
     );
     // The alert counts the metric the agent exports (e2e/tests/denials.rs scrapes it).
     let alerting = docs(&template(&["--set", "metrics.prometheusRule.enabled=true"]).unwrap());
-    let rule = find(&alerting, "PrometheusRule", "palisade")["spec"]["groups"][0]["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["alert"] == "PalisadeProfileDenies")
-        .cloned()
-        .unwrap();
+    let rule = item(
+        &find(&alerting, "PrometheusRule", "palisade")["spec"]["groups"][0]["rules"],
+        "alert",
+        "PalisadeProfileDenies",
+    );
     assert_eq!(
         rule["expr"],
         "sum by (kind, profile) (increase(palisade_agent_denials_total[10m])) > 0"
@@ -349,12 +341,7 @@ fn non_default_values_move_paths_ports_and_policies() {
     let all = docs(&template(&["-f", custom_values().to_str().unwrap()]).unwrap());
     let ds = find(&all, "DaemonSet", "palisade-agent");
     let pod = &ds["spec"]["template"]["spec"];
-    let seccomp = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "seccomp")
-        .unwrap();
+    let seccomp = item(&pod["volumes"], "name", "seccomp");
     assert_eq!(seccomp["hostPath"]["path"], "/var/lib/k0s/kubelet/seccomp/profiles");
     let c = &pod["containers"][0];
     assert_eq!(c["image"], "registry.example.com/platform/palisade-agent:0.1.0-rc.1");

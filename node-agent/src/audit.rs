@@ -389,14 +389,12 @@ mod tests {
 
     #[test]
     fn pods_and_containers_are_found_in_cgroup_paths() {
+        let pod_and_container = Some((
+            "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab".to_string(),
+            Some("4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef".to_string()),
+        ));
         let systemd = "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0d8f4f3e_6a1b_4c2d_9e8f_0123456789ab.slice/cri-containerd-4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef.scope\n";
-        assert_eq!(
-            pod_of_cgroup(systemd),
-            Some((
-                "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab".into(),
-                Some("4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef".into())
-            ))
-        );
+        assert_eq!(pod_of_cgroup(systemd), pod_and_container);
         let cgroupfs = "0::/kubepods/burstable/pod0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab/4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef\n";
         assert_eq!(
             pod_of_cgroup(cgroupfs).unwrap().0,
@@ -405,13 +403,7 @@ mod tests {
         assert_eq!(pod_of_cgroup("0::/system.slice/containerd.service\n"), None);
         // A cgroup namespace shows the path relative to the reader's (the agent's own).
         let relative = "0::/../../besteffort/pod0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab/4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef\n";
-        assert_eq!(
-            pod_of_cgroup(relative),
-            Some((
-                "0d8f4f3e-6a1b-4c2d-9e8f-0123456789ab".into(),
-                Some("4b1a2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef0123456789abcdef".into())
-            ))
-        );
+        assert_eq!(pod_of_cgroup(relative), pod_and_container);
         // A container that writes its own cgroup cannot pass for another pod's.
         let nested = format!(
             "0::/kubepods/besteffort/pod{}/{}/pod{}/{}\n",

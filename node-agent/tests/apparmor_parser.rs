@@ -9,23 +9,41 @@ use palisade_domain::AppArmorMode;
 
 const FEATURES: &str = "/usr/share/apparmor-features/features";
 
-fn setup(root: &Path) -> AppArmor {
-    let fs = root.join("apparmorfs");
-    std::fs::create_dir_all(&fs).unwrap();
-    for f in ["profiles", ".replace", ".remove", ".load"] {
-        std::fs::write(fs.join(f), b"").unwrap();
-    }
-    AppArmor::new(AppArmorConfig {
+/// The agent's AppArmor configuration for a node whose files are under `root`: the real
+/// parser, the simulated apparmorfs at `root/apparmorfs`.
+fn config(root: &Path) -> AppArmorConfig {
+    AppArmorConfig {
         parser: "apparmor_parser".into(),
-        apparmorfs: fs,
+        apparmorfs: root.join("apparmorfs"),
         include_dir: "/etc/apparmor.d".into(),
         abi_dir: None,
         state_dir: root.join("state"),
         simulated_kernel_features: Some(FEATURES.into()),
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
         reserved: vec![],
-    })
-    .unwrap()
+    }
+}
+
+/// Creates the simulated apparmorfs's files under `root`.
+fn simulated_apparmorfs(root: &Path) {
+    let fs = root.join("apparmorfs");
+    std::fs::create_dir_all(&fs).unwrap();
+    for f in ["profiles", ".replace", ".remove", ".load"] {
+        std::fs::write(fs.join(f), b"").unwrap();
+    }
+}
+
+fn setup(root: &Path) -> AppArmor {
+    simulated_apparmorfs(root);
+    AppArmor::new(config(root)).unwrap()
+}
+
+/// What loading `policy` as the enforcing profile `name` fails with.
+async fn load_error(aa: &AppArmor, name: &str, policy: &str) -> String {
+    aa.load(&record(name, AppArmorMode::Enforce), policy)
+        .await
+        .unwrap_err()
+        .to_string()
 }
 
 fn record(name: &str, mode: AppArmorMode) -> Record {
@@ -104,28 +122,19 @@ async fn loads_verifies_and_removes_with_the_real_parser() {
 async fn parser_errors_keep_the_line_number_and_leave_no_record() {
     let root = tempfile::tempdir().unwrap();
     let aa = setup(root.path());
-    let err = aa
-        .load(
-            &record("bad", AppArmorMode::Enforce),
-            "profile bad {\n  /a r,\n  /b rwx,\n}\n",
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&aa, "bad", "profile bad {\n  /a r,\n  /b rwx,\n}\n").await;
     assert!(err.contains("line 3") && err.contains("Invalid mode"), "{err}");
     assert!(
         aa.records().unwrap().is_empty(),
         "no ownership record for what was not loaded"
     );
     assert!(aa.loaded().unwrap().is_empty());
-    let err = aa
-        .load(
-            &record("inc", AppArmorMode::Enforce),
-            "profile inc {\n  include <abstractions/does-not-exist>\n}\n",
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = load_error(
+        &aa,
+        "inc",
+        "profile inc {\n  include <abstractions/does-not-exist>\n}\n",
+    )
+    .await;
     assert!(
         err.contains("does-not-exist"),
         "includes resolve in the include dir: {err}"
@@ -146,14 +155,9 @@ async fn refuses_to_remove_what_palisade_does_not_own() {
 async fn detects_a_node_without_apparmor() {
     let root = tempfile::tempdir().unwrap();
     let aa = AppArmor::new(AppArmorConfig {
-        parser: "apparmor_parser".into(),
         apparmorfs: root.path().join("missing"),
-        include_dir: "/etc/apparmor.d".into(),
-        abi_dir: None,
-        state_dir: root.path().join("state"),
         simulated_kernel_features: None,
-        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
-        reserved: vec![],
+        ..config(root.path())
     })
     .unwrap();
     assert!(aa.detect().await.unwrap_err().contains("not enabled"));
@@ -240,13 +244,8 @@ async fn a_hung_parser_is_killed_and_the_unfinished_load_is_remembered() {
     std::fs::write(fs.join("profiles"), b"").unwrap();
     let aa = AppArmor::new(AppArmorConfig {
         parser: hang,
-        apparmorfs: fs,
-        include_dir: "/etc/apparmor.d".into(),
-        abi_dir: None,
-        state_dir: root.path().join("state"),
-        simulated_kernel_features: Some(FEATURES.into()),
         budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_millis(300)),
-        reserved: vec![],
+        ..config(root.path())
     })
     .unwrap();
     let started = std::time::Instant::now();
@@ -275,20 +274,11 @@ async fn reserved_and_host_names_are_never_loaded() {
     let include = root.path().join("apparmor.d");
     std::fs::create_dir_all(include.join("tunables")).unwrap();
     std::fs::write(include.join("host-tool"), "profile host-tool {\n}\n").unwrap();
-    let fs = root.path().join("apparmorfs");
-    std::fs::create_dir_all(&fs).unwrap();
-    for f in ["profiles", ".replace", ".remove", ".load"] {
-        std::fs::write(fs.join(f), b"").unwrap();
-    }
+    simulated_apparmorfs(root.path());
     let aa = AppArmor::new(AppArmorConfig {
-        parser: "apparmor_parser".into(),
-        apparmorfs: fs,
         include_dir: include,
-        abi_dir: None,
-        state_dir: root.path().join("state"),
-        simulated_kernel_features: Some(FEATURES.into()),
-        budget: palisade_agent::apparmor::default_budget(std::time::Duration::from_secs(60)),
         reserved: vec!["team-*".into()],
+        ..config(root.path())
     })
     .unwrap();
     for name in [

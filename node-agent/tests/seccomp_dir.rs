@@ -2,7 +2,7 @@
 //! pods migrated from SPO): it writes and removes only the files it recorded as its own.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kube::core::DeserializeGuard;
@@ -32,6 +32,32 @@ fn profile(name: &str, syscall: &str) -> SeccompProfile {
     p
 }
 
+/// The seccomp directory `seccomp/<subdir>` under a new temporary root, created.
+fn seccomp_dir(subdir: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("seccomp").join(subdir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (root, dir)
+}
+
+/// The file Palisade writes for `profile(name, syscall)`.
+fn rendered(name: &str, syscall: &str) -> Vec<u8> {
+    palisade_domain::render::seccomp::render(name, &profile(name, syscall).spec, |_| None)
+        .unwrap()
+        .bytes
+}
+
+/// A SeccompProfile `api` with a value only a newer CRD allows: this agent cannot read it.
+fn unreadable() -> DeserializeGuard<SeccompProfile> {
+    let broken: DeserializeGuard<SeccompProfile> = serde_json::from_value(json!({
+        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
+        "metadata": {"name": "api", "uid": "uid-api", "generation": 2},
+        "spec": {"defaultAction": "SCMP_ACT_NEW"}}))
+    .unwrap();
+    assert!(broken.0.is_err());
+    broken
+}
+
 fn state(root: &Path, dir: &Path) -> NodeState {
     let aa = AppArmor::new(AppArmorConfig {
         parser: "apparmor_parser".into(),
@@ -50,22 +76,14 @@ fn state(root: &Path, dir: &Path) -> NodeState {
 
 #[tokio::test]
 async fn a_shared_directory_keeps_other_tools_files_untouched() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("seccomp/operator");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (root, dir) = seccomp_dir("operator");
     std::fs::write(dir.join("spo-only.json"), b"{\"defaultAction\":\"SCMP_ACT_LOG\"}").unwrap();
     std::fs::write(dir.join("web.json"), b"{\"defaultAction\":\"SCMP_ACT_LOG\"}").unwrap();
 
     let mut node = state(root.path(), &dir);
     let labels = BTreeMap::new();
-    let (entries, _) = node
-        .sync(
-            &[accepted("web", "mkdir"), accepted("api", "rmdir")],
-            &[],
-            &labels,
-            true,
-        )
-        .await;
+    let both = [accepted("web", "mkdir"), accepted("api", "rmdir")];
+    let (entries, _) = node.sync(&both, &[], &labels, true).await;
     let by_name: BTreeMap<&str, _> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
     assert_eq!(by_name["api"].state, NodeProfileState::Installed);
     assert_eq!(by_name["web"].state, NodeProfileState::Error, "{:?}", by_name["web"]);
@@ -83,14 +101,7 @@ async fn a_shared_directory_keeps_other_tools_files_untouched() {
 
     // The other tool removes its file: Palisade installs its own in the next sync.
     std::fs::remove_file(dir.join("web.json")).unwrap();
-    let (entries, _) = node
-        .sync(
-            &[accepted("web", "mkdir"), accepted("api", "rmdir")],
-            &[],
-            &labels,
-            false,
-        )
-        .await;
+    let (entries, _) = node.sync(&both, &[], &labels, false).await;
     assert!(
         entries.iter().all(|e| e.state == NodeProfileState::Installed),
         "{entries:?}"
@@ -112,14 +123,10 @@ async fn a_shared_directory_keeps_other_tools_files_untouched() {
 #[tokio::test]
 async fn without_a_record_only_identical_files_are_adopted_and_nothing_else_is_deleted() {
     for subdir in [palisade_domain::SECCOMP_SUBDIR, "profiles"] {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("seccomp").join(subdir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (root, dir) = seccomp_dir(subdir);
         std::fs::write(dir.join("other.json"), b"{}").unwrap();
         let web = accepted("web", "mkdir");
-        let bytes = palisade_domain::render::seccomp::render("web", &profile("web", "mkdir").spec, |_| None)
-            .unwrap()
-            .bytes;
+        let bytes = rendered("web", "mkdir");
         std::fs::write(dir.join("web.json"), &bytes).unwrap();
         let mut node = state(root.path(), &dir);
         assert!(
@@ -144,9 +151,7 @@ async fn without_a_record_only_identical_files_are_adopted_and_nothing_else_is_d
 
 #[tokio::test]
 async fn content_not_yet_accepted_claims_no_name() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("seccomp/operator");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (root, dir) = seccomp_dir("operator");
     let mut node = state(root.path(), &dir);
     let mut pending = profile("web", "mkdir");
     pending.status = None;
@@ -172,17 +177,9 @@ async fn content_not_yet_accepted_claims_no_name() {
 
 #[tokio::test]
 async fn an_object_that_does_not_parse_is_skipped() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("seccomp/palisade");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (root, dir) = seccomp_dir("palisade");
     let mut node = state(root.path(), &dir);
-    // A value only a newer CRD allows: this agent cannot read the object.
-    let broken: DeserializeGuard<SeccompProfile> = serde_json::from_value(json!({
-        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-        "metadata": {"name": "api", "uid": "uid-api", "generation": 2},
-        "spec": {"defaultAction": "SCMP_ACT_NEW"}}))
-    .unwrap();
-    assert!(broken.0.is_err());
+    let broken = unreadable();
     let (entries, _) = node
         .sync(
             &[accepted("web", "mkdir"), Arc::new(broken)],
@@ -206,21 +203,14 @@ async fn an_object_that_does_not_parse_is_skipped() {
 /// keeps what it installed and reports it Pending.
 #[tokio::test]
 async fn an_object_that_stops_parsing_keeps_what_is_installed() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("seccomp/palisade");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (root, dir) = seccomp_dir("palisade");
     let mut node = state(root.path(), &dir);
     let (entries, _) = node
         .sync(&[accepted("api", "mkdir")], &[], &BTreeMap::new(), false)
         .await;
     assert_eq!(entries[0].state, NodeProfileState::Installed);
     let installed = std::fs::read(dir.join("api.json")).unwrap();
-    let broken: DeserializeGuard<SeccompProfile> = serde_json::from_value(json!({
-        "apiVersion": "palisade.dev/v1alpha1", "kind": "SeccompProfile",
-        "metadata": {"name": "api", "uid": "uid-api", "generation": 2},
-        "spec": {"defaultAction": "SCMP_ACT_NEW"}}))
-    .unwrap();
-    assert!(broken.0.is_err());
+    let broken = unreadable();
     for drift in [false, true] {
         let (entries, _) = node
             .sync(&[Arc::new(broken.clone())], &[], &BTreeMap::new(), drift)
@@ -245,14 +235,10 @@ async fn an_object_that_stops_parsing_keeps_what_is_installed() {
 /// missing are ever adopted.
 #[tokio::test]
 async fn with_a_record_an_identical_foreign_file_is_not_adopted() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("seccomp/palisade");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (root, dir) = seccomp_dir("palisade");
     let mut node = state(root.path(), &dir);
     assert!(files::read_owned(&dir).unwrap().is_some(), "the record exists");
-    let bytes = palisade_domain::render::seccomp::render("web", &profile("web", "mkdir").spec, |_| None)
-        .unwrap()
-        .bytes;
+    let bytes = rendered("web", "mkdir");
     std::fs::write(dir.join("web.json"), &bytes).unwrap();
     let (entries, _) = node
         .sync(&[accepted("web", "mkdir")], &[], &BTreeMap::new(), true)

@@ -379,6 +379,25 @@ mod tests {
     const ACCEPTED: &str = "00000000000000aa1111";
     const OLDER: &str = "00000000000000bb2222";
 
+    fn counts(targeted: u32, installed: u32, failed: u32, pending: u32, unsupported: u32) -> NodeCounts {
+        NodeCounts {
+            targeted,
+            installed,
+            failed,
+            pending,
+            unsupported,
+        }
+    }
+
+    /// The condition of type `type_` in `status`.
+    fn condition<'a>(status: &'a ProfileStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
@@ -452,16 +471,7 @@ mod tests {
             failures,
             left_out,
         } = aggregate(&profile, &nodes);
-        assert_eq!(
-            counts,
-            NodeCounts {
-                targeted: 9,
-                installed: 2,
-                failed: 1,
-                pending: 5,
-                unsupported: 1
-            }
-        );
+        assert_eq!(counts, self::counts(9, 2, 1, 5, 1));
         assert_eq!(
             failures,
             vec![NodeFailure {
@@ -504,13 +514,7 @@ mod tests {
 
     #[test]
     fn ready_exactly_when_every_targeted_node_installed_or_cannot() {
-        let c = |targeted, installed, failed, pending, unsupported| NodeCounts {
-            targeted,
-            installed,
-            failed,
-            pending,
-            unsupported,
-        };
+        let c = counts;
         let a = accepted();
         let ready = |acceptance, counts: NodeCounts| readiness(acceptance, Some(&a), ProfileState::Enabled, &counts);
         assert_eq!(ready(Acceptance::Accepted, c(3, 3, 0, 0, 0)).0, "True");
@@ -574,27 +578,15 @@ mod tests {
             weakened: Some("SECCOMP_FILTER_FLAG_SPEC_ALLOW turns off a mitigation".into()),
         });
         let warned = build(with, &t);
-        let weakened = warned
-            .conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_WEAKENED)
-            .unwrap();
+        let weakened = condition(&warned, CONDITION_WEAKENED);
         assert_eq!(
             (weakened.status.as_str(), weakened.reason.as_str()),
             ("True", "WeakensConfinement")
         );
-        let c = warned
-            .conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_SYSCALLS_IGNORED)
-            .expect("the warning condition");
+        let c = condition(&warned, CONDITION_SYSCALLS_IGNORED);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "SyscallsIgnored"));
         assert_eq!(warned.ignored_syscalls, ignored);
-        let accepted = warned
-            .conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_ACCEPTED)
-            .unwrap();
+        let accepted = condition(&warned, CONDITION_ACCEPTED);
         assert_eq!(
             accepted.status, "True",
             "a warning does not make the profile unaccepted"
@@ -625,11 +617,7 @@ mod tests {
     fn rules_left_out_on_some_nodes_are_a_warning_naming_them() {
         let t = Time(Timestamp::from_second(1_000).unwrap());
         let workloads = BTreeSet::new();
-        let counts = NodeCounts {
-            targeted: 7,
-            installed: 7,
-            ..NodeCounts::default()
-        };
+        let counts = counts(7, 7, 0, 0, 0);
         let clean = build(input(None, Acceptance::Accepted, counts, &workloads), &t);
         assert!(!clean.conditions.iter().any(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED));
         let left_out: Vec<LeftOut> = (0..6)
@@ -645,11 +633,7 @@ mod tests {
             },
             &t,
         );
-        let c = warned
-            .conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_RULES_NOT_ENFORCED)
-            .expect("the warning");
+        let c = condition(&warned, CONDITION_RULES_NOT_ENFORCED);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "RuleClassesLeftOut"));
         assert!(
             c.message
@@ -659,7 +643,7 @@ mod tests {
         );
         assert!(c.message.contains("old-0 (io_uring, userns); old-1"), "{}", c.message);
         assert!(c.message.ends_with("; and 1 more"), "{}", c.message);
-        let ready = warned.conditions.iter().find(|c| c.type_ == CONDITION_READY).unwrap();
+        let ready = condition(&warned, CONDITION_READY);
         assert_eq!(ready.status, "True", "a warning, not a failure");
     }
 
@@ -668,16 +652,8 @@ mod tests {
         let t1 = Time(Timestamp::from_second(1_000).unwrap());
         let t2 = Time(Timestamp::from_second(2_000).unwrap());
         let workloads = BTreeSet::new();
-        let pending = NodeCounts {
-            targeted: 1,
-            pending: 1,
-            ..Default::default()
-        };
-        let done = NodeCounts {
-            targeted: 1,
-            installed: 1,
-            ..Default::default()
-        };
+        let pending = counts(1, 0, 0, 1, 0);
+        let done = counts(1, 1, 0, 0, 0);
         let first = build(input(None, Acceptance::Accepted, pending, &workloads), &t1);
         let same = build(input(Some(&first), Acceptance::Accepted, pending, &workloads), &t2);
         assert_eq!(first, same, "nothing changed: identical status, identical times");
@@ -723,11 +699,7 @@ mod tests {
         held.deleting = true;
         held.localhost_profile = Some("palisade/p.json".into());
         let status = build(held, &now);
-        let held = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_DELETING)
-            .unwrap();
+        let held = condition(&status, CONDITION_DELETING);
         assert_eq!(held.reason, "InUse");
         assert_eq!(
             held.message,

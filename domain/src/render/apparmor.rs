@@ -777,30 +777,15 @@ profile my-app flags=(complain) {
 
     #[test]
     fn rejects_no_profile_and_unbalanced_braces() {
-        assert!(
-            check_policy("p", "# nothing\n")
-                .unwrap_err()
-                .to_string()
-                .contains("defines no profile")
-        );
-        assert!(
-            check_policy("p", "profile p {\n  /a r,\n")
-                .unwrap_err()
-                .to_string()
-                .contains("unbalanced")
-        );
-        assert!(
-            check_policy("p", "profile p {\n}\n}\n")
-                .unwrap_err()
-                .to_string()
-                .contains("line 3")
-        );
-        assert!(
-            check_policy("p", "profile p {\n \"/a r,\n}\n")
-                .unwrap_err()
-                .to_string()
-                .contains("line 2: unterminated")
-        );
+        for (policy, why) in [
+            ("# nothing\n", "defines no profile"),
+            ("profile p {\n  /a r,\n", "unbalanced"),
+            ("profile p {\n}\n}\n", "line 3"),
+            ("profile p {\n \"/a r,\n}\n", "line 2: unterminated"),
+        ] {
+            let err = check_policy("p", policy).unwrap_err().to_string();
+            assert!(err.contains(why), "{policy:?}: {err}");
+        }
     }
 
     #[test]
