@@ -278,37 +278,7 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
                     apply,
                     enforce,
                 };
-                let outcome = tokio::select! {
-                    r = workload::run(client, &req, |line| eprintln!("{line}")) => r?,
-                    _ = tokio::signal::ctrl_c() => {
-                        eprintln!("interrupted: what was created stays and keeps learning; run the same command again to continue");
-                        return Ok(130);
-                    }
-                };
-                if output == LearnFormat::Table && output_dir.is_none() {
-                    for learned in &outcome.learned {
-                        println!("{}", learn::text(learned));
-                    }
-                }
-                match (output, &output_dir) {
-                    (_, Some(dir)) => {
-                        for path in learn::write_manifests(dir, &outcome.manifests)? {
-                            println!("{}", path.display());
-                        }
-                    }
-                    (LearnFormat::Manifest, None) => {
-                        for m in &outcome.manifests {
-                            print!("---\n{}", yaml_serde::to_string(m)?);
-                        }
-                    }
-                    (LearnFormat::Json, None) => println!("{}", serde_json::to_string_pretty(&outcome.learned)?),
-                    (LearnFormat::Yaml, None) => print!("{}", yaml_serde::to_string(&outcome.learned)?),
-                    (LearnFormat::Table, None) => {}
-                }
-                if !outcome.created.is_empty() {
-                    eprintln!("created: {}", outcome.created.join(", "));
-                }
-                Ok(0)
+                learn_workload(client, &req, output, output_dir.as_deref()).await
             }
             Command::Learn {
                 profile: Some(profile),
@@ -320,28 +290,7 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
                 ..
             } => {
                 let learned = learn::learn(client, &profile, kind, apply, enforce).await?;
-                let format = match output {
-                    _ if output_dir.is_some() => None,
-                    LearnFormat::Manifest => None,
-                    LearnFormat::Table => Some(Format::Table),
-                    LearnFormat::Yaml => Some(Format::Yaml),
-                    LearnFormat::Json => Some(Format::Json),
-                };
-                if let Some(format) = format {
-                    print(format, &learned, || learn::text(&learned))?;
-                    return Ok(0);
-                }
-                for note in learn::manifest_notes(&learned) {
-                    eprintln!("# {note}");
-                }
-                match output_dir {
-                    Some(dir) => {
-                        for path in learn::write_manifests(&dir, std::slice::from_ref(&learned.manifest))? {
-                            println!("{}", path.display());
-                        }
-                    }
-                    None => print!("{}", yaml_serde::to_string(&learned.manifest)?),
-                }
+                print_learned(&learned, output, output_dir.as_deref())?;
                 Ok(0)
             }
             Command::Denials {
@@ -364,6 +313,77 @@ fn run_cluster(connection: &cluster::Connection, command: Command) -> anyhow::Re
             _ => unreachable!("only the cluster verbs"),
         }
     })
+}
+
+/// `palisade learn --workload`: runs the whole loop, printing its progress on stderr, then
+/// prints what was learned as `output` asks, or writes the manifests into `output_dir`.
+/// Ctrl-C leaves what was created learning (exit code 130).
+async fn learn_workload(
+    client: kube::Client,
+    req: &workload::Request,
+    output: LearnFormat,
+    output_dir: Option<&Path>,
+) -> anyhow::Result<i32> {
+    let outcome = tokio::select! {
+        r = workload::run(client, req, |line| eprintln!("{line}")) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: what was created stays and keeps learning; run the same command again to continue");
+            return Ok(130);
+        }
+    };
+    if output == LearnFormat::Table && output_dir.is_none() {
+        for learned in &outcome.learned {
+            println!("{}", learn::text(learned));
+        }
+    }
+    match (output, output_dir) {
+        (_, Some(dir)) => write_manifests(dir, &outcome.manifests)?,
+        (LearnFormat::Manifest, None) => {
+            for m in &outcome.manifests {
+                print!("---\n{}", yaml_serde::to_string(m)?);
+            }
+        }
+        (LearnFormat::Json, None) => println!("{}", serde_json::to_string_pretty(&outcome.learned)?),
+        (LearnFormat::Yaml, None) => print!("{}", yaml_serde::to_string(&outcome.learned)?),
+        (LearnFormat::Table, None) => {}
+    }
+    if !outcome.created.is_empty() {
+        eprintln!("created: {}", outcome.created.join(", "));
+    }
+    Ok(0)
+}
+
+/// `palisade learn PROFILE`: what was learned as `output` asks, or its manifest (into
+/// `output_dir`, or on stdout as YAML, with its notes on stderr).
+fn print_learned(learned: &learn::Learned, output: LearnFormat, output_dir: Option<&Path>) -> anyhow::Result<()> {
+    let format = match output {
+        _ if output_dir.is_some() => None,
+        LearnFormat::Manifest => None,
+        LearnFormat::Table => Some(Format::Table),
+        LearnFormat::Yaml => Some(Format::Yaml),
+        LearnFormat::Json => Some(Format::Json),
+    };
+    if let Some(format) = format {
+        return print(format, learned, || learn::text(learned));
+    }
+    for note in learn::manifest_notes(learned) {
+        eprintln!("# {note}");
+    }
+    match output_dir {
+        Some(dir) => write_manifests(dir, std::slice::from_ref(&learned.manifest)),
+        None => {
+            print!("{}", yaml_serde::to_string(&learned.manifest)?);
+            Ok(())
+        }
+    }
+}
+
+/// Writes manifests under `dir` (see [`learn::write_manifests`]) and prints each path.
+fn write_manifests(dir: &Path, manifests: &[Value]) -> anyhow::Result<()> {
+    for path in learn::write_manifests(dir, manifests)? {
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]

@@ -410,6 +410,84 @@ pub struct Outcome {
     pub manifests: Vec<Value>,
 }
 
+/// Binds `kind`'s learning profile `name` to the workload's pods (a ProfileBinding in its
+/// namespace, its UID the tenant's own) and creates the profile for it in learning mode, or
+/// continues in the one an earlier run made for that binding. Refuses a binding or a profile
+/// of that name that someone else made.
+async fn bind(
+    client: &Client,
+    req: &Request,
+    kind: ProfileKind,
+    name: &str,
+    selector: &LabelSelector,
+    created: &mut Vec<String>,
+    say: &mut impl FnMut(&str),
+) -> Result<ProfileBinding> {
+    let w = &req.workload;
+    let ns = &req.namespace;
+    let bindings_api: Api<ProfileBinding> = Api::namespaced(client.clone(), ns);
+    let ours = label_value(ns, w);
+    let bname = binding_name(w, kind);
+    let existing = bindings_api.get_opt(&bname).await?;
+    if let Some(b) = &existing
+        && b.labels().get(LEARNED_FOR) != Some(&ours)
+    {
+        bail!(
+            "ProfileBinding {ns}/{bname} exists and is not the one palisade learn made for {w}: rename or delete it, or learn for this workload under another name"
+        );
+    }
+    // A profile of that name without a binding of ours was made by someone else: refuse
+    // before binding the workload to it.
+    let owner = profile_owner(client, kind, name).await?;
+    if existing.is_none() && owner.is_some() {
+        bail!(
+            "{} {name} exists and was not created by palisade learn for {w} in {ns} (there is no ProfileBinding {ns}/{bname} it was made for): learning would take over someone else's profile",
+            kind.name()
+        );
+    }
+    let b = binding(kind, name, w, ns, selector);
+    let applied = bindings_api
+        .patch(&bname, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&b))
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} {name} to {w} (is the ProfileBinding CRD installed?)",
+                kind.name()
+            )
+        })?;
+    if existing.is_none() {
+        created.push(format!("ProfileBinding {ns}/{bname}"));
+        say(&format!(
+            "created ProfileBinding {ns}/{bname} ({} {name} to the pods of {w})",
+            kind.name()
+        ));
+    }
+    let uid = applied.uid().unwrap_or_default();
+    match owner {
+        None => {
+            let obj = learning_profile(kind, name, w, ns, &uid);
+            match kind {
+                ProfileKind::AppArmorProfile => create::<AppArmorProfile>(client, obj).await?,
+                ProfileKind::SeccompProfile => create::<SeccompProfile>(client, obj).await?,
+            }
+            let mode = match kind {
+                ProfileKind::AppArmorProfile => "Complain",
+                ProfileKind::SeccompProfile => "SCMP_ACT_LOG",
+            };
+            created.push(format!("{} {name} ({mode})", kind.name()));
+            say(&format!("created {} {name} ({mode})", kind.name()));
+        }
+        Some((_, Some(owner))) if owner == uid => {
+            say(&format!("{} {name} exists: learning continues in it", kind.name()));
+        }
+        Some(_) => bail!(
+            "{} {name} exists and was not created by palisade learn for {w} in {ns} (its {CREATED_FOR} annotation does not name ProfileBinding {ns}/{bname}): learning would take over someone else's profile",
+            kind.name()
+        ),
+    }
+    Ok(applied)
+}
+
 /// Runs the whole loop; `say` receives each line of progress as it happens.
 pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Result<Outcome> {
     let w = &req.workload;
@@ -421,69 +499,9 @@ pub async fn run(client: Client, req: &Request, mut say: impl FnMut(&str)) -> Re
 
     // Bindings first (each in the workload's namespace, so its UID is the tenant's own), then
     // the profiles created for them: a run continues only with its own objects.
-    let bindings_api: Api<ProfileBinding> = Api::namespaced(client.clone(), ns);
-    let ours = label_value(ns, w);
     let mut bindings = Vec::new();
     for &kind in &kinds {
-        let bname = binding_name(w, kind);
-        let existing = bindings_api.get_opt(&bname).await?;
-        if let Some(b) = &existing
-            && b.labels().get(LEARNED_FOR) != Some(&ours)
-        {
-            bail!(
-                "ProfileBinding {ns}/{bname} exists and is not the one palisade learn made for {w}: rename or delete it, or learn for this workload under another name"
-            );
-        }
-        // A profile of that name without a binding of ours was made by someone else: refuse
-        // before binding the workload to it.
-        let owner = profile_owner(&client, kind, &name).await?;
-        if existing.is_none() && owner.is_some() {
-            bail!(
-                "{} {name} exists and was not created by palisade learn for {w} in {ns} (there is no ProfileBinding {ns}/{bname} it was made for): learning would take over someone else's profile",
-                kind.name()
-            );
-        }
-        let b = binding(kind, &name, w, ns, &selector);
-        let applied = bindings_api
-            .patch(&bname, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&b))
-            .await
-            .with_context(|| {
-                format!(
-                    "binding {} {name} to {w} (is the ProfileBinding CRD installed?)",
-                    kind.name()
-                )
-            })?;
-        if existing.is_none() {
-            created.push(format!("ProfileBinding {ns}/{bname}"));
-            say(&format!(
-                "created ProfileBinding {ns}/{bname} ({} {name} to the pods of {w})",
-                kind.name()
-            ));
-        }
-        let uid = applied.uid().unwrap_or_default();
-        match owner {
-            None => {
-                let obj = learning_profile(kind, &name, w, ns, &uid);
-                match kind {
-                    ProfileKind::AppArmorProfile => create::<AppArmorProfile>(&client, obj).await?,
-                    ProfileKind::SeccompProfile => create::<SeccompProfile>(&client, obj).await?,
-                }
-                let mode = match kind {
-                    ProfileKind::AppArmorProfile => "Complain",
-                    ProfileKind::SeccompProfile => "SCMP_ACT_LOG",
-                };
-                created.push(format!("{} {name} ({mode})", kind.name()));
-                say(&format!("created {} {name} ({mode})", kind.name()));
-            }
-            Some((_, Some(owner))) if owner == uid => {
-                say(&format!("{} {name} exists: learning continues in it", kind.name()));
-            }
-            Some(_) => bail!(
-                "{} {name} exists and was not created by palisade learn for {w} in {ns} (its {CREATED_FOR} annotation does not name ProfileBinding {ns}/{bname}): learning would take over someone else's profile",
-                kind.name()
-            ),
-        }
-        bindings.push(applied);
+        bindings.push(bind(&client, req, kind, &name, &selector, &mut created, &mut say).await?);
     }
 
     // Restart only what does not run bound yet: a second run does not restart again. The
