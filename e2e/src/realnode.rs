@@ -418,6 +418,11 @@ fn prepare_share(cp: &ControlPlane, artifacts: &Artifacts, at: &Place, dir: &Pat
     }
     for image in &artifacts.images {
         let name = image.file_name().context("image file name")?;
+        // The operator runs on the first node alone (see [`RealNodeStack::helm_install`]);
+        // an import costs the others most of a minute under emulation.
+        if at.index > 0 && name.to_string_lossy().starts_with("palisade-operator-") {
+            continue;
+        }
         link_or_copy(image, &share.join("images").join(name))?;
     }
     Ok(share)
