@@ -116,7 +116,7 @@ impl NodeKind {
     }
 
     /// Software emulation of another CPU is several times slower than of this one.
-    fn patience(&self) -> u32 {
+    pub fn patience(&self) -> u32 {
         if self.arch == "amd64" { 1 } else { 3 }
     }
 }
@@ -927,11 +927,11 @@ impl RealNodeStack {
     }
 }
 
-/// Waits until the agent DaemonSet has a ready pod on every node it schedules to and the
-/// operator Deployment has all its replicas available.
 /// The agents' drift interval on the real nodes (`agent.driftInterval`).
 pub const DRIFT_INTERVAL: Duration = Duration::from_secs(15);
 
+/// Waits until the agent DaemonSet has a ready pod on every node it schedules to and the
+/// operator Deployment has all its replicas available.
 pub async fn wait_workloads(client: &kube::Client, timeout: Duration, alive: impl Fn() -> Result<()>) -> Result<()> {
     let ds: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
     let deploy: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);

@@ -496,8 +496,6 @@ async fn run_binding_controller(
         .await;
 }
 
-// The leader's watches.
-//
 // The leader's watches: one per kind, each cached in a store that reconciles and triggers
 // read, with only what they read kept. Profiles are watched through `DeserializeGuard`, so
 // an object that does not parse stays in the watch and its cache (and is reconciled, to say
@@ -623,7 +621,7 @@ where
     (store, stream.boxed())
 }
 
-/// The one watch of a profile kind, guarded (see the module), cached in a shared store that
+/// The one watch of a profile kind, guarded (see "The leader's watches" above), cached in a shared store that
 /// the controller subscribes to and the other reconciles read.
 pub fn reflect_profiles<K: Profile>(client: &Client) -> (Profiles<K>, Events<DeserializeGuard<K>>) {
     let (store, writer) = reflector::store_shared(1024);

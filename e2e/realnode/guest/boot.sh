@@ -41,8 +41,8 @@ if ! cmp -s "$S/config/containerd.toml" /etc/containerd/config.toml; then
 fi
 log "config installed"
 
-# Images: built on the host (pause, busybox:local, Palisade's operator and agent), imported
-# once per file (its stamp); a reboot keeps them.
+# Images: built on the host (pause, busybox:local, Palisade's agent, and its operator on the
+# node that runs it), imported once per file (its stamp); a reboot keeps them.
 for t in "$S"/images/*.tar; do
   mark=/var/lib/palisade-node/imported-$(basename "$t")-$(stamp "$t")
   [ -e "$mark" ] && continue
