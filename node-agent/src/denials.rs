@@ -26,7 +26,7 @@ use palisade_domain::pods::{LearningContainer, LearningPod};
 use palisade_domain::{AppArmorProfile, ProfileKind, SeccompProfile};
 use serde_json::json;
 
-use crate::audit::{NodePods, Process, now_secs};
+use crate::attribution::{NodePods, Process, now_secs, time_of};
 use crate::metrics::Metrics;
 
 /// Most distinct profiles the denials metric names; others share `profile="other"`.
@@ -259,7 +259,7 @@ impl Denials {
     /// Creates or updates one series' Event (core/v1, as the kubelet's: `count`,
     /// `firstTimestamp`, `lastTimestamp`), named after its subject so that a repeat updates it.
     async fn write(&self, w: &Write) -> kube::Result<()> {
-        let time = crate::learn::time_of;
+        let time = time_of;
         let msg = message(&w.subject, &w.series, &self.node);
         let (namespace, object, involved, annotations) = self.about(&w.subject);
         let name = event_name(&object, &w.subject, &self.node);

@@ -20,7 +20,7 @@ use palisade_domain::{AppArmorProfile, NODE_STATUS_VERSION, NodeProfileStatus, P
 use palisade_runtime::backoff::{self, Retryable as _};
 use serde_json::json;
 
-use crate::audit::{NodePods, Process, now_secs};
+use crate::attribution::{NodePods, Process, now_secs, time_of};
 
 pub struct Config {
     pub node: String,
@@ -307,8 +307,4 @@ impl Learner {
         .await?;
         Ok(())
     }
-}
-
-pub fn time_of(secs: f64) -> Time {
-    Time(k8s_openapi::jiff::Timestamp::from_millisecond((secs * 1000.0).round() as i64).unwrap_or_default())
 }

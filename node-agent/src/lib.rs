@@ -2,6 +2,7 @@
 //! and seccomp profiles, and reports them in its node's NodeProfileStatus.
 
 pub mod apparmor;
+pub mod attribution;
 pub mod audit;
 pub mod denials;
 pub mod files;

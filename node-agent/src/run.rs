@@ -438,7 +438,7 @@ pub async fn run(args: Args) -> Result<()> {
             source: source.clone(),
             interval: Duration::from_millis(500),
         };
-        let pods = crate::audit::NodePods::new(client.clone(), args.node_name.clone(), args.proc_root.clone());
+        let pods = crate::attribution::NodePods::new(client.clone(), args.node_name.clone(), args.proc_root.clone());
         let (alive, stop) = (health.alive("audit"), shutdown.clone());
         tokio::spawn(async move {
             let _alive = alive;

@@ -25,7 +25,8 @@ use palisade_domain::nodestatus::{Standing, standing};
 use palisade_domain::selector::selects;
 use palisade_domain::{InstalledSet, NodeProfileState, NodeProfileStatus, ProfileKind};
 
-pub type Key = (ProfileKind, String);
+pub use crate::triggers::Key;
+use crate::triggers::dedup;
 
 use palisade_domain::learn::{LearnedProfile, Learning};
 pub use palisade_domain::nodestatus::digest_key;
@@ -608,12 +609,6 @@ impl NodeReports {
             inner.waiters.values().map(HashSet::len).sum(),
         )
     }
-}
-
-pub(crate) fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
-    keys.sort();
-    keys.dedup();
-    keys
 }
 
 /// Profiles whose exception, or whose rules left out, differ between two reports of one node.

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::ProfileKind;
+pub use crate::common::{Learning, Suggestion};
 
 /// Most rules one node reports for one profile; more are counted, not listed.
 pub const MAX_RULES_PER_PROFILE: usize = 256;
@@ -54,48 +55,6 @@ pub struct LearnedRule {
     pub first_seen: Time,
     /// When the last of them was made.
     pub last_seen: Time,
-}
-
-/// The operator's merge of what every node learned for a profile (its status `learning`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Learning {
-    /// Distinct permissions the profile's processes used that its accepted content does not
-    /// grant (AppArmor, Complain mode) or that its filter logged (seccomp, `SCMP_ACT_LOG`).
-    pub new_permissions: u32,
-    /// When the newest of those permissions was first used: quiet since then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_new_at: Option<Time>,
-    /// Nodes that reported learning for the accepted content.
-    pub nodes: u32,
-    /// The suggested rules, sorted; `kubectl palisade learn` shows and applies them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
-    pub suggestions: Vec<Suggestion>,
-    /// Suggestions left out to keep within the bound.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub omitted_suggestions: u32,
-}
-
-/// One suggested rule, merged over the nodes that saw it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Suggestion {
-    /// The rule: an AppArmor rule line (`owner /run/app.pid w,`; `^hat ...` or `//child ...`
-    /// for a hat's or child profile's), or a syscall name.
-    #[schemars(length(max = 4200))]
-    pub rule: String,
-    /// How many records asked for it, on all nodes.
-    pub count: u64,
-    /// When a node first saw it.
-    pub first_seen: Time,
-    /// When a node last saw it.
-    pub last_seen: Time,
-    /// Up to 5 of the nodes that saw it.
-    #[schemars(length(max = 5), inner(length(max = 253)))]
-    pub nodes: Vec<String>,
-    /// How many nodes saw it.
-    pub node_count: u32,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -35,8 +35,15 @@ use palisade_domain::{AppArmorProfile, ProfileKind, SeccompProfile};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{BroadcastStream, UnboundedReceiverStream};
 
-pub use crate::reports::Key;
-use crate::reports::dedup;
+/// A profile to look at again: its kind and name.
+pub type Key = (ProfileKind, String);
+
+/// Each profile once, in order.
+pub(crate) fn dedup(mut keys: Vec<Key>) -> Vec<Key> {
+    keys.sort();
+    keys.dedup();
+    keys
+}
 
 /// A controller's queue of profiles to reconcile.
 pub type Queue<K> = UnboundedReceiverStream<ObjectRef<DeserializeGuard<K>>>;
