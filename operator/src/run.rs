@@ -279,22 +279,13 @@ async fn lead(
     tracing::info!(identity = args.identity, "leading");
     let mut term = Term::new(health);
     let lost = term.keep_leading(elector.clone(), renew);
-    let Watches {
-        seccomp,
-        apparmor,
-        nodes,
-        leases,
-        pods,
-        bindings,
-        binding_objects,
-        events,
-    } = Watches::start(client, &args.namespace, &args.seccomp_subdir);
+    let w = Watches::start(client, &args.namespace, &args.seccomp_subdir);
     let binding_ctx = Arc::new(crate::bindings::BindingContext {
         client: client.clone(),
         seccomp_subdir: args.seccomp_subdir.clone(),
-        seccomp: seccomp.store.clone(),
-        apparmor: apparmor.store.clone(),
-        bindings: bindings.clone(),
+        seccomp: w.seccomp.store.clone(),
+        apparmor: w.apparmor.store.clone(),
+        bindings: w.bindings.clone(),
         counted: Default::default(),
     });
     let ctx = Arc::new(context(
@@ -302,28 +293,36 @@ async fn lead(
         args,
         metrics,
         Caches {
-            seccomp: seccomp.store.clone(),
+            seccomp: w.seccomp.store.clone(),
             reports: Arc::default(),
-            nodes,
+            nodes: w.nodes,
             liveness: Arc::new(Liveness::default()),
-            pods,
-            bindings: bindings.clone(),
+            pods: w.pods,
+            bindings: w.bindings.clone(),
         },
     ));
     let (router, seccomp_queue, apparmor_queue) = Router::new();
     // Each node's pods that use a learning profile (any Palisade profile, with denials on),
     // published in its report for its agent.
     let published = Arc::new(Published::default());
-    follow_watches(&mut term, events, &ctx, &apparmor.store, &leases, &published, &router);
+    follow_watches(
+        &mut term,
+        w.events,
+        &ctx,
+        &w.apparmor.store,
+        &w.leases,
+        &published,
+        &router,
+    );
 
-    wait_synced(&ctx, &apparmor.store, &leases).await?;
+    wait_synced(&ctx, &w.apparmor.store, &w.leases).await?;
     term.spawn(
         "publish/learning-pods",
         crate::learning_pods::run(
             client.clone(),
             published,
             ctx.pods.clone(),
-            apparmor.store.clone(),
+            w.apparmor.store.clone(),
             ctx.seccomp.clone(),
             args.seccomp_subdir.clone(),
             args.denials,
@@ -334,9 +333,9 @@ async fn lead(
 
     let stop = until_either(shutdown.clone(), lost);
     tokio::join!(
-        run_controller(ctx.clone(), seccomp, seccomp_queue, &router, stop.clone()),
-        run_controller(ctx.clone(), apparmor, apparmor_queue, &router, stop.clone()),
-        run_binding_controller(binding_ctx, bindings, binding_objects, stop),
+        run_controller(ctx.clone(), w.seccomp, seccomp_queue, &router, stop.clone()),
+        run_controller(ctx.clone(), w.apparmor, apparmor_queue, &router, stop.clone()),
+        run_binding_controller(binding_ctx, w.bindings, w.binding_objects, stop),
     );
     term.end().await;
     Ok(())
