@@ -181,7 +181,7 @@ pub struct Suggestion {
     pub node_count: u32,
 }
 
-fn is_zero(n: &u32) -> bool {
+pub(crate) fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 

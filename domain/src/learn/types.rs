@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::ProfileKind;
 pub use crate::common::{Learning, Suggestion};
+use crate::common::{ProfileKind, is_zero};
 
 /// Most rules one node reports for one profile; more are counted, not listed.
 pub const MAX_RULES_PER_PROFILE: usize = 256;
@@ -55,8 +55,4 @@ pub struct LearnedRule {
     pub first_seen: Time,
     /// When the last of them was made.
     pub last_seen: Time,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
